@@ -1,0 +1,37 @@
+# The only entry points a user needs: `make demo` and `make test`.
+# Both do all set-up themselves and are idempotent.
+VENV    ?= .venv
+PYTHON  ?= python3
+BIN      = $(VENV)/bin
+STAMP    = $(VENV)/.installed-stamp
+# Debian packages the tests start as real servers or use as foreign peers.
+DEB_PKGS = mbpoll mosquitto victoria-metrics
+
+.PHONY: demo test system-deps venv docs clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+venv: $(STAMP)
+
+system-deps:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+demo: $(STAMP)
+	$(BIN)/linegw demo
+
+test: $(STAMP) system-deps
+	$(BIN)/pytest
+
+docs: $(STAMP)
+	$(BIN)/linegw spec docs
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
