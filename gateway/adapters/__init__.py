@@ -1,0 +1,1 @@
+"""Southbound protocol adapters, found through the `linegw.adapters` entry point."""
