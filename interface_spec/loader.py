@@ -1,0 +1,94 @@
+"""Loading spec files: YAML in, validated models out, or an error that names
+the file, the line and the path inside it.
+
+The same machinery loads the gateway's own config files, so every config
+error in the product reads the same way: `file:line: path: what is wrong`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class SpecError(ValueError):
+    """A file that does not follow its format; the message is for people."""
+
+
+def _compose(text: str, filename: str) -> tuple[Any, yaml.Node | None]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{filename}:{mark.line + 1}" if mark else filename
+        raise SpecError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return data, node
+
+
+def line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the deepest YAML node that `loc` (a pydantic error path) reaches."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == str(part):
+                    node = value
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            return line
+        line = node.start_mark.line + 1
+    return line
+
+
+def format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def validation_message(exc: ValidationError, filename: str, node: yaml.Node | None) -> str:
+    lines = []
+    for err in exc.errors(include_url=False):
+        # Drop pydantic's union/validator tags from the path; keep field names and indexes.
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+        line = line_of(node, loc)
+        where = f"{filename}:{line}" if line else filename
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {format_loc(loc)}: {msg}")
+    return "\n".join(lines)
+
+
+def load_model(path: str | Path, model: type[M], text: str | None = None) -> M:
+    """Parse one YAML file into `model`, or raise SpecError naming file:line: field."""
+    path = Path(path)
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
+    data, node = _compose(text, str(path))
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}:1: (top level): expected a mapping of fields")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(validation_message(exc, str(path), node)) from None
+
+
+def yaml_node(path: str | Path) -> yaml.Node | None:
+    """The composed YAML tree of a file, for locating errors found after validation."""
+    return yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
