@@ -1,0 +1,143 @@
+"""The line configuration: one YAML file that lists a line's equipment.
+
+Validated by pydantic; every error names the file, the line and the field
+(`deploy/lines/demo.yaml:14: equipment[2].endpoint: ...`). Secrets are never
+written in the file: a password comes from an environment variable or a file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from interface_spec.loader import SpecError, line_of, load_model, yaml_node
+
+ID = r"^[A-Za-z][A-Za-z0-9_-]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Security(_Strict):
+    mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
+    policy: Literal["Basic256Sha256"] = "Basic256Sha256"
+    username: str | None = None
+    password_env: str | None = None  # name of an environment variable holding the password
+    password_file: str | None = None  # path of a file holding the password
+    certificate_dir: str | None = None  # where the gateway's persistent certificate lives
+
+    def password(self) -> SecretStr | None:
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise SpecError(f"security.password_env: environment variable {self.password_env} is not set")
+            return SecretStr(value)
+        if self.password_file:
+            try:
+                return SecretStr(Path(self.password_file).read_text(encoding="utf-8").strip())
+            except OSError as exc:
+                raise SpecError(f"security.password_file: cannot read {self.password_file}: {exc.strerror}") from None
+        return None
+
+
+class Simulate(_Strict):
+    """How `linegw simulate` / `linegw demo` serve this machine without hardware."""
+
+    dialect: str = "conforming"  # or a dialect file name from simulators/dialects/
+    seed: int = 1
+    time_scale: float = Field(default=1.0, gt=0)
+    faults: list[str] = []
+    machine_name: str | None = None
+
+
+class Equipment(_Strict):
+    id: str = Field(pattern=ID)
+    cls: Literal["coater", "winder", "formation"] = Field(alias="class")
+    protocol: str = Field(pattern=r"^[a-z][a-z0-9_]*$")  # adapter entry-point name: opcua, modbus, ...
+    endpoint: str
+    machine: str | None = None  # OPC UA native profile: the machine object under Machines/
+    mapping: str | None = None  # vendor mapping file; none = the spec's native profile
+    counts: dict[str, int] = {}  # array sizes; discovered from the machine when absent
+    adapter: dict[str, Any] = {}  # adapter settings: scan_interval_ms, timeouts, limits...
+    security: Security = Security()
+    command_timeout_s: float = Field(default=10.0, gt=0)
+    simulate: Simulate | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        host, port = endpoint_host_port(value)
+        if not host:
+            raise ValueError(f"'{value}' has no host")
+        if port is not None and not 0 <= port <= 65535:
+            raise ValueError(f"port must be 0-65535, got {port}")
+        return value
+
+
+class Api(_Strict):
+    host: str = "127.0.0.1"  # localhost unless configured otherwise
+    port: int = Field(default=8080, ge=0, le=65535)
+    # API keys: header X-API-Key. Without any, only localhost clients may command, as role "engineer".
+    keys: list["ApiKey"] = []
+
+
+class ApiKey(_Strict):
+    user: str
+    role: Literal["viewer", "operator", "engineer"]
+    key_env: str  # environment variable holding the key
+
+
+class Store(_Strict):
+    path: str = "var/linegw.sqlite"
+    retention_days: float | None = Field(default=30, gt=0)
+
+
+class LineConfig(_Strict):
+    line: str = Field(pattern=ID)
+    api: Api = Api()
+    store: Store = Store()
+    equipment: list[Equipment] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "LineConfig":
+        seen: set[str] = set()
+        for i, eq in enumerate(self.equipment):
+            if eq.id in seen:
+                raise ValueError(f"equipment[{i}].id: '{eq.id}' is used twice")
+            seen.add(eq.id)
+        return self
+
+
+def endpoint_host_port(endpoint: str) -> tuple[str, int | None]:
+    """Host and port of "opc.tcp://h:p/path", "modbus://h:p" or "h:p"."""
+    rest = endpoint.split("://", 1)[-1].split("/", 1)[0]
+    host, _, port = rest.rpartition(":")
+    if not host:
+        return rest, None
+    try:
+        return host, int(port)
+    except ValueError:
+        raise ValueError(f"port '{port}' is not a number") from None
+
+
+def load_line(path: str | Path) -> LineConfig:
+    """Load and check a line file; mapping paths become absolute (relative to the file)."""
+    path = Path(path)
+    cfg = load_model(path, LineConfig)
+    node = yaml_node(path)
+    for i, eq in enumerate(cfg.equipment):
+        if eq.mapping:
+            mapping = (path.parent / eq.mapping).resolve()
+            if not mapping.exists():
+                line = line_of(node, ("equipment", i, "mapping"))
+                raise SpecError(f"{path}:{line}: equipment[{i}].mapping: file {mapping} does not exist")
+            eq.mapping = str(mapping)
+        if eq.mapping is None and eq.protocol == "opcua" and not eq.machine:
+            eq.machine = eq.id
+    return cfg

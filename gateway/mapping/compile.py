@@ -1,0 +1,310 @@
+"""Turn a machine's profile (native, or a vendor mapping file) into a plan.
+
+A plan is what the runtime needs for one device: the adapter points to read,
+and per point key the spec targets that a reading feeds, with every transform
+folded into a handful of numbers so the hot path does no lookups. Native and
+mapped equipment end up in the same shape; only commands and events differ.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.adapters.base import Point
+from interface_spec import Spec, SpecError
+from interface_spec.loader import load_model, line_of, yaml_node
+from interface_spec.modbus_map import layout
+from interface_spec.opcua_map import (
+    ACTIVE_ALARMS,
+    ALARMS_FOLDER,
+    COMMANDS_FOLDER,
+    EVENTS_FOLDER,
+    EVENTS_LAST_SEQ,
+    EVENTS_READ,
+    pascal,
+    relative_path,
+)
+
+from .model import CommandMap, EventTrigger, Mapping, Source
+
+# Linear unit conversions: (vendor unit, spec unit) -> (factor, offset).
+CONVERSIONS: dict[tuple[str, str], tuple[float, float]] = {
+    ("K", "Cel"): (1.0, -273.15),
+    ("[degF]", "Cel"): (5 / 9, -32 * 5 / 9),
+    ("m/s", "m/min"): (60.0, 0.0),
+    ("mm/s", "m/min"): (0.06, 0.0),
+    ("m/min", "mm/s"): (1000 / 60, 0.0),
+    ("mm", "um"): (1000.0, 0.0),
+    ("um", "mm"): (0.001, 0.0),
+    ("g/m2", "mg/cm2"): (0.1, 0.0),
+    ("W", "kW"): (0.001, 0.0),
+    ("W.h", "kW.h"): (0.001, 0.0),
+    ("mV", "V"): (0.001, 0.0),
+    ("mA", "A"): (0.001, 0.0),
+    ("mA.h", "A.h"): (0.001, 0.0),
+    ("mW.h", "W.h"): (0.001, 0.0),
+    ("Ohm", "mOhm"): (1000.0, 0.0),
+    ("uOhm", "mOhm"): (0.001, 0.0),
+    ("L/h", "mL/min"): (1000 / 60, 0.0),
+    ("kN", "N"): (1000.0, 0.0),
+}
+
+KIND = {"float": "num", "int": "num", "uint": "num", "enum": "enum", "bool": "bool", "string": "str", "timestamp": "num"}
+
+
+@dataclass(slots=True)
+class Target:
+    """One spec path fed by a reading, with its transform and checks."""
+
+    path: str
+    unit: str
+    kind: str  # num | enum | bool | str
+    lo: float = -math.inf
+    hi: float = math.inf
+    scale: float = 1.0
+    offset: float = 0.0
+    bit: int | None = None
+    enum_map: dict[int, int] | None = None  # vendor code -> spec code
+    enum_codes: frozenset[int] | None = None  # valid spec codes
+
+
+@dataclass(slots=True)
+class AlarmSource:
+    alarm_code: int
+    bit: int | None
+    active_value: Any = True
+
+
+@dataclass
+class Plan:
+    equipment: str
+    cls: str
+    protocol: str
+    native: bool
+    points: list[Point]
+    targets: dict[str, list[Target]]
+    alarm_words: list[str] = field(default_factory=list)  # native Modbus: keys of the alarm bit words
+    alarm_codes_key: str | None = None  # native OPC UA: key of the ActiveCodes array
+    alarm_sources: dict[str, list[AlarmSource]] = field(default_factory=dict)  # mapped alarms
+    commands: dict[str, CommandMap] = field(default_factory=dict)  # mapped commands
+    triggers: list[EventTrigger] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    opcua_machine: list[str] = field(default_factory=list)  # browse path of the native machine object
+    namespace: str = ""
+    modbus_areas: dict[str, Point] = field(default_factory=dict)  # native Modbus handshake/mailbox points
+
+
+def _target(spec: Spec, cls: str, path: str) -> Target:
+    d = spec.variable(cls, path)
+    v = d.var
+    lo, hi = v.range if v.range else (-math.inf, math.inf)
+    codes = frozenset(spec.enum(v.enum).values()) if v.enum else None
+    return Target(path, v.unit, KIND[v.type], lo, hi, enum_codes=codes)
+
+
+def count_paths(spec: Spec, cls: str) -> dict[str, str]:
+    """Array sub-unit -> the variable path that says how many instances a machine has."""
+    return {su.id: su.array.count_variable for su in spec.array_sub_units(cls)}
+
+
+def _wanted(spec: Spec, cls: str, counts: dict[str, int]) -> list[tuple[str, Any]]:
+    return [(p, d) for p, d in spec.instances(cls, counts) if d.var.origin == "equipment"]
+
+
+def native_modbus_plan(spec: Spec, equipment: str, cls: str, counts: dict[str, int], only: set[str] | None = None) -> Plan:
+    lay = layout(spec.core, spec.get_class(cls))
+    by_name = {p.name: p for p in lay.points}
+    points, targets = [], {}
+    for path, _ in _wanted(spec, cls, counts):
+        if only is not None and path not in only:
+            continue
+        mp = by_name[path]
+        points.append(Point(path, {"table": "holding", "address": mp.address, "dtype": mp.dtype, "count": mp.count, "order": "ABCD"}))
+        targets[path] = [_target(spec, cls, path)]
+    plan = Plan(equipment, cls, "modbus", True, points, targets, counts=counts)
+    if only is not None:
+        return plan
+    words = lay.areas["alarms.active"]
+    for i in range(words.count):
+        key = f"alarms.active[{i}]"
+        points.append(Point(key, {"table": "holding", "address": words.address + i, "dtype": "uint16"}))
+        plan.alarm_words.append(key)
+    for name, area in lay.areas.items():
+        if name.startswith(("command.", "events.")):
+            # Read and written on demand (handshake, mailbox), never scanned.
+            pt = Point(name, {"table": "holding", "address": area.address, "dtype": area.dtype, "count": area.count, "order": "ABCD", "scan": False})
+            plan.modbus_areas[name] = pt
+            points.append(pt)
+    # The newest event sequence is scanned with the values; the rest is read on demand.
+    last = plan.modbus_areas["events.last_seq"]
+    points[points.index(last)] = Point(last.key, {**last.options, "scan": True})
+    return plan
+
+
+def native_opcua_plan(spec: Spec, equipment: str, cls: str, machine: str, counts: dict[str, int], only: set[str] | None = None) -> Plan:
+    ns = spec.core.opcua.namespace_uri
+    root = ["Objects", spec.core.opcua.machines_folder, machine]
+    base = "/" + "/".join(root)
+    points, targets = [], {}
+    for path, d in _wanted(spec, cls, counts):
+        if only is not None and path not in only:
+            continue
+        _, index = _split(path)
+        rel = relative_path(d.sub_unit, d.var.id, index)
+        opts = {"browse_path": base + "/" + "/".join(rel), "namespace": ns}
+        if d.var.sampling_ms:
+            opts["sampling_ms"] = d.var.sampling_ms
+        points.append(Point(path, opts))
+        targets[path] = [_target(spec, cls, path)]
+    plan = Plan(equipment, cls, "opcua", True, points, targets, counts=counts, opcua_machine=root, namespace=ns)
+    if only is not None:
+        return plan
+    plan.alarm_codes_key = "alarms.active"
+    points.append(Point("alarms.active", {"browse_path": f"{base}/{ALARMS_FOLDER}/{ACTIVE_ALARMS}", "namespace": ns}))
+    points.append(Point("events.last_seq", {"browse_path": f"{base}/{EVENTS_FOLDER}/{EVENTS_LAST_SEQ}", "namespace": ns}))
+    points.append(Point("events.read", {"object": f"{base}/{EVENTS_FOLDER}", "method": f"{base}/{EVENTS_FOLDER}/{EVENTS_READ}", "namespace": ns}))
+    for cmd in spec.commands:
+        points.append(Point(f"cmd:{cmd}", {"object": f"{base}/{COMMANDS_FOLDER}", "method": f"{base}/{COMMANDS_FOLDER}/{pascal(cmd) if '_' in cmd else cmd}", "namespace": ns}))
+    return plan
+
+
+def _split(path: str) -> tuple[str, int | None]:
+    from interface_spec import split_path
+
+    return split_path(path)
+
+
+def load_mapping(path: str | Path, spec: Spec) -> Mapping:
+    """Load a mapping file and check every path, enum member, alarm and command against the spec."""
+    path = Path(path)
+    m = load_model(path, Mapping)
+    node = yaml_node(path)
+    errors = []
+
+    def err(loc: tuple, msg: str) -> None:
+        errors.append(f"{path}:{line_of(node, loc)}: {'.'.join(str(p) for p in loc)}: {msg}")
+
+    for i, vm in enumerate(m.variables):
+        template = vm.path.replace("[*]", "[1]")
+        try:
+            d = spec.variable(m.cls, template)
+        except KeyError as exc:
+            err(("variables", i, "path"), str(exc.args[0]))
+            continue
+        if "[*]" in vm.path and d.sub_unit.array is None:
+            err(("variables", i, "path"), f"'{d.sub_unit.id}' is not an array sub-unit")
+        if vm.enum is not None:
+            if not d.var.enum:
+                err(("variables", i, "enum"), f"'{vm.path}' is not an enum variable")
+            else:
+                members = spec.enum(d.var.enum)
+                for code, name in vm.enum.items():
+                    if name not in members:
+                        err(("variables", i, "enum", code), f"'{name}' is not a member of {d.var.enum} ({', '.join(members)})")
+        if vm.from_unit and (vm.from_unit, d.var.unit) not in CONVERSIONS and vm.from_unit != d.var.unit:
+            err(("variables", i, "from_unit"), f"no conversion from '{vm.from_unit}' to '{d.var.unit}'")
+    alarm_ids = {a.id for a in spec.alarms(m.cls)}
+    for i, am in enumerate(m.alarms):
+        if am.alarm not in alarm_ids:
+            err(("alarms", i, "alarm"), f"'{am.alarm}' is not an alarm of {m.cls}")
+    for name in m.commands:
+        if name not in spec.commands:
+            err(("commands", name), f"'{name}' is not a spec command ({', '.join(spec.commands)})")
+    for i, ev in enumerate(m.events):
+        if ev.type not in spec.events:
+            err(("events", i, "type"), f"'{ev.type}' is not a spec event type")
+    if errors:
+        raise SpecError("\n".join(errors))
+    return m
+
+
+_INDEX = re.compile(r"\{i(?::(\d+)d)?\}")
+
+
+def _node_for(node: str, index: int | None) -> str:
+    if index is None:
+        return node
+    return _INDEX.sub(lambda mo: f"{index:0{int(mo.group(1) or 0)}d}", node)
+
+
+def _source_point(key: str, src: Source, m: Mapping, index: int | None) -> Point:
+    if src.address is not None:
+        address = src.address + ((index - 1) * (src.stride or 0) if index else 0)
+        order = src.order or (m.modbus.order if m.modbus else "ABCD")
+        opts = {"table": src.table, "address": address, "dtype": src.dtype, "order": order}
+        if src.count:
+            opts["count"] = src.count
+        device = src.device_id if src.device_id is not None else (m.modbus.device_id if m.modbus else None)
+        if device is not None:
+            opts["device_id"] = device
+        return Point(key, opts)
+    assert m.opcua is not None and src.node is not None
+    return Point(key, {"browse_path": f"{m.opcua.root}/{_node_for(src.node, index)}", "namespace": m.opcua.namespace_uri})
+
+
+def _source_key(point: Point) -> str:
+    o = point.options
+    if "address" in o:
+        return f"{o['table']}:{o.get('device_id', '')}:{o['address']}:{o['dtype']}:{o.get('order', '')}"
+    return f"node:{o['browse_path']}"
+
+
+def mapped_plan(spec: Spec, equipment: str, mapping: Mapping, counts: dict[str, int]) -> Plan:
+    cls = mapping.cls
+    counts = {**mapping.counts, **counts}
+    points: dict[str, Point] = {}
+    targets: dict[str, list[Target]] = {}
+    for vm in mapping.variables:
+        if "[*]" in vm.path:
+            sub_unit = vm.path.split("[", 1)[0]
+            arr = next(su.array for su in spec.array_sub_units(cls) if su.id == sub_unit)
+            instances = [(vm.path.replace("[*]", f"[{i}]"), i) for i in range(1, counts.get(sub_unit, arr.max) + 1)]
+        else:
+            instances = [(vm.path, None)]
+        for path, index in instances:
+            pt = _source_point("", vm.source, mapping, index)
+            key = _source_key(pt)
+            points.setdefault(key, Point(key, pt.options))
+            t = _target(spec, cls, path)
+            t.scale, t.offset, t.bit = vm.scale, vm.offset, vm.source.bit
+            if vm.from_unit and vm.from_unit != t.unit:
+                f, o = CONVERSIONS[(vm.from_unit, t.unit)]
+                t.scale, t.offset = t.scale * f, t.offset * f + o
+            if vm.enum is not None:
+                members = spec.enum(spec.variable(cls, path).var.enum)
+                t.enum_map = {code: members[name] for code, name in vm.enum.items()}
+            targets.setdefault(key, []).append(t)
+    plan = Plan(equipment, cls, mapping.protocol, False, list(points.values()), targets, counts=counts)
+    codes = {a.id: a.code for a in spec.alarms(cls)}
+    for am in mapping.alarms:
+        pt = _source_point("", am.source, mapping, None)
+        key = _source_key(pt)
+        if key not in points:
+            points[key] = Point(key, pt.options)
+            plan.points.append(points[key])
+        plan.alarm_sources.setdefault(key, []).append(AlarmSource(codes[am.alarm], am.source.bit, am.active_value))
+    for name, cm in mapping.commands.items():
+        plan.commands[name] = cm
+        if cm.call is not None and mapping.opcua is not None:
+            plan.points.append(
+                Point(
+                    f"cmd:{name}",
+                    {
+                        "object": f"{mapping.opcua.root}/{cm.call.object}",
+                        "method": f"{mapping.opcua.root}/{cm.call.method}",
+                        "namespace": mapping.opcua.namespace_uri,
+                    },
+                )
+            )
+        elif cm.write is not None:
+            src = Source(address=cm.write.address, dtype=cm.write.dtype) if cm.write.address is not None else Source(node=cm.write.node)
+            pt = _source_point(f"cmdw:{name}", src, mapping, None)
+            plan.points.append(Point(f"cmdw:{name}", {**pt.options, "scan": False}))
+    plan.triggers = list(mapping.events)
+    if mapping.opcua:
+        plan.namespace = mapping.opcua.namespace_uri
+    return plan

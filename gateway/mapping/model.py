@@ -1,0 +1,141 @@
+"""The mapping file format: a vendor's addresses onto spec paths, as data.
+
+Equipment that implements the spec's native profile needs no file. For the
+rest, an integrator writes one file per machine model:
+
+    mapping: acme-winder-modbus
+    class: winder
+    protocol: modbus
+    modbus: {order: CDAB}                 # defaults for every register source
+    counts: {}                            # array sizes, when the machine cannot say
+    variables:
+      - path: winding.speed
+        source: {address: 120, dtype: int16}
+        scale: 0.1                        # spec = raw * scale + offset
+      - path: state.packml_state
+        source: {address: 100, dtype: uint16}
+        enum: {1: Stopped, 2: Idle, 3: Execute}   # vendor code -> spec enum member
+      - path: state.control_authority
+        source: {address: 101, dtype: uint16, bit: 2}
+        enum: {0: Local, 1: Remote}
+      - path: dryer_zone[*].air_temperature # one entry for every instance
+        source: {address: 300, dtype: int16, stride: 4}
+    alarms:
+      - {alarm: web_break, source: {address: 110, dtype: uint16, bit: 0}}
+    commands:
+      Start: {write: {address: 200, dtype: uint16, value: 1}}
+    events:
+      - {on_change: jelly_roll.roll_id, type: UnitProcessed, payload: {unit_id: $jelly_roll.roll_id}}
+
+OPC UA sources name a node relative to `opcua.root` ("Drive/Speed"), in
+`opcua.namespace_uri`; `{i}` / `{i:02d}` in a node name is the array index.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Strict):
+    # Modbus
+    address: int | None = Field(default=None, ge=0, le=65535)
+    table: Literal["holding", "input", "coil", "discrete"] = "holding"
+    dtype: str | None = None
+    count: int | None = Field(default=None, ge=1, le=125)  # registers, strings
+    order: Literal["ABCD", "DCBA", "BADC", "CDAB"] | None = None
+    bit: int | None = Field(default=None, ge=0, le=15)
+    stride: int | None = Field(default=None, ge=1)  # array instance spacing in registers
+    device_id: int | None = Field(default=None, ge=0, le=255)
+    # OPC UA
+    node: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Source":
+        if (self.address is None) == (self.node is None):
+            raise ValueError("give either 'address' (Modbus) or 'node' (OPC UA)")
+        if self.address is not None and self.dtype is None:
+            raise ValueError("a Modbus source needs 'dtype'")
+        return self
+
+
+class VariableMap(_Strict):
+    path: str  # spec path; "sub_unit[*].var" maps every array instance
+    source: Source
+    scale: float = 1.0
+    offset: float = 0.0
+    from_unit: str | None = None  # vendor unit, converted to the spec's unit
+    enum: dict[int, str] | None = None  # vendor code -> spec enum member name
+
+
+class AlarmMap(_Strict):
+    alarm: str  # spec alarm id
+    source: Source  # a bit (Modbus) or a Boolean node (OPC UA)
+    active_value: int | bool = True
+
+
+class CommandWrite(_Strict):
+    address: int | None = None
+    dtype: str = "uint16"
+    node: str | None = None
+    value: Any
+
+
+class CommandCall(_Strict):
+    object: str
+    method: str
+    args: list[Any] = []
+
+
+class CommandMap(_Strict):
+    write: CommandWrite | None = None
+    call: CommandCall | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "CommandMap":
+        if (self.write is None) == (self.call is None):
+            raise ValueError("give either 'write' or 'call'")
+        return self
+
+
+class EventTrigger(_Strict):
+    on_change: str  # spec path whose change emits the event
+    type: str  # spec event type id
+    payload: dict[str, Any] = {}  # "$<path>" is replaced by that path's current value
+
+
+class ModbusDefaults(_Strict):
+    order: Literal["ABCD", "DCBA", "BADC", "CDAB"] = "ABCD"
+    device_id: int = Field(default=1, ge=0, le=255)
+
+
+class OpcUaDefaults(_Strict):
+    namespace_uri: str
+    root: str  # browse path of the vendor's machine object, e.g. "/Objects/KawaCoater"
+
+
+class Mapping(_Strict):
+    mapping: str
+    cls: Literal["coater", "winder", "formation"] = Field(alias="class")
+    protocol: str
+    doc: str = ""
+    modbus: ModbusDefaults | None = None
+    opcua: OpcUaDefaults | None = None
+    counts: dict[str, int] = {}
+    variables: list[VariableMap]
+    alarms: list[AlarmMap] = []
+    commands: dict[str, CommandMap] = {}
+    events: list[EventTrigger] = []
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _binding(self) -> "Mapping":
+        if self.protocol == "opcua" and self.opcua is None:
+            raise ValueError("an OPC UA mapping needs an 'opcua' section (namespace_uri, root)")
+        return self
