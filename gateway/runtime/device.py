@@ -1,0 +1,391 @@
+"""One supervisor per machine: the only owner of its adapter.
+
+It discovers the machine's array sizes, builds the plan, runs the adapter,
+turns readings into validated samples, keeps the live picture (state,
+identity, alarms, availability), pumps the machine's events in order, and
+executes commands. Everything else reads from it; nothing reaches past it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from importlib.metadata import entry_points
+from typing import Any, Callable
+
+from gateway.adapters.base import Adapter, AdapterError, Point, RawReading
+from gateway.config import Equipment
+from gateway.mapping.compile import Plan, count_paths, load_mapping, mapped_plan, native_modbus_plan, native_opcua_plan
+from gateway.runtime.alarms import AlarmTracker, Occurrence
+from gateway.runtime.ingest import to_samples
+from gateway.runtime.view import EquipmentView, LiveMessage
+from gateway.samples import Quality, Sample
+from interface_spec import Spec
+
+log = logging.getLogger("linegw.device")
+
+STATE_PREFIX = "state."
+IDENT_PREFIX = "identification."
+RECORD_QUEUE = 10_000
+
+
+def adapter_factory(protocol: str) -> Callable[[str, list[Point], dict[str, Any]], Adapter]:
+    """Find an adapter by entry-point name: built-in and third-party adapters alike."""
+    for ep in entry_points(group="linegw.adapters"):
+        if ep.name == protocol:
+            return ep.load()
+    known = ", ".join(sorted(ep.name for ep in entry_points(group="linegw.adapters")))
+    raise LookupError(f"no adapter '{protocol}' is installed (entry point group linegw.adapters: {known})")
+
+
+def event_ids(payload: dict[str, Any]) -> list[str]:
+    """IDs an event mentions, indexed for traceability lookups."""
+    ids = [payload.get(k) for k in ("unit_id", "material_id", "job_id")]
+    ids += list(payload.get("made_from") or [])
+    return [str(i) for i in ids if i]
+
+
+class Device:
+    def __init__(self, spec: Spec, eq: Equipment, store: Any, publish: Callable[[LiveMessage], None]):
+        self.spec = spec
+        self.eq = eq
+        self.store = store
+        self.publish = publish
+        self.view = EquipmentView(
+            eq.id, eq.cls, eq.protocol, eq.endpoint, "native" if not eq.mapping else eq.mapping.rsplit("/", 1)[-1]
+        )
+        self.latest: dict[str, Sample] = {}
+        self.plan: Plan | None = None
+        self.adapter: Adapter | None = None
+        self.alarms = AlarmTracker(spec, eq.cls, self._alarm_changed)
+        self.state_changed = asyncio.Condition()
+        self.ready = asyncio.Event()
+        self._records: asyncio.Queue[tuple[str, tuple]] = asyncio.Queue(RECORD_QUEUE)
+        self.records_dropped = 0
+        self._last_seq = 0
+        self._events_wakeup = asyncio.Event()
+        self._cmd_lock = asyncio.Lock()
+        self._cmd_seq = random.randint(1, 60000)
+        self._heartbeat_seen = (None, 0.0)  # (value, gateway time of last change)
+        self._link_up = False
+        self._mapped_seq = int(time.time() * 1000)
+        self._alarm_words: list[int] = []
+        self._settings = dict(eq.adapter)
+        sec = eq.security
+        if sec.mode != "None" or sec.username:
+            self._settings.update(security_mode=sec.mode, security_policy=sec.policy, username=sec.username)
+            if sec.certificate_dir:
+                self._settings["certificate_dir"] = sec.certificate_dir
+            pw = sec.password()
+            if pw is not None:
+                self._settings["password"] = pw.get_secret_value()
+
+    # --- lifecycle -----------------------------------------------------------
+    async def run(self) -> None:
+        factory = adapter_factory(self.eq.protocol)
+        counts = await self._discover_counts(factory)
+        self.view.counts = counts
+        self.plan = self._build_plan(counts)
+        self.adapter = factory(self.eq.endpoint, self.plan.points, self._settings)
+        self.ready.set()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.adapter.run(self._on_readings, self._on_link), name=f"{self.eq.id}:adapter")
+            tg.create_task(self._drain_records(), name=f"{self.eq.id}:records")
+            tg.create_task(self._watch_heartbeat(), name=f"{self.eq.id}:heartbeat")
+            if self.plan.native:
+                tg.create_task(self._pump_events(), name=f"{self.eq.id}:events")
+
+    def _build_plan(self, counts: dict[str, int]) -> Plan:
+        if self.eq.mapping:
+            return mapped_plan(self.spec, self.eq.id, load_mapping(self.eq.mapping, self.spec), counts)
+        if self.eq.protocol == "modbus":
+            return native_modbus_plan(self.spec, self.eq.id, self.eq.cls, counts)
+        if self.eq.protocol == "opcua":
+            return native_opcua_plan(self.spec, self.eq.id, self.eq.cls, self.eq.machine or self.eq.id, counts)
+        raise LookupError(f"{self.eq.id}: protocol '{self.eq.protocol}' has no native profile; give a mapping file")
+
+    async def _discover_counts(self, factory: Callable[..., Adapter]) -> dict[str, int]:
+        """Array sizes: from the config, the mapping, or read from the machine itself."""
+        wanted = count_paths(self.spec, self.eq.cls)
+        counts = dict(self.eq.counts)
+        if self.eq.mapping:
+            counts = {**load_mapping(self.eq.mapping, self.spec).counts, **counts}
+        missing = {su: path for su, path in wanted.items() if su not in counts}
+        if not missing or self.eq.mapping:
+            return counts
+        only = set(missing.values())
+        if self.eq.protocol == "modbus":
+            plan = native_modbus_plan(self.spec, self.eq.id, self.eq.cls, {}, only)
+        else:
+            plan = native_opcua_plan(self.spec, self.eq.id, self.eq.cls, self.eq.machine or self.eq.id, {}, only)
+        found: dict[str, int] = {}
+        done = asyncio.Event()
+
+        def got(readings: list[RawReading]) -> None:
+            for r in readings:
+                if not r.error and isinstance(r.value, int):
+                    found[r.key] = r.value
+            if only <= found.keys():
+                done.set()
+
+        def link(up: bool, reason: str) -> None:
+            if not up:
+                self._set_available(False, reason)
+
+        probe = factory(self.eq.endpoint, plan.points, self._settings)
+        task = asyncio.create_task(probe.run(got, link), name=f"{self.eq.id}:discover")
+        try:
+            await done.wait()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        for su, path in missing.items():
+            counts[su] = found[path]
+        log.info("%s: discovered array sizes %s", self.eq.id, counts)
+        return counts
+
+    # --- readings --------------------------------------------------------------
+    def _on_readings(self, readings: list[RawReading]) -> None:
+        plan = self.plan
+        assert plan is not None
+        now = time.time()
+        samples = to_samples(self.eq.id, plan.targets, readings, now)
+        self._special(readings, now)
+        if not samples:
+            return
+        self.store.write_samples(samples)
+        self.view.last_data_ts = now
+        latest = self.latest
+        changed_state = False
+        changed_paths = []
+        for s in samples:
+            prev = latest.get(s.path)
+            latest[s.path] = s
+            if prev is None or prev.value != s.value:
+                changed_paths.append((s.path, prev))
+                if s.path.startswith(STATE_PREFIX):
+                    changed_state = True
+        if changed_paths:
+            self._update_view(changed_paths)
+        if changed_state:
+            asyncio.get_running_loop().create_task(self._notify_state())
+        if not self._link_up:
+            return
+        self.publish(
+            LiveMessage(
+                "samples",
+                self.eq.id,
+                {"samples": [[s.path, s.value, s.unit, int(s.quality), s.reason, s.source_ts] for s in samples]},
+            )
+        )
+
+    def _special(self, readings: list[RawReading], now: float) -> None:
+        """Readings that are not samples: alarm words/codes, the event sequence."""
+        plan = self.plan
+        assert plan is not None
+        alarm_update: set[int] | None = None
+        for r in readings:
+            key = r.key
+            if r.error:
+                continue
+            if key == "events.last_seq":
+                if isinstance(r.value, int) and r.value != self._last_seq:
+                    self._last_seq = r.value
+                    self._events_wakeup.set()
+            elif plan.alarm_codes_key == key:
+                alarm_update = {int(c) for c in (r.value or [])}
+            elif key in plan.alarm_sources:
+                for src in plan.alarm_sources[key]:
+                    raw = r.value
+                    active = ((int(raw) >> src.bit) & 1) == 1 if src.bit is not None else raw == src.active_value
+                    current = set(self.alarms.active) if alarm_update is None else alarm_update
+                    alarm_update = (current | {src.alarm_code}) if active else (current - {src.alarm_code})
+        if plan.alarm_words:
+            words = {r.key: r.value for r in readings if r.key in plan.alarm_words and not r.error}
+            if len(words) == len(plan.alarm_words):
+                alarm_update = self.alarms.codes_from_words([int(words[k]) for k in plan.alarm_words])
+        if alarm_update is not None:
+            self.alarms.update(alarm_update, now)
+            self.view.active_alarms = [o.as_dict() for o in self.alarms.active.values()]
+
+    def _update_view(self, changed: list[tuple[str, Sample | None]]) -> None:
+        spec, cls = self.spec, self.eq.cls
+        for path, prev in changed:
+            s = self.latest[path]
+            if path.startswith(IDENT_PREFIX):
+                self.view.identity[path[len(IDENT_PREFIX):]] = s.value
+            elif path.startswith(STATE_PREFIX) or path == "health.device_health":
+                enum = spec.variable(cls, path).var.enum
+                name = spec.enum_name(enum, s.value) if enum and isinstance(s.value, int) else s.value
+                if path == "health.device_health":
+                    self.view.health = name
+                else:
+                    self.view.state[path[len(STATE_PREFIX):]] = name
+                    if not self.plan.native and prev is not None and not path.split(".")[1].startswith("previous_"):
+                        prev_name = spec.enum_name(enum, prev.value) if isinstance(prev.value, int) else prev.value
+                        self._emit_event("StateChanged", s.source_ts,
+                                         {"variable": path.split(".")[1], "previous": prev_name, "current": name})
+            elif path == "status.heartbeat":
+                self._heartbeat_seen = (s.value, time.monotonic())
+            if self.plan and not self.plan.native and prev is not None:
+                for trig in self.plan.triggers:
+                    if trig.on_change == path and s.value not in (None, ""):
+                        self._emit_event(trig.type, s.source_ts, self._fill(trig.payload))
+
+    def _fill(self, template: Any) -> Any:
+        """Replace "$<path>" in a trigger payload with the current value (enum members by name)."""
+        if isinstance(template, str) and template.startswith("$"):
+            s = self.latest.get(template[1:])
+            if s is None:
+                return None
+            var = self.spec.variable(self.eq.cls, s.path).var
+            if var.enum and isinstance(s.value, int):
+                return self.spec.enum_name(var.enum, s.value)
+            return s.value
+        if isinstance(template, list):
+            return [v for v in (self._fill(t) for t in template) if v not in (None, "")]
+        if isinstance(template, dict):
+            return {k: self._fill(v) for k, v in template.items()}
+        return template
+
+    def _emit_event(self, event_type: str, ts: float, payload: dict[str, Any]) -> None:
+        """An event the gateway derives for equipment that cannot send its own."""
+        self._mapped_seq += 1
+        self._record("event", (self.eq.id, event_type, ts, self._mapped_seq, payload, event_ids(payload)))
+
+    async def _notify_state(self) -> None:
+        async with self.state_changed:
+            self.state_changed.notify_all()
+
+    # --- link and availability ---------------------------------------------------
+    def _on_link(self, up: bool, reason: str) -> None:
+        self._link_up = up
+        self._set_available(up, reason)
+        if not up:
+            # The gap is recorded as such: every value goes BAD "link_down" once.
+            now = time.time()
+            marks = [
+                Sample(self.eq.id, p, None, s.unit, now, now, Quality.BAD, "link_down")
+                for p, s in self.latest.items() if s.quality != Quality.BAD or s.reason != "link_down"
+            ]
+            for m in marks:
+                self.latest[m.path] = m
+            if marks:
+                self.store.write_samples(marks)
+
+    def _set_available(self, up: bool, reason: str) -> None:
+        if self.view.available == up and self.view.link_reason == reason:
+            return
+        self.view.available = up
+        self.view.link_reason = reason
+        now = time.time()
+        code = self.spec.enum("availability")["AVAILABLE" if up else "UNAVAILABLE"]
+        sample = Sample(self.eq.id, "status.availability", code, "1", now, now, Quality.GOOD, reason)
+        self.latest[sample.path] = sample
+        self.store.write_samples([sample])
+        self._record("link", (self.eq.id, now, up, reason))
+        self.publish(LiveMessage("link", self.eq.id, {"available": up, "reason": reason, "ts": now}))
+        log.log(logging.INFO if up else logging.WARNING, "%s: %s %s", self.eq.id,
+                "available" if up else "UNAVAILABLE", reason)
+
+    async def _watch_heartbeat(self) -> None:
+        """Connected but frozen: no heartbeat change within the spec's timeout means unavailable."""
+        timeout = self.spec.core.heartbeat_timeout_s
+        while True:
+            await asyncio.sleep(timeout / 4)
+            value, seen = self._heartbeat_seen
+            if value is None or not self._link_up:
+                continue
+            stale = time.monotonic() - seen > timeout
+            if stale and self.view.available:
+                self._set_available(False, f"heartbeat_stopped: no change for {timeout:g} s")
+            elif not stale and not self.view.available and self._link_up:
+                self._set_available(True, "")
+
+    # --- alarms ------------------------------------------------------------------
+    def _alarm_changed(self, state: str, occ: Occurrence, ts: float, by: str | None) -> None:
+        self._record("alarm", (self.eq.id, occ.occurrence_id, occ.code, occ.text, occ.severity, state, ts, occ.stop_reason, by))
+        self.publish(LiveMessage("alarm", self.eq.id, {"state": state, **occ.as_dict(), "ts": ts}))
+        if not self.plan or not self.plan.native:
+            kind = {"raised": "AlarmRaised", "cleared": "AlarmCleared", "acknowledged": "AlarmAcknowledged"}[state]
+            self._emit_event(kind, ts, {"alarm_code": occ.code, "occurrence_id": occ.occurrence_id})
+
+    # --- records: store writes that happen off the hot path -------------------------
+    def _record(self, kind: str, args: tuple) -> None:
+        try:
+            self._records.put_nowait((kind, args))
+        except asyncio.QueueFull:
+            self.records_dropped += 1
+            log.error("%s: record queue full, dropped a %s record (%d so far)", self.eq.id, kind, self.records_dropped)
+
+    async def _drain_records(self) -> None:
+        while True:
+            kind, args = await self._records.get()
+            if kind == "alarm":
+                eq, occ_id, code, text, sev, state, ts, stop, by = args
+                await self.store.record_alarm(eq, occ_id, code, text, sev, state, ts, stop, by)
+            elif kind == "event":
+                eq, etype, ts, seq, payload, ids = args
+                await self.store.record_event(eq, etype, ts, seq, payload, ids=ids)
+                self.publish(LiveMessage("event", eq, {"type": etype, "source_ts": ts, "seq": seq, "payload": payload}))
+            elif kind == "link":
+                await self.store.record_link(*args)
+
+    # --- native events -----------------------------------------------------------------
+    async def _pump_events(self) -> None:
+        """Fetch the machine's events in sequence order; the cursor survives restarts and outages."""
+        cursor_name = f"events:{self.eq.id}"
+        cursor = await self.store.get_cursor(cursor_name) or 0
+        while True:
+            await self._events_wakeup.wait()
+            self._events_wakeup.clear()
+            while cursor < self._last_seq and self._link_up:
+                try:
+                    envelopes = await self._read_events(cursor + 1)
+                except AdapterError as exc:
+                    log.warning("%s: reading events after %d failed: %s", self.eq.id, cursor, exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                if not envelopes:
+                    # Gone from the machine's ring: skip to the oldest it can still hold.
+                    cursor = max(cursor + 1, self._last_seq - 999)
+                    continue
+                for env in envelopes:
+                    payload = env.get("payload") or {}
+                    ts = float(env.get("source_ts") or time.time())
+                    await self.store.record_event(self.eq.id, env["type"], ts, int(env["seq"]), payload, ids=event_ids(payload))
+                    self.publish(LiveMessage("event", self.eq.id, {"type": env["type"], "source_ts": ts, "seq": env["seq"], "payload": payload}))
+                    cursor = int(env["seq"])
+                await self.store.set_cursor(cursor_name, cursor)
+
+    async def _read_events(self, first: int) -> list[dict[str, Any]]:
+        assert self.adapter is not None
+        if self.eq.protocol == "opcua":
+            out = await self.adapter.call("events.read", [first, 100])
+            items = out[0] if out and isinstance(out[0], list) else out
+            return [json.loads(s) for s in items or []]
+        async with self._cmd_lock:  # the mailbox is one shared window, like the command area
+            await self.adapter.write("events.request_seq", first)
+            keys = ["events.seq", "events.type", "events.source_ts", "events.payload_len", "events.payload"]
+            r = {x.key: x for x in await self.adapter.read(keys)}
+        bad = [x for x in r.values() if x.error]
+        if bad:
+            raise AdapterError(bad[0].error)
+        if r["events.seq"].value != first:
+            return []
+        etype = self.spec.event_by_code.get(r["events.type"].value)
+        text = (r["events.payload"].value or "")[: r["events.payload_len"].value]
+        payload = json.loads(text) if text else {}
+        return [{"type": etype.id if etype else str(r["events.type"].value), "seq": first,
+                 "source_ts": r["events.source_ts"].value / 1000.0, "payload": payload}]
+
+    # --- helpers for commands ---------------------------------------------------------------
+    def state_name(self, variable: str) -> str | None:
+        return self.view.state.get(variable)
+
+    def next_command_seq(self) -> int:
+        self._cmd_seq = self._cmd_seq % 65535 + 1
+        return self._cmd_seq

@@ -1,0 +1,105 @@
+"""The line runtime: one supervised task per machine, the store, live fan-out.
+
+Implements `LineView` for the API. A device that fails is restarted with
+backoff by its own supervisor; it never takes the others down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, AsyncIterator
+
+from gateway.config import LineConfig
+from gateway.runtime import commands
+from gateway.runtime.device import Device
+from gateway.runtime.view import CommandResult, EquipmentView, LiveMessage
+from gateway.samples import Sample
+from interface_spec import Spec
+
+log = logging.getLogger("linegw.runtime")
+
+
+class LineRuntime:
+    def __init__(self, config: LineConfig, spec: Spec, store: Any):
+        self.config = config
+        self.line_id = config.line
+        self.spec = spec
+        self.store = store
+        self.devices = {eq.id: Device(spec, eq, store, self._publish) for eq in config.equipment}
+        self._subscribers: set[asyncio.Queue[LiveMessage]] = set()
+        self.live_dropped = 0
+        self.started_ts = time.time()
+        self.restarts: dict[str, int] = {eq.id: 0 for eq in config.equipment}
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for dev in self.devices.values():
+                tg.create_task(self._supervise(dev), name=f"supervise:{dev.eq.id}")
+
+    async def _supervise(self, dev: Device) -> None:
+        backoff = 1.0
+        while True:
+            try:
+                await dev.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one machine's failure must not stop the line
+                self.restarts[dev.eq.id] += 1
+                dev.view.available = False
+                dev.view.link_reason = f"supervisor restart: {exc}"
+                log.exception("%s: device task failed; restarting in %.0f s", dev.eq.id, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 60.0)
+
+    # --- LineView ----------------------------------------------------------------
+    def equipment(self) -> list[EquipmentView]:
+        return [d.view for d in self.devices.values()]
+
+    def get(self, equipment_id: str) -> EquipmentView | None:
+        dev = self.devices.get(equipment_id)
+        return dev.view if dev else None
+
+    def current(self, equipment_id: str) -> list[Sample]:
+        dev = self.devices.get(equipment_id)
+        return list(dev.latest.values()) if dev else []
+
+    async def command(self, equipment_id: str, command: str, params: dict[str, Any], user: str, role: str) -> CommandResult:
+        return await commands.execute(self.devices[equipment_id], command, params, user, role)
+
+    async def live(self, max_queue: int = 1000) -> AsyncIterator[LiveMessage]:
+        q: asyncio.Queue[LiveMessage] = asyncio.Queue(max_queue)
+        self._subscribers.add(q)
+        try:
+            while True:
+                yield await q.get()
+        finally:
+            self._subscribers.discard(q)
+
+    def _publish(self, msg: LiveMessage) -> None:
+        for q in self._subscribers:
+            if q.full():
+                q.get_nowait()  # a slow subscriber loses the oldest, counted
+                self.live_dropped += 1
+            q.put_nowait(msg)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "line": self.line_id,
+            "uptime_s": round(time.time() - self.started_ts, 1),
+            "equipment": {
+                d.eq.id: {
+                    "available": d.view.available,
+                    "reason": d.view.link_reason,
+                    "last_data_ts": d.view.last_data_ts,
+                    "restarts": self.restarts[d.eq.id],
+                    "records_dropped": d.records_dropped,
+                    "adapter": d.adapter.health().__dict__ if d.adapter else None,
+                }
+                for d in self.devices.values()
+            },
+            "live_subscribers": len(self._subscribers),
+            "live_dropped": self.live_dropped,
+            "store": self.store.stats(),
+        }
