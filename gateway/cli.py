@@ -1,0 +1,221 @@
+"""`linegw`: the one command a user needs (run, demo, simulate, check-config, spec)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from interface_spec import SpecError, load_spec
+
+app = typer.Typer(help="linegw: a line gateway for lithium-ion cell production lines.", no_args_is_help=True)
+console = Console()
+err_console = Console(stderr=True)
+
+DEMO_LINE = Path(__file__).resolve().parent.parent / "deploy" / "lines" / "demo.yaml"
+
+try:  # the spec tooling lives with the spec
+    from interface_spec.cli import spec_app
+
+    app.add_typer(spec_app, name="spec", help="Validate, show and document the line interface spec.")
+except ImportError:  # pragma: no cover - only while the tooling is absent
+    pass
+
+
+def parse_duration(text: str) -> float:
+    """"30s", "2m", "1h", "45" -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
+    if not m:
+        raise typer.BadParameter(f"'{text}' is not a duration (e.g. 30s, 2m, 1h)")
+    value, unit = float(m.group(1)), m.group(2) or "s"
+    return value * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+
+
+def _load_config(path: Path):
+    from gateway.config import load_line
+    from gateway.mapping.compile import load_mapping
+
+    cfg = load_line(path)
+    spec = load_spec()
+    for eq in cfg.equipment:
+        if eq.mapping:
+            mapping = load_mapping(eq.mapping, spec)
+            if mapping.cls != eq.cls:
+                raise SpecError(f"{eq.mapping}: class: mapping is for {mapping.cls}, but {eq.id} is a {eq.cls}")
+    return cfg, spec
+
+
+def _fail(exc: Exception) -> None:
+    err_console.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+    raise typer.Exit(1)
+
+
+@app.command("check-config")
+def check_config(line_file: Path = typer.Argument(..., help="line configuration YAML")) -> None:
+    """Check a line file and the mapping files it names; errors give file:line: field."""
+    try:
+        cfg, _ = _load_config(line_file)
+    except (SpecError, OSError) as exc:
+        _fail(exc)
+    console.print(f"[green]OK[/green] {line_file}: line '{cfg.line}', {len(cfg.equipment)} machines")
+    for eq in cfg.equipment:
+        console.print(f"  {eq.id:<12} {eq.cls:<10} {eq.protocol:<7} {eq.endpoint}  "
+                      f"{'mapping ' + Path(eq.mapping).name if eq.mapping else 'native profile'}")
+
+
+async def _serve_gateway(cfg: Any, spec: Any, stop: asyncio.Event, on_ready=None) -> None:
+    import uvicorn
+
+    from gateway.api.app import create_app
+    from gateway.runtime.line import LineRuntime
+    from gateway.store.sqlite import SqliteStore
+
+    Path(cfg.store.path).parent.mkdir(parents=True, exist_ok=True)
+    store = SqliteStore(cfg.store.path, retention_days=cfg.store.retention_days)
+    await store.start()
+    runtime = LineRuntime(cfg, spec, store)
+    api = create_app(runtime, store, spec, cfg.api)
+    server = uvicorn.Server(uvicorn.Config(api, host=cfg.api.host, port=cfg.api.port, log_level="warning",
+                                           lifespan="on", ws="websockets"))
+    server.install_signal_handlers = lambda: None  # our own handler stops everything in order
+    try:
+        async with asyncio.TaskGroup() as tg:
+            rt = tg.create_task(runtime.run(), name="runtime")
+            web = tg.create_task(server.serve(), name="api")
+            while not server.started:
+                await asyncio.sleep(0.05)
+            if on_ready:
+                on_ready(server)
+            await stop.wait()
+            server.should_exit = True
+            await web
+            rt.cancel()
+    finally:
+        await store.close()
+
+
+def _stop_event(duration: float | None) -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    if duration:
+        loop.call_later(duration, stop.set)
+    return stop
+
+
+def _api_url(cfg: Any, server: Any) -> str:
+    port = cfg.api.port
+    if port == 0 and server.servers:
+        port = server.servers[0].sockets[0].getsockname()[1]
+    return f"http://{cfg.api.host}:{port}"
+
+
+@app.command()
+def run(line_file: Path = typer.Argument(..., help="line configuration YAML"),
+        log_level: str = typer.Option("info", help="debug, info, warning")) -> None:
+    """Run the gateway for a line: adapters, store and API."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg, spec = _load_config(line_file)
+    except (SpecError, OSError) as exc:
+        _fail(exc)
+
+    async def main() -> None:
+        stop = _stop_event(None)
+        await _serve_gateway(cfg, spec, stop,
+                             lambda s: console.print(f"linegw: line '{cfg.line}' API on {_api_url(cfg, s)}/api/v1  dashboard {_api_url(cfg, s)}/"))
+
+    asyncio.run(main())
+
+
+def _sim_configs(cfg: Any) -> list[Any]:
+    from gateway.config import endpoint_host_port
+    from simulators.line import SimConfig
+
+    out = []
+    for eq in cfg.equipment:
+        if eq.simulate is None:
+            continue
+        host, port = endpoint_host_port(eq.endpoint)
+        out.append(SimConfig(
+            equipment_id=eq.id, cls=eq.cls, protocol=eq.protocol, host=host, port=port or 0,
+            dialect=eq.simulate.dialect, seed=eq.simulate.seed, time_scale=eq.simulate.time_scale,
+            counts=dict(eq.counts), faults=list(eq.simulate.faults),
+            machine_name=eq.simulate.machine_name or eq.machine or eq.id,
+        ))
+    return out
+
+
+@app.command()
+def simulate(line_file: Path = typer.Argument(..., help="line configuration YAML with simulate: sections"),
+             duration: str = typer.Option(None, "--for", help="stop by itself after this long, e.g. 30s")) -> None:
+    """Start simulators for every machine of a line that has a `simulate:` section."""
+    logging.basicConfig(level="WARNING")
+    try:
+        cfg, _ = _load_config(line_file)
+    except (SpecError, OSError) as exc:
+        _fail(exc)
+
+    async def main() -> None:
+        from simulators.line import SimLine
+
+        stop = _stop_event(parse_duration(duration) if duration else None)
+        line = SimLine()
+        await line.start(_sim_configs(cfg))
+        try:
+            for eq_id, url in line.endpoints().items():
+                console.print(f"  {eq_id:<12} {url}")
+            console.print("simulators running; Ctrl-C stops them")
+            await stop.wait()
+        finally:
+            await line.stop()
+
+    asyncio.run(main())
+
+
+@app.command()
+def demo(line_file: Path = typer.Option(DEMO_LINE, "--line", help="line file to simulate and serve"),
+         duration: str = typer.Option(None, "--for", help="stop by itself after this long, e.g. 30s")) -> None:
+    """Start the demo line's simulators and the gateway together, on the embedded store."""
+    logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg, spec = _load_config(line_file)
+    except (SpecError, OSError) as exc:
+        _fail(exc)
+
+    async def main() -> None:
+        from simulators.line import SimLine
+
+        stop = _stop_event(parse_duration(duration) if duration else None)
+        line = SimLine()
+        await line.start(_sim_configs(cfg))
+        try:
+            console.print(f"[bold]linegw demo[/bold]: line '{cfg.line}' — simulators:")
+            for eq_id, url in line.endpoints().items():
+                console.print(f"  {eq_id:<12} {url}")
+
+            def ready(server: Any) -> None:
+                url = _api_url(cfg, server)
+                console.print(f"gateway API  {url}/api/v1  (OpenAPI docs {url}/docs)")
+                console.print(f"dashboard    {url}/")
+                console.print("Ctrl-C stops the demo" + (f"; stopping by itself after {duration}" if duration else ""))
+
+            await _serve_gateway(cfg, spec, stop, ready)
+        finally:
+            await line.stop()
+
+    asyncio.run(main())
+
+
+def main() -> None:  # pragma: no cover
+    app(sys.argv[1:])
