@@ -1,0 +1,114 @@
+"""Line files and mapping files: good ones load, bad ones name file, line and field."""
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load_line
+from gateway.mapping.compile import load_mapping, mapped_plan
+from interface_spec import SpecError, load_spec
+
+GOOD = """\
+line: test
+equipment:
+  - id: c1
+    class: coater
+    protocol: opcua
+    endpoint: opc.tcp://127.0.0.1:4841/linegw/c1
+  - id: f1
+    class: formation
+    protocol: modbus
+    endpoint: 127.0.0.1:5020
+    counts: {channel: 8}
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_good_line_file_loads(tmp_path):
+    cfg = load_line(write(tmp_path, "line.yaml", GOOD))
+    assert [e.id for e in cfg.equipment] == ["c1", "f1"]
+    assert cfg.equipment[0].machine == "c1"  # native OPC UA machine defaults to the equipment id
+    assert cfg.api.host == "127.0.0.1"  # the API stays on localhost unless configured otherwise
+
+
+@pytest.mark.parametrize(
+    "broken, expected",
+    [
+        (GOOD.replace("5020", "70000"), "line.yaml:10: equipment[1].endpoint: Value error, port must be 0-65535, got 70000"),
+        (GOOD.replace("class: coater", "class: mixer"), "line.yaml:4: equipment[0].class: Input should be 'coater', 'winder' or 'formation'"),
+        (GOOD.replace("id: f1", "id: c1"), "equipment[1].id: 'c1' is used twice"),
+        (GOOD.replace("    counts:", "    colour: red\n    counts:"), "line.yaml:11: equipment[1].colour: Extra inputs are not permitted"),
+        (GOOD.replace("line: test", "line: [test"), "line.yaml:2: not valid YAML"),
+    ],
+)
+def test_bad_line_file_names_file_line_and_field(tmp_path, broken, expected):
+    with pytest.raises(SpecError) as exc:
+        load_line(write(tmp_path, "line.yaml", broken))
+    assert expected.replace("Value error, ", "") in str(exc.value).replace("Value error, ", "")
+
+
+def test_missing_mapping_file_is_named(tmp_path):
+    text = GOOD.replace("    counts: {channel: 8}", "    mapping: nowhere.yaml")
+    with pytest.raises(SpecError, match=r"line.yaml:11: equipment\[1\].mapping: file .*nowhere.yaml does not exist"):
+        load_line(write(tmp_path, "line.yaml", text))
+
+
+MAPPING = """\
+mapping: test-winder
+class: winder
+protocol: modbus
+modbus: {order: CDAB}
+variables:
+  - path: winding.speed
+    source: {address: 100, dtype: int16}
+    scale: 0.1
+  - path: state.packml_state
+    source: {address: 101, dtype: uint16}
+    enum: {1: Stopped, 2: Idle, 3: Execute}
+  - path: state.control_authority
+    source: {address: 102, dtype: uint16, bit: 2}
+    enum: {0: Local, 1: Remote}
+  - path: environment.dew_point
+    source: {address: 104, dtype: float32}
+    from_unit: K
+alarms:
+  - {alarm: separator_break, source: {address: 103, dtype: uint16, bit: 0}}
+commands:
+  Start: {write: {address: 200, value: 1}}
+"""
+
+
+def test_mapping_compiles_transforms_into_targets(tmp_path):
+    spec = load_spec()
+    m = load_mapping(write(tmp_path, "m.yaml", MAPPING), spec)
+    plan = mapped_plan(spec, "w1", m, {})
+    by_path = {t.path: t for ts in plan.targets.values() for t in ts}
+    assert by_path["winding.speed"].scale == 0.1
+    assert by_path["state.packml_state"].enum_map == {1: 2, 2: 4, 3: 6}  # vendor code -> PackML code
+    assert by_path["state.control_authority"].bit == 2
+    assert by_path["environment.dew_point"].offset == pytest.approx(-273.15)
+    speed_point = next(p for p in plan.points if p.options.get("address") == 100)
+    assert speed_point.options["order"] == "CDAB"  # the file's default order reaches every source
+    assert any(p.key == "cmdw:Start" and p.options["scan"] is False for p in plan.points)
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (("winding.speed", "winding.sped"), "m.yaml:6: variables.0.path: winder has no variable 'winding.sped'"),
+        (("3: Execute", "3: Running"), "m.yaml:11: variables.1.enum.3: 'Running' is not a member of packml_state"),
+        (("alarm: separator_break", "alarm: web_break"), "m.yaml:19: alarms.0.alarm: 'web_break' is not an alarm of winder"),
+        (("  Start:", "  Launch:"), "m.yaml:21: commands.Launch: 'Launch' is not a spec command"),
+        (("from_unit: K", "from_unit: bar"), "m.yaml:17: variables.3.from_unit: no conversion from 'bar' to 'Cel'"),
+        (("{address: 100, dtype: int16}", "{address: 100}"), "m.yaml:7: variables[0].source: a Modbus source needs 'dtype'"),
+    ],
+)
+def test_bad_mapping_is_rejected_with_its_line(tmp_path, edit, expected):
+    with pytest.raises(SpecError) as exc:
+        load_mapping(write(tmp_path, "m.yaml", MAPPING.replace(*edit)), load_spec())
+    assert expected in str(exc.value)
