@@ -242,7 +242,9 @@ def _source_point(key: str, src: Source, m: Mapping, index: int | None) -> Point
         if device is not None:
             opts["device_id"] = device
         return Point(key, opts)
-    assert m.opcua is not None and src.node is not None
+    assert src.node is not None
+    if m.opcua is None:  # a plug-in adapter: the node is its own address syntax
+        return Point(key, {"node": _node_for(src.node, index)})
     return Point(key, {"browse_path": f"{m.opcua.root}/{_node_for(src.node, index)}", "namespace": m.opcua.namespace_uri})
 
 
@@ -250,7 +252,7 @@ def _source_key(point: Point) -> str:
     o = point.options
     if "address" in o:
         return f"{o['table']}:{o.get('device_id', '')}:{o['address']}:{o['dtype']}:{o.get('order', '')}"
-    return f"node:{o['browse_path']}"
+    return f"node:{o.get('browse_path') or o['node']}"
 
 
 def mapped_plan(spec: Spec, equipment: str, mapping: Mapping, counts: dict[str, int]) -> Plan:
