@@ -1,0 +1,90 @@
+"""The FastAPI application: `create_app(view, store, spec, api_config)`.
+
+The app owns nothing it did not make: the runtime and the store are started
+and stopped by whoever built them (the CLI, a test). The lifespan only checks
+the key ring and drops per-app caches.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway.api.auth import KeyRing
+from gateway.api.deps import caller
+from gateway.api.models import Problem
+from gateway.api.present import Presenter
+from gateway.api.routes import (alarms, audit, commands, dashboard, equipment, events, health, history, line, live,
+                                spec as spec_routes, trace)
+from gateway.config import Api
+from gateway.runtime.view import LineView
+from interface_spec import Spec
+
+log = logging.getLogger("linegw.api")
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(view: LineView, store: Any, spec: Spec, api_config: Api | None = None) -> FastAPI:
+    api_config = api_config or Api()
+    keys = KeyRing(api_config)  # fails now, naming the variable, rather than on the first request
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info("API for line '%s': %s", view.line_id,
+                 "API keys required" if keys.enabled else "no API keys: commands from loopback only")
+        yield
+
+    app = FastAPI(
+        title=f"linegw — line {view.line_id}",
+        version=spec.version,
+        summary="One interface over every machine of the line, per the line interface spec",
+        lifespan=lifespan,
+        responses={401: {"model": Problem}, 403: {"model": Problem}, 422: {"model": Problem}},
+    )
+    app.state.view = view
+    app.state.store = store
+    app.state.spec = spec
+    app.state.keys = keys
+    app.state.presenter = Presenter(spec)
+
+    v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(caller)])
+    for module in (line, equipment, history, alarms, events, trace, commands, audit, spec_routes, health):
+        v1.include_router(module.router)
+    app.include_router(v1)
+    app.include_router(live.router, prefix=API_PREFIX)  # authenticates itself: browsers cannot send headers there
+    app.include_router(dashboard.router)
+
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    return app
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    detail = exc.detail
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no such route: {request.method} {request.url.path}; the API is under {API_PREFIX}, see /docs"
+    elif exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}; see /docs for the methods it takes"
+    return JSONResponse({"detail": str(detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's list of errors as one sentence: where, what, and the value given."""
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        where = {"query": "query parameter", "path": "path parameter", "body": "body", "header": "header"}.get(
+            loc[0] if loc else "", "request")
+        name = ".".join(loc[1:]) if len(loc) > 1 else ""
+        msg = err.get("msg", "is invalid")
+        given = err.get("input")
+        shown = f" (got {given!r})" if given is not None and not isinstance(given, (dict, list)) else ""
+        parts.append(f"{where} {name}: {msg}{shown}".replace("  ", " "))
+    return JSONResponse({"detail": "; ".join(parts) or "the request is invalid; see /docs"}, status_code=422)

@@ -1,0 +1,84 @@
+"""Shared needs of the routes, as FastAPI dependencies.
+
+The view, the store, the spec and the key ring live on `app.state` (set by
+`create_app`); routes take them through these annotated types and never
+import the runtime or the store directly.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Path, Security
+from fastapi.security import APIKeyHeader
+from starlette.requests import HTTPConnection
+
+from gateway.api.auth import KEY_HEADER, AuthError, KeyRing, Principal, command_refusal, identify
+from gateway.api.present import Presenter
+from gateway.runtime.view import EquipmentView, LineView
+from interface_spec import Spec
+
+
+def get_view(conn: HTTPConnection) -> LineView:
+    return conn.app.state.view
+
+
+def get_store(conn: HTTPConnection) -> Any:
+    return conn.app.state.store
+
+
+def get_spec(conn: HTTPConnection) -> Spec:
+    return conn.app.state.spec
+
+
+def get_presenter(conn: HTTPConnection) -> Presenter:
+    return conn.app.state.presenter
+
+
+View = Annotated[LineView, Depends(get_view)]
+Store = Annotated[Any, Depends(get_store)]
+SpecDep = Annotated[Spec, Depends(get_spec)]
+PresenterDep = Annotated[Presenter, Depends(get_presenter)]
+
+# auto_error=False: a missing key is our own 401 with a reason, and only when keys are configured.
+_key_header = APIKeyHeader(name=KEY_HEADER, auto_error=False, description="API key from api.keys (when configured)")
+
+
+def caller(conn: HTTPConnection, key: Annotated[str | None, Security(_key_header)] = None) -> Principal:
+    ring: KeyRing = conn.app.state.keys
+    try:
+        return identify(ring, key, conn.client.host if conn.client else None)
+    except AuthError as exc:
+        raise HTTPException(exc.status, exc.detail) from None
+
+
+Caller = Annotated[Principal, Depends(caller)]
+
+
+def commander(conn: HTTPConnection, principal: Caller) -> Principal:
+    reason = command_refusal(principal, conn.client.host if conn.client else None)
+    if reason:
+        raise HTTPException(403, reason)
+    return principal
+
+
+Commander = Annotated[Principal, Depends(commander)]
+
+
+def machine(view: View, equipment_id: Annotated[str, Path(description="equipment id from the line file")]) -> EquipmentView:
+    eq = view.get(equipment_id)
+    if eq is None:
+        known = ", ".join(e.id for e in view.equipment())
+        raise HTTPException(404, f"no equipment '{equipment_id}' on line '{view.line_id}' (known: {known})")
+    return eq
+
+
+Machine = Annotated[EquipmentView, Depends(machine)]
+
+
+def equipment_filter(view: LineView, equipment_id: str | None) -> str | None:
+    """Check an optional ?equipment= filter: 404 when it names no machine of the line."""
+    if equipment_id is not None and view.get(equipment_id) is None:
+        known = ", ".join(e.id for e in view.equipment())
+        raise HTTPException(404, f"equipment='{equipment_id}': no such machine on line '{view.line_id}' (known: {known})")
+    return equipment_id

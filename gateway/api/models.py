@@ -1,0 +1,165 @@
+"""Response and request models: the API's contract, shown in the OpenAPI docs at /docs.
+
+Pydantic lives here, at the edge; the runtime hands over dataclasses and tuples.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class Problem(BaseModel):
+    """Every 4xx/5xx answer: what is wrong and how to fix it."""
+
+    detail: str
+
+
+class UnitOut(_Out):
+    code: str = Field(description="UCUM code, '1' for dimensionless")
+    symbol: str
+
+
+class ValueOut(_Out):
+    path: str
+    value: Any = Field(description="enum members as their name")
+    raw: int | None = Field(None, description="the enum code, for enum variables")
+    unit: UnitOut
+    quality: Literal["good", "uncertain", "bad"] | str
+    reason: str = Field("", description="why quality is not good: out_of_range, nan, link_down, ...")
+    source_ts: float
+    source_time: str | None
+    gateway_ts: float
+    gateway_time: str | None
+
+
+class ActiveAlarm(_Out):
+    code: int
+    id: str
+    text: str
+    severity: int
+    stop_reason: bool = False
+    raised_ts: float | None = None
+    raised_time: str | None = None
+    occurrence_id: str
+    acknowledged: bool = False
+
+
+class MachineSummary(_Out):
+    id: str
+    cls: str = Field(alias="class")
+    available: bool
+    availability: Literal["AVAILABLE", "UNAVAILABLE"]
+    link_reason: str
+    packml_state: str | None
+    health: str | None
+    active_alarms: int
+    last_data_ts: float | None
+    last_data_time: str | None
+
+
+class LineOut(_Out):
+    line: str
+    machines: list[MachineSummary]
+
+
+class EquipmentOut(_Out):
+    id: str
+    cls: str = Field(alias="class")
+    protocol: str
+    endpoint: str
+    profile: str = Field(description="'native' or the vendor mapping file")
+    identity: dict[str, Any]
+    available: bool
+    availability: Literal["AVAILABLE", "UNAVAILABLE"]
+    link_reason: str
+    state: dict[str, Any] = Field(description="state.* variables as enum names")
+    packml_state: str | None
+    mode: str | None = Field(description="state.operation_mode")
+    authority: str | None = Field(description="state.control_authority: commands need Remote")
+    health: str | None
+    counts: dict[str, int]
+    last_data_ts: float | None
+    last_data_time: str | None
+    active_alarms: list[ActiveAlarm]
+    values: list[ValueOut] | None = Field(None, description="current values; omitted in the list")
+
+
+class HistoryPoint(_Out):
+    ts: float
+    time: str | None
+    value: Any = None
+    quality: str | None = None
+    reason: str | None = None
+    avg: float | None = None
+    min: float | None = None
+    max: float | None = None
+    first: Any = None
+    last: Any = None
+    count: int | None = None
+
+
+class HistorySeries(_Out):
+    path: str
+    unit: UnitOut
+    points: list[dict[str, Any]] = Field(description="raw: {ts, time, value, quality, reason}; "
+                                                     "bucketed: {ts, time, <agg>: ...} with ts the bucket start")
+
+
+class HistoryOut(_Out):
+    equipment: str
+    start: float
+    end: float
+    start_time: str | None
+    end_time: str | None
+    bucket_s: float | None
+    agg: list[str] | None
+    series: list[HistorySeries]
+
+
+class CommandBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    params: dict[str, Any] = Field(default_factory=dict, description="command parameters, per GET /api/v1/spec")
+
+
+class CommandOut(_Out):
+    equipment: str
+    command: str
+    code: int = Field(description="spec result code")
+    result: str = Field(description="ok, accepted_completes_later, cannot_perform_now, parameter_invalid, ...")
+    detail: str = Field(description="the reason, readable")
+    state_after: str | None
+    confirmed: bool = Field(description="the target state was read back from the machine")
+    user: str
+    role: str
+
+
+class TraceNode(_Out):
+    unit_id: str
+    unit_type: str | None = None
+    equipment: str | None = None
+    event_type: str | None = None
+    result: str | None = None
+    reason: str | None = None
+    job_id: str | None = None
+    measurements: dict[str, Any] = {}
+    measurement_units: dict[str, str] = {}
+    source_ts: float | None = None
+    source_time: str | None = None
+    made_from: list["TraceNode"] = []
+    note: str | None = Field(None, description="why a branch ends without a UnitProcessed event")
+
+
+class HealthOut(_Out):
+    status: Literal["ok", "degraded"]
+    line: str
+    available: int
+    unavailable: int
+    equipment: dict[str, Any]
+    runtime: dict[str, Any]
+    store: Any

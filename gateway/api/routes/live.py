@@ -1,0 +1,129 @@
+"""WebSocket /live: the runtime's live messages, filtered, after a first snapshot.
+
+`?equipment=<id>` keeps one machine, `?paths=<glob>` keeps matching sample
+paths (other kinds pass). Messages are JSON: first
+`{"kind": "snapshot", "line", "ts", "equipment": [...]}`, then
+`{"kind": "samples"|"state"|"alarm"|"event"|"link", "equipment", "data"}`.
+A slow client is not buffered here: the runtime's bounded queue behind
+`view.live()` drops the oldest messages for it, and counts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Annotated, Any, AsyncIterator
+
+from fastapi import APIRouter, Query, WebSocket
+from fastapi.responses import JSONResponse
+from starlette.websockets import WebSocketDisconnect
+
+from gateway.api.auth import KEY_HEADER, AuthError, identify
+from gateway.api.present import PathFilter, Presenter
+from gateway.api.routes.line import summary
+from gateway.runtime.view import LineView, LiveMessage
+
+router = APIRouter(tags=["live"])
+log = logging.getLogger("linegw.api.live")
+
+LIVE_QUEUE = 1000  # messages the runtime keeps for one client before it drops the oldest
+
+
+async def _deny(ws: WebSocket, status: int, detail: str) -> None:
+    """Refuse the handshake with an HTTP status and a JSON reason (close code 1008 where unsupported)."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(JSONResponse({"detail": detail}, status_code=status))
+    else:
+        await ws.close(code=1008, reason=detail[:120])
+
+
+def snapshot(view: LineView, presenter: Presenter, equipment: str | None, paths: PathFilter) -> dict[str, Any]:
+    machines = []
+    for eq in view.equipment():
+        if equipment not in (None, eq.id):
+            continue
+        machines.append({
+            **summary(eq).model_dump(by_alias=True),
+            "state": dict(eq.state), "identity": dict(eq.identity),
+            "active_alarm_list": [presenter.alarm(a) for a in eq.active_alarms],
+            "values": [presenter.sample(eq.cls, s) for s in sorted(view.current(eq.id), key=lambda s: s.path)
+                       if paths.match(s.path)],
+        })
+    return {"kind": "snapshot", "line": view.line_id, "ts": time.time(), "equipment": machines}
+
+
+def outgoing(msg: LiveMessage, classes: dict[str, str], presenter: Presenter, equipment: str | None,
+             paths: PathFilter) -> dict[str, Any] | None:
+    """The client's form of a runtime message, or None when the filters drop it."""
+    if equipment is not None and msg.equipment != equipment:
+        return None
+    data = msg.data
+    if msg.kind == "samples":
+        cls = classes.get(msg.equipment, "")
+        rows = [presenter.live_row(cls, r) for r in data.get("samples", ()) if paths.match(r[0])]
+        if not rows:
+            return None
+        data = {"samples": rows}
+    return {"kind": msg.kind, "equipment": msg.equipment, "data": data}
+
+
+async def _send_loop(ws: WebSocket, view: LineView, presenter: Presenter, equipment: str | None, paths: PathFilter,
+                     stream: AsyncIterator[LiveMessage]) -> None:
+    classes = {eq.id: eq.cls for eq in view.equipment()}
+    # Subscribe before taking the snapshot, so nothing falls between the two: the generator
+    # registers its queue when it first runs, which the sleep(0) lets happen.
+    first = asyncio.ensure_future(anext(stream))
+    try:
+        await asyncio.sleep(0)
+        await ws.send_json(snapshot(view, presenter, equipment, paths))
+        msg = await first
+    finally:
+        if not first.done():
+            first.cancel()  # leaves the generator closed, so aclose() below never meets it running
+            await asyncio.gather(first, return_exceptions=True)
+    while True:
+        out = outgoing(msg, classes, presenter, equipment, paths)
+        if out is not None:
+            await ws.send_json(out)
+        msg = await anext(stream)
+
+
+async def _until_closed(ws: WebSocket) -> None:
+    while (await ws.receive())["type"] != "websocket.disconnect":
+        pass  # the stream is one-way; anything a client sends is ignored
+
+
+@router.websocket("/live")
+async def live(
+    ws: WebSocket,
+    equipment: Annotated[str | None, Query()] = None,
+    paths: Annotated[list[str] | None, Query()] = None,
+    key: Annotated[str | None, Query(description="API key, for clients that cannot send the X-API-Key header")] = None,
+) -> None:
+    app = ws.app
+    view: LineView = app.state.view
+    try:
+        identify(app.state.keys, ws.headers.get(KEY_HEADER) or key, ws.client.host if ws.client else None)
+    except AuthError as exc:
+        await _deny(ws, exc.status, exc.detail)
+        return
+    if equipment is not None and view.get(equipment) is None:
+        known = ", ".join(e.id for e in view.equipment())
+        await _deny(ws, 404, f"equipment='{equipment}': no such machine on line '{view.line_id}' (known: {known})")
+        return
+    await ws.accept()
+    stream = view.live(max_queue=LIVE_QUEUE)
+    sender = asyncio.create_task(_send_loop(ws, view, app.state.presenter, equipment, PathFilter(paths), stream))
+    closer = asyncio.create_task(_until_closed(ws))
+    try:
+        done, _ = await asyncio.wait({sender, closer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sender, closer):
+            task.cancel()
+        results = await asyncio.gather(sender, closer, return_exceptions=True)
+        await stream.aclose()  # unsubscribes from the runtime
+    for r in results:
+        # A client that went away mid-send is the normal end of a stream, not an error.
+        if isinstance(r, Exception) and not isinstance(r, (asyncio.CancelledError, WebSocketDisconnect, OSError, RuntimeError)):
+            log.error("live stream ended with an error", exc_info=r)

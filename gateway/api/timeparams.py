@@ -1,0 +1,72 @@
+"""Times and durations as the API accepts and shows them.
+
+Accepted times: ISO 8601 ("2026-11-23T08:00:00Z", a naive time is UTC),
+epoch seconds ("1795420800.5"), relative to now ("-1h", "-15m", "now").
+Shown times: epoch seconds and ISO 8601 UTC with milliseconds.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+from fastapi import HTTPException
+
+UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*")
+TIME_FORMS = "ISO 8601 (2026-11-23T08:00:00Z), epoch seconds (1795420800) or relative to now (-1h, -15m, now)"
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_duration(text: str, name: str) -> float:
+    """"60s", "5m", "1h", "500ms", "30" (seconds) -> seconds."""
+    m = _DURATION.fullmatch(text)
+    if not m:
+        raise HTTPException(422, f"{name}: '{text}' is not a duration; give a number with a unit: 500ms, 60s, 5m, 1h, 1d")
+    seconds = float(m.group(1)) * UNIT_SECONDS[m.group(2) or "s"]
+    if seconds <= 0:
+        raise HTTPException(422, f"{name}: '{text}' must be longer than zero")
+    return seconds
+
+
+def parse_time(text: str, name: str, now: float) -> float:
+    """One point in time -> epoch seconds; 422 naming the parameter when it is not one."""
+    value = text.strip()
+    if value == "now":
+        return now
+    if value.startswith("-") and value[1:2].isdigit() and value[-1].isalpha():
+        return now - parse_duration(value[1:], name)
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise HTTPException(422, f"{name}: '{text}' is not a time; give {TIME_FORMS}") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)  # the line runs on UTC; a local guess would shift data silently
+    return dt.timestamp()
+
+
+def time_range(start: str | None, end: str | None, now: float, default_span: float) -> tuple[float, float]:
+    """[start, end] in epoch seconds; end defaults to now, start to end - default_span."""
+    t_end = parse_time(end, "end", now) if end else now
+    t_start = parse_time(start, "start", now) if start else t_end - default_span
+    if t_end < t_start:
+        raise HTTPException(422, f"end ({iso(t_end)}) is before start ({iso(t_start)}); swap them or move end later")
+    return t_start, t_end
+
+
+def optional_range(start: str | None, end: str | None, now: float) -> tuple[float | None, float | None]:
+    """Both ends optional (open range); still 422 when end is before start."""
+    t_start = parse_time(start, "start", now) if start else None
+    t_end = parse_time(end, "end", now) if end else None
+    if t_start is not None and t_end is not None and t_end < t_start:
+        raise HTTPException(422, f"end ({iso(t_end)}) is before start ({iso(t_start)}); swap them or move end later")
+    return t_start, t_end
