@@ -1,0 +1,410 @@
+"""The API end to end: real simulators, a real LineRuntime, a real SQLite store.
+
+One simulated line (coater over OPC UA, winder over Modbus, formation rack
+over OPC UA) runs for the whole module; each test talks to it through the
+ASGI app (httpx) or, for the WebSocket, through uvicorn on a free port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import httpx
+import pytest
+import pytest_asyncio
+import uvicorn
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from gateway.api.app import create_app
+from gateway.config import Api, ApiKey, LineConfig
+from gateway.runtime.line import LineRuntime
+from gateway.store.sqlite import SqliteStore
+from interface_spec import load_spec
+from simulators.line import SimConfig, SimLine
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+LINE = "apitest"
+MACHINES = [
+    # (id, class, protocol, counts)
+    ("coater1", "coater", "opcua", {"dryer_zone": 3, "lane": 2}),
+    ("winder1", "winder", "modbus", {}),
+    ("form1", "formation", "opcua", {"channel": 8}),
+]
+VIEWER_ENV, OPERATOR_ENV = "LINEGW_TEST_VIEWER_KEY", "LINEGW_TEST_OPERATOR_KEY"
+VIEWER_KEY, OPERATOR_KEY = "viewer-key-0123456789", "operator-key-0123456789"
+
+
+async def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    """Poll a condition; the timeout only bounds a hang, it is not what the test measures."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+@dataclass
+class Gateway:
+    runtime: LineRuntime
+    store: SqliteStore
+    cfg: LineConfig
+    spec: Any
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def gateway(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("api")
+    sims = SimLine()
+    await sims.start([
+        SimConfig(equipment_id=eid, cls=cls, protocol=proto, host="127.0.0.1", port=0, dialect="conforming",
+                  seed=7, time_scale=20.0, counts=counts, faults=[], machine_name=eid)
+        for eid, cls, proto, counts in MACHINES
+    ])
+    store = None
+    task = None
+    try:
+        urls = sims.endpoints()
+        cfg = LineConfig.model_validate({
+            "line": LINE,
+            "store": {"path": str(tmp / "store.sqlite")},
+            "equipment": [{"id": eid, "class": cls, "protocol": proto, "endpoint": urls[eid], "counts": counts,
+                           "adapter": {"scan_interval_ms": 200}, "command_timeout_s": 15}
+                          for eid, cls, proto, counts in MACHINES],
+        })
+        spec = load_spec()
+        store = SqliteStore(cfg.store.path)
+        await store.start()
+        runtime = LineRuntime(cfg, spec, store)
+        task = asyncio.create_task(runtime.run())
+        await wait_for(lambda: all(eq.available and eq.state.get("packml_state") for eq in runtime.equipment()),
+                       "every machine available with a PackML state", timeout=60)
+        yield Gateway(runtime, store, cfg, spec)
+    finally:
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if store is not None:
+            await store.close()
+        await sims.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def client(gateway):
+    """No keys configured; the ASGI transport's client is 127.0.0.1, a loopback caller."""
+    app = create_app(gateway.runtime, gateway.store, gateway.spec, gateway.cfg.api)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw", timeout=60) as c:
+        yield c
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def keyed_client(gateway):
+    os.environ[VIEWER_ENV], os.environ[OPERATOR_ENV] = VIEWER_KEY, OPERATOR_KEY
+    try:
+        api = Api(keys=[ApiKey(user="viewer1", role="viewer", key_env=VIEWER_ENV),
+                        ApiKey(user="operator1", role="operator", key_env=OPERATOR_ENV)])
+        app = create_app(gateway.runtime, gateway.store, gateway.spec, api)
+    finally:
+        del os.environ[VIEWER_ENV], os.environ[OPERATOR_ENV]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw", timeout=60) as c:
+        yield c
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def served(gateway):
+    """The app on uvicorn, the way `linegw run` serves it, on a free loopback port."""
+    app = create_app(gateway.runtime, gateway.store, gateway.spec, gateway.cfg.api)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",
+                                           ws="websockets"))
+    task = asyncio.create_task(server.serve())
+    try:
+        await wait_for(lambda: server.started, "uvicorn to start")
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def assert_reason(response: httpx.Response, status: int, *words: str) -> str:
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and detail
+    for w in words:
+        assert w in detail, f"{w!r} not in {detail!r}"
+    return detail
+
+
+# --- reading -----------------------------------------------------------------------------
+
+async def test_line_overview_shows_every_machine(client):
+    r = await client.get("/api/v1/line")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["line"] == LINE
+    machines = {m["id"]: m for m in body["machines"]}
+    assert {eid: m["class"] for eid, m in machines.items()} == {eid: cls for eid, cls, _, _ in MACHINES}
+    for m in machines.values():
+        assert m["available"] is True and m["availability"] == "AVAILABLE"
+        assert m["packml_state"] in load_spec().core.packml.states
+        assert m["last_data_time"].endswith("Z")
+
+
+async def test_equipment_values_have_units_quality_and_enum_names(client):
+    r = await client.get("/api/v1/equipment/form1", params={"paths": "channel[*].voltage"})
+    assert r.status_code == 200
+    eq = r.json()
+    assert (eq["id"], eq["class"], eq["counts"]["channel"]) == ("form1", "formation", 8)
+    paths = sorted(v["path"] for v in eq["values"])
+    assert paths == sorted(f"channel[{i}].voltage" for i in range(1, 9))
+    for v in eq["values"]:
+        assert v["unit"] == {"code": "V", "symbol": "V"}
+        assert v["quality"] in ("good", "uncertain", "bad")
+        assert isinstance(v["source_ts"], float) and v["source_time"].endswith("Z")
+
+    r = await client.get("/api/v1/equipment/coater1", params=[("paths", "state.packml_state"), ("paths", "lane[*].*")])
+    values = {v["path"]: v for v in r.json()["values"]}
+    state = values["state.packml_state"]
+    assert load_spec().enum("packml_state")[state["value"]] == state["raw"]
+    assert values["lane[1].areal_weight"]["unit"] == {"code": "mg/cm2", "symbol": "mg/cm²"}
+    assert r.json()["authority"] in ("Local", "Remote", "Offline")
+
+
+async def test_equipment_list_and_spec(client):
+    r = await client.get("/api/v1/equipment")
+    assert [e["id"] for e in r.json()] == [m[0] for m in MACHINES]
+    spec = (await client.get("/api/v1/spec")).json()
+    assert {c["id"] for c in spec["classes"]} == {"coater", "winder", "formation"}
+    coater = (await client.get("/api/v1/spec/coater")).json()
+    speed = next(v for v in coater["variables"] if v["path"] == "web.line_speed")
+    assert speed["unit"] == {"code": "m/min", "symbol": "m/min"} and speed["range"] == [0, 150]
+    assert_reason(await client.get("/api/v1/spec/press"), 404, "coater", "winder", "formation")
+
+
+async def test_unknown_equipment_is_404_with_the_known_ones(client):
+    detail = assert_reason(await client.get("/api/v1/equipment/mixer9"), 404, "mixer9")
+    assert "coater1" in detail
+    assert_reason(await client.get("/api/v1/equipment/mixer9/history", params={"path": "web.line_speed"}), 404, "mixer9")
+    assert_reason(await client.post("/api/v1/equipment/mixer9/commands/Start"), 404, "mixer9")
+    assert_reason(await client.get("/api/v1/events", params={"equipment": "mixer9"}), 404, "mixer9")
+
+
+async def test_health_reports_each_machine(client):
+    r = await client.get("/api/v1/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["line"] == LINE and body["status"] == "ok"
+    assert set(body["equipment"]) == {m[0] for m in MACHINES}
+    assert all(e["available"] for e in body["equipment"].values())
+    assert body["store"] is not None
+
+
+# --- history -----------------------------------------------------------------------------
+
+async def test_history_bucketed_gives_each_aggregate_per_bucket(client):
+    params = {"path": "web.line_speed", "start": "-2m", "bucket": "1s", "agg": "avg,min,max,last"}
+
+    async def buckets():
+        r = await client.get("/api/v1/equipment/coater1/history", params=params)
+        assert r.status_code == 200, r.text
+        points = r.json()["series"][0]["points"]
+        return points if len(points) >= 3 else None
+
+    points = await wait_for(buckets, "three buckets of stored line speed")
+    for p in points:
+        assert p["min"] <= p["avg"] <= p["max"]
+        assert p["min"] <= p["last"] <= p["max"]
+        assert p["time"].endswith("Z")
+    assert [p["ts"] for p in points] == sorted(p["ts"] for p in points)
+    assert all(b["ts"] - a["ts"] >= 1.0 - 1e-6 for a, b in zip(points, points[1:]))
+
+
+async def test_history_raw_with_several_paths(client):
+    r = await client.get("/api/v1/equipment/form1/history",
+                         params=[("path", "channel[1].voltage"), ("path", "channel[2].voltage"), ("start", "-1h")])
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [s["path"] for s in body["series"]] == ["channel[1].voltage", "channel[2].voltage"]
+    assert body["bucket_s"] is None
+    points = body["series"][0]["points"]
+    assert points and {"ts", "value", "quality"} <= points[0].keys()
+
+
+async def test_history_rejects_bad_requests_with_reasons(client):
+    url = "/api/v1/equipment/coater1/history"
+    assert_reason(await client.get(url, params={"path": "web.line_speed", "start": "-1h", "end": "-2h"}), 422, "before")
+    assert_reason(await client.get(url, params={"path": "web.line_speed", "start": "yesterday"}), 422,
+                  "start", "ISO 8601")
+    assert_reason(await client.get(url, params={"path": "web.warp_speed"}), 404, "web.warp_speed", "/api/v1/spec/coater")
+    assert_reason(await client.get(url, params={"path": "lane[7].areal_weight"}), 404, "lane")
+    assert_reason(await client.get(url, params={"path": "web.line_speed", "bucket": "1m", "agg": "median"}), 422,
+                  "median")
+
+
+async def test_history_refuses_a_raw_query_that_is_too_large_and_suggests_a_bucket(client):
+    url = "/api/v1/equipment/form1/history"
+    detail = assert_reason(await client.get(url, params={"path": "channel[1].voltage", "start": "-30d"}), 422,
+                           "limit", "bucket=")
+    suggested = detail.split("bucket=")[1].split()[0]
+    r = await client.get(url, params={"path": "channel[1].voltage", "start": "-30d", "bucket": suggested})
+    assert r.status_code == 200, r.text
+    assert_reason(await client.get(url, params={"path": "channel[1].voltage", "start": "-30d", "bucket": "1s"}), 422,
+                  "buckets")
+
+
+# --- commands ----------------------------------------------------------------------------
+
+async def command(client, eq: str, name: str, params: dict | None = None, **kw) -> httpx.Response:
+    return await client.post(f"/api/v1/equipment/{eq}/commands/{name}", json={"params": params or {}}, **kw)
+
+
+async def test_commands_accepted_and_refused_map_to_http(client, gateway):
+    eq = "coater1"
+    view = gateway.runtime.get(eq)
+    await wait_for(lambda: view.state.get("control_authority") == "Remote", "coater1 under Remote authority")
+    state = view.state["packml_state"]
+    if state in ("Stopped", "Complete"):
+        r = await command(client, eq, "Reset")
+        assert r.status_code == 200 and r.json()["confirmed"], r.text
+    elif state == "Execute":
+        assert (await command(client, eq, "Stop")).status_code == 200
+        assert (await command(client, eq, "Reset")).status_code == 200
+    assert view.state["packml_state"] == "Idle"
+
+    r = await command(client, eq, "start")  # the spec's spelling is found whatever the case
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["command"] == "Start" and body["result"] in ("ok", "accepted_completes_later")
+    assert (body["confirmed"], body["state_after"]) == (True, "Execute")
+    assert (body["user"], body["role"]) == ("local", "engineer")
+
+    r = await command(client, eq, "Start")
+    assert r.status_code == 409 and r.json()["result"] == "already_in_state"
+    assert "Execute" in r.json()["detail"]
+
+    r = await command(client, eq, "Reset")
+    assert r.status_code == 409 and r.json()["result"] == "cannot_perform_now"
+
+    r = await command(client, eq, "SetOperationMode", {"mode": "Turbo"})
+    assert r.status_code == 422 and r.json()["result"] == "parameter_invalid"
+    assert "Turbo" in r.json()["detail"] and "Processing" in r.json()["detail"]
+
+    r = await command(client, eq, "Teleport")
+    assert r.status_code == 422 and r.json()["result"] == "invalid_command"
+    assert "Start" in r.json()["detail"]
+
+    r = await client.post(f"/api/v1/equipment/{eq}/commands/Stop", json={"params": "fast"})
+    assert_reason(r, 422, "params")
+
+    r = await command(client, eq, "Stop")
+    assert r.status_code == 200 and r.json()["state_after"] == "Stopped", r.text
+
+    audit = (await client.get("/api/v1/audit", params={"equipment": eq, "limit": 50})).json()
+    assert len(audit) >= 6
+    assert all(a.get("user") == "local" for a in audit)
+
+
+# --- auth ----------------------------------------------------------------------------------
+
+async def test_api_keys_roles_and_reasons(keyed_client):
+    assert_reason(await keyed_client.get("/api/v1/line"), 401, "X-API-Key")
+    assert_reason(await keyed_client.get("/api/v1/line", headers={"X-API-Key": "guess"}), 401, "unknown")
+    r = await keyed_client.get("/api/v1/line", headers={"X-API-Key": VIEWER_KEY})
+    assert r.status_code == 200 and r.json()["line"] == LINE
+
+    r = await command(keyed_client, "winder1", "Stop", headers={"X-API-Key": VIEWER_KEY})
+    assert_reason(r, 403, "viewer1", "viewer", "operator")
+    assert_reason(await command(keyed_client, "winder1", "Stop"), 401, "X-API-Key")
+
+    r = await command(keyed_client, "winder1", "Teleport", headers={"X-API-Key": OPERATOR_KEY})
+    assert r.status_code == 422 and r.json()["user"] == "operator1"
+
+
+async def test_without_keys_only_loopback_clients_may_command(gateway):
+    app = create_app(gateway.runtime, gateway.store, gateway.spec, gateway.cfg.api)
+    transport = httpx.ASGITransport(app=app, client=("192.0.2.10", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as remote:
+        assert (await remote.get("/api/v1/line")).status_code == 200
+        assert_reason(await command(remote, "winder1", "Stop"), 403, "loopback", "192.0.2.10", "api.keys")
+
+
+# --- events and traceability ------------------------------------------------------------------
+
+async def test_events_filter_and_reject_unknown_types(client):
+    assert_reason(await client.get("/api/v1/events", params={"type": "Exploded"}), 422, "UnitProcessed")
+    r = await client.get("/api/v1/events", params={"equipment": "coater1", "start": "-1h", "limit": 20})
+    assert r.status_code == 200
+    assert all(e["equipment"] == "coater1" for e in r.json())
+
+
+async def test_trace_of_a_cell_follows_made_from(client):
+    async def a_cell():
+        r = await client.get("/api/v1/events", params={"equipment": "form1", "type": "UnitProcessed", "limit": 5})
+        return r.json()
+
+    cells = await wait_for(a_cell, "the formation rack to finish a cell", timeout=120)
+    cell = cells[0]
+    payload = cell["payload"] if isinstance(cell["payload"], dict) else json.loads(cell["payload"])
+    r = await client.get(f"/api/v1/trace/{payload['unit_id']}")
+    assert r.status_code == 200, r.text
+    tree = r.json()
+    assert (tree["unit_id"], tree["unit_type"], tree["equipment"]) == (payload["unit_id"], "cell", "form1")
+    assert tree["result"] in ("good", "reject")
+    assert set(tree["measurements"]) <= set(load_spec().get_class("formation").unit_processed)
+    assert [n["unit_id"] for n in tree["made_from"]] == [str(x) for x in payload["made_from"]]
+
+    assert_reason(await client.get("/api/v1/trace/NO-SUCH-CELL"), 404, "NO-SUCH-CELL")
+
+
+# --- WebSocket and dashboard ---------------------------------------------------------------------
+
+async def test_websocket_sends_a_snapshot_then_filtered_samples(served):
+    url = f"ws://{served}/api/v1/live?equipment=form1&paths=channel[*].voltage"
+    async with connect(url) as ws:
+        first = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        assert first["kind"] == "snapshot" and first["line"] == LINE
+        assert [m["id"] for m in first["equipment"]] == ["form1"]
+        assert all(v["path"].endswith(".voltage") for v in first["equipment"][0]["values"])
+
+        async def next_samples():
+            while True:
+                msg = json.loads(await ws.recv())
+                assert msg["equipment"] == "form1"
+                if msg["kind"] == "samples":
+                    return msg
+
+        msg = await asyncio.wait_for(next_samples(), 30)
+        rows = msg["data"]["samples"]
+        assert rows and all(r["path"].startswith("channel[") and r["path"].endswith("].voltage") for r in rows)
+        assert all(r["unit"]["code"] == "V" for r in rows)
+
+
+async def test_websocket_refuses_an_unknown_machine_with_a_reason(served):
+    with pytest.raises(InvalidStatus) as exc:
+        async with connect(f"ws://{served}/api/v1/live?equipment=mixer9"):
+            pass
+    assert exc.value.response.status_code == 404
+    assert b"mixer9" in exc.value.response.body
+
+
+async def test_dashboard_is_served_with_the_line(client):
+    r = await client.get("/")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    page = r.text
+    assert f"line {LINE}" in page
+    assert "/api/v1/live" in page and "<canvas" in page
+    assert "http://" not in page and "https://" not in page  # self-contained: the network is closed
+    assert (await client.get("/docs")).status_code == 200
