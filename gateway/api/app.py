@@ -86,5 +86,6 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
         msg = err.get("msg", "is invalid")
         given = err.get("input")
         shown = f" (got {given!r})" if given is not None and not isinstance(given, (dict, list)) else ""
-        parts.append(f"{where} {name}: {msg}{shown}".replace("  ", " "))
+        hint = ' (send JSON: {"params": {...}})' if loc == ["body"] else ""
+        parts.append(f"{where}{' ' + name if name else ''}: {msg}{shown}{hint}")
     return JSONResponse({"detail": "; ".join(parts) or "the request is invalid; see /docs"}, status_code=422)
