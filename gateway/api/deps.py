@@ -2,7 +2,9 @@
 
 The view, the store, the spec and the key ring live on `app.state` (set by
 `create_app`); routes take them through these annotated types and never
-import the runtime or the store directly.
+import the runtime or the store directly. Dependencies and routes are
+`async def`: they run on the event loop that owns the runtime's state, so a
+read never races a write from another thread.
 """
 
 from __future__ import annotations
@@ -19,19 +21,19 @@ from gateway.runtime.view import EquipmentView, LineView
 from interface_spec import Spec
 
 
-def get_view(conn: HTTPConnection) -> LineView:
+async def get_view(conn: HTTPConnection) -> LineView:
     return conn.app.state.view
 
 
-def get_store(conn: HTTPConnection) -> Any:
+async def get_store(conn: HTTPConnection) -> Any:
     return conn.app.state.store
 
 
-def get_spec(conn: HTTPConnection) -> Spec:
+async def get_spec(conn: HTTPConnection) -> Spec:
     return conn.app.state.spec
 
 
-def get_presenter(conn: HTTPConnection) -> Presenter:
+async def get_presenter(conn: HTTPConnection) -> Presenter:
     return conn.app.state.presenter
 
 
@@ -44,7 +46,7 @@ PresenterDep = Annotated[Presenter, Depends(get_presenter)]
 _key_header = APIKeyHeader(name=KEY_HEADER, auto_error=False, description="API key from api.keys (when configured)")
 
 
-def caller(conn: HTTPConnection, key: Annotated[str | None, Security(_key_header)] = None) -> Principal:
+async def caller(conn: HTTPConnection, key: Annotated[str | None, Security(_key_header)] = None) -> Principal:
     ring: KeyRing = conn.app.state.keys
     try:
         return identify(ring, key, conn.client.host if conn.client else None)
@@ -55,7 +57,7 @@ def caller(conn: HTTPConnection, key: Annotated[str | None, Security(_key_header
 Caller = Annotated[Principal, Depends(caller)]
 
 
-def commander(conn: HTTPConnection, principal: Caller) -> Principal:
+async def commander(conn: HTTPConnection, principal: Caller) -> Principal:
     reason = command_refusal(principal, conn.client.host if conn.client else None)
     if reason:
         raise HTTPException(403, reason)
@@ -65,7 +67,7 @@ def commander(conn: HTTPConnection, principal: Caller) -> Principal:
 Commander = Annotated[Principal, Depends(commander)]
 
 
-def machine(view: View, equipment_id: Annotated[str, Path(description="equipment id from the line file")]) -> EquipmentView:
+async def machine(view: View, equipment_id: Annotated[str, Path(description="equipment id from the line file")]) -> EquipmentView:
     eq = view.get(equipment_id)
     if eq is None:
         known = ", ".join(e.id for e in view.equipment())

@@ -90,20 +90,6 @@ class EquipmentOut(_Out):
     values: list[ValueOut] | None = Field(None, description="current values; omitted in the list")
 
 
-class HistoryPoint(_Out):
-    ts: float
-    time: str | None
-    value: Any = None
-    quality: str | None = None
-    reason: str | None = None
-    avg: float | None = None
-    min: float | None = None
-    max: float | None = None
-    first: Any = None
-    last: Any = None
-    count: int | None = None
-
-
 class HistorySeries(_Out):
     path: str
     unit: UnitOut

@@ -6,6 +6,7 @@ The spec is the only source of names and units; lookups are cached per
 
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 from typing import Any, Iterable
@@ -15,6 +16,7 @@ from gateway.samples import Quality, Sample
 from interface_spec import Spec
 
 QUALITY_NAMES = {int(q): q.name.lower() for q in Quality}
+JSON_FIELDS = ("payload", "params", "ids")
 
 
 class Presenter:
@@ -77,6 +79,9 @@ class Presenter:
     def row(row: Any) -> dict[str, Any]:
         """A store row as a dict; every epoch field "<x>_ts" (or "ts") gains an ISO twin "<x>_time"."""
         d = dict(row._asdict() if hasattr(row, "_asdict") else row)
+        for key in JSON_FIELDS:
+            if isinstance(d.get(key), str) and d[key][:1] in ("{", "["):
+                d[key] = json.loads(d[key])  # a store may keep structured fields as JSON text
         for key in [k for k in d if k == "ts" or k.endswith("_ts")]:
             value = d[key]
             if isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -21,6 +21,6 @@ LINE_MARK = "__LINE_ID__"
 
 
 @router.get("/", response_class=HTMLResponse)
-def dashboard(view: View) -> HTMLResponse:
+async def dashboard(view: View) -> HTMLResponse:
     page = PAGE.read_text(encoding="utf-8").replace(LINE_MARK, html.escape(view.line_id))
     return HTMLResponse(page, headers={"Cache-Control": "no-cache"})

@@ -39,11 +39,11 @@ def describe(eq: EquipmentView, presenter: Presenter, view: LineView | None = No
 
 @router.get("/equipment", response_model=list[EquipmentOut], response_model_exclude_none=False,
             summary="Every machine of the line (without current values)")
-def list_equipment(view: View, presenter: PresenterDep) -> list[EquipmentOut]:
+async def list_equipment(view: View, presenter: PresenterDep) -> list[EquipmentOut]:
     return [describe(eq, presenter) for eq in view.equipment()]
 
 
 @router.get("/equipment/{equipment_id}", response_model=EquipmentOut, summary="One machine with its current values",
             responses={404: {"description": "no such equipment"}})
-def get_equipment(eq: Machine, view: View, presenter: PresenterDep, paths: PathsQuery = None) -> EquipmentOut:
+async def get_equipment(eq: Machine, view: View, presenter: PresenterDep, paths: PathsQuery = None) -> EquipmentOut:
     return describe(eq, presenter, view, PathFilter(paths))

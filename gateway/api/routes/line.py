@@ -22,5 +22,5 @@ def summary(eq: EquipmentView) -> MachineSummary:
 
 
 @router.get("/line", response_model=LineOut, summary="Line overview")
-def get_line(view: View) -> LineOut:
+async def get_line(view: View) -> LineOut:
     return LineOut(line=view.line_id, machines=[summary(eq) for eq in view.equipment()])

@@ -12,7 +12,7 @@ router = APIRouter(tags=["spec"])
 
 
 @router.get("/spec", summary="Spec version, classes, commands, result codes and enums")
-def get_spec(spec: SpecDep) -> dict[str, Any]:
+async def get_spec(spec: SpecDep) -> dict[str, Any]:
     core = spec.core
     return {
         "version": spec.version,
@@ -28,7 +28,7 @@ def get_spec(spec: SpecDep) -> dict[str, Any]:
 
 
 @router.get("/spec/{cls}", summary="One equipment class: variables with units and ranges, alarms, commands, events")
-def get_class(cls: str, spec: SpecDep, presenter: PresenterDep) -> dict[str, Any]:
+async def get_class(cls: str, spec: SpecDep, presenter: PresenterDep) -> dict[str, Any]:
     if cls not in spec.classes:
         raise HTTPException(404, f"no equipment class '{cls}'; the spec has {', '.join(spec.classes)}")
     c = spec.get_class(cls)
