@@ -1,0 +1,10 @@
+"""Where the gateway keeps what it records: samples, alarms, events, audit, link status.
+
+`Store` is the protocol every store follows; `SqliteStore` is the embedded,
+zero-setup default (one SQLite file in WAL mode, in-process).
+"""
+
+from gateway.store.base import AGGREGATES, Store
+from gateway.store.sqlite import SqliteStore, StoreClosed
+
+__all__ = ["AGGREGATES", "SqliteStore", "Store", "StoreClosed"]

@@ -1,0 +1,113 @@
+"""What the gateway asks of a store: samples, alarms, events, audit, link status, an outbox.
+
+The runtime and the API depend on this protocol only, so that another store
+(a server database, a time-series engine) can stand in for the embedded one.
+Times are Unix seconds (floats); the time axis of samples is `source_ts`.
+
+Rules every store follows:
+  * `write_samples` is the hot path: it never blocks and never raises on load;
+    what it cannot take is counted in `stats()["dropped"]`.
+    `write_samples_async` waits for room instead of dropping.
+  * `flush()` returns once everything enqueued before it is durable.
+  * History never fabricates values: a time bucket without samples has no row,
+    and a link-down marker (a BAD sample, reason "link_down") stays in place.
+  * The outbox (`read_since`) hands out stored samples in commit order with a
+    sequence number; forwarders keep their position as a named cursor.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol, Sequence, runtime_checkable
+
+from gateway.samples import Sample
+
+Aggregate = Literal["avg", "min", "max", "last", "first", "count"]
+AlarmState = Literal["raised", "cleared", "acknowledged"]
+AGGREGATES: tuple[str, ...] = ("avg", "min", "max", "last", "first", "count")
+
+
+@runtime_checkable
+class Store(Protocol):
+    # --- lifecycle -------------------------------------------------------------
+    async def start(self) -> None:
+        """Open (creating if needed) and start accepting writes."""
+
+    async def close(self) -> None:
+        """Write out everything queued, then release the store."""
+
+    async def flush(self) -> None:
+        """Return once everything enqueued so far is durable."""
+
+    # --- samples ---------------------------------------------------------------
+    def write_samples(self, samples: list[Sample]) -> None:
+        """Enqueue without blocking; a full queue drops the list and counts it."""
+
+    async def write_samples_async(self, samples: list[Sample]) -> None:
+        """Enqueue, waiting for room when the queue is full (back-pressure)."""
+
+    async def history(
+        self,
+        equipment: str,
+        path: str,
+        start: float,
+        end: float,
+        bucket_s: float | None = None,
+        agg: Aggregate | str | Sequence[str] = "avg",
+        limit: int = 10000,
+    ) -> list[dict[str, Any]]:
+        """Samples of one series with start <= source_ts < end, oldest first.
+
+        Raw (bucket_s None): {"ts", "value", "quality", "reason", "gateway_ts"}.
+        Bucketed: {"ts" (bucket start), <each aggregate>, "bad"}, aggregates over
+        GOOD samples only, "bad" counting the others; only buckets holding samples.
+        """
+
+    async def latest(self, equipment: str | None = None) -> list[Sample]:
+        """The newest stored sample of every series (of one machine)."""
+
+    async def series(self, equipment: str | None = None) -> list[tuple[str, str, str]]:
+        """(equipment, path, unit) of every stored series."""
+
+    # --- alarms, events, audit, links -------------------------------------------
+    async def record_alarm(self, equipment: str, occurrence_id: str, code: int, text: str, severity: int,
+                           state: AlarmState, ts: float, stop_reason: bool, by: str | None) -> None: ...
+
+    async def alarms(self, equipment: str | None = None, active_only: bool = False, start: float | None = None,
+                     end: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Occurrences, newest raised first: raised_ts, cleared_ts, acked_ts, acked_by, active, acknowledged."""
+
+    async def record_event(self, equipment: str, event_type: str, source_ts: float, seq: int,
+                           payload: dict[str, Any], ids: Sequence[str] = ()) -> int:
+        """Store an event; `ids` are the unit/lot IDs it mentions (indexed for traceability)."""
+
+    async def events(self, equipment: str | None = None, event_type: str | None = None, start: float | None = None,
+                     end: float | None = None, limit: int = 1000) -> list[dict[str, Any]]: ...
+
+    async def events_referencing(self, id_value: str) -> list[dict[str, Any]]: ...
+
+    async def record_audit(self, ts: float, user: str, role: str, equipment: str, command: str,
+                           args: dict[str, Any], result_code: int, result: str, detail: str) -> None: ...
+
+    async def audit(self, limit: int = 200, equipment: str | None = None) -> list[dict[str, Any]]: ...
+
+    async def record_link(self, equipment: str, ts: float, up: bool, reason: str) -> None: ...
+
+    async def link_history(self, equipment: str, start: float, end: float) -> list[dict[str, Any]]:
+        """Link-down intervals overlapping [start, end): {"down_ts", "up_ts" (None: still down), "reason"}."""
+
+    # --- outbox ----------------------------------------------------------------
+    async def read_since(self, cursor: int, limit: int) -> tuple[list[tuple[int, Sample]], int]:
+        """Stored samples with sequence > cursor in commit order, and the cursor to pass next."""
+
+    async def get_cursor(self, name: str) -> int | None: ...
+
+    async def set_cursor(self, name: str, value: int) -> None: ...
+
+    async def register_consumer(self, name: str) -> int:
+        """Make `name` an outbox consumer: retention keeps what it has not passed. Returns its cursor."""
+
+    async def unregister_consumer(self, name: str) -> None: ...
+
+    # --- health ----------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """queued, written, dropped, batches, db_size_bytes, last_commit_ts, and store-specific figures."""

@@ -1,0 +1,1231 @@
+"""The embedded store: SQLite in WAL mode, in-process, the gateway's zero-setup default.
+
+Everything the gateway keeps (samples, alarms, events, audit, link status,
+outbox cursors) lives in one database file next to the gateway.
+
+Layout, and why
+---------------
+Samples are appended to one rowid table, ``samples(series_id, ts, gw, value,
+value_text, q, reason)``, with no secondary index: a B-tree index on
+(series_id, ts) costs every row an insertion into 1,000 scattered leaves, and
+measured on the development machine (2 cores, SQLite 3.40) it cut SQL-side
+appends from ~670k to ~280k rows/s. Instead the writer thread
+
+* sorts each batch by (series, ts) before appending it, so that inside a batch
+  the rows of one series in one 10-second cell are a contiguous rowid range;
+* records one ``blocks(series_id, cell, lo, hi)`` row per such range: an index
+  with an entry per (series, cell, batch) rather than per sample (under load a
+  batch carries tens of thousands of rows, so this is 10-100x fewer entries);
+* upserts ``rollup(series_id, cell, ...)``: count, good count, bad count, sum,
+  min, max, first and last of the GOOD samples of every 10-second cell.
+
+A raw history query walks the blocks of the series in the time range and reads
+the rowid ranges they point at. A bucketed query whose bucket is a multiple of
+10 s reads the rollup cells (8,640 for a day) and reads raw rows only for the
+two partial cells at the ends, so the answer is exact; other buckets are
+aggregated from raw rows in SQL. Rows are in commit order, so the rowid is the
+outbox sequence, and retention deletes a rowid range at the head of the table
+(no index to update) in chunks between batches.
+
+Figures (bench/store.py on the development machine): see the README section of
+the benchmark's output; at the time of writing, with 1,000 series and history
+queries running in another thread, {WRITE_FIGURE}; a day of one series at 10 Hz
+(864,000 rows among other series) in 60 s buckets: {BUCKET_FIGURE}.
+
+Values
+------
+Numbers go to ``value``, a column with no type affinity, so ints stay INTEGER
+and floats REAL and both aggregate in C; bools are stored as 0/1 with a flag in
+``q`` (quality in the low two bits, BOOL_FLAG above) so they come back as bools;
+strings go to ``value_text`` and do not disturb numeric aggregation.
+
+Durability
+----------
+WAL with synchronous=NORMAL: a commit is written to the WAL file before
+``flush()`` or a ``record_*`` call returns, so it survives the process being
+killed (SIGKILL, OOM); only an operating-system crash or power loss can lose
+the last commits before a checkpoint. Pass ``synchronous="FULL"`` to fsync
+every commit when that matters more than write rate.
+
+Threads
+-------
+One writer thread owns the only writing connection. ``write_samples`` appends
+to a bounded queue (counted drops when full); ``record_*`` and ``set_cursor``
+hand the writer a small operation and await its commit, so there is never a
+second writer waiting on SQLite's lock. Reads run on a small pool of read-only
+connections via ``asyncio.to_thread``; WAL lets them read while the writer writes.
+
+Retention
+---------
+Samples go by recording time (gateway_ts, which follows commit order); blocks,
+rollups and link records by their time axis. Events, alarms and the audit log
+are records of what happened to units and commands and are kept. Retention
+never deletes a sample that a registered outbox consumer (``register_consumer``)
+has not passed: the rows are held, and ``stats()["retention_held_by"]`` names
+the consumer doing so. A cursor that is not registered gets no such promise;
+``read_since`` simply continues after the gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from operator import itemgetter
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from gateway.samples import Quality, Sample
+from gateway.store.base import AGGREGATES
+
+log = logging.getLogger("linegw.store")
+
+CELL_S = 10  # width of a rollup cell and of a block, seconds
+QMASK = 3  # quality lives in the low bits of q
+BOOL_FLAG = 4  # q flag: the value is a bool stored as 0/1
+RETENTION_CHECK_S = 30.0
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    equipment TEXT NOT NULL,
+    path TEXT NOT NULL,
+    unit TEXT NOT NULL DEFAULT '',
+    UNIQUE (equipment, path)
+);
+-- value has no declared type on purpose: ints and floats keep their storage class.
+CREATE TABLE IF NOT EXISTS samples (
+    series_id INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    gw REAL NOT NULL,
+    value,
+    value_text TEXT,
+    q INTEGER NOT NULL,
+    reason TEXT
+);
+CREATE TABLE IF NOT EXISTS blocks (
+    series_id INTEGER NOT NULL,
+    cell INTEGER NOT NULL,  -- CAST(ts / {CELL_S} AS INTEGER)
+    lo INTEGER NOT NULL,
+    hi INTEGER NOT NULL,
+    PRIMARY KEY (series_id, cell, lo)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup (
+    series_id INTEGER NOT NULL,
+    cell INTEGER NOT NULL,
+    n INTEGER NOT NULL,      -- GOOD samples
+    nv INTEGER NOT NULL,     -- GOOD samples with a numeric value
+    nbad INTEGER NOT NULL,   -- UNCERTAIN or BAD samples
+    sm REAL NOT NULL,
+    mn, mx,
+    ft REAL, fv,
+    lt REAL, lv,
+    PRIMARY KEY (series_id, cell)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alarms (
+    equipment TEXT NOT NULL,
+    occurrence_id TEXT NOT NULL,
+    code INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    severity INTEGER NOT NULL,
+    stop_reason INTEGER NOT NULL,
+    raised_ts REAL,
+    cleared_ts REAL,
+    acked_ts REAL,
+    acked_by TEXT,
+    PRIMARY KEY (equipment, occurrence_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS alarms_raised ON alarms (raised_ts);
+CREATE INDEX IF NOT EXISTS alarms_active ON alarms (equipment, raised_ts) WHERE cleared_ts IS NULL;
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    equipment TEXT NOT NULL,
+    type TEXT NOT NULL,
+    source_ts REAL NOT NULL,
+    seq INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    recorded_ts REAL NOT NULL,
+    UNIQUE (equipment, seq, type, source_ts)
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events (source_ts);
+CREATE INDEX IF NOT EXISTS events_eq_ts ON events (equipment, source_ts);
+CREATE INDEX IF NOT EXISTS events_type_ts ON events (type, source_ts);
+CREATE TABLE IF NOT EXISTS event_ids (
+    id_value TEXT NOT NULL,
+    event_id INTEGER NOT NULL,
+    PRIMARY KEY (id_value, event_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    user TEXT NOT NULL,
+    role TEXT NOT NULL,
+    equipment TEXT NOT NULL,
+    command TEXT NOT NULL,
+    args TEXT NOT NULL,
+    result_code INTEGER NOT NULL,
+    result TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_eq ON audit (equipment, id);
+CREATE TABLE IF NOT EXISTS links (
+    id INTEGER PRIMARY KEY,
+    equipment TEXT NOT NULL,
+    ts REAL NOT NULL,
+    up INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS links_eq_ts ON links (equipment, ts);
+CREATE TABLE IF NOT EXISTS cursors (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL,
+    consumer INTEGER NOT NULL DEFAULT 0,  -- 1: an outbox consumer that holds retention
+    updated_ts REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+INSERT_SAMPLES = "INSERT INTO samples (series_id, ts, gw, value, value_text, q, reason) VALUES (?,?,?,?,?,?,?)"
+
+# Rows of a batch are sorted by (series, ts), so one group is one contiguous rowid range.
+INSERT_BLOCKS = f"""
+INSERT INTO blocks (series_id, cell, lo, hi)
+SELECT series_id, CAST(ts / {CELL_S} AS INTEGER), min(rowid), max(rowid)
+FROM samples WHERE rowid BETWEEN ?1 AND ?2 GROUP BY 1, 2
+"""
+
+_GOOD = f"q & {QMASK} = 0"
+_GOODNUM = f"q & {QMASK} = 0 AND value IS NOT NULL"
+
+# first/last of a cell in a batch are the rows at its lowest/highest good rowid (rows are ts-sorted).
+UPSERT_ROLLUP = f"""
+INSERT INTO rollup (series_id, cell, n, nv, nbad, sm, mn, mx, ft, fv, lt, lv)
+SELECT sid, cell, n, nv, nbad, sm, mn, mx,
+       (SELECT ts FROM samples WHERE rowid = fr), (SELECT value FROM samples WHERE rowid = fr),
+       (SELECT ts FROM samples WHERE rowid = lr), (SELECT value FROM samples WHERE rowid = lr)
+FROM (
+    SELECT series_id AS sid, CAST(ts / {CELL_S} AS INTEGER) AS cell,
+           count(*) FILTER (WHERE {_GOOD}) AS n,
+           count(*) FILTER (WHERE {_GOODNUM}) AS nv,
+           count(*) FILTER (WHERE NOT ({_GOOD})) AS nbad,
+           total(value) FILTER (WHERE {_GOODNUM}) AS sm,
+           min(value) FILTER (WHERE {_GOODNUM}) AS mn,
+           max(value) FILTER (WHERE {_GOODNUM}) AS mx,
+           min(rowid) FILTER (WHERE {_GOODNUM}) AS fr,
+           max(rowid) FILTER (WHERE {_GOODNUM}) AS lr
+    FROM samples WHERE rowid BETWEEN ?1 AND ?2 GROUP BY 1, 2
+) WHERE true
+ON CONFLICT (series_id, cell) DO UPDATE SET
+    n = n + excluded.n,
+    nv = nv + excluded.nv,
+    nbad = nbad + excluded.nbad,
+    sm = sm + excluded.sm,
+    mn = CASE WHEN mn IS NULL OR excluded.mn < mn THEN excluded.mn ELSE mn END,
+    mx = CASE WHEN mx IS NULL OR excluded.mx > mx THEN excluded.mx ELSE mx END,
+    ft = CASE WHEN excluded.ft IS NOT NULL AND (ft IS NULL OR excluded.ft < ft) THEN excluded.ft ELSE ft END,
+    fv = CASE WHEN excluded.ft IS NOT NULL AND (ft IS NULL OR excluded.ft < ft) THEN excluded.fv ELSE fv END,
+    lt = CASE WHEN excluded.lt IS NOT NULL AND (lt IS NULL OR excluded.lt >= lt) THEN excluded.lt ELSE lt END,
+    lv = CASE WHEN excluded.lt IS NOT NULL AND (lt IS NULL OR excluded.lt >= lt) THEN excluded.lv ELSE lv END
+"""
+
+# The rows of one series in a range of cells: blocks point at contiguous rowid ranges.
+_SERIES_ROWS = """
+FROM blocks b JOIN samples s ON s.rowid BETWEEN b.lo AND b.hi
+WHERE b.series_id = :sid AND b.cell BETWEEN :c0 AND :c1 AND s.series_id = :sid AND s.ts >= :start AND s.ts < :end
+"""
+
+# Partial aggregates of raw rows, per bucket key `k` (an SQL expression over s.ts or b.cell).
+_RAW_AGG = f"""
+SELECT {{k}} AS k,
+       count(*) FILTER (WHERE s.q & {QMASK} = 0),
+       count(*) FILTER (WHERE s.q & {QMASK} = 0 AND s.value IS NOT NULL),
+       count(*) FILTER (WHERE s.q & {QMASK} <> 0),
+       total(s.value) FILTER (WHERE s.q & {QMASK} = 0 AND s.value IS NOT NULL),
+       min(s.value) FILTER (WHERE s.q & {QMASK} = 0 AND s.value IS NOT NULL),
+       max(s.value) FILTER (WHERE s.q & {QMASK} = 0 AND s.value IS NOT NULL)
+{_SERIES_ROWS} {{extra}} GROUP BY k
+"""
+
+# A lone min()/max() makes SQLite take the bare column s.value from that very row.
+_RAW_EDGE = f"""
+SELECT {{k}} AS k, {{fn}}(s.ts), s.value
+{_SERIES_ROWS} {{extra}} AND s.q & {QMASK} = 0 AND s.value IS NOT NULL GROUP BY k
+"""
+
+
+def _encode(value: Any) -> tuple[Any, str | None, int]:
+    """(numeric, text, flag) for a value of a type outside the fast path."""
+    if value is None:
+        return None, None, 0
+    if isinstance(value, bool):
+        return int(value), None, BOOL_FLAG
+    if isinstance(value, int):
+        # SQLite integers are 64-bit; larger ones keep their magnitude as a float.
+        return (value if -(2**63) <= value < 2**63 else float(value)), None, 0
+    if isinstance(value, float):
+        return value, None, 0
+    if isinstance(value, str):
+        return None, value, 0
+    if isinstance(value, (bytes, bytearray)):
+        return None, bytes(value).hex(), 0
+    # Lists and other structured values (arrays read from a device) are kept as JSON text.
+    return None, json.dumps(value, default=str), 0
+
+
+def _decode(value: Any, text: str | None, q: int) -> Any:
+    if q & BOOL_FLAG:
+        return bool(value)
+    if value is None:
+        return text
+    return value
+
+
+def _quality(q: int) -> Quality:
+    try:
+        return Quality(q & QMASK)
+    except ValueError:
+        return Quality.BAD
+
+
+class _Agg:
+    """Running aggregates of one bucket, merged from cells or raw groups."""
+
+    __slots__ = ("n", "nv", "nbad", "sm", "mn", "mx", "ft", "fv", "lt", "lv")
+
+    def __init__(self) -> None:
+        self.n = self.nv = self.nbad = 0
+        self.sm = 0.0
+        self.mn: Any = None
+        self.mx: Any = None
+        self.ft: float | None = None
+        self.fv: Any = None
+        self.lt: float | None = None
+        self.lv: Any = None
+
+    def add(self, n: int, nv: int, nbad: int, sm: float, mn: Any, mx: Any) -> None:
+        self.n += n
+        self.nv += nv
+        self.nbad += nbad
+        self.sm += sm or 0.0
+        if mn is not None and (self.mn is None or mn < self.mn):
+            self.mn = mn
+        if mx is not None and (self.mx is None or mx > self.mx):
+            self.mx = mx
+
+    def first(self, ts: float | None, v: Any) -> None:
+        if ts is not None and (self.ft is None or ts < self.ft):
+            self.ft, self.fv = ts, v
+
+    def last(self, ts: float | None, v: Any) -> None:
+        if ts is not None and (self.lt is None or ts >= self.lt):
+            self.lt, self.lv = ts, v
+
+    def row(self, ts: float, aggs: Sequence[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {"ts": ts}
+        for a in aggs:
+            if a == "avg":
+                out[a] = self.sm / self.nv if self.nv else None
+            elif a == "min":
+                out[a] = self.mn
+            elif a == "max":
+                out[a] = self.mx
+            elif a == "first":
+                out[a] = self.fv
+            elif a == "last":
+                out[a] = self.lv
+            elif a == "count":
+                out[a] = self.n
+        out["bad"] = self.nbad
+        return out
+
+
+class _Op:
+    """A write handed to the writer thread; its future resolves after the commit."""
+
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any]):
+        self.fn = fn
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+
+class StoreClosed(RuntimeError):
+    """The store is not running (not started, closed, or its writer failed)."""
+
+
+class SqliteStore:
+    """SQLite (WAL) store with one writer thread and pooled readers. See the module docstring."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        retention_days: float | None = None,
+        *,
+        max_queue: int = 500_000,
+        batch_rows: int = 20_000,
+        max_batch_rows: int = 100_000,
+        commit_interval_s: float = 0.05,
+        synchronous: str = "NORMAL",
+        readers: int = 4,
+        cache_mb: int = 64,
+        retention_chunk_rows: int = 100_000,
+        retention_check_s: float = RETENTION_CHECK_S,
+    ):
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous={synchronous!r}: use NORMAL or FULL")
+        if retention_days is not None and retention_days <= 0:
+            raise ValueError(f"retention_days={retention_days}: must be positive (or None to keep everything)")
+        self.path = Path(path)
+        self.retention_days = retention_days
+        self.max_queue = max_queue
+        self.batch_rows = batch_rows
+        self.max_batch_rows = max(max_batch_rows, batch_rows)
+        self.commit_interval_s = commit_interval_s
+        self.synchronous = synchronous.upper()
+        self.cache_mb = cache_mb
+        self.retention_chunk_rows = retention_chunk_rows
+        self.retention_check_s = retention_check_s
+
+        # Queue shared by the event loop (producer) and the writer thread (consumer).
+        self._cv = threading.Condition(threading.Lock())
+        self._chunks: collections.deque[list[Sample]] = collections.deque()
+        self._queued = 0
+        self._ops: list[_Op] = []
+        self._flushes: list[tuple[int, concurrent.futures.Future[None]]] = []
+        self._accepted = 0  # samples accepted into the queue, ever
+        self._committed = 0  # of those, committed
+        self._writer_idle = False  # waiting for any work
+        self._lingering = False  # waiting for a batch to fill
+        self._stopping = False
+        self._running = False
+        self._failed: BaseException | None = None
+
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._space: asyncio.Event | None = None
+        self._space_waiters = 0
+        self._thread: threading.Thread | None = None
+
+        # Owned by the writer thread once started.
+        self._sids: dict[str, dict[str, int]] = {}
+        self._series_meta: dict[int, tuple[str, str, str]] = {}
+        self._next_sid = 1
+
+        self._latest_lock = threading.Lock()
+        self._latest: dict[int, Sample] = {}
+
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._reader_sem = threading.BoundedSemaphore(readers)
+        self._all_readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+        self._stats: dict[str, Any] = {
+            "written": 0, "dropped": 0, "batches": 0, "last_commit_ts": None, "db_size_bytes": 0,
+            "write_errors": 0, "last_error": "", "retention_deleted": 0, "retention_held_by": None,
+            "last_batch_rows": 0, "last_batch_ms": 0.0,
+        }
+
+    # --- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._running:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._space = asyncio.Event()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await asyncio.to_thread(self._open_writer)
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._writer_main, args=(conn, ready), name="sqlite-store-writer",
+                                        daemon=True)
+        self._thread.start()
+        await asyncio.wrap_future(ready)
+        self._running = True
+
+    async def close(self) -> None:
+        """Commit everything queued, stop the writer, close all connections."""
+        if self._thread is None:
+            return
+        with self._cv:
+            self._stopping = True
+            self._cv.notify_all()
+        thread = self._thread
+        await asyncio.to_thread(thread.join)
+        self._thread = None
+        self._running = False
+        with self._readers_lock:
+            readers, self._all_readers = self._all_readers, []
+        for c in readers:
+            c.close()
+        self._readers = queue.SimpleQueue()
+        if self._failed is not None:
+            raise StoreClosed(f"the store's writer failed: {self._failed}") from self._failed
+
+    async def flush(self) -> None:
+        """Wait until every sample and record enqueued so far is committed."""
+        fut: concurrent.futures.Future[None] = concurrent.futures.Future()
+        with self._cv:
+            self._check_running()
+            if self._committed >= self._accepted and not self._ops:
+                return
+            self._flushes.append((self._accepted, fut))
+            self._cv.notify_all()
+        await asyncio.wrap_future(fut)
+
+    async def __aenter__(self) -> "SqliteStore":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _check_running(self) -> None:
+        if self._failed is not None:
+            raise StoreClosed(f"the store's writer failed: {self._failed}") from self._failed
+        if self._thread is None or self._stopping:
+            raise StoreClosed(f"{self.path}: the store is not running (start() it first)")
+
+    # --- connections ---------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        conn.execute(f"PRAGMA cache_size = -{self.cache_mb * 1024}")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        return conn
+
+    def _open_writer(self) -> sqlite3.Connection:
+        conn = self._connect()
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"{self.path}: cannot use WAL mode (got {mode}); is it on a network share?")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        # Larger checkpoints amortise their cost; the limit truncates the WAL once checkpointed.
+        conn.execute("PRAGMA wal_autocheckpoint = 4000")
+        conn.execute(f"PRAGMA journal_size_limit = {64 * 1024 * 1024}")
+        conn.executescript(SCHEMA)
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', '1'), ('cell_s', ?)", (str(CELL_S),))
+        cell = conn.execute("SELECT value FROM meta WHERE key = 'cell_s'").fetchone()[0]
+        if int(cell) != CELL_S:
+            raise sqlite3.DatabaseError(f"{self.path}: written with {cell} s cells, this version uses {CELL_S} s")
+        for sid, eq, path, unit in conn.execute("SELECT id, equipment, path, unit FROM series"):
+            self._sids.setdefault(eq, {})[path] = sid
+            self._series_meta[sid] = (eq, path, unit)
+            self._next_sid = max(self._next_sid, sid + 1)
+        self._load_latest(conn)
+        self._update_size()
+        return conn
+
+    def _load_latest(self, conn: sqlite3.Connection) -> None:
+        sql = """SELECT s.ts, s.gw, s.value, s.value_text, s.q, s.reason
+                 FROM blocks b JOIN samples s ON s.rowid BETWEEN b.lo AND b.hi
+                 WHERE b.series_id = ?1 AND s.series_id = ?1
+                   AND b.cell = (SELECT max(cell) FROM blocks WHERE series_id = ?1)
+                 ORDER BY s.ts DESC, s.rowid DESC LIMIT 1"""
+        latest = {}
+        for sid, (eq, path, unit) in self._series_meta.items():
+            row = conn.execute(sql, (sid,)).fetchone()
+            if row:
+                ts, gw, value, text, q, reason = row
+                latest[sid] = Sample(eq, path, _decode(value, text, q), unit, ts, gw, _quality(q), reason or "")
+        with self._latest_lock:
+            self._latest = latest
+
+    def _reader(self) -> sqlite3.Connection:
+        self._reader_sem.acquire()
+        try:
+            return self._readers.get_nowait()
+        except queue.Empty:
+            pass
+        try:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute(f"PRAGMA mmap_size = {256 * 1024 * 1024}")
+        except BaseException:
+            self._reader_sem.release()
+            raise
+        with self._readers_lock:
+            self._all_readers.append(conn)
+        return conn
+
+    def _release(self, conn: sqlite3.Connection) -> None:
+        self._readers.put(conn)
+        self._reader_sem.release()
+
+    def _read_sync(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        conn = self._reader()
+        try:
+            # One read transaction: every statement of a query sees the same snapshot.
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("COMMIT")
+        finally:
+            self._release(conn)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        if self._thread is None:
+            raise StoreClosed(f"{self.path}: the store is not running (start() it first)")
+        return await asyncio.to_thread(self._read_sync, fn)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        op = _Op(fn)
+        with self._cv:
+            self._check_running()
+            self._ops.append(op)
+            self._cv.notify_all()
+        return await asyncio.wrap_future(op.future)
+
+    # --- samples: the hot path -----------------------------------------------------------
+    def write_samples(self, samples: list[Sample]) -> None:
+        """Enqueue for the writer; never blocks. A full queue drops the list and counts it."""
+        n = len(samples)
+        if not n:
+            return
+        with self._cv:
+            if self._thread is None or self._stopping or self._failed is not None:
+                self._stats["dropped"] += n
+                return
+            if self._queued and self._queued + n > self.max_queue:
+                self._stats["dropped"] += n
+                return
+            self._chunks.append(samples)
+            self._queued += n
+            self._accepted += n
+            if self._writer_idle or (self._lingering and self._queued >= self.batch_rows):
+                self._cv.notify()
+
+    async def write_samples_async(self, samples: list[Sample]) -> None:
+        """Enqueue, waiting for room rather than dropping (back-pressure for bulk producers)."""
+        n = len(samples)
+        if not n:
+            return
+        space = self._space
+        assert space is not None, "start() the store first"
+        while True:
+            with self._cv:
+                self._check_running()
+                if not self._queued or self._queued + n <= self.max_queue:
+                    self._chunks.append(samples)
+                    self._queued += n
+                    self._accepted += n
+                    if self._writer_idle or (self._lingering and self._queued >= self.batch_rows):
+                        self._cv.notify()
+                    return
+                self._space_waiters += 1
+                space.clear()
+            try:
+                await space.wait()
+            finally:
+                with self._cv:
+                    self._space_waiters -= 1
+
+    # --- the writer thread ---------------------------------------------------------------
+    def _writer_main(self, conn: sqlite3.Connection, ready: concurrent.futures.Future[None]) -> None:
+        ready.set_result(None)
+        next_retention = time.monotonic() + min(1.0, self.retention_check_s)
+        retention_pending = False
+        try:
+            while True:
+                chunks, ops, rows = self._take(next_retention if self.retention_days else None, retention_pending)
+                if chunks or ops:
+                    self._commit_batch(conn, chunks, ops, rows)
+                elif self._stopping_done():
+                    break
+                now = time.monotonic()
+                if self.retention_days and (retention_pending or now >= next_retention):
+                    retention_pending = self._retention_step(conn)
+                    if not retention_pending:
+                        next_retention = now + self.retention_check_s
+        except BaseException as exc:
+            # The writer is the only path to disk; stop taking writes and make every waiter see why.
+            log.exception("%s: store writer failed", self.path)
+            with self._cv:
+                self._failed = exc
+                pending = [op.future for op in self._ops] + [f for _, f in self._flushes]
+                self._ops, self._flushes = [], []
+                self._stats["dropped"] += self._queued
+                self._chunks.clear()
+                self._queued = 0
+            for f in pending:
+                if not f.done():
+                    f.set_exception(StoreClosed(f"the store's writer failed: {exc}"))
+            self._wake_space()
+        finally:
+            conn.close()
+
+    def _stopping_done(self) -> bool:
+        with self._cv:
+            return self._stopping and not self._chunks and not self._ops
+
+    def _take(self, retention_at: float | None, retention_pending: bool) -> tuple[list[list[Sample]], list[_Op], int]:
+        """Wait for work, linger up to commit_interval_s to fill a batch, then take it."""
+        with self._cv:
+            while not self._chunks and not self._ops and not self._stopping:
+                if retention_pending:
+                    break
+                timeout = None if retention_at is None else max(0.0, retention_at - time.monotonic())
+                if timeout == 0.0:
+                    break
+                self._writer_idle = True
+                self._cv.wait(timeout)
+                self._writer_idle = False
+            if self._chunks and not self._ops and not self._flushes and not self._stopping:
+                deadline = time.monotonic() + self.commit_interval_s
+                while self._queued < self.batch_rows and not self._ops and not self._flushes and not self._stopping:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._lingering = True
+                    self._cv.wait(left)
+                    self._lingering = False
+            chunks: list[list[Sample]] = []
+            rows = 0
+            while self._chunks and rows < self.max_batch_rows:
+                c = self._chunks.popleft()
+                chunks.append(c)
+                rows += len(c)
+            self._queued -= rows
+            ops, self._ops = self._ops, []
+        if rows:
+            self._wake_space()
+        return chunks, ops, rows
+
+    def _wake_space(self) -> None:
+        if self._space_waiters and self._loop is not None and self._space is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._space.set)
+            except RuntimeError:
+                log.debug("%s: event loop closed; nobody left waiting for queue room", self.path)
+
+    def _rows(self, chunks: list[list[Sample]]) -> tuple[list[tuple], list[tuple], list[tuple]]:
+        """Samples to sorted row tuples; new series and unit changes found on the way."""
+        sids = self._sids
+        meta = self._series_meta
+        rows: list[tuple] = []
+        append = rows.append
+        new_series: list[tuple] = []
+        unit_changes: list[tuple] = []
+        for chunk in chunks:
+            last_eq = None
+            eq_sids: dict[str, int] = {}
+            for eq, path, value, unit, ts, gw, q, reason in chunk:
+                if eq is not last_eq:
+                    eq_sids = sids.get(eq)  # type: ignore[assignment]
+                    if eq_sids is None:
+                        eq_sids = sids[eq] = {}
+                    last_eq = eq
+                sid = eq_sids.get(path)
+                if sid is None:
+                    sid = eq_sids[path] = self._next_sid
+                    self._next_sid += 1
+                    meta[sid] = (eq, path, unit)
+                    new_series.append((sid, eq, path, unit))
+                elif meta[sid][2] != unit:
+                    meta[sid] = (eq, path, unit)
+                    unit_changes.append((unit, sid))
+                cls = value.__class__
+                if cls is float or (cls is int and -9223372036854775808 <= value <= 9223372036854775807):
+                    append((sid, ts, gw, value, None, q, reason or None))
+                elif cls is str:
+                    append((sid, ts, gw, None, value, q, reason or None))
+                else:
+                    num, text, flag = _encode(value)
+                    append((sid, ts, gw, num, text, int(q) | flag, reason or None))
+        rows.sort(key=itemgetter(0, 1))
+        return rows, new_series, unit_changes
+
+    def _commit_batch(self, conn: sqlite3.Connection, chunks: list[list[Sample]], ops: list[_Op], n: int) -> None:
+        t0 = time.perf_counter()
+        rows, new_series, unit_changes = self._rows(chunks)
+        delay = 0.5
+        while True:
+            try:
+                results = self._transaction(conn, rows, new_series, unit_changes, ops)
+                break
+            except sqlite3.Error as exc:
+                # Disk full, I/O error, a locked file: keep the batch and try again; the bounded
+                # queue meanwhile counts what it cannot take.
+                self._stats["write_errors"] += 1
+                self._stats["last_error"] = f"{type(exc).__name__}: {exc}"
+                log.error("%s: commit of %d samples failed (%s); retrying in %.1f s", self.path, n, exc, delay)
+                if self._stopping and delay >= 8.0:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 8.0)
+        if rows:
+            by_sid = dict(zip(map(itemgetter(0), rows), rows))  # last row per series: its newest ts
+            meta = self._series_meta
+            with self._latest_lock:
+                latest = self._latest
+                for sid, (_, ts, gw, value, text, q, reason) in by_sid.items():
+                    prev = latest.get(sid)
+                    if prev is None or ts >= prev.source_ts:
+                        eq, path, unit = meta[sid]
+                        latest[sid] = Sample(eq, path, _decode(value, text, q), unit, ts, gw, _quality(q), reason or "")
+        now = time.time()
+        st = self._stats
+        st["written"] += n
+        st["batches"] += 1
+        st["last_commit_ts"] = now
+        st["last_batch_rows"] = n
+        st["last_batch_ms"] = round((time.perf_counter() - t0) * 1000, 3)
+        if st["batches"] % 64 == 1:
+            self._update_size()
+        for op, (ok, value) in zip(ops, results):
+            if ok:
+                op.future.set_result(value)
+            else:
+                op.future.set_exception(value)
+        with self._cv:
+            self._committed += n
+            done = [f for target, f in self._flushes if target <= self._committed]
+            self._flushes = [(t, f) for t, f in self._flushes if t > self._committed]
+        for f in done:
+            f.set_result(None)
+
+    def _transaction(self, conn: sqlite3.Connection, rows: list[tuple], new_series: list[tuple],
+                     unit_changes: list[tuple], ops: list[_Op]) -> list[tuple[bool, Any]]:
+        results: list[tuple[bool, Any]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if new_series:
+                conn.executemany("INSERT INTO series (id, equipment, path, unit) VALUES (?,?,?,?)", new_series)
+            if unit_changes:
+                conn.executemany("UPDATE series SET unit = ? WHERE id = ?", unit_changes)
+            if rows:
+                lo = conn.execute("SELECT coalesce(max(rowid), 0) + 1 FROM samples").fetchone()[0]
+                conn.executemany(INSERT_SAMPLES, rows)
+                hi = lo + len(rows) - 1
+                last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+                if last != hi:
+                    raise sqlite3.DatabaseError(f"samples rowids not contiguous ({lo}..{last}, expected ..{hi})")
+                conn.execute(INSERT_BLOCKS, (lo, hi))
+                conn.execute(UPSERT_ROLLUP, (lo, hi))
+            for op in ops:
+                # Each record in its own savepoint: a bad one fails alone, the batch still commits.
+                conn.execute("SAVEPOINT op")
+                try:
+                    results.append((True, op.fn(conn)))
+                    conn.execute("RELEASE op")
+                except sqlite3.OperationalError:
+                    raise  # disk or lock trouble: the whole batch is retried
+                except Exception as exc:  # the caller awaiting this record gets the error
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((False, exc))
+            conn.execute("COMMIT")
+        except BaseException:
+            # The series cache keeps the new ids: the retry inserts the same rows and series again.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
+
+    def _update_size(self) -> None:
+        size = 0
+        for suffix in ("", "-wal"):
+            try:
+                size += os.path.getsize(f"{self.path}{suffix}")
+            except FileNotFoundError:
+                continue
+        self._stats["db_size_bytes"] = size
+
+    # --- retention (writer thread) -------------------------------------------------------
+    def _retention_step(self, conn: sqlite3.Connection) -> bool:
+        """One chunk of retention in its own transaction; True while more expired rows remain."""
+        assert self.retention_days is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            more = self._retention_chunk(conn, time.time() - self.retention_days * 86400.0)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return more
+
+    def _retention_chunk(self, conn: sqlite3.Connection, cutoff: float) -> bool:
+        """Delete up to retention_chunk_rows expired samples from the head of the table.
+
+        When no more samples are due, also trim blocks, rollups and link records.
+        """
+        head, top = conn.execute("SELECT min(rowid), max(rowid) FROM samples").fetchone()
+        more = False
+        deleted = 0
+        held_by = None
+        if head is not None:
+            # The newest row stays so that rowids (the outbox sequence) never restart.
+            upto = min(head + self.retention_chunk_rows - 1, top - 1)
+            hold = conn.execute("SELECT name, value FROM cursors WHERE consumer = 1 ORDER BY value LIMIT 1").fetchone()
+            if hold is not None and hold[1] < upto:
+                upto, held_by = hold[1], hold[0]
+            if upto >= head:
+                last_old = conn.execute("SELECT max(rowid) FROM samples WHERE rowid BETWEEN ? AND ? AND gw < ?",
+                                        (head, upto, cutoff)).fetchone()[0]
+                if last_old is not None:
+                    deleted = conn.execute("DELETE FROM samples WHERE rowid <= ?", (last_old,)).rowcount
+                    more = last_old == upto and held_by is None
+            if held_by is not None:
+                # Only say the consumer holds retention when an expired row is actually kept for it.
+                old = conn.execute("SELECT gw < ? FROM samples ORDER BY rowid LIMIT 1", (cutoff,)).fetchone()
+                if not (old and old[0]):
+                    held_by = None
+        if not more:
+            cutoff_cell = int(cutoff / CELL_S)
+            for sid in list(self._series_meta):
+                conn.execute("DELETE FROM blocks WHERE series_id = ? AND cell < ?", (sid, cutoff_cell))
+                conn.execute("DELETE FROM rollup WHERE series_id = ? AND cell < ?", (sid, cutoff_cell))
+            conn.execute("DELETE FROM links WHERE ts < ? AND id NOT IN (SELECT max(id) FROM links GROUP BY equipment)",
+                         (cutoff,))
+        self._stats["retention_deleted"] += deleted
+        if held_by != self._stats["retention_held_by"] and held_by is not None:
+            log.warning("%s: retention holds expired samples for outbox consumer '%s'", self.path, held_by)
+        self._stats["retention_held_by"] = held_by
+        return more
+
+    async def apply_retention(self, now: float | None = None) -> int:
+        """Run retention to the end now, in the writer; returns the samples deleted.
+
+        The writer also does this on its own every retention_check_s, in chunks.
+        """
+        if self.retention_days is None:
+            return 0
+        cutoff = (time.time() if now is None else now) - self.retention_days * 86400.0
+
+        def op(conn: sqlite3.Connection) -> int:
+            before = self._stats["retention_deleted"]
+            while self._retention_chunk(conn, cutoff):
+                pass
+            return self._stats["retention_deleted"] - before
+        return await self._write(op)
+
+    # --- history -------------------------------------------------------------------------
+    async def history(
+        self,
+        equipment: str,
+        path: str,
+        start: float,
+        end: float,
+        bucket_s: float | None = None,
+        agg: str | Sequence[str] = "avg",
+        limit: int = 10000,
+    ) -> list[dict[str, Any]]:
+        """Samples with start <= source_ts < end, oldest first; raw, or bucketed over GOOD samples.
+
+        Buckets are aligned to multiples of bucket_s since the epoch; "ts" is the
+        bucket start; "bad" counts UNCERTAIN and BAD samples. A bucket without
+        samples has no row; a bucket with only bad samples has None aggregates.
+        Numeric aggregates ignore string values; "count" counts every GOOD sample.
+        """
+        aggs = [agg] if isinstance(agg, str) else list(agg)
+        unknown = [a for a in aggs if a not in AGGREGATES]
+        if unknown or not aggs:
+            raise ValueError(f"agg {unknown or aggs}: use {', '.join(AGGREGATES)}")
+        if bucket_s is not None and not bucket_s > 0:
+            raise ValueError(f"bucket_s={bucket_s}: must be positive")
+        if not end > start or limit <= 0:
+            return []
+        if bucket_s is None:
+            return await self._read(lambda c: self._raw(c, equipment, path, start, end, limit))
+        return await self._read(lambda c: self._bucketed(c, equipment, path, start, end, bucket_s, aggs, limit))
+
+    @staticmethod
+    def _sid(conn: sqlite3.Connection, equipment: str, path: str) -> int | None:
+        row = conn.execute("SELECT id FROM series WHERE equipment = ? AND path = ?", (equipment, path)).fetchone()
+        return row[0] if row else None
+
+    def _raw(self, conn: sqlite3.Connection, equipment: str, path: str, start: float, end: float,
+             limit: int) -> list[dict[str, Any]]:
+        sid = self._sid(conn, equipment, path)
+        if sid is None:
+            return []
+        params = {"sid": sid, "c0": int(start / CELL_S), "c1": int(end / CELL_S), "start": start, "end": end,
+                  "limit": limit}
+        cur = conn.execute(f"SELECT s.ts, s.value, s.value_text, s.q, s.reason, s.gw {_SERIES_ROWS} "
+                           "ORDER BY s.ts, s.rowid LIMIT :limit", params)
+        return [{"ts": ts, "value": _decode(v, text, q), "quality": q & QMASK, "reason": reason or "", "gateway_ts": gw}
+                for ts, v, text, q, reason, gw in cur]
+
+    def _bucketed(self, conn: sqlite3.Connection, equipment: str, path: str, start: float, end: float,
+                  bucket_s: float, aggs: list[str], limit: int) -> list[dict[str, Any]]:
+        sid = self._sid(conn, equipment, path)
+        if sid is None:
+            return []
+        buckets: dict[int, _Agg] = {}
+        want_first, want_last = "first" in aggs, "last" in aggs
+        c0, c1 = int(start / CELL_S), int(end / CELL_S)
+        per_cell = bucket_s / CELL_S
+        m = round(per_cell)
+        if m >= 1 and abs(per_cell - m) < 1e-9:
+            # Whole cells from the rollup; the two partial cells at the ends from raw rows.
+            key = f"b.cell / {m}"
+            if c1 - c0 >= 2:
+                for (cell, n, nv, nbad, sm, mn, mx, ft, fv, lt, lv) in conn.execute(
+                        "SELECT cell, n, nv, nbad, sm, mn, mx, ft, fv, lt, lv FROM rollup "
+                        "WHERE series_id = ? AND cell > ? AND cell < ?", (sid, c0, c1)):
+                    b = buckets.get(cell // m)
+                    if b is None:
+                        b = buckets[cell // m] = _Agg()
+                    b.add(n, nv, nbad, sm, mn, mx)
+                    if want_first:
+                        b.first(ft, fv)
+                    if want_last:
+                        b.last(lt, lv)
+                extra = "AND b.cell IN (:c0, :c1)"
+            else:
+                extra = ""
+        else:
+            key = f"CAST(s.ts / {float(bucket_s)!r} AS INTEGER)"
+            extra = ""
+        params = {"sid": sid, "c0": c0, "c1": c1, "start": start, "end": end}
+        for k, n, nv, nbad, sm, mn, mx in conn.execute(_RAW_AGG.format(k=key, extra=extra), params):
+            b = buckets.get(k)
+            if b is None:
+                b = buckets[k] = _Agg()
+            b.add(n, nv, nbad, sm, mn, mx)
+        if want_first:
+            for k, ts, v in conn.execute(_RAW_EDGE.format(k=key, fn="min", extra=extra), params):
+                buckets[k].first(ts, v)
+        if want_last:
+            for k, ts, v in conn.execute(_RAW_EDGE.format(k=key, fn="max", extra=extra), params):
+                buckets[k].last(ts, v)
+        out = []
+        for k in sorted(buckets)[:limit]:
+            out.append(buckets[k].row(k * float(bucket_s), aggs))
+        return out
+
+    # --- latest and series ---------------------------------------------------------------
+    async def latest(self, equipment: str | None = None) -> list[Sample]:
+        """The newest committed sample of every series, from memory."""
+        with self._latest_lock:
+            values = list(self._latest.values())
+        if equipment is not None:
+            values = [s for s in values if s.equipment == equipment]
+        values.sort(key=lambda s: (s.equipment, s.path))
+        return values
+
+    async def series(self, equipment: str | None = None) -> list[tuple[str, str, str]]:
+        def q(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+            if equipment is None:
+                return conn.execute("SELECT equipment, path, unit FROM series ORDER BY equipment, path").fetchall()
+            return conn.execute("SELECT equipment, path, unit FROM series WHERE equipment = ? ORDER BY path",
+                                (equipment,)).fetchall()
+        return await self._read(q)
+
+    # --- alarms --------------------------------------------------------------------------
+    async def record_alarm(self, equipment: str, occurrence_id: str, code: int, text: str, severity: int,
+                           state: str, ts: float, stop_reason: bool, by: str | None = None) -> None:
+        """One transition of an alarm occurrence: raised, acknowledged, or cleared."""
+        if state not in ("raised", "cleared", "acknowledged"):
+            raise ValueError(f"alarm state {state!r}: use raised, cleared or acknowledged")
+        column = {"raised": "raised_ts", "cleared": "cleared_ts", "acknowledged": "acked_ts"}[state]
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO alarms (equipment, occurrence_id, code, text, severity, stop_reason) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT DO UPDATE SET text = excluded.text, severity = excluded.severity",
+                (equipment, str(occurrence_id), int(code), text, int(severity), int(bool(stop_reason))))
+            # A repeated transition keeps its first time (the machine may report it again).
+            conn.execute(f"UPDATE alarms SET {column} = coalesce({column}, ?) WHERE equipment = ? AND occurrence_id = ?",
+                         (ts, equipment, str(occurrence_id)))
+            if state == "acknowledged":
+                conn.execute("UPDATE alarms SET acked_by = coalesce(acked_by, ?) WHERE equipment = ? AND occurrence_id = ?",
+                             (by, equipment, str(occurrence_id)))
+
+        await self._write(op)
+
+    async def alarms(self, equipment: str | None = None, active_only: bool = False, start: float | None = None,
+                     end: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Occurrences, newest raised first; start/end bound raised_ts."""
+        where, params = [], []
+        if equipment is not None:
+            where.append("equipment = ?")
+            params.append(equipment)
+        if active_only:
+            where.append("cleared_ts IS NULL")
+        if start is not None:
+            where.append("raised_ts >= ?")
+            params.append(start)
+        if end is not None:
+            where.append("raised_ts < ?")
+            params.append(end)
+        sql = ("SELECT equipment, occurrence_id, code, text, severity, stop_reason, raised_ts, cleared_ts, acked_ts, "
+               "acked_by FROM alarms" + (" WHERE " + " AND ".join(where) if where else "") +
+               " ORDER BY raised_ts DESC, occurrence_id DESC LIMIT ?")
+        params.append(limit)
+
+        def q(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            out = []
+            for eq, occ, code, text, sev, stop, raised, cleared, acked, by in conn.execute(sql, params):
+                out.append({"equipment": eq, "occurrence_id": occ, "code": code, "text": text, "severity": sev,
+                            "stop_reason": bool(stop), "raised_ts": raised, "cleared_ts": cleared, "acked_ts": acked,
+                            "acked_by": by, "active": cleared is None, "acknowledged": acked is not None})
+            return out
+        return await self._read(q)
+
+    # --- events --------------------------------------------------------------------------
+    async def record_event(self, equipment: str, event_type: str, source_ts: float, seq: int,
+                           payload: dict[str, Any], ids: Sequence[str] = ()) -> int:
+        """Store an event (the same equipment/seq/type/time twice is stored once); returns its id."""
+        text = json.dumps(payload, separators=(",", ":"), default=str)
+        id_values = sorted({str(i) for i in ids if i not in (None, "")})
+        recorded = time.time()
+
+        def op(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "INSERT INTO events (equipment, type, source_ts, seq, payload, recorded_ts) VALUES (?,?,?,?,?,?) "
+                "ON CONFLICT DO NOTHING", (equipment, event_type, source_ts, int(seq), text, recorded))
+            if cur.rowcount == 0:
+                return conn.execute("SELECT id FROM events WHERE equipment = ? AND seq = ? AND type = ? AND source_ts = ?",
+                                    (equipment, int(seq), event_type, source_ts)).fetchone()[0]
+            event_id = cur.lastrowid
+            conn.executemany("INSERT OR IGNORE INTO event_ids (id_value, event_id) VALUES (?, ?)",
+                             [(v, event_id) for v in id_values])
+            return event_id
+
+        return await self._write(op)
+
+    @staticmethod
+    def _event_rows(cur: Iterable[tuple]) -> list[dict[str, Any]]:
+        return [{"id": i, "equipment": eq, "type": t, "source_ts": ts, "seq": seq, "payload": json.loads(p),
+                 "recorded_ts": rec} for i, eq, t, ts, seq, p, rec in cur]
+
+    async def events(self, equipment: str | None = None, event_type: str | None = None, start: float | None = None,
+                     end: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Events, newest first; start/end bound source_ts."""
+        where, params = [], []
+        if equipment is not None:
+            where.append("equipment = ?")
+            params.append(equipment)
+        if event_type is not None:
+            where.append("type = ?")
+            params.append(event_type)
+        if start is not None:
+            where.append("source_ts >= ?")
+            params.append(start)
+        if end is not None:
+            where.append("source_ts < ?")
+            params.append(end)
+        sql = ("SELECT id, equipment, type, source_ts, seq, payload, recorded_ts FROM events" +
+               (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY source_ts DESC, id DESC LIMIT ?")
+        params.append(limit)
+        return await self._read(lambda c: self._event_rows(c.execute(sql, params)))
+
+    async def events_referencing(self, id_value: str) -> list[dict[str, Any]]:
+        """Every event that mentions a unit, material or job ID, oldest first."""
+        sql = ("SELECT e.id, e.equipment, e.type, e.source_ts, e.seq, e.payload, e.recorded_ts "
+               "FROM event_ids x JOIN events e ON e.id = x.event_id WHERE x.id_value = ? ORDER BY e.source_ts, e.id")
+        return await self._read(lambda c: self._event_rows(c.execute(sql, (str(id_value),))))
+
+    # --- audit ---------------------------------------------------------------------------
+    async def record_audit(self, ts: float, user: str, role: str, equipment: str, command: str, args: dict[str, Any],
+                           result_code: int, result: str, detail: str) -> None:
+        row = (ts, user, role, equipment, command, json.dumps(args, separators=(",", ":"), default=str),
+               int(result_code), result, detail)
+        await self._write(lambda c: c.execute(
+            "INSERT INTO audit (ts, user, role, equipment, command, args, result_code, result, detail) "
+            "VALUES (?,?,?,?,?,?,?,?,?)", row).lastrowid)
+
+    async def audit(self, limit: int = 200, equipment: str | None = None) -> list[dict[str, Any]]:
+        """Command requests, newest first."""
+        sql = "SELECT id, ts, user, role, equipment, command, args, result_code, result, detail FROM audit"
+        params: list[Any] = []
+        if equipment is not None:
+            sql += " WHERE equipment = ?"
+            params.append(equipment)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+
+        def q(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            return [{"id": i, "ts": ts, "user": u, "role": r, "equipment": eq, "command": cmd, "args": json.loads(a),
+                     "result_code": code, "result": res, "detail": d}
+                    for i, ts, u, r, eq, cmd, a, code, res, d in conn.execute(sql, params)]
+        return await self._read(q)
+
+    # --- link status ---------------------------------------------------------------------
+    async def record_link(self, equipment: str, ts: float, up: bool, reason: str) -> None:
+        await self._write(lambda c: c.execute("INSERT INTO links (equipment, ts, up, reason) VALUES (?,?,?,?)",
+                                              (equipment, ts, int(bool(up)), reason or "")).lastrowid)
+
+    async def link_history(self, equipment: str, start: float, end: float) -> list[dict[str, Any]]:
+        """Link-down intervals overlapping [start, end), oldest first; up_ts None while still down."""
+        def q(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            before = conn.execute("SELECT ts, up, reason FROM links WHERE equipment = ? AND ts < ? "
+                                  "ORDER BY ts DESC, id DESC LIMIT 1", (equipment, start)).fetchall()
+            changes = before + conn.execute("SELECT ts, up, reason FROM links WHERE equipment = ? AND ts >= ? AND ts < ? "
+                                            "ORDER BY ts, id", (equipment, start, end)).fetchall()
+            after = conn.execute("SELECT ts FROM links WHERE equipment = ? AND ts >= ? AND up = 1 ORDER BY ts, id LIMIT 1",
+                                 (equipment, end)).fetchone()
+            out: list[dict[str, Any]] = []
+            down: dict[str, Any] | None = None
+            for ts, up, reason in changes:
+                if not up and down is None:
+                    down = {"down_ts": ts, "up_ts": None, "reason": reason}
+                elif up and down is not None:
+                    down["up_ts"] = ts
+                    out.append(down)
+                    down = None
+            if down is not None:
+                down["up_ts"] = after[0] if after else None
+                out.append(down)
+            return out
+        return await self._read(q)
+
+    # --- outbox --------------------------------------------------------------------------
+    async def read_since(self, cursor: int, limit: int) -> tuple[list[tuple[int, Sample]], int]:
+        """Stored samples with sequence > cursor, in commit order; and the cursor to pass next time."""
+        def q(conn: sqlite3.Connection) -> tuple[list[tuple[int, Sample]], int]:
+            rows = conn.execute("SELECT rowid, series_id, ts, gw, value, value_text, q, reason FROM samples "
+                                "WHERE rowid > ? ORDER BY rowid LIMIT ?", (cursor, limit)).fetchall()
+            if not rows:
+                return [], cursor
+            needed = {r[1] for r in rows}
+            meta = {sid: (eq, path, unit) for sid, eq, path, unit in conn.execute(
+                f"SELECT id, equipment, path, unit FROM series WHERE id IN ({','.join('?' * len(needed))})",
+                list(needed))}
+            out = []
+            for seq, sid, ts, gw, value, text, qv, reason in rows:
+                eq, path, unit = meta[sid]
+                out.append((seq, Sample(eq, path, _decode(value, text, qv), unit, ts, gw, _quality(qv), reason or "")))
+            return out, rows[-1][0]
+        return await self._read(q)
+
+    async def get_cursor(self, name: str) -> int | None:
+        def q(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
+            return row[0] if row else None
+        return await self._read(q)
+
+    async def set_cursor(self, name: str, value: int) -> None:
+        await self._write(lambda c: c.execute(
+            "INSERT INTO cursors (name, value, updated_ts) VALUES (?,?,?) "
+            "ON CONFLICT DO UPDATE SET value = excluded.value, updated_ts = excluded.updated_ts",
+            (name, int(value), time.time())).rowcount)
+
+    async def register_consumer(self, name: str) -> int:
+        """Mark `name` as an outbox consumer that retention waits for; returns its cursor (0 when new)."""
+        def op(conn: sqlite3.Connection) -> int:
+            conn.execute("INSERT INTO cursors (name, value, consumer, updated_ts) VALUES (?, 0, 1, ?) "
+                         "ON CONFLICT DO UPDATE SET consumer = 1", (name, time.time()))
+            return conn.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()[0]
+        return await self._write(op)
+
+    async def unregister_consumer(self, name: str) -> None:
+        await self._write(lambda c: c.execute("UPDATE cursors SET consumer = 0 WHERE name = ?", (name,)).rowcount)
+
+    # --- health --------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        with self._cv:
+            out = dict(self._stats)
+            out["queued"] = self._queued
+            out["max_queue"] = self.max_queue
+            out["pending_records"] = len(self._ops)
+        out["series"] = len(self._series_meta)
+        out["path"] = str(self.path)
+        out["running"] = self._thread is not None and self._failed is None
+        return out
