@@ -1,0 +1,1 @@
+"""Generic protocol servers the equipment simulators are built on."""
