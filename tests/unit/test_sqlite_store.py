@@ -1,0 +1,444 @@
+"""The embedded SQLite store: what goes in comes out, history is exact, records and the outbox survive a reopen.
+
+Every test uses a real database file under tmp_path; the crash test kills a
+real child process with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.samples import Quality, Sample
+from gateway.store import SqliteStore, Store, StoreClosed
+
+T0 = 1_700_000_003.25  # deliberately not on a bucket boundary
+EQ = "coater1"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+async def store(tmp_path):
+    s = SqliteStore(tmp_path / "store.sqlite")
+    await s.start()
+    yield s
+    await s.close()
+
+
+def sample(path: str, value, ts: float, quality: Quality = Quality.GOOD, reason: str = "", unit: str = "",
+           eq: str = EQ) -> Sample:
+    return Sample(eq, path, value, unit, ts, ts + 0.01, quality, reason)
+
+
+def test_sqlite_store_follows_the_store_protocol(tmp_path):
+    assert isinstance(SqliteStore(tmp_path / "x.sqlite"), Store)
+
+
+# --- samples round trip ---------------------------------------------------------------------------
+
+VALUES = [
+    ("speed", 12.5, Quality.GOOD, ""),
+    ("count", 42, Quality.GOOD, ""),
+    ("huge", 2**70, Quality.GOOD, ""),
+    ("negative", -7, Quality.UNCERTAIN, "stale"),
+    ("enabled", True, Quality.GOOD, ""),
+    ("disabled", False, Quality.GOOD, ""),
+    ("lot", "LOT-0042", Quality.GOOD, ""),
+    ("empty_text", "", Quality.GOOD, ""),
+    ("missing", None, Quality.BAD, "link_down"),
+    ("limit", float("inf"), Quality.BAD, "out_of_range"),
+]
+
+
+async def test_values_of_every_type_and_quality_come_back_as_written(store):
+    written = [sample(p, v, T0 + i, q, r, unit="m/min" if p == "speed" else "") for i, (p, v, q, r) in enumerate(VALUES)]
+    store.write_samples(written)
+    await store.flush()
+
+    for s in written:
+        rows = await store.history(EQ, s.path, T0 - 1, T0 + 100)
+        assert len(rows) == 1
+        row = rows[0]
+        expected = float(s.value) if s.path == "huge" else s.value
+        assert row["value"] == expected and type(row["value"]) is type(expected), s.path
+        assert (row["ts"], row["gateway_ts"], row["quality"], row["reason"]) == (
+            s.source_ts, s.gateway_ts, int(s.quality), s.reason)
+
+    latest = {s.path: s for s in await store.latest(EQ)}
+    assert latest["enabled"].value is True and latest["disabled"].value is False
+    assert latest["count"].value == 42 and type(latest["count"].value) is int
+    assert latest["lot"].value == "LOT-0042"
+    assert latest["missing"] == written[8]
+    assert latest["speed"].unit == "m/min"
+
+    assert sorted(await store.series(EQ)) == sorted((EQ, s.path, s.unit) for s in written)
+
+
+async def test_raw_history_is_ordered_bounded_and_limited(store):
+    store.write_samples([sample("v", float(i), T0 + i) for i in range(100)])
+    await store.flush()
+    rows = await store.history(EQ, "v", T0 + 10, T0 + 20)
+    assert [r["value"] for r in rows] == [float(i) for i in range(10, 20)]  # start inclusive, end exclusive
+    assert [r["value"] for r in await store.history(EQ, "v", T0, T0 + 100, limit=3)] == [0.0, 1.0, 2.0]
+    assert await store.history(EQ, "no.such.path", T0, T0 + 100) == []
+    assert await store.history("nobody", "v", T0, T0 + 100) == []
+
+
+async def test_samples_arriving_out_of_order_are_returned_in_time_order(store):
+    store.write_samples([sample("v", float(i), T0 + i) for i in range(50, 100)])
+    await store.flush()
+    store.write_samples([sample("v", float(i), T0 + i) for i in reversed(range(50))])
+    await store.flush()
+    rows = await store.history(EQ, "v", T0, T0 + 100)
+    assert [r["value"] for r in rows] == [float(i) for i in range(100)]
+    assert (await store.latest(EQ))[0].value == 99.0
+
+
+# --- bucketed history ----------------------------------------------------------------------------------
+
+def known_series() -> list[Sample]:
+    """Twenty minutes at 2 Hz with bad and uncertain samples sprinkled in, and some text."""
+    out = []
+    for i in range(2400):
+        ts = T0 + i * 0.5
+        value = round(50 + 40 * math.sin(i / 37.0), 3)
+        if i % 97 == 5:
+            out.append(sample("temp", None, ts, Quality.BAD, "nan"))
+        elif i % 89 == 3:
+            out.append(sample("temp", 1e6, ts, Quality.UNCERTAIN, "out_of_range"))
+        elif i % 113 == 7:
+            out.append(sample("temp", "warming", ts))
+        else:
+            out.append(sample("temp", value if i % 2 else int(value), ts))
+    return out
+
+
+def expected_buckets(samples: list[Sample], start: float, end: float, bucket: float) -> dict[int, dict]:
+    """The aggregates computed the slow, obvious way."""
+    out: dict[int, dict] = {}
+    for s in sorted(samples, key=lambda s: s.source_ts):
+        if not start <= s.source_ts < end:
+            continue
+        b = out.setdefault(math.floor(s.source_ts / bucket), {"good": [], "bad": 0, "count": 0})
+        if s.quality != Quality.GOOD:
+            b["bad"] += 1
+            continue
+        b["count"] += 1
+        if isinstance(s.value, (int, float)):
+            b["good"].append(s.value)
+    return out
+
+
+async def write_in_pieces(store: SqliteStore, samples: list[Sample], piece: int) -> None:
+    """Several commits, later data first, so cells are merged across batches and out of order."""
+    pieces = [samples[i:i + piece] for i in range(0, len(samples), piece)]
+    for p in pieces[1::2] + pieces[::2]:
+        store.write_samples(p)
+        await store.flush()
+
+
+@pytest.mark.parametrize("bucket", [60.0, 10.0, 7.0, 300.0])
+async def test_bucketed_history_is_exact_over_good_samples_and_counts_bad_ones(store, bucket):
+    data = known_series()
+    await write_in_pieces(store, data, 37)
+    start, end = T0 + 12.3, T0 + 1100.7
+    aggs = ["avg", "min", "max", "first", "last", "count"]
+    rows = await store.history(EQ, "temp", start, end, bucket_s=bucket, agg=aggs)
+    expected = expected_buckets(data, start, end, bucket)
+
+    assert [r["ts"] for r in rows] == [k * bucket for k in sorted(expected)]
+    for row in rows:
+        e = expected[round(row["ts"] / bucket)]
+        assert row["count"] == e["count"]
+        assert row["bad"] == e["bad"]
+        assert row["avg"] == pytest.approx(sum(e["good"]) / len(e["good"]))
+        assert (row["min"], row["max"]) == (min(e["good"]), max(e["good"]))
+        assert (row["first"], row["last"]) == (e["good"][0], e["good"][-1])
+    assert sum(r["bad"] for r in rows) > 0  # the data does have bad samples in range
+    assert all(r["max"] < 1e6 for r in rows)  # the uncertain spike is not averaged in
+
+
+async def test_a_single_aggregate_and_a_limit(store):
+    store.write_samples([sample("v", float(i), T0 + i) for i in range(600)])
+    await store.flush()
+    rows = await store.history(EQ, "v", T0, T0 + 600, bucket_s=60, agg="max", limit=2)
+    assert len(rows) == 2 and set(rows[0]) == {"ts", "max", "bad"}
+    with pytest.raises(ValueError, match="median"):
+        await store.history(EQ, "v", T0, T0 + 600, bucket_s=60, agg="median")
+
+
+async def test_a_gap_stays_visible(store):
+    t = 1_700_000_040.0  # a multiple of 60
+    before = [sample("v", 1.0, t + i) for i in range(60)]
+    marker = sample("v", None, t + 65, Quality.BAD, "link_down")
+    after = [sample("v", 3.0, t + 300 + i) for i in range(60)]
+    store.write_samples(before + [marker] + after)
+    await store.flush()
+
+    rows = await store.history(EQ, "v", t, t + 360, bucket_s=60, agg=["avg", "count"])
+    assert [r["ts"] for r in rows] == [t, t + 60, t + 300]  # nothing made up for the silent minutes
+    assert rows[1] == {"ts": t + 60, "avg": None, "count": 0, "bad": 1}  # the link-down marker's bucket
+    assert rows[0]["avg"] == 1.0 and rows[2]["avg"] == 3.0
+
+    raw = await store.history(EQ, "v", t + 55, t + 310)
+    assert [(r["value"], r["reason"]) for r in raw[4:7]] == [(1.0, ""), (None, "link_down"), (3.0, "")]
+
+
+async def test_link_history_gives_down_intervals(store):
+    await store.record_link(EQ, 100.0, True, "")
+    await store.record_link(EQ, 200.0, False, "connection refused")
+    await store.record_link(EQ, 260.0, True, "")
+    await store.record_link(EQ, 500.0, False, "timeout")
+    assert await store.link_history(EQ, 0.0, 1000.0) == [
+        {"down_ts": 200.0, "up_ts": 260.0, "reason": "connection refused"},
+        {"down_ts": 500.0, "up_ts": None, "reason": "timeout"},
+    ]
+    # A range that starts inside an outage still shows it.
+    assert await store.link_history(EQ, 230.0, 240.0) == [
+        {"down_ts": 200.0, "up_ts": 260.0, "reason": "connection refused"}]
+    assert await store.link_history("winder1", 0.0, 1000.0) == []
+
+
+# --- latest -----------------------------------------------------------------------------------------------
+
+async def test_latest_is_the_newest_per_series_and_survives_a_reopen(tmp_path):
+    path = tmp_path / "store.sqlite"
+    async with SqliteStore(path) as s:
+        s.write_samples([sample("a", float(i), T0 + i) for i in range(10)])
+        s.write_samples([sample("b", "x", T0 + 5), sample("b", "older", T0 + 1)])
+        s.write_samples([sample("a", 9.5, T0 + 3, eq="winder1")])
+        await s.flush()
+        first = await s.latest()
+        assert [(x.equipment, x.path, x.value) for x in first] == [
+            (EQ, "a", 9.0), (EQ, "b", "x"), ("winder1", "a", 9.5)]
+        assert [x.equipment for x in await s.latest("winder1")] == ["winder1"]
+    async with SqliteStore(path) as s:
+        assert await s.latest() == first
+
+
+# --- alarms, events, audit ----------------------------------------------------------------------------------
+
+async def test_alarm_lifecycle_raised_acknowledged_cleared(store):
+    await store.record_alarm(EQ, "occ-1", 1201, "Web break", 900, "raised", 100.0, True, None)
+    await store.record_alarm(EQ, "occ-2", 1305, "Dryer over-temperature", 700, "raised", 110.0, False, None)
+    active = await store.alarms(active_only=True)
+    assert [a["occurrence_id"] for a in active] == ["occ-2", "occ-1"]  # newest first
+    assert active[1]["stop_reason"] is True and active[1]["acknowledged"] is False
+
+    await store.record_alarm(EQ, "occ-1", 1201, "Web break", 900, "acknowledged", 120.0, True, "operator1")
+    await store.record_alarm(EQ, "occ-1", 1201, "Web break", 900, "cleared", 130.0, True, None)
+    [occ1] = [a for a in await store.alarms(EQ) if a["occurrence_id"] == "occ-1"]
+    assert (occ1["raised_ts"], occ1["acked_ts"], occ1["acked_by"], occ1["cleared_ts"]) == (100.0, 120.0, "operator1", 130.0)
+    assert occ1["active"] is False and occ1["acknowledged"] is True
+    assert [a["occurrence_id"] for a in await store.alarms(active_only=True)] == ["occ-2"]
+
+    assert [a["occurrence_id"] for a in await store.alarms(start=105.0)] == ["occ-2"]
+    assert [a["occurrence_id"] for a in await store.alarms(end=105.0)] == ["occ-1"]
+    assert await store.alarms(equipment="winder1") == []
+    with pytest.raises(ValueError, match="state"):
+        await store.record_alarm(EQ, "occ-3", 1, "x", 1, "exploded", 1.0, False, None)
+
+
+async def test_events_and_the_ids_they_reference(store):
+    roll = {"unit_id": "ER-7", "unit_type": "electrode_roll", "made_from": []}
+    jelly = {"unit_id": "JR-1", "unit_type": "jelly_roll", "made_from": ["ER-7", "ER-8"]}
+    e1 = await store.record_event("coater1", "UnitProcessed", 100.0, 1, roll, ids=["ER-7"])
+    e2 = await store.record_event("winder1", "UnitProcessed", 200.0, 1, jelly, ids=["JR-1", "ER-7", "ER-8"])
+    await store.record_event("winder1", "StateChanged", 150.0, 2, {"current": "Execute"})
+    assert await store.record_event("coater1", "UnitProcessed", 100.0, 1, roll, ids=["ER-7"]) == e1  # stored once
+
+    refs = await store.events_referencing("ER-7")
+    assert [(e["id"], e["equipment"], e["payload"]) for e in refs] == [(e1, "coater1", roll), (e2, "winder1", jelly)]
+    assert [e["id"] for e in await store.events_referencing("JR-1")] == [e2]
+    assert await store.events_referencing("NOPE") == []
+
+    assert [e["type"] for e in await store.events()] == ["UnitProcessed", "StateChanged", "UnitProcessed"]
+    assert [e["source_ts"] for e in await store.events(equipment="winder1")] == [200.0, 150.0]
+    assert [e["seq"] for e in await store.events(event_type="StateChanged")] == [2]
+    assert [e["source_ts"] for e in await store.events(start=120.0, end=200.0)] == [150.0]
+    assert len(await store.events(limit=1)) == 1
+
+
+async def test_audit_log_newest_first(store):
+    await store.record_audit(10.0, "local", "engineer", EQ, "Start", {}, 1, "ok", "started")
+    await store.record_audit(11.0, "operator1", "operator", "winder1", "Stop", {"mode": "fast"}, 5, "cannot_perform_now",
+                             "not running")
+    rows = await store.audit()
+    assert [r["command"] for r in rows] == ["Stop", "Start"]
+    assert rows[0]["args"] == {"mode": "fast"} and rows[0]["result_code"] == 5 and rows[0]["user"] == "operator1"
+    assert [r["equipment"] for r in await store.audit(equipment=EQ)] == [EQ]
+    assert len(await store.audit(limit=1)) == 1
+
+
+# --- outbox ------------------------------------------------------------------------------------------------
+
+async def test_outbox_hands_out_samples_in_commit_order_and_cursors_persist(tmp_path):
+    path = tmp_path / "store.sqlite"
+    first = [sample("a", float(i), T0 + i) for i in range(5)]
+    second = [sample("b", float(i), T0 + i) for i in range(5)]
+    async with SqliteStore(path) as s:
+        assert await s.register_consumer("influx") == 0
+        assert await s.get_cursor("influx") == 0 and await s.get_cursor("other") is None
+        s.write_samples(first)
+        await s.flush()
+        s.write_samples(second)
+        await s.flush()
+        rows, cursor = await s.read_since(0, 3)
+        assert [x for _, x in rows] == first[:3]
+        assert [seq for seq, _ in rows] == sorted(seq for seq, _ in rows)
+        rows2, cursor2 = await s.read_since(cursor, 100)
+        assert [x for _, x in rows2] == first[3:] + second  # whole batches in commit order
+        assert await s.read_since(cursor2, 100) == ([], cursor2)
+        await s.set_cursor("influx", cursor)
+    async with SqliteStore(path) as s:
+        cursor = await s.get_cursor("influx")
+        rows, _ = await s.read_since(cursor, 100)
+        assert [x for _, x in rows] == first[3:] + second
+        s.write_samples([sample("c", 1.0, T0)])
+        await s.flush()
+        more, _ = await s.read_since(rows[-1][0], 100)
+        assert [x.path for _, x in more] == ["c"]  # sequence numbers go on after a reopen
+
+
+# --- retention -----------------------------------------------------------------------------------------------
+
+async def test_retention_deletes_old_samples_but_waits_for_outbox_consumers(tmp_path):
+    now = time.time()
+    old = [Sample(EQ, "v", float(i), "", now - 10 * 86400 + i, now - 10 * 86400 + i, Quality.GOOD, "")
+           for i in range(100)]
+    new = [Sample(EQ, "v", float(i), "", now - 60 + i, now - 60 + i, Quality.GOOD, "") for i in range(10)]
+    async with SqliteStore(tmp_path / "store.sqlite", retention_days=1) as s:
+        await s.register_consumer("mqtt")
+        s.write_samples(old)
+        await s.flush()
+        s.write_samples(new)
+        await s.flush()
+        assert await s.apply_retention() == 0  # the consumer has not read anything yet
+        assert s.stats()["retention_held_by"] == "mqtt"
+
+        rows, _ = await s.read_since(0, 40)
+        await s.set_cursor("mqtt", rows[-1][0])
+        assert await s.apply_retention() == 40  # only what the consumer has passed
+        await s.unregister_consumer("mqtt")
+        assert await s.apply_retention() == 60
+
+        assert await s.history(EQ, "v", now - 11 * 86400, now - 86400) == []
+        assert await s.history(EQ, "v", now - 11 * 86400, now - 86400, bucket_s=60) == []
+        assert [r["value"] for r in await s.history(EQ, "v", now - 3600, now + 1)] == [float(i) for i in range(10)]
+        left, _ = await s.read_since(0, 1000)
+        assert [x for _, x in left] == new
+        assert s.stats()["retention_deleted"] == 100 and s.stats()["retention_held_by"] is None
+
+
+async def test_retention_runs_on_its_own_in_the_writer(tmp_path):
+    now = time.time()
+    async with SqliteStore(tmp_path / "store.sqlite", retention_days=1, retention_check_s=0.01) as s:
+        s.write_samples([Sample(EQ, "v", 1.0, "", now - 5 * 86400, now - 5 * 86400, Quality.GOOD, "")] * 50
+                        + [sample("v", 2.0, now)])
+        await s.flush()
+        for _ in range(2000):  # polls until the periodic pass has run; the bound only stops a broken store
+            if s.stats()["retention_deleted"] == 50:
+                break
+            await asyncio.sleep(0.01)
+        assert s.stats()["retention_deleted"] == 50
+
+
+# --- queue, back-pressure, lifecycle ---------------------------------------------------------------------
+
+async def test_full_queue_drops_and_counts_while_the_async_path_waits_for_room(tmp_path):
+    # The writer lingers (long commit interval, big batch) so the queue stays as filled until flush().
+    s = SqliteStore(tmp_path / "store.sqlite", max_queue=10, batch_rows=1000, commit_interval_s=3600)
+    await s.start()
+    try:
+        s.write_samples([sample("v", float(i), T0 + i) for i in range(10)])
+        s.write_samples([sample("v", 99.0, T0 + 99)])
+        assert s.stats()["dropped"] == 1 and s.stats()["queued"] == 10
+
+        waiting = asyncio.create_task(s.write_samples_async([sample("w", 1.0, T0)] * 5))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        await s.flush()
+        await waiting
+        await s.flush()
+        assert s.stats()["dropped"] == 1
+        assert len(await s.history(EQ, "v", T0, T0 + 100)) == 10
+        assert len(await s.history(EQ, "w", T0, T0 + 1)) == 5
+        assert s.stats()["written"] == 15 and s.stats()["queued"] == 0
+    finally:
+        await s.close()
+
+
+async def test_close_writes_out_everything_queued(tmp_path):
+    path = tmp_path / "store.sqlite"
+    s = SqliteStore(path, commit_interval_s=3600, batch_rows=10**6, max_batch_rows=1000)
+    await s.start()
+    for k in range(20):
+        s.write_samples([sample(f"p{k}", float(i), T0 + i) for i in range(500)])
+    await s.close()
+    s.write_samples([sample("late", 1.0, T0)])
+    assert s.stats()["dropped"] == 1
+    with pytest.raises(StoreClosed):
+        await s.record_link(EQ, 1.0, True, "")
+    async with SqliteStore(path) as again:
+        _, cursor = await again.read_since(0, 10**6)
+        assert cursor == 10_000
+        assert len(await again.series()) == 20
+
+
+# --- crash ------------------------------------------------------------------------------------------------
+
+CHILD = textwrap.dedent("""
+    import asyncio, sys, time
+    from gateway.samples import Quality, Sample
+    from gateway.store import SqliteStore
+
+    async def main(path, n):
+        store = SqliteStore(path)
+        await store.start()
+        for k in range(0, n, 1000):
+            store.write_samples([Sample("form1", f"channel[{i % 64 + 1}].voltage", 3.7, "V", 1e9 + i, 1e9 + i,
+                                        Quality.GOOD, "") for i in range(k, min(n, k + 1000))])
+        await store.flush()
+        print("flushed", flush=True)
+        i = 0
+        while True:  # keep the writer busy so the kill lands mid-transaction
+            store.write_samples([Sample("form1", "unflushed", float(i), "V", 2e9 + i, 2e9 + i, Quality.GOOD, "")] * 500)
+            i += 1
+            await asyncio.sleep(0)
+
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+""")
+
+
+async def test_flushed_samples_survive_sigkill(tmp_path):
+    path = tmp_path / "store.sqlite"
+    n = 50_000
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(n)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        line = await asyncio.to_thread(child.stdout.readline)
+        assert line.strip() == "flushed", child.stderr.read() if child.poll() is not None else line
+    finally:
+        child.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(child.wait)
+        child.stdout.close()
+        child.stderr.close()
+    assert child.returncode == -signal.SIGKILL
+
+    async with SqliteStore(path) as s:
+        total = 0
+        for ch in range(1, 65):
+            total += len(await s.history("form1", f"channel[{ch}].voltage", 0, 2e9, limit=10**6))
+        assert total == n
+        counts = await s.history("form1", "channel[1].voltage", 0, 2e9, bucket_s=3600, agg="count")
+        assert sum(r["count"] for r in counts) == len(range(0, n, 64))
