@@ -1,0 +1,609 @@
+"""The Modbus TCP adapter: scans a device's points and writes commands to it.
+
+One pymodbus client per device and one request in flight at a time: Modbus
+devices answer one request after another, and the async client does not
+queue concurrent callers on its own terms. Points are read in planned
+requests (see planner.py); a scan delivers one list of readings. An
+exception response spoils only the points of its request; a missing or
+garbled reply means the connection can no longer be trusted (transaction ids
+may be out of step), so it is closed and opened again, with backoff, until the
+device answers or the adapter is cancelled. Modbus carries no timestamps, so
+readings have none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, NamedTuple, Sequence
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+from pymodbus.pdu import ModbusPDU
+
+from gateway.adapters.base import AdapterError, AdapterHealth, LinkCallback, Point, RawReading, ReadingsCallback
+from gateway.adapters.modbus import codec
+from gateway.adapters.modbus.planner import BIT_TABLES, MAX_REGISTERS, Extent, Limits, Request, check_extent, plan
+
+log = logging.getLogger("linegw.modbus")
+
+DEFAULT_PORT = 502
+MAX_WRITE_REGISTERS = 123  # function code 16
+_SCHEMES = ("modbus+tcp://", "modbus://", "tcp://")
+_READER = {"coil": "read_coils", "discrete": "read_discrete_inputs", "holding": "read_holding_registers",
+           "input": "read_input_registers"}
+_READ_FUNCTION = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
+_EXCEPTIONS = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    7: "negative acknowledge",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+_READ_PLAN_CACHE = 64  # read() key sets remembered (command read-backs repeat the same few)
+
+
+def exception_text(code: int) -> str:
+    return f"modbus exception {code} ({_EXCEPTIONS.get(code, 'unknown')})"
+
+
+def parse_endpoint(endpoint: str) -> tuple[str, int]:
+    """Host and port of "host:port", "modbus://host:port", "modbus+tcp://[::1]:port"."""
+    rest = endpoint.strip()
+    for scheme in _SCHEMES:
+        if rest.lower().startswith(scheme):
+            rest = rest[len(scheme):]
+            break
+    rest = rest.split("/", 1)[0]
+    if rest.startswith("["):  # IPv6 literal
+        host, _, tail = rest[1:].partition("]")
+        port_text = tail[1:] if tail.startswith(":") else ""
+    elif rest.count(":") == 1:
+        host, _, port_text = rest.partition(":")
+    else:
+        host, port_text = rest, ""
+    if not host:
+        raise ValueError(f"modbus endpoint {endpoint!r} has no host")
+    if not port_text:
+        return host, DEFAULT_PORT
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"modbus endpoint {endpoint!r}: port must be 1..65535")
+    return host, int(port_text)
+
+
+# --- settings and points ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    scan_interval_s: float = 1.0
+    timeout_s: float = 1.0
+    retries: int = 0
+    limits: Limits = Limits()
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    pause_after_connect_s: float = 0.0
+    pause_between_requests_s: float = 0.0
+    device_id: int = 1
+    busy_retries: int = 2
+    busy_pause_s: float = 0.05
+
+    @classmethod
+    def from_dict(cls, s: dict[str, Any]) -> Settings:
+        def num(name: str, default: float, lo: float = 0.0) -> float:
+            value = s.get(name, default)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < lo:
+                raise ValueError(f"modbus setting {name} must be a number >= {lo:g}, got {value!r}")
+            return float(value)
+
+        def whole(name: str, default: int, lo: int = 0, hi: int | None = None) -> int:
+            value = s.get(name, default)
+            if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+                bound = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+                raise ValueError(f"modbus setting {name} must be a whole number {bound}, got {value!r}")
+            return value
+
+        interval = num("scan_interval_ms", 1000) / 1000.0
+        if interval <= 0:
+            raise ValueError("modbus setting scan_interval_ms must be > 0")
+        timeout = num("timeout_s", 1.0)
+        if timeout <= 0:
+            raise ValueError("modbus setting timeout_s must be > 0")
+        limits = Limits(
+            max_gap=whole("max_gap", 50),
+            max_registers=whole("max_registers_per_request", MAX_REGISTERS, 1, MAX_REGISTERS),
+            max_bits=whole("max_bits_per_request", 2000, 1, 2000),
+        )
+        initial = num("backoff_initial_s", 0.5)
+        if initial <= 0:
+            raise ValueError("modbus setting backoff_initial_s must be > 0")
+        return cls(
+            scan_interval_s=interval,
+            timeout_s=timeout,
+            retries=whole("retries", 0),
+            limits=limits,
+            backoff_initial_s=initial,
+            backoff_max_s=max(initial, num("backoff_max_s", 30.0)),
+            pause_after_connect_s=num("pause_after_connect_ms", 0) / 1000.0,
+            pause_between_requests_s=num("pause_between_requests_ms", 0) / 1000.0,
+            device_id=whole("device_id", 1, 0, 255),
+            busy_retries=whole("busy_retries", 2),
+            busy_pause_s=num("busy_pause_ms", 50) / 1000.0,
+        )
+
+
+class _Point(NamedTuple):
+    key: str
+    extent: Extent
+    dtype: str
+    order: str
+    bit: int | None
+    scan: bool
+    decode: Callable[[Sequence[Any]], Any]
+
+
+def _first_bit(bits: Sequence[bool]) -> bool:
+    return bool(bits[0])
+
+
+def _bit_list(bits: Sequence[bool]) -> list[bool]:
+    return [bool(b) for b in bits]
+
+
+def _compile_point(p: Point, device_default: int) -> _Point:
+    o = p.options
+    table = o.get("table", "holding")
+    address = o.get("address")
+    if isinstance(address, bool) or not isinstance(address, int):
+        raise ValueError(f"point {p.key!r}: address must be a whole number, got {address!r}")
+    device_id = o.get("device_id", device_default)
+    order = o.get("order") or "ABCD"
+    bit = o.get("bit")
+    count = o.get("count")
+    if table in BIT_TABLES:
+        n = 1 if count is None else count
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"point {p.key!r}: count must be >= 1, got {count!r}")
+        extent = Extent(device_id, table, address, n)
+        decode: Callable[[Sequence[Any]], Any] = _first_bit if n == 1 else _bit_list
+        dtype = "bit"
+    else:
+        dtype = o.get("dtype", "uint16")
+        try:
+            n = codec.register_count(dtype, count if dtype == "string" else None)
+            if dtype != "string" and count is not None and count != n:
+                raise ValueError(f"count {count} does not match {dtype} ({n} registers)")
+            decode = codec.decoder(dtype, order, bit, n)
+        except ValueError as exc:
+            raise ValueError(f"point {p.key!r}: {exc}") from None
+        extent = Extent(device_id, table, address, n)
+    if isinstance(device_id, bool) or not isinstance(device_id, int) or not 0 <= device_id <= 255:
+        raise ValueError(f"point {p.key!r}: device_id must be 0..255, got {device_id!r}")
+    try:
+        check_extent(extent)
+    except ValueError as exc:
+        raise ValueError(f"point {p.key!r}: {exc}") from None
+    return _Point(p.key, extent, dtype, order, bit, bool(o.get("scan", True)), decode)
+
+
+# --- compiled read plans ------------------------------------------------------------
+
+
+class _Item(NamedTuple):
+    """How to get one point (or one part of it) out of a response."""
+
+    key: str
+    decode: Callable[[Sequence[Any]], Any]
+    start: int  # offset in the response
+    end: int
+    whole: bool  # the point is all in this response
+    into: int  # split points: where this part goes in the point
+    size: int  # split points: the point's length
+    last: bool  # split points: the final part
+
+
+class _Step(NamedTuple):
+    request: Request
+    items: tuple[_Item, ...]
+
+
+def _compile_plan(points: Sequence[_Point], limits: Limits) -> tuple[_Step, ...]:
+    requests = plan([p.extent for p in points], limits)
+    last_part: dict[int, int] = {}
+    for r_index, req in enumerate(requests):
+        for span in req.spans:
+            last_part[span.point] = r_index
+    steps = []
+    for r_index, req in enumerate(requests):
+        items = []
+        for span in req.spans:
+            p = points[span.point]
+            whole = span.count == p.extent.count
+            items.append(_Item(p.key, p.decode, span.offset, span.offset + span.count, whole, span.into,
+                               p.extent.count, last_part[span.point] == r_index))
+        steps.append(_Step(req, tuple(items)))
+    return tuple(steps)
+
+
+# --- errors inside the adapter --------------------------------------------------------
+
+
+class _LinkLost(Exception):
+    """The connection is gone or can no longer be trusted."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _DeviceRefused(Exception):
+    """The device answered with a Modbus exception response."""
+
+    def __init__(self, code: int):
+        super().__init__(exception_text(code))
+        self.code = code
+        self.reason = exception_text(code)
+
+
+class _Backoff:
+    """Exponential delays with jitter, so a line of gateways does not reconnect in step."""
+
+    def __init__(self, initial: float, maximum: float):
+        self.initial, self.maximum = initial, maximum
+        self.attempt = 0
+
+    def next(self) -> float:
+        delay = min(self.maximum, self.initial * (2 ** min(self.attempt, 30)))
+        self.attempt += 1
+        return delay * random.uniform(0.5, 1.0)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+# --- the adapter ---------------------------------------------------------------------
+
+
+class ModbusAdapter:
+    """Adapter for Modbus TCP devices; built as `ModbusAdapter(endpoint, points, settings)`."""
+
+    def __init__(self, endpoint: str, points: list[Point], settings: dict[str, Any] | None = None):
+        self.host, self.port = parse_endpoint(endpoint)
+        self.where = f"{self.host}:{self.port}"
+        self.settings = Settings.from_dict(settings or {})
+        compiled = [_compile_point(p, self.settings.device_id) for p in points]
+        self._points: dict[str, _Point] = {}
+        for p in compiled:
+            if p.key in self._points:
+                raise ValueError(f"point key {p.key!r} is given twice")
+            self._points[p.key] = p
+        self._scan_plan = _compile_plan([p for p in compiled if p.scan], self.settings.limits)
+        self._read_plans: dict[tuple[str, ...], tuple[_Step, ...]] = {}
+        self._client_obj: AsyncModbusTcpClient | None = None  # made on first use: it needs the event loop
+        self._lock = asyncio.Lock()
+        self._running = False
+        self._last_exchange_end = 0.0
+        self._connects = 0
+        self._health = AdapterHealth()
+        self._stats: dict[str, float] = {"scans": 0, "overruns": 0, "exceptions": 0, "timeouts": 0, "busy_retries": 0,
+                       "writes": 0, "write_errors": 0, "last_scan_s": 0.0}
+
+    # --- the Adapter protocol ------------------------------------------------------------
+    async def run(self, on_readings: ReadingsCallback, on_link: LinkCallback) -> None:
+        """Scan until cancelled; reconnect with backoff and report the link as it changes."""
+        if self._running:
+            raise RuntimeError(f"modbus adapter for {self.where} is already running")
+        self._running = True
+        backoff = _Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s)
+        reported: bool | None = None
+        try:
+            while True:
+                def up() -> None:
+                    nonlocal reported
+                    if reported is not True:
+                        reported = True
+                        on_link(True, "")
+
+                try:
+                    async with self._lock:
+                        await self._connect()
+                    await self._scan_forever(on_readings, up, backoff)
+                except _LinkLost as exc:
+                    self._health.last_error = exc.reason
+                    if reported is not False:
+                        reported = False
+                        on_link(False, exc.reason)
+                    await asyncio.sleep(backoff.next())
+        finally:
+            self._running = False
+            if self._client_obj is not None:
+                self._client_obj.close()
+
+    async def read(self, keys: list[str]) -> list[RawReading]:
+        """Read these points now, in planned requests; exception responses come back per point."""
+        steps = self._plan_for(keys)
+        try:
+            readings = await self._read(steps)
+        except _LinkLost as exc:
+            raise AdapterError(f"modbus {self.where}: reading {', '.join(keys)} failed: {exc.reason}") from None
+        by_key = {r.key: r for r in readings}
+        return [by_key[k] for k in keys]
+
+    async def write(self, key: str, value: Any) -> None:
+        """Encode per the point's dtype and order and write it (function 16, or 5/15 for coils)."""
+        p = self._point(key)
+        e = p.extent
+        try:
+            if e.table in ("input", "discrete"):
+                raise AdapterError(f"{key}: {e.table} is a read-only table")
+            async with self._lock:
+                if e.table == "coil":
+                    await self._write_coils(p, value)
+                elif p.dtype == "bit":
+                    await self._write_bit(p, value)
+                else:
+                    await self._write_registers(p, value)
+        except AdapterError:
+            self._stats["write_errors"] += 1
+            raise
+        except (_LinkLost, _DeviceRefused) as exc:
+            self._stats["write_errors"] += 1
+            raise AdapterError(f"modbus {self.where}: writing {key} failed: {exc.reason}") from None
+        self._stats["writes"] += 1
+
+    async def call(self, key: str, args: list[Any]) -> list[Any]:
+        raise AdapterError("modbus has no methods")
+
+    def health(self) -> AdapterHealth:
+        h = self._health
+        h.connected = self._client_obj is not None and self._client_obj.connected
+        h.reconnects = max(0, self._connects - 1)
+        h.extra = {
+            "endpoint": self.where,
+            "scan_points": len({it.key for step in self._scan_plan for it in step.items}),
+            "scan_requests": len(self._scan_plan),
+            **self._stats,
+        }
+        return h
+
+    # --- scanning --------------------------------------------------------------------------
+    async def _scan_forever(self, on_readings: ReadingsCallback, up: Callable[[], None], backoff: _Backoff) -> None:
+        """Fixed-rate scans: ticks stay on the grid; a scan that overruns skips the ticks it missed.
+
+        The link counts as up once the device has answered a whole scan: a
+        connection that takes requests but never answers them is not a link.
+        """
+        loop = asyncio.get_running_loop()
+        interval = self.settings.scan_interval_s
+        tick = loop.time()
+        while True:
+            if not self._client.connected:
+                raise _LinkLost(self._closed())
+            if self._scan_plan:
+                started = loop.time()
+                readings = await self._read(self._scan_plan)
+                self._stats["scans"] += 1
+                self._stats["last_scan_s"] = loop.time() - started
+                up()
+                on_readings(readings)
+            else:
+                up()
+            backoff.reset()
+            tick += interval
+            now = loop.time()
+            if now >= tick:
+                missed = int((now - tick) // interval) + 1
+                self._stats["overruns"] += missed
+                tick += missed * interval
+            await asyncio.sleep(tick - now)
+
+    async def _read(self, steps: Sequence[_Step]) -> list[RawReading]:
+        """Run a plan; one reading per point. Raises _LinkLost when the connection fails."""
+        out: list[RawReading] = []
+        append = out.append
+        parts: dict[str, list[Any]] = {}
+        failed: dict[str, str] = {}
+        ok = bad = 0
+        for step in steps:
+            try:
+                data = await self._request(step.request)
+            except _DeviceRefused as exc:
+                for it in step.items:
+                    if it.whole or it.last:
+                        append(RawReading(it.key, None, None, failed.pop(it.key, exc.reason)))
+                        parts.pop(it.key, None)
+                        bad += 1
+                    else:
+                        failed.setdefault(it.key, exc.reason)
+                continue
+            for it in step.items:
+                if it.whole:
+                    append(RawReading(it.key, it.decode(data[it.start:it.end]), None))
+                    ok += 1
+                    continue
+                buf = parts.setdefault(it.key, [0] * it.size)
+                buf[it.into:it.into + it.end - it.start] = data[it.start:it.end]
+                if it.last:
+                    del parts[it.key]
+                    reason = failed.pop(it.key, "")
+                    if reason:
+                        append(RawReading(it.key, None, None, reason))
+                        bad += 1
+                    else:
+                        append(RawReading(it.key, it.decode(buf), None))
+                        ok += 1
+        h = self._health
+        h.reads += ok
+        h.read_errors += bad
+        if ok:
+            h.last_data_ts = time.time()
+        return out
+
+    def _plan_for(self, keys: list[str]) -> tuple[_Step, ...]:
+        wanted = tuple(dict.fromkeys(keys))
+        steps = self._read_plans.get(wanted)
+        if steps is None:
+            steps = _compile_plan([self._point(k) for k in wanted], self.settings.limits)
+            if len(self._read_plans) >= _READ_PLAN_CACHE:
+                self._read_plans.pop(next(iter(self._read_plans)))
+            self._read_plans[wanted] = steps
+        return steps
+
+    def _point(self, key: str) -> _Point:
+        try:
+            return self._points[key]
+        except KeyError:
+            raise AdapterError(f"modbus {self.where}: no point {key!r}") from None
+
+    # --- requests --------------------------------------------------------------------------
+    @property
+    def _client(self) -> AsyncModbusTcpClient:
+        client = self._client_obj
+        if client is None:
+            client = self._client_obj = AsyncModbusTcpClient(
+                self.host,
+                port=self.port,
+                timeout=self.settings.timeout_s,
+                retries=self.settings.retries,
+                reconnect_delay=0,  # reconnection is ours: with backoff, and reported through on_link
+                name=f"modbus {self.where}",
+            )
+        return client
+
+    async def _request(self, req: Request) -> list[Any]:
+        """One planned read; the registers (or bits) it asked for."""
+        reader = getattr(self._client, _READER[req.table])
+        async with self._lock:
+            rr = await self._exchange(lambda: reader(req.address, count=req.count, device_id=req.device_id))
+        fc = _READ_FUNCTION[req.table]
+        if req.table in BIT_TABLES:
+            data = rr.bits
+            if rr.function_code != fc or len(data) < req.count:
+                raise self._garbled(f"asked for {req.count} bits with function {fc}, got {len(data)} with {rr.function_code}")
+            return data[:req.count]
+        data = rr.registers
+        if rr.function_code != fc or len(data) != req.count:
+            raise self._garbled(f"asked for {req.count} registers with function {fc}, got {len(data)} with {rr.function_code}")
+        return data
+
+    async def _exchange(self, send: Callable[[], Awaitable[ModbusPDU]]) -> ModbusPDU:
+        """Send one request and wait for its answer; the caller holds the lock.
+
+        Exception responses raise _DeviceRefused (device busy is retried a few
+        times first); anything that leaves the connection in doubt closes it
+        and raises _LinkLost.
+        """
+        busy = 0
+        while True:
+            await self._connect_if_needed()
+            await self._pace()
+            self._health.requests += 1
+            try:
+                rr = await send()
+            except (ModbusException, OSError) as exc:
+                raise self._broken(exc) from None
+            finally:
+                self._last_exchange_end = asyncio.get_running_loop().time()
+            if not rr.isError():
+                return rr
+            code = int(rr.exception_code)
+            if code == 6 and busy < self.settings.busy_retries:
+                busy += 1
+                self._stats["busy_retries"] += 1
+                await asyncio.sleep(self.settings.busy_pause_s)
+                continue
+            self._stats["exceptions"] += 1
+            raise _DeviceRefused(code)
+
+    async def _pace(self) -> None:
+        pause = self.settings.pause_between_requests_s
+        if pause > 0:
+            wait = self._last_exchange_end + pause - asyncio.get_running_loop().time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+
+    async def _connect_if_needed(self) -> None:
+        if self._client.connected:
+            return
+        if self._running:
+            # run() owns reconnection: it backs off and reports the link.
+            raise _LinkLost(self._closed())
+        await self._connect()
+
+    def _closed(self) -> str:
+        return f"connection to {self.where} closed"
+
+    async def _connect(self) -> None:
+        """Open the connection (the caller holds the lock)."""
+        if self._client.connected:
+            return
+        if not await self._client.connect():
+            raise _LinkLost(f"cannot connect to {self.where} within {self.settings.timeout_s:g} s")
+        self._connects += 1
+        self._last_exchange_end = asyncio.get_running_loop().time()
+        log.info("modbus %s: connected", self.where)
+        if self.settings.pause_after_connect_s > 0:
+            await asyncio.sleep(self.settings.pause_after_connect_s)
+
+    def _broken(self, exc: Exception) -> _LinkLost:
+        text = str(exc)
+        if "No response" in text:
+            self._stats["timeouts"] += 1
+            reason = f"no reply from {self.where} within {self.settings.timeout_s:g} s"
+        else:
+            reason = f"connection to {self.where} failed: {text}"
+        return self._drop(reason)
+
+    def _garbled(self, what: str) -> _LinkLost:
+        return self._drop(f"garbled reply from {self.where}: {what}")
+
+    def _drop(self, reason: str) -> _LinkLost:
+        # Replies may now belong to other requests: start over on a fresh connection.
+        self._client.close()
+        self._health.last_error = reason
+        log.warning("modbus %s: %s; connection closed", self.where, reason)
+        return _LinkLost(reason)
+
+    # --- writes ----------------------------------------------------------------------------
+    async def _write_registers(self, p: _Point, value: Any) -> None:
+        regs = self._encode(p, value)
+        e = p.extent
+        for i in range(0, len(regs), MAX_WRITE_REGISTERS):
+            chunk = regs[i:i + MAX_WRITE_REGISTERS]
+            await self._exchange(lambda a=e.address + i, c=chunk: self._client.write_registers(a, c, device_id=e.device_id))
+
+    async def _write_bit(self, p: _Point, value: Any) -> None:
+        """Read-modify-write of one register bit; the lock keeps our own requests out in between."""
+        mask = self._encode(p, value)[0]
+        e = p.extent
+        assert p.bit is not None
+        rr = await self._exchange(lambda: self._client.read_holding_registers(e.address, count=1, device_id=e.device_id))
+        if len(rr.registers) != 1:
+            raise self._garbled(f"asked for 1 register, got {len(rr.registers)}")
+        word = (rr.registers[0] & ~(1 << p.bit) & 0xFFFF) | mask
+        await self._exchange(lambda: self._client.write_registers(e.address, [word], device_id=e.device_id))
+
+    async def _write_coils(self, p: _Point, value: Any) -> None:
+        e = p.extent
+        bits = list(value) if isinstance(value, (list, tuple)) else [value]
+        if len(bits) != e.count or any(b not in (0, 1) for b in bits):
+            raise AdapterError(f"{p.key}: {value!r} is not {e.count} bit value(s)")
+        if e.count == 1:
+            await self._exchange(lambda: self._client.write_coil(e.address, bool(bits[0]), device_id=e.device_id))
+        else:
+            await self._exchange(lambda: self._client.write_coils(e.address, [bool(b) for b in bits], device_id=e.device_id))
+
+    @staticmethod
+    def _encode(p: _Point, value: Any) -> list[int]:
+        try:
+            return codec.encode(value, p.dtype, p.order, p.extent.count, p.bit)
+        except ValueError as exc:
+            raise AdapterError(f"{p.key}: cannot write {value!r}: {exc}") from None
