@@ -1,0 +1,5 @@
+"""OPC UA client adapter: the `opcua` entry of the `linegw.adapters` entry point."""
+
+from gateway.adapters.opcua.adapter import OpcUaAdapter
+
+__all__ = ["OpcUaAdapter"]

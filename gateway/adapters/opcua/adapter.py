@@ -1,0 +1,746 @@
+"""The generic OPC UA client adapter: points in, readings out, over one session.
+
+It knows OPC UA and nothing of any equipment spec. For each connection it:
+reads the server's operation limits and namespace array, resolves every point
+to a NodeId (by namespace URI and browse path, since indexes may change when a
+server restarts), creates one subscription with each point's sampling interval,
+reads every point once so values that never change are reported too, and then
+delivers data changes in batches as they come. Polled points are read on a timer.
+
+The adapter owns its reconnect loop rather than relying on asyncua's
+auto-reconnect: any transport error, a subscription status change, or the
+watchdog (no publish response, data or keep-alive, for `watchdog_s`) drops the
+session, reports the link down, backs off exponentially with jitter, and
+starts over from resolution, so a restarted server with other namespace
+indexes is handled the same way as a cable pulled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+from asyncua import Client, ua
+from asyncua.client.ua_client import UaClientState
+from asyncua.crypto import security_policies, uacrypto
+
+from gateway.adapters.base import AdapterError, AdapterHealth, LinkCallback, Point, RawReading, ReadingsCallback
+from gateway.adapters.opcua import security
+from gateway.adapters.opcua.resolve import BrowsePathRef, Namespaces, NodeIdRef, NodeRef, Unresolved, parse_ref, target_of
+from gateway.adapters.opcua.services import Counter, OperationLimits, Services
+from gateway.adapters.opcua.settings import APPLICATION_URI, OpcUaSettings
+from gateway.adapters.opcua.values import PLAIN_TYPES, plain, reading, status_name, to_variant
+
+log = logging.getLogger("linegw.opcua")
+
+_SEVERITY = 0xC0000000
+_BAD = 0x80000000
+# asyncua's own health probe reads ServerState every interval; the subscription
+# watchdog below already covers "connected but silent", so the probe would only
+# add a Read per second per machine.
+_ASYNCUA_PROBE_S = 3600.0
+
+
+@dataclass(frozen=True)
+class ValuePoint:
+    key: str
+    ref: NodeRef
+    subscribe: bool  # in the subscription
+    poll: bool  # read at poll_interval_ms
+    sampling_ms: float
+
+
+@dataclass(frozen=True)
+class MethodPoint:
+    key: str
+    obj: NodeRef
+    method: NodeRef
+
+
+class LinkLost(Exception):
+    """The session is unusable; the message is the reason reported to on_link."""
+
+
+def describe(exc: BaseException) -> str:
+    """A short reason for a failed connection or call, for people reading the dashboard."""
+    if isinstance(exc, ua.UaStatusCodeError):
+        return status_name(exc.code)
+    if isinstance(exc, TimeoutError):
+        return "no answer (timed out)"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _expected(exc: BaseException) -> bool:
+    """Errors a device or network causes, as opposed to defects worth a traceback."""
+    return isinstance(exc, (OSError, TimeoutError, ua.UaError, LinkLost, security.TrustError))
+
+
+def parse_point(point: Point, settings: OpcUaSettings) -> ValuePoint | MethodPoint:
+    o = point.options
+    ns = o.get("namespace")
+    if ns is not None and (not isinstance(ns, str) or not ns):
+        raise ValueError(f"point {point.key}: namespace must be a namespace URI string")
+    if "method" in o:
+        if "object" not in o:
+            raise ValueError(f"point {point.key}: a method point needs 'object' (the object the method is called on)")
+        return MethodPoint(
+            point.key,
+            parse_ref(o["object"], ns, f"point {point.key} object"),
+            parse_ref(o["method"], ns, f"point {point.key} method"),
+        )
+    if ("node" in o) == ("browse_path" in o):
+        raise ValueError(f"point {point.key}: give exactly one of 'node' (NodeId) or 'browse_path'")
+    if "browse_path" in o:
+        text = o["browse_path"]
+        if not isinstance(text, str) or not text.startswith("/"):
+            raise ValueError(f"point {point.key}: browse_path must start with '/', got {text!r}")
+    ref = parse_ref(o.get("node", o.get("browse_path")), ns, f"point {point.key}")
+    mode = o.get("mode", "subscribe")
+    if mode not in ("subscribe", "poll"):
+        raise ValueError(f"point {point.key}: mode must be 'subscribe' or 'poll', got {mode!r}")
+    sampling = o.get("sampling_ms", settings.sampling_ms)
+    if isinstance(sampling, bool) or not isinstance(sampling, (int, float)) or sampling < 0:
+        raise ValueError(f"point {point.key}: sampling_ms must be a number >= 0, got {sampling!r}")
+    scan = o.get("scan", True)  # False: read and written on demand only (command areas)
+    return ValuePoint(point.key, ref, bool(scan) and mode == "subscribe", bool(scan) and mode == "poll", float(sampling))
+
+
+@dataclass
+class _Session:
+    """One connection's state; thrown away whole at every reconnect."""
+
+    client: Client
+    services: Services
+    nodes: dict[str, ua.NodeId] = field(default_factory=dict)  # value points
+    methods: dict[str, tuple[ua.NodeId, ua.NodeId]] = field(default_factory=dict)
+    handles: dict[int, str] = field(default_factory=dict)  # monitored item client handle -> key
+    write_types: dict[str, ua.VariantType | None] = field(default_factory=dict)
+    arg_types: dict[str, list[ua.VariantType | None]] = field(default_factory=dict)
+    last_alive: float = 0.0
+    lost: asyncio.Event = field(default_factory=asyncio.Event)
+    reason: str = ""
+    publishing_interval_ms: float = 0.0
+    keepalive_s: float = 0.0
+    watchdog_s: float = 0.0
+
+    def fail(self, reason: str) -> None:
+        if not self.lost.is_set():
+            self.reason = reason
+            self.lost.set()
+
+
+class OpcUaAdapter:
+    """OPC UA client adapter; see gateway/adapters/opcua/README.md for options."""
+
+    def __init__(self, endpoint: str, points: list[Point], settings: dict[str, Any] | None = None) -> None:
+        url = urlparse(endpoint)
+        if url.scheme != "opc.tcp" or not url.hostname:
+            raise ValueError(f"OPC UA endpoint must be 'opc.tcp://host:port/path', got {endpoint!r}")
+        self.endpoint = endpoint
+        self._host = url.hostname
+        self._port = url.port or 4840
+        self.settings = OpcUaSettings.from_dict(settings or {})
+        self.values: dict[str, ValuePoint] = {}
+        self.methods: dict[str, MethodPoint] = {}
+        for p in points:
+            if p.key in self.values or p.key in self.methods:
+                raise ValueError(f"point {p.key}: key given twice")
+            parsed = parse_point(p, self.settings)
+            if isinstance(parsed, MethodPoint):
+                self.methods[p.key] = parsed
+            else:
+                self.values[p.key] = parsed
+        self._session: _Session | None = None
+        self._queue: asyncio.Queue[list[RawReading]] | None = None
+        self._running = False
+        self._on_link: LinkCallback | None = None
+        self._last_link: tuple[bool, str] | None = None
+        self._counter = Counter()
+        self._limits = OperationLimits()
+        # health counters
+        self._connected = False
+        self._last_error = ""
+        self._sessions = 0
+        self._reads = 0
+        self._read_errors = 0
+        self._notifications = 0
+        self._publishes = 0
+        self._overflow = 0
+        self._consumer_errors = 0
+        self._last_data_ts: float | None = None
+        self._unresolved: dict[str, str] = {}
+        self._server_thumbprint = ""
+        self._own_thumbprint = ""
+        self._timing: dict[str, float] = {}
+        self._up_since: float | None = None
+
+    # --- the Adapter protocol ---------------------------------------------------------
+    async def run(self, on_readings: ReadingsCallback, on_link: LinkCallback) -> None:
+        if self._running:
+            raise RuntimeError("OpcUaAdapter.run() is already running")
+        self._running = True
+        self._on_link = on_link
+        self._queue = asyncio.Queue(self.settings.delivery_queue)
+        deliver = asyncio.create_task(self._deliver(on_readings), name=f"opcua-deliver {self.endpoint}")
+        s = self.settings
+        delay = s.backoff_initial_s
+        try:
+            while True:
+                self._up_since = None
+                try:
+                    await self._serve()
+                except LinkLost as exc:
+                    reason = str(exc)
+                    log.warning("%s: link down: %s", self.endpoint, reason)
+                except Exception as exc:  # a device must never stop the loop; defects get a traceback
+                    reason = describe(exc)
+                    if _expected(exc):
+                        log.warning("%s: link down: %s", self.endpoint, reason)
+                    else:
+                        log.exception("%s: unexpected error, reconnecting", self.endpoint)
+                self._connected = False
+                self._last_error = reason
+                self._link(False, reason)
+                # A session that lasted longer than the longest wait was healthy:
+                # start again from the short delay; a flapping one keeps backing off.
+                if self._up_since is not None and time.monotonic() - self._up_since >= s.backoff_max_s:
+                    delay = s.backoff_initial_s
+                await asyncio.sleep(delay / 2 + random.uniform(0, delay / 2))
+                delay = min(delay * 2, s.backoff_max_s)
+        finally:
+            deliver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await deliver
+            self._running = False
+            self._connected = False
+
+    async def read(self, keys: list[str]) -> list[RawReading]:
+        sess = self._session
+        out: dict[str, RawReading] = {}
+        todo: list[str] = []
+        for key in keys:
+            if key not in self.values:
+                out[key] = RawReading(key, None, None, "unknown point")
+            elif sess is None:
+                out[key] = RawReading(key, None, None, "not connected")
+            elif key not in sess.nodes:
+                out[key] = RawReading(key, None, None, self._unresolved.get(key, "unresolved node"))
+            else:
+                todo.append(key)
+        if todo and sess is not None:
+            try:
+                dvs = await sess.services.read_values([sess.nodes[k] for k in todo])
+            except Exception as exc:  # reported per point, like any read failure
+                if not _expected(exc):
+                    log.exception("%s: read failed", self.endpoint)
+                why = describe(exc)
+                out.update((k, RawReading(k, None, None, why)) for k in todo)
+            else:
+                out.update((k, reading(k, dv)) for k, dv in zip(todo, dvs))
+        return [out[k] for k in keys]
+
+    async def write(self, key: str, value: Any) -> None:
+        sess = self._ready(key, self.values)
+        node = sess.nodes.get(key)
+        if node is None:
+            raise AdapterError(f"write {key}: {self._unresolved.get(key, 'unresolved node')}")
+        try:
+            if key not in sess.write_types:
+                sess.write_types[key] = await self._variable_type(sess, node)
+            variant = to_variant(value, sess.write_types[key], f"write {key}")
+            (status,) = await sess.services.write([(node, variant)])
+        except TypeError as exc:
+            raise AdapterError(str(exc)) from None
+        except Exception as exc:
+            if not _expected(exc):
+                log.exception("%s: write %s failed", self.endpoint, key)
+            raise AdapterError(f"write {key}: {describe(exc)}") from None
+        if status.value & _SEVERITY:
+            raise AdapterError(f"write {key}: {status_name(status.value)}")
+
+    async def call(self, key: str, args: list[Any]) -> list[Any]:
+        sess = self._ready(key, self.methods)
+        pair = sess.methods.get(key)
+        if pair is None:
+            raise AdapterError(f"call {key}: {self._unresolved.get(key, 'unresolved node')}")
+        obj, method = pair
+        try:
+            if key not in sess.arg_types:
+                sess.arg_types[key] = await self._argument_types(sess, method)
+            types = sess.arg_types[key]
+            variants = [
+                to_variant(a, types[i] if i < len(types) else None, f"call {key} argument {i + 1}") for i, a in enumerate(args)
+            ]
+            request = ua.CallMethodRequest()
+            request.ObjectId = obj
+            request.MethodId = method
+            request.InputArguments = variants
+            (result,) = await sess.services.call([request])
+        except TypeError as exc:
+            raise AdapterError(str(exc)) from None
+        except Exception as exc:
+            if not _expected(exc):
+                log.exception("%s: call %s failed", self.endpoint, key)
+            raise AdapterError(f"call {key}: {describe(exc)}") from None
+        code = result.StatusCode.value
+        if code & _BAD:
+            bad_args = [
+                f"argument {i + 1}: {status_name(r.value)}" for i, r in enumerate(result.InputArgumentResults or []) if r.value & _BAD
+            ]
+            detail = f" ({'; '.join(bad_args)})" if bad_args else ""
+            raise AdapterError(f"call {key}: {status_name(code)}{detail}")
+        return [plain(v.Value) for v in result.OutputArguments or []]
+
+    def health(self) -> AdapterHealth:
+        sess = self._session
+        return AdapterHealth(
+            connected=self._connected,
+            last_error=self._last_error,
+            reconnects=max(0, self._sessions - 1),
+            reads=self._reads,
+            read_errors=self._read_errors,
+            requests=self._counter.requests + self._publishes,
+            last_data_ts=self._last_data_ts,
+            extra={
+                "notifications": self._notifications,
+                "publish_responses": self._publishes,
+                "overflow": self._overflow,
+                "queued_batches": self._queue.qsize() if self._queue is not None else 0,
+                "consumer_errors": self._consumer_errors,
+                "operation_limits": self._limits.as_dict(),
+                "unresolved": dict(self._unresolved),
+                "subscribed": len(sess.handles) if sess else 0,
+                "polled": sum(1 for p in self.values.values() if p.poll),
+                **self._timing,
+                "security_mode": self.settings.security_mode,
+                "certificate_thumbprint": self._own_thumbprint,
+                "server_certificate_thumbprint": self._server_thumbprint,
+            },
+        )
+
+    # --- delivery ---------------------------------------------------------------------
+    def _emit(self, batch: list[RawReading], errors: int, from_device: bool = True) -> None:
+        """Queue a batch for on_readings; when full, the oldest batch goes and is counted."""
+        q = self._queue
+        if q is None:
+            return
+        self._reads += len(batch)
+        self._read_errors += errors
+        if from_device:
+            self._last_data_ts = time.time()
+        try:
+            q.put_nowait(batch)
+        except asyncio.QueueFull:
+            dropped = q.get_nowait()
+            self._overflow += len(dropped)
+            q.put_nowait(batch)
+
+    async def _deliver(self, on_readings: ReadingsCallback) -> None:
+        assert self._queue is not None
+        q = self._queue
+        while True:
+            batch = await q.get()
+            try:
+                on_readings(batch)
+            except Exception:  # a consumer defect must not stop acquisition; it is logged and counted
+                self._consumer_errors += 1
+                log.exception("%s: on_readings raised; %d readings not taken", self.endpoint, len(batch))
+
+    def _link(self, up: bool, reason: str) -> None:
+        if self._last_link == (up, reason) or self._on_link is None:
+            return
+        self._last_link = (up, reason)
+        try:
+            self._on_link(up, reason)
+        except Exception:  # same as on_readings: logged, acquisition goes on
+            log.exception("%s: on_link raised", self.endpoint)
+
+    # --- one session --------------------------------------------------------------------
+    async def _serve(self) -> None:
+        """Connect, resolve, subscribe, then wait until the link is lost; always raises."""
+        s = self.settings
+        client = Client(self.endpoint, timeout=s.request_timeout_s, watchdog_intervall=_ASYNCUA_PROBE_S)
+        client.application_uri = APPLICATION_URI
+        client.name = client.description = "linegw gateway"
+        client.product_uri = "urn:linegw"
+        client.session_timeout = int(s.session_timeout_ms)
+        if s.username:
+            client.set_user(s.username)
+            if s.password is not None:
+                client.set_password(s.password)
+        sess = _Session(client, Services(client.uaclient, s.max_nodes_per_request, self._counter))
+
+        async def transport_lost(exc: Exception) -> None:
+            sess.fail(f"connection lost: {describe(exc)}")
+
+        client.connection_lost_callback = transport_lost
+        stage = "connect"
+        poller: asyncio.Task[None] | None = None
+        try:
+            async with asyncio.timeout(s.request_timeout_s * 4):
+                if s.secure:
+                    stage = "security"
+                    await self._secure(client)
+                stage = "connect"
+                await client.connect()
+            stage = "operation limits"
+            self._limits = await sess.services.load_limits()
+            stage = "namespaces"
+            namespaces = Namespaces(await sess.services.namespace_array())
+            stage = "resolve"
+            await self._resolve(sess, namespaces)
+            stage = "subscribe"
+            await self._subscribe(sess)
+            stage = "initial read"
+            self._session = sess
+            self._sessions += 1
+            self._connected = True
+            self._up_since = time.monotonic()
+            self._last_error = ""
+            self._link(True, "")
+            await self._read_into_queue(sess, [k for k, p in self.values.items() if p.subscribe and k in sess.nodes])
+            polled = [k for k, p in self.values.items() if p.poll and k in sess.nodes]
+            if polled:
+                poller = asyncio.create_task(self._poll(sess, polled), name=f"opcua-poll {self.endpoint}")
+            stage = "running"
+            await self._wait_lost(sess)
+        except (LinkLost, asyncio.CancelledError):
+            raise
+        except security.TrustError as exc:
+            raise LinkLost(f"security: {exc}") from None
+        except Exception as exc:
+            if sess.lost.is_set():  # the transport went first; that is the better reason
+                raise LinkLost(sess.reason) from None
+            if not _expected(exc):
+                log.exception("%s: %s failed", self.endpoint, stage)
+            raise LinkLost(f"{stage}: {describe(exc)}") from None
+        finally:
+            if self._session is sess:
+                self._session = None
+            if poller is not None:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
+            await self._teardown(client)
+
+    async def _wait_lost(self, sess: _Session) -> None:
+        while True:
+            remaining = sess.last_alive + sess.watchdog_s - time.monotonic()
+            if remaining <= 0:
+                raise LinkLost(f"watchdog: no data or keep-alive from the subscription for {sess.watchdog_s:g} s")
+            try:
+                async with asyncio.timeout(remaining):
+                    await sess.lost.wait()
+            except TimeoutError:
+                continue
+            raise LinkLost(sess.reason)
+
+    async def _teardown(self, client: Client) -> None:
+        """Close the session politely if the server still answers, the socket in any case."""
+        try:
+            async with asyncio.timeout(self.settings.request_timeout_s):
+                if client.uaclient.state is UaClientState.CONNECTED:
+                    await client.disconnect()
+                else:
+                    # No transport to say goodbye on: stop asyncua's tasks, forget the session.
+                    await client.close_session()
+        except Exception as exc:  # the link is already being given up; only the socket matters now
+            log.debug("%s: disconnect: %s", self.endpoint, describe(exc))
+        client.disconnect_socket()
+        # asyncua cancels its publish loop on close but does not wait for it.
+        publish = client.uaclient._publish_task
+        if publish is not None and not publish.done():
+            publish.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await publish
+
+    async def _secure(self, client: Client) -> None:
+        s = self.settings
+        pki = s.pki_dir()
+        identity = await security.gateway_identity(pki)
+        self._own_thumbprint = identity.thumbprint
+        policy = getattr(security_policies, f"SecurityPolicy{s.security_policy}")
+        mode = getattr(ua.MessageSecurityMode, s.security_mode)
+        endpoints = await client.connect_and_get_server_endpoints()
+        self._counter.requests += 1
+        try:
+            ep = Client.find_endpoint(endpoints, mode, policy.URI)
+        except ua.UaError:
+            offered = sorted({f"{e.SecurityMode.name}/{e.SecurityPolicyUri.rsplit('#', 1)[-1]}" for e in endpoints})
+            raise LinkLost(
+                f"security: the server offers no {s.security_mode}/{s.security_policy} endpoint (offers {', '.join(offered)})"
+            ) from None
+        if not ep.ServerCertificate:
+            raise LinkLost("security: the server endpoint carries no certificate")
+        trust = security.TrustStore(pki, self._host, self._port, s.server_certificate)
+        server_der = security.first_certificate(ep.ServerCertificate)
+        self._server_thumbprint = trust.check(server_der)
+        # Handing the certificate over makes asyncua compare it with the one the
+        # session presents, so the checked certificate is the one actually used.
+        await client.set_security(
+            policy,
+            str(identity.cert),
+            str(identity.key),
+            server_certificate=uacrypto.CertProperties(server_der, extension="der"),
+            mode=mode,
+        )
+
+    # --- resolution -------------------------------------------------------------------------
+    async def _resolve(self, sess: _Session, namespaces: Namespaces) -> None:
+        """NodeIds for every point; failures are reported once per connect, the rest go on."""
+        errors: dict[str, str] = {}
+        # Each distinct reference is resolved once, however many points use it.
+        refs: dict[NodeRef, ua.NodeId | None] = {}
+        for p in self.values.values():
+            refs[p.ref] = None
+        for m in self.methods.values():
+            refs[m.obj] = None
+            refs[m.method] = None
+        failed: dict[NodeRef, str] = {}
+        paths: list[tuple[BrowsePathRef, ua.BrowsePath]] = []
+        for ref in refs:
+            try:
+                if isinstance(ref, NodeIdRef):
+                    refs[ref] = namespaces.nodeid(ref)
+                else:
+                    paths.append((ref, namespaces.browse_path(ref)))
+            except Unresolved as exc:
+                failed[ref] = str(exc)
+        if paths:
+            results = await sess.services.translate([bp for _, bp in paths])
+            for (ref, _), result in zip(paths, results):
+                try:
+                    refs[ref] = target_of(ref, result)
+                except Unresolved as exc:
+                    failed[ref] = str(exc)
+        # Check each node exists and is of the right kind: a NodeId given directly is
+        # otherwise only found wrong at the first read, as a stream of errors.
+        found = [(ref, nodeid) for ref, nodeid in refs.items() if nodeid is not None]
+        classes = await sess.services.read([(n, ua.AttributeIds.NodeClass) for _, n in found])
+        kind: dict[NodeRef, ua.NodeClass | None] = {}
+        for (ref, _), dv in zip(found, classes):
+            code = dv.StatusCode.value if dv.StatusCode is not None else 0
+            if code & _BAD:
+                failed[ref] = f"unresolved node {ref.text}: {status_name(code)}"
+                kind[ref] = None
+            else:
+                kind[ref] = ua.NodeClass(dv.Value.Value)
+
+        def usable(ref: NodeRef, want: ua.NodeClass) -> ua.NodeId | None:
+            if ref in failed:
+                return None
+            if kind.get(ref) != want:
+                got = kind.get(ref)
+                failed[ref] = f"unresolved node {ref.text}: is {'an' if got is ua.NodeClass.Object else 'a'} {got.name if got else '?'}, not a {want.name}"
+                return None
+            return refs[ref]
+
+        for key, p in self.values.items():
+            nodeid = usable(p.ref, ua.NodeClass.Variable)
+            if nodeid is None:
+                errors[key] = failed[p.ref]
+            else:
+                sess.nodes[key] = nodeid
+        for key, m in self.methods.items():
+            obj, method = usable(m.obj, ua.NodeClass.Object), usable(m.method, ua.NodeClass.Method)
+            if obj is None or method is None:
+                errors[key] = failed.get(m.obj) or failed[m.method]
+            else:
+                sess.methods[key] = (obj, method)
+        self._unresolved = errors
+        if errors:
+            log.warning("%s: %d of %d points unresolved, e.g. %s", self.endpoint, len(errors), len(self.values) + len(self.methods), next(iter(errors.values())))
+            batch = [RawReading(k, None, None, why) for k, why in errors.items() if k in self.values]
+            if batch:
+                self._emit(batch, len(batch), False)
+
+    # --- subscription ---------------------------------------------------------------------
+    async def _subscribe(self, sess: _Session) -> None:
+        """One subscription for all subscribed points; created even when empty, for its keep-alives."""
+        s = self.settings
+        keepalive_count = max(1, math.ceil(s.keepalive_ms / s.publishing_interval_ms))
+        params = ua.CreateSubscriptionParameters()
+        params.RequestedPublishingInterval = s.publishing_interval_ms
+        params.RequestedMaxKeepAliveCount = keepalive_count
+        params.RequestedLifetimeCount = keepalive_count * 10  # the spec wants at least 3x the keep-alive count
+        params.MaxNotificationsPerPublish = 0  # no limit: one publish response carries one whole batch
+        params.PublishingEnabled = True
+        params.Priority = 0
+        result = await sess.services.create_subscription(params, self._publish_callback(sess))
+        sess.last_alive = time.monotonic()
+        sess.publishing_interval_ms = result.RevisedPublishingInterval
+        sess.keepalive_s = result.RevisedPublishingInterval * result.RevisedMaxKeepAliveCount / 1000.0
+        floor = max(result.RevisedPublishingInterval / 1000.0, sess.keepalive_s)
+        if s.watchdog_s is None:
+            sess.watchdog_s = max(5.0, 3 * floor)
+        else:
+            # A watchdog shorter than the keep-alive period would fire on every quiet spell.
+            sess.watchdog_s = max(s.watchdog_s, 1.5 * floor)
+            if sess.watchdog_s > s.watchdog_s:
+                log.warning("%s: watchdog_s raised to %.3g s to cover the server's keep-alive period", self.endpoint, sess.watchdog_s)
+        self._timing = {
+            "publishing_interval_ms": sess.publishing_interval_ms,
+            "keepalive_s": sess.keepalive_s,
+            "watchdog_s": sess.watchdog_s,
+        }
+        keys = [k for k, p in self.values.items() if p.subscribe and k in sess.nodes]
+        requests = []
+        for handle, key in enumerate(keys, start=1):
+            rv = ua.ReadValueId()
+            rv.NodeId = sess.nodes[key]
+            rv.AttributeId = ua.AttributeIds.Value
+            mp = ua.MonitoringParameters()
+            mp.ClientHandle = handle
+            mp.SamplingInterval = self.values[key].sampling_ms
+            mp.QueueSize = s.queue_size
+            mp.DiscardOldest = True
+            req = ua.MonitoredItemCreateRequest()
+            req.ItemToMonitor = rv
+            req.MonitoringMode = ua.MonitoringMode.Reporting
+            req.RequestedParameters = mp
+            requests.append(req)
+            # Registered before the call: the first notifications can overtake its response.
+            sess.handles[handle] = key
+        if not requests:
+            return
+        results = await sess.services.create_monitored_items(result.SubscriptionId, requests)
+        failed = []
+        for handle, key, res in zip(range(1, len(keys) + 1), keys, results):
+            if res.StatusCode.value & _BAD:
+                del sess.handles[handle]
+                why = f"monitoring failed: {status_name(res.StatusCode.value)}"
+                self._unresolved[key] = why
+                failed.append(RawReading(key, None, None, why))
+        if failed:
+            log.warning("%s: %d monitored items refused, e.g. %s", self.endpoint, len(failed), failed[0].error)
+            self._emit(failed, len(failed), False)
+
+    def _publish_callback(self, sess: _Session) -> Callable[[ua.PublishResult], None]:
+        """The hot path: one call per publish response, however many notifications it holds."""
+        handles = sess.handles
+        emit = self._emit
+        new = tuple.__new__
+        RR = RawReading
+        plain_types = PLAIN_TYPES
+        monotonic = time.monotonic
+        DataChange = ua.DataChangeNotification
+        StatusChange = ua.StatusChangeNotification
+
+        def on_publish(result: ua.PublishResult) -> None:
+            sess.last_alive = monotonic()
+            self._publishes += 1
+            data = result.NotificationMessage.NotificationData
+            if not data:
+                return  # keep-alive
+            out: list[RawReading] = []
+            append = out.append
+            errors = 0
+            for notif in data:
+                if isinstance(notif, DataChange):
+                    for item in notif.MonitoredItems:
+                        key = handles.get(item.ClientHandle)
+                        if key is None:
+                            continue
+                        dv = item.Value
+                        ts = dv.SourceTimestamp or dv.ServerTimestamp
+                        if ts is not None:
+                            ts = ts.timestamp()
+                        var = dv.Value
+                        value = var.Value if var is not None else None
+                        if type(value) not in plain_types:
+                            value = plain(value)
+                        sc = dv.StatusCode
+                        code = sc.value if sc is not None else 0
+                        if code & _SEVERITY:
+                            errors += 1
+                            append(new(RR, (key, None if code & _BAD else value, ts, status_name(code))))
+                        else:
+                            append(new(RR, (key, value, ts, "")))
+                elif isinstance(notif, StatusChange):
+                    sess.fail(f"subscription status {status_name(notif.Status.value)}")
+            if out:
+                self._notifications += len(out)
+                emit(out, errors)
+
+        return on_publish
+
+    # --- reads ----------------------------------------------------------------------------------
+    async def _read_into_queue(self, sess: _Session, keys: list[str]) -> None:
+        if not keys:
+            return
+        dvs = await sess.services.read_values([sess.nodes[k] for k in keys])
+        batch = [reading(k, dv) for k, dv in zip(keys, dvs)]
+        self._emit(batch, sum(1 for r in batch if r.error))
+
+    async def _poll(self, sess: _Session, keys: list[str]) -> None:
+        """Read polled points at a fixed rate; a cycle that overruns skips, it does not pile up."""
+        period = self.settings.poll_interval_ms / 1000.0
+        next_at = time.monotonic()
+        while True:
+            try:
+                await self._read_into_queue(sess, keys)
+            except Exception as exc:  # handed to the session: it reconnects and reports the reason
+                if not _expected(exc):
+                    log.exception("%s: poll failed", self.endpoint)
+                sess.fail(f"poll: {describe(exc)}")
+                return
+            next_at += period
+            now = time.monotonic()
+            if next_at < now:
+                next_at = now + period - (now - next_at) % period
+            await asyncio.sleep(next_at - now)
+
+    # --- helpers for write and call ---------------------------------------------------------------
+    def _ready(self, key: str, table: dict[str, Any]) -> _Session:
+        if key not in table:
+            kind = "variable" if table is self.values else "method"
+            raise AdapterError(f"{key}: no such {kind} point")
+        sess = self._session
+        if sess is None:
+            raise AdapterError(f"{key}: not connected ({self._last_error or 'connecting'})")
+        return sess
+
+    async def _variable_type(self, sess: _Session, node: ua.NodeId) -> ua.VariantType | None:
+        """The built-in type to write: from DataType, else from the current value's Variant."""
+        dt, value = await sess.services.read([(node, ua.AttributeIds.DataType), (node, ua.AttributeIds.Value)])
+        vtype = None
+        if dt.StatusCode is None or not dt.StatusCode.value & _BAD:
+            if isinstance(dt.Value.Value, ua.NodeId):
+                vtype = await sess.services.builtin_type(dt.Value.Value)
+        if vtype is None and value.Value is not None and value.Value.VariantType is not ua.VariantType.Null:
+            vtype = value.Value.VariantType
+        return vtype
+
+    async def _argument_types(self, sess: _Session, method: ua.NodeId) -> list[ua.VariantType | None]:
+        """Input argument types from the method's InputArguments property (none: send as given)."""
+        path = ua.BrowsePath()
+        path.StartingNode = method
+        el = ua.RelativePathElement()
+        el.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HasProperty)
+        el.IsInverse = False
+        el.IncludeSubtypes = False
+        el.TargetName = ua.QualifiedName("InputArguments", 0)
+        path.RelativePath = ua.RelativePath(Elements=[el])
+        (result,) = await sess.services.translate([path])
+        targets = [t.TargetId for t in result.Targets] if result.StatusCode.is_good() else []
+        if not targets:
+            return []
+        (dv,) = await sess.services.read_values([ua.NodeId(targets[0].Identifier, targets[0].NamespaceIndex)])
+        args = dv.Value.Value if dv.Value is not None else None
+        types: list[ua.VariantType | None] = []
+        for arg in args or []:
+            types.append(await sess.services.builtin_type(arg.DataType) if isinstance(arg, ua.Argument) else None)
+        return types
