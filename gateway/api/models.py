@@ -93,8 +93,9 @@ class EquipmentOut(_Out):
 class HistorySeries(_Out):
     path: str
     unit: UnitOut
-    points: list[dict[str, Any]] = Field(description="raw: {ts, time, value, quality, reason}; "
-                                                     "bucketed: {ts, time, <agg>: ...} with ts the bucket start")
+    points: list[dict[str, Any]] = Field(description="raw: {ts, time, value, raw (enums), quality, reason, gateway_ts}; "
+                                                     "bucketed: {ts (bucket start), time, <each agg>, bad}; aggregates "
+                                                     "are over good samples, 'bad' counts the others; empty buckets have no point")
 
 
 class HistoryOut(_Out):
@@ -149,3 +150,50 @@ class HealthOut(_Out):
     equipment: dict[str, Any]
     runtime: dict[str, Any]
     store: Any
+
+
+class AlarmRecord(_Out):
+    """One alarm occurrence: active now (from the runtime) or stored."""
+
+    equipment: str
+    occurrence_id: str
+    code: int
+    id: str | None = Field(None, description="the alarm's id in the class catalogue")
+    text: str
+    severity: int
+    stop_reason: bool = False
+    active: bool
+    acknowledged: bool
+    raised_ts: float | None = None
+    raised_time: str | None = None
+    cleared_ts: float | None = None
+    cleared_time: str | None = None
+    acked_ts: float | None = None
+    acked_time: str | None = None
+    acked_by: str | None = None
+
+
+class EventRecord(_Out):
+    id: int
+    equipment: str
+    type: str
+    source_ts: float
+    source_time: str | None
+    seq: int
+    payload: dict[str, Any]
+    recorded_ts: float | None = None
+    recorded_time: str | None = None
+
+
+class AuditRecord(_Out):
+    id: int
+    ts: float
+    time: str | None
+    user: str
+    role: str
+    equipment: str
+    command: str
+    args: dict[str, Any]
+    result_code: int
+    result: str
+    detail: str

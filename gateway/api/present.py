@@ -16,7 +16,7 @@ from gateway.samples import Quality, Sample
 from interface_spec import Spec
 
 QUALITY_NAMES = {int(q): q.name.lower() for q in Quality}
-JSON_FIELDS = ("payload", "params", "ids")
+JSON_FIELDS = ("payload", "args", "params")
 
 
 class Presenter:

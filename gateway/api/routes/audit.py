@@ -6,12 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from gateway.api.models import AuditRecord
 from gateway.api.deps import PresenterDep, Store, View, equipment_filter
 
 router = APIRouter(tags=["audit"])
 
 
-@router.get("/audit", summary="The command audit log, newest first")
+@router.get("/audit", response_model=list[AuditRecord], summary="The command audit log, newest first")
 async def get_audit(
     view: View, store: Store, presenter: PresenterDep,
     equipment: Annotated[str | None, Query(description="one machine's id")] = None,

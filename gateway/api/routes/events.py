@@ -8,12 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 
 from gateway.api.deps import PresenterDep, SpecDep, Store, View, equipment_filter
+from gateway.api.models import EventRecord
 from gateway.api.timeparams import optional_range
 
 router = APIRouter(tags=["events"])
 
 
-@router.get("/events", summary="Stored events, newest first")
+@router.get("/events", response_model=list[EventRecord], summary="Stored events, newest first")
 async def get_events(
     view: View, store: Store, spec: SpecDep, presenter: PresenterDep,
     equipment: Annotated[str | None, Query(description="one machine's id")] = None,

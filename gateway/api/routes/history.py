@@ -18,6 +18,7 @@ from gateway.api.models import HistoryOut, HistorySeries
 from gateway.api.present import QUALITY_NAMES
 from gateway.api.timeparams import iso, parse_duration, time_range
 from gateway.runtime.view import EquipmentView, LineView
+from gateway.store.base import AGGREGATES
 from interface_spec import Spec, split_path
 
 router = APIRouter(tags=["history"])
@@ -25,7 +26,6 @@ router = APIRouter(tags=["history"])
 MAX_POINTS = 100_000
 MAX_PATHS = 50
 DEFAULT_SPAN_S = 3600.0
-AGGREGATES = ("avg", "min", "max", "first", "last", "count")
 NICE_BUCKETS = (1, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400)
 
 
@@ -75,30 +75,18 @@ def _raw_rate(spec: Spec, eq: EquipmentView, path: str) -> float | None:
     return 1000.0 / ms if ms else None
 
 
-def _field(row: Any, name: str, index: int) -> Any:
-    if isinstance(row, dict):
-        return row.get(name)
-    if hasattr(row, name):
-        return getattr(row, name)
-    return row[index] if index < len(row) else None
-
-
-def _raw_point(row: Any, enum_name) -> dict[str, Any]:
-    ts, value, quality, reason = (_field(row, "ts", 0), _field(row, "value", 1),
-                                  _field(row, "quality", 2), _field(row, "reason", 3))
-    value, raw = enum_name(value)
-    point = {"ts": ts, "time": iso(ts), "value": value, "quality": QUALITY_NAMES.get(quality, quality), "reason": reason or ""}
+def _raw_point(row: dict[str, Any], shown: tuple[Any, int | None]) -> dict[str, Any]:
+    value, raw = shown
+    point = {"ts": row["ts"], "time": iso(row["ts"]), "value": value,
+             "quality": QUALITY_NAMES.get(row["quality"], row["quality"]), "reason": row.get("reason") or "",
+             "gateway_ts": row.get("gateway_ts")}
     if raw is not None:
         point["raw"] = raw
     return point
 
 
-def _bucket_point(row: Any, aggs: list[str]) -> dict[str, Any]:
-    ts = _field(row, "ts", 0)
-    point = {"ts": ts, "time": iso(ts)}
-    for i, a in enumerate(aggs, start=1):
-        point[a] = _field(row, a, i)
-    return point
+def _bucket_point(row: dict[str, Any]) -> dict[str, Any]:
+    return {"ts": row["ts"], "time": iso(row["ts"]), **{k: v for k, v in row.items() if k != "ts"}}
 
 
 @router.get("/equipment/{equipment_id}/history", response_model=HistoryOut, summary="Stored values, raw or bucketed",
@@ -151,9 +139,9 @@ async def get_history(
                                      f"{MAX_POINTS:,} points; add bucket={suggest_bucket(span, len(paths))} or shorten the range")
         budget -= len(rows)
         if aggs is None:
-            points = [_raw_point(r, lambda v, p=p: presenter.enum_value(eq.cls, p, v)) for r in rows]
+            points = [_raw_point(r, presenter.enum_value(eq.cls, p, r["value"])) for r in rows]
         else:
-            points = [_bucket_point(r, aggs) for r in rows]
+            points = [_bucket_point(r) for r in rows]
         series.append(HistorySeries(path=p, unit=presenter.unit(presenter.var_info(eq.cls, p)[1]), points=points))
     return HistoryOut(equipment=eq.id, start=t0, end=t1, start_time=iso(t0), end_time=iso(t1),
                       bucket_s=bucket_s, agg=aggs, series=series)
