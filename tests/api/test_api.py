@@ -32,10 +32,10 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 LINE = "apitest"
 MACHINES = [
-    # (id, class, protocol, counts)
-    ("coater1", "coater", "opcua", {"dryer_zone": 3, "lane": 2}),
-    ("winder1", "winder", "modbus", {}),
-    ("form1", "formation", "opcua", {"channel": 8}),
+    # (id, class, protocol, counts, time scale: formation takes hours of simulated time per cell)
+    ("coater1", "coater", "opcua", {"dryer_zone": 3, "lane": 2}, 20.0),
+    ("winder1", "winder", "modbus", {}, 20.0),
+    ("form1", "formation", "opcua", {"channel": 8}, 2000.0),
 ]
 VIEWER_ENV, OPERATOR_ENV = "LINEGW_TEST_VIEWER_KEY", "LINEGW_TEST_OPERATOR_KEY"
 VIEWER_KEY, OPERATOR_KEY = "viewer-key-0123456789", "operator-key-0123456789"
@@ -70,8 +70,8 @@ async def gateway(tmp_path_factory):
     sims = SimLine()
     await sims.start([
         SimConfig(equipment_id=eid, cls=cls, protocol=proto, host="127.0.0.1", port=0, dialect="conforming",
-                  seed=7, time_scale=20.0, counts=counts, faults=[], machine_name=eid)
-        for eid, cls, proto, counts in MACHINES
+                  seed=7, time_scale=scale, counts=counts, faults=[], machine_name=eid)
+        for eid, cls, proto, counts, scale in MACHINES
     ])
     store = None
     task = None
@@ -82,7 +82,7 @@ async def gateway(tmp_path_factory):
             "store": {"path": str(tmp / "store.sqlite")},
             "equipment": [{"id": eid, "class": cls, "protocol": proto, "endpoint": urls[eid], "counts": counts,
                            "adapter": {"scan_interval_ms": 200}, "command_timeout_s": 15}
-                          for eid, cls, proto, counts in MACHINES],
+                          for eid, cls, proto, counts, _ in MACHINES],
         })
         spec = load_spec()
         store = SqliteStore(cfg.store.path)
@@ -155,7 +155,7 @@ async def test_line_overview_shows_every_machine(client):
     body = r.json()
     assert body["line"] == LINE
     machines = {m["id"]: m for m in body["machines"]}
-    assert {eid: m["class"] for eid, m in machines.items()} == {eid: cls for eid, cls, _, _ in MACHINES}
+    assert {eid: m["class"] for eid, m in machines.items()} == {m[0]: m[1] for m in MACHINES}
     for m in machines.values():
         assert m["available"] is True and m["availability"] == "AVAILABLE"
         assert m["packml_state"] in load_spec().core.packml.states
@@ -270,18 +270,21 @@ async def command(client, eq: str, name: str, params: dict | None = None, **kw) 
     return await client.post(f"/api/v1/equipment/{eq}/commands/{name}", json={"params": params or {}}, **kw)
 
 
-async def test_commands_accepted_and_refused_map_to_http(client, gateway):
-    eq = "coater1"
+async def drive_to_idle(client, gateway, eq: str) -> None:
     view = gateway.runtime.get(eq)
-    await wait_for(lambda: view.state.get("control_authority") == "Remote", "coater1 under Remote authority")
-    state = view.state["packml_state"]
-    if state in ("Stopped", "Complete"):
+    await wait_for(lambda: view.state.get("control_authority") == "Remote", f"{eq} under Remote authority")
+    if view.state["packml_state"] not in ("Stopped", "Complete", "Idle"):
+        r = await command(client, eq, "Stop")
+        assert r.status_code == 200 and r.json()["confirmed"], r.text
+    if view.state["packml_state"] != "Idle":
         r = await command(client, eq, "Reset")
         assert r.status_code == 200 and r.json()["confirmed"], r.text
-    elif state == "Execute":
-        assert (await command(client, eq, "Stop")).status_code == 200
-        assert (await command(client, eq, "Reset")).status_code == 200
     assert view.state["packml_state"] == "Idle"
+
+
+async def test_commands_accepted_and_refused_map_to_http(client, gateway):
+    eq = "coater1"
+    await drive_to_idle(client, gateway, eq)
 
     r = await command(client, eq, "start")  # the spec's spelling is found whatever the case
     assert r.status_code == 200, r.text
@@ -349,7 +352,13 @@ async def test_events_filter_and_reject_unknown_types(client):
     assert all(e["equipment"] == "coater1" for e in r.json())
 
 
-async def test_trace_of_a_cell_follows_made_from(client):
+async def test_trace_of_a_cell_follows_made_from(client, gateway):
+    for eq in ("coater1", "winder1", "form1"):
+        if gateway.runtime.get(eq).state.get("packml_state") != "Execute":
+            await drive_to_idle(client, gateway, eq)
+            r = await command(client, eq, "Start")
+            assert r.status_code == 200, r.text
+
     async def a_cell():
         r = await client.get("/api/v1/events", params={"equipment": "form1", "type": "UnitProcessed", "limit": 5})
         return r.json()
