@@ -78,6 +78,7 @@ RECIPE_VARS = ("recipe.active_recipe_id", "recipe.active_recipe_version", "recip
 JOB_ID = "job.job_id"
 LOCAL_PANEL = "local"
 UINT32 = 1 << 32
+SPEED_WINDOW_S = 3600.0  # current_speed averages the units made over this much simulated time
 
 
 @dataclass
@@ -210,7 +211,8 @@ class Machine:
         for p in self._time_paths.values():
             spec.variable(cls, p)  # fails loudly if the spec renames the counters
         self.sim_time = 0.0
-        self._unit_times: deque[float] = deque(maxlen=20)
+        self._unit_times: deque[float] = deque()
+        self._producing_s = 0.0
         self._wall_since_beat = 0.0
 
         ident = {
@@ -706,15 +708,18 @@ class Machine:
             acting.remaining_s -= dt_sim
             if acting.remaining_s <= 0:
                 self._finish_acting()
-        self._update_speed()
+        self._update_speed(dt_sim)
 
-    def _update_speed(self) -> None:
+    def _update_speed(self, dt: float) -> None:
         times = self._unit_times
+        horizon = self.sim_time - SPEED_WINDOW_S
+        while times and times[0] < horizon:
+            times.popleft()
         speed = 0.0
-        if self.producing and len(times) >= 2 and times[-1] > times[0]:
-            interval = (times[-1] - times[0]) / (len(times) - 1)
-            since = self.sim_time - times[-1]
-            speed = 60.0 / max(interval, since)
+        if self.producing:
+            self._producing_s += dt
+            span = min(SPEED_WINDOW_S, max(self._producing_s, 60.0))
+            speed = len(times) * 60.0 / span
         self.set(SPEED, round(speed, 4))
 
     def set_design_speed(self, units_per_minute: float) -> None:
