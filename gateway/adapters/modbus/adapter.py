@@ -277,7 +277,7 @@ class ModbusAdapter:
 
     def __init__(self, endpoint: str, points: list[Point], settings: dict[str, Any] | None = None):
         self.host, self.port = parse_endpoint(endpoint)
-        self.where = f"{self.host}:{self.port}"
+        self.where = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         self.settings = Settings.from_dict(settings or {})
         compiled = [_compile_point(p, self.settings.device_id) for p in points]
         self._points: dict[str, _Point] = {}
