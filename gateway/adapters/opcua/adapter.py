@@ -742,5 +742,7 @@ class OpcUaAdapter:
         args = dv.Value.Value if dv.Value is not None else None
         types: list[ua.VariantType | None] = []
         for arg in args or []:
-            types.append(await sess.services.builtin_type(arg.DataType) if isinstance(arg, ua.Argument) else None)
+            # Decoded as asyncua's generated Argument class, not ua.Argument: look at the field.
+            datatype = getattr(arg, "DataType", None)
+            types.append(await sess.services.builtin_type(datatype) if isinstance(datatype, ua.NodeId) else None)
         return types
