@@ -308,6 +308,11 @@ class Machine:
         return self._state[var]
 
     @property
+    def stop_reason(self) -> int | None:
+        """Code of the alarm that holds or aborts the machine now, if an alarm did."""
+        return self._stop_reason
+
+    @property
     def producing(self) -> bool:
         return self._state[PACKML] == "Execute"
 

@@ -21,6 +21,8 @@ class ProcessModel:
 
     # Wall-clock seconds between physics steps (the values' refresh period).
     period_s: ClassVar[float] = 0.25
+    # Array sizes when the configuration gives none (sub-unit -> count); the spec's maximum otherwise.
+    DEFAULT_COUNTS: ClassVar[dict[str, int]] = {}
     # Option name -> default; SimConfig.options may override any of them.
     OPTIONS: ClassVar[dict[str, Any]] = {}
     # Options every model takes.

@@ -49,6 +49,7 @@ def flow_for(target_mg_cm2: float, speed_m_min: float, width_mm: float, e: Elect
 
 class CoaterModel(ProcessModel):
     period_s = 0.25
+    DEFAULT_COUNTS = {"dryer_zone": 6, "lane": 4}
     OPTIONS = {
         "electrode": "alternate",  # "alternate", "cathode" or "anode"
         "coating_width_mm": 600.0,

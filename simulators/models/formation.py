@@ -49,6 +49,7 @@ def ocv_slope(soc: float) -> float:
 
 class FormationModel(ProcessModel):
     period_s = 1.0
+    DEFAULT_COUNTS = {"channel": 64}
     OPTIONS = {
         "first_tray": "mid",  # "mid": start part-way through the program; "fresh": from empty cells
         "aging_days": 7.0,  # OCV used for grading is extrapolated over this aging time with K
