@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from interface_spec.loader import SpecError, line_of, load_model, yaml_node
 
 ID = r"^[A-Za-z][A-Za-z0-9_-]*$"
+NETWORK_SCHEMES = {"", "opc.tcp", "modbus", "modbus+tcp", "tcp"}
 
 
 class _Strict(BaseModel):
@@ -72,6 +73,9 @@ class Equipment(_Strict):
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in NETWORK_SCHEMES:
+            return value  # a plug-in adapter's own address syntax
         host, port = endpoint_host_port(value)
         if not host:
             raise ValueError(f"'{value}' has no host")

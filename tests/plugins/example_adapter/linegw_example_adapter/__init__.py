@@ -1,0 +1,79 @@
+"""An example third-party adapter: a machine that publishes its values as a JSON file.
+
+Some line PCs write their values to a shared file. This adapter polls such a
+file (`endpoint` is its path; point options `node` are keys in the JSON
+object) and writes commands back into it. It is deliberately small: it shows
+everything a linegw adapter has to do and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.adapters.base import AdapterError, AdapterHealth, LinkCallback, Point, RawReading, ReadingsCallback
+
+
+class JsonFileAdapter:
+    def __init__(self, endpoint: str, points: list[Point], settings: dict[str, Any]):
+        self.path = Path(endpoint.removeprefix("file://"))
+        self.points = {p.key: p.options.get("node", p.key) for p in points}
+        self.scan_keys = [p.key for p in points if p.options.get("scan", True)]
+        self.interval = settings.get("scan_interval_ms", 200) / 1000
+        self._health = AdapterHealth()
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise AdapterError(f"{self.path}: {exc}") from None
+
+    def _readings(self, keys: list[str], data: dict[str, Any], ts: float | None) -> list[RawReading]:
+        return [
+            RawReading(k, data[self.points[k]], ts) if self.points[k] in data
+            else RawReading(k, None, ts, f"no key '{self.points[k]}' in {self.path.name}")
+            for k in keys
+        ]
+
+    async def run(self, on_readings: ReadingsCallback, on_link: LinkCallback) -> None:
+        up = False
+        while True:
+            try:
+                data = await asyncio.to_thread(self._load)
+            except AdapterError as exc:
+                self._health.read_errors += 1
+                self._health.last_error = str(exc)
+                if up:
+                    up = False
+                    self._health.connected = False
+                    on_link(False, str(exc))
+            else:
+                if not up:
+                    up = True
+                    self._health.connected = True
+                    on_link(True, "")
+                ts = os.stat(self.path).st_mtime if self.path.exists() else time.time()
+                self._health.reads += 1
+                self._health.last_data_ts = time.time()
+                on_readings(self._readings(self.scan_keys, data, ts))
+            await asyncio.sleep(self.interval)
+
+    async def read(self, keys: list[str]) -> list[RawReading]:
+        return self._readings(keys, await asyncio.to_thread(self._load), None)
+
+    async def write(self, key: str, value: Any) -> None:
+        data = await asyncio.to_thread(self._load)
+        data[self.points[key]] = value
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        tmp.replace(self.path)  # atomic: a reader never sees half a file
+
+    async def call(self, key: str, args: list[Any]) -> list[Any]:
+        raise AdapterError("a JSON file has no methods")
+
+    def health(self) -> AdapterHealth:
+        return self._health

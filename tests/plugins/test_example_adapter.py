@@ -1,0 +1,96 @@
+"""A third-party adapter package, installed for real, runs a machine through the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load_line
+from gateway.runtime.line import LineRuntime
+from gateway.samples import Quality
+from gateway.store.sqlite import SqliteStore
+from interface_spec import load_spec
+
+PACKAGE = Path(__file__).parent / "example_adapter"
+
+MAPPING = """\
+mapping: example-jsonfile-winder
+class: winder
+protocol: jsonfile
+variables:
+  - path: winding.speed
+    source: {node: speed_dmm_s}
+    scale: 0.1
+  - path: state.packml_state
+    source: {node: state}
+    enum: {0: Stopped, 1: Idle, 2: Execute}
+  - path: state.control_authority
+    source: {node: remote}
+    enum: {0: Local, 1: Remote}
+commands:
+  Start: {write: {node: command, value: start}}
+"""
+
+
+@pytest.fixture(scope="module")
+def installed_adapter():
+    """pip-install the example package into this environment, as an integrator would."""
+    if not any(ep.name == "jsonfile" for ep in entry_points(group="linegw.adapters")):
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", str(PACKAGE)], check=True)
+    names = [ep.name for ep in entry_points(group="linegw.adapters")]
+    assert "jsonfile" in names, f"entry point not found after install: {names}"
+
+
+async def wait_for(predicate, what: str, timeout: float = 10.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_machine_runs_through_a_plugin_adapter(installed_adapter, tmp_path):
+    machine = tmp_path / "winder.json"
+    machine.write_text(json.dumps({"speed_dmm_s": 1234, "state": 1, "remote": 1}))
+    (tmp_path / "mapping.yaml").write_text(MAPPING)
+    (tmp_path / "line.yaml").write_text(
+        f"line: plugin\nequipment:\n  - id: w9\n    class: winder\n    protocol: jsonfile\n"
+        f"    endpoint: file://{machine}\n    mapping: mapping.yaml\n    adapter: {{scan_interval_ms: 50}}\n"
+        f"    command_timeout_s: 5\n"
+    )
+    cfg = load_line(tmp_path / "line.yaml")
+    store = SqliteStore(tmp_path / "store.sqlite")
+    await store.start()
+    runtime = LineRuntime(cfg, load_spec(), store)
+    task = asyncio.create_task(runtime.run())
+    try:
+        dev = runtime.devices["w9"]
+        await wait_for(lambda: "winding.speed" in dev.latest, "the first scan")
+        speed = dev.latest["winding.speed"]
+        assert (speed.value, speed.unit, speed.quality) == (pytest.approx(123.4), "mm/s", Quality.GOOD)
+        assert runtime.get("w9").state["packml_state"] == "Idle"
+
+        # A command goes through the same interlocks and is written by the plug-in.
+        async def machine_follows() -> None:
+            await wait_for(lambda: json.loads(machine.read_text()).get("command") == "start", "the command write")
+            data = json.loads(machine.read_text())
+            data["state"] = 2
+            machine.write_text(json.dumps(data))
+
+        follower = asyncio.create_task(machine_follows())
+        result = await runtime.command("w9", "Start", {}, "tester", "operator")
+        await follower
+        assert (result.result, result.confirmed, result.state_after) == ("accepted_completes_later", True, "Execute")
+
+        refused = await runtime.command("w9", "Start", {}, "tester", "operator")
+        assert refused.result == "already_in_state"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.close()
