@@ -84,7 +84,7 @@ async def _serve_gateway(cfg: Any, spec: Any, stop: asyncio.Event, on_ready=None
     runtime = LineRuntime(cfg, spec, store)
     api = create_app(runtime, store, spec, cfg.api)
     server = uvicorn.Server(uvicorn.Config(api, host=cfg.api.host, port=cfg.api.port, log_level="warning",
-                                           lifespan="on", ws="websockets"))
+                                           lifespan="on", ws="websockets-sansio"))
     server.install_signal_handlers = lambda: None  # our own handler stops everything in order
     try:
         async with asyncio.TaskGroup() as tg:
