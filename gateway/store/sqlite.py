@@ -210,10 +210,10 @@ def _insert_sql(rows: int) -> str:
             + ",".join(["(?,?,?,?,?,?,?)"] * rows))
 
 
-def _flat_chunks(rows: Iterator[tuple], size: int, count: int) -> Iterator[tuple]:
-    """`count` parameter tuples of `size` rows each, flattened, built as SQLite asks for them."""
+def _param_chunks(params: Iterator[Any], size: int, count: int) -> Iterator[tuple]:
+    """`count` parameter tuples of `size` values each, built as SQLite asks for them."""
     for _ in range(count):
-        yield tuple(chain.from_iterable(islice(rows, size)))
+        yield tuple(islice(params, size))
 
 
 # Rows of a batch are sorted by (series, ts), so one (series, cell) group is one contiguous
@@ -282,8 +282,17 @@ SELECT {{k}} AS k, {{fn}}(s.ts), s.value
 """
 
 
-# Quality as a plain int (binding an IntEnum takes a slower path in sqlite3); anything else counts as BAD.
-_Q = {0: 0, 1: 1, 2: 2}
+
+
+class _QualityCodes(dict[Any, int]):
+    """Quality as a plain int (binding an IntEnum takes a slower path in sqlite3); unknown ones are BAD."""
+
+    def __missing__(self, key: Any) -> int:
+        return int(Quality.BAD)
+
+
+_QUALITY = _QualityCodes({0: 0, 1: 1, 2: 2})
+_EQ, _PATH, _VALUE, _UNIT, _TS, _GW, _Q, _REASON = (itemgetter(i) for i in range(8))  # Sample fields
 
 
 class _Batch(NamedTuple):
@@ -743,60 +752,78 @@ class SqliteStore:
                 log.debug("%s: event loop closed; nobody left waiting for queue room", self.path)
 
     def _prepare(self, chunks: list[list[Sample]]) -> _Batch:
-        """Series ids and the (series, ts) order of a batch, without building any row yet.
+        """Series ids and the (series, ts) order of a batch.
 
-        Holding a batch's worth of row tuples would make the cyclic GC walk them again
-        and again (it cost 4x the conversion itself); indices and the samples' own
-        int/float keys are not tracked by the GC, and rows are built one at a time as
-        SQLite takes them.
+        Column-wise, with map/zip doing the per-sample work in C: the writer holds the
+        GIL only while it runs Python, and every microsecond it holds it per sample is
+        taken from the event loop. Nothing is built per row that outlives the row, so
+        the cyclic GC has nothing to walk.
         """
-        sids = self._sids
-        units = self._units
         flat: list[Sample] = []
         sid_of: list[int] = []
-        add_sid = sid_of.append
         new_series: list[tuple[int, str, str, str]] = []
         unit_changes: list[tuple[str, int]] = []
+        units = self._units
         for chunk in chunks:
             flat += chunk
-            last_eq = None
-            get: Callable[[str], int | None] = dict.get  # type: ignore[assignment]
-            for eq, path, _, unit, *_ in chunk:
-                if eq is not last_eq:
-                    eq_sids = sids.get(eq)
-                    if eq_sids is None:
-                        eq_sids = sids[eq] = {}
-                    get = eq_sids.get
-                    last_eq = eq
-                sid = get(path)
-                if sid is None:
-                    sid = eq_sids[path] = self._next_sid
-                    self._next_sid += 1
-                    self._series_meta[sid] = (eq, path, unit)
-                    units[sid] = unit
-                    new_series.append((sid, eq, path, unit))
-                elif units[sid] != unit:
-                    units[sid] = unit
-                    self._series_meta[sid] = (eq, path, unit)
-                    unit_changes.append((unit, sid))
-                add_sid(sid)
-        order = sorted(range(len(flat)), key=list(map(itemgetter(4), flat)).__getitem__)
+            ids: list[int | None] | None = None
+            eqs = set(map(_EQ, chunk))
+            if len(eqs) == 1:
+                eq_sids = self._sids.get(eqs.pop())
+                if eq_sids is not None:
+                    ids = list(map(eq_sids.get, map(_PATH, chunk)))
+                    if None in ids:
+                        ids = None
+            if ids is None:
+                ids = self._series_ids(chunk, new_series)
+            if list(map(units.__getitem__, ids)) != list(map(_UNIT, chunk)):
+                for sid, sample in zip(ids, chunk):
+                    if units[sid] != sample.unit:
+                        units[sid] = sample.unit
+                        self._series_meta[sid] = (sample.equipment, sample.path, sample.unit)
+                        unit_changes.append((sample.unit, sid))
+            sid_of += ids  # type: ignore[arg-type]
+        order = sorted(range(len(flat)), key=list(map(_TS, flat)).__getitem__)
         order.sort(key=sid_of.__getitem__)  # stable: (series, ts)
         return _Batch(flat, sid_of, order, new_series, unit_changes)
 
+    def _series_ids(self, chunk: list[Sample], new_series: list[tuple[int, str, str, str]]) -> list[int | None]:
+        """Series ids sample by sample, creating the series not seen before."""
+        ids: list[int | None] = []
+        for eq, path, _, unit, *_ in chunk:
+            eq_sids = self._sids.get(eq)
+            if eq_sids is None:
+                eq_sids = self._sids[eq] = {}
+            sid = eq_sids.get(path)
+            if sid is None:
+                sid = eq_sids[path] = self._next_sid
+                self._next_sid += 1
+                self._series_meta[sid] = (eq, path, unit)
+                self._units[sid] = unit
+                new_series.append((sid, eq, path, unit))
+            ids.append(sid)
+        return ids
+
     @staticmethod
-    def _row_iter(batch: _Batch) -> Iterator[tuple]:
-        flat, sid_of = batch.flat, batch.sid_of
-        for i in batch.order:
-            _, _, value, _, ts, gw, q, reason = flat[i]
-            cls = value.__class__
-            if cls is float or (cls is int and -9223372036854775808 <= value <= 9223372036854775807):
-                yield sid_of[i], ts, gw, value, None, _Q.get(q, 2), reason or None
-            elif cls is str:
-                yield sid_of[i], ts, gw, None, value, _Q.get(q, 2), reason or None
-            else:
-                num, text, flag = _encode(value)
-                yield sid_of[i], ts, gw, num, text, _Q.get(q, 2) | flag, reason or None
+    def _params(batch: _Batch) -> Iterator[Any]:
+        """The batch's row values, row after row, flattened, in (series, ts) order."""
+        rows = list(map(batch.flat.__getitem__, batch.order))
+        values = list(map(_VALUE, rows))
+        quality = list(map(_QUALITY.__getitem__, map(_Q, rows)))
+        text: list[str | None] = [None] * len(rows)
+        if not set(map(type, values)) <= {float}:
+            # Anything but a float: ints in SQLite's range stay, the rest is encoded.
+            for i, v in enumerate(values):
+                cls = v.__class__
+                if cls is float or (cls is int and -9223372036854775808 <= v <= 9223372036854775807):
+                    continue
+                if cls is str:
+                    values[i], text[i] = None, v
+                else:
+                    values[i], text[i], flag = _encode(v)
+                    quality[i] |= flag
+        return chain.from_iterable(zip(map(batch.sid_of.__getitem__, batch.order), map(_TS, rows),
+                                       map(_GW, rows), values, text, quality, map(_REASON, rows)))
 
     def _commit_batch(self, conn: sqlite3.Connection, chunks: list[list[Sample]], ops: list[_Op], n: int) -> None:
         t0 = time.perf_counter()
@@ -857,12 +884,12 @@ class SqliteStore:
                 conn.executemany("UPDATE series SET unit = ? WHERE id = ?", batch.unit_changes)
             if batch.order:
                 lo = conn.execute("SELECT coalesce(max(rowid), 0) + 1 FROM samples").fetchone()[0]
-                rows = self._row_iter(batch)
+                params = self._params(batch)
                 left = len(batch.order)
                 for size in self._insert_sizes:
                     count, left = divmod(left, size)
                     if count:
-                        conn.executemany(_insert_sql(size), _flat_chunks(rows, size, count))
+                        conn.executemany(_insert_sql(size), _param_chunks(params, size * _COLUMNS, count))
                 hi = lo + len(batch.order) - 1
                 last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
                 if last != hi:
