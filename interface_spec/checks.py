@@ -12,6 +12,11 @@ from typing import Any
 from .loader import line_of, yaml_node
 from .modbus_map import check_layout
 from .model import Core, EquipmentClass, SubUnit
+from .ucum import ucum_problem
+
+# Parameter types the bindings can carry: the Modbus handshake has one int32
+# and one text field, OPC UA methods take Int32 and String arguments.
+PARAM_TYPES = ("int", "enum", "string")
 
 
 class _Report:
@@ -97,12 +102,29 @@ def check_spec(core: Core, classes: dict[str, EquipmentClass], folder: Path) -> 
     _unique(cr, core.events, "code", "events")
     _unique(cr, core.events, "id", "events")
     _unique(cr, core.alarms, "code", "alarms")
+    _unique(cr, core.units, "code", "units")
+    for i, u in enumerate(core.units):
+        problem = ucum_problem(u.code)
+        if problem:
+            cr.add(("units", i, "code"), f"'{u.code}' is not a well-formed UCUM code: {problem}")
+    if core.packml.unit_modes != core.enums.get("unit_mode"):
+        cr.add(("packml", "unit_modes"), "must equal enums.unit_mode")
     if len(set(core.result_codes.values())) != len(core.result_codes):
         cr.add(("result_codes",), "result codes must be unique")
     for i, c in enumerate(core.commands):
         for j, p in enumerate(c.params):
             if p.enum and p.enum not in core.enums:
                 cr.add(("commands", i, "params", j, "enum"), f"unknown enum '{p.enum}'")
+            if p.type == "enum" and not p.enum:
+                cr.add(("commands", i, "params", j), f"parameter '{p.name}' of type enum needs 'enum: <name>'")
+            if p.type not in PARAM_TYPES:
+                cr.add(("commands", i, "params", j, "type"),
+                       f"parameter type {p.type} cannot be carried by the bindings (one of {', '.join(PARAM_TYPES)})")
+        numbers = [p.name for p in c.params if p.type in ("int", "enum")]
+        texts = [p.name for p in c.params if p.type == "string"]
+        if len(numbers) > 1 or len(texts) > 1:
+            cr.add(("commands", i, "params"),
+                   f"command '{c.id}' has more than one number or text parameter; the Modbus handshake carries one of each")
     errors = list(cr.errors)
     units = {u.code for u in core.units}
     block_ids = {core.modbus.common_block: "common.yaml"}

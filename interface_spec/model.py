@@ -18,6 +18,11 @@ IDENT = r"^[a-z][a-z0-9_]*$"
 VENDOR_IDENT = r"^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*$"
 
 
+def _num(x: float) -> str:
+    """A range bound as written: 65535, not 65535.0 or 6.5535e+04."""
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -81,6 +86,18 @@ class Variable(Strict):
                 raise ValueError(f"variable '{self.id}': range [{lo}, {hi}] is empty (low must be < high)")
             if self.type == "uint" and lo < 0:
                 raise ValueError(f"variable '{self.id}': range low {lo} is negative for type uint")
+            if self.type in ("int", "uint"):
+                # The range must be representable in the encoding both bindings use.
+                bits = self.bits or 32
+                low, high = (0, 2**bits - 1) if self.type == "uint" else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+                if lo < low or hi > high:
+                    raise ValueError(
+                        f"variable '{self.id}': range [{_num(lo)}, {_num(hi)}] does not fit {self.type}{bits} ({low}..{high})"
+                    )
+        if self.bits is not None and self.type not in ("float", "int", "uint"):
+            raise ValueError(f"variable '{self.id}': 'bits' is only for numeric types, not {self.type}")
+        if self.type == "float" and self.bits == 16:
+            raise ValueError(f"variable '{self.id}': a float is 32 or 64 bits")
         if self.type in ("float", "int", "uint") and self.range is None:
             raise ValueError(f"variable '{self.id}': numeric variables need a plausibility 'range'")
         if self.type in ("string", "bool", "enum", "timestamp") and self.unit != "1":
