@@ -4,7 +4,7 @@
    for 1,000 series in scan-sized lists, while history queries run on the same
    event loop (their SQL runs in reader threads): two loops alternating a raw
    query (last 10 s of a random series) and a bucketed one (60 s buckets since
-   the start), first paced at --query-rate per second in all, then back to back.
+   the start), paced at each of --query-rates per second in all (0: back to back).
    Back to back, the query threads and the writer share one GIL and two cores,
    so the split between them (and the write rate) varies from run to run.
    Target: 300,000 samples/s.
@@ -12,7 +12,7 @@
    in 60 s buckets, through the rollup cells. Target: under 50 ms. For contrast,
    the same day in 59 s buckets, which must aggregate the raw rows.
 
-Run: .venv/bin/python bench/store.py [--samples N] [--query-rate Q] [--dir DIR]
+Run: .venv/bin/python bench/store.py [--samples N] [--query-rates 50,500,0] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -143,7 +143,8 @@ async def downsample(path: Path, runs: int = 20) -> dict[str, float]:
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--samples", type=int, default=3_000_000, help="samples to write in the write-rate run")
-    ap.add_argument("--query-rate", type=float, default=50.0, help="paced history queries per second")
+    ap.add_argument("--query-rates", default="50,500,0",
+                    help="history queries per second during the write runs, comma-separated; 0: back to back")
     ap.add_argument("--dir", type=Path, default=None, help="where to put the databases (default: a temp dir)")
     args = ap.parse_args()
     t0 = time.time() - 3600
@@ -153,7 +154,7 @@ async def main() -> None:
     # cyclic GC does not count them as the long-lived heap they only are here.
     gc.freeze()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        for n, rate in enumerate((args.query_rate, 0.0)):
+        for n, rate in enumerate(float(r) for r in args.query_rates.split(",")):
             label = f"{rate:g} history queries/s" if rate else "history queries back to back"
             w = await write_rate(Path(tmp) / f"write{n}.sqlite", lists, t0, rate)
             print(f"write rate with {label}: {w['rate']:,.0f} samples/s ({w['samples']:,} samples in "

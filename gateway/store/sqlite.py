@@ -74,6 +74,7 @@ import concurrent.futures
 import functools
 import json
 import logging
+import math
 import os
 import queue
 import sqlite3
@@ -93,6 +94,7 @@ CELL_S = 10  # width of a rollup cell and of a block, seconds
 QMASK = 3  # quality lives in the low bits of q
 BOOL_FLAG = 4  # q flag: the value is a bool stored as 0/1
 RETENTION_CHECK_S = 30.0
+_FAR = 1e13  # seconds: beyond any real timestamp, small enough for integer cell numbers
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
@@ -303,6 +305,31 @@ class _Batch(NamedTuple):
     unit_changes: list[tuple[str, int]]
 
 
+_NUMBER = {float, int}
+
+
+def _well_formed(samples: list[Sample]) -> bool:
+    """The whole batch at C speed: real Samples, str units, finite times.
+
+    Equipment and path need no check here: a known pair is valid by construction,
+    and a new one is checked where its series is created.
+    """
+    if not samples:
+        return True
+    if set(map(type, samples)) != {Sample} or not set(map(type, map(_UNIT, samples))) <= {str}:
+        return False
+    try:
+        # A sum is finite only if every term is; None or a str raises.
+        return math.isfinite(sum(map(_TS, samples))) and math.isfinite(sum(map(_GW, samples)))
+    except TypeError:
+        return False
+
+
+def _sample_ok(s: Any) -> bool:
+    return (isinstance(s, tuple) and len(s) == 8 and all(type(s[i]) is str for i in (0, 1, 3))
+            and all(type(s[i]) in _NUMBER and math.isfinite(s[i]) for i in (4, 5)))
+
+
 def _encode(value: Any) -> tuple[Any, str | None, int]:
     """(numeric, text, flag) for a value of a type outside the fast path."""
     if value is None:
@@ -319,7 +346,10 @@ def _encode(value: Any) -> tuple[Any, str | None, int]:
     if isinstance(value, (bytes, bytearray)):
         return None, bytes(value).hex(), 0
     # Lists and other structured values (arrays read from a device) are kept as JSON text.
-    return None, json.dumps(value, default=str), 0
+    try:
+        return None, json.dumps(value, default=str), 0
+    except (TypeError, ValueError):  # e.g. a list that contains itself
+        return None, repr(value), 0
 
 
 def _decode(value: Any, text: str | None, q: int) -> Any:
@@ -472,7 +502,7 @@ class SqliteStore:
 
         self._stats: dict[str, Any] = {
             "written": 0, "dropped": 0, "batches": 0, "last_commit_ts": None, "db_size_bytes": 0,
-            "write_errors": 0, "last_error": "", "retention_deleted": 0, "retention_held_by": None,
+            "rejected": 0, "write_errors": 0, "last_error": "", "retention_deleted": 0, "retention_held_by": None,
             "last_batch_rows": 0, "last_batch_ms": 0.0,
         }
 
@@ -759,38 +789,58 @@ class SqliteStore:
         taken from the event loop. Nothing is built per row that outlives the row, so
         the cyclic GC has nothing to walk.
         """
+        rejected = 0
+        if not _well_formed(list(chain.from_iterable(chunks))):
+            # Checked before the series cache is touched: a bad sample is counted, never retried.
+            kept = [[s for s in chunk if _sample_ok(s)] for chunk in chunks]
+            rejected = sum(map(len, chunks)) - sum(map(len, kept))
+            chunks = [c for c in kept if c]
         flat: list[Sample] = []
         sid_of: list[int] = []
         new_series: list[tuple[int, str, str, str]] = []
         unit_changes: list[tuple[str, int]] = []
         units = self._units
         for chunk in chunks:
-            flat += chunk
             ids: list[int | None] | None = None
-            eqs = set(map(_EQ, chunk))
-            if len(eqs) == 1:
-                eq_sids = self._sids.get(eqs.pop())
-                if eq_sids is not None:
-                    ids = list(map(eq_sids.get, map(_PATH, chunk)))
-                    if None in ids:
-                        ids = None
+            try:
+                eqs = set(map(_EQ, chunk))
+                if len(eqs) == 1:
+                    eq_sids = self._sids.get(eqs.pop())
+                    if eq_sids is not None:
+                        ids = list(map(eq_sids.get, map(_PATH, chunk)))
+                        if None in ids:
+                            ids = None
+            except TypeError:  # an unhashable name: the slow path below rejects it
+                ids = None
             if ids is None:
                 ids = self._series_ids(chunk, new_series)
+                if None in ids:
+                    keep = [i for i, sid in enumerate(ids) if sid is not None]
+                    rejected += len(chunk) - len(keep)
+                    chunk, ids = [chunk[i] for i in keep], [ids[i] for i in keep]
             if list(map(units.__getitem__, ids)) != list(map(_UNIT, chunk)):
                 for sid, sample in zip(ids, chunk):
                     if units[sid] != sample.unit:
                         units[sid] = sample.unit
                         self._series_meta[sid] = (sample.equipment, sample.path, sample.unit)
                         unit_changes.append((sample.unit, sid))
+            flat += chunk
             sid_of += ids  # type: ignore[arg-type]
+        if rejected:
+            self._stats["rejected"] += rejected
+            log.error("%s: rejected %d malformed samples (need str equipment, path and unit, finite source_ts "
+                      "and gateway_ts); %d so far", self.path, rejected, self._stats["rejected"])
         order = sorted(range(len(flat)), key=list(map(_TS, flat)).__getitem__)
         order.sort(key=sid_of.__getitem__)  # stable: (series, ts)
         return _Batch(flat, sid_of, order, new_series, unit_changes)
 
     def _series_ids(self, chunk: list[Sample], new_series: list[tuple[int, str, str, str]]) -> list[int | None]:
-        """Series ids sample by sample, creating the series not seen before."""
+        """Series ids sample by sample, creating the series not seen before; None for a bad name."""
         ids: list[int | None] = []
         for eq, path, _, unit, *_ in chunk:
+            if type(eq) is not str or type(path) is not str:
+                ids.append(None)
+                continue
             eq_sids = self._sids.get(eq)
             if eq_sids is None:
                 eq_sids = self._sids[eq] = {}
@@ -855,7 +905,7 @@ class SqliteStore:
                     if prev is None or s.source_ts >= prev.source_ts:
                         latest[sid] = s
         st = self._stats
-        st["written"] += n
+        st["written"] += len(batch.order)
         st["batches"] += 1
         st["last_commit_ts"] = time.time()
         st["last_batch_rows"] = n
@@ -1021,6 +1071,7 @@ class SqliteStore:
             raise ValueError(f"agg {unknown or aggs}: use {', '.join(AGGREGATES)}")
         if bucket_s is not None and not bucket_s > 0:
             raise ValueError(f"bucket_s={bucket_s}: must be positive")
+        start, end = max(start, -_FAR), min(end, _FAR)  # "everything" as +-inf stays within integer cells
         if not end > start or limit <= 0:
             return []
         if bucket_s is None:

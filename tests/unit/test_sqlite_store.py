@@ -442,3 +442,18 @@ async def test_flushed_samples_survive_sigkill(tmp_path):
         assert total == n
         counts = await s.history("form1", "channel[1].voltage", 0, 2e9, bucket_s=3600, agg="count")
         assert sum(r["count"] for r in counts) == len(range(0, n, 64))
+
+
+async def test_malformed_samples_are_rejected_and_counted_without_stopping_the_store(store):
+    good = [sample("v", float(i), T0 + i) for i in range(5)]
+    bad = [sample("v", 1.0, float("nan")), Sample(EQ, "v", 1.0, None, T0, T0, Quality.GOOD, ""),  # type: ignore[arg-type]
+           Sample(EQ, None, 1.0, "", T0, T0, Quality.GOOD, ""), Sample([EQ], "v", 1.0, "", T0, T0, Quality.GOOD, ""),  # type: ignore[arg-type]
+           ("not", "a", "sample")]
+    store.write_samples(good[:2] + bad + good[2:])  # type: ignore[operator]
+    await store.flush()
+    assert [r["value"] for r in await store.history(EQ, "v", T0, T0 + 10)] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert store.stats()["rejected"] == 5 and store.stats()["written"] == 5
+    store.write_samples([sample("v", 5.0, T0 + 5), sample("v", [1, 2], T0 + 6)])
+    await store.flush()
+    assert [r["value"] for r in await store.history(EQ, "v", T0 + 5, T0 + 10)] == [5.0, "[1, 2]"]
+    assert await store.history(EQ, "v", -math.inf, math.inf, limit=3) != []
