@@ -902,8 +902,8 @@ class SqliteStore:
                 for sid, i in newest.items():
                     s = flat[i]
                     prev = latest.get(sid)
-                    if prev is None or s.source_ts >= prev.source_ts:
-                        latest[sid] = s
+                    if prev is None or s[4] >= prev.source_ts:
+                        latest[sid] = s if type(s) is Sample else Sample._make(s)
         st = self._stats
         st["written"] += len(batch.order)
         st["batches"] += 1

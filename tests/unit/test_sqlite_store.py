@@ -453,7 +453,8 @@ async def test_malformed_samples_are_rejected_and_counted_without_stopping_the_s
     await store.flush()
     assert [r["value"] for r in await store.history(EQ, "v", T0, T0 + 10)] == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert store.stats()["rejected"] == 5 and store.stats()["written"] == 5
-    store.write_samples([sample("v", 5.0, T0 + 5), sample("v", [1, 2], T0 + 6)])
+    store.write_samples([sample("v", 5.0, T0 + 5), sample("v", [1, 2], T0 + 6), (EQ, "t", 1, "", T0, T0, 0, "")])
     await store.flush()
     assert [r["value"] for r in await store.history(EQ, "v", T0 + 5, T0 + 10)] == [5.0, "[1, 2]"]
     assert await store.history(EQ, "v", -math.inf, math.inf, limit=3) != []
+    assert [s.value for s in await store.latest(EQ) if s.path == "t"] == [1]  # a plain tuple is stored as a Sample
