@@ -28,6 +28,7 @@ from gateway.adapters.modbus import codec
 from interface_spec.modbus_map import ModbusPoint, layout
 from simulators.machine import Machine
 from simulators.servers.modbus_server import ModbusSimServer
+from simulators.servers.register_image import RegisterImage
 
 log = logging.getLogger("linegw.sim.modbus_binding")
 
@@ -56,26 +57,24 @@ class ModbusBinding:
         self.machine = machine
         spec = machine.spec
         self.lay = layout(spec.core, spec.get_class(machine.cls))
-        end = self.lay.areas["end.header"].end
-        self.server = ModbusSimServer(host, port, size=max(end, 65536) if end <= 65536 else end,
-                                      on_write=self._on_write)
+        self.server = ModbusSimServer(host, port, on_write=self._on_write)
+        self.image = RegisterImage(self.server)
         self.host = host
         by_name = {p.name: p for p in self.lay.points}
         self.slots: dict[str, _Slot] = {path: _Slot(by_name[path]) for path in machine.values}
         self.areas: dict[str, _Slot] = {name: _Slot(p) for name, p in self.lay.areas.items() if p.count}
-        # Registers a client may write, and the image of everything published, to undo other writes.
-        self._writable: set[int] = set()
+        # Registers a client may write: the command and mailbox inputs, and the rw variables.
+        writable = self.image.writable
         for name in CMD_INPUTS + ("events.request_seq",):
             p = self.lay.areas[name]
-            self._writable.update(range(p.address, p.end))
+            writable.update(range(p.address, p.end))
         self._rw_paths: dict[int, str] = {}
         for path, var in machine.variables.items():
             if var.access == "rw":
                 p = self.slots[path].point
-                self._writable.update(range(p.address, p.end))
+                writable.update(range(p.address, p.end))
                 for a in range(p.address, p.end):
                     self._rw_paths[a] = path
-        self._image: dict[int, int] = {}
         self._alarms_version = -1
         self._last_seq = -1
         self._last_cmd_seq: int | None = None
@@ -108,9 +107,7 @@ class ModbusBinding:
 
     # --- publishing ---------------------------------------------------------------------------
     def _put(self, address: int, regs: list[int]) -> None:
-        self.server.set_registers(address, regs)
-        for i, r in enumerate(regs):
-            self._image[address + i] = r
+        self.image.put(address, regs)
 
     def _put_area(self, name: str, value: Any) -> None:
         slot = self.areas[name]
@@ -120,7 +117,6 @@ class ModbusBinding:
         spec, cls = self.machine.spec, self.machine.spec.get_class(self.machine.cls)
         mb = spec.core.modbus
         self._put_area("marker", mb.marker)
-        self._put_area("common.header", 0)  # placeholder, both words below
         self._put(self.lay.areas["common.header"].address, [mb.common_block, mb.common_length])
         self._put(self.lay.areas["class.header"].address, [cls.modbus_block, cls.modbus_length])
         self._put(self.lay.areas["end.header"].address, [mb.end_block, 0])
@@ -155,6 +151,11 @@ class ModbusBinding:
             self._last_seq = m.last_seq
             self._put_area("events.last_seq", m.last_seq)
 
+    def address_of(self, path: str) -> tuple[int, int]:
+        """Registers (first, count) of a spec path, for fault injection."""
+        p = self.slots[path].point
+        return p.address, p.count
+
     # --- client writes --------------------------------------------------------------------------
     def _read(self, name: str) -> Any:
         slot = self.areas[name]
@@ -169,10 +170,8 @@ class ModbusBinding:
         if table != "holding":
             return
         count = len(values)
-        # Undo writes outside the writable registers.
-        for a in range(address, address + count):
-            if a not in self._writable:
-                self.server.set_registers(a, [self._image.get(a, 0)])
+        self.image.undo(address, count)
+        self.image.accept(address, count)
         touched = {self._rw_paths[a] for a in range(address, address + count) if a in self._rw_paths}
         for path in touched:
             slot = self.slots[path]
