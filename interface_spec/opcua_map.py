@@ -17,7 +17,9 @@ EngineeringUnits (EUInformation, UN/CEFACT unit id) and EURange properties.
 
 from __future__ import annotations
 
-from .model import SubUnit, Variable
+from dataclasses import dataclass
+
+from .model import Param, SubUnit, Variable
 
 OPCUA_TYPES = {
     ("float", None): "Double",
@@ -73,3 +75,50 @@ EVENTS_LAST_SEQ = "LastSequence"
 EVENTS_READ = "Read"
 RECIPES_FOLDER = "Recipes"
 SELF_DESCRIPTION = "SelfDescription"
+RECIPES_LIST = "List"
+RECIPES_GET = "Get"
+RECIPES_PUT = "Put"
+
+# EngineeringUnits (EUInformation) namespace for UN/CEFACT unit ids (OPC 10000-8).
+EU_NAMESPACE_URI = "http://www.opcfoundation.org/UA/units/un/cefact"
+
+# OPC UA argument types of command parameters, by spec parameter type.
+PARAM_TYPES = {"string": "String", "int": "Int32", "enum": "Int32"}
+
+
+@dataclass(frozen=True)
+class MethodArg:
+    name: str
+    data_type: str  # OPC UA built-in type name
+    array: bool = False
+
+
+@dataclass(frozen=True)
+class BindingMethod:
+    """A method of the binding outside Commands: its folder, inputs and outputs."""
+
+    folder: str
+    name: str
+    inputs: tuple[MethodArg, ...]
+    outputs: tuple[MethodArg, ...]
+    doc: str
+
+
+BINDING_METHODS: tuple[BindingMethod, ...] = (
+    BindingMethod(EVENTS_FOLDER, EVENTS_READ,
+                  (MethodArg("FromSequence", "UInt32"), MethodArg("MaxCount", "UInt32")),
+                  (MethodArg("Events", "String", array=True),),
+                  "events with seq >= FromSequence, oldest first, at most MaxCount; each a JSON envelope"),
+    BindingMethod(RECIPES_FOLDER, RECIPES_LIST, (), (MethodArg("Recipes", "String"),),
+                  'JSON array of the stored recipes: [{"id", "version", "hash"}, ...]'),
+    BindingMethod(RECIPES_FOLDER, RECIPES_GET, (MethodArg("RecipeId", "String"),), (MethodArg("Recipe", "String"),),
+                  'JSON recipe document {"id", "version", "hash", "parameters"}; "" when there is no such recipe'),
+    BindingMethod(RECIPES_FOLDER, RECIPES_PUT, (MethodArg("Recipe", "String"),), (MethodArg("ResultCode", "Int32"),),
+                  'store a recipe from JSON {"id", "parameters", "version"?}; a result code'),
+)
+COMMAND_RESULT = MethodArg("ResultCode", "Int32")
+
+
+def command_inputs(params: list[Param]) -> list[MethodArg]:
+    """Input arguments of a command method: one per spec parameter, in order."""
+    return [MethodArg(p.name, PARAM_TYPES[p.type]) for p in params]
