@@ -411,6 +411,14 @@ class Machine:
         if acting.notify:
             self.emit("CommandCompleted", {"command": acting.command, "result": "ok"})
 
+    def set_packml_state(self, member: str) -> None:
+        """Enter a PackML state without a command: the machine's own transitions
+        (Completing, Complete when a job's quantity is reached) and test set-up."""
+        if member not in self._enum_codes[PACKML]:
+            raise ValueError(f"'{member}' is not a PackML state")
+        self._acting = None
+        self._enter(member)
+
     def set_control_authority(self, member: str) -> None:
         """The local panel's key switch: Offline, Local or Remote."""
         if member not in self._enum_codes[AUTHORITY]:

@@ -144,37 +144,44 @@ class Simulator:
 
     async def _clock(self) -> None:
         loop = asyncio.get_running_loop()
-        scale = self.config.time_scale
-        period = self.model.period_s
         last = loop.time()
         next_tick = last + TICK_S
         physics_wall = 0.0
         while True:
             await asyncio.sleep(max(next_tick - loop.time(), 0.0))
-            started = time.perf_counter()
             now = loop.time()
             dt_wall = now - last
             last = now
             next_tick = max(next_tick + TICK_S, now)
-            self.machine.tick(dt_wall * scale, dt_wall)
             physics_wall += dt_wall
-            if physics_wall >= period:
-                t0 = time.perf_counter()
-                self.model.step(physics_wall * scale)
-                self.stats.physics_ms += (time.perf_counter() - t0) * 1000.0
-                self.stats.physics_steps += 1
+            due = physics_wall >= self.model.period_s
+            await self.advance(dt_wall * self.config.time_scale, dt_wall, physics=due,
+                               physics_s=physics_wall * self.config.time_scale)
+            if due:
                 physics_wall = 0.0
-            self._operate()
+
+    async def advance(self, dt_sim: float, dt_wall: float | None = None, physics: bool = True,
+                      physics_s: float | None = None) -> None:
+        """One clock tick: machine, physics (over `physics_s` simulated seconds, dt_sim by default),
+        operator, publish. Tests and benchmarks call it to step a simulator by hand."""
+        started = time.perf_counter()
+        self.machine.tick(dt_sim, dt_wall)
+        if physics:
             t0 = time.perf_counter()
-            await self.publish()
-            done = time.perf_counter()
-            self.stats.publish_ms += (done - t0) * 1000.0
-            ms = (done - started) * 1000.0
-            st = self.stats
-            st.ticks += 1
-            st.last_ms = ms
-            st.total_ms += ms
-            st.max_ms = max(st.max_ms, ms)
+            self.model.step(physics_s if physics_s is not None else dt_sim)
+            self.stats.physics_ms += (time.perf_counter() - t0) * 1000.0
+            self.stats.physics_steps += 1
+        self._operate()
+        t0 = time.perf_counter()
+        await self.publish()
+        done = time.perf_counter()
+        st = self.stats
+        st.publish_ms += (done - t0) * 1000.0
+        ms = (done - started) * 1000.0
+        st.ticks += 1
+        st.last_ms = ms
+        st.total_ms += ms
+        st.max_ms = max(st.max_ms, ms)
 
     async def publish(self) -> None:
         m = self.machine
