@@ -676,7 +676,10 @@ class SqliteStore:
 
     # --- samples: the hot path -----------------------------------------------------------
     def write_samples(self, samples: list[Sample]) -> None:
-        """Enqueue for the writer; never blocks. A full queue drops the list and counts it."""
+        """Enqueue for the writer; never blocks. A full queue drops the list and counts it.
+
+        The list itself is queued (no copy, this is the hot path): do not change it afterwards.
+        """
         n = len(samples)
         if not n:
             return
