@@ -331,6 +331,24 @@ async def test_cancelling_run_closes_the_connection(modbus_sim: ModbusSimServer)
     assert not adapter.health().connected
 
 
+async def test_cancel_landing_with_a_reply_still_stops_run(modbus_sim: ModbusSimServer) -> None:
+    """Python 3.11's wait_for (inside pymodbus) swallows a cancel that arrives with the reply."""
+    adapter = adapter_for(modbus_sim, [Point("x", {"address": 0})], scan_interval_ms=1)
+    rec = Recorder()
+    task = asyncio.create_task(adapter.run(rec.on_readings, rec.on_link))
+    await wait_until(lambda: rec.scans, "a scan")
+
+    def cancel_as_the_reply_arrives(sending: bool, pdu: Any) -> Any:
+        if not sending:
+            task.cancel()
+        return pdu
+
+    # pymodbus's own trace hook: it runs just before the reply resolves the waiting request
+    adapter._client.ctx.trace_pdu = cancel_as_the_reply_arrives
+    await asyncio.wait([task], timeout=15)
+    assert task.cancelled()
+
+
 # --- writing ----------------------------------------------------------------------------
 
 

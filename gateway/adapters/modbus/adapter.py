@@ -18,7 +18,10 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, NamedTuple, Sequence
+from functools import partial
+from itertools import repeat
+from struct import Struct
+from typing import Any, Awaitable, Callable, NamedTuple, Sequence, TypeVar
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
@@ -29,6 +32,10 @@ from gateway.adapters.modbus import codec
 from gateway.adapters.modbus.planner import BIT_TABLES, MAX_REGISTERS, Extent, Limits, Request, check_extent, plan
 
 log = logging.getLogger("linegw.modbus")
+T = TypeVar("T")
+# RawReading(key, value, None, "") built in C, without the NamedTuple's Python-level __new__.
+_new_reading = partial(tuple.__new__, RawReading)
+_NONE, _NO_ERROR = repeat(None), repeat("")
 
 DEFAULT_PORT = 502
 MAX_WRITE_REGISTERS = 123  # function code 16
@@ -148,6 +155,7 @@ class _Point(NamedTuple):
     bit: int | None
     scan: bool
     decode: Callable[[Sequence[Any]], Any]
+    code: str | None  # struct code when the value reads straight from big-endian bytes
 
 
 def _first_bit(bits: Sequence[bool]) -> bool:
@@ -174,7 +182,7 @@ def _compile_point(p: Point, device_default: int) -> _Point:
             raise ValueError(f"point {p.key!r}: count must be >= 1, got {count!r}")
         extent = Extent(device_id, table, address, n)
         decode: Callable[[Sequence[Any]], Any] = _first_bit if n == 1 else _bit_list
-        dtype = "bit"
+        dtype, code = "bit", None
     else:
         dtype = o.get("dtype", "uint16")
         try:
@@ -182,6 +190,7 @@ def _compile_point(p: Point, device_default: int) -> _Point:
             if dtype != "string" and count is not None and count != n:
                 raise ValueError(f"count {count} does not match {dtype} ({n} registers)")
             decode = codec.decoder(dtype, order, bit, n)
+            code = codec.struct_code(dtype, order)
         except ValueError as exc:
             raise ValueError(f"point {p.key!r}: {exc}") from None
         extent = Extent(device_id, table, address, n)
@@ -191,7 +200,7 @@ def _compile_point(p: Point, device_default: int) -> _Point:
         check_extent(extent)
     except ValueError as exc:
         raise ValueError(f"point {p.key!r}: {exc}") from None
-    return _Point(p.key, extent, dtype, order, bit, bool(o.get("scan", True)), decode)
+    return _Point(p.key, extent, dtype, order, bit, bool(o.get("scan", True)), decode, code)
 
 
 # --- compiled read plans ------------------------------------------------------------
@@ -213,6 +222,27 @@ class _Item(NamedTuple):
 class _Step(NamedTuple):
     request: Request
     items: tuple[_Item, ...]
+    # When every point of the request is a plain big-endian number, side by side:
+    # registers -> bytes -> all values in two C calls.
+    pack: Callable[..., bytes] | None = None
+    unpack: Callable[[bytes], tuple[Any, ...]] | None = None
+    keys: tuple[str, ...] = ()
+
+
+def _whole_response_struct(req: Request, points: Sequence[_Point]) -> str | None:
+    """A struct format for all points of a request, or None if any needs its own decoder."""
+    fmt, pos = [">"], 0
+    for span in sorted(req.spans, key=lambda s: s.offset):
+        p = points[span.point]
+        if p.code is None or span.count != p.extent.count or span.offset < pos:
+            return None  # split, overlapping or special: the general path
+        if span.offset > pos:
+            fmt.append(f"{2 * (span.offset - pos)}x")
+        fmt.append(p.code)
+        pos = span.offset + span.count
+    if pos < req.count:
+        fmt.append(f"{2 * (req.count - pos)}x")
+    return "".join(fmt)
 
 
 def _compile_plan(points: Sequence[_Point], limits: Limits) -> tuple[_Step, ...]:
@@ -229,8 +259,29 @@ def _compile_plan(points: Sequence[_Point], limits: Limits) -> tuple[_Step, ...]
             whole = span.count == p.extent.count
             items.append(_Item(p.key, p.decode, span.offset, span.offset + span.count, whole, span.into,
                                p.extent.count, last_part[span.point] == r_index))
-        steps.append(_Step(req, tuple(items)))
+        fmt = None if req.table in BIT_TABLES else _whole_response_struct(req, points)
+        if fmt is None:
+            steps.append(_Step(req, tuple(items)))
+            continue
+        ordered = sorted(req.spans, key=lambda s: s.offset)
+        steps.append(_Step(req, tuple(items), Struct(f">{req.count}H").pack, Struct(fmt).unpack,
+                           tuple(points[s.point].key for s in ordered)))
     return tuple(steps)
+
+
+async def _keep_cancellation(aw: Awaitable[T]) -> T:
+    """Await a pymodbus call without losing a cancellation on the way.
+
+    pymodbus waits for replies with asyncio.wait_for, which in Python 3.11
+    returns the reply instead of raising when the cancellation lands just as
+    the reply arrives; the task would then scan on as if never cancelled.
+    """
+    task = asyncio.current_task()
+    before = task.cancelling() if task is not None else 0
+    result = await aw
+    if task is not None and task.cancelling() > before:
+        raise asyncio.CancelledError()
+    return result
 
 
 # --- errors inside the adapter --------------------------------------------------------
@@ -424,6 +475,11 @@ class ModbusAdapter:
                     else:
                         failed.setdefault(it.key, exc.reason)
                 continue
+            if step.unpack is not None:
+                values = step.unpack(step.pack(*data))
+                out += map(_new_reading, zip(step.keys, values, _NONE, _NO_ERROR))
+                ok += len(values)
+                continue
             for it in step.items:
                 if it.whole:
                     append(RawReading(it.key, it.decode(data[it.start:it.end]), None))
@@ -503,11 +559,13 @@ class ModbusAdapter:
         """
         busy = 0
         while True:
-            await self._connect_if_needed()
-            await self._pace()
+            if not self._client.connected:
+                await self._connect_on_demand()
+            if self.settings.pause_between_requests_s > 0:
+                await self._pace()
             self._health.requests += 1
             try:
-                rr = await send()
+                rr = await _keep_cancellation(send())
             except (ModbusException, OSError) as exc:
                 raise self._broken(exc) from None
             finally:
@@ -524,15 +582,11 @@ class ModbusAdapter:
             raise _DeviceRefused(code)
 
     async def _pace(self) -> None:
-        pause = self.settings.pause_between_requests_s
-        if pause > 0:
-            wait = self._last_exchange_end + pause - asyncio.get_running_loop().time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+        wait = self._last_exchange_end + self.settings.pause_between_requests_s - asyncio.get_running_loop().time()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
-    async def _connect_if_needed(self) -> None:
-        if self._client.connected:
-            return
+    async def _connect_on_demand(self) -> None:
         if self._running:
             # run() owns reconnection: it backs off and reports the link.
             raise _LinkLost(self._closed())
@@ -545,7 +599,7 @@ class ModbusAdapter:
         """Open the connection (the caller holds the lock)."""
         if self._client.connected:
             return
-        if not await self._client.connect():
+        if not await _keep_cancellation(self._client.connect()):
             raise _LinkLost(f"cannot connect to {self.where} within {self.settings.timeout_s:g} s")
         self._connects += 1
         self._last_exchange_end = asyncio.get_running_loop().time()

@@ -174,6 +174,21 @@ def decoder(dtype: str, order: str = "ABCD", bit: int | None = None, count: int 
     return _decode_wide(n, _NUMERIC[dtype][1], words_reversed, bytes_swapped)
 
 
+def struct_code(dtype: str, order: str = "ABCD") -> str | None:
+    """The `struct` code reading this value straight from big-endian register bytes.
+
+    None when the value needs rearranging first (a swapped order) or is not a
+    plain number (bit, string). Lets a caller decode a whole response with one
+    precompiled Struct.
+    """
+    if dtype not in _NUMERIC:
+        return None
+    n, code = _NUMERIC[dtype]
+    if n > 1 and _order(order) != (False, False):
+        return None
+    return code
+
+
 def decode(registers: Sequence[int], dtype: str, order: str = "ABCD", bit: int | None = None,
            count: int | None = None) -> Any:
     """Decode one value; strings take all the registers given unless `count` says otherwise."""
