@@ -146,6 +146,12 @@ async def test_long_string_is_read_in_parts(modbus_sim: ModbusSimServer) -> None
     [reading] = await adapter.read(["text"])
     assert reading.value == text
     assert adapter.health().requests == 2  # 125 + 125 registers
+    modbus_sim.faults.exception_addresses[range(1200, 1201)] = 2  # in the second part only
+    [reading] = await adapter.read(["text"])
+    assert reading.value is None and reading.error == "modbus exception 2 (illegal data address)"
+    modbus_sim.faults.exception_addresses = {range(1000, 1001): 4}  # in the first part only
+    [reading] = await adapter.read(["text"])
+    assert reading.value is None and reading.error == "modbus exception 4 (server device failure)"
 
 
 # --- device errors --------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The Modbus TCP adapter: scans a device's points and writes commands to it.
 
 One pymodbus client per device and one request in flight at a time: Modbus
-devices answer one request after another, and the async client does not
-queue concurrent callers on its own terms. Points are read in planned
+devices answer one request after another, and the adapter's own lock also
+covers what the client's per-call handling does not (connecting, pacing,
+read-modify-write of a register bit). Points are read in planned
 requests (see planner.py); a scan delivers one list of readings. An
 exception response spoils only the points of its request; a missing or
 garbled reply means the connection can no longer be trusted (transaction ids
@@ -17,7 +18,7 @@ import asyncio
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from itertools import repeat
 from struct import Struct
@@ -166,41 +167,45 @@ def _bit_list(bits: Sequence[bool]) -> list[bool]:
     return [bool(b) for b in bits]
 
 
-def _compile_point(p: Point, device_default: int) -> _Point:
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _bit_table_point(p: Point, table: str, address: int, device_id: int) -> _Point:
+    count = p.options.get("count")
+    n = 1 if count is None else count
+    if not _whole(n) or n < 1:
+        raise ValueError(f"count must be >= 1, got {count!r}")
+    decode = _first_bit if n == 1 else _bit_list
+    return _Point(p.key, Extent(device_id, table, address, n), "bit", "ABCD", None,
+                  bool(p.options.get("scan", True)), decode, None)
+
+
+def _register_point(p: Point, table: str, address: int, device_id: int) -> _Point:
     o = p.options
-    table = o.get("table", "holding")
-    address = o.get("address")
-    if isinstance(address, bool) or not isinstance(address, int):
-        raise ValueError(f"point {p.key!r}: address must be a whole number, got {address!r}")
-    device_id = o.get("device_id", device_default)
-    order = o.get("order") or "ABCD"
-    bit = o.get("bit")
-    count = o.get("count")
-    if table in BIT_TABLES:
-        n = 1 if count is None else count
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"point {p.key!r}: count must be >= 1, got {count!r}")
-        extent = Extent(device_id, table, address, n)
-        decode: Callable[[Sequence[Any]], Any] = _first_bit if n == 1 else _bit_list
-        dtype, code = "bit", None
-    else:
-        dtype = o.get("dtype", "uint16")
-        try:
-            n = codec.register_count(dtype, count if dtype == "string" else None)
-            if dtype != "string" and count is not None and count != n:
-                raise ValueError(f"count {count} does not match {dtype} ({n} registers)")
-            decode = codec.decoder(dtype, order, bit, n)
-            code = codec.struct_code(dtype, order)
-        except ValueError as exc:
-            raise ValueError(f"point {p.key!r}: {exc}") from None
-        extent = Extent(device_id, table, address, n)
-    if isinstance(device_id, bool) or not isinstance(device_id, int) or not 0 <= device_id <= 255:
-        raise ValueError(f"point {p.key!r}: device_id must be 0..255, got {device_id!r}")
+    dtype, order, bit, count = o.get("dtype", "uint16"), o.get("order") or "ABCD", o.get("bit"), o.get("count")
+    n = codec.register_count(dtype, count if dtype == "string" else None)
+    if dtype != "string" and count is not None and count != n:
+        raise ValueError(f"count {count} does not match {dtype} ({n} registers)")
+    return _Point(p.key, Extent(device_id, table, address, n), dtype, order, bit, bool(o.get("scan", True)),
+                  codec.decoder(dtype, order, bit, n), codec.struct_code(dtype, order))
+
+
+def _compile_point(p: Point, device_default: int) -> _Point:
+    """Check a point's options and precompile how it is read; ValueError names the point."""
+    o = p.options
+    table, address, device_id = o.get("table", "holding"), o.get("address"), o.get("device_id", device_default)
     try:
-        check_extent(extent)
+        if not _whole(address):
+            raise ValueError(f"address must be a whole number, got {address!r}")
+        if not _whole(device_id) or not 0 <= device_id <= 255:
+            raise ValueError(f"device_id must be 0..255, got {device_id!r}")
+        build = _bit_table_point if table in BIT_TABLES else _register_point
+        point = build(p, table, address, device_id)
+        check_extent(point.extent)
     except ValueError as exc:
         raise ValueError(f"point {p.key!r}: {exc}") from None
-    return _Point(p.key, extent, dtype, order, bit, bool(o.get("scan", True)), decode, code)
+    return point
 
 
 # --- compiled read plans ------------------------------------------------------------
@@ -267,6 +272,54 @@ def _compile_plan(points: Sequence[_Point], limits: Limits) -> tuple[_Step, ...]
         steps.append(_Step(req, tuple(items), Struct(f">{req.count}H").pack, Struct(fmt).unpack,
                            tuple(points[s.point].key for s in ordered)))
     return tuple(steps)
+
+
+class _Collector:
+    """The readings of one run of a plan; a split point is put together from its parts."""
+
+    __slots__ = ("out", "parts", "failed", "ok", "bad")
+
+    def __init__(self) -> None:
+        self.out: list[RawReading] = []
+        self.parts: dict[str, list[Any]] = {}  # split points being assembled
+        self.failed: dict[str, str] = {}  # split points with a refused part
+        self.ok = self.bad = 0
+
+    def refused(self, step: _Step, reason: str) -> None:
+        for it in step.items:
+            if it.whole or it.last:
+                self.out.append(RawReading(it.key, None, None, self.failed.pop(it.key, reason)))
+                self.parts.pop(it.key, None)
+                self.bad += 1
+            else:
+                self.failed.setdefault(it.key, reason)
+
+    def answered(self, step: _Step, data: list[Any]) -> None:
+        if step.unpack is not None:
+            values = step.unpack(step.pack(*data))
+            self.out += map(_new_reading, zip(step.keys, values, _NONE, _NO_ERROR))
+            self.ok += len(values)
+            return
+        for it in step.items:
+            if it.whole:
+                self.out.append(RawReading(it.key, it.decode(data[it.start:it.end]), None))
+                self.ok += 1
+            else:
+                self._part(it, data)
+
+    def _part(self, it: _Item, data: list[Any]) -> None:
+        buf = self.parts.setdefault(it.key, [0] * it.size)
+        buf[it.into:it.into + it.end - it.start] = data[it.start:it.end]
+        if not it.last:
+            return
+        del self.parts[it.key]
+        reason = self.failed.pop(it.key, "")
+        if reason:
+            self.out.append(RawReading(it.key, None, None, reason))
+            self.bad += 1
+        else:
+            self.out.append(RawReading(it.key, it.decode(buf), None))
+            self.ok += 1
 
 
 async def _keep_cancellation(aw: Awaitable[T]) -> T:
@@ -344,8 +397,8 @@ class ModbusAdapter:
         self._last_exchange_end = 0.0
         self._connects = 0
         self._health = AdapterHealth()
-        self._stats: dict[str, float] = {"scans": 0, "overruns": 0, "exceptions": 0, "timeouts": 0, "busy_retries": 0,
-                       "writes": 0, "write_errors": 0, "last_scan_s": 0.0}
+        self._stats: dict[str, float] = {"scans": 0, "overruns": 0, "exceptions": 0, "timeouts": 0,
+                                         "busy_retries": 0, "writes": 0, "write_errors": 0, "last_scan_s": 0.0}
 
     # --- the Adapter protocol ------------------------------------------------------------
     async def run(self, on_readings: ReadingsCallback, on_link: LinkCallback) -> None:
@@ -355,14 +408,15 @@ class ModbusAdapter:
         self._running = True
         backoff = _Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s)
         reported: bool | None = None
+
+        def up() -> None:
+            nonlocal reported
+            if reported is not True:
+                reported = True
+                on_link(True, "")
+
         try:
             while True:
-                def up() -> None:
-                    nonlocal reported
-                    if reported is not True:
-                        reported = True
-                        on_link(True, "")
-
                 try:
                     async with self._lock:
                         await self._connect()
@@ -414,16 +468,14 @@ class ModbusAdapter:
         raise AdapterError("modbus has no methods")
 
     def health(self) -> AdapterHealth:
-        h = self._health
-        h.connected = self._client_obj is not None and self._client_obj.connected
-        h.reconnects = max(0, self._connects - 1)
-        h.extra = {
+        extra = {
             "endpoint": self.where,
             "scan_points": len({it.key for step in self._scan_plan for it in step.items}),
             "scan_requests": len(self._scan_plan),
             **self._stats,
         }
-        return h
+        return replace(self._health, connected=self._client_obj is not None and self._client_obj.connected,
+                       reconnects=max(0, self._connects - 1), extra=extra)
 
     # --- scanning --------------------------------------------------------------------------
     async def _scan_forever(self, on_readings: ReadingsCallback, up: Callable[[], None], backoff: _Backoff) -> None:
@@ -458,50 +510,20 @@ class ModbusAdapter:
 
     async def _read(self, steps: Sequence[_Step]) -> list[RawReading]:
         """Run a plan; one reading per point. Raises _LinkLost when the connection fails."""
-        out: list[RawReading] = []
-        append = out.append
-        parts: dict[str, list[Any]] = {}
-        failed: dict[str, str] = {}
-        ok = bad = 0
+        got = _Collector()
         for step in steps:
             try:
                 data = await self._request(step.request)
             except _DeviceRefused as exc:
-                for it in step.items:
-                    if it.whole or it.last:
-                        append(RawReading(it.key, None, None, failed.pop(it.key, exc.reason)))
-                        parts.pop(it.key, None)
-                        bad += 1
-                    else:
-                        failed.setdefault(it.key, exc.reason)
+                got.refused(step, exc.reason)
                 continue
-            if step.unpack is not None:
-                values = step.unpack(step.pack(*data))
-                out += map(_new_reading, zip(step.keys, values, _NONE, _NO_ERROR))
-                ok += len(values)
-                continue
-            for it in step.items:
-                if it.whole:
-                    append(RawReading(it.key, it.decode(data[it.start:it.end]), None))
-                    ok += 1
-                    continue
-                buf = parts.setdefault(it.key, [0] * it.size)
-                buf[it.into:it.into + it.end - it.start] = data[it.start:it.end]
-                if it.last:
-                    del parts[it.key]
-                    reason = failed.pop(it.key, "")
-                    if reason:
-                        append(RawReading(it.key, None, None, reason))
-                        bad += 1
-                    else:
-                        append(RawReading(it.key, it.decode(buf), None))
-                        ok += 1
+            got.answered(step, data)
         h = self._health
-        h.reads += ok
-        h.read_errors += bad
-        if ok:
+        h.reads += got.ok
+        h.read_errors += got.bad
+        if got.ok:
             h.last_data_ts = time.time()
-        return out
+        return got.out
 
     def _plan_for(self, keys: list[str]) -> tuple[_Step, ...]:
         wanted = tuple(dict.fromkeys(keys))
