@@ -25,7 +25,7 @@ async def serving(config: SimConfig, spec: Spec | None = None) -> AsyncIterator[
 
 
 async def run_until(sim: Simulator, condition: Callable[[], bool], what: str, dt: float = 1.0,
-                    limit: int = 100_000) -> None:
+                    limit: int = 20_000) -> None:
     """Step a hand-driven simulator until a condition holds (bounded, so a bug cannot hang the suite)."""
     for _ in range(limit):
         if condition():
