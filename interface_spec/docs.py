@@ -1,0 +1,1278 @@
+"""Reference docs of the line interface spec, generated as Markdown.
+
+`render_docs(spec)` returns {file name: Markdown text}; `write_docs(folder)`
+writes them. The reader is a vendor engineer who implements a conforming
+machine and never sees this code, so every table is taken from the spec files
+and every worked example is computed from the same register layout and
+browse-name rules the gateway and the simulators use.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .model import Alarm, SelfDescription, SubUnit, Tier, Variable
+from .modbus_map import layout, stride
+from .opcua_map import (
+    ACTIVE_ALARMS,
+    ALARMS_FOLDER,
+    BINDING_METHODS,
+    COMMAND_RESULT,
+    COMMANDS_FOLDER,
+    EU_NAMESPACE_URI,
+    EVENTS_FOLDER,
+    EVENTS_LAST_SEQ,
+    EVENTS_READ,
+    RECIPES_FOLDER,
+    SELF_DESCRIPTION,
+    command_inputs,
+    instance_name,
+    opcua_type,
+    pascal,
+    relative_path,
+    unece_unit_id,
+)
+from .spec import Spec
+
+DOCS_DIR = Path(__file__).parent / "docs"
+
+GENERATED_NOTE = (
+    "<!-- Generated from the spec files by `linegw spec docs` (`make docs`). Do not edit by hand. -->"
+)
+
+ANCHORS: list[tuple[str, str]] = [
+    ("OPC 40001-1 (OPC UA for Machinery)", "machine identification, `item_state` (MachineryItemState), `operation_mode` (MachineryOperationMode), the `Machines` folder"),
+    ("OPC 30050 (PackML, ISA-TR88.00.02)", "`packml_state` codes, the acting/wait state machine and its commands, unit modes, Admin counters"),
+    ("SEMI E30 (GEM)", "control authority (offline/local/remote), command acknowledgement codes (HCACK) as result codes, alarm set/clear/acknowledge, event spooling with replay"),
+    ("SEMI E10", "time states (`e10_state`: PRD, SBY, ENG, SDT, UDT, NST) and the cumulative time counters"),
+    ("SEMI E172 (SEDD)", "the machine's self-description (its own data dictionary)"),
+    ("NAMUR NE107", "`device_health`: normal, failure, check function, off-spec, maintenance required"),
+    ("MTConnect", "variable categories (sample, event, condition) and availability"),
+    ("SunSpec-style Modbus", "a marker register pair, then a chain of self-describing blocks (id, length), ending in 0xFFFF"),
+    ("UCUM and UN/CEFACT Rec 20", "unit codes: UCUM case-sensitive codes in the spec, UN/CEFACT common codes for OPC UA EUInformation"),
+]
+
+RESULT_MEANINGS: dict[str, str] = {
+    "ok": "done; the new state or value holds now",
+    "invalid_command": "no such command (unknown name or Modbus code)",
+    "cannot_perform_now": "the command is not allowed now: control authority is not Remote, or the state does not allow it",
+    "parameter_invalid": "a parameter is missing, of the wrong type or out of range",
+    "accepted_completes_later": "accepted; the machine passes through an acting state and reports completion with a CommandCompleted event",
+    "already_in_state": "nothing to do: the machine is already where the command would take it",
+    "no_such_object": "the object named by a parameter (recipe, alarm) does not exist",
+    "not_supported": "a valid command this machine does not implement",
+}
+
+HEALTH_MEANINGS: dict[str, str] = {
+    "NORMAL": "no fault; the machine works as intended",
+    "FAILURE": "the machine cannot do its job (e.g. a stop-reason alarm is active)",
+    "CHECK_FUNCTION": "values are temporarily not valid: maintenance, setup or test in progress",
+    "OFF_SPEC": "running outside its specified conditions (e.g. a quality alarm)",
+    "MAINTENANCE_REQUIRED": "works now, but needs maintenance soon",
+}
+
+QUALITY_RULES: list[tuple[str, str, str]] = [
+    ("good", "", "the value was read and passed every check"),
+    ("uncertain", "out_of_range", "outside the variable's plausibility range; the value is kept"),
+    ("bad", "nan / infinite", "a float that is NaN or infinite; no value is kept"),
+    ("bad", "wrong_type", "the machine served a value of another type (e.g. a string for a number)"),
+    ("bad", "unknown_enum_code", "an enum code that is not a member of the enumeration"),
+    ("bad", "link_down", "the connection to the machine is lost; every value of the machine is marked once"),
+    ("bad", "<read error>", "the read failed: the Modbus exception or OPC UA StatusCode name (e.g. `BadSensorFailure`)"),
+]
+
+PROFILE_MEANINGS: dict[str, str] = {
+    "Core": "identification, status (heartbeat), state model, health, counters, alarms, events",
+    "Control": "the commands (Reset, Start, Stop, ..., ResetCounters)",
+    "Recipe": "recipe storage and selection: the `recipe` sub-unit, SelectRecipe, the Recipe* events, recipe transfer",
+    "Traceability": "the `job` sub-unit and the Job*, MaterialConsumed and UnitProcessed events",
+    "DataCollection": "the class's process variables at their sampling rates",
+}
+
+
+# --- Markdown building blocks ------------------------------------------------------------
+
+
+def num(x: float) -> str:
+    """A number as people write it: 65535, 0.5, 1000000000."""
+    x = float(x)
+    return str(int(x)) if x.is_integer() else repr(x)
+
+
+def cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+class Md:
+    """A Markdown document built block by block, blank line between blocks."""
+
+    def __init__(self) -> None:
+        self.blocks: list[str] = []
+
+    def h(self, level: int, text: str) -> None:
+        self.blocks.append(f"{'#' * level} {text}")
+
+    def p(self, *lines: str) -> None:
+        self.blocks.append("\n".join(lines))
+
+    def bullets(self, items: Iterable[str], ordered: bool = False) -> None:
+        lines = [f"{i}. {t}" if ordered else f"- {t}" for i, t in enumerate(items, 1)]
+        if lines:
+            self.blocks.append("\n".join(lines))
+
+    def table(self, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+        out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+        self.blocks.append("\n".join(out))
+
+    def code(self, text: str, lang: str = "") -> None:
+        self.blocks.append(f"```{lang}\n{text.rstrip()}\n```")
+
+    def text(self) -> str:
+        return "\n\n".join(self.blocks).rstrip() + "\n"
+
+
+# --- value formatting ------------------------------------------------------------------
+
+
+def type_text(v: Variable, enum_link: str = "core.md") -> str:
+    if v.type == "float":
+        return "float64" if v.bits == 64 else "float32"
+    if v.type in ("int", "uint"):
+        return f"{v.type}{v.bits or 32}"
+    if v.type == "string":
+        return f"string[{v.length}]"
+    if v.type == "enum":
+        return f"enum [{v.enum}]({enum_link}#enum-{v.enum})"
+    return v.type
+
+
+def unit_text(spec: Spec, code: str) -> str:
+    if code == "1":
+        return "—"
+    u = spec.units[code]
+    return f"`{code}` ({u.symbol})" if u.symbol and u.symbol != code else f"`{code}`"
+
+
+def range_text(rng: tuple[float, float] | None) -> str:
+    return f"{num(rng[0])} … {num(rng[1])}" if rng else "—"
+
+
+def sampling_text(ms: int | None) -> str:
+    return "on change" if ms is None else f"{ms} ms"
+
+
+def tier_text(v: Variable, su: SubUnit) -> str:
+    # A sub-unit's tier caps its variables: an optional sub-unit has no mandatory variables.
+    order = {Tier.mandatory: 0, Tier.recommended: 1, Tier.optional: 2}
+    return max(v.tier, su.tier, key=lambda t: order[t]).value
+
+
+def describe(v: Variable) -> str:
+    text = v.doc
+    if v.origin == "gateway":
+        text = ("set by the gateway, not served by the machine; " + text).rstrip("; ")
+    return text
+
+
+def path_text(su: SubUnit, v: Variable) -> str:
+    return f"`{su.id}[i].{v.id}`" if su.array else f"`{su.id}.{v.id}`"
+
+
+def variable_rows(spec: Spec, su: SubUnit, enum_link: str) -> list[list[str]]:
+    return [
+        [path_text(su, v), type_text(v, enum_link), unit_text(spec, v.unit), range_text(v.range), v.category.value,
+         v.access, sampling_text(v.sampling_ms), tier_text(v, su), describe(v)]
+        for v in su.variables
+    ]
+
+
+VAR_HEADERS = ["Path", "Type", "Unit", "Range", "Category", "Access", "Sampling", "Tier", "Description"]
+
+
+def enum_members(members: dict[str, int]) -> str:
+    return ", ".join(f"{code} = {name}" for name, code in sorted(members.items(), key=lambda kv: kv[1]))
+
+
+# --- encodings for the worked examples --------------------------------------------------
+
+
+def regs_string(text: str, count: int) -> list[int]:
+    raw = text.encode("ascii").ljust(count * 2, b"\0")
+    return [(raw[i] << 8) | raw[i + 1] for i in range(0, count * 2, 2)]
+
+
+def regs_float32(x: float) -> list[int]:
+    hi, lo = struct.unpack(">HH", struct.pack(">f", x))
+    return [hi, lo]
+
+
+def regs_uint(x: int, count: int) -> list[int]:
+    return [(x >> (16 * (count - 1 - i))) & 0xFFFF for i in range(count)]
+
+
+def hexregs(regs: Sequence[int]) -> str:
+    return "[" + ", ".join(f"0x{r:04X}" for r in regs) + "]"
+
+
+def ref(address: int) -> int:
+    """1-based Modbus reference of a 0-based holding-register address."""
+    return address + 1
+
+
+def self_description(spec: Spec, cls: str) -> dict[str, Any]:
+    """The self-description of a fully featured machine of a class (every array at its maximum)."""
+    optional = [
+        d.template for d in spec.variables(cls)
+        if d.var.origin == "equipment" and (d.var.tier != Tier.mandatory or d.sub_unit.tier != Tier.mandatory)
+    ]
+    counts = {su.id: su.array.max for su in spec.array_sub_units(cls) if su.array}
+    desc = SelfDescription(spec_version=spec.version, equipment_class=cls, profiles=spec.profiles(cls),
+                           counts=counts, optional_variables=optional)
+    return desc.model_dump(mode="json")
+
+
+def core_events(spec: Spec) -> list[str]:
+    """Event types no class lists: every machine may emit them."""
+    listed = {e for c in spec.classes.values() for e in c.events}
+    return [e.id for e in spec.core.events if e.id not in listed]
+
+
+def emitted_by(spec: Spec, event_id: str) -> str:
+    classes = [c.id for c in spec.classes.values() if event_id in c.events]
+    return ", ".join(classes) if classes else "every machine"
+
+
+# --- README.md -------------------------------------------------------------------------------
+
+
+def render_index(spec: Spec) -> str:
+    core = spec.core
+    md = Md()
+    md.p(GENERATED_NOTE)
+    md.h(1, f"Line interface spec {spec.version} — reference")
+    md.p(f"*{core.title}.*")
+    md.p(
+        "The line interface spec is one common interface for the machines of a lithium-ion cell production "
+        "line — slot-die electrode coaters, jelly-roll winders, formation and grading racks — whatever their "
+        "vendor. A machine that follows it is connected to the line gateway (`linegw`) with one line of "
+        "configuration: no mapping, no vendor driver. The spec says *what* a machine tells (variables with "
+        "types, units and ranges; its state; alarms; events; commands it takes) and *how* it tells it over "
+        "OPC UA or Modbus TCP, down to the browse name and the register."
+    )
+    md.p(
+        "The spec is data: YAML files next to these docs (`common.yaml`, one file per class) and JSON Schemas of "
+        "their format in [`../schema/`](../schema/). These pages are generated from those files; "
+        "where a page and a YAML file disagree, the YAML file is the standard."
+    )
+    md.h(2, "How the pieces fit")
+    md.code(
+        "\n".join([
+            "common.yaml  — the core every machine carries: identification, state model (PackML),",
+            "               commands, result codes, alarms model, events, units, quality, heartbeat",
+            "   + coater.yaml | winder.yaml | formation.yaml",
+            "             — a class profile: the class's sub-units and variables, alarm catalogue,",
+            "               events, unit_processed measurements, recipe parameters",
+            "   = the data model of one machine (core + its class)",
+            "",
+            "   served over ONE binding:",
+            "     OPC UA  — opcua.md:  Objects/Machines/<machine>/<SubUnit>/<Variable>, methods",
+            "     Modbus  — modbus.md: holding registers from 40000: marker, common block,",
+            "               class block, end; self-description JSON at 30000",
+            "",
+            "   + the self-description: the machine's own data dictionary (JSON), served on both",
+        ]),
+    )
+    md.p(
+        "A machine implements the core and exactly one class profile, over one binding. What it implements "
+        "beyond the mandatory elements (recommended and optional variables, array sizes) it declares in its "
+        "self-description, so the gateway reads exactly what is there."
+    )
+    md.h(2, "Documents")
+    rows = [
+        ["[core.md](core.md)", "Core: identification, status and heartbeat, state model and PackML, health, counters, "
+         "commands and result codes, alarms, events, quality, units, enumerations, self-description"],
+    ]
+    for cid, cls in spec.classes.items():
+        rows.append([f"[{cid}.md]({cid}.md)", f"Class profile `{cid}`: {cls.title}"])
+    rows += [
+        ["[opcua.md](opcua.md)", "OPC UA binding: namespace, address space, browse names, data types, EU properties, methods"],
+        ["[modbus.md](modbus.md)", "Modbus TCP binding: marker, block chain, encodings, register tables, command handshake, "
+         "events mailbox, alarm bits, self-description area"],
+        ["[../schema/](../schema/)", "JSON Schemas: `core.schema.json` (common.yaml), `class.schema.json` (class files), "
+         "`self-description.schema.json` (what a machine serves)"],
+    ]
+    md.table(["Document", "Content"], rows)
+    md.h(2, "Version")
+    md.p(
+        f"This is version **{spec.version}**. A machine serves the version it implements in "
+        "`identification.spec_version` and in its self-description (`spec_version`). Versions follow semantic "
+        "versioning: a minor version only adds (optional variables, event types, enum members), a major version "
+        "may change or remove."
+    )
+    md.h(2, "Equipment classes")
+    rows = []
+    for cid, cls in spec.classes.items():
+        vars_ = [d for d in spec.variables(cid) if d.owner == cid]
+        rows.append([f"[`{cid}`]({cid}.md)", cls.title, f"`{cls.processed_unit}`", len(cls.sub_units), len(vars_),
+                     len(cls.alarms), cls.modbus_block])
+    md.table(["Class", "Title", "Processed unit", "Sub-units", "Variables", "Alarms", "Modbus block id"], rows)
+    md.h(2, "Profiles")
+    md.p("A machine names the profiles it implements in `identification.supported_profiles` (comma-separated) "
+         "and in its self-description (`profiles`).")
+    first = next(iter(spec.classes))
+    rows = [[f"`{p}`", PROFILE_MEANINGS.get(p, "")] for p in spec.profiles(first)[:-1]]
+    rows.append([", ".join(f"`{spec.profiles(c)[-1]}`" for c in spec.classes),
+                 "the class profile (one, matching `identification.equipment_class`)"])
+    md.table(["Profile", "Covers"], rows)
+    md.h(2, "Conventions")
+    md.bullets([
+        "**Paths.** A variable is named `<sub_unit>.<variable>`, e.g. `web.line_speed`. Sub-units that repeat "
+        "(dryer zones, lanes, channels) are arrays: `dryer_zone[3].air_temperature`, indexes from **1**. "
+        "Each array has a maximum and a count variable (e.g. `configuration.dryer_zone_count`) that says "
+        "how many instances this machine has.",
+        "**Tiers.** `M` mandatory — every conforming machine serves it; `R` recommended; `O` optional. "
+        "A sub-unit's tier applies to all its variables. A machine lists the `R`/`O` variables it serves in "
+        "its self-description (`optional_variables`).",
+        "**Categories** (after MTConnect): `sample` — a measured value; `event` — a discrete value "
+        "(identifiers, states, counters, results); `condition` — a health or alarm condition.",
+        "**Access.** `r` read-only; `rw` the gateway may write it (setpoints). A machine may refuse a written "
+        "value (out of range, not now): it then keeps, and serves, its own value.",
+        "**Sampling.** How fresh the value must be: the machine updates it at least this often, and the gateway "
+        "samples at this rate. *on change* values are static or change rarely; they are read at connect and "
+        "on change.",
+        "**Ranges** are plausibility limits for checks, not process specifications. A value outside its "
+        "range is recorded with quality *uncertain*.",
+        "**Units** are UCUM case-sensitive codes (`mg/cm2`, `Cel`, `/min`); values are always served in the "
+        "unit the spec gives — no scaling, no other units.",
+        "**Time** is UTC: Unix seconds in JSON, milliseconds since the Unix epoch in Modbus registers, "
+        "DateTime in OPC UA.",
+    ])
+    md.h(2, "Conformance checklist")
+    md.bullets([
+        "Serve every mandatory (`M`) variable of the core and of your class, in the spec's type and unit.",
+        "Serve `identification.*` once at start-up: `equipment_class`, `spec_version`, `supported_profiles`.",
+        f"Increment `status.heartbeat` once per {num(core.heartbeat_period_s)} s; the gateway declares the machine "
+        f"unavailable when it does not change for {num(core.heartbeat_timeout_s)} s.",
+        "Run the PackML state machine of [core.md](core.md#packml-state-machine) and answer every command with "
+        "the result code the transition table gives; take commands only while `control_authority` is Remote.",
+        "Keep the active alarm set current; emit AlarmRaised, AlarmCleared and AlarmAcknowledged.",
+        "Number every event (`seq` from 1, +1 per event), keep at least the last 1000 in a ring, and serve them "
+        "by sequence number so the gateway can replay after an outage.",
+        "Serve the self-description JSON.",
+        "Over OPC UA: follow [opcua.md](opcua.md). Over Modbus: follow [modbus.md](modbus.md).",
+    ], ordered=True)
+    md.h(2, "Anchors")
+    md.p("The spec borrows its concepts from these standards; it does not require a machine to implement them "
+         "in full.")
+    md.table(["Standard", "What the spec takes from it"], ANCHORS)
+    md.h(2, "Machine-readable files")
+    md.bullets([
+        "`interface_spec/common.yaml`, `coater.yaml`, `winder.yaml`, `formation.yaml` — the standard itself.",
+        "`interface_spec/schema/*.json` — JSON Schema (draft 2020-12) of those files and of the self-description.",
+        "`linegw spec validate [FOLDER]` checks a spec folder; `linegw spec show CLASS [--binding opcua|modbus]` "
+        "prints a class's variables or its binding map.",
+    ])
+    return md.text()
+
+
+# --- core.md ------------------------------------------------------------------------------
+
+
+def render_core(spec: Spec) -> str:
+    core = spec.core
+    md = Md()
+    md.p(GENERATED_NOTE)
+    md.h(1, "Core — what every machine serves")
+    md.p(f"Line interface spec {spec.version}, file `common.yaml`. Every machine carries the core, whatever its "
+         "class; the class profiles ([coater](coater.md), [winder](winder.md), [formation](formation.md)) add "
+         "their own sub-units. How each element is reached over a protocol is in [opcua.md](opcua.md) and "
+         "[modbus.md](modbus.md).")
+    md.h(2, "Contents")
+    md.bullets([
+        "[Variables of the core](#variables-of-the-core)", "[Identification](#identification)",
+        "[Status, heartbeat and availability](#status-heartbeat-and-availability)", "[State model](#state-model)",
+        "[PackML state machine](#packml-state-machine)", "[Health](#health)", "[Counters](#counters)",
+        "[Recipe and job](#recipe-and-job)", "[Commands](#commands)", "[Result codes](#result-codes)",
+        "[Alarms](#alarms)", "[Events](#events)", "[Quality](#quality)", "[Units](#units)",
+        "[Enumerations](#enumerations)", "[Data types](#data-types)", "[Self-description](#self-description)",
+    ])
+
+    md.h(2, "Variables of the core")
+    md.p("Columns: *Type* is the spec type (its encoding per binding is in [Data types](#data-types)); *Tier* "
+         "`M` mandatory, `R` recommended, `O` optional; *Sampling* how fresh the value must be.")
+    rows = [[f"`{su.id}`", su.tier.value, len(su.variables), su.doc] for su in core.sub_units]
+    md.table(["Sub-unit", "Tier", "Variables", "Description"], rows)
+    subs = {su.id: su for su in core.sub_units}
+
+    md.h(2, "Identification")
+    md.p(subs["identification"].doc if "identification" in subs else "",
+         "",
+         "Strings are ASCII, at most the given number of characters. `equipment_class` is the class id "
+         f"({', '.join(f'`{c}`' for c in spec.classes)}), `spec_version` the spec version the machine "
+         f"implements (`{spec.version}`), `supported_profiles` the profiles it claims, comma-separated.")
+    if "identification" in subs:
+        md.table(VAR_HEADERS, variable_rows(spec, subs["identification"], ""))
+
+    md.h(2, "Status, heartbeat and availability")
+    if "status" in subs:
+        md.table(VAR_HEADERS, variable_rows(spec, subs["status"], ""))
+    md.bullets([
+        f"**Heartbeat.** The machine increments `status.heartbeat` by one every **{num(core.heartbeat_period_s)} s** "
+        "(wrapping from 4294967295 to 0), from its own clock, whatever it is doing. It proves that the machine's "
+        "control program runs, not just its communication stack.",
+        f"**Availability** is decided by the gateway, never served by the machine: `UNAVAILABLE` when the "
+        f"connection is down, or when `status.heartbeat` has not changed for **{num(core.heartbeat_timeout_s)} s** "
+        "(reason `heartbeat_stopped`); `AVAILABLE` again as soon as the link is up and the heartbeat moves.",
+        "While a machine is unavailable the gateway refuses commands to it (`cannot_perform_now`) and marks its "
+        "values *bad* with reason `link_down`.",
+    ])
+
+    md.h(2, "State model")
+    if "state" in subs:
+        md.p(subs["state"].doc)
+        md.table(VAR_HEADERS, variable_rows(spec, subs["state"], ""))
+    md.p("The state variables, their enumerations and what they come from:")
+    state_enums = [
+        ("item_state", "OPC 40001-1 MachineryItemState: is the machine executing its task?"),
+        ("operation_mode", "OPC 40001-1 MachineryOperationMode: what the machine is set up to do"),
+        ("control_authority", "SEMI E30 control state: who may command the machine. Commands are taken only in Remote."),
+        ("e10_state", "SEMI E10 time state: PRD productive, SBY standby, ENG engineering, SDT scheduled downtime, "
+         "UDT unscheduled downtime, NST non-scheduled"),
+        ("packml_state", "OPC 30050 PackML state, see [PackML state machine](#packml-state-machine)"),
+        ("unit_mode", "OPC 30050 PackML unit mode"),
+    ]
+    md.table(["Variable", "Members (code = name)", "Meaning"],
+             [[f"`state.{n}`", enum_members(core.enums[n]), m] for n, m in state_enums if n in core.enums])
+    md.bullets([
+        "Each `state.previous_<x>` holds the value `state.<x>` had before its last change; at power-on both are equal.",
+        "Every change of `item_state`, `operation_mode`, `control_authority`, `e10_state` or `packml_state` emits a "
+        "[StateChanged](#statechanged-1) event with the previous and the current member names.",
+        "`e10_state` and `item_state` follow from the PackML state and the operation mode; for example Execute is "
+        "Executing/PRD, Idle and Stopped are NotExecuting/SBY, Held and Aborted count as downtime (UDT when an "
+        "alarm stopped the machine, SDT when a person did), the Maintenance operation mode is OutOfService/SDT.",
+    ])
+
+    pm = core.packml
+    md.h(2, "PackML state machine")
+    md.p("The control state machine after OPC 30050 (ISA-TR88.00.02). *Acting* states are transient: the machine "
+         "enters them on a command and leaves them by itself to the target state when the action is done "
+         "(PackML \"state complete\"). *Wait* states last until the next command. The machine powers up in "
+         "**Stopped**.")
+    rows = []
+    for name, code in sorted(pm.states.items(), key=lambda kv: kv[1]):
+        kind = "acting" if name in pm.acting_states else "wait"
+        if name == "Undefined":
+            kind = "— (state not known, e.g. during start-up)"
+        rows.append([code, name, kind])
+    md.table(["Code", "State", "Kind"], rows)
+    md.h(3, "Transition table")
+    md.p("A command is accepted in its source states; the machine then enters the acting state and, when the "
+         "action is done, the target state.")
+    md.table(["Command", "Code", "Source states", "Acting state", "Target state"],
+             [[t.command, spec.commands[t.command].code if t.command in spec.commands else "",
+               ", ".join(t.source), t.acting or "—", t.target] for t in pm.transitions])
+    reach = {t.target for t in pm.transitions} | {t.acting for t in pm.transitions if t.acting} | {"Stopped"}
+    outside = [s for s in pm.states if s not in reach and s != "Undefined"]
+    if outside:
+        md.p(f"No command leads to {', '.join(outside)}: a machine that runs finite jobs may enter them by "
+             "itself (Execute → Completing → Complete when the job is done); others never do.")
+    md.h(3, "Result of every command in every state")
+    md.p("The result code the machine answers (with control authority Remote). This table follows from the "
+         "transition table: a command from one of its source states is accepted; in its own target state "
+         "(when that is not a source) it is `already_in_state`; anywhere else `cannot_perform_now`.")
+    legend = sorted({(spec.result_codes[spec.packml_command(s, c).result], spec.packml_command(s, c).result)
+                     for s in pm.states for c in pm.commands})
+    rows = []
+    for name, _ in sorted(pm.states.items(), key=lambda kv: kv[1]):
+        row = [name]
+        for c in pm.commands:
+            out = spec.packml_command(name, c)
+            code = spec.result_codes[out.result]
+            row.append(f"**{code}**" if out.result in ("ok", "accepted_completes_later") else str(code))
+        rows.append(row)
+    md.table(["State \\ Command", *pm.commands], rows)
+    md.p("Legend: " + "; ".join(f"`{code}` {name}" for code, name in legend) + ". Bold: accepted.")
+    md.h(3, "Unit modes")
+    md.table(["Code", "Unit mode"], [[c, n] for n, c in sorted(pm.unit_modes.items(), key=lambda kv: kv[1])])
+
+    md.h(2, "Health")
+    if "health" in subs:
+        md.table(VAR_HEADERS, variable_rows(spec, subs["health"], ""))
+    if "device_health" in core.enums:
+        md.p("After NAMUR NE107:")
+        md.table(["Code", "Status", "Meaning"],
+                 [[c, n, HEALTH_MEANINGS.get(n, "")] for n, c in sorted(core.enums["device_health"].items(), key=lambda kv: kv[1])])
+
+    md.h(2, "Counters")
+    if "counters" in subs:
+        md.p(subs["counters"].doc)
+        md.table(VAR_HEADERS, variable_rows(spec, subs["counters"], ""))
+        md.p("`processed_count` = `good_count` + `defective_count`; a unit is what the class profile names its "
+             "*processed unit* (an electrode roll, a jelly roll, a cell). Counters wrap at 4294967295. "
+             "`time_<x>` accumulate whole seconds spent in each E10 state since the machine was commissioned.")
+
+    md.h(2, "Recipe and job")
+    for sid in ("recipe", "job"):
+        if sid in subs:
+            md.h(3, f"`{sid}`")
+            md.p(subs[sid].doc)
+            md.table(VAR_HEADERS, variable_rows(spec, subs[sid], ""))
+    md.p(
+        "A recipe is a named, versioned set of the class's recipe parameters (listed in each class page). "
+        "As a JSON document:",
+    )
+    md.code(json.dumps({"id": "NMC811-A", "version": 3, "hash": "<16 hex digits>",
+                        "parameters": {"<name>": "<value>", "...": "..."}}, indent=2), "json")
+    md.p(
+        "`hash` is the first 16 hex digits (lower case) of the SHA-256 of the canonical JSON of "
+        "`{\"equipment_class\", \"id\", \"parameters\", \"version\"}`: keys sorted, no spaces "
+        "(separators `,` and `:`), UTF-8. Storing a recipe emits RecipeChanged (or RecipeRejected with the "
+        "reason), selecting one with SelectRecipe emits RecipeActivated and updates `recipe.active_recipe_*`. "
+        "Starting a job with `Start(job_id)` sets `job.job_id`; the job ends at Stopped (JobCompleted) or "
+        "Aborted (JobAborted)."
+    )
+
+    md.h(2, "Commands")
+    md.p(
+        "Commands are fixed verbs with a numeric code (used by the Modbus handshake; over OPC UA each is a method "
+        "named by its id). Every command answers synchronously with a [result code](#result-codes).",
+    )
+    rows = []
+    for c in core.commands:
+        params = "; ".join(
+            f"`{p.name}`: {p.type}{' ' + p.enum if p.enum else ''}{'' if p.required else ' (optional)'}"
+            + (f" — {p.doc}" if p.doc else "")
+            for p in c.params
+        ) or "—"
+        t = next((t for t in pm.transitions if t.command == c.id), None)
+        what = c.doc or (f"{', '.join(t.source)} → {t.acting + ' → ' if t.acting else ''}{t.target}" if t else "")
+        rows.append([c.code, f"`{c.id}`", params, "PackML" if c.id in pm.commands else "—", what])
+    md.table(["Code", "Command", "Parameters", "Kind", "What it does"], rows)
+    md.h(3, "Rules")
+    md.bullets([
+        "A machine takes commands only while `state.control_authority` is **Remote**; otherwise every command "
+        "answers `cannot_perform_now`. The machine's own panel is not bound by this.",
+        "A PackML command answers what the [transition table](#result-of-every-command-in-every-state) gives. "
+        "When it is accepted through an acting state it answers `accepted_completes_later` (4) at once, and "
+        "emits a [CommandCompleted](#commandcompleted-5) event (`result: ok`) when the target state is reached.",
+        "Parameters are checked before anything happens: a missing required parameter, a wrong type or an "
+        "unknown enum code answers `parameter_invalid` and changes nothing. Optional parameters may be left "
+        "empty (empty string, or 0 over Modbus).",
+        "Enum parameters are sent as their code (e.g. `SetOperationMode(mode=3)` for Processing).",
+        "An unknown command answers `invalid_command`; a command this machine does not implement `not_supported`.",
+    ])
+
+    md.h(2, "Result codes")
+    md.p("After SEMI E30 HCACK. The same codes answer every command over both bindings.")
+    md.table(["Code", "Name", "Meaning"],
+             [[c, f"`{n}`", RESULT_MEANINGS.get(n, "")] for n, c in sorted(core.result_codes.items(), key=lambda kv: kv[1])])
+
+    md.h(2, "Alarms")
+    md.p(
+        "An alarm is a condition from a fixed catalogue: the core alarms below, then the class's own (see the "
+        "class pages). Codes 1–999 are core, 1000 and up belong to classes. Each alarm has:",
+    )
+    md.table(["Field", "Meaning"], [
+        ["`code`", "number, unique across core and class; what the machine reports"],
+        ["`id`", "identifier"],
+        ["`text`", "English text for operators"],
+        ["`severity`", "1–1000, the OPC UA severity band (1000 most severe)"],
+        ["`category`", "process, equipment, safety, quality, utility or communication"],
+        ["`source`", "the sub-unit it concerns, or `machine`"],
+        ["`stop_reason`", "the alarm stops production: the machine goes to Held (or Aborted for safety alarms)"],
+        ["`kind`", "`alarm`, or `warning` (informs; never stops the machine)"],
+    ])
+    md.p("Life cycle of one occurrence:")
+    md.bullets([
+        "**raised** — the condition appears: the code joins the active set; event AlarmRaised with a new "
+        "`occurrence_id` (unique string, e.g. a UUID).",
+        "**cleared** — the condition is gone: the code leaves the active set; event AlarmCleared.",
+        "**acknowledged** — an operator (locally, or with the AcknowledgeAlarm command) has seen it; event "
+        "AlarmAcknowledged. Acknowledging does not clear; an occurrence is over when it is both cleared and "
+        "acknowledged. Raising an active alarm again does nothing.",
+    ])
+    md.p("The *active set* — the codes of the alarms active now — is served as a list of codes over OPC UA "
+         "(`Alarms/ActiveCodes`) and as bits over Modbus (bit *n* = the *n*-th alarm of the class's catalogue, "
+         "core alarms first; see [modbus.md](modbus.md#alarm-bit-words)).")
+    md.h(3, "Core alarm catalogue")
+    md.table(["Code", "Id", "Text", "Severity", "Category", "Source", "Stop reason", "Kind"], alarm_rows(core.alarms))
+
+    md.h(2, "Events")
+    md.p(
+        "Everything that happens — a state change, an alarm, a unit produced — is an event. Every event has the "
+        "same envelope:",
+    )
+    md.table(["Field", "Type", "Meaning"], [
+        ["`type`", "string", "the event type id, e.g. `UnitProcessed` (over Modbus: its numeric code)"],
+        ["`equipment`", "string", "the machine's name for itself (informational; the gateway keys events by its own equipment id)"],
+        ["`source_ts`", "number", "when it happened, Unix seconds UTC with fraction (over Modbus: milliseconds, uint64)"],
+        ["`seq`", "integer", "sequence number: 1 for the first event, +1 for each event, never reused"],
+        ["`payload`", "object", "the fields of the event type, below"],
+    ])
+    md.code(json.dumps({"type": "AlarmRaised", "equipment": "coater1", "source_ts": 1767225600.125, "seq": 42,
+                        "payload": {"alarm_code": 1001, "occurrence_id": "3f2b8e9c-1d4a-4c1e-9a57-0e6f1b2c3d4e"}},
+                       indent=2), "json")
+    md.bullets([
+        "The machine keeps at least the last **1000** events in a ring buffer and serves any of them by `seq`, so "
+        "that the gateway can fetch events it missed during an outage, in order.",
+        "`seq` keeps counting across restarts of the machine (persist it): the gateway resumes from the last "
+        "`seq` it stored.",
+        "The newest `seq` is served as a variable (OPC UA `Events/LastSequence`, Modbus `events.last_seq`); "
+        "0 before the first event.",
+        "Payload fields marked optional may be left out; no other fields may be added.",
+    ])
+    md.h(3, "Event types")
+    md.table(["Code", "Type", "Emitted by", "Description"],
+             [[e.code, f"[`{e.id}`](#{e.id.lower()}-{e.code})", emitted_by(spec, e.id), e.doc] for e in core.events])
+    for e in core.events:
+        md.h(4, f"{e.id} ({e.code})")
+        if e.doc:
+            md.p(e.doc)
+        if e.payload:
+            md.table(["Field", "Type", "Required", "Description"],
+                     [[f"`{f.name}`", f.type, "yes" if f.required else "optional", f.doc] for f in e.payload])
+        else:
+            md.p("Payload: `{}` (no fields).")
+    md.p("The class pages list the `measurements` each class carries in UnitProcessed.")
+
+    md.h(2, "Quality")
+    if "quality" in core.enums:
+        md.p("Every value the gateway records has a quality: " + enum_members(core.enums["quality"]) + ". "
+             "Machines do not send a quality; the gateway assigns it when it reads a value, with a reason "
+             "when it is not good:")
+    md.table(["Quality", "Reason", "When"], [[q, f"`{r}`" if r else "—", w] for q, r, w in QUALITY_RULES])
+    md.p("A machine that cannot measure a value says so: over OPC UA with a Bad StatusCode on the value (e.g. "
+         "`BadSensorFailure`), over Modbus with NaN for floats. It never serves a stale value as fresh.")
+
+    md.h(2, "Units")
+    md.p("Units are UCUM case-sensitive codes. OPC UA servers publish them as EUInformation with the "
+         f"UN/CEFACT common code (namespace `{EU_NAMESPACE_URI}`); *UnitId* is that code as OPC UA encodes it.")
+    md.table(["UCUM code", "Name", "Symbol", "UN/CEFACT", "OPC UA UnitId"],
+             [[f"`{u.code}`", u.name, u.symbol or "—", u.unece or "— (none)",
+               unece_unit_id(u.unece) if u.unece else "-1"] for u in core.units])
+
+    md.h(2, "Enumerations")
+    md.p("Enum values are served as their integer code.")
+    for name, members in core.enums.items():
+        md.h(4, f"Enum {name}")
+        md.table(["Code", "Member"], [[c, n] for n, c in sorted(members.items(), key=lambda kv: kv[1])])
+
+    md.h(2, "Data types")
+    md.table(["Spec type", "JSON", "OPC UA", "Modbus", "Notes"], [
+        ["float", "number", "Double", "float32 (2 registers); float64 with `bits: 64`", "IEEE 754"],
+        ["int", "integer", "Int32 (Int16/Int64 with `bits`)", "int32 (2); int16 (1) / int64 (4) with `bits`", "two's complement"],
+        ["uint", "integer", "UInt32 (UInt16/UInt64 with `bits`)", "uint32 (2); uint16 (1) / uint64 (4) with `bits`", ""],
+        ["enum", "integer", "Int32", "uint16 (1)", "the member's code"],
+        ["bool", "boolean", "Boolean", "uint16 (1): 0 or 1", ""],
+        ["string", "string", "String", "`length`/2 registers, 2 ASCII characters each", "at most `length` characters"],
+        ["timestamp", "number (Unix s)", "DateTime", "uint64 (4): ms since 1970-01-01 UTC", ""],
+    ])
+
+    md.h(2, "Self-description")
+    md.p(
+        "Every machine serves a JSON document that describes itself (after SEMI E172): which spec version, class "
+        "and profiles it implements, how many instances each array has, which recommended and optional variables "
+        "it serves, and its vendor extensions. The gateway reads it at connect. Over OPC UA it is the "
+        "`SelfDescription` variable (String), over Modbus the text at the self-description area. Schema: "
+        "[`../schema/self-description.schema.json`](../schema/self-description.schema.json).",
+    )
+    md.table(["Field", "Type", "Meaning"], [
+        ["`spec_version`", "string", "the spec version implemented, e.g. `" + spec.version + "`"],
+        ["`equipment_class`", "string", "the class id"],
+        ["`profiles`", "string[]", "the profiles implemented"],
+        ["`counts`", "object", "array sub-unit id → instances this machine has (1 … max)"],
+        ["`optional_variables`", "string[]", "paths of the `R`/`O` variables served; arrays as `lane[].dry_thickness`"],
+        ["`vendor_variables`", "object[]", "extensions outside the spec: `{id: \"<vendor>:<name>\", type, unit, doc}`"],
+        ["`vendor_substates`", "object", "PackML state → the vendor's sub-states of it"],
+        ["`native_status_map`", "object", "vendor status code → spec state name"],
+    ])
+    cls0 = next(iter(spec.classes))
+    md.p(f"Example (a {cls0} with every array at its maximum):")
+    md.code(json.dumps(self_description(spec, cls0), indent=2), "json")
+    return md.text()
+
+
+def alarm_rows(alarms: Iterable[Alarm]) -> list[list[Any]]:
+    return [[a.code, f"`{a.id}`", a.text, a.severity, a.category, f"`{a.source}`", "yes" if a.stop_reason else "no",
+             a.kind] for a in alarms]
+
+
+# --- class pages ------------------------------------------------------------------------------
+
+
+def render_class(spec: Spec, cid: str) -> str:
+    cls = spec.get_class(cid)
+    lay = layout(spec.core, cls)
+    md = Md()
+    md.p(GENERATED_NOTE)
+    md.h(1, f"Class profile `{cid}` — {cls.title}")
+    md.p(f"Line interface spec {spec.version}, file `{cid}.yaml`. {cls.doc}")
+    md.p(
+        f"A {cid} serves the [core](core.md) (identification, state, health, counters, recipe, job, alarms, "
+        f"events, commands) **and** everything on this page. It counts `{cls.processed_unit}`s: one "
+        f"UnitProcessed event and `counters.processed_count` + 1 per `{cls.processed_unit}` made. "
+        f"`identification.equipment_class` is `{cid}`; its profiles are "
+        f"{', '.join(f'`{p}`' for p in spec.profiles(cid))}.",
+    )
+    own = [d for d in spec.variables(cid) if d.owner == cid]
+    tiers = {t: sum(1 for d in own if tier_text(d.var, d.sub_unit) == t.value) for t in Tier}
+    md.p(f"{len(cls.sub_units)} sub-units, {len(own)} variables ({tiers[Tier.mandatory]} mandatory, "
+         f"{tiers[Tier.recommended]} recommended, {tiers[Tier.optional]} optional), {len(cls.alarms)} alarms, "
+         f"{len(cls.recipe)} recipe parameters. Bindings: [OPC UA](opcua.md#class-{cid}), "
+         f"[Modbus](modbus.md#register-map-{cid}) (block id {cls.modbus_block}).")
+    md.h(2, "Sub-units")
+    rows = []
+    for su in cls.sub_units:
+        arr = f"1 … {su.array.max}, count in `{su.array.count_variable}`" if su.array else "—"
+        rows.append([f"[`{su.id}`](#{su.id})", su.tier.value, arr, len(su.variables), su.doc])
+    md.table(["Sub-unit", "Tier", "Array", "Variables", "Description"], rows)
+    arrays = [su for su in cls.sub_units if su.array]
+    if arrays:
+        md.p("Array sub-units repeat per instance; paths carry a 1-based index: "
+             + ", ".join(f"`{su.id}[1].{su.variables[0].id}` … `{su.id}[{su.array.max}].{su.variables[0].id}`"
+                         for su in arrays if su.array)
+             + ". A machine with fewer instances sets the count variable accordingly and serves instances 1 … count.")
+    md.h(2, "Variables")
+    for su in cls.sub_units:
+        md.h(3, su.id)
+        if su.doc:
+            md.p(su.doc)
+        md.table(VAR_HEADERS, variable_rows(spec, su, "core.md"))
+    enums = sorted({v.enum for su in cls.sub_units for v in su.variables if v.enum})
+    if enums:
+        md.h(3, "Enumerations used")
+        md.table(["Enum", "Members (code = name)"], [[f"[`{e}`](core.md#enum-{e})", enum_members(spec.enum(e))] for e in enums])
+
+    md.h(2, "Alarm catalogue")
+    words = lay.areas["alarms.active"]
+    md.p(
+        f"The alarms a {cid} may raise: the core alarms, then its own. *Position* is the alarm's place in this "
+        f"catalogue; over Modbus it is its bit in the alarm words (word = position ÷ 16, bit = position mod 16, "
+        f"bit 0 the least significant; word 0 at address {words.address}, reference {ref(words.address)}).",
+    )
+    rows = []
+    for i, a in enumerate(spec.alarms(cid)):
+        rows.append([i, f"{i // 16} / {i % 16}", f"{words.address + i // 16} / {ref(words.address + i // 16)}",
+                     a.code, f"`{a.id}`", a.text, a.severity, a.category, f"`{a.source}`",
+                     "yes" if a.stop_reason else "no", a.kind])
+    md.table(["Position", "Word / bit", "Address / ref", "Code", "Id", "Text", "Severity", "Category", "Source",
+              "Stop reason", "Kind"], rows)
+
+    md.h(2, "Events")
+    md.p(f"Besides the events every machine emits ({', '.join(core_events(spec))}; see "
+         f"[core.md](core.md#events)), a {cid} emits:")
+    md.table(["Code", "Event", "Description"],
+             [[spec.events[e].code, f"[`{e}`](core.md#{e.lower()}-{spec.events[e].code})", spec.events[e].doc]
+              for e in cls.events])
+    md.h(3, "UnitProcessed measurements")
+    md.p(f"`UnitProcessed.payload.measurements` of a {cid} carries these values of the `{cls.processed_unit}` "
+         "just made, each in the unit given (a number, no unit string):")
+    md.table(["Measurement", "Unit", "Unit name"],
+             [[f"`{n}`", f"`{u}`" + (f" ({spec.units[u].symbol})" if spec.units[u].symbol not in ("", u) else ""),
+               spec.units[u].name] for n, u in cls.unit_processed.items()])
+    example_measurements = {n: 0.0 for n in cls.unit_processed}
+    md.p("Example event:")
+    md.code(json.dumps({
+        "type": "UnitProcessed", "equipment": f"{cid}1", "source_ts": 1767225600.5, "seq": 1207,
+        "payload": {"unit_type": cls.processed_unit, "unit_id": f"{cls.processed_unit.upper()}-000123",
+                    "result": "good", "made_from": ["<input id>", "<input id>"],
+                    "measurements": example_measurements, "job_id": "LOT-42"},
+    }, indent=2), "json")
+
+    md.h(2, "Recipe parameters")
+    if cls.recipe:
+        md.p(f"A {cid} recipe sets these parameters; all are required in a recipe document "
+             "(see [core.md](core.md#recipe-and-job)).")
+        md.table(["Parameter", "Type", "Unit", "Range", "Description"],
+                 [[f"`{p.name}`", p.type, unit_text(spec, p.unit), range_text(p.range), p.doc] for p in cls.recipe])
+        md.p("Example recipe document:")
+        params: dict[str, Any] = {}
+        for p in cls.recipe:
+            if p.type == "string":
+                params[p.name] = "A"
+            elif p.range:
+                mid = (p.range[0] + p.range[1]) / 2
+                params[p.name] = int(mid) if p.type == "int" else round(mid, 3)
+            else:
+                params[p.name] = 0
+        md.code(json.dumps({"id": f"{cid.upper()}-STD", "version": 1, "parameters": params}, indent=2), "json")
+    else:
+        md.p(f"A {cid} has no recipe parameters.")
+
+    md.h(2, "Self-description")
+    md.p(f"The self-description of a {cid} that has every array at its maximum and serves every recommended and "
+         "optional variable:")
+    md.code(json.dumps(self_description(spec, cid), indent=2), "json")
+    return md.text()
+
+
+# --- opcua.md -----------------------------------------------------------------------------------
+
+
+def render_opcua(spec: Spec) -> str:
+    core = spec.core
+    ua = core.opcua
+    md = Md()
+    md.p(GENERATED_NOTE)
+    md.h(1, "OPC UA binding")
+    md.p(f"Line interface spec {spec.version}. How a machine serves the [core](core.md) and its class profile "
+         "over OPC UA (OPC 10000). Every example below is the exact name a conforming server uses.")
+    md.h(2, "Namespace")
+    md.p(f"All nodes the spec defines have browse names in the namespace **`{ua.namespace_uri}`**. Its index is "
+         "whatever the server's NamespaceArray says: clients resolve it by URI at every connect, so a server may "
+         "register other namespaces before it. Standard properties (`EngineeringUnits`, `EURange`) are in "
+         "namespace 0 as OPC UA defines them.")
+    md.h(2, "Address space")
+    md.code("\n".join([
+        f"Objects/                                   (standard)",
+        f"  {ua.machines_folder}/                                (FolderType, spec namespace)",
+        "    <machine>/                             one object per machine; the name is chosen per machine",
+        "      <SubUnit>/<Variable>                 a spec variable, e.g. Web/LineSpeed",
+        "      <SubUnit>_<NN>/<Variable>            array instance NN (1-based), e.g. DryerZone_03/AirTemperature",
+        f"      {COMMANDS_FOLDER}/<Command>(...) -> ResultCode   one method per command, e.g. Commands/Start",
+        f"      {ALARMS_FOLDER}/{ACTIVE_ALARMS}                   UInt32[]: codes of the active alarms",
+        f"      {EVENTS_FOLDER}/{EVENTS_LAST_SEQ}                 UInt32: seq of the newest event",
+        f"      {EVENTS_FOLDER}/{EVENTS_READ}(FromSequence, MaxCount) -> String[]  events as JSON envelopes",
+        f"      {RECIPES_FOLDER}/List(), Get(RecipeId), Put(Recipe)  recipe transfer",
+        f"      {SELF_DESCRIPTION}                      String: the self-description JSON",
+    ]))
+    md.p("Sub-units and the folders above are Objects (BaseObjectType; `Machines` is a FolderType) referenced "
+         "from their parent with HasComponent (Organizes from folders); variables are BaseDataVariableType. "
+         "NodeIds are the server's choice: clients find nodes by browse path.")
+    md.h(2, "Naming rules")
+    md.bullets([
+        "Browse names are the spec ids in PascalCase: each `_`-separated part capitalised and joined "
+        "(`line_speed` → `LineSpeed`, `coating_head` → `CoatingHead`, `e10_state` → `E10State`).",
+        "A variable `<sub_unit>.<variable>` is at `<machine>/<SubUnit>/<Variable>`.",
+        "An array instance `<sub_unit>[i]` is the object `<SubUnit>_<NN>`, `NN` = i, 1-based, zero-padded to "
+        "the digits of the array maximum but at least 2: `DryerZone_01` … `DryerZone_12`, `Channel_001` … "
+        "`Channel_512`. A machine creates instances 1 … count only.",
+        "Display names equal browse names.",
+    ])
+    md.h(2, "Data types and attributes")
+    md.table(["Spec type", "OPC UA DataType"], [
+        ["float (any bits)", "Double"], ["int", "Int32 (Int16 / Int64 with `bits: 16` / `64`)"],
+        ["uint", "UInt32 (UInt16 / UInt64 with `bits: 16` / `64`)"], ["enum", "Int32 (the member's code)"],
+        ["bool", "Boolean"], ["string", "String"], ["timestamp", "DateTime"],
+    ])
+    md.bullets([
+        "Values are scalars (ValueRank −1). `AccessLevel` is CurrentRead, plus CurrentWrite for `rw` variables.",
+        "Every numeric variable (float, int, uint) has the properties **EngineeringUnits** (EUInformation: "
+        f"`NamespaceUri` = `{EU_NAMESPACE_URI}`, `UnitId` from the UN/CEFACT code of its unit — see "
+        "[units](core.md#units) —, `DisplayName` = the unit symbol, `Description` = the unit name) and "
+        "**EURange** (Range: Low, High = the spec range).",
+        "A write of a value the machine refuses (out of range, not now) fails with `Bad_OutOfRange`; the value "
+        "stays as it was.",
+        "SourceTimestamp is the time the machine took the value. A value the machine cannot measure has a Bad "
+        "StatusCode (see [quality](core.md#quality)).",
+        "Servers should support subscriptions (data change) at the variable's sampling interval; the gateway "
+        "subscribes to every variable it reads.",
+    ])
+    md.h(2, "Commands")
+    md.p(f"One method per command in `<machine>/{COMMANDS_FOLDER}`, browse name = the command id. Inputs are "
+         "the command's parameters in order; the one output is `ResultCode` (Int32), a "
+         "[result code](core.md#result-codes). Optional arguments may be omitted from the end of the argument list.")
+    rows = []
+    for c in core.commands:
+        args = ", ".join(f"{a.name}: {a.data_type}" for a in command_inputs(c.params)) or "—"
+        rows.append([f"`{COMMANDS_FOLDER}/{c.id}`", args, f"{COMMAND_RESULT.name}: {COMMAND_RESULT.data_type}", c.code])
+    md.table(["Method", "Inputs", "Output", "Modbus code"], rows)
+    md.h(2, "Alarms, events, recipes, self-description")
+    md.table(["Node", "Kind", "Type / signature", "Meaning"], [
+        [f"`{ALARMS_FOLDER}/{ACTIVE_ALARMS}`", "Variable", "UInt32[] (ValueRank 1)", "the codes of the active alarms, in any order; empty when none"],
+        [f"`{EVENTS_FOLDER}/{EVENTS_LAST_SEQ}`", "Variable", "UInt32", "seq of the newest event; 0 before the first"],
+        *[[f"`{m.folder}/{m.name}`", "Method",
+           f"({', '.join(f'{a.name}: {a.data_type}' for a in m.inputs)}) → "
+           f"{', '.join(a.name + ': ' + a.data_type + ('[]' if a.array else '') for a in m.outputs)}", m.doc]
+          for m in BINDING_METHODS],
+        [f"`{SELF_DESCRIPTION}`", "Variable", "String", "the [self-description](core.md#self-description), compact JSON"],
+    ])
+    md.p("Reading events: call `Events/Read(FromSequence, MaxCount)` with the first `seq` wanted. The answer "
+         "holds the events with `seq` ≥ FromSequence still in the ring, oldest first, at most MaxCount (a server "
+         "may return fewer; it must return at least one when there is one). Each string is one JSON envelope "
+         "(`type` as the event type id, `source_ts` in Unix seconds). An empty array means nothing newer. If "
+         "FromSequence is older than the ring, the answer starts at the oldest event still held.")
+    md.h(2, "Worked examples")
+    first = next(iter(spec.classes))
+    cls = spec.get_class(first)
+    var = next(d for d in spec.variables(first) if d.owner == first and not d.sub_unit.array
+               and d.var.type == "float" and d.var.access == "rw")
+    arr = next((su for su in cls.sub_units if su.array), None)
+    machine = f"{first.capitalize()}1"
+    ns = ua.namespace_uri
+    rel = relative_path(var.sub_unit, var.var.id)
+    unit = spec.units[var.var.unit]
+    start = spec.commands.get("Start")
+    md.h(3, "Read a variable")
+    md.p(f"`{var.path()}` of a {first} whose machine object is `{machine}`: translate the browse path "
+         f"`/Objects/{ua.machines_folder}/{machine}/{'/'.join(rel)}` (every element after `Objects` in namespace "
+         f"`{ns}`) and read its Value: a Double in {unit.name} ({unit.symbol}). Its EngineeringUnits property has "
+         f"UnitId {unece_unit_id(unit.unece)} (UN/CEFACT `{unit.unece}`), its EURange "
+         f"{range_text(var.var.range)}. It is writable (`rw`): writing Double 12.5 sets it.")
+    if arr is not None and arr.array:
+        v0 = arr.variables[0]
+        md.p(f"`{arr.id}[3].{v0.id}` is at `{machine}/{'/'.join(relative_path(arr, v0.id, 3))}`; "
+             f"instance {arr.array.max} at `{machine}/{'/'.join(relative_path(arr, v0.id, arr.array.max))}`.")
+    if start is not None:
+        md.h(3, "Start the machine")
+        md.bullets([
+            "Read `State/ControlAuthority`: it must be 2 (Remote). Read `State/PackmlState`: Start is accepted "
+            "in Idle (4).",
+            f"Call `{machine}/{COMMANDS_FOLDER}/Start` on the object `{machine}/{COMMANDS_FOLDER}` with the input "
+            "argument `job_id` = \"LOT-42\" (String).",
+            "The output ResultCode is 4 (`accepted_completes_later`): `State/PackmlState` goes to 3 (Starting), "
+            "then 6 (Execute); an event CommandCompleted `{\"command\": \"Start\", \"result\": \"ok\"}` follows, "
+            "and JobStarted `{\"job_id\": \"LOT-42\"}`.",
+            "Called in Execute, Start answers 5 (`already_in_state`); called while ControlAuthority is Local, "
+            "2 (`cannot_perform_now`).",
+        ], ordered=True)
+    md.h(3, "Fetch events")
+    md.bullets([
+        f"Read `{machine}/{EVENTS_FOLDER}/{EVENTS_LAST_SEQ}`, e.g. 57; the last seq you stored is 50.",
+        f"Call `{machine}/{EVENTS_FOLDER}/{EVENTS_READ}(51, 100)` → 7 strings, seq 51 … 57, e.g. "
+        "`{\"type\":\"AlarmRaised\",\"equipment\":\"coater1\",\"source_ts\":1767225600.125,\"seq\":51,"
+        "\"payload\":{\"alarm_code\":1001,\"occurrence_id\":\"…\"}}`.",
+        "Store them, remember 57, and repeat when LastSequence changes (subscribe to it).",
+    ], ordered=True)
+    md.h(2, "Browse names of every class")
+    md.p("Paths are relative to the machine object. Arrays are shown once, as instance `NN`; see the naming rule "
+         "above. *UnitId* is the EngineeringUnits UnitId (−1: the unit has no UN/CEFACT code).")
+    for cid in spec.classes:
+        md.h(3, f"Class {cid}")
+        rows = []
+        for d in spec.variables(cid):
+            if d.var.origin != "equipment":
+                continue
+            v, su = d.var, d.sub_unit
+            folder = f"{pascal(su.id)}_{'N' * max(2, len(str(su.array.max)))}" if su.array else pascal(su.id)
+            numeric = v.type in ("float", "int", "uint")
+            u = spec.units[v.unit]
+            eu = f"{u.symbol or '1'} / {unece_unit_id(u.unece)}" if numeric else "—"
+            rows.append([f"`{d.template}`", f"`{folder}/{pascal(v.id)}`", opcua_type(v), eu,
+                         range_text(v.range) if numeric else "—", "read/write" if v.access == "rw" else "read"])
+        md.table(["Spec path", "Browse path", "DataType", "EU symbol / UnitId", "EURange", "Access"], rows)
+        for su in spec.array_sub_units(cid):
+            if su.array:
+                md.p(f"`{pascal(su.id)}_{'N' * max(2, len(str(su.array.max)))}`: instances "
+                     f"`{instance_name(su, 1)}` … `{instance_name(su, su.array.max)}`, as many as "
+                     f"`{su.array.count_variable}` says.")
+    return md.text()
+
+
+# --- modbus.md -----------------------------------------------------------------------------------
+
+
+def _access(a: str) -> str:
+    return "read/write" if a == "rw" else "read"
+
+
+def modbus_rows(spec: Spec, cid: str) -> list[list[Any]]:
+    """The register table of a class in address order: arrays as their first instance plus stride."""
+    cls = spec.get_class(cid)
+    core = spec.core
+    lay = layout(core, cls)
+    rows: list[tuple[int, list[Any]]] = []
+
+    def area(name: str, what: str) -> None:
+        p = lay.areas[name]
+        rows.append((p.address, [p.address, ref(p.address), f"`{name}`", p.dtype, p.count, _access(p.access), "—", what]))
+
+    def block(sub_units: list[SubUnit]) -> None:
+        for su in sub_units:
+            if su.array:
+                continue
+            for v in su.variables:
+                if v.origin != "equipment":
+                    continue
+                p = lay.point(f"{su.id}.{v.id}")
+                rows.append((p.address, [p.address, ref(p.address), f"`{su.id}.{v.id}`", p.dtype, p.count,
+                                         _access(p.access), unit_text(spec, v.unit), v.doc]))
+        for su in sub_units:
+            if not su.array:
+                continue
+            size = stride(su)
+            for v in su.variables:
+                if v.origin != "equipment":
+                    continue
+                p = lay.point(f"{su.id}[1].{v.id}")
+                note = f"instance i at {p.address} + (i−1)·{size}; i = 1 … {su.array.max}"
+                rows.append((p.address, [p.address, ref(p.address), f"`{su.id}[1].{v.id}`", p.dtype, p.count,
+                                         _access(p.access), unit_text(spec, v.unit), note]))
+
+    mb = core.modbus
+    area("marker", f"ASCII \"{mb.marker}\"")
+    area("common.header", f"[{mb.common_block}, {mb.common_length}]: common block id, length")
+    block(core.sub_units)
+    for name, what in [
+        ("alarms.active", f"{mb.alarm_words} words of alarm bits, see [alarm bit words](#alarm-bit-words)"),
+        ("command.code", "command code"), ("command.seq", "written last: runs the command"),
+        ("command.param_int", "number parameter"), ("command.param_text", f"text parameter, {lay.areas['command.param_text'].count * 2} characters"),
+        ("command.result_seq", "seq of the last command run"), ("command.result_code", "its result code"),
+        ("events.last_seq", "seq of the newest event"), ("events.request_seq", "write a seq to present that event"),
+        ("events.seq", "seq of the presented event; 0: not held"), ("events.type", "event type code"),
+        ("events.source_ts", "ms since the Unix epoch"), ("events.payload_len", "payload length, characters"),
+        ("events.payload", f"payload JSON, at most {mb.event_payload_chars} characters"),
+    ]:
+        area(name, what)
+    used = lay.areas["common.used_end"].address
+    common_end = lay.common_start + mb.common_length
+    if used < common_end:
+        rows.append((used, [f"{used}–{common_end - 1}", f"{ref(used)}–{ref(common_end - 1)}", "(reserved)", "—",
+                            common_end - used, "—", "—", "reads 0"]))
+    area("class.header", f"[{cls.modbus_block}, {cls.modbus_length}]: class block id, length")
+    block(cls.sub_units)
+    # Gaps inside the class block: reserved tails of arrays and the block's unused end.
+    cused = lay.areas["class.used_end"].address
+    if cused < lay.class_end:
+        rows.append((cused, [f"{cused}–{lay.class_end - 1}", f"{ref(cused)}–{ref(lay.class_end - 1)}", "(reserved)",
+                             "—", lay.class_end - cused, "—", "—", "reads 0"]))
+    area("end.header", f"[{mb.end_block}, 0]: end of the chain")
+    rows.sort(key=lambda r: r[0])
+    return [r for _, r in rows]
+
+
+def render_modbus(spec: Spec) -> str:
+    core = spec.core
+    mb = core.modbus
+    first = next(iter(spec.classes))
+    lay0 = layout(core, spec.get_class(first))
+    A = lay0.areas
+    md = Md()
+    md.p(GENERATED_NOTE)
+    md.h(1, "Modbus TCP binding")
+    md.p(f"Line interface spec {spec.version}. How a machine serves the [core](core.md) and its class profile "
+         "over Modbus TCP: a fixed, self-describing map of holding registers in the style of SunSpec. Every "
+         "address below is computed from the spec; a conforming machine uses exactly these.")
+    md.h(2, "Addressing")
+    md.bullets([
+        "Everything is in **holding registers**, read with function 3 (Read Holding Registers) and written "
+        "with function 16 (Write Multiple Registers); function 6 (Write Single Register) should be accepted "
+        "too. A read takes at most 125 registers, so large areas are read in several requests.",
+        "**Address** is the 0-based register address sent in the request (the PDU address). **Ref** is the "
+        "1-based register number many tools show (Ref = Address + 1). In the six-digit \"4xxxxx\" notation "
+        f"holding register address {mb.base_address} is {400001 + mb.base_address}.",
+        "The machine answers on any unit id (the gateway uses 1 unless configured otherwise).",
+        "Reading registers that the map reserves returns 0. Writing registers that are not writable is refused "
+        "or ignored; the gateway never does it.",
+    ])
+    md.h(2, "Encodings")
+    md.table(["dtype", "Registers", "Encoding"], [
+        ["uint16 / int16", 1, "one register; int16 two's complement. Enums and bools are uint16 (bool: 0 or 1)"],
+        ["uint32 / int32", 2, f"big-endian, high word first (\"{mb.word_order}\")"],
+        ["uint64 / int64", 4, "big-endian, highest word first; timestamps are uint64 milliseconds since 1970-01-01 UTC"],
+        ["float32", 2, "IEEE 754 single, high word first (12.5 = 0x4148 0x0000)"],
+        ["float64", 4, "IEEE 754 double, highest word first"],
+        ["string", "length/2", "ASCII, two characters per register, first character in the high byte, "
+         "padded with NUL (0x00) to the full length"],
+    ])
+    md.h(2, "Block chain")
+    md.p(f"At address **{mb.base_address}** (ref {ref(mb.base_address)}) the marker, then blocks. Every block "
+         "starts with a two-register header: block id, length in registers (not counting the header).")
+    cls_rows = [[f"`{c}` class block header", f"{layout(core, spec.get_class(c)).areas['class.header'].address}",
+                 f"[{spec.get_class(c).modbus_block}, {spec.get_class(c).modbus_length}]"] for c in spec.classes]
+    md.table(["What", "Address", "Registers"], [
+        ["marker", f"{A['marker'].address}–{A['marker'].end - 1}",
+         f"\"{mb.marker}\" = {hexregs(regs_string(mb.marker, 2))}"],
+        ["common block header", f"{A['common.header'].address}–{A['common.header'].end - 1}",
+         f"[{mb.common_block}, {mb.common_length}]"],
+        ["common block data", f"{lay0.common_start}–{lay0.common_start + mb.common_length - 1}",
+         "core variables, then alarm words, command area, events mailbox; the rest reserved"],
+        *cls_rows,
+        ["class block data", f"header + 2 …", "the class's variables, arrays last; the rest reserved"],
+        ["end header", "class data + class length", f"[{mb.end_block}, 0] (0x{mb.end_block:04X}, 0)"],
+        ["self-description", f"{A['dictionary.length'].address}–{A['dictionary.text'].end - 1}",
+         "length, then JSON text; outside the chain"],
+    ])
+    md.p("To discover a machine: read 4 registers at the base address; check the marker; the common block id "
+         f"must be {mb.common_block}. Read the header after the common block (base + 4 + common length): its id "
+         "tells the class (" + ", ".join(f"{c.modbus_block} = {c.id}" for c in spec.classes.values())
+         + f"). Follow the lengths until the id {mb.end_block}. Addresses never depend on how many array instances "
+         "a machine has: space is reserved for the maximum.")
+    md.h(2, "Placement rules")
+    md.bullets([
+        "Inside a block, variables take registers in the order the spec declares them, sub-unit by sub-unit, "
+        "with no gaps; array sub-units come after all others.",
+        "An array takes `stride` registers per instance for `max` instances; the stride is the instance's "
+        "registers rounded up to an even number. Instance i of a variable is at (its instance-1 address) + "
+        "(i − 1) × stride.",
+        "Gateway-derived variables (`status.availability`) have no registers.",
+        "In the common block the binding areas follow the core variables: alarm words, command area, events "
+        "mailbox.",
+    ])
+
+    md.h(2, "Command handshake")
+    cmd = {n: A[n] for n in A if n.startswith("command.")}
+    first_cmd = cmd["command.code"].address
+    span = cmd["command.param_text"].end - first_cmd
+    md.table(["Register", "Address", "Ref", "dtype", "Count", "Access"],
+             [[f"`{n}`", p.address, ref(p.address), p.dtype, p.count, _access(p.access)] for n, p in cmd.items()])
+    md.p("Step by step (the gateway is the only writer; it sends one command at a time):")
+    md.bullets([
+        f"Choose a sequence number `seq` (1 … 65535) different from the previous one (e.g. the previous + 1).",
+        f"Write `command.code`, `command.param_int` and `command.param_text` — the parameters the command needs; "
+        "0 and an empty text for the others. Enum parameters go to `param_int` as their code, int parameters "
+        "too; string parameters go to `param_text`.",
+        f"Write `command.seq` **last**, or write everything at once: one function-16 write of {span} registers "
+        f"at address {first_cmd} (ref {ref(first_cmd)}): `[code, seq, param_int high, param_int low, "
+        f"param_text × {cmd['command.param_text'].count}]`.",
+        "The machine acts on a write that covers `command.seq`, after the whole write is stored. It runs the "
+        "command once per distinct `seq`: writing the same `seq` again does not run it again (a retry is safe).",
+        "It then sets `command.result_code`, and `command.result_seq` = `seq` last.",
+        "Poll `command.result_seq` and `command.result_code` (one read of 2 registers) until `result_seq` equals "
+        "your `seq`; `result_code` is the [result code](core.md#result-codes). The gateway gives up after its "
+        "command timeout.",
+    ], ordered=True)
+    start = spec.commands.get("Start")
+    if start is not None:
+        seq = 17
+        text = "LOT-42"
+        regs = [start.code, seq, 0, 0] + regs_string(text, cmd["command.param_text"].count)
+        md.p(f"**Example — start the machine with job \"{text}\".** Start is code {start.code}; its parameter "
+             f"`job_id` is a string. With seq {seq}, write {len(regs)} registers at address {first_cmd} "
+             f"(ref {ref(first_cmd)}):")
+        md.code(f"{regs[:4]} + \"{text}\" {hexregs(regs[4:7])} + {len(regs) - 7} × 0x0000\n"
+                f"= [{', '.join(str(r) for r in regs)}]")
+        md.p(f"Then read 2 registers at {cmd['command.result_seq'].address} (ref {ref(cmd['command.result_seq'].address)}) "
+             f"until they read `[{seq}, 4]`: result_seq {seq}, result code 4 `accepted_completes_later`. "
+             "`state.packml_state` then goes 3 (Starting) → 6 (Execute). In a state where Start is not allowed "
+             f"the answer is `[{seq}, 2]` (`cannot_perform_now`).")
+    ack = spec.commands.get("AcknowledgeAlarm")
+    if ack is not None:
+        md.p(f"**Example — acknowledge alarm 1001.** Write `[{ack.code}, 18, 0, 1001]` at {first_cmd} "
+             f"(code {ack.code}, seq 18, `param_int` = 1001 as int32 = 0x0000 0x03E9); text registers are "
+             "left as they are or zeroed.")
+
+    md.h(2, "Events mailbox")
+    ev = {n: A[n] for n in A if n.startswith("events.")}
+    md.table(["Register", "Address", "Ref", "dtype", "Count", "Access"],
+             [[f"`{n}`", p.address, ref(p.address), p.dtype, p.count, _access(p.access)] for n, p in ev.items()])
+    window = ev["events.payload"].end - ev["events.seq"].address
+    md.p("The mailbox shows one event at a time, chosen by the reader. Step by step:")
+    md.bullets([
+        "Read `events.last_seq` (uint32) — the seq of the newest event (0: none yet). The gateway reads it "
+        "with the values, at every scan.",
+        "For every seq from (the last seq you stored + 1) to `last_seq`:",
+        f"Write the seq to `events.request_seq` (uint32, 2 registers at {ev['events.request_seq'].address}).",
+        "The machine presents that event: it fills `events.type`, `events.source_ts`, `events.payload_len`, "
+        "`events.payload`, and sets `events.seq` to the seq — or sets `events.seq` to 0 (and clears the rest) "
+        "when its ring no longer holds that event.",
+        f"Read `events.seq` … `events.payload` ({window} registers from {ev['events.seq'].address}, in two "
+        "requests of at most 125). Take the event only if `events.seq` equals the seq you asked for; 0 means it "
+        "is lost — skip ahead to the oldest the ring holds (`last_seq` − 999).",
+        "The payload is the JSON of the event's `payload` object (not the whole envelope), ASCII, its first "
+        "`payload_len` characters. `events.type` is the event type's [code](core.md#event-types).",
+    ], ordered=True)
+    md.p(f"A payload must fit in {mb.event_payload_chars} characters; keep `made_from` lists and texts short "
+         "enough. The mailbox and the command area are one shared window each: read and write them from one "
+         "client at a time.")
+    js = json.dumps({"job_id": "LOT-42"}, separators=(",", ":"))
+    jt = spec.events.get("JobStarted")
+    if jt is not None:
+        ts = 1767225600125
+        md.p(f"**Example.** `events.last_seq` reads `[0, 7]` (7). Write `[0, 7]` at {ev['events.request_seq'].address}; "
+             f"then read from {ev['events.seq'].address}: `events.seq` = [0, 7], `events.type` = {jt.code} "
+             f"(JobStarted), `events.source_ts` = {regs_uint(ts, 4)} ({ts} ms), `events.payload_len` = {len(js)}, "
+             f"`events.payload` = `{js}` = {hexregs(regs_string(js, (len(js) + 1) // 2))} followed by NUL registers.")
+
+    md.h(2, "Alarm bit words")
+    aw = A["alarms.active"]
+    md.p(f"{aw.count} registers at address {aw.address} (ref {ref(aw.address)}), read-only: {aw.count * 16} bits, "
+         "one per alarm of the class's catalogue (core alarms first, then the class's, in the order the spec "
+         "lists them). Bit *n* is bit *n* mod 16 of word *n* ÷ 16; bit 0 is the least significant bit of a "
+         "register. A set bit means the alarm is active now. The class pages list every alarm's position.")
+    cls0 = spec.get_class(first)
+    alarms0 = spec.alarms(first)
+    if len(alarms0) > len(core.alarms) and cls0.alarms:
+        a = cls0.alarms[0]
+        pos = alarms0.index(a)
+        md.p(f"**Example.** In a {first}, alarm {a.code} `{a.id}` has position {pos}: word {pos // 16}, bit "
+             f"{pos % 16}. While it is the only active alarm, address {aw.address + pos // 16} reads "
+             f"{1 << (pos % 16)} (0x{1 << (pos % 16):04X}) and the other words read 0. Acknowledge it with the "
+             "AcknowledgeAlarm command; the bit clears when the condition is gone.")
+
+    md.h(2, "Self-description area")
+    dl, dt = A["dictionary.length"], A["dictionary.text"]
+    md.table(["Register", "Address", "Ref", "dtype", "Count", "Access"],
+             [["`dictionary.length`", dl.address, ref(dl.address), dl.dtype, dl.count, "read"],
+              ["`dictionary.text`", dt.address, ref(dt.address), dt.dtype, dt.count, "read"]])
+    desc = json.dumps(self_description(spec, first), separators=(",", ":"), ensure_ascii=True)
+    md.p(f"`dictionary.length` is the number of characters of the [self-description](core.md#self-description) "
+         f"JSON (compact, ASCII, at most {mb.dictionary_max_chars}); `dictionary.text` holds it, two characters "
+         f"per register, NUL-padded. These are holding registers, like the rest of the map (the address only "
+         f"looks like an input-register number). Read the length, then ⌈length / 2⌉ registers from {dt.address}.")
+    md.p(f"For example a {first} serving everything has a self-description of {len(desc)} characters: "
+         f"`dictionary.length` reads {len(desc)}, and {(len(desc) + 1) // 2} registers from {dt.address} hold "
+         f"`{desc[:48]}…`.")
+
+    md.h(2, "Worked examples")
+    cls = spec.get_class(first)
+    var = next(d for d in spec.variables(first) if d.owner == first and not d.sub_unit.array
+               and d.var.type == "float" and d.var.access == "rw")
+    p = lay0.point(var.path())
+    md.p(f"**Read a value.** `{var.path()}` of a {first} is a float32 at address {p.address} (ref {ref(p.address)}), "
+         f"in {spec.units[var.var.unit].name}. Reading 2 registers there that hold {hexregs(regs_float32(12.5))} "
+         f"gives 12.5. It is `rw`: writing {hexregs(regs_float32(12.5))} at {p.address} sets it to 12.5; read it "
+         "back to see whether the machine took it.")
+    arr = next((su for su in cls.sub_units if su.array), None)
+    if arr is not None and arr.array:
+        v0 = arr.variables[0]
+        p1 = lay0.point(f"{arr.id}[1].{v0.id}")
+        p3 = lay0.point(f"{arr.id}[3].{v0.id}")
+        md.p(f"**Read an array instance.** `{arr.id}[1].{v0.id}` is at {p1.address}, the stride of `{arr.id}` is "
+             f"{stride(arr)}, so `{arr.id}[3].{v0.id}` is at {p1.address} + 2 × {stride(arr)} = {p3.address} "
+             f"(ref {ref(p3.address)}). First read `{arr.array.count_variable}` to know how many instances exist.")
+    st = lay0.point("state.packml_state")
+    md.p(f"**Read the PackML state.** `state.packml_state` is a uint16 at {st.address} (ref {ref(st.address)}); "
+         "6 is Execute (see [PackML states](core.md#packml-state-machine)).")
+
+    for cid in spec.classes:
+        c = spec.get_class(cid)
+        lay = layout(core, c)
+        md.h(2, f"Register map {cid}")
+        md.p(f"Class `{cid}` ({c.title}): class block id {c.modbus_block}, {c.modbus_length} registers from "
+             f"{lay.class_start} (header at {lay.areas['class.header'].address}); end header at "
+             f"{lay.areas['end.header'].address}. The common block is the same for every class. Arrays are shown "
+             "as their first instance; the note gives the address of instance i. The self-description area "
+             f"({A['dictionary.length'].address}…) is listed [above](#self-description-area).")
+        md.table(["Address", "Ref", "Name", "dtype", "Regs", "Access", "Unit", "Notes"], modbus_rows(spec, cid))
+        arrays = [su for su in c.sub_units if su.array]
+        if arrays:
+            md.p("Arrays: " + "; ".join(
+                f"`{su.id}` stride {stride(su)}, {su.array.max} instances, {stride(su) * su.array.max} registers from "
+                f"{lay.point(f'{su.id}[1].{su.variables[0].id}').address}" for su in arrays if su.array) + ".")
+    return md.text()
+
+
+# --- all together ----------------------------------------------------------------------------------
+
+
+def render_docs(spec: Spec) -> dict[str, str]:
+    """Every reference page, by file name."""
+    pages = {"README.md": render_index(spec), "core.md": render_core(spec)}
+    for cid in spec.classes:
+        pages[f"{cid}.md"] = render_class(spec, cid)
+    pages["opcua.md"] = render_opcua(spec)
+    pages["modbus.md"] = render_modbus(spec)
+    return pages
+
+
+def write_docs(folder: str | Path = DOCS_DIR, spec: Spec | None = None) -> list[Path]:
+    """Write the reference pages into `folder`; returns the files written."""
+    from .spec import load_spec
+
+    spec = spec or load_spec()
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in render_docs(spec).items():
+        path = out / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+__all__ = ["DOCS_DIR", "render_docs", "write_docs"]
