@@ -172,10 +172,9 @@ def tier_text(v: Variable, su: SubUnit) -> str:
 
 
 def describe(v: Variable) -> str:
-    text = v.doc
     if v.origin == "gateway":
-        text = ("set by the gateway, not served by the machine; " + text).rstrip("; ")
-    return text
+        return "**not served by the machine**: " + (v.doc or "derived by the gateway")
+    return v.doc
 
 
 def path_text(su: SubUnit, v: Variable) -> str:
