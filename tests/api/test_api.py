@@ -58,6 +58,7 @@ async def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 30.
 
 @dataclass
 class Gateway:
+    sims: SimLine
     runtime: LineRuntime
     store: SqliteStore
     cfg: LineConfig
@@ -70,7 +71,8 @@ async def gateway(tmp_path_factory):
     sims = SimLine()
     await sims.start([
         SimConfig(equipment_id=eid, cls=cls, protocol=proto, host="127.0.0.1", port=0, dialect="conforming",
-                  seed=7, time_scale=scale, counts=counts, faults=[], machine_name=eid)
+                  seed=7, time_scale=scale, counts=counts, faults=[], machine_name=eid,
+                  options={"alarm_interval_s": 0})  # alarms only when a test raises them
         for eid, cls, proto, counts, scale in MACHINES
     ])
     store = None
@@ -91,7 +93,7 @@ async def gateway(tmp_path_factory):
         task = asyncio.create_task(runtime.run())
         await wait_for(lambda: all(eq.available and eq.state.get("packml_state") for eq in runtime.equipment()),
                        "every machine available with a PackML state", timeout=60)
-        yield Gateway(runtime, store, cfg, spec)
+        yield Gateway(sims, runtime, store, cfg, spec)
     finally:
         if task is not None:
             task.cancel()
@@ -124,10 +126,10 @@ async def keyed_client(gateway):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def served(gateway):
-    """The app on uvicorn, the way `linegw run` serves it, on a free loopback port."""
+    """The app on uvicorn, on a free loopback port (the sans-I/O websockets protocol, uvicorn's future default)."""
     app = create_app(gateway.runtime, gateway.store, gateway.spec, gateway.cfg.api)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",
-                                           ws="websockets"))
+                                           ws="websockets-sansio"))
     task = asyncio.create_task(server.serve())
     try:
         await wait_for(lambda: server.started, "uvicorn to start")
@@ -214,16 +216,19 @@ async def test_health_reports_each_machine(client):
 # --- history -----------------------------------------------------------------------------
 
 async def test_history_bucketed_gives_each_aggregate_per_bucket(client):
-    params = {"path": "web.line_speed", "start": "-2m", "bucket": "1s", "agg": "avg,min,max,last"}
+    # The Modbus winder is polled: every scan is stored, so each second holds samples
+    # (an OPC UA subscription stores changes only, and a steady value has none).
+    params = {"path": "tension.cathode", "start": "-2m", "bucket": "1s", "agg": "avg,min,max,last,count"}
 
     async def buckets():
-        r = await client.get("/api/v1/equipment/coater1/history", params=params)
+        r = await client.get("/api/v1/equipment/winder1/history", params=params)
         assert r.status_code == 200, r.text
         points = r.json()["series"][0]["points"]
         return points if len(points) >= 3 else None
 
-    points = await wait_for(buckets, "three buckets of stored line speed")
+    points = await wait_for(buckets, "three buckets of stored cathode tension")
     for p in points:
+        assert p["count"] >= 1
         assert p["min"] <= p["avg"] <= p["max"]
         assert p["min"] <= p["last"] <= p["max"]
         assert p["time"].endswith("Z")
@@ -343,6 +348,38 @@ async def test_without_keys_only_loopback_clients_may_command(gateway):
         assert_reason(await command(remote, "winder1", "Stop"), 403, "loopback", "192.0.2.10", "api.keys")
 
 
+# --- alarms --------------------------------------------------------------------------------
+
+async def test_an_alarm_is_acknowledged_through_the_command(client, gateway):
+    machine = gateway.sims.simulators["winder1"].machine
+    view = gateway.runtime.get("winder1")
+    machine.raise_alarm(2005)
+    await wait_for(lambda: any(a["code"] == 2005 for a in view.active_alarms), "the alarm in the runtime")
+
+    active = (await client.get("/api/v1/alarms", params={"equipment": "winder1", "active": "true"})).json()
+    alarm = next(a for a in active if a["code"] == 2005)
+    assert (alarm["id"], alarm["active"], alarm["acknowledged"]) == ("dew_point_high", True, False)
+    assert (await client.get("/api/v1/line")).json()["machines"][1]["active_alarms"] >= 1
+
+    r = await client.post("/api/v1/equipment/winder1/alarms/2005/ack")
+    assert r.status_code == 200 and r.json()["result"] == "ok", r.text
+    assert r.json()["command"] == "AcknowledgeAlarm"
+
+    async def acknowledged_in_store():
+        rows = (await client.get("/api/v1/alarms", params={"equipment": "winder1"})).json()
+        return [a for a in rows if a["code"] == 2005 and a["acknowledged"]]
+
+    stored = (await wait_for(acknowledged_in_store, "the acknowledgement in the store"))[0]
+    assert stored["acked_time"].endswith("Z") and stored["active"] is True
+
+    machine.clear_alarm(2005)
+    await wait_for(lambda: not any(a["code"] == 2005 for a in view.active_alarms), "the alarm to clear")
+    assert_reason(await client.post("/api/v1/equipment/winder1/alarms/2005/ack"), 409, "not active")
+    assert_reason(await client.post("/api/v1/equipment/winder1/alarms/3001/ack"), 404, "winder")
+    cleared = (await client.get("/api/v1/alarms", params={"equipment": "winder1", "active": "false"})).json()
+    assert any(a["occurrence_id"] == stored["occurrence_id"] for a in cleared)
+
+
 # --- events and traceability ------------------------------------------------------------------
 
 async def test_events_filter_and_reject_unknown_types(client):
@@ -359,20 +396,28 @@ async def test_trace_of_a_cell_follows_made_from(client, gateway):
             r = await command(client, eq, "Start")
             assert r.status_code == 200, r.text
 
-    async def a_cell():
-        r = await client.get("/api/v1/events", params={"equipment": "form1", "type": "UnitProcessed", "limit": 5})
-        return r.json()
+    async def a_traced_cell():
+        """A cell whose jelly roll came from winder1 through the line's material flow."""
+        r = await client.get("/api/v1/events", params={"equipment": "form1", "type": "UnitProcessed", "limit": 20})
+        for cell in r.json():
+            tree = (await client.get(f"/api/v1/trace/{cell['payload']['unit_id']}")).json()
+            if any(n.get("event_type") == "UnitProcessed" for n in tree["made_from"]):
+                return cell["payload"], tree
+        return None
 
-    cells = await wait_for(a_cell, "the formation rack to finish a cell", timeout=120)
-    cell = cells[0]
-    payload = cell["payload"] if isinstance(cell["payload"], dict) else json.loads(cell["payload"])
-    r = await client.get(f"/api/v1/trace/{payload['unit_id']}")
-    assert r.status_code == 200, r.text
-    tree = r.json()
+    payload, tree = await wait_for(a_traced_cell, "a finished cell made from a wound jelly roll", timeout=120)
     assert (tree["unit_id"], tree["unit_type"], tree["equipment"]) == (payload["unit_id"], "cell", "form1")
-    assert tree["result"] in ("good", "reject")
-    assert set(tree["measurements"]) <= set(load_spec().get_class("formation").unit_processed)
+    assert tree["result"] in ("good", "reject") and tree["source_time"].endswith("Z")
+    assert tree["measurements"] and set(tree["measurements"]) <= set(load_spec().get_class("formation").unit_processed)
+    assert tree["measurement_units"]["ocv"] == "V"
     assert [n["unit_id"] for n in tree["made_from"]] == [str(x) for x in payload["made_from"]]
+
+    roll = next(n for n in tree["made_from"] if n.get("event_type") == "UnitProcessed")
+    assert (roll["unit_type"], roll["equipment"]) == ("jelly_roll", "winder1")
+    assert set(roll["measurements"]) <= set(load_spec().get_class("winder").unit_processed)
+    winder_event = (await client.get(f"/api/v1/trace/{roll['unit_id']}")).json()
+    assert [n["unit_id"] for n in roll["made_from"]] == [n["unit_id"] for n in winder_event["made_from"]]
+    assert roll["made_from"], "a jelly roll is made from electrode rolls and separator"
 
     assert_reason(await client.get("/api/v1/trace/NO-SUCH-CELL"), 404, "NO-SUCH-CELL")
 
@@ -414,6 +459,6 @@ async def test_dashboard_is_served_with_the_line(client):
     assert r.headers["content-type"].startswith("text/html")
     page = r.text
     assert f"line {LINE}" in page
-    assert "/api/v1/live" in page and "<canvas" in page
+    assert '"/api/v1"' in page and "/live?" in page and "<canvas" in page
     assert "http://" not in page and "https://" not in page  # self-contained: the network is closed
     assert (await client.get("/docs")).status_code == 200

@@ -63,9 +63,9 @@ class Tracer:
         if not made:
             consumed = next((r for r in rows if _payload(r).get("material_id") == unit_id), None)
             p = _payload(consumed) if consumed is not None else {}
+            where = f" (consumed on {_get(consumed, 'equipment')})" if consumed is not None else ""
             return TraceNode(unit_id=unit_id, unit_type=p.get("material_type"),
-                             equipment=_get(consumed, "equipment") if consumed is not None else None,
-                             note="no UnitProcessed event for this ID: an input made outside the line")
+                             note=f"no UnitProcessed event for this ID: an input made outside the line{where}")
         # A unit processed twice (rework) is shown as its latest processing.
         row = max(made, key=lambda r: _get(r, "source_ts", "ts") or 0)
         p = _payload(row)
