@@ -703,6 +703,15 @@ def alarm_rows(alarms: Iterable[Alarm]) -> list[list[Any]]:
 # --- class pages ------------------------------------------------------------------------------
 
 
+def example_value(spec: Spec, cid: str, name: str) -> float:
+    """A plausible value for a measurement: mid-range of the class variable it reports, if one matches."""
+    for d in spec.variables(cid):
+        if d.owner == cid and d.var.id in (name, f"result_{name}") and d.var.range:
+            lo, hi = d.var.range
+            return round(lo + (hi - lo) * 0.4, 3)
+    return 1.0
+
+
 def render_class(spec: Spec, cid: str) -> str:
     cls = spec.get_class(cid)
     lay = layout(spec.core, cls)
@@ -773,11 +782,12 @@ def render_class(spec: Spec, cid: str) -> str:
     md.table(["Measurement", "Unit", "Unit name"],
              [[f"`{n}`", f"`{u}`" + (f" ({spec.units[u].symbol})" if spec.units[u].symbol not in ("", u) else ""),
                spec.units[u].name] for n, u in cls.unit_processed.items()])
-    example_measurements = {n: 0.0 for n in cls.unit_processed}
-    md.p("Example event:")
+    example_measurements = {n: example_value(spec, cid, n) for n in cls.unit_processed}
+    md.p("Example event (the values are illustrative):")
     md.code(json.dumps({
         "type": "UnitProcessed", "equipment": f"{cid}1", "source_ts": 1767225600.5, "seq": 1207,
-        "payload": {"unit_type": cls.processed_unit, "unit_id": f"{cls.processed_unit.upper()}-000123",
+        "payload": {"unit_type": cls.processed_unit,
+                    "unit_id": "".join(w[0] for w in cls.processed_unit.split("_")).upper() + "-000123",
                     "result": "good", "made_from": ["<input id>", "<input id>"],
                     "measurements": example_measurements, "job_id": "LOT-42"},
     }, indent=2), "json")
@@ -1071,8 +1081,13 @@ def render_modbus(spec: Spec) -> str:
     md.h(2, "Block chain")
     md.p(f"At address **{mb.base_address}** (ref {ref(mb.base_address)}) the marker, then blocks. Every block "
          "starts with a two-register header: block id, length in registers (not counting the header).")
-    cls_rows = [[f"`{c}` class block header", f"{layout(core, spec.get_class(c)).areas['class.header'].address}",
-                 f"[{spec.get_class(c).modbus_block}, {spec.get_class(c).modbus_length}]"] for c in spec.classes]
+    cls_rows = []
+    for c in spec.classes.values():
+        lay = layout(core, c)
+        hdr, end = lay.areas["class.header"], lay.areas["end.header"]
+        cls_rows.append([f"`{c.id}`: class block header, data", f"{hdr.address}–{hdr.end - 1}, {lay.class_start}–{lay.class_end - 1}",
+                         f"[{c.modbus_block}, {c.modbus_length}], then the class's variables (arrays last), the rest reserved"])
+        cls_rows.append([f"`{c.id}`: end header", f"{end.address}–{end.end - 1}", f"[{mb.end_block}, 0] (0x{mb.end_block:04X}, 0)"])
     md.table(["What", "Address", "Registers"], [
         ["marker", f"{A['marker'].address}–{A['marker'].end - 1}",
          f"\"{mb.marker}\" = {hexregs(regs_string(mb.marker, 2))}"],
@@ -1081,8 +1096,6 @@ def render_modbus(spec: Spec) -> str:
         ["common block data", f"{lay0.common_start}–{lay0.common_start + mb.common_length - 1}",
          "core variables, then alarm words, command area, events mailbox; the rest reserved"],
         *cls_rows,
-        ["class block data", f"header + 2 …", "the class's variables, arrays last; the rest reserved"],
-        ["end header", "class data + class length", f"[{mb.end_block}, 0] (0x{mb.end_block:04X}, 0)"],
         ["self-description", f"{A['dictionary.length'].address}–{A['dictionary.text'].end - 1}",
          "length, then JSON text; outside the chain"],
     ])
@@ -1154,7 +1167,7 @@ def render_modbus(spec: Spec) -> str:
     md.bullets([
         "Read `events.last_seq` (uint32) — the seq of the newest event (0: none yet). The gateway reads it "
         "with the values, at every scan.",
-        "For every seq from (the last seq you stored + 1) to `last_seq`:",
+        "Then, for each seq from (the last seq you stored + 1) up to `last_seq`, do steps 3 to 6.",
         f"Write the seq to `events.request_seq` (uint32, 2 registers at {ev['events.request_seq'].address}).",
         "The machine presents that event: it fills `events.type`, `events.source_ts`, `events.payload_len`, "
         "`events.payload`, and sets `events.seq` to the seq — or sets `events.seq` to 0 (and clears the rest) "
