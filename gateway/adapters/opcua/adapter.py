@@ -204,13 +204,15 @@ class OpcUaAdapter:
                     await self._serve()
                 except LinkLost as exc:
                     reason = str(exc)
-                    log.warning("%s: link down: %s", self.endpoint, reason)
                 except Exception as exc:  # a device must never stop the loop; defects get a traceback
                     reason = describe(exc)
-                    if _expected(exc):
-                        log.warning("%s: link down: %s", self.endpoint, reason)
-                    else:
+                    if not _expected(exc):
                         log.exception("%s: unexpected error, reconnecting", self.endpoint)
+                # Once per new reason: a machine that is off for a shift must not fill the log.
+                if reason != self._last_error:
+                    log.warning("%s: link down: %s", self.endpoint, reason)
+                else:
+                    log.debug("%s: still down: %s", self.endpoint, reason)
                 self._connected = False
                 self._last_error = reason
                 self._link(False, reason)
@@ -383,10 +385,7 @@ class OpcUaAdapter:
                 client.set_password(s.password)
         sess = _Session(client, Services(client.uaclient, s.max_nodes_per_request, self._counter))
 
-        async def transport_lost(exc: Exception) -> None:
-            sess.fail(f"connection lost: {describe(exc)}")
-
-        client.connection_lost_callback = transport_lost
+        self._watch_transport(client, sess)
         stage = "connect"
         poller: asyncio.Task[None] | None = None
         try:
@@ -435,6 +434,37 @@ class OpcUaAdapter:
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
             await self._teardown(client)
+
+    def _watch_transport(self, client: Client, sess: _Session) -> None:
+        """Fail the session the moment the socket goes, before asyncua's tasks notice.
+
+        asyncua's publish loop logs a traceback for the pending publish request a
+        lost socket fails; cancelling it first, from the synchronous state change,
+        turns that into a quiet cancellation. The listener hook is internal to
+        asyncua, so without it the public (later, noisier) callback is used.
+        """
+        uaclient = client.uaclient
+        add_listener = getattr(uaclient, "_add_state_listener", None)
+        if add_listener is None:
+
+            async def lost(exc: Exception) -> None:
+                sess.fail("connection lost")
+
+            client.connection_lost_callback = lost
+            return
+        connected = False
+
+        def on_state(state: UaClientState) -> None:
+            nonlocal connected
+            if state is UaClientState.CONNECTED:
+                connected = True
+            elif state is UaClientState.DISCONNECTED and connected:
+                sess.fail("connection lost")
+                publish = uaclient._publish_task
+                if publish is not None and not publish.done():
+                    publish.cancel()
+
+        add_listener(on_state)
 
     async def _wait_lost(self, sess: _Session) -> None:
         while True:
@@ -575,7 +605,10 @@ class OpcUaAdapter:
         params = ua.CreateSubscriptionParameters()
         params.RequestedPublishingInterval = s.publishing_interval_ms
         params.RequestedMaxKeepAliveCount = keepalive_count
-        params.RequestedLifetimeCount = keepalive_count * 10  # the spec wants at least 3x the keep-alive count
+        # How long the server keeps the subscription without publish requests. Recovery is
+        # ours (watchdog, reconnect), so generous: a minute, and at least the 3x keep-alive
+        # count the specification demands.
+        params.RequestedLifetimeCount = max(3 * keepalive_count, math.ceil(60_000 / s.publishing_interval_ms))
         params.MaxNotificationsPerPublish = 0  # no limit: one publish response carries one whole batch
         params.PublishingEnabled = True
         params.Priority = 0
