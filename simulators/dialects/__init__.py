@@ -107,9 +107,9 @@ def check_dialect(d: Dialect, spec: Spec) -> list[tuple[tuple[str | int, ...], s
                 for code, names in f.enum.items():
                     for name in [names] if isinstance(names, str) else names:
                         if name not in members:
-                            errors.append((loc + ("enum", code), f"'{name}' is not a member of {var.enum} ({', '.join(members)})"))
+                            errors.append((loc + ("enum", str(code)), f"'{name}' is not a member of {var.enum} ({', '.join(members)})"))
                         elif name in seen:
-                            errors.append((loc + ("enum", code), f"'{name}' is mapped twice"))
+                            errors.append((loc + ("enum", str(code)), f"'{name}' is mapped twice"))
                         seen.add(name)
                 if set(members) - seen and f.default is None:
                     errors.append((loc + ("enum",), f"members {sorted(set(members) - seen)} have no vendor code: list them or give 'default'"))
