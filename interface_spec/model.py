@@ -83,9 +83,9 @@ class Variable(Strict):
             if self.type not in ("float", "int", "uint"):
                 raise ValueError(f"variable '{self.id}': a range needs a numeric type, not {self.type}")
             if lo >= hi:
-                raise ValueError(f"variable '{self.id}': range [{lo}, {hi}] is empty (low must be < high)")
+                raise ValueError(f"variable '{self.id}': range [{_num(lo)}, {_num(hi)}] is empty (low must be < high)")
             if self.type == "uint" and lo < 0:
-                raise ValueError(f"variable '{self.id}': range low {lo} is negative for type uint")
+                raise ValueError(f"variable '{self.id}': range low {_num(lo)} is negative for type uint")
             if self.type in ("int", "uint"):
                 # The range must be representable in the encoding both bindings use.
                 bits = self.bits or 32
