@@ -132,6 +132,8 @@ class Simulator:
         await self.binding.start()
         for name, params in self._startup_faults:
             await self.faults.switch_on(name, **params)
+        if self._startup_faults:
+            await self.publish()
 
     async def stop(self) -> None:
         await self.binding.stop()

@@ -20,6 +20,7 @@ Client writes arrive through `on_write`, after the server stored them:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any, Callable
@@ -97,9 +98,11 @@ class ModbusBinding:
     async def stop(self) -> None:
         await self.server.stop()
 
-    async def restart(self) -> None:
+    async def restart(self, downtime_s: float = 0.0, **_: Any) -> None:
         """Close the port and every connection, then listen again: a device reboot."""
         await self.server.stop()
+        if downtime_s > 0:
+            await asyncio.sleep(downtime_s)
         await self.server.start()
 
     def drop_connections(self) -> None:
