@@ -152,8 +152,22 @@ def _sim_configs(cfg: Any) -> list[Any]:
             dialect=eq.simulate.dialect, seed=eq.simulate.seed, time_scale=eq.simulate.time_scale,
             counts=dict(eq.counts), faults=list(eq.simulate.faults),
             machine_name=eq.simulate.machine_name or eq.machine or eq.id,
+            options=dict(eq.simulate.options),
         ))
     return out
+
+
+async def start_simulators(cfg: Any) -> Any:
+    """Start every simulated machine of a line; endpoints with port 0 get the port chosen."""
+    from simulators.line import SimLine
+
+    line = SimLine()
+    await line.start(_sim_configs(cfg))
+    urls = line.endpoints()
+    for eq in cfg.equipment:
+        if eq.id in urls:
+            eq.endpoint = urls[eq.id]
+    return line
 
 
 @app.command()
@@ -167,11 +181,8 @@ def simulate(line_file: Path = typer.Argument(..., help="line configuration YAML
         _fail(exc)
 
     async def main() -> None:
-        from simulators.line import SimLine
-
         stop = _stop_event(parse_duration(duration) if duration else None)
-        line = SimLine()
-        await line.start(_sim_configs(cfg))
+        line = await start_simulators(cfg)
         try:
             for eq_id, url in line.endpoints().items():
                 console.print(f"  {eq_id:<12} {url}")
@@ -194,11 +205,8 @@ def demo(line_file: Path = typer.Option(DEMO_LINE, "--line", help="line file to 
         _fail(exc)
 
     async def main() -> None:
-        from simulators.line import SimLine
-
         stop = _stop_event(parse_duration(duration) if duration else None)
-        line = SimLine()
-        await line.start(_sim_configs(cfg))
+        line = await start_simulators(cfg)
         try:
             console.print(f"[bold]linegw demo[/bold]: line '{cfg.line}' — simulators:")
             for eq_id, url in line.endpoints().items():
@@ -219,3 +227,7 @@ def demo(line_file: Path = typer.Option(DEMO_LINE, "--line", help="line file to 
 
 def main() -> None:  # pragma: no cover
     app(sys.argv[1:])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

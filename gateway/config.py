@@ -53,6 +53,7 @@ class Simulate(_Strict):
     time_scale: float = Field(default=1.0, gt=0)
     faults: list[str] = []
     machine_name: str | None = None
+    options: dict[str, Any] = {}  # process model options, e.g. {roll_length_m: 200}
 
 
 class Equipment(_Strict):

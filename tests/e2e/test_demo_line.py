@@ -1,0 +1,198 @@
+"""The demo line end to end: the shipped line file, its simulators, the gateway, the API.
+
+Runs `deploy/lines/demo.yaml` as `make demo` does (ports made free, time
+sped up) and checks through the REST API what an engineer would look at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from gateway.api.app import create_app
+from gateway.cli import DEMO_LINE, start_simulators
+from gateway.config import load_line
+from gateway.runtime.line import LineRuntime
+from gateway.store.sqlite import SqliteStore
+from interface_spec import load_spec
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
+
+# Simulated seconds per wall second: a coater roll, jelly rolls and a formed tray within a minute.
+TIME_SCALE = {"coater": 120.0, "winder": 60.0, "formation": 3000.0}
+
+
+async def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def line(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("demo")
+    cfg = load_line(DEMO_LINE)
+    cfg.store.path = str(tmp / "demo.sqlite")
+    for eq in cfg.equipment:
+        eq.endpoint = eq.endpoint.replace(f":{eq.endpoint.rsplit(':', 1)[1].split('/')[0]}", ":0", 1)
+        eq.simulate.time_scale = TIME_SCALE[eq.cls]
+        eq.command_timeout_s = 20
+    sims = await start_simulators(cfg)
+    store = SqliteStore(cfg.store.path)
+    await store.start()
+    runtime = LineRuntime(cfg, load_spec(), store)
+    task = asyncio.create_task(runtime.run())
+    app = create_app(runtime, store, runtime.spec, cfg.api)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw", timeout=60) as client:
+            await wait_for(lambda: all(e.available and e.state.get("packml_state") for e in runtime.equipment()),
+                           "every machine available with a state")
+            yield client, runtime, sims, cfg
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.close()
+        await sims.stop()
+
+
+async def test_every_machine_is_present_with_identity_and_state(line):
+    client, _, _, cfg = line
+    r = await client.get("/api/v1/line")
+    assert r.status_code == 200
+    machines = {m["id"]: m for m in r.json()["machines"]}
+    assert set(machines) == {eq.id for eq in cfg.equipment}
+    for eq in cfg.equipment:
+        detail = (await client.get(f"/api/v1/equipment/{eq.id}")).json()
+        assert detail["class"] == eq.cls
+        assert detail["identity"]["manufacturer"], f"{eq.id} has no manufacturer"
+        assert detail["state"]["packml_state"] in load_spec().core.packml.states
+
+
+async def test_values_carry_units_and_good_quality(line):
+    client, *_ = line
+    r = await client.get("/api/v1/equipment/coater1", params={"paths": "web.line_speed"})
+    [value] = [v for v in r.json()["values"] if v["path"] == "web.line_speed"]
+    assert value["unit"]["code"] == "m/min"
+    assert value["quality"] == "good"
+    r = await client.get("/api/v1/equipment/formation1", params={"paths": "channel[*].voltage"})
+    voltages = [v for v in r.json()["values"] if v["path"].endswith(".voltage")]
+    assert len(voltages) == 64  # the demo rack's 64 channels, discovered from the machine
+    assert all(v["unit"]["code"] == "V" and v["quality"] == "good" for v in voltages)
+
+
+async def test_history_is_downsampled_over_a_range(line):
+    client, runtime, *_ = line
+    await wait_for(lambda: runtime.devices["coater1"].latest.get("web.line_speed"), "a line speed")
+    await asyncio.sleep(3)  # a few seconds of history to bucket
+    await runtime.store.flush()
+    r = await client.get("/api/v1/equipment/coater1/history",
+                         params={"path": "web.line_speed", "start": "-5m", "bucket": "1s", "agg": "avg,min,max,last"})
+    assert r.status_code == 200, r.text
+    [series] = r.json()["series"]
+    rows = series["points"]
+    assert len(rows) >= 2
+    for row in rows:
+        assert row["min"] <= row["avg"] <= row["max"]
+
+
+async def test_an_alarm_raised_and_cleared_by_the_simulator_is_recorded(line):
+    client, runtime, sims, _ = line
+    machine = sims.simulators["winder1"].machine
+    code = next(a.code for a in runtime.spec.alarms("winder") if a.id == "epc_limit")  # not a stop reason
+    machine.raise_alarm(code)
+    await wait_for(lambda: code in runtime.devices["winder1"].alarms.active, "the alarm to be seen")
+    machine.clear_alarm(code)
+    await wait_for(lambda: code not in runtime.devices["winder1"].alarms.active, "the alarm to clear")
+    await runtime.store.flush()
+
+    async def recorded():
+        r = await client.get("/api/v1/alarms", params={"equipment": "winder1"})
+        return [a for a in r.json() if a["code"] == code and a["cleared_ts"]]
+
+    [alarm] = await wait_for(recorded, "the cleared occurrence in the store")
+    assert alarm["raised_ts"] <= alarm["cleared_ts"]
+
+
+async def test_a_cell_traces_back_to_its_electrode_rolls(line):
+    """Cells of the first trays are made from placeholder inputs; one made on this line must appear."""
+    client, runtime, *_ = line
+
+    def levels(node: dict, depth: int = 0) -> set[tuple[int, str]]:
+        """(depth, unit type) of every unit in the tree that a machine of this line made."""
+        out = set() if node.get("note") else {(depth, node.get("unit_type") or "")}
+        for child in node.get("made_from", []):
+            out |= levels(child, depth + 1)
+        return out
+
+    async def traced_cell():
+        r = await client.get("/api/v1/events", params={"equipment": "formation1", "type": "UnitProcessed", "limit": 1000})
+        for event in r.json():
+            trace = await client.get(f"/api/v1/trace/{event['payload']['unit_id']}")
+            assert trace.status_code == 200, trace.text
+            if (2, "electrode_roll") in levels(trace.json()):
+                return trace.json()
+        return None
+
+    tree = await wait_for(traced_cell, "a cell traced to electrode rolls", timeout=150)
+    found = levels(tree)
+    assert {(0, "cell"), (1, "jelly_roll"), (2, "electrode_roll")} <= found
+    [jelly_roll] = tree["made_from"]
+    assert jelly_roll["equipment"] in ("winder1", "winder2")
+    made_here = [e for e in jelly_roll["made_from"] if e.get("unit_type") == "electrode_roll" and not e.get("note")]
+    assert made_here and {e["equipment"] for e in made_here} == {"coater1"}
+
+
+async def test_commands_accepted_in_remote_refused_in_local_or_wrong_state(line):
+    client, runtime, sims, _ = line
+    url = "/api/v1/equipment/coater1/commands"
+    await wait_for(lambda: runtime.get("coater1").state.get("packml_state") == "Execute", "coater running")
+    r = await client.post(f"{url}/Start", json={"params": {}})
+    assert r.status_code == 409 and "not allowed in state Execute" in r.json()["detail"], r.text
+
+    r = await client.post(f"{url}/Stop", json={"params": {}})
+    assert r.status_code == 200, r.text
+    assert r.json()["confirmed"] and r.json()["state_after"] == "Stopped"
+
+    sims.simulators["coater1"].machine.set_control_authority("Local")
+    await wait_for(lambda: runtime.get("coater1").state.get("control_authority") == "Local", "Local authority seen")
+    r = await client.post(f"{url}/Reset", json={"params": {}})
+    assert r.status_code == 409 and "Remote" in r.json()["detail"], r.text
+
+    sims.simulators["coater1"].machine.set_control_authority("Remote")
+    await wait_for(lambda: runtime.get("coater1").state.get("control_authority") == "Remote", "Remote authority seen")
+    r = await client.post(f"{url}/Reset", json={"params": {}})
+    assert r.status_code == 200 and r.json()["state_after"] == "Idle", r.text
+    r = await client.post(f"{url}/Start", json={"params": {}})
+    assert r.status_code == 200 and r.json()["state_after"] == "Execute", r.text
+
+
+def test_linegw_demo_starts_serves_and_stops_by_itself(tmp_path):
+    """The `make demo` command itself, with free ports, stopping after a few seconds."""
+    text = DEMO_LINE.read_text()
+    for port in ("4841", "4842", "5021", "5022", "8080"):
+        text = text.replace(f":{port}", ":0").replace(f"port: {port}", "port: 0")
+    text = text.replace("path: var/demo.sqlite", f"path: {tmp_path / 'demo.sqlite'}")
+    line_file = tmp_path / "demo.yaml"
+    line_file.write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "demo", "--line", str(line_file), "--for", "8s"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "dashboard    http://127.0.0.1:" in proc.stdout
+    for eq_id in ("coater1", "winder1", "winder2", "formation1"):
+        assert eq_id in proc.stdout
+    assert Path(tmp_path / "demo.sqlite").exists()
