@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from interface_spec import Spec, load_spec
 from simulators.material import MaterialFlow
@@ -124,13 +124,16 @@ class SimLine:
         await self.stop()
 
 
-async def serve(configs: list[SimConfig], spec: Spec | None = None) -> None:
-    """Run a simulated line until cancelled."""
+async def serve(configs: list[SimConfig], spec: Spec | None = None,
+                on_start: Callable[[SimLine], None] | None = None) -> None:
+    """Run a simulated line until cancelled; `on_start` sees the line once every server listens."""
     line = SimLine(spec)
     await line.start(configs)
     try:
         for eid, url in line.endpoints().items():
             log.info("simulating %s at %s", eid, url)
+        if on_start is not None:
+            on_start(line)
         await line.wait()
     finally:
         await line.stop()
