@@ -288,7 +288,7 @@ def render_index(spec: Spec) -> str:
     md.p(
         "A machine implements the core and exactly one class profile, over one binding. What it implements "
         "beyond the mandatory elements (recommended and optional variables, array sizes) it declares in its "
-        "self-description, so the gateway reads exactly what is there."
+        "self-description; the array sizes it also serves as count variables."
     )
     md.h(2, "Documents")
     rows = [
@@ -861,6 +861,8 @@ def render_opcua(spec: Spec) -> str:
         "the digits of the array maximum but at least 2: `DryerZone_01` … `DryerZone_12`, `Channel_001` … "
         "`Channel_512`. A machine creates instances 1 … count only.",
         "Display names equal browse names.",
+        "A recommended or optional variable the machine does not serve has no node; a machine lists the ones it "
+        "serves in its self-description.",
     ])
     md.h(2, "Data types and attributes")
     md.table(["Spec type", "OPC UA DataType"], [
@@ -1112,6 +1114,8 @@ def render_modbus(spec: Spec) -> str:
         "registers rounded up to an even number. Instance i of a variable is at (its instance-1 address) + "
         "(i − 1) × stride.",
         "Gateway-derived variables (`status.availability`) have no registers.",
+        "Every variable keeps its registers whether the machine serves it or not: a recommended or optional "
+        "variable it does not serve reads 0 (strings: empty). The self-description says which ones it serves.",
         "In the common block the binding areas follow the core variables: alarm words, command area, events "
         "mailbox.",
     ])
