@@ -77,7 +77,8 @@ HEALTH_MEANINGS: dict[str, str] = {
 QUALITY_RULES: list[tuple[str, str, str]] = [
     ("good", "", "the value was read and passed every check"),
     ("uncertain", "out_of_range", "outside the variable's plausibility range; the value is kept"),
-    ("bad", "nan / infinite", "a float that is NaN or infinite; no value is kept"),
+    ("bad", "nan", "a float that is NaN; no value is kept"),
+    ("bad", "infinite", "a float that is infinite; no value is kept"),
     ("bad", "wrong_type", "the machine served a value of another type (e.g. a string for a number)"),
     ("bad", "unknown_enum_code", "an enum code that is not a member of the enumeration"),
     ("bad", "link_down", "the connection to the machine is lost; every value of the machine is marked once"),
@@ -1066,7 +1067,7 @@ def render_modbus(spec: Spec) -> str:
         "**Address** is the 0-based register address sent in the request (the PDU address). **Ref** is the "
         "1-based register number many tools show (Ref = Address + 1). In the six-digit \"4xxxxx\" notation "
         f"holding register address {mb.base_address} is {400001 + mb.base_address}.",
-        "The machine answers on any unit id (the gateway uses 1 unless configured otherwise).",
+        "The gateway addresses unit id 1 unless its line file says otherwise; a machine answers on that unit id.",
         "Reading registers that the map reserves returns 0. Writing registers that are not writable is refused "
         "or ignored; the gateway never does it.",
     ])
