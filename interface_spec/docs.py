@@ -427,8 +427,8 @@ def render_core(spec: Spec) -> str:
         f"**Availability** is decided by the gateway, never served by the machine: `UNAVAILABLE` when the "
         f"connection is down, or when `status.heartbeat` has not changed for **{num(core.heartbeat_timeout_s)} s** "
         "(reason `heartbeat_stopped`); `AVAILABLE` again as soon as the link is up and the heartbeat moves.",
-        "While a machine is unavailable the gateway refuses commands to it (`cannot_perform_now`) and marks its "
-        "values *bad* with reason `link_down`.",
+        "While a machine is unavailable the gateway refuses commands to it (`cannot_perform_now`); when the "
+        "connection drops it marks every value of the machine *bad* with reason `link_down`.",
     ])
 
     md.h(2, "State model")
@@ -513,7 +513,7 @@ def render_core(spec: Spec) -> str:
         md.table(VAR_HEADERS, variable_rows(spec, subs["counters"], ""))
         md.p("`processed_count` = `good_count` + `defective_count`; a unit is what the class profile names its "
              "*processed unit* (an electrode roll, a jelly roll, a cell). Counters wrap at 4294967295. "
-             "`time_<x>` accumulate whole seconds spent in each E10 state since the machine was commissioned.")
+             "`time_<x>` count the whole seconds spent in each E10 state; they only grow (and wrap).")
 
     md.h(2, "Recipe and job")
     for sid in ("recipe", "job"):
@@ -583,7 +583,7 @@ def render_core(spec: Spec) -> str:
         ["`severity`", "1–1000, the OPC UA severity band (1000 most severe)"],
         ["`category`", "process, equipment, safety, quality, utility or communication"],
         ["`source`", "the sub-unit it concerns, or `machine`"],
-        ["`stop_reason`", "the alarm stops production: the machine goes to Held (or Aborted for safety alarms)"],
+        ["`stop_reason`", "the alarm stops production: the machine leaves Execute (to Held, or to Aborted for a safety alarm)"],
         ["`kind`", "`alarm`, or `warning` (informs; never stops the machine)"],
     ])
     md.p("Life cycle of one occurrence:")
