@@ -836,13 +836,18 @@ def render_opcua(spec: Spec) -> str:
          "whatever the server's NamespaceArray says: clients resolve it by URI at every connect, so a server may "
          "register other namespaces before it. Standard properties (`EngineeringUnits`, `EURange`) are in "
          "namespace 0 as OPC UA defines them.")
+    arrays = [su for c in spec.classes.values() for su in c.sub_units if su.array]
+    plain = next(d for d in spec.variables(next(iter(spec.classes)))
+                 if d.owner != "core" and not d.sub_unit.array and d.var.category.value == "sample")
+    ex_var = "/".join(relative_path(plain.sub_unit, plain.var.id))
+    ex_arr = "/".join(relative_path(arrays[0], arrays[0].variables[0].id, 3)) if arrays else ""
     md.h(2, "Address space")
     md.code("\n".join([
         f"Objects/                                   (standard)",
         f"  {ua.machines_folder}/                                (FolderType, spec namespace)",
         "    <machine>/                             one object per machine; the name is chosen per machine",
-        "      <SubUnit>/<Variable>                 a spec variable, e.g. Web/LineSpeed",
-        "      <SubUnit>_<NN>/<Variable>            array instance NN (1-based), e.g. DryerZone_03/AirTemperature",
+        f"      <SubUnit>/<Variable>                 a spec variable, e.g. {ex_var}",
+        f"      <SubUnit>_<NN>/<Variable>            array instance NN (1-based), e.g. {ex_arr}",
         f"      {COMMANDS_FOLDER}/<Command>(...) -> ResultCode   one method per command, e.g. Commands/Start",
         f"      {ALARMS_FOLDER}/{ACTIVE_ALARMS}                   UInt32[]: codes of the active alarms",
         f"      {EVENTS_FOLDER}/{EVENTS_LAST_SEQ}                 UInt32: seq of the newest event",
@@ -856,11 +861,12 @@ def render_opcua(spec: Spec) -> str:
     md.h(2, "Naming rules")
     md.bullets([
         "Browse names are the spec ids in PascalCase: each `_`-separated part capitalised and joined "
-        "(`line_speed` → `LineSpeed`, `coating_head` → `CoatingHead`, `e10_state` → `E10State`).",
+        "(" + ", ".join(f"`{x}` → `{pascal(x)}`" for x in ("line_speed", "coating_head", "e10_state")) + ").",
         "A variable `<sub_unit>.<variable>` is at `<machine>/<SubUnit>/<Variable>`.",
         "An array instance `<sub_unit>[i]` is the object `<SubUnit>_<NN>`, `NN` = i, 1-based, zero-padded to "
-        "the digits of the array maximum but at least 2: `DryerZone_01` … `DryerZone_12`, `Channel_001` … "
-        "`Channel_512`. A machine creates instances 1 … count only.",
+        "the digits of the array maximum but at least 2: "
+        + ", ".join(f"`{instance_name(su, 1)}` … `{instance_name(su, su.array.max)}`" for su in arrays if su.array)
+        + ". A machine creates instances 1 … count only.",
         "Display names equal browse names.",
         "A recommended or optional variable the machine does not serve has no node; a machine lists the ones it "
         "serves in its self-description.",
