@@ -7,9 +7,6 @@ sped up) and checks through the REST API what an engineer would look at.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any, Callable
 
 import httpx
@@ -179,20 +176,3 @@ async def test_commands_accepted_in_remote_refused_in_local_or_wrong_state(line)
     assert r.status_code == 200 and r.json()["state_after"] == "Idle", r.text
     r = await client.post(f"{url}/Start", json={"params": {}})
     assert r.status_code == 200 and r.json()["state_after"] == "Execute", r.text
-
-
-def test_linegw_demo_starts_serves_and_stops_by_itself(tmp_path):
-    """The `make demo` command itself, with free ports, stopping after a few seconds."""
-    text = DEMO_LINE.read_text()
-    for port in ("4841", "4842", "5021", "5022", "8080"):
-        text = text.replace(f":{port}", ":0").replace(f"port: {port}", "port: 0")
-    text = text.replace("path: var/demo.sqlite", f"path: {tmp_path / 'demo.sqlite'}")
-    line_file = tmp_path / "demo.yaml"
-    line_file.write_text(text)
-    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "demo", "--line", str(line_file), "--for", "8s"],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert "dashboard    http://127.0.0.1:" in proc.stdout
-    for eq_id in ("coater1", "winder1", "winder2", "formation1"):
-        assert eq_id in proc.stdout
-    assert Path(tmp_path / "demo.sqlite").exists()
