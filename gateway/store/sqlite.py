@@ -444,6 +444,17 @@ class _Op:
         self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
 
+def _settle(future: concurrent.futures.Future[Any], ok: bool, value: Any) -> None:
+    """Complete a caller's future; a caller that was cancelled meanwhile must not kill the writer."""
+    try:
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+    except concurrent.futures.InvalidStateError:
+        pass  # the awaiting task was cancelled; its operation still committed
+
+
 class StoreClosed(RuntimeError):
     """The store is not running (not started, closed, or its writer failed)."""
 
@@ -749,8 +760,7 @@ class SqliteStore:
                 self._chunks.clear()
                 self._queued = 0
             for f in pending:
-                if not f.done():
-                    f.set_exception(StoreClosed(f"the store's writer failed: {exc}"))
+                _settle(f, False, StoreClosed(f"the store's writer failed: {exc}"))
             self._wake_space()
         finally:
             conn.close()
@@ -931,16 +941,13 @@ class SqliteStore:
         if st["batches"] % 64 == 1:
             self._update_size()
         for op, (ok, value) in zip(ops, results):
-            if ok:
-                op.future.set_result(value)
-            else:
-                op.future.set_exception(value)
+            _settle(op.future, ok, value)
         with self._cv:
             self._committed += n
             done = [f for target, f in self._flushes if target <= self._committed]
             self._flushes = [(t, f) for t, f in self._flushes if t > self._committed]
         for f in done:
-            f.set_result(None)
+            _settle(f, True, None)
 
     def _transaction(self, conn: sqlite3.Connection, batch: _Batch, ops: list[_Op]) -> list[tuple[bool, Any]]:
         results: list[tuple[bool, Any]] = []
