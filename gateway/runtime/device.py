@@ -378,7 +378,12 @@ class Device:
             return []
         etype = self.spec.event_by_code.get(r["events.type"].value)
         text = (r["events.payload"].value or "")[: r["events.payload_len"].value]
-        payload = json.loads(text) if text else {}
+        try:
+            payload = json.loads(text) if text else {}
+        except ValueError as exc:
+            # Kept, not dropped: the raw text is evidence of the machine's fault.
+            log.warning("%s: event %d has a payload that is not JSON: %s", self.eq.id, first, exc)
+            payload = {"invalid_payload": text, "error": str(exc)}
         return [{"type": etype.id if etype else str(r["events.type"].value), "seq": first,
                  "source_ts": r["events.source_ts"].value / 1000.0, "payload": payload}]
 

@@ -60,6 +60,12 @@ def to_samples(
             continue
         ts = r.source_ts if r.source_ts is not None else gateway_ts
         if r.error:
+            if r.value is not None and r.error.startswith("Uncertain"):
+                # OPC UA Uncertain*: the value is usable but not trusted; keep it, say why.
+                for t in ts_list:
+                    s = convert(equipment, t, r.value, ts, gateway_ts)
+                    append(s._replace(quality=max(s.quality, UNCERTAIN), reason=s.reason or r.error))
+                continue
             for t in ts_list:
                 append(Sample(equipment, t.path, None, t.unit, ts, gateway_ts, BAD, r.error))
             continue

@@ -58,3 +58,8 @@ def test_device_without_timestamps_gets_gateway_time(targets):
 
 def test_strings_lose_padding(targets):
     assert one(targets, "jelly_roll.roll_id", "JR-1\x00\x00").value == "JR-1"
+
+
+def test_uncertain_status_keeps_the_value_as_uncertain(targets):
+    s = one(targets, "tension.cathode", 12.5, error="UncertainLastUsableValue")
+    assert (s.value, s.quality, s.reason) == (12.5, Quality.UNCERTAIN, "UncertainLastUsableValue")
