@@ -75,6 +75,7 @@ async def _serve_gateway(cfg: Any, spec: Any, stop: asyncio.Event, on_ready=None
     import uvicorn
 
     from gateway.api.app import create_app
+    from gateway.api.auth import ApiConfigError
     from gateway.runtime.line import LineRuntime
     from gateway.store.sqlite import SqliteStore
 
@@ -82,7 +83,11 @@ async def _serve_gateway(cfg: Any, spec: Any, stop: asyncio.Event, on_ready=None
     store = SqliteStore(cfg.store.path, retention_days=cfg.store.retention_days)
     await store.start()
     runtime = LineRuntime(cfg, spec, store)
-    api = create_app(runtime, store, spec, cfg.api)
+    try:
+        api = create_app(runtime, store, spec, cfg.api)
+    except ApiConfigError as exc:
+        await store.close()
+        _fail(exc)
     server = uvicorn.Server(uvicorn.Config(api, host=cfg.api.host, port=cfg.api.port, log_level="warning",
                                            lifespan="on", ws="websockets-sansio"))
     server.install_signal_handlers = lambda: None  # our own handler stops everything in order

@@ -43,7 +43,7 @@ def _check_params(dev: Device, command: str, params: dict[str, Any]) -> str | No
 
 
 async def execute(dev: Device, command: str, params: dict[str, Any], user: str, role: str) -> CommandResult:
-    res = await _execute(dev, command, params, role)
+    res = await _execute(dev, command, params, user, role)
     await dev.store.record_audit(time.time(), user, role, dev.eq.id, command, params, res.code, res.result, res.detail)
     return res
 
@@ -52,7 +52,7 @@ def _refuse(dev: Device, command: str, result: str, detail: str) -> CommandResul
     return CommandResult(command, dev.spec.result_codes[result], result, detail, dev.state_name("packml_state"))
 
 
-async def _execute(dev: Device, command: str, params: dict[str, Any], role: str) -> CommandResult:
+async def _execute(dev: Device, command: str, params: dict[str, Any], user: str, role: str) -> CommandResult:
     spec = dev.spec
     if role not in ROLES_ALLOWED:
         return _refuse(dev, command, "cannot_perform_now", f"role '{role}' may not command equipment")
@@ -82,7 +82,7 @@ async def _execute(dev: Device, command: str, params: dict[str, Any], role: str)
     result = names.get(code, f"unknown_{code}")
     res = CommandResult(command, code, result, "accepted by equipment" if code in (0, 4) else f"equipment answered {result}", state)
     if command == "AcknowledgeAlarm" and code == 0:
-        dev.alarms.acknowledge(int(params["alarm_code"]), time.time(), "gateway")
+        dev.alarms.acknowledge(int(params["alarm_code"]), time.time(), user)
     if outcome is not None and outcome.target and code in (0, 4):
         res.confirmed, res.state_after = await _confirm(dev, outcome.target, dev.eq.command_timeout_s)
         res.detail = (f"state is {outcome.target}" if res.confirmed

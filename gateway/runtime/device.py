@@ -209,7 +209,6 @@ class Device:
                 alarm_update = self.alarms.codes_from_words([int(words[k]) for k in plan.alarm_words])
         if alarm_update is not None:
             self.alarms.update(alarm_update, now)
-            self.view.active_alarms = [o.as_dict() for o in self.alarms.active.values()]
 
     def _update_view(self, changed: list[tuple[str, Sample | None]]) -> None:
         spec, cls = self.spec, self.eq.cls
@@ -307,6 +306,7 @@ class Device:
 
     # --- alarms ------------------------------------------------------------------
     def _alarm_changed(self, state: str, occ: Occurrence, ts: float, by: str | None) -> None:
+        self.view.active_alarms = [o.as_dict() for o in self.alarms.active.values()]
         self._record("alarm", (self.eq.id, occ.occurrence_id, occ.code, occ.text, occ.severity, state, ts, occ.stop_reason, by))
         self.publish(LiveMessage("alarm", self.eq.id, {"state": state, **occ.as_dict(), "ts": ts}))
         if not self.plan or not self.plan.native:

@@ -66,7 +66,10 @@ class LineRuntime:
         return list(dev.latest.values()) if dev else []
 
     async def command(self, equipment_id: str, command: str, params: dict[str, Any], user: str, role: str) -> CommandResult:
-        return await commands.execute(self.devices[equipment_id], command, params, user, role)
+        dev = self.devices.get(equipment_id)
+        if dev is None:
+            raise LookupError(f"no equipment '{equipment_id}' on line {self.line_id} (known: {', '.join(self.devices)})")
+        return await commands.execute(dev, command, params, user, role)
 
     async def live(self, max_queue: int = 1000) -> AsyncIterator[LiveMessage]:
         q: asyncio.Queue[LiveMessage] = asyncio.Queue(max_queue)
