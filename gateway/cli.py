@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import re
 import signal
 import sys
@@ -14,6 +13,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from gateway.logs import configure as configure_logging
 from interface_spec import SpecError, load_spec
 
 app = typer.Typer(help="linegw: a line gateway for lithium-ion cell production lines.", no_args_is_help=True)
@@ -129,7 +129,7 @@ def _api_url(cfg: Any, server: Any) -> str:
 def run(line_file: Path = typer.Argument(..., help="line configuration YAML"),
         log_level: str = typer.Option("info", help="debug, info, warning")) -> None:
     """Run the gateway for a line: adapters, store and API."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level)
     try:
         cfg, spec = _load_config(line_file)
     except (SpecError, OSError) as exc:
@@ -179,7 +179,7 @@ async def start_simulators(cfg: Any) -> Any:
 def simulate(line_file: Path = typer.Argument(..., help="line configuration YAML with simulate: sections"),
              duration: str = typer.Option(None, "--for", help="stop by itself after this long, e.g. 30s")) -> None:
     """Start simulators for every machine of a line that has a `simulate:` section."""
-    logging.basicConfig(level="WARNING")
+    configure_logging("warning")
     try:
         cfg, _ = _load_config(line_file)
     except (SpecError, OSError) as exc:
@@ -203,7 +203,7 @@ def simulate(line_file: Path = typer.Argument(..., help="line configuration YAML
 def demo(line_file: Path = typer.Option(DEMO_LINE, "--line", help="line file to simulate and serve"),
          duration: str = typer.Option(None, "--for", help="stop by itself after this long, e.g. 30s")) -> None:
     """Start the demo line's simulators and the gateway together, on the embedded store."""
-    logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging("warning")
     try:
         cfg, spec = _load_config(line_file)
     except (SpecError, OSError) as exc:
