@@ -29,12 +29,20 @@ from interface_spec import split_path
 from interface_spec.opcua_map import (
     ACTIVE_ALARMS,
     ALARMS_FOLDER,
+    BINDING_METHODS,
+    COMMAND_RESULT,
     COMMANDS_FOLDER,
+    EU_NAMESPACE_URI,
     EVENTS_FOLDER,
     EVENTS_LAST_SEQ,
     EVENTS_READ,
     RECIPES_FOLDER,
+    RECIPES_GET,
+    RECIPES_LIST,
+    RECIPES_PUT,
     SELF_DESCRIPTION,
+    MethodArg,
+    command_inputs,
     opcua_type,
     relative_path,
     unece_unit_id,
@@ -44,12 +52,15 @@ from simulators.servers.opcua_server import NodeBatch, OpcUaSecurity, OpcUaSimSe
 
 log = logging.getLogger("linegw.sim.opcua_binding")
 
-PARAM_TYPES = {"string": ua.VariantType.String, "int": ua.VariantType.Int32, "enum": ua.VariantType.Int32}
 EVENTS_READ_MAX = 1000
 
 
 def _variant_value(v: Any) -> Any:
     return v.Value if isinstance(v, ua.Variant) else v
+
+
+def _argument(arg: MethodArg) -> ua.Argument:
+    return argument(arg.name, ua.VariantType[arg.data_type], arg.array)
 
 
 class OpcUaBinding:
@@ -125,10 +136,10 @@ class OpcUaBinding:
                 self._writable[nid] = path
             if var.type in ("float", "int", "uint"):
                 unit = spec.units[var.unit]
-                batch.engineering_units(nid, ident, unece_unit_id(unit.unece), unit.symbol, unit.name)
+                batch.engineering_units(nid, ident, EU_NAMESPACE_URI, unece_unit_id(unit.unece), unit.symbol,
+                                        unit.name)
                 if var.range:
                     batch.eu_range(nid, ident, *var.range)
-        # The count variables of arrays live in their sub-unit like any other variable.
         alarms = folder(ALARMS_FOLDER)
         self._alarms_node = batch.variable(alarms, f"{name}/{ALARMS_FOLDER}/{ACTIVE_ALARMS}", ACTIVE_ALARMS,
                                            m.active_alarm_codes(), ua.VariantType.UInt32, array=True)
@@ -138,28 +149,25 @@ class OpcUaBinding:
         batch.variable(root, f"{name}/{SELF_DESCRIPTION}", SELF_DESCRIPTION,
                        json.dumps(m.self_description(), separators=(",", ":")), ua.VariantType.String)
         commands = folder(COMMANDS_FOLDER)
-        recipes = folder(RECIPES_FOLDER)
+        for method in BINDING_METHODS:
+            folder(method.folder)
         await batch.commit(server)
         self._alarms_version = m.alarms_version
         self._last_seq = m.last_seq
 
         isession = server.iserver.isession
         for cmd in spec.commands.values():
-            inputs = [argument(p.name, PARAM_TYPES[p.type], doc=p.doc) for p in cmd.params]
             await Node(isession, commands).add_method(
                 ua.NodeId(f"{name}/{COMMANDS_FOLDER}/{cmd.id}", ns), ua.QualifiedName(cmd.id, ns),
-                self._command_handler(cmd.id), inputs, [argument("ResultCode", ua.VariantType.Int32)])
-        await Node(isession, events).add_method(
-            ua.NodeId(f"{name}/{EVENTS_FOLDER}/{EVENTS_READ}", ns), ua.QualifiedName(EVENTS_READ, ns), self._read_events,
-            [argument("FromSequence", ua.VariantType.UInt32), argument("MaxCount", ua.VariantType.UInt32)],
-            [argument("Events", ua.VariantType.String, array=True)])
-        for method, handler, inputs, output in (
-            ("List", self._recipe_list, [], argument("Recipes", ua.VariantType.String)),
-            ("Get", self._recipe_get, [argument("RecipeId", ua.VariantType.String)], argument("Recipe", ua.VariantType.String)),
-            ("Put", self._recipe_put, [argument("Recipe", ua.VariantType.String)], argument("ResultCode", ua.VariantType.Int32)),
-        ):
-            await Node(isession, recipes).add_method(ua.NodeId(f"{name}/{RECIPES_FOLDER}/{method}", ns),
-                                                     ua.QualifiedName(method, ns), handler, inputs, [output])
+                self._command_handler(cmd.id), [_argument(a) for a in command_inputs(cmd.params)],
+                [_argument(COMMAND_RESULT)])
+        handlers = {(EVENTS_FOLDER, EVENTS_READ): self._read_events, (RECIPES_FOLDER, RECIPES_LIST): self._recipe_list,
+                    (RECIPES_FOLDER, RECIPES_GET): self._recipe_get, (RECIPES_FOLDER, RECIPES_PUT): self._recipe_put}
+        for method in BINDING_METHODS:
+            await Node(isession, folders[method.folder]).add_method(
+                ua.NodeId(f"{name}/{method.folder}/{method.name}", ns), ua.QualifiedName(method.name, ns),
+                handlers[(method.folder, method.name)], [_argument(a) for a in method.inputs],
+                [_argument(a) for a in method.outputs])
         server.subscribe_server_callback(CallbackType.PreWrite, self._pre_write)
 
     # --- publishing ------------------------------------------------------------------------------------

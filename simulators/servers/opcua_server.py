@@ -268,7 +268,6 @@ def now() -> datetime.datetime:
 
 # --- building address spaces in bulk --------------------------------------------------------------------
 
-EU_NAMESPACE = "http://www.opcfoundation.org/UA/units/un/cefact"
 
 
 class NodeBatch:
@@ -337,8 +336,9 @@ class NodeBatch:
                              ua.ObjectIds.HasProperty, name_ns=0)
         return self._add(parent, ident, name, ua.NodeClass.Variable, ua.ObjectIds.BaseDataVariableType, attrs)
 
-    def engineering_units(self, var: ua.NodeId, ident: str, unit_id: int, symbol: str, description: str) -> None:
-        eu = ua.EUInformation(NamespaceUri=EU_NAMESPACE, UnitId=unit_id,
+    def engineering_units(self, var: ua.NodeId, ident: str, namespace_uri: str, unit_id: int, symbol: str,
+                          description: str) -> None:
+        eu = ua.EUInformation(NamespaceUri=namespace_uri, UnitId=unit_id,
                               DisplayName=ua.LocalizedText(symbol), Description=ua.LocalizedText(description))
         self._variable(var, f"{ident}.EngineeringUnits", "EngineeringUnits",
                        ua.Variant(eu, ua.VariantType.ExtensionObject), ua.NodeId(ua.ObjectIds.EUInformation),
