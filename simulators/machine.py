@@ -159,6 +159,7 @@ class Machine:
         self.alarm_catalogue: list[Alarm] = spec.alarms(cls)
         self.alarm_by_code: dict[int, Alarm] = {a.code: a for a in self.alarm_catalogue}
         self.counts = self._resolve_counts(counts or {})
+        self.processed_unit = spec.get_class(cls).processed_unit
         self._check_state_tables()
 
         # Values by spec path, and the paths changed since the last take_changes().
@@ -674,15 +675,15 @@ class Machine:
         return recipe
 
     # --- production -----------------------------------------------------------------------------------
-    def unit_processed(self, unit_type: str, unit_id: str, good: bool, made_from: list[str],
-                       measurements: dict[str, float], reason: str | None = None) -> None:
-        """A unit was made: counters and the UnitProcessed event."""
+    def unit_processed(self, unit_id: str, good: bool, made_from: list[str], measurements: dict[str, float],
+                       reason: str | None = None) -> None:
+        """A unit of the class's processed_unit was made: counters and the UnitProcessed event."""
         self.set(COUNTS[0], (self.values[COUNTS[0]] + 1) % UINT32)
         path = COUNTS[1] if good else COUNTS[2]
         self.set(path, (self.values[path] + 1) % UINT32)
         self._unit_times.append(self.sim_time)
         payload: dict[str, Any] = {
-            "unit_type": unit_type, "unit_id": unit_id, "result": "good" if good else "reject",
+            "unit_type": self.processed_unit, "unit_id": unit_id, "result": "good" if good else "reject",
             "made_from": list(made_from),
             "measurements": {k: round(v, 4) for k, v in measurements.items()},
         }

@@ -12,6 +12,12 @@ from __future__ import annotations
 from collections import deque
 
 QUEUE_LIMIT = 10_000
+JELLY_ROLL = "jelly_roll"
+
+
+def electrode_roll(electrode: str) -> str:
+    """The flow kind of finished electrode rolls: "cathode_roll" or "anode_roll"."""
+    return f"{electrode}_roll"
 
 
 class MaterialFlow:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from interface_spec import Spec
+from simulators.dialects import Dialect, load_dialect
 from simulators.faults import FaultControls, parse_faults
 from simulators.machine import LOCAL_PANEL, Machine
 from simulators.material import MaterialFlow
@@ -74,10 +75,10 @@ class TickStats:
         return self.total_ms / self.ticks if self.ticks else 0.0
 
 
-def make_binding(config: SimConfig, machine: Machine) -> Binding:
-    """The protocol server for a config: the conforming binding or a vendor dialect."""
+def make_binding(config: SimConfig, machine: Machine, dialect: Dialect | None = None) -> Binding:
+    """The protocol server for a config: the conforming binding, or the vendor dialect given."""
     security = config.opcua_security()
-    if config.dialect == "conforming":
+    if dialect is None:
         if config.protocol == "opcua":
             from simulators.servers.opcua_binding import OpcUaBinding
 
@@ -87,10 +88,9 @@ def make_binding(config: SimConfig, machine: Machine) -> Binding:
 
             return ModbusBinding(machine, config.host, config.port)
         raise ValueError(f"{config.equipment_id}: protocol must be opcua or modbus, got '{config.protocol}'")
-    from simulators.dialects import load_dialect
     from simulators.servers.dialect import dialect_binding
 
-    return dialect_binding(load_dialect(config.dialect), machine, config.host, config.port, security)
+    return dialect_binding(dialect, machine, config.host, config.port, security)
 
 
 class Simulator:
@@ -104,9 +104,7 @@ class Simulator:
         identification = dict(config.identification)
         dialect = None
         if config.dialect != "conforming":
-            from simulators.dialects import load_dialect
-
-            dialect = load_dialect(config.dialect)
+            dialect = load_dialect(config.dialect, spec)
             if dialect.cls != config.cls or dialect.protocol != config.protocol:
                 raise ValueError(f"{config.equipment_id}: dialect '{dialect.dialect}' is a {dialect.cls} over "
                                  f"{dialect.protocol}, not a {config.cls} over {config.protocol}")
@@ -116,7 +114,7 @@ class Simulator:
                                time_scale=config.time_scale, acting_s=config.acting_s, ring_size=ring)
         self.model = model_cls(self.machine, config.seed, flow, dict(config.options))
         self.model.load_recipes()
-        self.binding: Binding = make_binding(config, self.machine)
+        self.binding: Binding = make_binding(config, self.machine, dialect)
         self.faults = FaultControls(self)
         self._startup_faults = parse_faults(config.faults)
         self.stats = TickStats()

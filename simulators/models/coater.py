@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from simulators.material import electrode_roll
+
 from .base import ProcessModel, lag, ramp
 
 AMBIENT_C = 25.0
@@ -184,10 +186,10 @@ class CoaterModel(ProcessModel):
         good = abs(mean - target) / target <= 0.03 and cv <= 2.0
         values = (self.roll_len, mean, cv)
         reason = None if good else "areal weight out of tolerance"
-        m.unit_processed("electrode_roll", self.roll_id, good, [self.foil_id, *self.roll_batches],
+        m.unit_processed(self.roll_id, good, [self.foil_id, *self.roll_batches],
                          dict(zip(self.MEASUREMENTS, values)), reason)
         if good:
-            self.flow.put(f"{self.kind}_roll", self.roll_id)
+            self.flow.put(electrode_roll(self.kind), self.roll_id)
         self._start_roll()
 
     # --- physics ------------------------------------------------------------------------------------

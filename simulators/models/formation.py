@@ -21,6 +21,8 @@ import math
 import statistics
 from typing import Any
 
+from simulators.material import JELLY_ROLL
+
 from .base import ProcessModel
 
 # Open-circuit voltage (V) at state of charge 0.0, 0.1, ... 1.0; linear in between and beyond.
@@ -128,7 +130,7 @@ class FormationModel(ProcessModel):
         m, rng, n = self.machine, self.rng, self.n
         self.tray_number += 1
         m.set("rack.tray_id", f"TR-{self.tag}-{self.tray_number:05d}")
-        rolls = self.flow.take("jelly_roll", n)
+        rolls = self.flow.take(JELLY_ROLL, n)
         while len(rolls) < n:
             self.placeholder_number += 1
             rolls.append(f"JR-{self.tag}-P{self.placeholder_number:05d}")
@@ -146,7 +148,7 @@ class FormationModel(ProcessModel):
             self.ocv_rest[i] = self.dcir[i] = 0.0
             self.amps[i] = 0.0
             self.volts[i] = ocv(self.soc[i])
-            m.material_consumed("jelly_roll", rolls[i])
+            m.material_consumed(JELLY_ROLL, rolls[i])
         m.set_many(self.p["cell_id"], self.cells)
         m.set_many(self.p["cycle_index"], [1] * n)
         for var in ("result_charge_capacity", "result_discharge_capacity", "result_coulombic_efficiency",
@@ -186,7 +188,7 @@ class FormationModel(ProcessModel):
                 results[key].append(round(v, 4))
             results["grade"].append(self.grade_code[grade])
             good = grade != "NG"
-            m.unit_processed("cell", self.cells[i], good, [self.sources[i]], dict(zip(self.MEASUREMENTS, values)),
+            m.unit_processed(self.cells[i], good, [self.sources[i]], dict(zip(self.MEASUREMENTS, values)),
                              None if good else f"grade NG (OCV deviation {dev_mv:.1f} mV, CE {ce:.1f} %)")
         for var, key in (("result_charge_capacity", "chg"), ("result_discharge_capacity", "dis"),
                          ("result_coulombic_efficiency", "ce"), ("result_ocv", "ocv"), ("result_dcir", "dcir"),

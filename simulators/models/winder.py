@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from simulators.material import JELLY_ROLL, electrode_roll
+
 from .base import ProcessModel
 
 MANDREL_MM = 4.0
@@ -95,7 +97,7 @@ class WinderModel(ProcessModel):
     def _load_inputs(self) -> None:
         m = self.machine
         for kind, prefix in (("cathode", "EC"), ("anode", "EA")):
-            roll = self.flow.newest(f"{kind}_roll") or f"{prefix}-{self.tag[:12]}-X0001"
+            roll = self.flow.newest(electrode_roll(kind)) or f"{prefix}-{self.tag[:12]}-X0001"
             key = f"{kind}_roll_id"
             if self.input_ids.get(key) != roll:
                 self.input_ids[key] = roll
@@ -141,10 +143,10 @@ class WinderModel(ProcessModel):
             m.set(counter, m.get(counter) + 1)
         made_from = [self.input_ids["cathode_roll_id"], self.input_ids["anode_roll_id"], self.input_ids["separator_lot_id"]]
         values = (overhang_ac, overhang_sa, diameter, resistance)
-        m.unit_processed("jelly_roll", jr_id, good, made_from, dict(zip(self.MEASUREMENTS, values)),
+        m.unit_processed(jr_id, good, made_from, dict(zip(self.MEASUREMENTS, values)),
                          None if good else reason)
         if good:
-            self.flow.put("jelly_roll", jr_id)
+            self.flow.put(JELLY_ROLL, jr_id)
         self.hipot_streak = self.hipot_streak + 1 if hipot_fail else 0
         if self.hipot_streak >= 3:
             self.hipot_streak = 0

@@ -197,10 +197,11 @@ def test_a_job_runs_from_start_to_stop_with_its_counts(spec):
     step_machine(m, lambda: m.state() == "Execute", "Execute")
     assert [e["payload"]["job_id"] for e in of_type(m, "JobStarted")] == ["LOT-1"]
     assert m.get("job.job_id") == "LOT-1"
-    m.unit_processed("electrode_roll", "EC-1", True, ["AL-1"], {"length": 10.0})
-    m.unit_processed("electrode_roll", "EC-2", False, ["AL-2"], {"length": 9.0}, reason="cv")
+    m.unit_processed("EC-1", True, ["AL-1"], {"length": 10.0})
+    m.unit_processed("EC-2", False, ["AL-2"], {"length": 9.0}, reason="cv")
     unit = of_type(m, "UnitProcessed")[-1]["payload"]
     assert unit["job_id"] == "LOT-1" and unit["result"] == "reject" and unit["reason"] == "cv"
+    assert unit["unit_type"] == spec.get_class("coater").processed_unit
     m.execute("Stop")
     step_machine(m, lambda: m.state() == "Stopped", "Stopped")
     assert [e["payload"] for e in of_type(m, "JobCompleted")] == [{"job_id": "LOT-1", "good": 1, "defective": 1}]
