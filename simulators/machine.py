@@ -266,10 +266,13 @@ class Machine:
             self._changed[path] = value
 
     def set_many(self, paths: Iterable[str], values: Iterable[Any]) -> None:
-        """Set many numeric values at once (the hot path of array models)."""
-        current, changed = self.values, self._changed
+        """Set many values at once (the hot path of array models)."""
+        current, changed, limits = self.values, self._changed, self._string_limits
         for path, value in zip(paths, values):
             if current[path] != value:
+                limit = limits.get(path)
+                if limit is not None and len(value) > limit:
+                    raise ValueError(f"{path}: '{value}' is longer than {limit} characters")
                 current[path] = value
                 changed[path] = value
 
