@@ -53,6 +53,14 @@ def _load_config(path: Path):
     return cfg, spec
 
 
+def _load_or_fail(path: Path) -> tuple[Any, Any]:
+    try:
+        return _load_config(path)
+    except (SpecError, OSError) as exc:
+        _fail(exc)
+        raise  # unreachable: _fail exits
+
+
 def _fail(exc: Exception) -> None:
     err_console.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
     raise typer.Exit(1)
@@ -61,10 +69,7 @@ def _fail(exc: Exception) -> None:
 @app.command("check-config")
 def check_config(line_file: Path = typer.Argument(..., help="line configuration YAML")) -> None:
     """Check a line file and the mapping files it names; errors give file:line: field."""
-    try:
-        cfg, _ = _load_config(line_file)
-    except (SpecError, OSError) as exc:
-        _fail(exc)
+    cfg, _ = _load_or_fail(line_file)
     console.print(f"[green]OK[/green] {line_file}: line '{cfg.line}', {len(cfg.equipment)} machines")
     for eq in cfg.equipment:
         console.print(f"  {eq.id:<12} {eq.cls:<10} {eq.protocol:<7} {eq.endpoint}  "
@@ -130,10 +135,7 @@ def run(line_file: Path = typer.Argument(..., help="line configuration YAML"),
         log_level: str = typer.Option("info", help="debug, info, warning")) -> None:
     """Run the gateway for a line: adapters, store and API."""
     configure_logging(log_level)
-    try:
-        cfg, spec = _load_config(line_file)
-    except (SpecError, OSError) as exc:
-        _fail(exc)
+    cfg, spec = _load_or_fail(line_file)
 
     async def main() -> None:
         stop = _stop_event(None)
@@ -175,22 +177,23 @@ async def start_simulators(cfg: Any) -> Any:
     return line
 
 
+def _print_endpoints(line: Any) -> None:
+    for eq_id, url in line.endpoints().items():
+        console.print(f"  {eq_id:<12} {url}")
+
+
 @app.command()
 def simulate(line_file: Path = typer.Argument(..., help="line configuration YAML with simulate: sections"),
              duration: str = typer.Option(None, "--for", help="stop by itself after this long, e.g. 30s")) -> None:
     """Start simulators for every machine of a line that has a `simulate:` section."""
     configure_logging("warning")
-    try:
-        cfg, _ = _load_config(line_file)
-    except (SpecError, OSError) as exc:
-        _fail(exc)
+    cfg, _ = _load_or_fail(line_file)
 
     async def main() -> None:
         stop = _stop_event(parse_duration(duration) if duration else None)
         line = await start_simulators(cfg)
         try:
-            for eq_id, url in line.endpoints().items():
-                console.print(f"  {eq_id:<12} {url}")
+            _print_endpoints(line)
             console.print("simulators running; Ctrl-C stops them")
             await stop.wait()
         finally:
@@ -204,18 +207,14 @@ def demo(line_file: Path = typer.Option(DEMO_LINE, "--line", help="line file to 
          duration: str = typer.Option(None, "--for", help="stop by itself after this long, e.g. 30s")) -> None:
     """Start the demo line's simulators and the gateway together, on the embedded store."""
     configure_logging("warning")
-    try:
-        cfg, spec = _load_config(line_file)
-    except (SpecError, OSError) as exc:
-        _fail(exc)
+    cfg, spec = _load_or_fail(line_file)
 
     async def main() -> None:
         stop = _stop_event(parse_duration(duration) if duration else None)
         line = await start_simulators(cfg)
         try:
             console.print(f"[bold]linegw demo[/bold]: line '{cfg.line}' — simulators:")
-            for eq_id, url in line.endpoints().items():
-                console.print(f"  {eq_id:<12} {url}")
+            _print_endpoints(line)
 
             def ready(server: Any) -> None:
                 url = _api_url(cfg, server)

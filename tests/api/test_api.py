@@ -26,6 +26,7 @@ from gateway.config import Api, ApiKey, LineConfig
 from gateway.runtime.line import LineRuntime
 from gateway.store.sqlite import SqliteStore
 from interface_spec import load_spec
+from tests.waiting import wait_for
 from simulators.line import SimConfig, SimLine
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -40,20 +41,6 @@ MACHINES = [
 VIEWER_ENV, OPERATOR_ENV = "LINEGW_TEST_VIEWER_KEY", "LINEGW_TEST_OPERATOR_KEY"
 VIEWER_KEY, OPERATOR_KEY = "viewer-key-0123456789", "operator-key-0123456789"
 
-
-async def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    """Poll a condition; the timeout only bounds a hang, it is not what the test measures."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 @dataclass

@@ -19,25 +19,13 @@ from gateway.config import load_line
 from gateway.runtime.line import LineRuntime
 from gateway.store.sqlite import SqliteStore
 from interface_spec import load_spec
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
 # Simulated seconds per wall second: a coater roll, jelly rolls and a formed tray within a minute.
 TIME_SCALE = {"coater": 120.0, "winder": 60.0, "formation": 3000.0}
 
-
-async def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

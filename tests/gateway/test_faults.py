@@ -14,6 +14,7 @@ from gateway.runtime.line import LineRuntime
 from gateway.samples import Quality
 from gateway.store.sqlite import SqliteStore
 from interface_spec import load_spec
+from tests.waiting import wait_for
 from simulators.line import SimConfig, SimLine
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -24,15 +25,6 @@ MACHINES = [
     ("form1", "formation", "modbus", {"channel": 4}),
 ]
 
-
-async def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 45.0) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not (value := predicate()):
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-    return value
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
