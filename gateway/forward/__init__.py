@@ -1,0 +1,1 @@
+"""Store-and-forward: outbox consumers that copy stored samples to InfluxDB (and MQTT)."""

@@ -1,0 +1,74 @@
+"""The InfluxDB forwarder against a real victoria-metrics: every point, value and timestamp; 4xx set aside."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from gateway.forward.config import InfluxForward
+from gateway.forward.influx import InfluxForwarder
+from gateway.samples import Quality, Sample
+from gateway.store.sqlite import SqliteStore
+from tests.forward.conftest import VictoriaMetrics
+
+T0 = float(int(time.time()) - 3600)  # inside victoria-metrics retention (1 month by default)
+
+
+def _stream(n: int) -> list[Sample]:
+    return [Sample("coater1", f"dryer_zone[{i % 3}].air_temperature", 20.0 + i, "Cel", T0 + i, T0 + i, Quality.GOOD)
+            for i in range(n)]
+
+
+async def _until(pred, tries: int = 400) -> None:
+    for _ in range(tries):
+        if pred():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition never held")
+
+
+async def test_stream_lands_with_values_and_timestamps(tmp_path: Path, vm: VictoriaMetrics) -> None:
+    store = SqliteStore(tmp_path / "g.db")
+    await store.start()
+    try:
+        samples = _stream(300)
+        await store.write_samples_async(samples)
+        await store.flush()
+        fwd = InfluxForwarder(store, InfluxForward(url=vm.url, batch_size=64, poll_s=0.05), "L1", {"coater1": "coater"})
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(fwd.run())
+            await _until(lambda: fwd.stats()["written"] == 300)
+            task.cancel()
+        assert await store.get_cursor("influx") == fwd.stats()["cursor"]
+        got: dict[tuple[str, int], float] = {}
+        for series in vm.export('{__name__="coater_air_temperature"}'):
+            assert series["metric"]["line"] == "L1" and series["metric"]["sub_unit"] == "dryer_zone"
+            for v, ts in zip(series["values"], series["timestamps"]):
+                got[(series["metric"]["index"], ts)] = v
+        want = {(str(i % 3), int((T0 + i) * 1000)): 20.0 + i for i in range(300)}
+        assert got == want
+        assert sum(len(s["values"]) for s in vm.export('{__name__="coater_air_temperature_q"}')) == 300
+    finally:
+        await store.close()
+
+
+async def test_bad_point_set_aside_rest_lands(tmp_path: Path, vm: VictoriaMetrics) -> None:
+    store = SqliteStore(tmp_path / "g.db")
+    await store.start()
+    try:
+        samples = _stream(20)
+        # An unparsable measurement name makes the server answer 400 for that point only.
+        samples[7] = samples[7]._replace(equipment="bad\nname")
+        await store.write_samples_async(samples)
+        await store.flush()
+        fwd = InfluxForwarder(store, InfluxForward(url=vm.url, batch_size=64, poll_s=0.05), "L1", {"coater1": "coater"})
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(fwd.run())
+            await _until(lambda: fwd.stats()["cursor"] > 0)
+            task.cancel()
+        n = sum(len(s["values"]) for s in vm.export('{__name__="coater_air_temperature"}'))
+        assert n >= 19
+        assert fwd.stats()["written"] == 20
+    finally:
+        await store.close()
