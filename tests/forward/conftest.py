@@ -29,7 +29,9 @@ class VictoriaMetrics:
         binary = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
         if not Path(binary).exists():
             pytest.fail("victoria-metrics not installed: run make system-deps")
-        self.proc = subprocess.Popen([binary, f"-storageDataPath={self.data}", f"-httpListenAddr=127.0.0.1:{self.port}"],
+        self.proc = subprocess.Popen([binary, f"-storageDataPath={self.data}", f"-httpListenAddr=127.0.0.1:{self.port}",
+                                      # one sample per series and timestamp, as InfluxDB keeps (a replay overwrites)
+                                      "-dedup.minScrapeInterval=1ms"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(300):  # readiness poll, not a timed assertion
             try:
