@@ -70,3 +70,43 @@ async def test_topics_payloads_and_status(tmp_path: Path, broker: int) -> None:
         assert {"linegw/L1/form1/channel/0/voltage", "linegw/L1/form1/channel/1/voltage"} <= set(got)
     finally:
         await store.close()
+
+
+WILL_CHILD = """
+import asyncio, sys
+from gateway.forward.config import MqttForward
+from gateway.forward.mqtt import MqttForwarder
+from gateway.store.sqlite import SqliteStore
+async def main():
+    store = SqliteStore(sys.argv[1]); await store.start()
+    await MqttForwarder(store, MqttForward(port=int(sys.argv[2])), "L1", poll_s=0.05).run()
+asyncio.run(main())
+"""
+
+
+async def test_last_will_when_the_connection_dies(tmp_path: Path, broker: int) -> None:
+    import os
+    import signal
+    import sys
+    async with aiomqtt.Client("127.0.0.1", broker) as sub:
+        await sub.subscribe("linegw/L1/$gateway/status", qos=1)
+        child = subprocess.Popen([sys.executable, "-c", WILL_CHILD, str(tmp_path / "g.db"), str(broker)],
+                                 cwd=Path(__file__).parents[2])
+        try:
+            seen = []
+            async for m in sub.messages:
+                seen.append(bytes(m.payload))
+                if seen[-1] == b"online":
+                    os.kill(child.pid, signal.SIGKILL)  # no DISCONNECT: the broker sends the will
+                if seen[-1] == b"offline":
+                    break
+        finally:
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+    assert seen == [b"online", b"offline"]
+    async with aiomqtt.Client("127.0.0.1", broker) as late:  # the will is retained for late subscribers
+        await late.subscribe("linegw/L1/$gateway/status", qos=1)
+        async for m in late.messages:
+            assert bytes(m.payload) == b"offline" and m.retain
+            break
