@@ -81,15 +81,17 @@ async def _serve_gateway(cfg: Any, spec: Any, stop: asyncio.Event, on_ready=None
 
     from gateway.api.app import create_app
     from gateway.api.auth import ApiConfigError
+    from gateway.forward.service import Forwarding
     from gateway.runtime.line import LineRuntime
     from gateway.store.sqlite import SqliteStore
 
     Path(cfg.store.path).parent.mkdir(parents=True, exist_ok=True)
-    store = SqliteStore(cfg.store.path, retention_days=cfg.store.retention_days)
+    store = SqliteStore(cfg.store.path, retention_days=cfg.store.retention_days, max_disk_mb=cfg.store.max_disk_mb)
     await store.start()
     runtime = LineRuntime(cfg, spec, store)
+    forwarding = Forwarding(store, cfg.forward, cfg.line, {eq.id: eq.cls for eq in cfg.equipment})
     try:
-        api = create_app(runtime, store, spec, cfg.api)
+        api = create_app(runtime, store, spec, cfg.api, forwarding)
     except ApiConfigError as exc:
         await store.close()
         _fail(exc)
@@ -99,6 +101,7 @@ async def _serve_gateway(cfg: Any, spec: Any, stop: asyncio.Event, on_ready=None
     try:
         async with asyncio.TaskGroup() as tg:
             rt = tg.create_task(runtime.run(), name="runtime")
+            fwd = tg.create_task(forwarding.run(), name="forward")
             web = tg.create_task(server.serve(), name="api")
             while not server.started:
                 await asyncio.sleep(0.05)
@@ -108,6 +111,7 @@ async def _serve_gateway(cfg: Any, spec: Any, stop: asyncio.Event, on_ready=None
             server.should_exit = True
             await web
             rt.cancel()
+            fwd.cancel()
     finally:
         await store.close()
 

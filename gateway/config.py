@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from gateway.forward.config import ForwardConfig
 from interface_spec.loader import SpecError, line_of, load_model, yaml_node
 
 ID = r"^[A-Za-z][A-Za-z0-9_-]*$"
@@ -101,12 +102,15 @@ class ApiKey(_Strict):
 class Store(_Strict):
     path: str = "var/linegw.sqlite"
     retention_days: float | None = Field(default=30, gt=0)
+    # Disk budget for the database; over it the oldest samples go, forwarded or not, counted.
+    max_disk_mb: float | None = Field(default=None, gt=0)
 
 
 class LineConfig(_Strict):
     line: str = Field(pattern=ID)
     api: Api = Api()
     store: Store = Store()
+    forward: ForwardConfig | None = None  # copy stored samples to InfluxDB and/or MQTT
     equipment: list[Equipment] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -20,8 +20,8 @@ from gateway.api.auth import KeyRing
 from gateway.api.deps import caller
 from gateway.api.models import Problem
 from gateway.api.present import Presenter
-from gateway.api.routes import (alarms, audit, commands, dashboard, equipment, events, health, history, line, live,
-                                spec as spec_routes, trace)
+from gateway.api.routes import (alarms, audit, commands, dashboard, equipment, events, forward, health, history, line,
+                                live, spec as spec_routes, trace)
 from gateway.config import Api
 from gateway.runtime.view import LineView
 from interface_spec import Spec
@@ -31,7 +31,7 @@ log = logging.getLogger("linegw.api")
 API_PREFIX = "/api/v1"
 
 
-def create_app(view: LineView, store: Any, spec: Spec, api_config: Api | None = None) -> FastAPI:
+def create_app(view: LineView, store: Any, spec: Spec, api_config: Api | None = None, forwarding: Any = None) -> FastAPI:
     api_config = api_config or Api()
     keys = KeyRing(api_config)  # fails now, naming the variable, rather than on the first request
 
@@ -52,10 +52,11 @@ def create_app(view: LineView, store: Any, spec: Spec, api_config: Api | None = 
     app.state.store = store
     app.state.spec = spec
     app.state.keys = keys
+    app.state.forwarding = forwarding  # gateway.forward.service.Forwarding, or None
     app.state.presenter = Presenter(spec)
 
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(caller)])
-    for module in (line, equipment, history, alarms, events, trace, commands, audit, spec_routes, health):
+    for module in (line, equipment, history, alarms, events, trace, commands, audit, spec_routes, forward, health):
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(live.router, prefix=API_PREFIX)  # authenticates itself: browsers cannot send headers there

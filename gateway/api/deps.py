@@ -37,10 +37,17 @@ async def get_presenter(conn: HTTPConnection) -> Presenter:
     return conn.app.state.presenter
 
 
+async def forward_status(conn: HTTPConnection) -> dict[str, Any]:
+    """Per forwarding sink: counters, backlog, lag and discards; {} when the line forwards nowhere."""
+    forwarding = getattr(conn.app.state, "forwarding", None)
+    return await forwarding.status() if forwarding is not None else {}
+
+
 View = Annotated[LineView, Depends(get_view)]
 Store = Annotated[Any, Depends(get_store)]
 SpecDep = Annotated[Spec, Depends(get_spec)]
 PresenterDep = Annotated[Presenter, Depends(get_presenter)]
+ForwardStatus = Annotated[dict[str, Any], Depends(forward_status)]
 
 # auto_error=False: a missing key is our own 401 with a reason, and only when keys are configured.
 _key_header = APIKeyHeader(name=KEY_HEADER, auto_error=False, description="API key from api.keys (when configured)")

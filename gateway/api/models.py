@@ -150,6 +150,7 @@ class HealthOut(_Out):
     equipment: dict[str, Any]
     runtime: dict[str, Any]
     store: Any
+    forward: dict[str, Any] = {}  # per sink, as GET /forward
 
 
 class AlarmRecord(_Out):

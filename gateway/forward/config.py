@@ -1,29 +1,35 @@
-"""Line-file models of the optional `forward:` section."""
+"""Line-file models of the optional `forward:` section (see deploy/README.md, "Forwarding")."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
-class InfluxForward(BaseModel):
-    url: str
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InfluxForward(_Strict):
+    url: str = Field(pattern=r"^https?://")
     org: str = "linegw"
     bucket: str = "linegw"
-    token_env: str = "LINEGW_INFLUX_TOKEN"
+    token_env: str = "LINEGW_INFLUX_TOKEN"  # environment variable holding the API token
     batch_size: int = Field(5000, ge=1)
-    consumer: str = "influx"
+    consumer: str = "influx"  # outbox cursor name; a second InfluxDB sink needs its own
     backoff_max_s: float = Field(30.0, gt=0)
     poll_s: float = Field(0.5, gt=0)
 
 
-class MqttForward(BaseModel):
+class MqttForward(_Strict):
     host: str = "127.0.0.1"
-    port: int = 1883
+    port: int = Field(1883, ge=1, le=65535)
     username: str | None = None
-    password_env: str | None = None
-    base_topic: str = "linegw"
+    password_env: str | None = None  # environment variable holding the password
+    base_topic: str = Field("linegw", pattern=r"^[^#+]+$")
+    batch_size: int = Field(1000, ge=1)
+    consumer: str = "mqtt"
 
 
-class ForwardConfig(BaseModel):
+class ForwardConfig(_Strict):
     influx: InfluxForward | None = None
     mqtt: MqttForward | None = None

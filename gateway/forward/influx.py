@@ -67,14 +67,12 @@ class InfluxForwarder:
     def __init__(self, store: Any, cfg: InfluxForward, line: str, classes: dict[str, str] | None = None) -> None:
         self.store, self.cfg, self.line = store, cfg, line
         self.classes = classes or {}
-        self._stats = {"written": 0, "batches": 0, "retries": 0, "rejected": 0, "cursor": 0,
-                       "last_write_ts": None, "lag_s": 0.0, "last_error": ""}
-        self._rejects: list[tuple[int, str, str]] = []
+        self.consumer = cfg.consumer
+        self._stats = {"connected": False, "written": 0, "batches": 0, "retries": 0, "rejected": 0, "cursor": 0,
+                       "last_write_ts": None, "last_error": ""}
 
     def stats(self) -> dict[str, Any]:
-        out = dict(self._stats)
-        out["rejects_kept"] = len(self._rejects)
-        return out
+        return dict(self._stats)
 
     def _write_sync(self, api: Any, lines: list[str]) -> None:
         api.write(bucket=self.cfg.bucket, org=self.cfg.org, record=lines)
@@ -87,11 +85,11 @@ class InfluxForwarder:
         except ApiException as e:
             if e.status is None or e.status == 429 or e.status >= 500:
                 raise
-            if len(lines) == 1:
+            if len(lines) == 1:  # this point is bad: set it aside in the store, with the server's reason
+                reason = f"HTTP {e.status}: {e.body!s}"[:500]
+                await self.store.record_reject(self.consumer, lines[0][0], lines[0][1], reason)
                 self._stats["rejected"] += 1
-                self._rejects.append((lines[0][0], lines[0][1], str(e.body)[:200]))
-                del self._rejects[:-1000]  # bounded; the count keeps the total
-                log.warning("influx rejected point seq %d: %s", lines[0][0], str(e.body)[:200])
+                log.warning("influx refused point seq %d, set aside: %s", lines[0][0], reason)
                 return
             mid = len(lines) // 2
             await self._write(api, lines[:mid])
@@ -100,7 +98,7 @@ class InfluxForwarder:
     async def run(self) -> None:
         from influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
-        cursor = await self.store.register_consumer(self.cfg.consumer)
+        cursor = self._stats["cursor"] = await self.store.register_consumer(self.cfg.consumer)
         token = os.environ.get(self.cfg.token_env, "")
         client = InfluxDBClient(url=self.cfg.url, token=token, org=self.cfg.org, enable_gzip=True, timeout=10_000)
         api = client.write_api(write_options=SYNCHRONOUS)
@@ -109,7 +107,6 @@ class InfluxForwarder:
             while True:
                 batch, nxt = await self.store.read_since(cursor, self.cfg.batch_size)
                 if not batch:
-                    self._stats["lag_s"] = 0.0
                     await asyncio.sleep(self.cfg.poll_s)
                     continue
                 lines = [(seq, to_line(s, self.line, self.classes)) for seq, s in batch]
@@ -117,8 +114,8 @@ class InfluxForwarder:
                     await self._write(api, lines)
                 except Exception as e:  # connection errors, 429, 5xx: fall behind, retry in order
                     self._stats["retries"] += 1
+                    self._stats["connected"] = False
                     self._stats["last_error"] = f"{type(e).__name__}: {e}"[:200]
-                    self._stats["lag_s"] = time.time() - batch[0][1].gateway_ts
                     log.warning("influx write failed, retrying in %.1f s: %s", delay, self._stats["last_error"])
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self.cfg.backoff_max_s)
@@ -127,7 +124,6 @@ class InfluxForwarder:
                 cursor = nxt
                 await self.store.set_cursor(self.cfg.consumer, cursor)  # only after the write landed
                 self._stats.update(written=self._stats["written"] + len(batch), batches=self._stats["batches"] + 1,
-                                   cursor=cursor, last_write_ts=time.time(),
-                                   lag_s=time.time() - batch[-1][1].gateway_ts)
+                                   cursor=cursor, last_write_ts=time.time(), connected=True)
         finally:
             await asyncio.to_thread(client.close)

@@ -70,6 +70,15 @@ hand the writer a small operation and await its commit, so there is never a
 second writer waiting on SQLite's lock. Reads run on a small pool of read-only
 connections via ``asyncio.to_thread``; WAL lets them read while the writer writes.
 
+Disk budget
+-----------
+With ``max_disk_mb`` set, the writer checks the database's used pages after
+commits; over the budget it deletes the oldest samples down to 90 % of it,
+whether or not every outbox consumer has them: a full disk would stop the
+gateway recording at all. It logs an error naming each consumer and how many
+samples it will never get, and keeps the count in ``outbox_discards``
+(``discards()``), so what was lost is exact and survives a restart.
+
 Retention
 ---------
 Samples go by recording time (gateway_ts, which follows commit order); blocks,
@@ -109,6 +118,7 @@ CELL_S = 10  # width of a rollup cell and of a block, seconds
 QMASK = 3  # quality lives in the low bits of q
 BOOL_FLAG = 4  # q flag: the value is a bool stored as 0/1
 RETENTION_CHECK_S = 30.0
+BUDGET_CHECK_S = 1.0  # how often the writer looks at the disk budget while writing
 _FAR = 1e13  # seconds: beyond any real timestamp, small enough for integer cell numbers
 
 SCHEMA = f"""
@@ -209,6 +219,22 @@ CREATE TABLE IF NOT EXISTS cursors (
     consumer INTEGER NOT NULL DEFAULT 0,  -- 1: an outbox consumer that holds retention
     updated_ts REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox_discards (  -- samples the disk budget deleted before a consumer had them
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    consumer TEXT NOT NULL,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    samples INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS forward_rejects (  -- points a sink refused for good (4xx), set aside
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    consumer TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    point TEXT NOT NULL,
+    error TEXT NOT NULL
+);
 """
 
 _GOOD = f"q & {QMASK} = 0"
@@ -476,6 +502,7 @@ class SqliteStore:
         cache_mb: int = 64,
         retention_chunk_rows: int = 100_000,
         retention_check_s: float = RETENTION_CHECK_S,
+        max_disk_mb: float | None = None,
     ):
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous={synchronous!r}: use NORMAL or FULL")
@@ -491,6 +518,9 @@ class SqliteStore:
         self.cache_mb = cache_mb
         self.retention_chunk_rows = retention_chunk_rows
         self.retention_check_s = retention_check_s
+        if max_disk_mb is not None and max_disk_mb <= 0:
+            raise ValueError(f"max_disk_mb={max_disk_mb}: must be positive (or None for no budget)")
+        self.max_disk_bytes = None if max_disk_mb is None else int(max_disk_mb * 1024 * 1024)
 
         # Queue shared by the event loop (producer) and the writer thread (consumer).
         self._cv = threading.Condition(threading.Lock())
@@ -529,7 +559,8 @@ class SqliteStore:
         self._stats: dict[str, Any] = {
             "written": 0, "dropped": 0, "batches": 0, "last_commit_ts": None, "db_size_bytes": 0,
             "rejected": 0, "write_errors": 0, "last_error": "", "retention_deleted": 0, "retention_held_by": None,
-            "last_batch_rows": 0, "last_batch_ms": 0.0,
+            "last_batch_rows": 0, "last_batch_ms": 0.0, "db_used_bytes": 0, "max_disk_bytes": self.max_disk_bytes,
+            "budget_deleted": 0, "budget_unforwarded": 0,
         }
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -737,6 +768,7 @@ class SqliteStore:
         ready.set_result(None)
         next_retention = time.monotonic() + min(1.0, self.retention_check_s)
         retention_pending = False
+        next_budget = 0.0
         try:
             while True:
                 chunks, ops, rows = self._take(next_retention if self.retention_days else None, retention_pending)
@@ -745,6 +777,9 @@ class SqliteStore:
                 elif self._stopping_done():
                     break
                 now = time.monotonic()
+                if self.max_disk_bytes and rows and now >= next_budget:
+                    # Over budget: check again right after the next batch until back under it.
+                    next_budget = now if self._budget_step(conn) else now + BUDGET_CHECK_S
                 if self.retention_days and (retention_pending or now >= next_retention):
                     retention_pending = self._retention_step(conn)
                     if not retention_pending:
@@ -1002,6 +1037,54 @@ class SqliteStore:
             except FileNotFoundError:
                 continue
         self._stats["db_size_bytes"] = size
+
+    # --- disk budget (writer thread) -----------------------------------------------------
+    def _budget_step(self, conn: sqlite3.Connection) -> bool:
+        """Delete the oldest samples when the used pages exceed the budget; True when it deleted."""
+        page_size, pages, free = (conn.execute(f"PRAGMA {p}").fetchone()[0]
+                                  for p in ("page_size", "page_count", "freelist_count"))
+        used = (pages - free) * page_size
+        self._stats["db_used_bytes"] = used
+        assert self.max_disk_bytes is not None
+        if used <= self.max_disk_bytes:
+            return False
+        head, top = conn.execute("SELECT min(rowid), max(rowid) FROM samples").fetchone()
+        if head is None or head == top:
+            log.error("%s: disk budget of %.1f MB exhausted with no samples left to delete (%.1f MB used)",
+                      self.path, self.max_disk_bytes / 2**20, used / 2**20)
+            return False
+        share = (used - 0.9 * self.max_disk_bytes) / used  # down to 90 % of the budget, samples being most of it
+        upto = min(top - 1, head + max(1, math.ceil((top - head + 1) * share)) - 1)  # the newest row stays
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            lost = []
+            now = time.time()
+            for name, cursor in conn.execute("SELECT name, value FROM cursors WHERE consumer = 1").fetchall():
+                if cursor >= upto:
+                    continue
+                first = max(cursor + 1, head)
+                n = conn.execute("SELECT count(*) FROM samples WHERE rowid BETWEEN ? AND ?", (first, upto)).fetchone()[0]
+                if n:
+                    conn.execute("INSERT INTO outbox_discards (ts, consumer, first_seq, last_seq, samples) "
+                                 "VALUES (?,?,?,?,?)", (now, name, first, upto, n))
+                    lost.append((name, n))
+            deleted = conn.execute("DELETE FROM samples WHERE rowid <= ?", (upto,)).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self._stats["budget_deleted"] += deleted
+        self._stats["budget_unforwarded"] += sum(n for _, n in lost)
+        log.error("%s: disk budget of %.1f MB exhausted (%.1f MB used): deleted the %d oldest samples (seq %d-%d)%s",
+                  self.path, self.max_disk_bytes / 2**20, used / 2**20, deleted, head, upto,
+                  "; never forwarded: " + ", ".join(f"{n} to '{name}'" for name, n in lost) if lost else "")
+        return True
+
+    async def discards(self) -> dict[str, int]:
+        """Per outbox consumer: samples the disk budget deleted before the consumer had them."""
+        return dict(await self._read(lambda c: c.execute(
+            "SELECT consumer, sum(samples) FROM outbox_discards GROUP BY consumer").fetchall()))
 
     # --- retention (writer thread) -------------------------------------------------------
     def _retention_step(self, conn: sqlite3.Connection) -> bool:
@@ -1383,6 +1466,39 @@ class SqliteStore:
                          "ON CONFLICT DO UPDATE SET consumer = 1", (name, time.time()))
             return conn.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()[0]
         return await self._write(op)
+
+    async def outbox_backlog(self, cursor: int) -> tuple[int, float | None]:
+        """Samples stored after `cursor`, and the recording time of the oldest of them.
+
+        Rowids are the commit sequence and only the head is ever deleted, so the
+        count is the difference of two rowids, not a scan of the backlog.
+        """
+        def q(conn: sqlite3.Connection) -> tuple[int, float | None]:
+            head, top = conn.execute("SELECT min(rowid), max(rowid) FROM samples").fetchone()
+            if top is None or top <= cursor:
+                return 0, None
+            oldest = conn.execute("SELECT gw FROM samples WHERE rowid > ? ORDER BY rowid LIMIT 1", (cursor,)).fetchone()
+            return top - max(cursor, head - 1), oldest[0]
+        return await self._read(q)
+
+    async def record_reject(self, consumer: str, seq: int, point: str, error: str) -> None:
+        """Keep a point a sink refused for good, with the sink's reason."""
+        await self._write(lambda c: c.execute(
+            "INSERT INTO forward_rejects (ts, consumer, seq, point, error) VALUES (?,?,?,?,?)",
+            (time.time(), consumer, seq, point, error)).rowcount)
+
+    async def rejects(self, consumer: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest points set aside by forwarders, newest first."""
+        def q(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            where, args = ("WHERE consumer = ?", [consumer]) if consumer else ("", [])
+            cur = conn.execute(f"SELECT ts, consumer, seq, point, error FROM forward_rejects {where} "
+                               "ORDER BY id DESC LIMIT ?", (*args, limit))
+            return [dict(zip(("ts", "consumer", "seq", "point", "error"), r)) for r in cur]
+        return await self._read(q)
+
+    async def reject_counts(self) -> dict[str, int]:
+        return dict(await self._read(lambda c: c.execute(
+            "SELECT consumer, count(*) FROM forward_rejects GROUP BY consumer").fetchall()))
 
     async def unregister_consumer(self, name: str) -> None:
         await self._write(lambda c: c.execute("UPDATE cursors SET consumer = 0 WHERE name = ?", (name,)).rowcount)

@@ -1,4 +1,4 @@
-"""GET /health: is the gateway running, and which machines are reachable."""
+"""GET /health: is the gateway running, which machines are reachable, how far behind each sink is."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from gateway.api.deps import Store, View
+from gateway.api.deps import ForwardStatus, Store, View
 from gateway.api.models import HealthOut
 
 router = APIRouter(tags=["health"])
@@ -19,7 +19,7 @@ async def _resolved(value: Any) -> Any:
 
 @router.get("/health", response_model=HealthOut,
             summary="200 while the gateway runs; status 'degraded' when a machine is unavailable")
-async def get_health(view: View, store: Store) -> HealthOut:
+async def get_health(view: View, store: Store, forward: ForwardStatus) -> HealthOut:
     runtime = dict(view.health())
     # Whether the store's stats() is sync or async, both the runtime's copy and ours end up as plain data.
     runtime_store = runtime.pop("store", None)
@@ -35,4 +35,5 @@ async def get_health(view: View, store: Store) -> HealthOut:
     up = sum(1 for e in equipment.values() if e["available"])
     return HealthOut(status="ok" if up == len(equipment) else "degraded", line=view.line_id, available=up,
                      unavailable=len(equipment) - up, equipment=equipment,
-                     runtime={k: v for k, v in runtime.items() if k != "equipment"}, store=store_stats)
+                     runtime={k: v for k, v in runtime.items() if k != "equipment"}, store=store_stats,
+                     forward=forward)

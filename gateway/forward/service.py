@@ -1,0 +1,71 @@
+"""The line's forwarders as one service: started with the gateway, reported by the API.
+
+Each forwarder reads the store's outbox under its own cursor, so a sink that is
+down only makes its own backlog grow; ingest and the other sinks go on. Status
+per sink joins what the forwarder knows (connected, written, retries, refused
+points) with what the store knows (backlog after the cursor, age of the oldest
+sample waiting, samples the disk budget deleted before the sink had them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from gateway.forward.config import ForwardConfig
+
+log = logging.getLogger("linegw.forward")
+
+
+class Forwarding:
+    def __init__(self, store: Any, cfg: ForwardConfig | None, line: str, classes: dict[str, str]) -> None:
+        self.store = store
+        self.sinks: dict[str, Any] = {}
+        if cfg is not None and cfg.influx is not None:
+            from gateway.forward.influx import InfluxForwarder
+            self.sinks["influx"] = InfluxForwarder(store, cfg.influx, line, classes)
+        if cfg is not None and cfg.mqtt is not None:
+            from gateway.forward.mqtt import MqttForwarder
+            self.sinks["mqtt"] = MqttForwarder(store, cfg.mqtt, line)
+        consumers = [f.consumer for f in self.sinks.values()]
+        if len(set(consumers)) != len(consumers):
+            raise ValueError(f"forward: two sinks share the outbox cursor name {consumers}; give each its own 'consumer'")
+
+    async def run(self) -> None:
+        """Run every forwarder until cancelled; one failing is logged and restarted, never fatal to the rest."""
+        if not self.sinks:
+            return
+        async with asyncio.TaskGroup() as tg:
+            for name, fwd in self.sinks.items():
+                tg.create_task(self._keep_running(name, fwd), name=f"forward-{name}")
+
+    @staticmethod
+    async def _keep_running(name: str, fwd: Any) -> None:
+        while True:
+            try:
+                await fwd.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug or an unexpected library error: the outbox keeps everything, try again
+                log.exception("forwarder '%s' failed; restarting in 5 s from its stored cursor", name)
+                await asyncio.sleep(5.0)
+
+    async def status(self) -> dict[str, Any]:
+        """Per sink: the forwarder's counters plus backlog, lag and discards from the store."""
+        if not self.sinks:
+            return {}
+        discards = await self.store.discards()
+        refused = await self.store.reject_counts()
+        now = time.time()
+        out = {}
+        for name, fwd in self.sinks.items():
+            st = fwd.stats()
+            backlog, oldest = await self.store.outbox_backlog(st["cursor"])
+            out[name] = {**st, "consumer": fwd.consumer, "backlog": backlog,
+                         "lag_s": round(now - oldest, 3) if oldest is not None else 0.0,
+                         "rejected_total": refused.get(fwd.consumer, 0),
+                         "discarded": discards.get(fwd.consumer, 0)}
+        return out
