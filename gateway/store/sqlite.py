@@ -73,7 +73,8 @@ connections via ``asyncio.to_thread``; WAL lets them read while the writer write
 Disk budget
 -----------
 With ``max_disk_mb`` set, the writer checks the database's used pages after
-commits; over the budget it deletes the oldest samples down to 90 % of it,
+commits; over the budget it deletes the oldest samples down to 90 % of it
+(and the rollups, blocks and link records older than what is kept),
 whether or not every outbox consumer has them: a full disk would stop the
 gateway recording at all. It logs an error naming each consumer and how many
 samples it will never get, and keeps the count in ``outbox_discards``
@@ -503,6 +504,7 @@ class SqliteStore:
         retention_chunk_rows: int = 100_000,
         retention_check_s: float = RETENTION_CHECK_S,
         max_disk_mb: float | None = None,
+        budget_check_s: float = BUDGET_CHECK_S,
     ):
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous={synchronous!r}: use NORMAL or FULL")
@@ -521,6 +523,10 @@ class SqliteStore:
         if max_disk_mb is not None and max_disk_mb <= 0:
             raise ValueError(f"max_disk_mb={max_disk_mb}: must be positive (or None for no budget)")
         self.max_disk_bytes = None if max_disk_mb is None else int(max_disk_mb * 1024 * 1024)
+        self.budget_check_s = budget_check_s
+        self._next_budget = 0.0
+        self._budget_log_at = 0.0
+        self._budget_unlogged: dict[str, int] = {}
 
         # Queue shared by the event loop (producer) and the writer thread (consumer).
         self._cv = threading.Condition(threading.Lock())
@@ -768,7 +774,6 @@ class SqliteStore:
         ready.set_result(None)
         next_retention = time.monotonic() + min(1.0, self.retention_check_s)
         retention_pending = False
-        next_budget = 0.0
         try:
             while True:
                 chunks, ops, rows = self._take(next_retention if self.retention_days else None, retention_pending)
@@ -777,9 +782,6 @@ class SqliteStore:
                 elif self._stopping_done():
                     break
                 now = time.monotonic()
-                if self.max_disk_bytes and rows and now >= next_budget:
-                    # Over budget: check again right after the next batch until back under it.
-                    next_budget = now if self._budget_step(conn) else now + BUDGET_CHECK_S
                 if self.retention_days and (retention_pending or now >= next_retention):
                     retention_pending = self._retention_step(conn)
                     if not retention_pending:
@@ -975,6 +977,11 @@ class SqliteStore:
         st["last_batch_ms"] = round((time.perf_counter() - t0) * 1000, 3)
         if st["batches"] % 64 == 1:
             self._update_size()
+        if self.max_disk_bytes and n and time.monotonic() >= self._next_budget:
+            # Before the flushes settle, so that a flushed store is within budget. Over budget:
+            # check again right after the next batch until back under it.
+            over = self._budget_step(conn)
+            self._next_budget = time.monotonic() + (0.0 if over else self.budget_check_s)
         for op, (ok, value) in zip(ops, results):
             _settle(op.future, ok, value)
         with self._cv:
@@ -1069,6 +1076,8 @@ class SqliteStore:
                                  "VALUES (?,?,?,?,?)", (now, name, first, upto, n))
                     lost.append((name, n))
             deleted = conn.execute("DELETE FROM samples WHERE rowid <= ?", (upto,)).rowcount
+            # Rollups and blocks are most of the file for slow series: they go up to the oldest sample kept.
+            self._trim_before(conn, conn.execute("SELECT min(gw) FROM samples").fetchone()[0])
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -1076,9 +1085,18 @@ class SqliteStore:
             raise
         self._stats["budget_deleted"] += deleted
         self._stats["budget_unforwarded"] += sum(n for _, n in lost)
-        log.error("%s: disk budget of %.1f MB exhausted (%.1f MB used): deleted the %d oldest samples (seq %d-%d)%s",
-                  self.path, self.max_disk_bytes / 2**20, used / 2**20, deleted, head, upto,
-                  "; never forwarded: " + ", ".join(f"{n} to '{name}'" for name, n in lost) if lost else "")
+        # Loud, but one line a minute at most: a sink down for a day would otherwise flood the log.
+        pending = self._budget_unlogged
+        pending["deleted"] = pending.get("deleted", 0) + deleted
+        for name, n in lost:
+            pending[name] = pending.get(name, 0) + n
+        if time.monotonic() >= self._budget_log_at:
+            total = pending.pop("deleted")
+            log.error("%s: disk budget of %.1f MB exhausted (%.1f MB used): deleted %d oldest samples up to seq %d%s",
+                      self.path, self.max_disk_bytes / 2**20, used / 2**20, total, upto,
+                      "; never forwarded: " + ", ".join(f"{n} to '{c}'" for c, n in pending.items()) if pending else "")
+            self._budget_unlogged = {}
+            self._budget_log_at = time.monotonic() + 60.0
         return True
 
     async def discards(self) -> dict[str, int]:
@@ -1127,17 +1145,21 @@ class SqliteStore:
                 if not (old and old[0]):
                     held_by = None
         if not more:
-            cutoff_cell = int(cutoff / CELL_S)
-            for sid in list(self._series_meta):
-                conn.execute("DELETE FROM blocks WHERE series_id = ? AND cell < ?", (sid, cutoff_cell))
-                conn.execute("DELETE FROM rollup WHERE series_id = ? AND cell < ?", (sid, cutoff_cell))
-            conn.execute("DELETE FROM links WHERE ts < ? AND id NOT IN (SELECT max(id) FROM links GROUP BY equipment)",
-                         (cutoff,))
+            self._trim_before(conn, cutoff)
         self._stats["retention_deleted"] += deleted
         if held_by != self._stats["retention_held_by"] and held_by is not None:
             log.warning("%s: retention holds expired samples for outbox consumer '%s'", self.path, held_by)
         self._stats["retention_held_by"] = held_by
         return more
+
+    def _trim_before(self, conn: sqlite3.Connection, cutoff: float) -> None:
+        """Delete blocks, rollups and link records older than `cutoff` (the latest link per machine stays)."""
+        cutoff_cell = int(cutoff / CELL_S)
+        for sid in list(self._series_meta):
+            conn.execute("DELETE FROM blocks WHERE series_id = ? AND cell < ?", (sid, cutoff_cell))
+            conn.execute("DELETE FROM rollup WHERE series_id = ? AND cell < ?", (sid, cutoff_cell))
+        conn.execute("DELETE FROM links WHERE ts < ? AND id NOT IN (SELECT max(id) FROM links GROUP BY equipment)",
+                     (cutoff,))
 
     async def apply_retention(self, now: float | None = None) -> int:
         """Run retention to the end now, in the writer; returns the samples deleted.

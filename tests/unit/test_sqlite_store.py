@@ -458,3 +458,43 @@ async def test_malformed_samples_are_rejected_and_counted_without_stopping_the_s
     assert [r["value"] for r in await store.history(EQ, "v", T0 + 5, T0 + 10)] == [5.0, "[1, 2]"]
     assert await store.history(EQ, "v", -math.inf, math.inf, limit=3) != []
     assert [s.value for s in await store.latest(EQ) if s.path == "t"] == [1]  # a plain tuple is stored as a Sample
+
+
+# --- disk budget ---------------------------------------------------------------------------------------------
+
+async def test_disk_budget_deletes_the_oldest_and_counts_exactly_what_each_consumer_lost(tmp_path, caplog):
+    path = tmp_path / "store.sqlite"
+    n, chunk = 120_000, 2_000
+    async with SqliteStore(path, max_disk_mb=1, budget_check_s=0) as s:
+        await s.register_consumer("slow")  # never reads
+        await s.register_consumer("fast")
+        for i in range(0, n, chunk):
+            s.write_samples([sample(f"v{j % 50}", float(i + j), T0 + i + j) for j in range(chunk)])
+            await s.flush()
+            if i < n // 2:  # "fast" keeps up for the first half, then its sink goes away
+                _, fast_cursor = await s.read_since(0, 10**9)
+                await s.set_cursor("fast", fast_cursor)
+        st = s.stats()
+        assert st["budget_deleted"] > 0
+        assert os.path.getsize(path) < 3 * 2**20  # pages freed at the head are reused, the file stays near budget
+        left, _ = await s.read_since(0, 10**9)
+        first_kept = left[0][0]
+        lost = await s.discards()
+        # Everything written is either still there or counted as lost to the consumer that never read it.
+        assert lost["slow"] + len(left) == n
+        assert [seq for seq, _ in left] == list(range(first_kept, first_kept + len(left)))  # only the head went
+        assert left[-1][0] == n and float(n - 1) in {x.value for _, x in left}  # the newest stayed
+        assert lost["fast"] == first_kept - 1 - fast_cursor
+        assert st["budget_unforwarded"] == lost["slow"] + lost["fast"]
+    assert "disk budget of 1.0 MB exhausted" in caplog.text and "never forwarded" in caplog.text
+    async with SqliteStore(path) as s:
+        assert await s.discards() == lost  # the count survives a restart
+
+
+async def test_disk_budget_spares_everything_while_under_it(tmp_path):
+    async with SqliteStore(tmp_path / "store.sqlite", max_disk_mb=50, budget_check_s=0) as s:
+        await s.register_consumer("slow")
+        s.write_samples([sample("v", float(i), T0 + i) for i in range(10_000)])
+        await s.flush()
+        assert s.stats()["budget_deleted"] == 0 and await s.discards() == {}
+        assert len((await s.read_since(0, 10**9))[0]) == 10_000
