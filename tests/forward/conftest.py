@@ -1,4 +1,4 @@
-"""Fixtures: a real victoria-metrics on loopback (accepts the InfluxDB v2 write API)."""
+"""Fixtures: a real victoria-metrics (accepts the InfluxDB v2 write API) and a real mosquitto, on loopback."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ def _free_port() -> int:
 
 
 class VictoriaMetrics:
-    def __init__(self, data: Path) -> None:
-        self.data, self.port = data, _free_port()
+    def __init__(self, data: Path, *flags: str) -> None:
+        self.data, self.port, self.flags = data, _free_port(), list(flags)
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
@@ -31,7 +31,7 @@ class VictoriaMetrics:
             pytest.fail("victoria-metrics not installed: run make system-deps")
         self.proc = subprocess.Popen([binary, f"-storageDataPath={self.data}", f"-httpListenAddr=127.0.0.1:{self.port}",
                                       # one sample per series and timestamp, as InfluxDB keeps (a replay overwrites)
-                                      "-dedup.minScrapeInterval=1ms"],
+                                      "-dedup.minScrapeInterval=1ms", *self.flags],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(300):  # readiness poll, not a timed assertion
             try:
@@ -61,3 +61,40 @@ def vm(tmp_path: Path) -> Iterator[VictoriaMetrics]:
     v.start()
     yield v
     v.stop()
+
+
+class Mosquitto:
+    """A broker on a free port; stop() and start() again keep the port, as a broker restart does."""
+
+    def __init__(self, conf_dir: Path) -> None:
+        self.port = _free_port()
+        self.conf = conf_dir / "mosquitto.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(binary).exists():
+            pytest.fail("mosquitto not installed: run make system-deps")
+        self.proc = subprocess.Popen([binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):  # readiness poll
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        pytest.fail("mosquitto did not open its port")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    m = Mosquitto(tmp_path)
+    m.start()
+    yield m
+    m.stop()

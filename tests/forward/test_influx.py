@@ -98,3 +98,32 @@ async def test_outage_catch_up_exactly_once(tmp_path: Path, vm: VictoriaMetrics)
         assert sum(len(s["values"]) for s in vm.export('{__name__="coater_air_temperature"}')) == 400
     finally:
         await store.close()
+
+
+async def test_refused_point_is_set_aside_with_its_reason_and_the_stream_goes_on(tmp_path: Path) -> None:
+    # victoria-metrics answers 400 to a request holding one over-long line (InfluxDB answers 400 to a batch
+    # with a bad point; the forwarder then halves the batch until the bad point is alone).
+    vm = VictoriaMetrics(tmp_path / "vm", "-influx.maxLineSize=300")
+    vm.start()
+    store = SqliteStore(tmp_path / "g.db")
+    await store.start()
+    try:
+        samples = _stream(10)
+        samples[4] = Sample("coater1", "job.job_id", "J" * 400, "", T0 + 4, T0 + 4, Quality.GOOD)
+        await store.write_samples_async(samples)
+        await store.flush()
+        fwd = InfluxForwarder(store, InfluxForward(url=vm.url, batch_size=1, poll_s=0.05), "L1", {"coater1": "coater"})
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(fwd.run())
+            await _until(lambda: fwd.stats()["written"] == 10)
+            task.cancel()
+        assert fwd.stats()["rejected"] == 1
+        assert sum(len(s["values"]) for s in vm.export('{__name__="coater_air_temperature"}')) == 9
+        (kept,) = await store.rejects("influx")
+        seq_of_long = next(seq for seq, x in (await store.read_since(0, 100))[0] if x.path == "job.job_id")
+        assert kept["seq"] == seq_of_long and kept["point"].startswith("coater,") and "J" * 400 in kept["point"]
+        assert kept["error"].startswith("HTTP 400") and "too long line" in kept["error"]
+        assert await store.reject_counts() == {"influx": 1}
+    finally:
+        await store.close()
+        vm.stop()

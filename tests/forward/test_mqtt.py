@@ -3,49 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import aiomqtt
-import pytest
 
 from gateway.forward.config import MqttForward
 from gateway.forward.mqtt import MqttForwarder
 from gateway.samples import Quality, Sample
 from gateway.store.sqlite import SqliteStore
+from tests.forward.conftest import Mosquitto
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def broker(tmp_path: Path):
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(binary).exists():
-        pytest.fail("mosquitto not installed: run make system-deps")
-    port = _free_port()
-    conf = tmp_path / "m.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):  # readiness poll
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield port
-    proc.terminate()
-    proc.wait()
-
-
-async def test_topics_payloads_and_status(tmp_path: Path, broker: int) -> None:
+async def test_topics_payloads_and_status(tmp_path: Path, mosquitto: Mosquitto) -> None:
     store = SqliteStore(tmp_path / "g.db")
     await store.start()
     try:
@@ -53,8 +26,8 @@ async def test_topics_payloads_and_status(tmp_path: Path, broker: int) -> None:
         await store.write_samples_async([Sample("form1", f"channel[{i}].voltage", 3.5 + i, "V", t, t, Quality.GOOD)
                                          for i in range(3)])
         await store.flush()
-        fwd = MqttForwarder(store, MqttForward(port=broker), "L1", poll_s=0.05)
-        async with aiomqtt.Client("127.0.0.1", broker) as sub:
+        fwd = MqttForwarder(store, MqttForward(port=mosquitto.port), "L1", poll_s=0.05)
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as sub:
             await sub.subscribe("linegw/#", qos=1)
             got: dict[str, bytes] = {}
             async with asyncio.TaskGroup() as tg:
@@ -84,13 +57,13 @@ asyncio.run(main())
 """
 
 
-async def test_last_will_when_the_connection_dies(tmp_path: Path, broker: int) -> None:
+async def test_last_will_when_the_connection_dies(tmp_path: Path, mosquitto: Mosquitto) -> None:
     import os
     import signal
     import sys
-    async with aiomqtt.Client("127.0.0.1", broker) as sub:
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as sub:
         await sub.subscribe("linegw/L1/$gateway/status", qos=1)
-        child = subprocess.Popen([sys.executable, "-c", WILL_CHILD, str(tmp_path / "g.db"), str(broker)],
+        child = subprocess.Popen([sys.executable, "-c", WILL_CHILD, str(tmp_path / "g.db"), str(mosquitto.port)],
                                  cwd=Path(__file__).parents[2])
         try:
             seen = []
@@ -105,8 +78,95 @@ async def test_last_will_when_the_connection_dies(tmp_path: Path, broker: int) -
                 child.kill()
             child.wait()
     assert seen == [b"online", b"offline"]
-    async with aiomqtt.Client("127.0.0.1", broker) as late:  # the will is retained for late subscribers
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as late:  # the will is retained for late subscribers
         await late.subscribe("linegw/L1/$gateway/status", qos=1)
         async for m in late.messages:
             assert bytes(m.payload) == b"offline" and m.retain
             break
+
+
+async def test_identity_and_state_are_retained_for_late_subscribers(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    store = SqliteStore(tmp_path / "g.db")
+    await store.start()
+    try:
+        t = time.time()
+        await store.write_samples_async([
+            Sample("w1", "identification.manufacturer", "Tobu Engineering", "", t, t, Quality.GOOD),
+            Sample("w1", "state.packml_state", 6, "", t, t, Quality.GOOD),
+            Sample("w1", "status.availability", 1, "", t, t, Quality.GOOD),
+            Sample("w1", "winding.speed", 42.0, "m/min", t, t, Quality.GOOD)])
+        await store.flush()
+        fwd = MqttForwarder(store, MqttForward(port=mosquitto.port), "L1", poll_s=0.05)
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(fwd.run())
+            while fwd.stats()["published"] < 4:
+                await asyncio.sleep(0.05)
+            task.cancel()
+        got: dict[str, tuple[bytes, bool]] = {}
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as late:  # connects after everything was published
+            await late.subscribe("linegw/L1/w1/#", qos=1)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):  # retained messages come at once; nothing else is sent
+                    async for m in late.messages:
+                        got[str(m.topic)] = (bytes(m.payload), m.retain)
+        assert set(got) == {"linegw/L1/w1/identification/manufacturer", "linegw/L1/w1/state/packml_state",
+                            "linegw/L1/w1/status/availability"}  # the process value is not retained
+        assert all(retained for _, retained in got.values())
+        assert json.loads(got["linegw/L1/w1/identification/manufacturer"][0])["value"] == "Tobu Engineering"
+    finally:
+        await store.close()
+
+
+async def test_broker_restart_loses_nothing(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    # The subscriber keeps a persistent session, and the broker its state on disk: what the
+    # forwarder publishes while the subscriber reconnects is queued for it, as in a plant.
+    mosquitto.stop()
+    mosquitto.conf.write_text(mosquitto.conf.read_text() + f"persistence true\npersistence_location {tmp_path}/\n")
+    mosquitto.start()
+    store = SqliteStore(tmp_path / "g.db")
+    await store.start()
+    t0 = time.time() - 100
+    seen: set[float] = set()
+
+    async def subscriber() -> None:
+        while True:
+            try:
+                async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="plant-historian",
+                                          clean_session=False) as sub:
+                    await sub.subscribe("linegw/L1/c1/web/speed", qos=1)
+                    async for m in sub.messages:
+                        seen.add(json.loads(m.payload)["value"])
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.1)
+
+    async def until(pred) -> None:
+        async with asyncio.timeout(30):
+            while not pred():
+                await asyncio.sleep(0.05)
+
+    def write(lo: int, hi: int):
+        return store.write_samples_async([Sample("c1", "web.speed", float(i), "m/min", t0 + i / 10, t0 + i / 10,
+                                                 Quality.GOOD) for i in range(lo, hi)])
+    try:
+        fwd = MqttForwarder(store, MqttForward(port=mosquitto.port), "L1", poll_s=0.05)
+        async with asyncio.TaskGroup() as tg:
+            sub = tg.create_task(subscriber())
+            await until(lambda: mosquitto.proc is not None)
+            await asyncio.sleep(0.3)  # the subscription is in place before anything is published
+            task = tg.create_task(fwd.run())
+            await write(0, 200)
+            await until(lambda: len(seen) == 200)
+            mosquitto.stop()
+            await write(200, 500)
+            await until(lambda: fwd.stats()["reconnects"] > 0)
+            cursor = fwd.stats()["cursor"]
+            await asyncio.sleep(0.5)
+            assert fwd.stats()["cursor"] == cursor  # nothing is taken off the outbox while the broker is away
+            mosquitto.start()
+            await until(lambda: len(seen) == 500)
+            task.cancel()
+            sub.cancel()
+        assert seen == {float(i) for i in range(500)}
+        assert (await store.outbox_backlog(fwd.stats()["cursor"]))[0] == 0
+    finally:
+        await store.close()
