@@ -54,6 +54,23 @@ class VictoriaMetrics:
         r = httpx.get(f"{self.url}/api/v1/export", params={"match[]": match}, timeout=10)
         return [json.loads(x) for x in r.text.splitlines() if x.strip()]
 
+    def count(self, match: str) -> int:
+        return sum(len(s["values"]) for s in self.export(match))
+
+    async def searchable(self, match: str, at_least: int, timeout: float = 20.0) -> list[dict]:
+        """The export once it holds `at_least` points: a 204 comes before points are searchable.
+
+        Returns what is there at the deadline too, so the test's own assertion says what is missing.
+        """
+        import asyncio
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            series = self.export(match)
+            if sum(len(s["values"]) for s in series) >= at_least or loop.time() > deadline:
+                return series
+            await asyncio.sleep(0.2)
+
 
 @pytest.fixture
 def vm(tmp_path: Path) -> Iterator[VictoriaMetrics]:

@@ -39,7 +39,7 @@ async def test_sigkill_then_resume(tmp_path: Path, vm: VictoriaMetrics) -> None:
     await store.close()
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(db), vm.url], cwd=Path(__file__).parents[2])
     try:
-        while sum(len(s["values"]) for s in vm.export('{__name__="coater_speed"}')) < 200:
+        while vm.count('{__name__="coater_speed"}') < 200:
             await asyncio.sleep(0.05)
     finally:
         os.kill(child.pid, signal.SIGKILL)
@@ -53,7 +53,7 @@ async def test_sigkill_then_resume(tmp_path: Path, vm: VictoriaMetrics) -> None:
             while (await store.read_since(fwd.stats()["cursor"] or (await store.get_cursor("influx") or 0), 1))[0]:
                 await asyncio.sleep(0.05)
             task.cancel()
-        series = vm.export('{__name__="coater_speed"}')
+        series = await vm.searchable('{__name__="coater_speed"}', n)
         values = sorted(float(v) for s in series for v in s["values"])
         assert (len(values), len(set(values))) == (n, n) and values == [float(i) for i in range(n)]
     finally:

@@ -42,13 +42,13 @@ async def test_stream_lands_with_values_and_timestamps(tmp_path: Path, vm: Victo
             task.cancel()
         assert await store.get_cursor("influx") == fwd.stats()["cursor"]
         got: dict[tuple[str, int], float] = {}
-        for series in vm.export('{__name__="coater_air_temperature"}'):
+        for series in await vm.searchable('{__name__="coater_air_temperature"}', 300):
             assert series["metric"]["line"] == "L1" and series["metric"]["sub_unit"] == "dryer_zone"
             for v, ts in zip(series["values"], series["timestamps"]):
                 got[(series["metric"]["index"], ts)] = v
         want = {(str(i % 3), int((T0 + i) * 1000)): 20.0 + i for i in range(300)}
         assert got == want
-        assert sum(len(s["values"]) for s in vm.export('{__name__="coater_air_temperature_q"}')) == 300
+        assert sum(len(s["values"]) for s in await vm.searchable('{__name__="coater_air_temperature_q"}', 300)) == 300
     finally:
         await store.close()
 
@@ -67,7 +67,7 @@ async def test_unparsable_point_does_not_block_the_batch(tmp_path: Path, vm: Vic
             task = tg.create_task(fwd.run())
             await _until(lambda: fwd.stats()["cursor"] > 0)
             task.cancel()
-        n = sum(len(s["values"]) for s in vm.export('{__name__="coater_air_temperature"}'))
+        n = sum(len(s["values"]) for s in await vm.searchable('{__name__="coater_air_temperature"}', 19))
         assert n == 19
         assert fwd.stats()["written"] == 20
     finally:
@@ -95,7 +95,7 @@ async def test_outage_catch_up_exactly_once(tmp_path: Path, vm: VictoriaMetrics)
             await _until(lambda: fwd.stats()["written"] == 400)
             task.cancel()
         assert fwd.stats()["rejected"] == 0
-        assert sum(len(s["values"]) for s in vm.export('{__name__="coater_air_temperature"}')) == 400
+        assert sum(len(s["values"]) for s in await vm.searchable('{__name__="coater_air_temperature"}', 400)) == 400
     finally:
         await store.close()
 
@@ -118,7 +118,7 @@ async def test_refused_point_is_set_aside_with_its_reason_and_the_stream_goes_on
             await _until(lambda: fwd.stats()["written"] == 10)
             task.cancel()
         assert fwd.stats()["rejected"] == 1
-        assert sum(len(s["values"]) for s in vm.export('{__name__="coater_air_temperature"}')) == 9
+        assert sum(len(s["values"]) for s in await vm.searchable('{__name__="coater_air_temperature"}', 9)) == 9
         (kept,) = await store.rejects("influx")
         seq_of_long = next(seq for seq, x in (await store.read_since(0, 100))[0] if x.path == "job.job_id")
         assert kept["seq"] == seq_of_long and kept["point"].startswith("coater,") and "J" * 400 in kept["point"]
