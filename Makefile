@@ -4,8 +4,9 @@ VENV    ?= .venv
 PYTHON  ?= python3
 BIN      = $(VENV)/bin
 STAMP    = $(VENV)/.installed-stamp
-# Debian packages the tests start as real servers or use as foreign peers.
-DEB_PKGS = mbpoll mosquitto victoria-metrics
+# Debian packages the tests start as real servers or use as foreign peers
+# (nginx-light: a reverse proxy with a body limit in front of victoria-metrics).
+DEB_PKGS = mbpoll mosquitto victoria-metrics nginx-light
 
 .PHONY: demo test system-deps venv docs clean
 

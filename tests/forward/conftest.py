@@ -115,3 +115,51 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     m.start()
     yield m
     m.stop()
+
+
+class Nginx:
+    """A reverse proxy in front of a sink with a request-body limit, as plants put in front of InfluxDB."""
+
+    def __init__(self, work: Path, upstream: str, max_body: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        work.mkdir(parents=True, exist_ok=True)
+        self.conf = work / "nginx.conf"
+        temps = "\n".join(f"  {kind}_temp_path {work}/{kind};" for kind in ("client_body", "proxy", "fastcgi",
+                                                                           "uwsgi", "scgi"))
+        self.conf.write_text(f"""daemon off;
+pid {work}/nginx.pid;
+error_log {work}/error.log;
+worker_processes 1;
+events {{}}
+http {{
+  access_log off;
+{temps}
+  server {{
+    listen 127.0.0.1:{self.port};
+    client_max_body_size {max_body};
+    location / {{ proxy_pass {upstream}; }}
+  }}
+}}
+""")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not Path(binary).exists():
+            pytest.fail("nginx not installed: run make system-deps")
+        self.proc = subprocess.Popen([binary, "-c", str(self.conf), "-p", str(self.conf.parent)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):  # readiness poll
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        pytest.fail(f"nginx did not open its port; see {self.conf.parent}/error.log")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait()
+            self.proc = None

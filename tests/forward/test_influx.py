@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from gateway.forward.config import InfluxForward
 from gateway.forward.influx import InfluxForwarder
 from gateway.samples import Quality, Sample
 from gateway.store.sqlite import SqliteStore
-from tests.forward.conftest import VictoriaMetrics
+from tests.forward.conftest import Nginx, VictoriaMetrics
 
 T0 = float(int(time.time()) - 3600)  # inside victoria-metrics retention (1 month by default)
 
@@ -127,3 +128,32 @@ async def test_refused_point_is_set_aside_with_its_reason_and_the_stream_goes_on
     finally:
         await store.close()
         vm.stop()
+
+
+async def test_batch_refused_by_a_proxy_is_halved_until_it_passes(tmp_path: Path, vm: VictoriaMetrics) -> None:
+    # A reverse proxy answers 413 to a request over 1 KiB: the forwarder halves batches until they pass,
+    # and the one point that can never pass is set aside, not retried for ever and not lost silently.
+    proxy = Nginx(tmp_path / "nginx", vm.url, "1k")
+    proxy.start()
+    store = SqliteStore(tmp_path / "g.db")
+    await store.start()
+    try:
+        samples = _stream(200)
+        huge = Sample("coater1", "job.job_id", os.urandom(1500).hex(), "", T0 + 7, T0 + 7, Quality.GOOD)
+        await store.write_samples_async(samples[:100] + [huge] + samples[100:])
+        await store.flush()
+        fwd = InfluxForwarder(store, InfluxForward(url=proxy.url, batch_size=201, poll_s=0.05), "L1",
+                              {"coater1": "coater"})
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(fwd.run())
+            await _until(lambda: fwd.stats()["written"] == 201)
+            task.cancel()
+        assert fwd.stats()["batches"] == 1 and fwd.stats()["rejected"] == 1
+        got = {ts: v for s in await vm.searchable('{__name__="coater_air_temperature"}', 200)
+               for v, ts in zip(s["values"], s["timestamps"])}
+        assert got == {int((T0 + i) * 1000): 20.0 + i for i in range(200)}
+        (kept,) = await store.rejects("influx")
+        assert kept["error"].startswith("HTTP 413") and huge.value in kept["point"]
+    finally:
+        await store.close()
+        proxy.stop()
