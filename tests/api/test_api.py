@@ -198,6 +198,13 @@ async def test_health_reports_each_machine(client):
     assert set(body["equipment"]) == {m[0] for m in MACHINES}
     assert all(e["available"] for e in body["equipment"].values())
     assert body["store"] is not None
+    assert body["forward"] == {}  # this line forwards nowhere
+
+
+async def test_forward_routes_without_sinks(client):
+    assert (await client.get("/api/v1/forward")).json() == {}
+    assert (await client.get("/api/v1/forward/rejects")).json() == []
+    assert_reason(await client.get("/api/v1/forward/rejects", params={"sink": "influx"}), 404, "forwards to nothing")
 
 
 # --- history -----------------------------------------------------------------------------
