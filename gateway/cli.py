@@ -74,6 +74,10 @@ def check_config(line_file: Path = typer.Argument(..., help="line configuration 
     for eq in cfg.equipment:
         console.print(f"  {eq.id:<12} {eq.cls:<10} {eq.protocol:<7} {eq.endpoint}  "
                       f"{'mapping ' + Path(eq.mapping).name if eq.mapping else 'native profile'}")
+    if cfg.forward and cfg.forward.influx:
+        console.print(f"  forward to InfluxDB {cfg.forward.influx.url} bucket '{cfg.forward.influx.bucket}'")
+    if cfg.forward and cfg.forward.mqtt:
+        console.print(f"  forward to MQTT {cfg.forward.mqtt.host}:{cfg.forward.mqtt.port} under '{cfg.forward.mqtt.base_topic}/'")
 
 
 async def _serve_gateway(cfg: Any, spec: Any, stop: asyncio.Event, on_ready=None) -> None:

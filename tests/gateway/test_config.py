@@ -44,6 +44,12 @@ def test_good_line_file_loads(tmp_path):
         (GOOD.replace("id: f1", "id: c1"), "equipment[1].id: 'c1' is used twice"),
         (GOOD.replace("    counts:", "    colour: red\n    counts:"), "line.yaml:11: equipment[1].colour: Extra inputs are not permitted"),
         (GOOD.replace("line: test", "line: [test"), "line.yaml:2: not valid YAML"),
+        (GOOD.replace("line: test", "line: test\nforward:\n  influx: {url: influxdb:8086}"),
+         "line.yaml:3: forward.influx.url: String should match pattern"),
+        (GOOD.replace("line: test", "line: test\nforward:\n  mqtt:\n    port: 1883\n    qos: 2"),
+         "line.yaml:5: forward.mqtt.qos: Extra inputs are not permitted"),
+        (GOOD.replace("line: test", "line: test\nstore: {max_disk_mb: 0}"),
+         "line.yaml:2: store.max_disk_mb: Input should be greater than 0"),
     ],
 )
 def test_bad_line_file_names_file_line_and_field(tmp_path, broken, expected):
