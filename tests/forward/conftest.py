@@ -1,7 +1,10 @@
-"""Fixtures: a real victoria-metrics (accepts the InfluxDB v2 write API) and a real mosquitto, on loopback."""
+"""Real servers on loopback for the forwarders: victoria-metrics (accepts the InfluxDB v2
+write API), mosquitto, and nginx as a reverse proxy with a request-body limit."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
 import socket
 import subprocess
@@ -19,28 +22,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class VictoriaMetrics:
-    def __init__(self, data: Path, *flags: str) -> None:
-        self.data, self.port, self.flags = data, _free_port(), list(flags)
+class _Server:
+    """A Debian-packaged server as a child process on a free port; stop() then start() keeps the port."""
+
+    package = binary = ""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
+    def args(self) -> list[str]:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
     def start(self) -> None:
-        binary = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
+        binary = shutil.which(self.binary) or f"/usr/sbin/{self.binary}"
         if not Path(binary).exists():
-            pytest.fail("victoria-metrics not installed: run make system-deps")
-        self.proc = subprocess.Popen([binary, f"-storageDataPath={self.data}", f"-httpListenAddr=127.0.0.1:{self.port}",
-                                      # one sample per series and timestamp, as InfluxDB keeps (a replay overwrites)
-                                      "-dedup.minScrapeInterval=1ms", *self.flags],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            pytest.fail(f"{self.binary} not installed (Debian package {self.package}): run make system-deps")
+        self.proc = subprocess.Popen([binary, *self.args()], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(300):  # readiness poll, not a timed assertion
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            if self.ready():
+                return
             time.sleep(0.05)
-        pytest.fail("victoria-metrics did not answer /health")
+        pytest.fail(f"{self.binary} did not get ready on port {self.port}")
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -48,8 +59,26 @@ class VictoriaMetrics:
             self.proc.wait()
             self.proc = None
 
+
+class VictoriaMetrics(_Server):
+    package = binary = "victoria-metrics"
+
+    def __init__(self, data: Path, *flags: str) -> None:
+        super().__init__()
+        self.data, self.flags = data, list(flags)
+
+    def args(self) -> list[str]:
+        # dedup: one sample per series and timestamp, as InfluxDB keeps (a replay overwrites)
+        return [f"-storageDataPath={self.data}", f"-httpListenAddr=127.0.0.1:{self.port}",
+                "-dedup.minScrapeInterval=1ms", *self.flags]
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     def export(self, match: str) -> list[dict]:
-        import json
         httpx.get(f"{self.url}/internal/force_flush", timeout=10)
         r = httpx.get(f"{self.url}/api/v1/export", params={"match[]": match}, timeout=10)
         return [json.loads(x) for x in r.text.splitlines() if x.strip()]
@@ -62,7 +91,6 @@ class VictoriaMetrics:
 
         Returns what is there at the deadline too, so the test's own assertion says what is missing.
         """
-        import asyncio
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -72,61 +100,29 @@ class VictoriaMetrics:
             await asyncio.sleep(0.2)
 
 
-@pytest.fixture
-def vm(tmp_path: Path) -> Iterator[VictoriaMetrics]:
-    v = VictoriaMetrics(tmp_path / "vm")
-    v.start()
-    yield v
-    v.stop()
-
-
-class Mosquitto:
-    """A broker on a free port; stop() and start() again keep the port, as a broker restart does."""
+class Mosquitto(_Server):
+    package = binary = "mosquitto"
 
     def __init__(self, conf_dir: Path) -> None:
-        self.port = _free_port()
+        super().__init__()
         self.conf = conf_dir / "mosquitto.conf"
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
-        self.proc: subprocess.Popen | None = None
 
-    def start(self) -> None:
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(binary).exists():
-            pytest.fail("mosquitto not installed: run make system-deps")
-        self.proc = subprocess.Popen([binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(200):  # readiness poll
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        pytest.fail("mosquitto did not open its port")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait()
-            self.proc = None
+    def args(self) -> list[str]:
+        return ["-c", str(self.conf)]
 
 
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    m = Mosquitto(tmp_path)
-    m.start()
-    yield m
-    m.stop()
-
-
-class Nginx:
+class Nginx(_Server):
     """A reverse proxy in front of a sink with a request-body limit, as plants put in front of InfluxDB."""
 
+    package, binary = "nginx-light", "nginx"
+
     def __init__(self, work: Path, upstream: str, max_body: str) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__()
         work.mkdir(parents=True, exist_ok=True)
         self.conf = work / "nginx.conf"
-        temps = "\n".join(f"  {kind}_temp_path {work}/{kind};" for kind in ("client_body", "proxy", "fastcgi",
-                                                                           "uwsgi", "scgi"))
+        temps = "\n".join(f"  {kind}_temp_path {work}/{kind};"
+                          for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
         self.conf.write_text(f"""daemon off;
 pid {work}/nginx.pid;
 error_log {work}/error.log;
@@ -142,24 +138,22 @@ http {{
   }}
 }}
 """)
-        self.proc: subprocess.Popen | None = None
 
-    def start(self) -> None:
-        binary = shutil.which("nginx") or "/usr/sbin/nginx"
-        if not Path(binary).exists():
-            pytest.fail("nginx not installed: run make system-deps")
-        self.proc = subprocess.Popen([binary, "-c", str(self.conf), "-p", str(self.conf.parent)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(200):  # readiness poll
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        pytest.fail(f"nginx did not open its port; see {self.conf.parent}/error.log")
+    def args(self) -> list[str]:
+        return ["-c", str(self.conf), "-p", str(self.conf.parent)]
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait()
-            self.proc = None
+
+@pytest.fixture
+def vm(tmp_path: Path) -> Iterator[VictoriaMetrics]:
+    v = VictoriaMetrics(tmp_path / "vm")
+    v.start()
+    yield v
+    v.stop()
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    m = Mosquitto(tmp_path)
+    m.start()
+    yield m
+    m.stop()

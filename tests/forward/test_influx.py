@@ -21,6 +21,16 @@ def _stream(n: int) -> list[Sample]:
             for i in range(n)]
 
 
+async def _forward(store: SqliteStore, url: str, batch_size: int, written: int) -> InfluxForwarder:
+    """Run an InfluxDB forwarder until it has taken `written` samples off the outbox."""
+    fwd = InfluxForwarder(store, InfluxForward(url=url, batch_size=batch_size, poll_s=0.05), "L1", {"coater1": "coater"})
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(fwd.run())
+        await _until(lambda: fwd.stats()["written"] == written)
+        task.cancel()
+    return fwd
+
+
 async def _until(pred, tries: int = 400) -> None:
     for _ in range(tries):
         if pred():
@@ -36,11 +46,7 @@ async def test_stream_lands_with_values_and_timestamps(tmp_path: Path, vm: Victo
         samples = _stream(300)
         await store.write_samples_async(samples)
         await store.flush()
-        fwd = InfluxForwarder(store, InfluxForward(url=vm.url, batch_size=64, poll_s=0.05), "L1", {"coater1": "coater"})
-        async with asyncio.TaskGroup() as tg:
-            task = tg.create_task(fwd.run())
-            await _until(lambda: fwd.stats()["written"] == 300)
-            task.cancel()
+        fwd = await _forward(store, vm.url, 64, 300)
         assert await store.get_cursor("influx") == fwd.stats()["cursor"]
         got: dict[tuple[str, int], float] = {}
         for series in await vm.searchable('{__name__="coater_air_temperature"}', 300):
@@ -113,11 +119,7 @@ async def test_refused_point_is_set_aside_with_its_reason_and_the_stream_goes_on
         samples[4] = Sample("coater1", "job.job_id", "J" * 400, "", T0 + 4, T0 + 4, Quality.GOOD)
         await store.write_samples_async(samples)
         await store.flush()
-        fwd = InfluxForwarder(store, InfluxForward(url=vm.url, batch_size=1, poll_s=0.05), "L1", {"coater1": "coater"})
-        async with asyncio.TaskGroup() as tg:
-            task = tg.create_task(fwd.run())
-            await _until(lambda: fwd.stats()["written"] == 10)
-            task.cancel()
+        fwd = await _forward(store, vm.url, 1, 10)
         assert fwd.stats()["rejected"] == 1
         assert sum(len(s["values"]) for s in await vm.searchable('{__name__="coater_air_temperature"}', 9)) == 9
         (kept,) = await store.rejects("influx")
@@ -142,12 +144,7 @@ async def test_batch_refused_by_a_proxy_is_halved_until_it_passes(tmp_path: Path
         huge = Sample("coater1", "job.job_id", os.urandom(1500).hex(), "", T0 + 7, T0 + 7, Quality.GOOD)
         await store.write_samples_async(samples[:100] + [huge] + samples[100:])
         await store.flush()
-        fwd = InfluxForwarder(store, InfluxForward(url=proxy.url, batch_size=201, poll_s=0.05), "L1",
-                              {"coater1": "coater"})
-        async with asyncio.TaskGroup() as tg:
-            task = tg.create_task(fwd.run())
-            await _until(lambda: fwd.stats()["written"] == 201)
-            task.cancel()
+        fwd = await _forward(store, proxy.url, 201, 201)
         assert fwd.stats()["batches"] == 1 and fwd.stats()["rejected"] == 1
         got = {ts: v for s in await vm.searchable('{__name__="coater_air_temperature"}', 200)
                for v, ts in zip(s["values"], s["timestamps"])}
