@@ -79,6 +79,17 @@ class AlarmSource:
     active_value: Any = True
 
 
+@dataclass(slots=True)
+class Trigger:
+    """An event trigger for one instance: "[*]" in its payload paths is `index`."""
+
+    event: EventTrigger
+    index: int | None = None
+
+    def path(self, template: str) -> str:
+        return template if self.index is None else template.replace("[*]", f"[{self.index}]")
+
+
 @dataclass
 class Plan:
     equipment: str
@@ -91,7 +102,8 @@ class Plan:
     alarm_codes_key: str | None = None  # native OPC UA: key of the ActiveCodes array
     alarm_sources: dict[str, list[AlarmSource]] = field(default_factory=dict)  # mapped alarms
     commands: dict[str, CommandMap] = field(default_factory=dict)  # mapped commands
-    triggers: list[EventTrigger] = field(default_factory=list)
+    triggers: dict[str, list[Trigger]] = field(default_factory=dict)  # spec path -> events its change emits
+    nameplate: dict[str, str] = field(default_factory=dict)  # identification path -> value from the mapping
     counts: dict[str, int] = field(default_factory=dict)
     opcua_machine: list[str] = field(default_factory=list)  # browse path of the native machine object
     namespace: str = ""
@@ -214,12 +226,49 @@ def load_mapping(path: str | Path, spec: Spec) -> Mapping:
     for name in m.commands:
         if name not in spec.commands:
             err(("commands", name), f"'{name}' is not a spec command ({', '.join(spec.commands)})")
+    ident = {v.id for su in spec.core.sub_units if su.id == "identification" for v in su.variables}
+    served = {vm.path for vm in m.variables}
+    for key in m.identification:
+        if key not in ident:
+            err(("identification", key), f"'{key}' is not an identification variable ({', '.join(sorted(ident))})")
+        elif f"identification.{key}" in served:
+            err(("identification", key), f"identification.{key} is read from the machine (variables); give it once")
     for i, ev in enumerate(m.events):
         if ev.type not in spec.events:
             err(("events", i, "type"), f"'{ev.type}' is not a spec event type")
+        for loc, ref in [(("events", i, "on_change"), ev.on_change)] + _payload_refs(ev.payload, ("events", i, "payload")):
+            problem = _ref_problem(spec, m.cls, ref, "[*]" in ev.on_change)
+            if problem:
+                err(loc, problem)
+        for key in ev.map:
+            if key not in ev.payload:
+                err(("events", i, "map", key), f"'{key}' is not a key of the payload ({', '.join(ev.payload)})")
     if errors:
         raise SpecError("\n".join(errors))
     return m
+
+
+def _payload_refs(template: Any, loc: tuple) -> list[tuple[tuple, str]]:
+    """Every spec path a payload template reads, with its location."""
+    if isinstance(template, str) and template.startswith("$"):
+        return [(loc, template[1:].removeprefix("before:"))]
+    if isinstance(template, list):
+        return [r for j, t in enumerate(template) for r in _payload_refs(t, loc + (j,))]
+    if isinstance(template, dict):
+        return [r for k, t in template.items() for r in _payload_refs(t, loc + (k,))]
+    return []
+
+
+def _ref_problem(spec: Spec, cls: str, path: str, per_instance: bool) -> str | None:
+    if "[*]" in path and not per_instance:
+        return f"'{path}': '[*]' needs an on_change path with '[*]' (the instance is the one that changed)"
+    try:
+        d = spec.variable(cls, path.replace("[*]", "[1]"))
+    except KeyError as exc:
+        return str(exc.args[0])
+    if "[*]" in path and d.sub_unit.array is None:
+        return f"'{d.sub_unit.id}' is not an array sub-unit"
+    return None
 
 
 _INDEX = re.compile(r"\{i(?::(\d+)d)?\}")
@@ -235,7 +284,9 @@ def _source_point(key: str, src: Source, m: Mapping, index: int | None) -> Point
     if src.address is not None:
         address = src.address + ((index - 1) * (src.stride or 0) if index else 0)
         order = src.order or (m.modbus.order if m.modbus else "ABCD")
-        opts = {"table": src.table, "address": address, "dtype": src.dtype, "order": order}
+        opts = {"table": src.table, "address": address, "order": order}
+        if src.dtype:
+            opts["dtype"] = src.dtype
         if src.count:
             opts["count"] = src.count
         device = src.device_id if src.device_id is not None else (m.modbus.device_id if m.modbus else None)
@@ -251,25 +302,34 @@ def _source_point(key: str, src: Source, m: Mapping, index: int | None) -> Point
 def _source_key(point: Point) -> str:
     o = point.options
     if "address" in o:
-        return f"{o['table']}:{o.get('device_id', '')}:{o['address']}:{o['dtype']}:{o.get('order', '')}"
+        return f"{o['table']}:{o.get('device_id', '')}:{o['address']}:{o.get('dtype') or 'bit'}:{o.get('order', '')}"
     return f"node:{o.get('browse_path') or o['node']}"
 
 
-def mapped_plan(spec: Spec, equipment: str, mapping: Mapping, counts: dict[str, int]) -> Plan:
+def _instances(spec: Spec, cls: str, path: str, counts: dict[str, int]) -> list[tuple[str, int | None]]:
+    """Concrete paths of a "[*]" template (with their index), or the path itself."""
+    if "[*]" not in path:
+        return [(path, None)]
+    sub_unit = path.split("[", 1)[0]
+    arr = next(su.array for su in spec.array_sub_units(cls) if su.id == sub_unit)
+    return [(path.replace("[*]", f"[{i}]"), i) for i in range(1, counts.get(sub_unit, arr.max) + 1)]
+
+
+def mapped_plan(spec: Spec, equipment: str, mapping: Mapping, counts: dict[str, int], only: set[str] | None = None) -> Plan:
+    """The plan of a mapped machine; with `only`, just those (non-array) variables, e.g. to read array sizes."""
     cls = mapping.cls
     counts = {**mapping.counts, **counts}
     points: dict[str, Point] = {}
     targets: dict[str, list[Target]] = {}
     for vm in mapping.variables:
-        if "[*]" in vm.path:
-            sub_unit = vm.path.split("[", 1)[0]
-            arr = next(su.array for su in spec.array_sub_units(cls) if su.id == sub_unit)
-            instances = [(vm.path.replace("[*]", f"[{i}]"), i) for i in range(1, counts.get(sub_unit, arr.max) + 1)]
-        else:
-            instances = [(vm.path, None)]
-        for path, index in instances:
+        if only is not None and vm.path not in only:
+            continue
+        for path, index in _instances(spec, cls, vm.path, counts):
             pt = _source_point("", vm.source, mapping, index)
             key = _source_key(pt)
+            sampling = spec.variable(cls, path).var.sampling_ms
+            if sampling and "browse_path" in pt.options:
+                pt.options["sampling_ms"] = sampling  # the spec's rate, as for native machines
             points.setdefault(key, Point(key, pt.options))
             t = _target(spec, cls, path)
             t.scale, t.offset, t.bit = vm.scale, vm.offset, vm.source.bit
@@ -281,6 +341,9 @@ def mapped_plan(spec: Spec, equipment: str, mapping: Mapping, counts: dict[str, 
                 t.enum_map = {code: members[name] for code, name in vm.enum.items()}
             targets.setdefault(key, []).append(t)
     plan = Plan(equipment, cls, mapping.protocol, False, list(points.values()), targets, counts=counts)
+    if only is not None:
+        return plan
+    plan.nameplate = {f"identification.{k}": v for k, v in mapping.identification.items()}
     codes = {a.id: a.code for a in spec.alarms(cls)}
     for am in mapping.alarms:
         pt = _source_point("", am.source, mapping, None)
@@ -306,7 +369,9 @@ def mapped_plan(spec: Spec, equipment: str, mapping: Mapping, counts: dict[str, 
             src = Source(address=cm.write.address, dtype=cm.write.dtype) if cm.write.address is not None else Source(node=cm.write.node)
             pt = _source_point(f"cmdw:{name}", src, mapping, None)
             plan.points.append(Point(f"cmdw:{name}", {**pt.options, "scan": False}))
-    plan.triggers = list(mapping.events)
+    for ev in mapping.events:
+        for path, index in _instances(spec, cls, ev.on_change, counts):
+            plan.triggers.setdefault(path, []).append(Trigger(ev, index))
     if mapping.opcua:
         plan.namespace = mapping.opcua.namespace_uri
     return plan

@@ -8,6 +8,7 @@ rest, an integrator writes one file per machine model:
     protocol: modbus
     modbus: {order: CDAB}                 # defaults for every register source
     counts: {}                            # array sizes, when the machine cannot say
+    identification: {manufacturer: Acme}  # nameplate values the machine does not serve
     variables:
       - path: winding.speed
         source: {address: 120, dtype: int16}
@@ -22,10 +23,28 @@ rest, an integrator writes one file per machine model:
         source: {address: 300, dtype: int16, stride: 4}
     alarms:
       - {alarm: web_break, source: {address: 110, dtype: uint16, bit: 0}}
+      - {alarm: door_open, source: {address: 111, dtype: uint16}, active_value: 101}  # alarm-code register
     commands:
       Start: {write: {address: 200, dtype: uint16, value: 1}}
     events:
-      - {on_change: jelly_roll.roll_id, type: UnitProcessed, payload: {unit_id: $jelly_roll.roll_id}}
+      - on_change: jelly_roll.roll_id
+        type: UnitProcessed
+        payload: {unit_id: $jelly_roll.roll_id, made_from: [$before:material.cathode_roll_id]}
+      - on_change: channel[*].result_grade     # every instance; "[*]" in the payload is its index
+        ignore: [none]                         # new values that are no event
+        type: UnitProcessed
+        payload: {unit_id: $channel[*].cell_id, result: $channel[*].result_grade}
+        map: {result: {A: good, NG: reject}}   # payload key -> {value: payload value}; null drops the key
+
+Modbus sources in coils and discrete inputs are one bit each and take no
+`dtype`. An alarm source without `bit` is active when it reads `active_value`:
+a Boolean node (true), or a vendor alarm-code register showing that alarm's code.
+
+Events are for machines that cannot send their own: the gateway emits one
+when a value it reads changes from the last good value it saw (never for the
+first value after start). "$<path>" in a payload is that path's value now
+(enum members by name), "$before:<path>" its value before the change that
+fired the event (inputs a machine swaps in the same instant it finishes a unit).
 
 OPC UA sources name a node relative to `opcua.root` ("Drive/Speed"), in
 `opcua.namespace_uri`; `{i}` / `{i:02d}` in a node name is the array index.
@@ -59,7 +78,7 @@ class Source(_Strict):
     def _one_kind(self) -> "Source":
         if (self.address is None) == (self.node is None):
             raise ValueError("give either 'address' (Modbus) or 'node' (OPC UA)")
-        if self.address is not None and self.dtype is None:
+        if self.address is not None and self.dtype is None and self.table not in ("coil", "discrete"):
             raise ValueError("a Modbus source needs 'dtype'")
         return self
 
@@ -104,9 +123,11 @@ class CommandMap(_Strict):
 
 
 class EventTrigger(_Strict):
-    on_change: str  # spec path whose change emits the event
+    on_change: str  # spec path whose change emits the event; "sub_unit[*].var" for every instance
     type: str  # spec event type id
-    payload: dict[str, Any] = {}  # "$<path>" is replaced by that path's current value
+    payload: dict[str, Any] = {}  # "$<path>": its value now; "$before:<path>": before the change
+    ignore: list[Any] = []  # new values of on_change that are no event (enum members by name)
+    map: dict[str, dict[str, Any]] = {}  # payload key -> {filled value: payload value}; null drops the key
 
 
 class ModbusDefaults(_Strict):
@@ -127,6 +148,7 @@ class Mapping(_Strict):
     modbus: ModbusDefaults | None = None
     opcua: OpcUaDefaults | None = None
     counts: dict[str, int] = {}
+    identification: dict[str, str] = {}  # nameplate values the machine does not serve
     variables: list[VariableMap]
     alarms: list[AlarmMap] = []
     commands: dict[str, CommandMap] = {}

@@ -18,7 +18,15 @@ from typing import Any, Callable
 
 from gateway.adapters.base import Adapter, AdapterError, Point, RawReading
 from gateway.config import Equipment
-from gateway.mapping.compile import Plan, count_paths, load_mapping, mapped_plan, native_modbus_plan, native_opcua_plan
+from gateway.mapping.compile import (
+    Plan,
+    Trigger,
+    count_paths,
+    load_mapping,
+    mapped_plan,
+    native_modbus_plan,
+    native_opcua_plan,
+)
 from gateway.runtime.alarms import AlarmTracker, Occurrence
 from gateway.runtime.ingest import to_samples
 from gateway.runtime.view import EquipmentView, LiveMessage
@@ -72,6 +80,7 @@ class Device:
         self._heartbeat_seen = (None, 0.0)  # (value, gateway time of last change)
         self._link_up = False
         self._mapped_seq = int(time.time() * 1000)
+        self._trigger_seen: dict[str, Any] = {}  # trigger path -> last good value seen
         self._alarm_words: list[int] = []
         self._settings = dict(eq.adapter)
         sec = eq.security
@@ -111,13 +120,20 @@ class Device:
         """Array sizes: from the config, the mapping, or read from the machine itself."""
         wanted = count_paths(self.spec, self.eq.cls)
         counts = dict(self.eq.counts)
-        if self.eq.mapping:
-            counts = {**load_mapping(self.eq.mapping, self.spec).counts, **counts}
+        mapping = load_mapping(self.eq.mapping, self.spec) if self.eq.mapping else None
+        if mapping is not None:
+            counts = {**mapping.counts, **counts}
         missing = {su: path for su, path in wanted.items() if su not in counts}
-        if not missing or self.eq.mapping:
+        if mapping is not None:
+            # A size the mapping neither gives nor reads: every instance up to the spec's maximum.
+            mapped = {vm.path for vm in mapping.variables}
+            missing = {su: path for su, path in missing.items() if path in mapped}
+        if not missing:
             return counts
         only = set(missing.values())
-        if self.eq.protocol == "modbus":
+        if mapping is not None:
+            plan = mapped_plan(self.spec, self.eq.id, mapping, {}, only)
+        elif self.eq.protocol == "modbus":
             plan = native_modbus_plan(self.spec, self.eq.id, self.eq.cls, {}, only)
         else:
             plan = native_opcua_plan(self.spec, self.eq.id, self.eq.cls, self.eq.machine or self.eq.id, {}, only)
@@ -125,9 +141,9 @@ class Device:
         done = asyncio.Event()
 
         def got(readings: list[RawReading]) -> None:
-            for r in readings:
-                if not r.error and isinstance(r.value, int):
-                    found[r.key] = r.value
+            for s in to_samples(self.eq.id, plan.targets, readings, time.time()):
+                if s.quality != Quality.BAD and isinstance(s.value, int):
+                    found[s.path] = s.value
             if only <= found.keys():
                 done.set()
 
@@ -154,8 +170,11 @@ class Device:
         now = time.time()
         samples = to_samples(self.eq.id, plan.targets, readings, now)
         self._special(readings, now)
-        if not samples:
-            return
+        if samples:
+            self._accept(samples, now)
+
+    def _accept(self, samples: list[Sample], now: float) -> None:
+        """Store validated samples, update the live picture and fan them out."""
         self.store.write_samples(samples)
         self.view.last_data_ts = now
         latest = self.latest
@@ -212,6 +231,10 @@ class Device:
 
     def _update_view(self, changed: list[tuple[str, Sample | None]]) -> None:
         spec, cls = self.spec, self.eq.cls
+        triggers = self.plan.triggers if self.plan else {}
+        before: dict[str, Any] = {}
+        if triggers:
+            before = {path: prev.value for path, prev in changed if prev is not None and prev.value is not None}
         for path, prev in changed:
             s = self.latest[path]
             if path.startswith(IDENT_PREFIX):
@@ -229,25 +252,49 @@ class Device:
                                          {"variable": path.split(".")[1], "previous": prev_name, "current": name})
             elif path == "status.heartbeat":
                 self._heartbeat_seen = (s.value, time.monotonic())
-            if self.plan and not self.plan.native and prev is not None:
-                for trig in self.plan.triggers:
-                    if trig.on_change == path and s.value not in (None, ""):
-                        self._emit_event(trig.type, s.source_ts, self._fill(trig.payload))
+            if path in triggers:
+                self._triggered(path, s, triggers[path], before)
 
-    def _fill(self, template: Any) -> Any:
-        """Replace "$<path>" in a trigger payload with the current value (enum members by name)."""
+    def _triggered(self, path: str, s: Sample, triggers: list[Trigger], before: dict[str, Any]) -> None:
+        """Events a mapping derives from a change: from one good value to another, never for the first
+        value seen, and once for a change that happened while the link was down."""
+        if s.quality == Quality.BAD or s.value in (None, ""):
+            return
+        last = self._trigger_seen.get(path)
+        self._trigger_seen[path] = s.value
+        if last is None or last == s.value:
+            return
+        for trig in triggers:
+            ev = trig.event
+            if ev.ignore and self._named(path, s.value) in ev.ignore:
+                continue
+            payload = self._fill(ev.payload, trig, before)
+            for key, table in ev.map.items():
+                if str(payload.get(key)) in table:
+                    payload[key] = table[str(payload[key])]
+            self._emit_event(ev.type, s.source_ts, {k: v for k, v in payload.items() if v is not None})
+
+    def _named(self, path: str, value: Any) -> Any:
+        """A value as a payload shows it: enum members by name."""
+        var = self.spec.variable(self.eq.cls, path).var
+        if var.enum and isinstance(value, int):
+            return self.spec.enum_name(var.enum, value)
+        return value
+
+    def _fill(self, template: Any, trig: Trigger, before: dict[str, Any]) -> Any:
+        """Replace "$<path>" in a trigger payload with its value now, "$before:<path>" with its value
+        before this change ("[*]" is the trigger's instance)."""
         if isinstance(template, str) and template.startswith("$"):
-            s = self.latest.get(template[1:])
-            if s is None:
-                return None
-            var = self.spec.variable(self.eq.cls, s.path).var
-            if var.enum and isinstance(s.value, int):
-                return self.spec.enum_name(var.enum, s.value)
-            return s.value
+            ref = template[1:]
+            path = trig.path(ref.removeprefix("before:"))
+            if ref.startswith("before:") and path in before:
+                return self._named(path, before[path])
+            s = self.latest.get(path)
+            return None if s is None or s.value is None else self._named(path, s.value)
         if isinstance(template, list):
-            return [v for v in (self._fill(t) for t in template) if v not in (None, "")]
+            return [v for v in (self._fill(t, trig, before) for t in template) if v not in (None, "")]
         if isinstance(template, dict):
-            return {k: self._fill(v) for k, v in template.items()}
+            return {k: self._fill(v, trig, before) for k, v in template.items()}
         return template
 
     def _emit_event(self, event_type: str, ts: float, payload: dict[str, Any]) -> None:
@@ -263,6 +310,11 @@ class Device:
     def _on_link(self, up: bool, reason: str) -> None:
         self._link_up = up
         self._set_available(up, reason)
+        if up and self.plan is not None and self.plan.nameplate:
+            # Identification the machine does not serve, from its mapping: as good as the link.
+            now = time.time()
+            self._accept([Sample(self.eq.id, path, value, self.spec.variable(self.eq.cls, path).var.unit, now, now,
+                                 Quality.GOOD, "from_mapping") for path, value in self.plan.nameplate.items()], now)
         if not up:
             # The gap is recorded as such: every value goes BAD "link_down" once.
             now = time.time()
