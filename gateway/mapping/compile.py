@@ -260,14 +260,16 @@ def _payload_refs(template: Any, loc: tuple) -> list[tuple[tuple, str]]:
 
 
 def _ref_problem(spec: Spec, cls: str, path: str, per_instance: bool) -> str | None:
-    if "[*]" in path and not per_instance:
-        return f"'{path}': '[*]' needs an on_change path with '[*]' (the instance is the one that changed)"
+    if "[*]" in path:
+        if not per_instance:
+            return f"'{path}': '[*]' needs an on_change path with '[*]' (the instance is the one that changed)"
+        sub_unit = path.split("[", 1)[0]
+        if sub_unit not in {su.id for su in spec.array_sub_units(cls)}:
+            return f"'{sub_unit}' is not an array sub-unit"
     try:
-        d = spec.variable(cls, path.replace("[*]", "[1]"))
+        spec.variable(cls, path.replace("[*]", "[1]"))
     except KeyError as exc:
         return str(exc.args[0])
-    if "[*]" in path and d.sub_unit.array is None:
-        return f"'{d.sub_unit.id}' is not an array sub-unit"
     return None
 
 

@@ -293,8 +293,8 @@ class Device:
             return None if s is None or s.value is None else self._named(path, s.value)
         if isinstance(template, list):
             return [v for v in (self._fill(t, trig, before) for t in template) if v not in (None, "")]
-        if isinstance(template, dict):
-            return {k: self._fill(v, trig, before) for k, v in template.items()}
+        if isinstance(template, dict):  # a value the machine has not shown yet is left out, as natively
+            return {k: v for k, v in ((k, self._fill(t, trig, before)) for k, t in template.items()) if v is not None}
         return template
 
     def _emit_event(self, event_type: str, ts: float, payload: dict[str, Any]) -> None:

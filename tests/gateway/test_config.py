@@ -86,6 +86,11 @@ alarms:
   - {alarm: separator_break, source: {address: 103, dtype: uint16, bit: 0}}
 commands:
   Start: {write: {address: 200, value: 1}}
+identification: {manufacturer: Acme Winding}
+events:
+  - on_change: jelly_roll.roll_id
+    type: UnitProcessed
+    payload: {unit_id: $jelly_roll.roll_id, made_from: [$before:material.cathode_roll_id]}
 """
 
 
@@ -101,6 +106,9 @@ def test_mapping_compiles_transforms_into_targets(tmp_path):
     speed_point = next(p for p in plan.points if p.options.get("address") == 100)
     assert speed_point.options["order"] == "CDAB"  # the file's default order reaches every source
     assert any(p.key == "cmdw:Start" and p.options["scan"] is False for p in plan.points)
+    assert plan.nameplate == {"identification.manufacturer": "Acme Winding"}
+    [trigger] = plan.triggers["jelly_roll.roll_id"]
+    assert (trigger.event.type, trigger.index) == ("UnitProcessed", None)
 
 
 @pytest.mark.parametrize(
@@ -112,6 +120,13 @@ def test_mapping_compiles_transforms_into_targets(tmp_path):
         (("  Start:", "  Launch:"), "m.yaml:21: commands.Launch: 'Launch' is not a spec command"),
         (("from_unit: K", "from_unit: bar"), "m.yaml:17: variables.3.from_unit: no conversion from 'bar' to 'Cel'"),
         (("{address: 100, dtype: int16}", "{address: 100}"), "m.yaml:7: variables[0].source: a Modbus source needs 'dtype'"),
+        (("{manufacturer: Acme", "{maker: Acme"), "m.yaml:22: identification.maker: 'maker' is not an identification variable"),
+        (("$before:material.cathode_roll_id", "$before:material.cathode_roll"),
+         "m.yaml:26: events.0.payload.made_from.0: winder has no variable 'material.cathode_roll'"),
+        (("on_change: jelly_roll.roll_id", "on_change: jelly_roll[*].roll_id"),
+         "m.yaml:24: events.0.on_change: 'jelly_roll' is not an array sub-unit"),
+        (("unit_id: $jelly_roll.roll_id", 'unit_id: "$channel[*].cell_id"'),
+         "m.yaml:26: events.0.payload.unit_id: 'channel[*].cell_id': '[*]' needs an on_change path with '[*]'"),
     ],
 )
 def test_bad_mapping_is_rejected_with_its_line(tmp_path, edit, expected):

@@ -16,7 +16,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import pytest_asyncio
@@ -227,6 +227,14 @@ def _quantum(field: VariableField, value: float) -> float:
     return abs(field.scale)
 
 
+async def _until_none(problems: Callable[[], list[str]], what: str, timeout: float = 20) -> None:
+    """Wait until a check finds no problems; a timeout names those left."""
+    try:
+        await wait_for(lambda: not problems(), what, timeout=timeout)
+    except AssertionError:
+        raise AssertionError(f"{what}: {problems()[:5]}") from None
+
+
 def _equivalent(p: Pair, path: str, a: Any, b: Any) -> bool:
     """Whether two spec values look the same in the dialect (vendor codes that stand for several members)."""
     proj = p.projections[path][0]
@@ -275,7 +283,7 @@ async def test_the_mapped_machine_shows_what_its_conforming_twin_shows(line, nam
                 out.append(f"{path}: mapped {a!r}, twin {b!r}")
         return out
 
-    await wait_for(lambda: not disagreeing(), f"{name}: set points agree ({disagreeing()})", timeout=20)
+    await _until_none(disagreeing, f"{name}: set points agree")
 
 
 @ON_MODULE_LOOP
@@ -399,7 +407,7 @@ async def _put_everywhere(line: Line, probes: dict[str, dict[str, tuple[Any, Any
     def wrong() -> list[str]:
         return [f"{name}: {m}" for name, values in probes.items() for m in _misread(line.pairs[name], values)]
 
-    await wait_for(lambda: not wrong(), f"{what} read back the same ({wrong()[:5]})", timeout=15)
+    await _until_none(wrong, f"{what} read back the same")
 
 
 @ON_MODULE_LOOP
