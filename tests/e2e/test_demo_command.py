@@ -15,6 +15,7 @@ def test_linegw_demo_starts_serves_and_stops_by_itself(tmp_path):
     for port in ("4841", "4842", "5021", "5022", "8080"):
         text = text.replace(f":{port}", ":0").replace(f"port: {port}", "port: 0")
     text = text.replace("path: var/demo.sqlite", f"path: {tmp_path / 'demo.sqlite'}")
+    text = text.replace("../mappings/", f"{DEMO_LINE.parent.parent / 'mappings'}/")  # the copy lives elsewhere
     line_file = tmp_path / "demo.yaml"
     line_file.write_text(text)
     proc = subprocess.run([sys.executable, "-m", "gateway.cli", "demo", "--line", str(line_file), "--for", "8s"],
