@@ -30,11 +30,12 @@ rest, an integrator writes one file per machine model:
       - on_change: jelly_roll.roll_id
         type: UnitProcessed
         payload: {unit_id: $jelly_roll.roll_id, made_from: [$before:material.cathode_roll_id]}
-      - on_change: channel[*].result_grade     # every instance; "[*]" in the payload is its index
-        ignore: [none]                         # new values that are no event
-        type: UnitProcessed
-        payload: {unit_id: $channel[*].cell_id, result: $channel[*].result_grade}
-        map: {result: {A: good, NG: reject}}   # payload key -> {value: payload value}; null drops the key
+    # a formation rack: one trigger for every slot, "[*]" in the payload is the slot that changed
+    #   - on_change: "channel[*].result_grade"
+    #     ignore: [none]                        # new values that are no event
+    #     type: UnitProcessed
+    #     payload: {unit_id: "$channel[*].cell_id", result: "$channel[*].result_grade"}
+    #     map: {result: {A: good, NG: reject}}  # payload key -> {value: payload value}; null drops the key
 
 Modbus sources in coils and discrete inputs are one bit each and take no
 `dtype`. An alarm source without `bit` is active when it reads `active_value`:

@@ -384,6 +384,8 @@ def _misread(p: Pair, probes: dict[str, tuple[Any, Any]]) -> list[str]:
         m, n = p.mapped.latest.get(path), p.native.latest.get(path)
         if m is None or n is None or m.value is None or n.value is None:
             out.append(f"{path}: no value")
+        elif m.quality != Quality.GOOD or n.quality != Quality.GOOD:
+            out.append(f"{path}: put {put!r}, mapped {m.value!r} {m.quality.name} {m.reason}, twin {n.value!r} {n.quality.name}")
         elif isinstance(put, str):
             if (m.value, n.value) != (expect, put):
                 out.append(f"{path}: put {put!r}, mapped {m.value!r}, twin {n.value!r}")
@@ -392,7 +394,7 @@ def _misread(p: Pair, probes: dict[str, tuple[Any, Any]]) -> list[str]:
                 out.append(f"{path}: put {put}, mapped {m.value}, twin {n.value}")
         else:
             tolerance = _quantum(p.projections[path][0].field, put) + 1e-9
-            if not (math.isclose(m.value, expect, rel_tol=1e-6, abs_tol=1e-9) and math.isclose(n.value, put, rel_tol=1e-6)
+            if not (math.isclose(m.value, expect, rel_tol=1e-6, abs_tol=1e-9) and math.isclose(n.value, put, rel_tol=1e-6, abs_tol=1e-9)
                     and abs(m.value - n.value) <= tolerance + 1e-6 * abs(put)):
                 out.append(f"{path}: put {put}, dialect serves {expect}, mapped {m.value}, twin {n.value}")
     return out
