@@ -115,11 +115,12 @@ async def _send(dev: Device, command: str, params: dict[str, Any]) -> int:
     mapped = plan.commands.get(command)
     if mapped is None:
         raise NotImplementedError(f"the mapping of {dev.eq.id} has no '{command}' command")
+    # A vendor method without a result, like a command register, only says the command was taken;
+    # completion is read back.
     if mapped.call is not None:
         out = await adapter.call(f"cmd:{command}", list(mapped.call.args) + [a for a in args if a is not None])
-        return int(out[0]) if out and isinstance(out[0], int) else 0
+        return int(out[0]) if out and isinstance(out[0], int) else spec.result_codes["accepted_completes_later"]
     await adapter.write(f"cmdw:{command}", mapped.write.value)
-    # A vendor command register has no result code: the write was taken, completion is read back.
     return spec.result_codes["accepted_completes_later"]
 
 
