@@ -1,0 +1,100 @@
+"""Behaviour seen without commanding: what the machine serves must agree with the events it recorded.
+
+Both checks read the served values fresh and then the events that arrived
+since the history was read, so a change during the check is not mistaken for
+an inconsistency.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.conformance.checks import FAIL, Outcome, check, ev, verdict
+from gateway.conformance.runner import Context
+
+STATE_VARIABLES = ("item_state", "operation_mode", "control_authority", "e10_state", "packml_state")
+
+
+async def _fresh_events(ctx: Context) -> list[dict[str, Any]]:
+    """The history plus whatever arrived since it was read."""
+    probe: Any = ctx.probe
+    events = list(ctx.events)
+    last = max((e.get("seq", 0) for e in events if isinstance(e.get("seq"), int)), default=0)
+    newest = await probe.last_seq()
+    while isinstance(newest, int) and last < newest:
+        batch = await probe.events_from(last + 1, 100)
+        if not batch:
+            break
+        events += batch
+        last = max(e.get("seq", last) for e in batch)
+    return events
+
+
+@check("CORE-EVENT-004")
+async def state_events(ctx: Context) -> Outcome:
+    if ctx.events_error:
+        return Outcome(FAIL, ctx.events_error)
+    probe: Any = ctx.probe
+    served = {v: await probe.state(v) for v in STATE_VARIABLES}
+    previous = {}
+    for v in STATE_VARIABLES:
+        code = await probe.read_value(f"state.previous_{v}")
+        previous[v] = ctx.spec.enum_name(ctx.spec.variable(ctx.cls, f"state.{v}").var.enum or "", code) \
+            if isinstance(code, int) else None
+    events = await _fresh_events(ctx)
+    complete = bool(events) and events[0].get("seq") == 1  # the ring still holds everything since power-on
+    problems, evidence = [], []
+    for v in STATE_VARIABLES:
+        chain = [e for e in events if e.get("type") == "StateChanged" and (e.get("payload") or {}).get("variable") == v]
+        evidence.append(ev("observe", f"StateChanged {v}", value=[(e.get("seq"), e["payload"].get("previous"),
+                                                                   e["payload"].get("current")) for e in chain][-6:],
+                           note=f"served {served[v]}, previous {previous[v]}"))
+        for a, b in zip(chain, chain[1:]):
+            if b["payload"].get("previous") != a["payload"].get("current"):
+                problems.append(f"{v}: event {b.get('seq')} says previous {b['payload'].get('previous')}, but event "
+                                f"{a.get('seq')} ended in {a['payload'].get('current')}: a transition without its event")
+        if chain:
+            newest = chain[-1]["payload"]
+            if served[v] is not None and newest.get("current") != served[v]:
+                problems.append(f"state.{v} is {served[v]}, but the newest StateChanged (event {chain[-1].get('seq')}) "
+                                f"says {newest.get('current')}: the change to {served[v]} has no event")
+            elif previous[v] is not None and newest.get("previous") != previous[v]:
+                problems.append(f"state.previous_{v} is {previous[v]}, but the newest StateChanged says previous "
+                                f"{newest.get('previous')}")
+        elif complete and served[v] is not None and previous[v] is not None and served[v] != previous[v]:
+            problems.append(f"state.{v} changed from {previous[v]} to {served[v]} and no StateChanged event says so")
+    return verdict(problems, evidence, "every state change in the history has its StateChanged event, chained, "
+                                       "ending in the served state", "inconsistency")
+
+
+@check("CORE-ALARM-003")
+async def alarm_events(ctx: Context) -> Outcome:
+    if ctx.events_error:
+        return Outcome(FAIL, ctx.events_error)
+    probe: Any = ctx.probe
+    await probe.refresh_alarms()
+    codes, raw = probe.alarm_codes()
+    if codes is None:
+        return Outcome(FAIL, f"the active alarm set cannot be read: {raw}")
+    events = await _fresh_events(ctx)
+    complete = bool(events) and events[0].get("seq") == 1
+    newest: dict[int, dict[str, Any]] = {}
+    for e in events:
+        if e.get("type") in ("AlarmRaised", "AlarmCleared"):
+            code = (e.get("payload") or {}).get("alarm_code")
+            if isinstance(code, int):
+                newest[code] = e
+    problems = []
+    evidence = [ev("read", "active alarms", value=sorted(codes), note=raw),
+                ev("observe", "newest alarm events", value={c: (e["type"], e.get("seq")) for c, e in newest.items()})]
+    for code, e in sorted(newest.items()):
+        if e["type"] == "AlarmCleared" and code in codes:
+            problems.append(f"alarm {code} was cleared (event {e.get('seq')}) but is still active: an alarm that "
+                            f"never clears")
+        elif e["type"] == "AlarmRaised" and code not in codes:
+            problems.append(f"alarm {code} was raised (event {e.get('seq')}) and never cleared, but is not active")
+    for code in codes:
+        if code > 0 and code not in newest and complete:
+            problems.append(f"alarm {code} is active without an AlarmRaised event")
+    return verdict(problems, evidence, f"{len(codes)} active alarms agree with {len(newest)} alarm histories",
+                   "inconsistency")

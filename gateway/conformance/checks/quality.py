@@ -1,0 +1,498 @@
+"""Data quality layer: values, counters, the heartbeat, encodings, events and timestamps as observed."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import statistics
+import time
+from typing import Any
+
+from gateway.conformance.checks import (
+    ERROR,
+    FAIL,
+    NOT_IMPLEMENTED,
+    PASS,
+    WARNING,
+    Outcome,
+    check,
+    ev,
+    is_required,
+    missing_reason,
+    served_paths,
+    sub_unit_of,
+    verdict,
+)
+from gateway.conformance.runner import Context
+from gateway.samples import Quality, Sample
+
+FLOAT32_MIN_NORMAL = 1.1754943508222875e-38
+TYPE_CHECKS = {
+    "string": lambda v: isinstance(v, str),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "string_list": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "object": lambda v: isinstance(v, dict),
+    "enum": lambda v: isinstance(v, str),
+}
+ENVELOPE = {"type", "equipment", "source_ts", "seq", "payload"}
+
+
+def changes(samples: list[Sample]) -> list[tuple[float, Any]]:
+    """(first seen, value) of each new good value, in order."""
+    out: list[tuple[float, Any]] = []
+    for s in samples:
+        if s.quality == Quality.BAD or s.value is None:
+            continue
+        if not out or s.value != out[-1][1]:
+            out.append((s.gateway_ts, s.value))
+    return out
+
+
+def window(ctx: Context, path: str) -> list[Sample]:
+    return [s for s in ctx.probe.history.get(path, []) if ctx.t0 <= s.gateway_ts <= ctx.t1]
+
+
+def step(a: int, b: int) -> int:
+    """How far a counter moved from a to b, across a wrap at 16 or 32 bits."""
+    if b >= a:
+        return b - a
+    top = 0xFFFF if a <= 0xFFFF else 0xFFFFFFFF
+    return b + top + 1 - a
+
+
+# --- values per sub-unit ------------------------------------------------------------------------------------
+
+@check(select=lambda c: bool(c.sub_unit) and c.id.endswith("-002"))
+async def sub_unit_values(ctx: Context) -> dict[str, Outcome]:
+    cases = [c for c in ctx.catalogue.cases.values() if c.sub_unit and c.id.endswith("-002")]
+    return {c.id: _values(ctx, c) for c in cases}
+
+
+def _values(ctx: Context, case: Any) -> Outcome:
+    su = sub_unit_of(case, ctx)
+    problems, evidence, seen = [], [], 0
+    paths = [(p, d) for p, d in served_paths(ctx, su.id) if ctx.mode == "integration" or is_required(ctx, d)]
+    if not paths:
+        return Outcome(NOT_IMPLEMENTED, f"no variable of {su.id} is served or declared", mandatory=False)
+    for path, d in paths:
+        if missing_reason(ctx, path) is not None:
+            continue  # the presence case reports it
+        var, bad = d.var, None
+        for s in ctx.probe.history.get(path, []):
+            seen += 1
+            if s.quality == Quality.BAD and s.reason != "link_down":
+                enum = f" ({var.enum})" if var.enum else ""
+                bad = (s, f"{path} = {s.value!r}: {s.reason}{enum}")
+            elif s.reason == "out_of_range":
+                bad = (s, f"{path} = {s.value:g} {var.unit} is outside its range {var.range[0]:g}..{var.range[1]:g}")
+            elif var.type == "string" and isinstance(s.value, str) and len(s.value) > (var.length or 0):
+                bad = (s, f"{path} is {len(s.value)} characters, at most {var.length}")
+            if bad:
+                break
+        if bad:
+            problems.append(bad[1])
+            expected = (f"{var.range[0]:g}..{var.range[1]:g} {var.unit}" if var.range else
+                        f"member of {var.enum}" if var.enum else var.type)
+            evidence.append(ev("read", path, value=bad[0].value, expected=expected,
+                               note=bad[0].reason or "", ))
+    if not seen:
+        return Outcome(FAIL, f"no value of {su.id} could be read")
+    return verdict(problems, evidence, f"{seen} readings of {len(paths)} variables, all valid", "invalid value")
+
+
+# --- identification, heartbeat, counters ---------------------------------------------------------------------
+
+@check("CORE-IDENT-003")
+async def identification(ctx: Context) -> Outcome:
+    spec, probe = ctx.spec, ctx.probe
+    problems, evidence = [], []
+    for name in ("manufacturer", "model", "serial_number", "product_instance_uri", "software_revision",
+                 "hardware_revision", "equipment_class", "spec_version", "supported_profiles"):
+        value = probe.value(f"identification.{name}")
+        evidence.append(ev("read", f"identification.{name}", value=value))
+        if not isinstance(value, str) or not value.strip():
+            problems.append(f"identification.{name} is empty")
+    if probe.value("identification.equipment_class") not in (None, "", ctx.cls):
+        problems.append(f"identification.equipment_class is {probe.value('identification.equipment_class')!r}, "
+                        f"the machine is claimed as {ctx.cls}")
+    version = probe.value("identification.spec_version")
+    if isinstance(version, str) and version and version.split(".")[0] != spec.version.split(".")[0]:
+        problems.append(f"identification.spec_version {version!r} is not a {spec.version.split('.')[0]}.x version")
+    profiles = [p.strip() for p in str(probe.value("identification.supported_profiles") or "").split(",") if p.strip()]
+    unknown = [p for p in profiles if p not in spec.profiles(ctx.cls)]
+    if unknown:
+        problems.append(f"supported_profiles names unknown profiles {unknown}")
+    for need in ("Core", ctx.cls.capitalize()):
+        if profiles and need not in profiles:
+            problems.append(f"supported_profiles lacks {need}")
+    return verdict(problems, evidence, f"identification complete; class {ctx.cls}, spec {version}, profiles {profiles}")
+
+
+def _heartbeat(ctx: Context) -> tuple[list[tuple[float, Any]], float]:
+    samples = window(ctx, "status.heartbeat")
+    return changes(samples), ctx.t1 - ctx.t0
+
+
+@check("CORE-STATUS-003")
+async def heartbeat(ctx: Context) -> Outcome:
+    period, timeout = ctx.spec.core.heartbeat_period_s, ctx.spec.core.heartbeat_timeout_s
+    seen, elapsed = _heartbeat(ctx)
+    evidence = [ev("observe", "status.heartbeat", value=[v for _, v in seen][:20],
+                   note=f"{len(seen)} distinct values in {elapsed:.1f} s")]
+    if not seen:
+        return Outcome(FAIL, "status.heartbeat could not be read during the observation", evidence)
+    moved = sum(step(a, b) for (_, a), (_, b) in zip(seen, seen[1:]))
+    expected = elapsed / period
+    times = [ctx.t0] + [t for t, _ in seen[1:]] + [ctx.t1]
+    still = max(b - a for a, b in zip(times, times[1:]))
+    evidence.append(ev("compare", "increments", value=moved, expected=f"about {expected:.1f} (one per {period:g} s)"))
+    problems = []
+    if still >= timeout:
+        problems.append(f"status.heartbeat stood still for {still:.1f} s (a gateway declares the machine unavailable "
+                        f"after {timeout:g} s)")
+    if expected >= 2 and not 0.5 * expected <= moved <= 1.5 * expected:
+        problems.append(f"status.heartbeat advanced by {moved} in {elapsed:.1f} s, expected about {expected:.0f} "
+                        f"(one per {period:g} s)")
+    return verdict(problems, evidence, f"advanced by {moved} in {elapsed:.1f} s; longest still {still:.1f} s")
+
+
+@check("CORE-COUNTERS-003")
+async def counters(ctx: Context) -> Outcome:
+    probe = ctx.probe
+    units = ["counters.processed_count", "counters.good_count", "counters.defective_count"]
+    mapped = set(probe.paths())
+    times = [p for p in mapped if p.startswith("counters.time_")]
+    resets = [e.get("source_ts") for e in ctx.events if e.get("type") == "CountersReset"]
+    problems, evidence = [], []
+    for path in [p for p in units if p in mapped] + sorted(times):
+        seen = changes(probe.history.get(path, []))
+        for (t1, a), (t2, b) in zip(seen, seen[1:]):
+            wrapped = a > 0xFFFF0000 and b < 0xFFFF
+            explained = path in units and any(isinstance(r, (int, float)) and r <= t2 + ctx.options.clock_tolerance_s
+                                              for r in resets)
+            if b < a and not wrapped and not explained:
+                problems.append(f"{path} went down from {a} to {b}")
+                evidence.append(ev("observe", path, value=[a, b], expected="never decreasing"))
+                break
+    if all(p in mapped for p in units):
+        snapshot: dict[str, Any] = {}
+        for _ in range(3):  # a unit may be counted between two reads: three tries
+            got = await probe.read_samples(units)  # type: ignore[attr-defined]
+            snapshot = {p: got[p].value for p in units if p in got}
+            if len(snapshot) == 3 and snapshot[units[0]] == snapshot[units[1]] + snapshot[units[2]]:
+                break
+            await asyncio.sleep(0.1)
+        evidence.append(ev("read", "processed = good + defective", value=snapshot))
+        if len(snapshot) == 3 and snapshot[units[0]] != snapshot[units[1]] + snapshot[units[2]]:
+            problems.append(f"processed_count {snapshot[units[0]]} != good_count {snapshot[units[1]]} + "
+                            f"defective_count {snapshot[units[2]]}")
+    return verdict(problems, evidence, "counters never went down; processed = good + defective")
+
+
+# --- binding encodings and alarms -------------------------------------------------------------------------
+
+@check("CORE-MODBUS-002")
+async def word_order(ctx: Context) -> Outcome:
+    probe: Any = ctx.probe
+    problems, evidence = [], []
+    seen, _ = _heartbeat(ctx)
+    steps = [step(a, b) for (_, a), (_, b) in zip(seen, seen[1:])]
+    evidence.append(ev("observe", "status.heartbeat (uint32, ABCD)", value=[v for _, v in seen][:10],
+                       note=f"steps {steps[:10]}"))
+    if steps and all(s >= 0x10000 and s % 0x10000 == 0 for s in steps):
+        problems.append(f"status.heartbeat moves in steps of {steps[0]} (multiples of 65536): the low word comes "
+                        f"first (CDAB), the spec's order is ABCD")
+    floats = [p.key for p in probe.plan.points if p.options.get("dtype") == "float32" and p.key in probe.history]
+    for path in floats:
+        s = probe.latest(path)
+        if s is not None and isinstance(s.value, float) and 0 < abs(s.value) < FLOAT32_MIN_NORMAL:
+            problems.append(f"{path} reads {s.value:.3g}, a subnormal float32: swapped words, or an integer in a "
+                            f"float register")
+            evidence.append(ev("read", path, value=s.value, expected="a normal float32 (ABCD)"))
+    return verdict(problems, evidence, f"heartbeat steps of one; {len(floats)} float32 values, none subnormal",
+                   "encoding problem")
+
+
+@check("CORE-ALARM-002")
+async def alarm_codes(ctx: Context) -> Outcome:
+    codes, raw = ctx.probe.alarm_codes()  # type: ignore[attr-defined]
+    if codes is None:
+        return Outcome(FAIL, f"the active alarm set cannot be read: {raw}")
+    known = {a.code for a in ctx.spec.alarms(ctx.cls)}
+    problems = [f"bit {-c - 1} is set, beyond the {len(known)} alarms of the catalogue" if c < 0 else
+                f"code {c} is not an alarm of {ctx.cls}" for c in codes if c not in known]
+    return verdict(problems, [ev("read", "active alarms", value=codes, note=raw)],
+                   f"{len(codes)} active alarms, all from the {ctx.cls} catalogue")
+
+
+# --- events ------------------------------------------------------------------------------------------------
+
+def _events_or_error(ctx: Context) -> Outcome | None:
+    if ctx.events_error:
+        return Outcome(FAIL, ctx.events_error)
+    if not ctx.events:
+        return Outcome(FAIL, "no event could be read (the machine emits events from power-on: state changes, recipes)")
+    return None
+
+
+@check("CORE-EVENT-002")
+async def event_order(ctx: Context) -> Outcome:
+    bad = _events_or_error(ctx)
+    if bad:
+        return bad
+    probe: Any = ctx.probe
+    events = ctx.events
+    seqs = [e.get("seq") for e in events]
+    problems, evidence = [], [ev("read", "events", value=f"seq {seqs[0]}..{seqs[-1]}", note=f"{len(events)} events")]
+    for a, b in zip(seqs, seqs[1:]):
+        if not (isinstance(a, int) and isinstance(b, int)) or b != a + 1:
+            problems.append(f"seq {b} follows seq {a}" + (" (a gap)" if isinstance(a, int) and isinstance(b, int)
+                                                          and b > a + 1 else " (out of order)"))
+    last = await probe.last_seq()
+    if isinstance(last, int) and isinstance(seqs[-1], int) and seqs[-1] > last:
+        problems.append(f"an event has seq {seqs[-1]}, beyond the newest seq served ({last})")
+    if isinstance(last, int) and last > 0:
+        oldest = max(1, last - 999)
+        got = await probe.events_from(oldest, 1)
+        evidence.append(ev("read", f"event {oldest} (oldest the ring must hold)", value=got[:1]))
+        if not got or got[0].get("seq") != oldest:
+            problems.append(f"event {oldest} (newest {last} - 999) is no longer served: the ring holds fewer than 1000")
+    middle = events[len(events) // 2]
+    if isinstance(middle.get("seq"), int):
+        again = await probe.events_from(middle["seq"], 1)
+        if not again or again[0] != middle:
+            problems.append(f"reading event {middle['seq']} twice gave different envelopes")
+            evidence.append(ev("read", f"event {middle['seq']} again", value=again[:1], expected=middle))
+    return verdict(problems, evidence, f"{len(events)} events, seq {seqs[0]}..{seqs[-1]} consecutive; the ring holds "
+                                       f"what it must")
+
+
+def envelope_problems(ctx: Context, env: dict[str, Any], now: float) -> list[str]:
+    spec = ctx.spec
+    allowed = {e.id for e in spec.core.events if e.id not in {x for c in spec.classes.values() for x in c.events}}
+    allowed |= set(spec.get_class(ctx.cls).events)
+    seq = env.get("seq")
+    where = f"event {seq} ({env.get('type')})"
+    if "invalid_envelope" in env or "invalid_payload" in (env.get("payload") or {}):
+        return [f"{where}: not JSON: {env.get('invalid_envelope') or env['payload']['invalid_payload']!r}"]
+    out = []
+    extra = set(env) - ENVELOPE
+    if extra and ctx.probe.protocol == "opcua":
+        out.append(f"{where}: envelope fields {sorted(extra)} are not in the spec")
+    etype = spec.events.get(env.get("type"))  # type: ignore[arg-type]
+    if etype is None:
+        return out + [f"{where}: '{env.get('type')}' is not a spec event type"]
+    if etype.id not in allowed:
+        out.append(f"{where}: a {ctx.cls} does not emit {etype.id}")
+    ts = env.get("source_ts")
+    if not isinstance(ts, (int, float)) or isinstance(ts, bool):
+        out.append(f"{where}: source_ts {ts!r} is not a number")
+    elif ts > now + ctx.options.clock_tolerance_s:
+        out.append(f"{where}: source_ts is {ts - now:.1f} s in the future")
+    payload = env.get("payload")
+    if not isinstance(payload, dict):
+        return out + [f"{where}: payload is not an object"]
+    fields = {f.name: f for f in etype.payload}
+    for name, f in fields.items():
+        if name not in payload:
+            if f.required:
+                out.append(f"{where}: payload lacks '{name}'")
+        elif not TYPE_CHECKS[f.type](payload[name]):
+            out.append(f"{where}: payload '{name}' = {payload[name]!r} is not of type {f.type}")
+    for name in set(payload) - set(fields):
+        out.append(f"{where}: payload field '{name}' is not in the spec")
+    return out
+
+
+@check("CORE-EVENT-003")
+async def event_envelopes(ctx: Context) -> Outcome:
+    bad = _events_or_error(ctx)
+    if bad:
+        return bad
+    now = time.time()
+    problems: list[str] = []
+    evidence = []
+    last_ts = None
+    for env in ctx.events:
+        found = envelope_problems(ctx, env, now)
+        ts = env.get("source_ts")
+        if isinstance(ts, (int, float)) and last_ts is not None and ts < last_ts - 0.001:
+            found.append(f"event {env.get('seq')}: source_ts goes back {last_ts - ts:.3f} s from the event before")
+        if isinstance(ts, (int, float)):
+            last_ts = ts
+        if found:
+            problems += found
+            evidence.append(ev("read", f"event {env.get('seq')}", value=env))
+    kinds = sorted({str(e.get("type")) for e in ctx.events})
+    return verdict(problems, evidence, f"{len(ctx.events)} envelopes valid ({', '.join(kinds)})", "invalid event")
+
+
+# --- recipe, traceability ------------------------------------------------------------------------------------
+
+def recipe_hash(equipment_class: str, recipe_id: str, version: int, parameters: dict[str, Any]) -> str:
+    """The spec's rule, written here from the spec text: the kit does not share this code with any machine."""
+    doc = {"equipment_class": equipment_class, "id": recipe_id, "parameters": parameters, "version": version}
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@check("RECIPE-ACTIVE-003")
+async def active_recipe_hash(ctx: Context) -> Outcome:
+    probe: Any = ctx.probe
+    rid, version, value = (probe.value(f"recipe.active_recipe_{k}") for k in ("id", "version", "hash"))
+    evidence = [ev("read", "recipe.active_recipe_*", value={"id": rid, "version": version, "hash": value})]
+    if not rid:
+        return Outcome(PASS, "no recipe is active (empty id)", evidence)
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{16}", value):
+        return Outcome(FAIL, f"recipe.active_recipe_hash {value!r} is not 16 lower-case hex digits", evidence)
+    if probe.protocol != "opcua":
+        return Outcome(PASS, f"hash {value} is well-formed (Modbus has no recipe transfer to recompute it)", evidence)
+    out = await probe.call("recipes.get", [rid])
+    doc = json.loads(out[0]) if out and out[0] else None
+    evidence.append(ev("call", f"Recipes/Get({rid!r})", value=doc))
+    if not isinstance(doc, dict):
+        return Outcome(FAIL, f"Recipes/Get({rid!r}) returns no recipe, though it is the active one", evidence)
+    computed = recipe_hash(ctx.cls, rid, doc.get("version"), doc.get("parameters"))
+    evidence.append(ev("compute", "canonical JSON SHA-256, first 16 hex digits", value=computed, expected=value))
+    if computed != value or doc.get("hash") != value or doc.get("version") != version:
+        return Outcome(FAIL, f"the active recipe {rid} v{doc.get('version')} hashes to {computed}; the machine "
+                             f"serves {value} (document says {doc.get('hash')}, version {version})", evidence)
+    return Outcome(PASS, f"recipe {rid} v{version}: hash {value} recomputed from its document", evidence)
+
+
+async def units_made(ctx: Context) -> list[dict[str, Any]]:
+    """UnitProcessed events seen; waits once more the observation time when there is none yet."""
+    def found() -> list[dict[str, Any]]:
+        return [e for e in ctx.events if e.get("type") == "UnitProcessed"]
+
+    if not found():
+        await asyncio.sleep(ctx.options.observe_s)
+        await ctx.read_events()
+    return found()
+
+
+@check("TRACE-UNIT-001")
+async def unit_links(ctx: Context) -> Outcome:
+    if ctx.events_error:
+        return Outcome(FAIL, ctx.events_error)
+    cls = ctx.spec.get_class(ctx.cls)
+    units = await units_made(ctx)
+    if not units:
+        return Outcome(ERROR, f"no UnitProcessed event within {2 * ctx.options.observe_s:g} s: the machine must make "
+                              f"{cls.processed_unit}s during the test")
+    problems, evidence, ids = [], [], set()
+    for e in units:
+        p = e.get("payload") or {}
+        where = f"UnitProcessed seq {e.get('seq')} ({p.get('unit_id')})"
+        found = []
+        if p.get("unit_type") != cls.processed_unit:
+            found.append(f"{where}: unit_type {p.get('unit_type')!r}, expected {cls.processed_unit!r}")
+        if not isinstance(p.get("unit_id"), str) or not p.get("unit_id"):
+            found.append(f"{where}: no unit_id")
+        elif p["unit_id"] in ids:
+            found.append(f"{where}: unit_id {p['unit_id']!r} was reported before")
+        ids.add(p.get("unit_id"))
+        if p.get("result") not in ("good", "reject"):
+            found.append(f"{where}: result {p.get('result')!r} is not good or reject")
+        made_from = p.get("made_from")
+        if not isinstance(made_from, list) or not made_from or not all(isinstance(x, str) and x for x in made_from):
+            found.append(f"{where}: made_from {made_from!r} links the unit to no input")
+        m = p.get("measurements")
+        if not isinstance(m, dict):
+            found.append(f"{where}: measurements missing")
+        else:
+            for name, value in m.items():
+                if name not in cls.unit_processed:
+                    found.append(f"{where}: measurement '{name}' is not one of {sorted(cls.unit_processed)}")
+                elif isinstance(value, bool) or not isinstance(value, (int, float)):
+                    found.append(f"{where}: measurement '{name}' = {value!r} is not a number")
+        if found:
+            problems += found
+            evidence.append(ev("read", where, value=p, expected=f"made_from: input ids; measurements in "
+                                                                 f"{cls.unit_processed}"))
+    return verdict(problems, evidence, f"{len(units)} units made, each linked to its inputs", "traceability problem")
+
+
+# --- data collection ---------------------------------------------------------------------------------------
+
+def _sample_variables(ctx: Context) -> list[tuple[str, Any]]:
+    cls_sub_units = {su.id for su in ctx.spec.get_class(ctx.cls).sub_units}
+    out = []
+    for path in ctx.probe.paths():
+        d = ctx.spec.variable(ctx.cls, path)
+        if d.sub_unit.id in cls_sub_units and d.var.category.value == "sample" and d.var.sampling_ms \
+                and (ctx.mode == "integration" or is_required(ctx, d)):
+            out.append((path, d))
+    return out
+
+
+@check("DC-SAMPLING-001")
+async def values_live(ctx: Context) -> Outcome:
+    states = {s.value for s in window(ctx, "state.packml_state") if s.quality != Quality.BAD}
+    execute = ctx.spec.enum("packml_state")["Execute"]
+    names = sorted(str(ctx.spec.enum_name("packml_state", v)) for v in states)
+    if execute not in states:
+        return Outcome(ERROR, f"the machine was not in Execute during the observation (packml_state {names}): "
+                              f"run it producing for this check")
+    variables = _sample_variables(ctx)
+    live = [p for p, _ in variables if len(changes(window(ctx, p))) >= 2]
+    evidence = [ev("observe", "sample values", value=f"{len(live)} of {len(variables)} changed",
+                   note=f"{ctx.t1 - ctx.t0:.1f} s in {names}")]
+    if variables and not live:
+        frozen = [p for p, _ in variables][:8]
+        return Outcome(FAIL, f"none of the {len(variables)} sample values changed in {ctx.t1 - ctx.t0:.1f} s while "
+                             f"executing (values that never change), e.g. {', '.join(frozen)}",
+                       evidence + [ev("observe", p, value=[v for _, v in changes(window(ctx, p))][:3],
+                                      expected="changing while producing") for p in frozen])
+    return Outcome(PASS, f"{len(live)} of {len(variables)} sample values changed while executing", evidence)
+
+
+@check("DC-SAMPLING-002")
+async def sampling_period(ctx: Context) -> Outcome:
+    slow, evidence, measured = [], [], 0
+    scan = ctx.options.scan_ms / 1000.0
+    for path, d in _sample_variables(ctx):
+        seen = changes(window(ctx, path))
+        if len(seen) < 3:
+            continue
+        measured += 1
+        typical = statistics.median(b - a for (a, _), (b, _) in zip(seen, seen[1:]))
+        limit = 2 * d.var.sampling_ms / 1000.0 + scan
+        if typical > limit:
+            slow.append(f"{path} changes every {typical:.2f} s (sampling {d.var.sampling_ms} ms)")
+            evidence.append(ev("observe", path, value=round(typical, 3), expected=f"<= {limit:.2f} s"))
+    if slow:
+        return verdict(slow, evidence, "", "slow variable", status=WARNING)
+    return Outcome(PASS, f"{measured} changing values refresh within twice their sampling period", evidence)
+
+
+@check("DC-SAMPLING-003")
+async def source_timestamps(ctx: Context) -> Outcome:
+    tol = ctx.options.clock_tolerance_s
+    publishing = ctx.options.scan_ms / 1000.0
+    problems, evidence, n = [], [], 0
+    for path in ctx.probe.paths():
+        last_ts, last_value = None, None
+        for s in ctx.probe.history.get(path, []):
+            if s.quality == Quality.BAD:
+                continue
+            n += 1
+            found = None
+            if s.source_ts > s.gateway_ts + tol:
+                found = f"{path}: SourceTimestamp {s.source_ts - s.gateway_ts:.1f} s in the future"
+            elif s.source_ts < 946684800:
+                found = f"{path}: SourceTimestamp {s.source_ts} is before the year 2000"
+            elif last_ts is not None and s.source_ts < last_ts:
+                found = f"{path}: SourceTimestamp went back {last_ts - s.source_ts:.3f} s"
+            elif last_value is not None and s.value != last_value and s.gateway_ts - s.source_ts > tol + publishing:
+                found = f"{path}: a new value arrived with a SourceTimestamp {s.gateway_ts - s.source_ts:.1f} s old"
+            if found:
+                problems.append(found)
+                evidence.append(ev("read", path, value=s.source_ts, expected=f"within {tol:g} s of {s.gateway_ts:.3f}"))
+                break
+            last_ts, last_value = s.source_ts, s.value
+    return verdict(problems, evidence, f"{n} values with sane, non-decreasing source timestamps", "timestamp problem")

@@ -1,0 +1,487 @@
+"""The machine under test, reached through the gateway's own adapters.
+
+A probe connects with the adapter of the binding (entry point
+`linegw.adapters`), using the native plan the gateway would use
+(`native_opcua_plan` / `native_modbus_plan`) plus the binding's extra nodes
+and registers the checks need (self-description, headers, unit metadata,
+recipe methods). It keeps every reading it sees, converted to spec samples
+by the gateway's ingest (`to_samples`), and records every request it makes
+to the machine so that the report can show what was sent and read.
+
+Commands, events and metadata go over the same adapter: OPC UA method calls,
+the Modbus command handshake and events mailbox of the binding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.adapters.base import AdapterError, Point, RawReading
+from gateway.mapping.compile import Plan, count_paths, native_modbus_plan, native_opcua_plan
+from gateway.runtime.device import adapter_factory
+from gateway.runtime.ingest import to_samples
+from gateway.samples import Quality, Sample
+from interface_spec import Spec
+from interface_spec.modbus_map import layout
+from interface_spec.opcua_map import (
+    RECIPES_FOLDER,
+    RECIPES_GET,
+    RECIPES_LIST,
+    RECIPES_PUT,
+    SELF_DESCRIPTION,
+)
+
+UA_NS = "http://opcfoundation.org/UA/"
+HISTORY = 5000  # samples kept per path
+EVENT_KEYS = ["events.seq", "events.type", "events.source_ts", "events.payload_len", "events.payload"]
+
+
+class ProbeError(Exception):
+    """The machine cannot be reached or does not answer as the binding says; the message says why."""
+
+
+@dataclass(frozen=True)
+class Meta:
+    """What an OPC UA node says about itself."""
+
+    data_type: str | None
+    unit_id: int | None
+    unit_symbol: str | None
+    eu_range: tuple[float, float] | None
+    error: str = ""
+
+
+class Probe:
+    """What every probe offers the checks: samples by path, events, the link, and a record of requests."""
+
+    mode = "native"
+    protocol = ""
+    endpoint = ""
+
+    def __init__(self, spec: Spec, cls: str):
+        self.spec = spec
+        self.cls = cls
+        self.counts: dict[str, int] = {}
+        self.history: dict[str, list[Sample]] = {}
+        self.raw: dict[str, RawReading] = {}
+        self.link_up = asyncio.Event()
+        self.link_log: list[tuple[float, bool, str]] = []
+        self.requests: list[dict[str, Any]] = []  # every command, write and call sent, for the report
+        self.plan: Plan | None = None
+
+    # --- samples ------------------------------------------------------------------------------
+    def latest(self, path: str) -> Sample | None:
+        h = self.history.get(path)
+        return h[-1] if h else None
+
+    def value(self, path: str) -> Any:
+        s = self.latest(path)
+        return None if s is None or s.quality == Quality.BAD else s.value
+
+    def samples_since(self, path: str, t0: float) -> list[Sample]:
+        return [s for s in self.history.get(path, []) if s.gateway_ts >= t0]
+
+    def paths(self) -> list[str]:
+        """Every spec path the plan reads."""
+        assert self.plan is not None
+        return [t.path for ts in self.plan.targets.values() for t in ts]
+
+    def _note(self, kind: str, **what: Any) -> dict[str, Any]:
+        entry = {"ts": round(time.time(), 3), "kind": kind, **what}
+        self.requests.append(entry)
+        return entry
+
+    def _take(self, samples: list[Sample]) -> None:
+        for s in samples:
+            h = self.history.setdefault(s.path, [])
+            h.append(s)
+            if len(h) > HISTORY:
+                del h[: len(h) - HISTORY]
+
+    async def wait_value(self, path: str, pred: Any, timeout: float) -> Any:
+        """Poll a path (fresh reads) until `pred(value)` holds; returns the last value read."""
+        deadline = time.monotonic() + timeout
+        value = None
+        while True:
+            value = await self.read_value(path)
+            if pred(value) or time.monotonic() > deadline:
+                return value
+            await asyncio.sleep(0.05)
+
+    async def read_value(self, path: str) -> Any:
+        raise NotImplementedError
+
+
+class NativeProbe(Probe):
+    """A machine that claims the native profile, over its binding."""
+
+    def __init__(self, spec: Spec, cls: str, protocol: str, endpoint: str, *, machine: str | None = None,
+                 unit_id: int = 1, scan_ms: int = 200, timeout_s: float = 10.0):
+        super().__init__(spec, cls)
+        if protocol not in ("opcua", "modbus"):
+            raise ValueError(f"protocol must be opcua or modbus, got {protocol!r}")
+        self.protocol = protocol
+        self.endpoint = endpoint
+        self.machine = machine or endpoint.rstrip("/").rsplit("/", 1)[-1]
+        self.timeout_s = timeout_s
+        self.settings: dict[str, Any] = {"scan_interval_ms": scan_ms, "publishing_interval_ms": scan_ms,
+                                         "sampling_ms": min(scan_ms, 250), "device_id": unit_id,
+                                         "backoff_initial_s": 0.2, "backoff_max_s": 2.0, "request_timeout_s": 5.0,
+                                         "timeout_s": 2.0}
+        self.factory = adapter_factory(protocol)
+        self.adapter: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._cmd_seq = random.randint(1, 60000)
+        self._lock = asyncio.Lock()  # the command area and the mailbox are one window each
+        self.lay = layout(spec.core, spec.get_class(cls)) if protocol == "modbus" else None
+        self.ns = spec.core.opcua.namespace_uri
+        self.base = f"/Objects/{spec.core.opcua.machines_folder}/{self.machine}"
+        self.unresolved: dict[str, str] = {}
+
+    # --- connection ---------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect: array sizes first (from the count variables), then everything."""
+        if not self.counts:
+            self.counts = await self._discover_counts()
+        if self.protocol == "modbus":
+            self.plan = native_modbus_plan(self.spec, "dut", self.cls, self.counts)
+        else:
+            self.plan = native_opcua_plan(self.spec, "dut", self.cls, self.machine, self.counts)
+        points = list(self.plan.points) + self._extra_points()
+        self.adapter = self.factory(self.endpoint, points, self.settings)
+        self.link_up.clear()
+        self._task = asyncio.create_task(self.adapter.run(self._on_readings, self._on_link), name="conformance-probe")
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self.link_up.wait()
+        except TimeoutError:
+            reason = self.link_log[-1][2] if self.link_log else "no answer"
+            await self.close()
+            raise ProbeError(f"cannot connect to {self.endpoint} within {self.timeout_s:g} s: {reason}") from None
+        await self._settle()
+
+    async def _settle(self) -> None:
+        """Until every scanned path has a first reading (or the timeout): the checks start from a full picture."""
+        wanted = set(self.paths())
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline:
+            if self.protocol == "opcua":
+                self.unresolved = dict(self.adapter.health().extra.get("unresolved", {}))
+            if all(p in self.history or p in self.unresolved for p in wanted):
+                return
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self.link_up.clear()
+
+    async def reconnect(self, outage_s: float) -> float:
+        """Drop the link for `outage_s`, connect again; returns the seconds until it answered."""
+        await self.close()
+        self._link(False, "closed by the conformance kit")
+        await asyncio.sleep(outage_s)
+        t0 = time.monotonic()
+        await self.open()
+        return time.monotonic() - t0
+
+    def _on_link(self, up: bool, reason: str) -> None:
+        self._link(up, reason)
+
+    def _link(self, up: bool, reason: str) -> None:
+        self.link_log.append((time.time(), up, reason))
+        if up:
+            self.link_up.set()
+        else:
+            self.link_up.clear()
+
+    def _on_readings(self, readings: list[RawReading]) -> None:
+        assert self.plan is not None
+        now = time.time()
+        for r in readings:
+            self.raw[r.key] = r
+        self._take(to_samples("dut", self.plan.targets, readings, now))
+
+    async def _discover_counts(self) -> dict[str, int]:
+        wanted = count_paths(self.spec, self.cls)
+        if not wanted:
+            return {}
+        only = set(wanted.values())
+        if self.protocol == "modbus":
+            plan = native_modbus_plan(self.spec, "dut", self.cls, {}, only)
+        else:
+            plan = native_opcua_plan(self.spec, "dut", self.cls, self.machine, {}, only)
+        found: dict[str, int] = {}
+        done = asyncio.Event()
+
+        def got(readings: list[RawReading]) -> None:
+            for s in to_samples("dut", plan.targets, readings, time.time()):
+                if s.quality == Quality.GOOD and isinstance(s.value, int):
+                    found[s.path] = s.value
+            if only <= found.keys() or any(r.error for r in readings):
+                done.set()
+
+        probe = self.factory(self.endpoint, plan.points, self.settings)
+        task = asyncio.create_task(probe.run(got, lambda up, why: None), name="conformance-counts")
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await done.wait()
+        except TimeoutError:
+            raise ProbeError(f"cannot read the array sizes ({', '.join(sorted(only))}) from {self.endpoint} "
+                             f"within {self.timeout_s:g} s") from None
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        counts = {}
+        for su, path in wanted.items():
+            arr = next(s.array for s in self.spec.array_sub_units(self.cls) if s.id == su)
+            n = found.get(path)
+            # A count the machine does not serve properly: the checks of that sub-unit report it;
+            # the spec's maximum keeps every instance in view.
+            counts[su] = n if isinstance(n, int) and 1 <= n <= arr.max else arr.max
+        return counts
+
+    def _extra_points(self) -> list[Point]:
+        """Binding elements beyond the gateway's plan, read on demand only."""
+        out = []
+        if self.protocol == "modbus":
+            assert self.lay is not None
+            for name in ("marker", "common.header", "class.header", "end.header", "dictionary.length", "dictionary.text"):
+                a = self.lay.areas[name]
+                # A block header (id, length) is read as one uint32: id in the high word.
+                dtype, count = ("uint32", 2) if name.endswith(".header") else (a.dtype, a.count)
+                out.append(Point(f"area:{name}", {"table": "holding", "address": a.address, "dtype": dtype,
+                                                  "count": count, "scan": False}))
+            return out
+        ns = self.ns
+        out.append(Point("self_description", {"browse_path": f"{self.base}/{SELF_DESCRIPTION}", "namespace": ns,
+                                              "scan": False}))
+        for name, key in ((RECIPES_LIST, "recipes.list"), (RECIPES_GET, "recipes.get"), (RECIPES_PUT, "recipes.put")):
+            out.append(Point(key, {"object": f"{self.base}/{RECIPES_FOLDER}",
+                                   "method": f"{self.base}/{RECIPES_FOLDER}/{name}", "namespace": ns}))
+        assert self.plan is not None
+        for p in self.plan.points:
+            if "browse_path" not in p.options or p.key.startswith(("alarms.", "events.")):
+                continue
+            var = self.spec.variable(self.cls, p.key).var
+            if var.type in ("float", "int", "uint"):
+                for prop, key in (("EngineeringUnits", "eu"), ("EURange", "range")):
+                    out.append(Point(f"{key}:{p.key}", {"browse_path": f"{p.options['browse_path']}/{{{UA_NS}}}{prop}",
+                                                        "namespace": ns, "scan": False}))
+        return out
+
+    # --- reads ------------------------------------------------------------------------------------
+    async def read(self, keys: list[str]) -> dict[str, RawReading]:
+        try:
+            readings = await self.adapter.read(keys)
+        except AdapterError as exc:
+            return {k: RawReading(k, None, None, str(exc)) for k in keys}
+        return {r.key: r for r in readings}
+
+    async def read_samples(self, paths: list[str]) -> dict[str, Sample]:
+        """Fresh reads of spec paths, validated like the gateway does, and kept in the history."""
+        assert self.plan is not None
+        readings = list((await self.read(paths)).values())
+        samples = to_samples("dut", self.plan.targets, readings, time.time())
+        self._take(samples)
+        return {s.path: s for s in samples}
+
+    async def read_value(self, path: str) -> Any:
+        s = (await self.read_samples([path])).get(path)
+        return None if s is None or s.quality == Quality.BAD else s.value
+
+    async def state(self, variable: str = "packml_state") -> str | None:
+        """A state variable's member name, read now."""
+        code = await self.read_value(f"state.{variable}")
+        enum = self.spec.variable(self.cls, f"state.{variable}").var.enum or ""
+        return self.spec.enum_name(enum, code) if isinstance(code, int) else None
+
+    async def metadata(self, paths: list[str]) -> dict[str, Meta]:
+        """OPC UA: DataType, EngineeringUnits and EURange of the nodes behind these paths."""
+        types = await self.adapter.data_types(paths)
+        numeric = [p for p in paths if self.spec.variable(self.cls, p).var.type in ("float", "int", "uint")]
+        props = await self.read([f"{k}:{p}" for p in numeric for k in ("eu", "range")])
+        out = {}
+        for p in paths:
+            if p not in types:
+                out[p] = Meta(None, None, None, None, self.unresolved.get(p, "unresolved node"))
+                continue
+            unit_id = symbol = rng = None
+            errors = []
+            if p in numeric:
+                eu, r = props[f"eu:{p}"], props[f"range:{p}"]
+                if eu.error:
+                    errors.append(f"EngineeringUnits: {eu.error}")
+                else:
+                    unit_id = getattr(eu.value, "UnitId", None)
+                    dn = getattr(eu.value, "DisplayName", None)
+                    symbol = getattr(dn, "Text", dn)
+                if r.error:
+                    errors.append(f"EURange: {r.error}")
+                elif hasattr(r.value, "Low"):
+                    rng = (float(r.value.Low), float(r.value.High))
+            out[p] = Meta(types[p], unit_id, symbol, rng, "; ".join(errors))
+        return out
+
+    async def self_description(self) -> tuple[str | None, str]:
+        """The self-description text and how it was read, or None and why not."""
+        if self.protocol == "opcua":
+            r = (await self.read(["self_description"]))["self_description"]
+            where = f"{self.base}/{SELF_DESCRIPTION}"
+            if r.error:
+                return None, f"{where}: {r.error}"
+            return (r.value if isinstance(r.value, str) else None), where
+        got = await self.read(["area:dictionary.length", "area:dictionary.text"])
+        n, text = got["area:dictionary.length"], got["area:dictionary.text"]
+        where = f"holding registers {self.lay.areas['dictionary.length'].address}.."
+        if n.error or text.error:
+            return None, f"{where}: {n.error or text.error}"
+        return (text.value or "")[: n.value], f"{where} (length {n.value})"
+
+    async def refresh_alarms(self) -> None:
+        assert self.plan is not None
+        keys = ["alarms.active"] if self.protocol == "opcua" else list(self.plan.alarm_words)
+        self.raw.update(await self.read(keys))
+
+    def alarm_codes(self) -> tuple[list[int] | None, str]:
+        """Active alarm codes as last read, and the raw form (list of codes or bit words)."""
+        assert self.plan is not None
+        if self.protocol == "opcua":
+            r = self.raw.get("alarms.active")
+            if r is None or r.error:
+                return None, r.error if r else "not read"
+            return [int(c) for c in r.value or []], f"Alarms/ActiveCodes = {r.value}"
+        words = [self.raw.get(k) for k in self.plan.alarm_words]
+        if any(w is None or w.error for w in words):
+            bad = next((w.error for w in words if w is not None and w.error), "not read")
+            return None, bad
+        values = [int(w.value) for w in words]  # type: ignore[union-attr]
+        catalogue = self.spec.alarms(self.cls)
+        codes = [a.code for i, a in enumerate(catalogue) if (values[i // 16] >> (i % 16)) & 1]
+        extra = [i for i in range(16 * len(values)) if (values[i // 16] >> (i % 16)) & 1 and i >= len(catalogue)]
+        codes += [-(i + 1) for i in extra]  # a bit beyond the catalogue: position, as a negative number
+        return codes, f"alarm words = {values}"
+
+    # --- commands -------------------------------------------------------------------------------
+    async def command(self, name: str, params: dict[str, Any] | None = None, timeout: float = 10.0) -> int | None:
+        """Send a spec command; its result code, or None when the machine gave none."""
+        cmd = self.spec.commands[name]
+        params = params or {}
+        args = [params.get(p.name) for p in cmd.params]
+        entry = self._note("command", command=name, params=params)
+        try:
+            if self.protocol == "opcua":
+                out = await self.adapter.call(f"cmd:{name}", [a for a in args if a is not None])
+                code = int(out[0]) if out else None
+            else:
+                number = next((a for a, p in zip(args, cmd.params) if p.type in ("int", "enum") and a is not None), 0)
+                text = next((a for a, p in zip(args, cmd.params) if p.type == "string" and a is not None), "")
+                code = await self.handshake(cmd.code, number, text, timeout)
+        except (AdapterError, ProbeError) as exc:
+            entry["error"] = str(exc)
+            return None
+        entry["result"] = self._result_name(code)
+        return code
+
+    async def handshake(self, code: int, number: int = 0, text: str = "", timeout: float = 10.0) -> int:
+        """The Modbus command handshake: code and parameters, seq last, then wait for result_seq."""
+        async with self._lock:
+            self._cmd_seq = self._cmd_seq % 65535 + 1
+            seq = self._cmd_seq
+            for key, value in (("command.code", code), ("command.param_int", number), ("command.param_text", text),
+                               ("command.seq", seq)):
+                await self.adapter.write(key, value)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                r = await self.read(["command.result_seq", "command.result_code"])
+                if not r["command.result_seq"].error and r["command.result_seq"].value == seq:
+                    return int(r["command.result_code"].value)
+                await asyncio.sleep(0.02)
+        raise ProbeError(f"no result for command seq {seq} (code {code}) within {timeout:g} s")
+
+    async def raw_command(self, code: int) -> int | None:
+        """Modbus: a handshake with any command code (for codes the spec does not know)."""
+        entry = self._note("command", command=f"code {code}", params={})
+        try:
+            result = await self.handshake(code)
+        except (AdapterError, ProbeError) as exc:
+            entry["error"] = str(exc)
+            return None
+        entry["result"] = self._result_name(result)
+        return result
+
+    async def call(self, key: str, args: list[Any]) -> list[Any]:
+        """An OPC UA method of the binding (recipes); recorded as a request."""
+        entry = self._note("call", method=key, args=args)
+        try:
+            out = await self.adapter.call(key, args)
+        except AdapterError as exc:
+            entry["error"] = str(exc)
+            raise
+        entry["result"] = out
+        return out
+
+    def _result_name(self, code: int | None) -> str | None:
+        if code is None:
+            return None
+        names = {v: k for k, v in self.spec.result_codes.items()}
+        return names.get(code, f"unknown code {code}")
+
+    # --- events -------------------------------------------------------------------------------------
+    async def last_seq(self) -> int | None:
+        r = (await self.read(["events.last_seq"]))["events.last_seq"]
+        return r.value if not r.error and isinstance(r.value, int) else None
+
+    async def events_from(self, first: int, count: int = 100) -> list[dict[str, Any]]:
+        """Events with seq >= first, oldest first, at most `count` (fewer when the machine has fewer)."""
+        if self.protocol == "opcua":
+            out = await self.adapter.call("events.read", [first, count])
+            items = out[0] if out and isinstance(out[0], list) else out
+            envelopes = []
+            for text in items or []:
+                try:
+                    env = json.loads(text)
+                except (TypeError, ValueError):
+                    env = {"invalid_envelope": text}
+                envelopes.append(env if isinstance(env, dict) else {"invalid_envelope": text})
+            return envelopes
+        last = await self.last_seq()
+        envelopes = []
+        seq = first
+        while last is not None and seq <= last and len(envelopes) < count:
+            env = await self.mailbox(seq)
+            if env is None:
+                break
+            envelopes.append(env)
+            seq += 1
+        return envelopes
+
+    async def mailbox(self, seq: int) -> dict[str, Any] | None:
+        """Modbus: present one event in the mailbox and read it; None when the ring no longer holds it."""
+        async with self._lock:
+            await self.adapter.write("events.request_seq", seq)
+            r = await self.read(EVENT_KEYS)
+        bad = [x.error for x in r.values() if x.error]
+        if bad:
+            raise AdapterError(bad[0])
+        if r["events.seq"].value != seq:
+            return None
+        etype = self.spec.event_by_code.get(r["events.type"].value)
+        text = (r["events.payload"].value or "")[: r["events.payload_len"].value]
+        try:
+            payload = json.loads(text) if text else {}
+        except ValueError:
+            payload = {"invalid_payload": text}
+        return {"type": etype.id if etype else f"code {r['events.type'].value}", "seq": seq,
+                "source_ts": r["events.source_ts"].value / 1000.0, "payload": payload}
+
+    async def write(self, path: str, value: Any) -> None:
+        self._note("write", path=path, value=value)
+        await self.adapter.write(path, value)

@@ -1,0 +1,299 @@
+"""Run the catalogue against one machine: connect, observe, check, collect results with evidence.
+
+    run = await run_conformance(Options(cls="coater", protocol="opcua", endpoint="opc.tcp://..."))
+    run.passed        # nothing mandatory failed, was not implemented, or ended in an error
+
+Order: connect (array sizes first), an observation window (values, the
+heartbeat, events), the passive checks, the link drop, then, only with
+`allow_control`, the behaviour and negative checks that send commands; the
+machine is left in Stopped. Without `allow_control` no command, write or
+recipe call reaches the machine: those cases end not_applicable, saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from gateway.conformance import KIT_VERSION
+from gateway.conformance.catalogue import Catalogue, TestCase, build_catalogue
+from gateway.conformance.checks import (
+    ERROR,
+    FAIL,
+    NOT_APPLICABLE,
+    NOT_IMPLEMENTED,
+    PASS,
+    WARNING,
+    Outcome,
+    load,
+)
+from gateway.conformance.probe import NativeProbe, Probe, ProbeError
+from interface_spec import Spec, load_spec
+
+log = logging.getLogger("linegw.conformance")
+
+Operator = Callable[[str], Awaitable[None] | None]  # told what to do at the machine's panel
+Progress = Callable[["Result", int, int], None]  # a case decided, how many so far, of how many
+IDENTITY = ("manufacturer", "model", "serial_number", "product_instance_uri", "software_revision",
+            "hardware_revision")
+
+
+@dataclass
+class Options:
+    cls: str
+    protocol: str  # opcua | modbus
+    endpoint: str
+    machine: str | None = None  # OPC UA: the machine object under Objects/Machines (default: last URL segment)
+    unit_id: int = 1  # Modbus unit id
+    mapping: str | None = None  # integration mode: the vendor mapping file
+    profiles: list[str] | None = None  # None: what the machine claims
+    allow_control: bool = False
+    observe_s: float = 10.0  # observation window for the passive checks
+    command_timeout_s: float = 30.0  # a commanded transition must complete within this
+    outage_s: float = 2.0  # how long the kit drops its link in the resilience checks
+    operator_timeout_s: float = 120.0  # how long an operator step may take
+    clock_tolerance_s: float = 5.0  # allowed difference between the machine's clock and the kit's
+    events_max: int = 300  # newest events read for the history checks
+    scan_ms: int = 200
+    connect_timeout_s: float = 10.0
+
+
+@dataclass
+class Result:
+    case: TestCase
+    status: str
+    message: str
+    evidence: list[dict[str, Any]]
+    mandatory: bool
+    started: float
+    duration_s: float
+
+    @property
+    def failing(self) -> bool:
+        """What makes a machine non-conforming: a mandatory case not passed."""
+        return self.mandatory and self.status in (FAIL, NOT_IMPLEMENTED, ERROR)
+
+
+@dataclass
+class Run:
+    options: Options
+    catalogue: Catalogue
+    results: list[Result]
+    identity: dict[str, str]
+    claimed_profiles: list[str]
+    tested_profiles: list[str]
+    started: float
+    finished: float
+    spec_version: str
+    kit_version: str = KIT_VERSION
+    notes: list[str] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)  # everything sent to the machine
+
+    @property
+    def passed(self) -> bool:
+        return not any(r.failing for r in self.results)
+
+    def result(self, case_id: str) -> Result:
+        return next(r for r in self.results if r.case.id == case_id)
+
+    def failing(self) -> list[Result]:
+        return [r for r in self.results if r.failing]
+
+
+class Context:
+    """What the checks see: the probe, the options, the observation and the profiles under test."""
+
+    def __init__(self, spec: Spec, options: Options, probe: Probe, catalogue: Catalogue, operator: Operator | None):
+        self.spec = spec
+        self.cls = options.cls
+        self.options = options
+        self.probe = probe
+        self.catalogue = catalogue
+        self.operator = operator
+        self.claimed: list[str] = []
+        self.tested: list[str] = []
+        self.t0 = self.t1 = 0.0
+        self.events: list[dict[str, Any]] = []  # newest events, oldest first
+        self.events_error = ""
+        self.seq_t0: int | None = None
+        self.self_description: dict[str, Any] | None = None
+        self.notes: list[str] = []
+        self.cache: dict[str, Any] = {}  # shared between checks of one run (e.g. the control tour)
+
+    @property
+    def mode(self) -> str:
+        return self.probe.mode
+
+    def declared(self) -> set[str]:
+        """Recommended/optional variable templates the machine says it serves."""
+        if self.mode == "integration":
+            return {p for p in self.probe.mapped_templates()}  # type: ignore[attr-defined]
+        sd = self.self_description or {}
+        return set(sd.get("optional_variables") or [])
+
+    async def tell_operator(self, text: str) -> None:
+        if self.operator is None:
+            raise ProbeError(f"an operator step is needed and no operator is present: {text}")
+        out = self.operator(text)
+        if inspect.isawaitable(out):
+            await out
+
+    async def observe(self) -> None:
+        """The observation window: values keep arriving; events are read at its end."""
+        probe = self.probe
+        self.t0 = time.time()
+        if probe.mode == "native":
+            self.seq_t0 = await probe.last_seq()  # type: ignore[attr-defined]
+        await asyncio.sleep(self.options.observe_s)
+        self.t1 = time.time()
+        await self.read_events()
+
+    async def read_events(self) -> None:
+        probe = self.probe
+        if probe.mode != "native":
+            self.events = list(probe.events)  # type: ignore[attr-defined]
+            return
+        try:
+            last = await probe.last_seq()  # type: ignore[attr-defined]
+            if last is None:
+                self.events_error = "the newest event sequence number cannot be read"
+                return
+            first = max(1, last - self.options.events_max + 1)
+            out: list[dict[str, Any]] = []
+            while first <= last:
+                batch = await probe.events_from(first, min(100, last - first + 1))  # type: ignore[attr-defined]
+                if not batch:
+                    break
+                out += batch
+                seqs = [e.get("seq") for e in batch if isinstance(e.get("seq"), int)]
+                if not seqs:
+                    break
+                first = max(seqs) + 1
+            self.events = out
+        except Exception as exc:  # reported by the event checks
+            self.events_error = f"reading events failed: {exc}"
+
+
+def claimed_profiles(spec: Spec, probe: Probe) -> list[str]:
+    """The profiles the machine says it implements (identification, or what its mapping provides)."""
+    if probe.mode == "integration":
+        return probe.claimed_profiles()  # type: ignore[attr-defined]
+    text = probe.value("identification.supported_profiles")
+    if not isinstance(text, str):
+        return []
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _applicability(case: TestCase, ctx: Context) -> str | None:
+    """Why a case does not apply to this run, or None when it does."""
+    if ctx.probe.protocol not in case.bindings:
+        return f"not part of the {ctx.probe.protocol} binding"
+    if ctx.mode not in case.modes:
+        return "not checked in integration mode" if ctx.mode == "integration" else "integration mode only"
+    if case.profile not in ctx.tested:
+        return f"profile {case.profile} is not claimed by the machine nor asked for"
+    if case.needs_control and not ctx.options.allow_control:
+        return "sends commands or changes the machine: run with --allow-control"
+    return None
+
+
+def _mandatory(case: TestCase, ctx: Context) -> bool:
+    return case.tier == "M" and case.profile in ctx.tested
+
+
+async def run_conformance(options: Options, spec: Spec | None = None, operator: Operator | None = None,
+                          progress: Progress | None = None, probe: Probe | None = None) -> Run:
+    spec = spec or load_spec()
+    if options.cls not in spec.classes:
+        raise ValueError(f"unknown class '{options.cls}' (known: {', '.join(spec.classes)})")
+    catalogue = build_catalogue(spec).for_class(options.cls)
+    if probe is None:
+        if options.mapping:
+            from gateway.conformance.through_gateway import GatewayProbe
+
+            probe = GatewayProbe(spec, options.cls, options.protocol, options.endpoint, options.mapping,
+                                 unit_id=options.unit_id, scan_ms=options.scan_ms, timeout_s=options.connect_timeout_s)
+        else:
+            probe = NativeProbe(spec, options.cls, options.protocol, options.endpoint, machine=options.machine,
+                                unit_id=options.unit_id, scan_ms=options.scan_ms, timeout_s=options.connect_timeout_s)
+    ctx = Context(spec, options, probe, catalogue, operator)
+    started = time.time()
+    cases = list(catalogue.cases.values())
+    outcomes: dict[str, tuple[Outcome, float, float]] = {}
+    connect_error = ""
+    try:
+        await probe.open()
+    except (ProbeError, OSError, ValueError) as exc:
+        connect_error = str(exc)
+    class_profile = options.cls.capitalize()
+    ctx.claimed = claimed_profiles(spec, probe) if not connect_error else []
+    wanted = options.profiles if options.profiles is not None else ctx.claimed
+    ctx.tested = [p for p in catalogue.profiles if p in set(wanted) | {"Core", class_profile}]
+    done = 0
+    applicable = [c for c in cases if _applicability(c, ctx) is None]
+
+    def record(case: TestCase, outcome: Outcome, t0: float) -> None:
+        nonlocal done
+        outcomes[case.id] = (outcome, t0, time.time() - t0)
+        done += 1
+        if progress is not None:
+            progress(_result(case, outcome, t0, time.time() - t0, ctx), done, len(applicable))
+
+    try:
+        if connect_error:
+            for c in applicable:
+                record(c, Outcome(ERROR, f"not run: {connect_error}"), time.time())
+        else:
+            await ctx.observe()
+            for chk in load():
+                mine = [c for c in applicable if chk.decides(c) and c.id not in outcomes]
+                if not mine:
+                    continue
+                t0 = time.time()
+                try:
+                    got = await chk.fn(ctx)
+                except Exception as exc:
+                    log.debug("check %s failed", chk.fn.__name__, exc_info=True)
+                    where = traceback.extract_tb(exc.__traceback__)[-1]
+                    got = Outcome(ERROR, f"the check could not run: {type(exc).__name__}: {exc} "
+                                         f"({where.filename.rsplit('/', 1)[-1]}:{where.lineno})")
+                if isinstance(got, Outcome):
+                    got = {c.id: got for c in mine}
+                for c in mine:
+                    record(c, got.get(c.id, Outcome(ERROR, "the check did not decide this case")), t0)
+            for c in applicable:
+                if c.id not in outcomes:
+                    record(c, Outcome(ERROR, "no check decides this case"), time.time())
+            if ctx.cache.get("commanded"):
+                from gateway.conformance.checks.control import leave_stopped
+
+                await leave_stopped(ctx)
+    finally:
+        await probe.close()
+    results = []
+    for c in cases:
+        if c.id in outcomes:
+            outcome, t0, dt = outcomes[c.id]
+        else:
+            outcome, t0, dt = Outcome(NOT_APPLICABLE, _applicability(c, ctx) or ""), started, 0.0
+        results.append(_result(c, outcome, t0, dt, ctx))
+    identity = {k: str(probe.value(f"identification.{k}") or "") for k in IDENTITY}
+    identity.update(getattr(probe, "nameplate", {}))
+    return Run(options, catalogue, results, identity, ctx.claimed, ctx.tested, started, time.time(), spec.version,
+               notes=ctx.notes, requests=list(probe.requests))
+
+
+def _result(case: TestCase, outcome: Outcome, t0: float, dt: float, ctx: Context) -> Result:
+    mandatory = outcome.mandatory if outcome.mandatory is not None else _mandatory(case, ctx)
+    if outcome.status == NOT_APPLICABLE:
+        mandatory = False
+    return Result(case, outcome.status, outcome.message, outcome.evidence, mandatory, t0, round(dt, 3))
+
+
+__all__ = ["Context", "Options", "Result", "Run", "run_conformance", "PASS", "FAIL", "WARNING", "NOT_IMPLEMENTED",
+           "NOT_APPLICABLE", "ERROR"]
