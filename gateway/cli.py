@@ -237,6 +237,9 @@ def demo(line_file: Path = typer.Option(DEMO_LINE, "--line", help="line file to 
     asyncio.run(main())
 
 
+import gateway.conformance.cli  # noqa: E402,F401  (registers `linegw conformance`)
+
+
 def main() -> None:  # pragma: no cover
     app(sys.argv[1:])
 

@@ -57,7 +57,9 @@ def verdict(problems: list[str], evidence: list[dict[str, Any]], ok: str, what: 
         return Outcome(PASS, ok, evidence)
     head = "; ".join(problems[:3])
     more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-    return Outcome(status, f"{len(problems)} {what}{'s' if len(problems) != 1 else ''}: {head}{more}", evidence)
+    noun, paren, rest = what.partition(" (")
+    plural = f"{noun}{'s' if len(problems) != 1 else ''}{paren}{rest}"
+    return Outcome(status, f"{len(problems)} {plural}: {head}{more}", evidence)
 
 
 CheckFn = Callable[["Context"], Awaitable[Any]]

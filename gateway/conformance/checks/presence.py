@@ -106,15 +106,16 @@ def _mapped_presence(ctx: Context, case: Any, meta: dict[str, Any]) -> Outcome:
             evidence.append(ev("read", path, value=None, note=why or s.reason))
     if problems:
         return verdict(problems, evidence, "", "mapped variable")
-    if not any(p in mapped for p, _ in everything):
+    provided = mapped | probe.nameplate_paths()
+    if not any(p in provided for p, _ in everything):
         if all(not is_required(ctx, d) for _, d in everything):
             return Outcome(NOT_IMPLEMENTED, f"{su.id} ({su.tier.value}-tier) is not mapped", mandatory=False)
         return Outcome(WARNING, f"nothing of {su.id} is mapped: the machine and mapping provide none of "
-                                f"{', '.join(sorted({d.template for _, d in everything}))}",
+                                f"{', '.join(sorted({d.template for _, d in everything if is_required(ctx, d)}))}",
                        [ev("mapping", su.id, note="not mapped")])
     if unmapped:
         evidence += [ev("mapping", p, note="mandatory in the spec, not mapped") for p in unmapped]
-        return Outcome(WARNING, f"mapped variables read well; {len(unmapped)} mandatory variables are not provided: "
+        return Outcome(WARNING, f"mapped variables read well; mandatory but not provided: "
                                 f"{', '.join(unmapped[:6])}{' ...' if len(unmapped) > 6 else ''}", evidence)
     return Outcome(PASS, f"every variable of {su.id} is mapped and reads with good quality", evidence)
 

@@ -13,6 +13,7 @@ from typing import Any
 from gateway.conformance.checks import (
     ERROR,
     FAIL,
+    NOT_APPLICABLE,
     NOT_IMPLEMENTED,
     PASS,
     WARNING,
@@ -53,7 +54,11 @@ def changes(samples: list[Sample]) -> list[tuple[float, Any]]:
 
 
 def window(ctx: Context, path: str) -> list[Sample]:
-    return [s for s in ctx.probe.history.get(path, []) if ctx.t0 <= s.gateway_ts <= ctx.t1]
+    """Samples of the observation window, starting with the value that held at its start
+    (a subscription reports a value only when it changes)."""
+    history = ctx.probe.history.get(path, [])
+    before = [s for s in history if s.gateway_ts < ctx.t0][-1:]
+    return before + [s for s in history if ctx.t0 <= s.gateway_ts <= ctx.t1]
 
 
 def step(a: int, b: int) -> int:
@@ -77,6 +82,8 @@ def _values(ctx: Context, case: Any) -> Outcome:
     problems, evidence, seen = [], [], 0
     paths = [(p, d) for p, d in served_paths(ctx, su.id) if ctx.mode == "integration" or is_required(ctx, d)]
     if not paths:
+        if ctx.mode == "integration":
+            return Outcome(NOT_APPLICABLE, f"no variable of {su.id} is mapped (see {case.unit}-001)")
         return Outcome(NOT_IMPLEMENTED, f"no variable of {su.id} is served or declared", mandatory=False)
     for path, d in paths:
         if missing_reason(ctx, path) is not None:
@@ -384,11 +391,11 @@ async def unit_links(ctx: Context) -> Outcome:
     if not units:
         return Outcome(ERROR, f"no UnitProcessed event within {2 * ctx.options.observe_s:g} s: the machine must make "
                               f"{cls.processed_unit}s during the test")
-    problems, evidence, ids = [], [], set()
+    problems, gaps, evidence, ids = [], [], [], set()
     for e in units:
         p = e.get("payload") or {}
         where = f"UnitProcessed seq {e.get('seq')} ({p.get('unit_id')})"
-        found = []
+        found, absent = [], []
         if p.get("unit_type") != cls.processed_unit:
             found.append(f"{where}: unit_type {p.get('unit_type')!r}, expected {cls.processed_unit!r}")
         if not isinstance(p.get("unit_id"), str) or not p.get("unit_id"):
@@ -396,25 +403,37 @@ async def unit_links(ctx: Context) -> Outcome:
         elif p["unit_id"] in ids:
             found.append(f"{where}: unit_id {p['unit_id']!r} was reported before")
         ids.add(p.get("unit_id"))
-        if p.get("result") not in ("good", "reject"):
+        if "result" not in p:
+            absent.append(f"{where}: no result")
+        elif p["result"] not in ("good", "reject"):
             found.append(f"{where}: result {p.get('result')!r} is not good or reject")
         made_from = p.get("made_from")
-        if not isinstance(made_from, list) or not made_from or not all(isinstance(x, str) and x for x in made_from):
-            found.append(f"{where}: made_from {made_from!r} links the unit to no input")
+        if made_from in (None, []):
+            absent.append(f"{where}: made_from {made_from!r} links the unit to no input")
+        elif not isinstance(made_from, list) or not all(isinstance(x, str) and x for x in made_from):
+            found.append(f"{where}: made_from {made_from!r} is not a list of input ids")
         m = p.get("measurements")
-        if not isinstance(m, dict):
-            found.append(f"{where}: measurements missing")
+        if m is None:
+            absent.append(f"{where}: no measurements")
+        elif not isinstance(m, dict):
+            found.append(f"{where}: measurements {m!r} is not an object")
         else:
             for name, value in m.items():
                 if name not in cls.unit_processed:
                     found.append(f"{where}: measurement '{name}' is not one of {sorted(cls.unit_processed)}")
                 elif isinstance(value, bool) or not isinstance(value, (int, float)):
                     found.append(f"{where}: measurement '{name}' = {value!r} is not a number")
-        if found:
+        if ctx.mode == "native":  # a machine must send everything; through a mapping, what it lacks is a gap
+            found, absent = found + absent, []
+        if found or absent:
             problems += found
+            gaps += absent
             evidence.append(ev("read", where, value=p, expected=f"made_from: input ids; measurements in "
                                                                  f"{cls.unit_processed}"))
-    return verdict(problems, evidence, f"{len(units)} units made, each linked to its inputs", "traceability problem")
+    if problems or not gaps:
+        return verdict(problems, evidence, f"{len(units)} units made, each linked to its inputs", "traceability problem")
+    return verdict(gaps, evidence, "", "gap (a field the machine does not provide through its mapping)",
+                   status=WARNING)
 
 
 # --- data collection ---------------------------------------------------------------------------------------

@@ -1,0 +1,160 @@
+"""`linegw conformance`: run the kit against one machine, list the catalogue, or verify a report.
+
+    linegw conformance --opcua opc.tcp://10.0.0.21:4840/linegw/coater1 --class coater --out reports/
+    linegw conformance --modbus 10.0.0.31:502 --unit-id 1 --class winder --allow-control
+    linegw conformance --modbus 10.0.0.32:502 --class winder --mapping deploy/mappings/tobu-winder-modbus.yaml
+    linegw conformance --list [--class coater]
+    linegw conformance --verify reports/report.json
+
+The exit code is 0 when nothing mandatory failed, 1 otherwise (2 for usage errors).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gateway.cli import app, parse_duration
+
+console = Console()
+COLOURS = {"pass": "green", "fail": "red", "error": "red", "warning": "yellow", "not_implemented": "magenta",
+           "not_applicable": "dim"}
+
+
+def _list(cls: str | None) -> None:
+    """The catalogue as plain lines: profile, unit, then one line per case (ID, layer, severity, tier, flags)."""
+    from gateway.conformance.catalogue import build_catalogue
+    from interface_spec import load_spec
+
+    cat = build_catalogue(load_spec())
+    if cls:
+        cat = cat.for_class(cls)
+    profiles, units, cases = cat.counts()
+    print(f"Conformance catalogue, spec {cat.spec_version}{' for ' + cls if cls else ''}: {profiles} profiles, "
+          f"{units} conformance units, {cases} test cases")
+    print("Columns: ID, layer, severity, tier (M mandatory, R recommended), flags (control: needs --allow-control; "
+          "binding), title, clause")
+    profile = None
+    for unit in cat.units.values():
+        if unit.profile != profile:
+            profile = unit.profile
+            print(f"\n{profile}")
+        print(f"  {unit.id} — {unit.title}")
+        for c in unit.cases:
+            flags = ",".join(f for f in ("control" if c.needs_control else "",
+                                         c.bindings[0] if len(c.bindings) == 1 else "",
+                                         "integration" if c.modes == ("integration",) else "") if f)
+            print(f"    {c.id:<28} {c.layer:<12} {c.severity:<8} {c.tier}  {flags:<16} {c.title}  [{c.clause}]")
+
+
+def _verify(path: Path) -> None:
+    from gateway.conformance.report import verify
+
+    ok, carried, actual = verify(path)
+    if ok:
+        console.print(f"[green]OK[/green] {path}: sha256 {actual}")
+        return
+    console.print(f"[red]MODIFIED[/red] {path}: carries {carried or '(no hash)'}, content hashes to {actual}")
+    raise typer.Exit(1)
+
+
+async def _operator(text: str) -> None:
+    console.print(Panel(f"{text}\nThe kit waits until the machine shows it.", title="operator step", style="bold yellow"))
+
+
+@app.command("conformance")
+def conformance(
+    opcua: Optional[str] = typer.Option(None, "--opcua", help="OPC UA endpoint, opc.tcp://host:port/path"),
+    modbus: Optional[str] = typer.Option(None, "--modbus", help="Modbus TCP endpoint, host:port"),
+    unit_id: int = typer.Option(1, "--unit-id", help="Modbus unit id"),
+    cls: Optional[str] = typer.Option(None, "--class", help="claimed equipment class: coater, winder, formation"),
+    profile: Optional[list[str]] = typer.Option(None, "--profile", help="profile to test (repeatable); default: "
+                                                                         "what the machine claims"),
+    allow_control: bool = typer.Option(False, "--allow-control", help="send commands (behaviour and negative "
+                                                                       "checks); never without it"),
+    out: Path = typer.Option(Path("conformance-report"), "--out", help="directory for the reports"),
+    machine: Optional[str] = typer.Option(None, "--machine", help="OPC UA machine object under Objects/Machines "
+                                                                   "(default: last segment of the endpoint path)"),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", help="integration mode: the machine's mapping file"),
+    observe: str = typer.Option("10s", "--observe", help="observation window for the passive checks"),
+    command_timeout: str = typer.Option("30s", "--command-timeout", help="time a commanded transition may take"),
+    outage: str = typer.Option("2s", "--outage", help="how long the kit drops its link in the resilience checks"),
+    operator_timeout: str = typer.Option("2m", "--operator-timeout", help="time an operator step may take"),
+    list_: bool = typer.Option(False, "--list", help="print the catalogue (of --class, if given) and exit"),
+    verify_: Optional[Path] = typer.Option(None, "--verify", help="check the SHA-256 a report carries and exit"),
+) -> None:
+    """Check that a machine implements the line interface spec; write JUnit, JSON, HTML and a compliance statement."""
+    if list_:
+        _list(cls)
+        return
+    if verify_ is not None:
+        _verify(verify_)
+        return
+    if (opcua is None) == (modbus is None):
+        raise typer.BadParameter("give exactly one of --opcua or --modbus")
+    if cls is None:
+        raise typer.BadParameter("--class is required (coater, winder or formation)")
+    if profile and ("Control" in profile or "Recipe" in profile) and not allow_control:
+        raise typer.BadParameter("Control and Recipe send commands: add --allow-control")
+    from gateway.conformance.report import write_reports
+    from gateway.conformance.runner import Options, run_conformance
+    from gateway.logs import configure
+
+    configure("error")  # the kit reports link problems itself; adapter warnings would only interleave
+    options = Options(cls=cls, protocol="opcua" if opcua else "modbus", endpoint=opcua or modbus or "",
+                      machine=machine, unit_id=unit_id, mapping=str(mapping) if mapping else None,
+                      profiles=list(profile) if profile else None, allow_control=allow_control,
+                      observe_s=parse_duration(observe), command_timeout_s=parse_duration(command_timeout),
+                      outage_s=parse_duration(outage), operator_timeout_s=parse_duration(operator_timeout))
+    console.print(f"[bold]linegw conformance[/bold] {options.cls} over {options.protocol} {options.endpoint}"
+                  f"{' through ' + options.mapping if options.mapping else ''}"
+                  f"{'' if allow_control else ' — no command will be sent (no --allow-control)'}")
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("connecting and observing", total=None)
+
+        def progress(result, done: int, total: int) -> None:
+            bar.update(task, total=total, completed=done, description=result.case.id)
+            if result.status != "pass":
+                colour = COLOURS[result.status]
+                bar.console.print(f"  [{colour}]{result.status:<15}[/{colour}] {result.case.id:<26} {result.message}",
+                                  highlight=False)
+
+        run = asyncio.run(run_conformance(options, operator=_operator, progress=progress))
+    paths = write_reports(run, out)
+    _summary(run, paths)
+    if not run.passed:
+        raise typer.Exit(1)
+
+
+def _summary(run, paths) -> None:
+    from gateway.conformance.report import summary
+
+    counts = summary(run)
+    table = Table(title="Summary", show_header=True)
+    for status in counts:
+        table.add_column(status, justify="right", style=COLOURS[status])
+    table.add_row(*(str(n) for n in counts.values()))
+    console.print(table)
+    failing = run.failing()
+    for r in failing:
+        console.print(f"  [red]{r.status}[/red] {r.case.id} ({r.case.clause}): {r.message}", highlight=False)
+    for note in run.notes:
+        console.print(f"  note: {note}")
+    ident = run.identity
+    console.print(f"{ident.get('manufacturer', '')} {ident.get('model', '')} serial {ident.get('serial_number', '')}, "
+                  f"software {ident.get('software_revision', '')}; spec {run.spec_version}, kit {run.kit_version}")
+    for kind, path in paths.items():
+        console.print(f"  {kind:<9} {path}")
+    from gateway.conformance.report import verdict_line
+
+    colour = "green" if run.passed else "red"
+    console.print(f"verdict: [{colour}]{verdict_line(run)}[/{colour}]", highlight=False)

@@ -1,0 +1,147 @@
+"""Integration mode: a machine that does not speak the spec, read by the gateway through its mapping file.
+
+The probe runs the gateway's own `Device` (the runtime's supervisor of one
+machine) with the mapping, on a store in a temporary folder, and observes
+its normalised output as the API would: the samples, the events the gateway
+derives from value changes (the mapping's triggers, state changes, alarms)
+and the link. The common-model checks then run on that output: what the
+integrator proves is that the mapping turns this machine into the common
+model, complete and correctly scaled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.config import Equipment
+from gateway.mapping.compile import load_mapping
+from gateway.mapping.model import Mapping
+from gateway.runtime.device import Device
+from gateway.runtime.ingest import to_samples
+from gateway.runtime.view import LiveMessage
+from gateway.samples import Quality, Sample
+from gateway.store.sqlite import SqliteStore
+from interface_spec import Spec, SpecError
+
+from .probe import Probe, ProbeError
+
+
+class GatewayProbe(Probe):
+    mode = "integration"
+
+    def __init__(self, spec: Spec, cls: str, protocol: str, endpoint: str, mapping: str | Path, *,
+                 unit_id: int = 1, scan_ms: int = 200, timeout_s: float = 10.0):
+        super().__init__(spec, cls)
+        self.protocol = protocol
+        self.endpoint = endpoint
+        self.mapping_path = str(mapping)
+        self.timeout_s = timeout_s
+        self.settings = {"scan_interval_ms": scan_ms, "publishing_interval_ms": scan_ms,
+                         "sampling_ms": min(scan_ms, 250), "device_id": unit_id}
+        self.mapping: Mapping | None = None
+        self.events: list[dict[str, Any]] = []
+        self.device: Device | None = None
+        self.store: SqliteStore | None = None
+        self._folder: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        try:
+            self.mapping = load_mapping(self.mapping_path, self.spec)
+        except (SpecError, OSError) as exc:
+            raise ProbeError(f"the mapping cannot be used: {exc}") from None
+        self._folder = tempfile.mkdtemp(prefix="linegw-conformance-")
+        self.store = SqliteStore(Path(self._folder) / "store.sqlite")
+        await self.store.start()
+        eq = Equipment.model_validate({"id": "dut", "class": self.cls, "protocol": self.protocol,
+                                       "endpoint": self.endpoint, "mapping": self.mapping_path,
+                                       "adapter": self.settings})
+        self.device = Device(self.spec, eq, self.store, self._on_live)
+        self._task = asyncio.create_task(self.device.run(), name="conformance-gateway")
+        deadline = time.monotonic() + self.timeout_s
+        while not (self.device.ready.is_set() and self.device.view.available):
+            if self._task.done() or time.monotonic() > deadline:
+                why = self.device.view.link_reason or "no answer"
+                if self._task.done() and self._task.exception() is not None:
+                    why = str(self._task.exception())
+                await self.close()
+                raise ProbeError(f"the gateway does not reach {self.endpoint} within {self.timeout_s:g} s: {why}")
+            await asyncio.sleep(0.05)
+        self.counts = dict(self.device.view.counts)
+        self.plan = self.device.plan
+        while time.monotonic() < deadline and not all(p in self.history for p in self.paths()):
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+        if self._folder:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+    # --- the gateway's output ---------------------------------------------------------------------------
+    def _on_live(self, msg: LiveMessage) -> None:
+        now = time.time()
+        if msg.kind == "samples":
+            self._take([Sample("dut", path, value, unit, ts, now, Quality(q), reason)
+                        for path, value, unit, q, reason, ts in msg.data["samples"]])
+        elif msg.kind == "event":
+            self.events.append({"type": msg.data["type"], "source_ts": msg.data["source_ts"],
+                                "seq": msg.data["seq"], "payload": msg.data["payload"]})
+        elif msg.kind == "link":
+            self.link_log.append((msg.data["ts"], msg.data["available"], msg.data["reason"]))
+
+    @property
+    def nameplate(self) -> dict[str, str]:
+        return dict(self.mapping.identification) if self.mapping else {}
+
+    def nameplate_paths(self) -> set[str]:
+        return {f"identification.{k}" for k in self.nameplate}
+
+    def mapped_templates(self) -> set[str]:
+        return {self.spec.variable(self.cls, p).template for p in self.paths()}
+
+    def claimed_profiles(self) -> list[str]:
+        """What a mapped machine provides: the core, its class, its data, and units made if the mapping derives them."""
+        out = ["Core", "DataCollection", self.cls.capitalize()]
+        if self.mapping and any(e.type == "UnitProcessed" for e in self.mapping.events):
+            out.append("Traceability")
+        return out
+
+    @property
+    def unresolved(self) -> dict[str, str]:
+        """Spec paths whose source the adapter could not find (OPC UA nodes)."""
+        if self.device is None or self.device.adapter is None or self.plan is None:
+            return {}
+        by_key = self.device.adapter.health().extra.get("unresolved", {})
+        return {t.path: why for key, why in by_key.items() for t in self.plan.targets.get(key, [])}
+
+    async def read_samples(self, paths: list[str]) -> dict[str, Sample]:
+        """Fresh reads through the mapping's sources, transformed as the gateway does."""
+        assert self.plan is not None and self.device is not None and self.device.adapter is not None
+        keys = [k for k, ts in self.plan.targets.items() if any(t.path in paths for t in ts)]
+        readings = await self.device.adapter.read(keys)
+        samples = [s for s in to_samples("dut", self.plan.targets, readings, time.time()) if s.path in paths]
+        self._take(samples)
+        return {s.path: s for s in samples}
+
+    async def read_value(self, path: str) -> Any:
+        s = (await self.read_samples([path])).get(path)
+        return None if s is None or s.quality == Quality.BAD else s.value
+
+    def alarm_codes(self) -> tuple[list[int] | None, str]:
+        assert self.device is not None
+        return sorted(self.device.alarms.active), "the gateway's alarm tracker"
+
+    async def self_description(self) -> tuple[str | None, str]:
+        return None, "a mapped machine has no self-description; its mapping file describes it"
