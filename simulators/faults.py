@@ -43,27 +43,32 @@ ALL = "*"
 
 def parse_faults(faults: Any) -> list[tuple[str, dict[str, Any]]]:
     """Start-up faults in any of the accepted shapes -> [(name, params)]; unknown names are errors."""
+    return parse_switches(faults, FAULTS, "fault")
+
+
+def parse_switches(entries: Any, known: Any, kind: str) -> list[tuple[str, dict[str, Any]]]:
+    """Named switches with parameters (faults, defects) in any of the accepted shapes -> [(name, params)]."""
     items: list[tuple[str, dict[str, Any]]] = []
-    if isinstance(faults, dict):
-        items = [(name, dict(params or {})) for name, params in faults.items()]
+    if isinstance(entries, dict):
+        items = [(name, dict(params or {})) for name, params in entries.items()]
     else:
-        for entry in faults or []:
+        for entry in entries or []:
             if isinstance(entry, str):
                 name, _, rest = entry.partition(":")
                 params: dict[str, Any] = {}
                 for part in filter(None, (p.strip() for p in rest.split(","))):
                     key, eq, raw = part.partition("=")
                     if not eq:
-                        raise ValueError(f"fault '{entry}': parameter '{part}' is not key=value")
+                        raise ValueError(f"{kind} '{entry}': parameter '{part}' is not key=value")
                     params[key.strip()] = _scalar(raw.strip())
                 items.append((name.strip(), params))
             elif isinstance(entry, dict) and "name" in entry:
                 items.append((str(entry["name"]), {k: v for k, v in entry.items() if k != "name"}))
             else:
-                raise ValueError(f"fault {entry!r}: give 'name:key=value,...' or {{name: ..., key: value}}")
+                raise ValueError(f"{kind} {entry!r}: give 'name:key=value,...' or {{name: ..., key: value}}")
     for name, _ in items:
-        if name not in FAULTS:
-            raise ValueError(f"unknown fault '{name}' (known: {', '.join(FAULTS)})")
+        if name not in known:
+            raise ValueError(f"unknown {kind} '{name}' (known: {', '.join(known)})")
     return items
 
 

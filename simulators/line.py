@@ -41,6 +41,7 @@ class SimConfig:
     time_scale: float = 1.0  # simulated seconds per wall second
     counts: dict[str, int] = field(default_factory=dict)  # array sizes, e.g. {"channel": 64}
     faults: Any = field(default_factory=list)  # start-up faults, see simulators.faults
+    defects: Any = field(default_factory=list)  # deliberate non-conformities, see simulators.defects
     machine_name: str | None = None  # OPC UA machine object name; the equipment id when None
     security: OpcUaSecurity | dict[str, Any] | None = None  # OPC UA: {modes: [...], username, password}
     options: dict[str, Any] = field(default_factory=dict)  # process model options, see simulators.models

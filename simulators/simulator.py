@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from interface_spec import Spec
 from simulators.dialects import Dialect, load_dialect
+from simulators.defects import apply_defect, parse_defects
 from simulators.faults import FaultControls, parse_faults
 from simulators.machine import LOCAL_PANEL, Machine
 from simulators.material import MaterialFlow
@@ -117,6 +118,7 @@ class Simulator:
         self.binding: Binding = make_binding(config, self.machine, dialect)
         self.faults = FaultControls(self)
         self._startup_faults = parse_faults(config.faults)
+        self._defects = parse_defects(config.defects)
         self.stats = TickStats()
         self._operator_goal = "run" if config.auto_start else None
         self._last_operator_state: str | None = None
@@ -132,6 +134,8 @@ class Simulator:
             await self.faults.switch_on(name, **params)
         if self._startup_faults:
             await self.publish()
+        for name, params in self._defects:
+            await apply_defect(self, name, **params)
 
     async def stop(self) -> None:
         await self.binding.stop()

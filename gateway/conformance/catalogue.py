@@ -324,8 +324,9 @@ def _fixed() -> list[tuple[str, str, str, list[dict]]]:
             dict(id="DC-SAMPLING-002", title="Sampling period honoured", layer="data_quality", severity="minor",
                  tier="R", modes=both, clause="<class>.yaml § sub_units[*].variables[*].sampling_ms",
                  doc="README.md#conventions",
-                 description="For values that change, the typical interval between changes seen is at most twice "
-                             "their `sampling_ms` plus the kit's own scan period (warning otherwise)."),
+                 description="For values that change, the typical interval between changes seen is at most three "
+                             "times their `sampling_ms` plus the kit's own scan period (warning otherwise: a steady "
+                             "value may change rarely, so this is only a hint)."),
             dict(id="DC-SAMPLING-003", title="Source timestamps are sane", layer="data_quality", bindings=opcua,
                  modes=both, clause="opcua binding: SourceTimestamp", doc="opcua.md#data-types-and-attributes",
                  description="Every value carries a SourceTimestamp within the clock tolerance of the kit's clock, "

@@ -79,6 +79,8 @@ def conformance(
                                                                          "what the machine claims"),
     allow_control: bool = typer.Option(False, "--allow-control", help="send commands (behaviour and negative "
                                                                        "checks); never without it"),
+    only: Optional[list[str]] = typer.Option(None, "--only", help="run only the cases whose ID starts with this "
+                                                                   "(repeatable), e.g. CTRL-PACKML"),
     out: Path = typer.Option(Path("conformance-report"), "--out", help="directory for the reports"),
     machine: Optional[str] = typer.Option(None, "--machine", help="OPC UA machine object under Objects/Machines "
                                                                    "(default: last segment of the endpoint path)"),
@@ -110,7 +112,8 @@ def conformance(
     configure("error")  # the kit reports link problems itself; adapter warnings would only interleave
     options = Options(cls=cls, protocol="opcua" if opcua else "modbus", endpoint=opcua or modbus or "",
                       machine=machine, unit_id=unit_id, mapping=str(mapping) if mapping else None,
-                      profiles=list(profile) if profile else None, allow_control=allow_control,
+                      profiles=list(profile) if profile else None, only=list(only) if only else None,
+                      allow_control=allow_control,
                       observe_s=parse_duration(observe), command_timeout_s=parse_duration(command_timeout),
                       outage_s=parse_duration(outage), operator_timeout_s=parse_duration(operator_timeout))
     console.print(f"[bold]linegw conformance[/bold] {options.cls} over {options.protocol} {options.endpoint}"

@@ -80,8 +80,11 @@ class Probe:
         return h[-1] if h else None
 
     def value(self, path: str) -> Any:
-        s = self.latest(path)
-        return None if s is None or s.quality == Quality.BAD else s.value
+        """The newest value read well (a failed read in between does not hide it)."""
+        for s in reversed(self.history.get(path, [])):
+            if s.quality != Quality.BAD:
+                return s.value
+        return None
 
     def samples_since(self, path: str, t0: float) -> list[Sample]:
         return [s for s in self.history.get(path, []) if s.gateway_ts >= t0]
@@ -173,8 +176,14 @@ class NativeProbe(Probe):
             if self.protocol == "opcua":
                 self.unresolved = dict(self.adapter.health().extra.get("unresolved", {}))
             if all(p in self.history or p in self.unresolved for p in wanted):
-                return
+                break
             await asyncio.sleep(0.05)
+        if self.protocol == "modbus":
+            # An exception spoils every point of its request: read the refused ones alone to find the culprits.
+            for path in wanted:
+                s = self.latest(path)
+                if s is not None and s.reason.startswith("modbus exception"):
+                    await self.read_samples([path])
 
     async def close(self) -> None:
         task, self._task = self._task, None

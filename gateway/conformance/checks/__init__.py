@@ -134,10 +134,12 @@ def missing_reason(ctx: "Context", path: str) -> str | None:
     probe: Any = ctx.probe
     if path in getattr(probe, "unresolved", {}):
         return probe.unresolved[path]
-    s = probe.latest(path)
-    if s is None:
+    history = probe.history.get(path, [])
+    if not history:
         return "never read"
-    if s.quality == Quality.BAD and s.reason not in ("nan", "infinite", "wrong_type", "unknown_enum_code", "link_down") \
-            and not s.reason.startswith("unknown_vendor_code"):
-        return s.reason
-    return None
+    for s in history:
+        # Read at least once (a bad value is still a value: the values case judges it).
+        if s.quality != Quality.BAD or s.reason in ("nan", "infinite", "wrong_type", "unknown_enum_code") \
+                or s.reason.startswith("unknown_vendor_code"):
+            return None
+    return history[-1].reason

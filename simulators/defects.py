@@ -1,0 +1,278 @@
+"""Deliberate defects: a conforming simulator that breaks one rule of the spec.
+
+Faults (faults.py) are what field equipment suffers; defects are what a
+non-conforming implementation gets wrong. They exist so that the conformance
+kit can be shown to fail, each on the rule it checks. A defect is switched on
+at start-up, as faults are:
+
+    SimConfig("coater1", "coater", "opcua", defects=["wrong_unit:path=web.line_speed"])
+    SimConfig("winder1", "winder", "modbus", defects=[{"name": "ignores_command", "command": "Reset"}])
+
+Each one changes the running machine or its server from the outside, after
+the server has started: wrapped methods, replaced encoders, rewritten
+nodes. The normal code path knows nothing of them. Defects apply to the
+conforming bindings only, and hold until the server restarts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from simulators.faults import parse_switches
+from simulators.machine import HEARTBEAT, LOCAL_PANEL
+
+if TYPE_CHECKING:
+    from simulators.simulator import Simulator
+
+ACCEPTED = ("ok", "accepted_completes_later")
+
+
+@dataclass(frozen=True)
+class Defect:
+    name: str
+    doc: str
+    bindings: tuple[str, ...]
+    apply: Callable[..., Awaitable[None]]
+
+
+DEFECTS: dict[str, Defect] = {}
+
+
+def defect(name: str, doc: str, bindings: tuple[str, ...] = ("opcua", "modbus")) -> Callable[..., Any]:
+    def register(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        DEFECTS[name] = Defect(name, doc, bindings, fn)
+        return fn
+
+    return register
+
+
+def parse_defects(defects: Any) -> list[tuple[str, dict[str, Any]]]:
+    return parse_switches(defects, DEFECTS, "defect")
+
+
+async def apply_defect(sim: Simulator, name: str, **params: Any) -> None:
+    d = DEFECTS[name]
+    protocol = sim.binding.protocol
+    if sim.config.dialect != "conforming" or protocol not in d.bindings:
+        raise ValueError(f"defect '{name}' is for the conforming {' and '.join(d.bindings)} binding, not "
+                         f"{sim.config.dialect} {protocol}")
+    await d.apply(sim, **params)
+
+
+def _wrap(obj: Any, name: str, make: Callable[[Any], Any]) -> None:
+    """Replace a method on this one object (its class and other instances are untouched)."""
+    setattr(obj, name, make(getattr(obj, name)))
+
+
+# --- the address space and the register map -----------------------------------------------------------
+
+def _opcua_ident(sim: Simulator, path: str) -> Any:
+    from asyncua import ua
+
+    from interface_spec import split_path
+    from interface_spec.opcua_map import relative_path
+
+    b: Any = sim.binding
+    d = sim.machine.spec.variable(sim.machine.cls, path)
+    sub, leaf = relative_path(d.sub_unit, d.var.id, split_path(path)[1])
+    return f"{b.machine_name}/{sub}/{leaf}", b.server.ns, ua
+
+
+@defect("missing_variable", "a mandatory variable is not served: OPC UA without its node, Modbus refusing its "
+                            "registers (illegal data address)")
+async def _missing_variable(sim: Simulator, path: str = "web.line_speed") -> None:
+    b: Any = sim.binding
+    if b.protocol == "modbus":
+        sim.faults.exception(path, "illegal_address")
+        return
+    server = b.server.server
+    nid = b.nodes.pop(path)
+    await server.delete_nodes([server.get_node(nid)], recursive=True)
+
+
+@defect("wrong_type", "a variable of another data type: OPC UA Float for a Double; Modbus an int32 in the "
+                      "registers of a float32")
+async def _wrong_type(sim: Simulator, path: str = "web.line_speed") -> None:
+    b: Any = sim.binding
+    if b.protocol == "modbus":
+        from gateway.adapters.modbus import codec
+
+        b.slots[path].encode = lambda v: codec.encode(int(round(v)), "int32")
+    else:
+        from asyncua import ua
+
+        aspace = b.server.server.iserver.aspace
+        b.types[path] = ua.VariantType.Float
+        await aspace.write_attribute_value(b.nodes[path], ua.AttributeIds.DataType,
+                                           ua.DataValue(ua.Variant(ua.NodeId(ua.ObjectIds.Float), ua.VariantType.NodeId)))
+        # A bad value first leaves it null: the server then takes the next value's type from the DataType.
+        await aspace.write_attribute_value(b.nodes[path], ua.AttributeIds.Value, ua.DataValue(
+            StatusCode=ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)))
+    await b.publish({path: sim.machine.values[path]})
+
+
+@defect("wrong_unit", "a variable's EngineeringUnits name another unit than the spec's", ("opcua",))
+async def _wrong_unit(sim: Simulator, path: str = "web.line_speed") -> None:
+    from interface_spec.opcua_map import EU_NAMESPACE_URI, unece_unit_id
+
+    spec = sim.machine.spec
+    ident, ns, ua = _opcua_ident(sim, path)
+    own = spec.units[spec.variable(sim.machine.cls, path).var.unit]
+    other = next(u for u in spec.units.values() if u.unece and u.unece != own.unece)
+    eu = ua.EUInformation(NamespaceUri=EU_NAMESPACE_URI, UnitId=unece_unit_id(other.unece),
+                          DisplayName=ua.LocalizedText(other.symbol), Description=ua.LocalizedText(other.name))
+    await sim.binding.server.server.iserver.aspace.write_attribute_value(  # type: ignore[attr-defined]
+        ua.NodeId(f"{ident}.EngineeringUnits", ns), ua.AttributeIds.Value,
+        ua.DataValue(ua.Variant(eu, ua.VariantType.ExtensionObject)))
+
+
+@defect("word_order", "32- and 64-bit values with the low word first (CDAB) instead of ABCD", ("modbus",))
+async def _word_order(sim: Simulator) -> None:
+    from gateway.adapters.modbus import codec
+
+    b: Any = sim.binding
+    for slot in b.slots.values():
+        dtype = slot.point.dtype
+        if dtype[-2:] in ("32", "64"):
+            slot.encode = codec.encoder(dtype, "CDAB")
+    await sim.publish_all()
+
+
+@defect("bad_self_description", "a self-description without its 'profiles' field (invalid against the schema)")
+async def _bad_self_description(sim: Simulator) -> None:
+    desc = sim.machine.self_description()
+    del desc["profiles"]
+    text = json.dumps(desc, separators=(",", ":"))
+    b: Any = sim.binding
+    if b.protocol == "modbus":
+        b._put_area("dictionary.length", len(text))
+        b._put_area("dictionary.text", text)
+        return
+    from asyncua import ua
+
+    from interface_spec.opcua_map import SELF_DESCRIPTION
+
+    await b.server.server.iserver.aspace.write_attribute_value(
+        ua.NodeId(f"{b.machine_name}/{SELF_DESCRIPTION}", b.server.ns), ua.AttributeIds.Value,
+        ua.DataValue(ua.Variant(text, ua.VariantType.String)))
+
+
+# --- values ----------------------------------------------------------------------------------------------
+
+@defect("out_of_range", "a value beyond its plausibility range")
+async def _out_of_range(sim: Simulator, path: str = "web.line_speed") -> None:
+    sim.faults.out_of_range(path)
+    await sim.publish()
+
+
+@defect("bad_state_code", "state.packml_state serves a code that is no PackML state")
+async def _bad_state_code(sim: Simulator, code: int = 42) -> None:
+    sim.faults.values.overrides["state.packml_state"] = int(code)
+    await sim.publish()
+
+
+@defect("frozen_values", "every process value (sample category) stops changing; the heartbeat goes on")
+async def _frozen_values(sim: Simulator) -> None:
+    for path, var in sim.machine.variables.items():
+        if var.category.value == "sample" and path != HEARTBEAT:
+            sim.faults.values.frozen.add(path)
+
+
+@defect("heartbeat_stopped", "status.heartbeat stops counting")
+async def _heartbeat_stopped(sim: Simulator) -> None:
+    sim.faults.freeze(HEARTBEAT)
+
+
+# --- behaviour -------------------------------------------------------------------------------------------
+
+@defect("accepts_wrong_state", "a command answers accepted_completes_later in states the transition table "
+                               "refuses it in (and does nothing)")
+async def _accepts_wrong_state(sim: Simulator, command: str = "Start") -> None:
+    m = sim.machine
+
+    def make(execute: Callable[..., int]) -> Callable[..., int]:
+        def wrong(name: str, params: dict[str, Any] | None = None, source: str = "remote") -> int:
+            if name == command and m.spec.packml_command(m.state(), name).result not in ACCEPTED:
+                return m.spec.result_codes["accepted_completes_later"]
+            return execute(name, params, source)
+        return wrong
+
+    _wrap(m, "execute", make)
+
+
+@defect("ignores_command", "a command answers what the table says but the machine does nothing")
+async def _ignores_command(sim: Simulator, command: str = "Reset") -> None:
+    m = sim.machine
+
+    def make(execute: Callable[..., int]) -> Callable[..., int]:
+        def deaf(name: str, params: dict[str, Any] | None = None, source: str = "remote") -> int:
+            if name == command and source != LOCAL_PANEL:
+                outcome = m.spec.packml_command(m.state(), name)
+                return m.spec.result_codes[outcome.result]
+            return execute(name, params, source)
+        return deaf
+
+    _wrap(m, "execute", make)
+
+
+@defect("local_ignored", "commands are taken while the control authority is Local")
+async def _local_ignored(sim: Simulator) -> None:
+    def make(execute: Callable[..., int]) -> Callable[..., int]:
+        return lambda name, params=None, source="remote": execute(name, params, LOCAL_PANEL)
+
+    _wrap(sim.machine, "execute", make)
+
+
+@defect("alarm_never_clears", "an alarm stays in the active set after its AlarmCleared event")
+async def _alarm_never_clears(sim: Simulator) -> None:
+    m = sim.machine
+    ever: set[int] = set()
+    m.event_listeners.append(lambda env: ever.add(env["payload"]["alarm_code"]) if env["type"] == "AlarmRaised" else None)
+    _wrap(m, "active_alarm_codes", lambda codes: lambda: sorted(set(codes()) | ever))
+
+
+@defect("transition_without_event", "no StateChanged event for the PackML transitions into one state")
+async def _transition_without_event(sim: Simulator, state: str = "Execute") -> None:
+    def make(emit: Callable[..., Any]) -> Callable[..., Any]:
+        def quiet(event_type: str, payload: dict[str, Any]) -> Any:
+            if event_type == "StateChanged" and payload.get("variable") == "packml_state" and payload.get("current") == state:
+                return None
+            return emit(event_type, payload)
+        return quiet
+
+    _wrap(sim.machine, "emit", make)
+
+
+@defect("unit_without_links", "UnitProcessed events with an empty made_from list")
+async def _unit_without_links(sim: Simulator) -> None:
+    def make(emit: Callable[..., Any]) -> Callable[..., Any]:
+        return lambda event_type, payload: emit(event_type, {**payload, "made_from": []}
+                                                if event_type == "UnitProcessed" else payload)
+
+    _wrap(sim.machine, "emit", make)
+
+
+@defect("event_seq_gap", "event sequence numbers skip one after every few events")
+async def _event_seq_gap(sim: Simulator, every: int = 3) -> None:
+    m = sim.machine
+    every = max(1, int(every))
+
+    def make(emit: Callable[..., Any]) -> Callable[..., Any]:
+        def gappy(event_type: str, payload: dict[str, Any]) -> Any:
+            env = emit(event_type, payload)
+            if m.last_seq % every == 0:
+                m.last_seq += 1
+            return env
+        return gappy
+
+    _wrap(m, "emit", make)
+
+
+def catalogue() -> list[tuple[str, str, str]]:
+    """(name, bindings, what it breaks), for documentation and listings."""
+    return [(d.name, "/".join(d.bindings), d.doc) for d in DEFECTS.values()]
+
+
+__all__ = ["DEFECTS", "apply_defect", "catalogue", "parse_defects"]
