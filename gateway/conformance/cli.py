@@ -88,6 +88,8 @@ def conformance(
     observe: str = typer.Option("10s", "--observe", help="observation window for the passive checks"),
     command_timeout: str = typer.Option("30s", "--command-timeout", help="time a commanded transition may take"),
     outage: str = typer.Option("2s", "--outage", help="how long the kit drops its link in the resilience checks"),
+    unit_wait: str = typer.Option("60s", "--unit-wait", help="how long to wait for a unit made, if the observation "
+                                                              "saw none"),
     operator_timeout: str = typer.Option("2m", "--operator-timeout", help="time an operator step may take"),
     list_: bool = typer.Option(False, "--list", help="print the catalogue (of --class, if given) and exit"),
     verify_: Optional[Path] = typer.Option(None, "--verify", help="check the SHA-256 a report carries and exit"),
@@ -115,7 +117,8 @@ def conformance(
                       profiles=list(profile) if profile else None, only=list(only) if only else None,
                       allow_control=allow_control,
                       observe_s=parse_duration(observe), command_timeout_s=parse_duration(command_timeout),
-                      outage_s=parse_duration(outage), operator_timeout_s=parse_duration(operator_timeout))
+                      outage_s=parse_duration(outage), operator_timeout_s=parse_duration(operator_timeout),
+                      unit_wait_s=parse_duration(unit_wait))
     console.print(f"[bold]linegw conformance[/bold] {options.cls} over {options.protocol} {options.endpoint}"
                   f"{' through ' + options.mapping if options.mapping else ''}"
                   f"{'' if allow_control else ' — no command will be sent (no --allow-control)'}")

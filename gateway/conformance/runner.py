@@ -60,6 +60,7 @@ class Options:
     operator_timeout_s: float = 120.0  # how long an operator step may take
     clock_tolerance_s: float = 5.0  # allowed difference between the machine's clock and the kit's
     events_max: int = 300  # newest events read for the history checks
+    unit_wait_s: float = 60.0  # how long to wait for a unit to be made when the observation saw none
     scan_ms: int = 200
     connect_timeout_s: float = 10.0
 

@@ -374,12 +374,13 @@ async def active_recipe_hash(ctx: Context) -> Outcome:
 
 
 async def units_made(ctx: Context) -> list[dict[str, Any]]:
-    """UnitProcessed events seen; waits once more the observation time when there is none yet."""
+    """UnitProcessed events seen; waits up to `unit_wait_s` for one when the observation saw none."""
     def found() -> list[dict[str, Any]]:
         return [e for e in ctx.events if e.get("type") == "UnitProcessed"]
 
-    if not found():
-        await asyncio.sleep(ctx.options.observe_s)
+    deadline = time.monotonic() + ctx.options.unit_wait_s
+    while not found() and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
         await ctx.read_events()
     return found()
 
@@ -391,8 +392,8 @@ async def unit_links(ctx: Context) -> Outcome:
     cls = ctx.spec.get_class(ctx.cls)
     units = await units_made(ctx)
     if not units:
-        return Outcome(ERROR, f"no UnitProcessed event within {2 * ctx.options.observe_s:g} s: the machine must make "
-                              f"{cls.processed_unit}s during the test")
+        return Outcome(ERROR, f"no UnitProcessed event within {ctx.options.unit_wait_s:g} s after the observation: "
+                              f"the machine must make {cls.processed_unit}s during the test")
     problems, gaps, evidence, ids = [], [], [], set()
     for e in units:
         p = e.get("payload") or {}
