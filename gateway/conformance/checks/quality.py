@@ -217,11 +217,11 @@ async def word_order(ctx: Context) -> Outcome:
                         f"first (CDAB), the spec's order is ABCD")
     floats = [p.key for p in probe.plan.points if p.options.get("dtype") == "float32" and p.key in probe.history]
     for path in floats:
-        s = probe.latest(path)
-        if s is not None and isinstance(s.value, float) and 0 < abs(s.value) < FLOAT32_MIN_NORMAL:
-            problems.append(f"{path} reads {s.value:.3g}, a subnormal float32: swapped words, or an integer in a "
+        odd = [s.value for s in probe.history[path] if isinstance(s.value, float) and 0 < abs(s.value) < FLOAT32_MIN_NORMAL]
+        if odd:
+            problems.append(f"{path} reads {odd[-1]:.3g}, a subnormal float32: swapped words, or an integer in a "
                             f"float register")
-            evidence.append(ev("read", path, value=s.value, expected="a normal float32 (ABCD)"))
+            evidence.append(ev("read", path, value=odd[-1], expected="a normal float32 (ABCD)"))
     return verdict(problems, evidence, f"heartbeat steps of one; {len(floats)} float32 values, none subnormal",
                    "encoding problem")
 
