@@ -17,6 +17,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -66,7 +67,8 @@ def _verify(path: Path) -> None:
 
 
 async def _operator(text: str) -> None:
-    console.print(Panel(f"{text}\nThe kit waits until the machine shows it.", title="operator step", style="bold yellow"))
+    console.print(Panel(f"{escape(text)}\nThe kit waits until the machine shows it.", title="operator step",
+                        style="bold yellow"))
 
 
 @app.command("conformance")
@@ -119,9 +121,10 @@ def conformance(
                       observe_s=parse_duration(observe), command_timeout_s=parse_duration(command_timeout),
                       outage_s=parse_duration(outage), operator_timeout_s=parse_duration(operator_timeout),
                       unit_wait_s=parse_duration(unit_wait))
-    console.print(f"[bold]linegw conformance[/bold] {options.cls} over {options.protocol} {options.endpoint}"
-                  f"{' through ' + options.mapping if options.mapping else ''}"
-                  f"{'' if allow_control else ' — no command will be sent (no --allow-control)'}")
+    console.print(f"[bold]linegw conformance[/bold] " + escape(
+        f"{options.cls} over {options.protocol} {options.endpoint}"
+        f"{' through ' + options.mapping if options.mapping else ''}"
+        f"{'' if allow_control else ' — no command will be sent (no --allow-control)'}"), highlight=False)
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
@@ -131,8 +134,8 @@ def conformance(
             bar.update(task, total=total, completed=done, description=result.case.id)
             if result.status != "pass":
                 colour = COLOURS[result.status]
-                bar.console.print(f"  [{colour}]{result.status:<15}[/{colour}] {result.case.id:<26} {result.message}",
-                                  highlight=False)
+                bar.console.print(f"  [{colour}]{result.status:<15}[/{colour}] {result.case.id:<26} "
+                                  f"{escape(result.message)}", highlight=False)
 
         run = asyncio.run(run_conformance(options, operator=_operator, progress=progress))
     paths = write_reports(run, out)
@@ -152,15 +155,17 @@ def _summary(run, paths) -> None:
     console.print(table)
     failing = run.failing()
     for r in failing:
-        console.print(f"  [red]{r.status}[/red] {r.case.id} ({r.case.clause}): {r.message}", highlight=False)
+        console.print(f"  [red]{r.status}[/red] {r.case.id} ({escape(r.case.clause)}): {escape(r.message)}",
+                      highlight=False)
     for note in run.notes:
-        console.print(f"  note: {note}")
+        console.print(f"  note: {escape(note)}")
     ident = run.identity
-    console.print(f"{ident.get('manufacturer', '')} {ident.get('model', '')} serial {ident.get('serial_number', '')}, "
-                  f"software {ident.get('software_revision', '')}; spec {run.spec_version}, kit {run.kit_version}")
+    console.print(escape(f"{ident.get('manufacturer', '')} {ident.get('model', '')} serial "
+                         f"{ident.get('serial_number', '')}, software {ident.get('software_revision', '')}; "
+                         f"spec {run.spec_version}, kit {run.kit_version}"), highlight=False)
     for kind, path in paths.items():
         console.print(f"  {kind:<9} {path}")
     from gateway.conformance.report import verdict_line
 
     colour = "green" if run.passed else "red"
-    console.print(f"verdict: [{colour}]{verdict_line(run)}[/{colour}]", highlight=False)
+    console.print(f"verdict: [{colour}]{escape(verdict_line(run))}[/{colour}]", highlight=False)

@@ -13,6 +13,7 @@ from typing import Any, Awaitable, Iterable
 from gateway.conformance.runner import Options, Run, run_conformance
 from interface_spec import load_spec
 from simulators.line import SimConfig, SimLine
+from simulators.machine import LOCAL_PANEL
 from simulators.simulator import Simulator
 from tests.waiting import wait_for
 
@@ -43,6 +44,13 @@ async def start(config: SimConfig) -> SimLine:
     sim = only(line)
     await wait_for(lambda: sim.machine.state() == "Execute", f"{config.equipment_id} in Execute", timeout=20)
     return line
+
+
+async def produce(sim: Simulator) -> None:
+    """The operator at the panel starts a stopped machine again."""
+    for command, state in (("Reset", "Idle"), ("Start", "Execute")):
+        sim.machine.execute(command, {}, source=LOCAL_PANEL)
+        await wait_for(lambda s=state: sim.machine.state() == s, f"{sim.equipment_id} in {state}", timeout=10)
 
 
 def only(line: SimLine) -> Simulator:
