@@ -8,7 +8,7 @@
     report.py      JUnit XML, JSON, HTML and a compliance statement, each with its SHA-256
     cli.py         `linegw conformance`
 
-The vendor guide is docs/conformance.md.
+The vendor guide is README.md beside this file.
 """
 
 KIT_VERSION = "1.0.0"

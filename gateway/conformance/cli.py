@@ -12,6 +12,7 @@ The exit code is 0 when nothing mandatory failed, 1 otherwise (2 for usage error
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Optional
 
@@ -114,6 +115,8 @@ def conformance(
     from gateway.logs import configure
 
     configure("error")  # the kit reports link problems itself; adapter warnings would only interleave
+    for name in ("asyncua", "pymodbus"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     options = Options(cls=cls, protocol="opcua" if opcua else "modbus", endpoint=opcua or modbus or "",
                       machine=machine, unit_id=unit_id, mapping=str(mapping) if mapping else None,
                       profiles=list(profile) if profile else None, only=list(only) if only else None,
@@ -130,8 +133,13 @@ def conformance(
                   console=console, transient=True) as bar:
         task = bar.add_task("connecting and observing", total=None)
 
+        said: set[str] = set()
+
         def progress(result, done: int, total: int) -> None:
             bar.update(task, total=total, completed=done, description=result.case.id)
+            if result.message.startswith("not run:") and result.message in said:
+                return  # a connection failure is said once, not once per case
+            said.add(result.message)
             if result.status != "pass":
                 colour = COLOURS[result.status]
                 bar.console.print(f"  [{colour}]{result.status:<15}[/{colour}] {result.case.id:<26} "
@@ -154,7 +162,11 @@ def _summary(run, paths) -> None:
     table.add_row(*(str(n) for n in counts.values()))
     console.print(table)
     failing = run.failing()
+    shown: set[str] = set()
     for r in failing:
+        if r.message.startswith("not run:") and r.message in shown:
+            continue
+        shown.add(r.message)
         console.print(f"  [red]{r.status}[/red] {r.case.id} ({escape(r.case.clause)}): {escape(r.message)}",
                       highlight=False)
     for note in run.notes:

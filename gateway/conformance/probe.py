@@ -165,7 +165,7 @@ class NativeProbe(Probe):
         except TimeoutError:
             reason = self.link_log[-1][2] if self.link_log else "no answer"
             await self.close()
-            raise ProbeError(f"cannot connect to {self.endpoint} within {self.timeout_s:g} s: {reason}") from None
+            raise ProbeError(f"no connection to {self.endpoint} within {self.timeout_s:g} s (last error: {reason})") from None
         await self._settle()
 
     async def _settle(self) -> None:
