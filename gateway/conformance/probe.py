@@ -472,6 +472,19 @@ class NativeProbe(Probe):
             seq += 1
         return envelopes
 
+    async def events_since(self, first: int) -> list[dict[str, Any]]:
+        """Every event from seq `first` to the newest, oldest first, read in batches; stops at a hole."""
+        newest = await self.last_seq()
+        out: list[dict[str, Any]] = []
+        while isinstance(newest, int) and first <= newest:
+            batch = await self.events_from(first, min(100, newest - first + 1))
+            seqs = [e["seq"] for e in batch if isinstance(e.get("seq"), int)]
+            if not seqs:
+                break
+            out += batch
+            first = max(seqs) + 1
+        return out
+
     async def mailbox(self, seq: int) -> dict[str, Any] | None:
         """Modbus: present one event in the mailbox and read it; None when the ring no longer holds it."""
         async with self._lock:

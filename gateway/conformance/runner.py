@@ -165,18 +165,7 @@ class Context:
             if last is None:
                 self.events_error = "the newest event sequence number cannot be read"
                 return
-            first = max(1, last - self.options.events_max + 1)
-            out: list[dict[str, Any]] = []
-            while first <= last:
-                batch = await probe.events_from(first, min(100, last - first + 1))  # type: ignore[attr-defined]
-                if not batch:
-                    break
-                out += batch
-                seqs = [e.get("seq") for e in batch if isinstance(e.get("seq"), int)]
-                if not seqs:
-                    break
-                first = max(seqs) + 1
-            self.events = out
+            self.events = await probe.events_since(max(1, last - self.options.events_max + 1))  # type: ignore[attr-defined]
         except Exception as exc:  # reported by the event checks
             self.events_error = f"reading events failed: {exc}"
 

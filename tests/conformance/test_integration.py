@@ -21,7 +21,7 @@ from gateway.conformance.runner import Run
 from simulators.dialects import dialect_names, load_dialect
 from simulators.line import SimConfig, SimLine
 
-from .conftest import COUNTS, OPTIONS, PARALLEL, SPEC, TIME_SCALE, at_most, failures, only, run_kit, start
+from .conftest import COUNTS, OPTIONS, PARALLEL, SPEC, TIME_SCALE, at_most, failures, run_kit, start
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 MAPPINGS = Path(__file__).resolve().parents[2] / "deploy" / "mappings"

@@ -3,7 +3,7 @@
     @check("CORE-SELF-001")                          one case
     @check(select=lambda c: c.id.endswith("-001") and c.sub_unit)   generated cases
 
-and returns an `Outcome` (one case) or {case id: Outcome}. Checks run in the
+and returns an `Outcome` (the same for every case it decides) or {case id: Outcome}. Checks run in the
 order of their modules (`ORDER`): static, presence, data quality,
 consistency over the event history, resilience, then control (only with
 --allow-control). A case a check does not decide ends as an error.

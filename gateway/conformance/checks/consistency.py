@@ -17,17 +17,8 @@ STATE_VARIABLES = ("item_state", "operation_mode", "control_authority", "e10_sta
 
 async def _fresh_events(ctx: Context) -> list[dict[str, Any]]:
     """The history plus whatever arrived since it was read."""
-    probe: Any = ctx.probe
-    events = list(ctx.events)
-    last = max((e.get("seq", 0) for e in events if isinstance(e.get("seq"), int)), default=0)
-    newest = await probe.last_seq()
-    while isinstance(newest, int) and last < newest:
-        batch = await probe.events_from(last + 1, 100)
-        if not batch:
-            break
-        events += batch
-        last = max(e.get("seq", last) for e in batch)
-    return events
+    last = max((e["seq"] for e in ctx.events if isinstance(e.get("seq"), int)), default=0)
+    return list(ctx.events) + await ctx.probe.events_since(last + 1)  # type: ignore[attr-defined]
 
 
 @check("CORE-EVENT-004")

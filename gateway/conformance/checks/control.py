@@ -129,17 +129,7 @@ async def settle(ctx: Context, target: str, timeout: float | None = None) -> str
 
 
 async def events_after(ctx: Context, seq0: int | None) -> list[dict[str, Any]]:
-    probe: Any = ctx.probe
-    newest = await probe.last_seq()
-    out: list[dict[str, Any]] = []
-    seq = (seq0 or 0) + 1
-    while isinstance(newest, int) and seq <= newest:
-        batch = await probe.events_from(seq, 100)
-        if not batch:
-            break
-        out += batch
-        seq = max(e.get("seq", seq) for e in batch) + 1
-    return out
+    return await ctx.probe.events_since((seq0 or 0) + 1)  # type: ignore[attr-defined]
 
 
 async def events_until(ctx: Context, seq0: int | None, want: Any, timeout: float = 1.0) -> list[dict[str, Any]]:
@@ -155,6 +145,13 @@ async def events_until(ctx: Context, seq0: int | None, want: Any, timeout: float
 def state_changes(events: list[dict[str, Any]], variable: str = "packml_state") -> list[tuple[Any, Any]]:
     return [(e["payload"].get("previous"), e["payload"].get("current")) for e in events
             if e.get("type") == "StateChanged" and (e.get("payload") or {}).get("variable") == variable]
+
+
+def answered(spec: Spec, what: str, got: int | None, want: str, ok: str, also: tuple[str | None, ...] = ()) -> Outcome:
+    """Pass when a command answered the result code `want` (and nothing in `also` went wrong)."""
+    problems = [] if got == _code(spec, want) else [f"{what} answered {_name(spec, got)}, expected {want}"]
+    problems += [p for p in also if p]
+    return verdict(problems, [ev("command", what, value=_name(spec, got), expected=want)], ok)
 
 
 async def to_stopped(ctx: Context) -> str | None:
@@ -205,14 +202,13 @@ def _case_of(spec: Spec) -> dict[str, str]:
 
 
 @check(select=lambda c: c.unit == "CTRL-PACKML" or c.id == "TRACE-JOB-003")
-async def packml_tour(ctx: Context) -> dict[str, Outcome]:
+async def packml_tour(ctx: Context) -> Outcome | dict[str, Outcome]:
     spec, probe = ctx.spec, ctx.probe
     per_command = _case_of(spec)
     events_case = f"CTRL-PACKML-{len(per_command) + 1:03d}"
-    all_cases = list(per_command.values()) + [events_case, "CTRL-PACKML-ERR-001", "TRACE-JOB-003"]
     blocked = await stopped_remote(ctx)
     if blocked:
-        return {c: blocked for c in all_cases}
+        return blocked
     f = Findings()
     steps = tour(spec)
     visited: set[str] = set()
@@ -367,21 +363,18 @@ async def local_authority(ctx: Context) -> Outcome:
 
 
 @check("CTRL-MODE-001", "CTRL-MODE-ERR-001")
-async def operation_mode(ctx: Context) -> dict[str, Outcome]:
+async def operation_mode(ctx: Context) -> Outcome | dict[str, Outcome]:
     blocked = await stopped_remote(ctx)
     if blocked:
-        return {"CTRL-MODE-001": blocked, "CTRL-MODE-ERR-001": blocked}
+        return blocked
     spec, probe = ctx.spec, ctx.probe
     modes = spec.enum("operation_mode")
     before = await probe.state("operation_mode")  # type: ignore[attr-defined]
     code = await send(ctx, "SetOperationMode", {"mode": 99})
     after = await probe.state("operation_mode")  # type: ignore[attr-defined]
-    err = verdict([p for p in (
-        None if code == _code(spec, "parameter_invalid") else f"SetOperationMode(99) answered {_name(spec, code)}, "
-                                                               f"expected parameter_invalid",
-        None if after == before else f"the operation mode changed from {before} to {after}") if p],
-        [ev("command", "SetOperationMode(mode=99)", value=_name(spec, code), expected="parameter_invalid",
-            note=f"operation_mode {before} -> {after}")], "answered parameter_invalid; nothing changed")
+    err = answered(spec, "SetOperationMode(mode=99)", code, "parameter_invalid",
+                   "answered parameter_invalid; nothing changed",
+                   (None if after == before else f"the operation mode changed from {before} to {after}",))
     target = "Maintenance" if before != "Maintenance" else "Processing"
     problems, evidence = [], []
     seq0 = await probe.last_seq()  # type: ignore[attr-defined]
@@ -448,51 +441,42 @@ async def acknowledge_nothing(ctx: Context) -> Outcome:
 
 
 @check("CTRL-CMD-ERR-001", "CTRL-CMD-ERR-002")
-async def unknown_commands(ctx: Context) -> dict[str, Outcome]:
+async def unknown_commands(ctx: Context) -> Outcome | dict[str, Outcome]:
     blocked = await remote(ctx)
     if blocked:
-        return {"CTRL-CMD-ERR-001": blocked, "CTRL-CMD-ERR-002": blocked}
+        return blocked
     spec, probe = ctx.spec, ctx.probe
     out = {}
     if probe.protocol == "modbus":
         unused = max(c.code for c in spec.commands.values()) + 1
         code = unused if unused > 199 else 199
         got = await probe.raw_command(code)  # type: ignore[attr-defined]
-        out["CTRL-CMD-ERR-001"] = verdict(
-            [] if got == _code(spec, "invalid_command") else [f"command code {code} answered {_name(spec, got)}, "
-                                                              f"expected invalid_command"],
-            [ev("command", f"handshake with code {code}", value=_name(spec, got), expected="invalid_command")],
-            f"code {code} answered invalid_command")
+        out["CTRL-CMD-ERR-001"] = answered(spec, f"command code {code}", got, "invalid_command",
+                                           f"code {code} answered invalid_command")
     unclaimed = [p for p in ("Recipe",) if p not in ctx.claimed]
     if not unclaimed:
         out["CTRL-CMD-ERR-002"] = Outcome(NOT_APPLICABLE, "the machine claims every optional profile with commands")
     else:
         got = await send(ctx, "SelectRecipe", {"recipe_id": NO_SUCH_RECIPE})
-        out["CTRL-CMD-ERR-002"] = verdict(
-            [] if got == _code(spec, "not_supported") else [f"SelectRecipe without the Recipe profile answered "
-                                                            f"{_name(spec, got)}, expected not_supported"],
-            [ev("command", "SelectRecipe", value=_name(spec, got), expected="not_supported")],
-            "SelectRecipe answered not_supported")
+        out["CTRL-CMD-ERR-002"] = answered(spec, "SelectRecipe without the Recipe profile", got, "not_supported",
+                                           "SelectRecipe answered not_supported")
     return out
 
 
 # --- recipes ----------------------------------------------------------------------------------------------
 
 @check("RECIPE-SELECT-001", "RECIPE-SELECT-ERR-001")
-async def select_recipe(ctx: Context) -> dict[str, Outcome]:
+async def select_recipe(ctx: Context) -> Outcome | dict[str, Outcome]:
     blocked = await stopped_remote(ctx)
     if blocked:
-        return {"RECIPE-SELECT-001": blocked, "RECIPE-SELECT-ERR-001": blocked}
+        return blocked
     spec, probe = ctx.spec, ctx.probe
     active = await probe.read_value("recipe.active_recipe_id")  # type: ignore[attr-defined]
     code = await send(ctx, "SelectRecipe", {"recipe_id": NO_SUCH_RECIPE})
     after = await probe.read_value("recipe.active_recipe_id")  # type: ignore[attr-defined]
-    err = verdict([p for p in (
-        None if code == _code(spec, "no_such_object") else f"SelectRecipe({NO_SUCH_RECIPE}) answered "
-                                                           f"{_name(spec, code)}, expected no_such_object",
-        None if after == active else f"the active recipe changed from {active!r} to {after!r}") if p],
-        [ev("command", f"SelectRecipe({NO_SUCH_RECIPE})", value=_name(spec, code), expected="no_such_object")],
-        "answered no_such_object; the active recipe stayed")
+    err = answered(spec, f"SelectRecipe({NO_SUCH_RECIPE})", code, "no_such_object",
+                   "answered no_such_object; the active recipe stayed",
+                   (None if after == active else f"the active recipe changed from {active!r} to {after!r}",))
     if not active:
         return {"RECIPE-SELECT-ERR-001": err,
                 "RECIPE-SELECT-001": Outcome(ERROR, "no recipe is active: select one at the machine for this case")}
@@ -529,10 +513,10 @@ def _recipe_parameters(ctx: Context, bad: bool = False) -> dict[str, Any]:
 
 
 @check("RECIPE-TRANSFER-001", "RECIPE-TRANSFER-ERR-001")
-async def transfer_recipe(ctx: Context) -> dict[str, Outcome]:
+async def transfer_recipe(ctx: Context) -> Outcome | dict[str, Outcome]:
     blocked = await remote(ctx)
     if blocked:
-        return {"RECIPE-TRANSFER-001": blocked, "RECIPE-TRANSFER-ERR-001": blocked}
+        return blocked
     ctx.cache["commanded"] = True
     spec, probe = ctx.spec, ctx.probe
     stamp = int(time.time()) % 1000000
