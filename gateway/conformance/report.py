@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gateway.conformance.checks import ERROR, FAIL, NOT_APPLICABLE, NOT_IMPLEMENTED, STATUSES, WARNING
+from gateway.conformance.checks import ERROR, FAIL, NOT_APPLICABLE, NOT_IMPLEMENTED, STATUSES, WARNING, plural
 from gateway.conformance.runner import Result, Run
 
 FILES = {"json": "report.json", "junit": "junit.xml", "html": "report.html", "statement": "compliance.md"}
@@ -183,7 +183,7 @@ def verdict_line(run: Run) -> str:
     complete = [p for p in run.tested_profiles if profile_status(run, p) == ("yes", "yes")]
     partly = [p for p in run.tested_profiles if profile_status(run, p)[0].startswith(("partly", "no"))]
     if not run.passed:
-        return f"DOES NOT CONFORM: {len(run.failing())} mandatory tests not passed"
+        return f"DOES NOT CONFORM: {plural(len(run.failing()), 'mandatory test')} not passed"
     text = f"CONFORMS in {', '.join(complete) or 'no profile'}"
     return text + (f"; not completely tested: {', '.join(partly)} (run with --allow-control)" if partly else "")
 

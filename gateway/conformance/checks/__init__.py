@@ -50,6 +50,10 @@ def ev(kind: str, target: str, value: Any = None, expected: Any = None, note: st
     return out
 
 
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def verdict(problems: list[str], evidence: list[dict[str, Any]], ok: str, what: str = "problem",
             status: str = FAIL) -> Outcome:
     """Pass with `ok`, or `status` naming the first problems and how many there were."""

@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.conformance.checks import ERROR, FAIL, NOT_APPLICABLE, Outcome, check, ev, verdict
+from gateway.conformance.checks import ERROR, FAIL, NOT_APPLICABLE, Outcome, check, ev, plural, verdict
 from gateway.conformance.checks.quality import recipe_hash
 from gateway.conformance.runner import Context
 from interface_spec import Spec
@@ -265,7 +265,7 @@ async def packml_tour(ctx: Context) -> Outcome | dict[str, Outcome]:
             stopped_at = f"the tour stopped after {command} from {src}: the machine is in {reached}, not {target}"
             break
     unreached = stopped_at or "the tour did not reach a state where this command is accepted"
-    out = {c: f.outcome(c, f"{f.done.get(c, 0)} transitions driven as the table says", unreached)
+    out = {c: f.outcome(c, f"{plural(f.done.get(c, 0), 'transition')} driven as the table says", unreached)
            for c in per_command.values()}
     out[events_case] = f.outcome(events_case, f"{f.done.get(events_case, 0)} steps, each transition with its "
                                               f"StateChanged event and previous state", unreached)

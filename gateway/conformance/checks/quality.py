@@ -22,6 +22,7 @@ from gateway.conformance.checks import (
     ev,
     is_required,
     missing_reason,
+    plural,
     served_paths,
     sub_unit_of,
     verdict,
@@ -434,7 +435,8 @@ async def unit_links(ctx: Context) -> Outcome:
             evidence.append(ev("read", where, value=p, expected=f"made_from: input ids; measurements in "
                                                                  f"{cls.unit_processed}"))
     if problems or not gaps:
-        return verdict(problems, evidence, f"{len(units)} units made, each linked to its inputs", "traceability problem")
+        return verdict(problems, evidence, f"{plural(len(units), 'unit')} made, each linked to its inputs",
+                       "traceability problem")
     return verdict(gaps, evidence, "", "gap (a field the machine does not provide through its mapping)",
                    status=WARNING)
 
