@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -88,6 +89,11 @@ def conformance(
     machine: Optional[str] = typer.Option(None, "--machine", help="OPC UA machine object under Objects/Machines "
                                                                    "(default: last segment of the endpoint path)"),
     mapping: Optional[Path] = typer.Option(None, "--mapping", help="integration mode: the machine's mapping file"),
+    security_mode: str = typer.Option("None", "--security-mode", help="OPC UA: None, Sign or SignAndEncrypt "
+                                                                      "(Basic256Sha256)"),
+    username: Optional[str] = typer.Option(None, "--username", help="OPC UA user name"),
+    password_env: Optional[str] = typer.Option(None, "--password-env", help="environment variable holding the "
+                                                                            "OPC UA password"),
     observe: str = typer.Option("10s", "--observe", help="observation window for the passive checks"),
     command_timeout: str = typer.Option("30s", "--command-timeout", help="time a commanded transition may take"),
     outage: str = typer.Option("2s", "--outage", help="how long the kit drops its link in the resilience checks"),
@@ -110,6 +116,13 @@ def conformance(
         raise typer.BadParameter("--class is required (coater, winder or formation)")
     if profile and ("Control" in profile or "Recipe" in profile) and not allow_control:
         raise typer.BadParameter("Control and Recipe send commands: add --allow-control")
+    adapter: dict[str, object] = {"security_mode": security_mode}
+    if username:
+        adapter["username"] = username
+    if password_env:
+        if password_env not in os.environ:
+            raise typer.BadParameter(f"environment variable {password_env} is not set", param_hint="--password-env")
+        adapter["password"] = os.environ[password_env]
     from gateway.conformance.report import write_reports
     from gateway.conformance.runner import Options, run_conformance
     from gateway.logs import configure
@@ -123,7 +136,7 @@ def conformance(
                       allow_control=allow_control,
                       observe_s=parse_duration(observe), command_timeout_s=parse_duration(command_timeout),
                       outage_s=parse_duration(outage), operator_timeout_s=parse_duration(operator_timeout),
-                      unit_wait_s=parse_duration(unit_wait))
+                      unit_wait_s=parse_duration(unit_wait), adapter=adapter)
     console.print(f"[bold]linegw conformance[/bold] " + escape(
         f"{options.cls} over {options.protocol} {options.endpoint}"
         f"{' through ' + options.mapping if options.mapping else ''}"

@@ -124,7 +124,7 @@ class NativeProbe(Probe):
     """A machine that claims the native profile, over its binding."""
 
     def __init__(self, spec: Spec, cls: str, protocol: str, endpoint: str, *, machine: str | None = None,
-                 unit_id: int = 1, scan_ms: int = 200, timeout_s: float = 10.0):
+                 unit_id: int = 1, scan_ms: int = 200, timeout_s: float = 10.0, settings: dict[str, Any] | None = None):
         super().__init__(spec, cls)
         if protocol not in ("opcua", "modbus"):
             raise ValueError(f"protocol must be opcua or modbus, got {protocol!r}")
@@ -135,7 +135,7 @@ class NativeProbe(Probe):
         self.settings: dict[str, Any] = {"scan_interval_ms": scan_ms, "publishing_interval_ms": scan_ms,
                                          "sampling_ms": min(scan_ms, 250), "device_id": unit_id,
                                          "backoff_initial_s": 0.2, "backoff_max_s": 2.0, "request_timeout_s": 5.0,
-                                         "timeout_s": 2.0}
+                                         "timeout_s": 2.0, **(settings or {})}
         self.factory = adapter_factory(protocol)
         self.adapter: Any = None
         self._task: asyncio.Task[None] | None = None

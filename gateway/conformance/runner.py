@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
 import time
 import traceback
@@ -63,6 +64,7 @@ class Options:
     unit_wait_s: float = 60.0  # how long to wait for a unit to be made when the observation saw none
     scan_ms: int = 200
     connect_timeout_s: float = 10.0
+    adapter: dict[str, Any] = field(default_factory=dict)  # adapter settings: security_mode, username, password, ...
 
 
 @dataclass
@@ -155,6 +157,15 @@ class Context:
         self.t1 = time.time()
         await self.read_events()
 
+    async def read_self_description(self) -> None:
+        """What the machine declares decides which optional variables are required."""
+        text, _ = await self.probe.self_description()  # type: ignore[attr-defined]
+        try:
+            doc = json.loads(text or "")
+        except ValueError:
+            return  # CORE-SELF-001 says why
+        self.self_description = doc if isinstance(doc, dict) else None
+
     async def read_events(self) -> None:
         probe = self.probe
         if probe.mode != "native":
@@ -210,10 +221,12 @@ async def run_conformance(options: Options, spec: Spec | None = None, operator: 
             from gateway.conformance.through_gateway import GatewayProbe
 
             probe = GatewayProbe(spec, options.cls, options.protocol, options.endpoint, options.mapping,
-                                 unit_id=options.unit_id, scan_ms=options.scan_ms, timeout_s=options.connect_timeout_s)
+                                 unit_id=options.unit_id, scan_ms=options.scan_ms, timeout_s=options.connect_timeout_s,
+                                 settings=options.adapter)
         else:
             probe = NativeProbe(spec, options.cls, options.protocol, options.endpoint, machine=options.machine,
-                                unit_id=options.unit_id, scan_ms=options.scan_ms, timeout_s=options.connect_timeout_s)
+                                unit_id=options.unit_id, scan_ms=options.scan_ms, timeout_s=options.connect_timeout_s,
+                                settings=options.adapter)
     ctx = Context(spec, options, probe, catalogue, operator)
     started = time.time()
     cases = list(catalogue.cases.values())
@@ -242,6 +255,8 @@ async def run_conformance(options: Options, spec: Spec | None = None, operator: 
             for c in applicable:
                 record(c, Outcome(ERROR, f"not run: {connect_error}"), time.time())
         else:
+            if probe.mode == "native":
+                await ctx.read_self_description()
             if not all(c.needs_control for c in applicable):  # the passive cases need the observation
                 await ctx.observe()
             for chk in load():

@@ -35,14 +35,14 @@ class GatewayProbe(Probe):
     mode = "integration"
 
     def __init__(self, spec: Spec, cls: str, protocol: str, endpoint: str, mapping: str | Path, *,
-                 unit_id: int = 1, scan_ms: int = 200, timeout_s: float = 10.0):
+                 unit_id: int = 1, scan_ms: int = 200, timeout_s: float = 10.0, settings: dict[str, Any] | None = None):
         super().__init__(spec, cls)
         self.protocol = protocol
         self.endpoint = endpoint
         self.mapping_path = str(mapping)
         self.timeout_s = timeout_s
         self.settings = {"scan_interval_ms": scan_ms, "publishing_interval_ms": scan_ms,
-                         "sampling_ms": min(scan_ms, 250), "device_id": unit_id}
+                         "sampling_ms": min(scan_ms, 250), "device_id": unit_id, **(settings or {})}
         self.mapping: Mapping | None = None
         self.events: list[dict[str, Any]] = []
         self.device: Device | None = None
