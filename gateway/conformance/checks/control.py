@@ -212,7 +212,7 @@ async def packml_tour(ctx: Context) -> Outcome | dict[str, Outcome]:
     f = Findings()
     steps = tour(spec)
     visited: set[str] = set()
-    job = None  # (job id, started) of the job the kit started
+    job = None  # the job id of the kit's last Start, until Stop or Abort ends it
     stopped_at = ""
     for n, (src, command, target) in enumerate(steps):
         state = await probe.state()  # type: ignore[attr-defined]
@@ -248,9 +248,9 @@ async def packml_tour(ctx: Context) -> Outcome | dict[str, Outcome]:
         # Every transition of this step has its StateChanged with the right previous state.
         want = [(src, outcome.acting), (outcome.acting, target)] if outcome.acting else [(src, target)]
         seen = state_changes(events)
-        missing = [w for w in want if w not in seen]
-        f.add(events_case, f"{command} from {src}: no StateChanged packml_state {' / '.join(f'{a} -> {b}' for a, b in missing)}"
-              f" (seen {seen})" if missing and reached == target else None,
+        missing = " / ".join(f"{a} -> {b}" for a, b in want if (a, b) not in seen)
+        f.add(events_case, f"{command} from {src}: no StateChanged packml_state {missing} (seen {seen})"
+              if missing and reached == target else None,
               ev("observe", f"StateChanged after {command}", value=seen, expected=want))
         if reached == target:
             prev = await probe.read_value("state.previous_packml_state")  # type: ignore[attr-defined]
@@ -265,6 +265,11 @@ async def packml_tour(ctx: Context) -> Outcome | dict[str, Outcome]:
             stopped_at = f"the tour stopped after {command} from {src}: the machine is in {reached}, not {target}"
             break
     unreached = stopped_at or "the tour did not reach a state where this command is accepted"
+    planned = {c: sum(1 for _, cmd, _ in steps if cmd == c) for c in per_command}
+    for command, case in per_command.items():
+        driven = f.done.get(case, 0)
+        if stopped_at and 0 < driven < planned[command]:
+            f.add(case, f"only {driven} of its {planned[command]} steps were driven: {stopped_at}")
     out = {c: f.outcome(c, f"{plural(f.done.get(c, 0), 'transition')} driven as the table says", unreached)
            for c in per_command.values()}
     out[events_case] = f.outcome(events_case, f"{f.done.get(events_case, 0)} steps, each transition with its "
