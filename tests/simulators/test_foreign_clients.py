@@ -24,7 +24,8 @@ from simulators.line import SimConfig
 from .harness import serving
 
 HERE = Path(__file__).parent
-NODE_CACHE = Path(os.environ.get("LINEGW_NODE_CACHE", Path.home() / ".cache" / "linegw-node"))
+NODE_OPCUA = "node-opcua-client@2.182.2"  # pinned: the version this test runs with
+NODE_CACHE = Path(os.environ.get("LINEGW_NODE_CACHE", Path.home() / ".cache" / "linegw-node")) / NODE_OPCUA
 
 
 def tool(name: str, install: str) -> str:
@@ -42,7 +43,7 @@ def node_modules() -> Path:
     if not (modules / "node-opcua-client").is_dir():
         NODE_CACHE.mkdir(parents=True, exist_ok=True)
         done = subprocess.run([npm, "install", "--prefix", str(NODE_CACHE), "--no-audit", "--no-fund",
-                               "node-opcua-client"], capture_output=True, text=True, timeout=900)
+                               "--save-exact", NODE_OPCUA], capture_output=True, text=True, timeout=900)
         if done.returncode != 0:
             pytest.fail(f"npm could not install node-opcua-client into {NODE_CACHE}:\n{done.stderr[-2000:]}")
     return modules
