@@ -9,18 +9,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class InfluxForward(_Strict):
+class _Sink(_Strict):
+    backoff_max_s: float = Field(30.0, gt=0)  # longest wait between retries while the sink is away
+    max_lag_s: float = Field(300.0, gt=0)  # /health says "degraded" when the oldest sample waiting is older
+
+
+class InfluxForward(_Sink):
     url: str = Field(pattern=r"^https?://")
     org: str = "linegw"
     bucket: str = "linegw"
     token_env: str = "LINEGW_INFLUX_TOKEN"  # environment variable holding the API token
     batch_size: int = Field(5000, ge=1)
     consumer: str = "influx"  # outbox cursor name; a second InfluxDB sink needs its own
-    backoff_max_s: float = Field(30.0, gt=0)
     poll_s: float = Field(0.5, gt=0)
 
 
-class MqttForward(_Strict):
+class MqttForward(_Sink):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     username: str | None = None

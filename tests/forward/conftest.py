@@ -68,9 +68,9 @@ class VictoriaMetrics(_Server):
         self.data, self.flags = data, list(flags)
 
     def args(self) -> list[str]:
-        # dedup: one sample per series and timestamp, as InfluxDB keeps (a replay overwrites)
-        return [f"-storageDataPath={self.data}", f"-httpListenAddr=127.0.0.1:{self.port}",
-                "-dedup.minScrapeInterval=1ms", *self.flags]
+        # No -dedup: every point written is kept, so a test sees each duplicate write
+        # (InfluxDB would overwrite an identical re-send; the tests hold the forwarder to more).
+        return [f"-storageDataPath={self.data}", f"-httpListenAddr=127.0.0.1:{self.port}", *self.flags]
 
     def ready(self) -> bool:
         try:
@@ -85,6 +85,11 @@ class VictoriaMetrics(_Server):
 
     def count(self, match: str) -> int:
         return sum(len(s["values"]) for s in self.export(match))
+
+    def points(self, match: str) -> list[tuple[tuple, int, float]]:
+        """Every raw point: (labels as sorted pairs, timestamp in ms, value), duplicates included."""
+        return [(tuple(sorted(s["metric"].items())), ts, v)
+                for s in self.export(match) for v, ts in zip(s["values"], s["timestamps"])]
 
     async def searchable(self, match: str, at_least: int, timeout: float = 20.0) -> list[dict]:
         """The export once it holds `at_least` points: a 204 comes before points are searchable.
@@ -113,14 +118,21 @@ class Mosquitto(_Server):
 
 
 class Nginx(_Server):
-    """A reverse proxy in front of a sink with a request-body limit, as plants put in front of InfluxDB."""
+    """A reverse proxy in front of a sink, as plants put in front of InfluxDB: a request-body limit,
+    an access log of method, path, status and Content-Encoding, and answers of its own on demand."""
 
     package, binary = "nginx-light", "nginx"
 
-    def __init__(self, work: Path, upstream: str, max_body: str) -> None:
+    def __init__(self, work: Path, upstream: str, max_body: str = "10m") -> None:
         super().__init__()
         work.mkdir(parents=True, exist_ok=True)
+        self.work, self.upstream, self.max_body = work, upstream, max_body
         self.conf = work / "nginx.conf"
+        self.access_log = work / "access.log"
+        self.proxy()
+
+    def _configure(self, location: str) -> None:
+        work = self.work
         temps = "\n".join(f"  {kind}_temp_path {work}/{kind};"
                           for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
         self.conf.write_text(f"""daemon off;
@@ -129,18 +141,57 @@ error_log {work}/error.log;
 worker_processes 1;
 events {{}}
 http {{
-  access_log off;
+  log_format requests '$request_method $uri $status $http_content_encoding';
+  access_log {self.access_log} requests;
 {temps}
   server {{
     listen 127.0.0.1:{self.port};
-    client_max_body_size {max_body};
-    location / {{ proxy_pass {upstream}; }}
+    client_max_body_size {self.max_body};
+    location / {{ {location} }}
   }}
 }}
 """)
 
+    def proxy(self) -> None:
+        """Pass every request to the upstream (call reload() when running)."""
+        self._configure(f"proxy_pass {self.upstream};")
+
+    def answer(self, status: int, body: str, retry_after: int | None = None) -> None:
+        """Answer every request itself with this status and JSON body, as InfluxDB does (call reload())."""
+        header = f"add_header Retry-After {retry_after} always; " if retry_after is not None else ""
+        self._configure(f"default_type application/json; {header}return {status} '{body}';")
+
+    def reload(self) -> None:
+        binary = shutil.which(self.binary) or f"/usr/sbin/{self.binary}"
+        subprocess.run([binary, *self.args(), "-s", "reload"], check=True, capture_output=True)
+
+    def requests(self) -> list[tuple[str, str, int, str]]:
+        """(method, path, status, Content-Encoding or "-") of every request so far."""
+        if not self.access_log.exists():
+            return []
+        rows = [line.split(" ") for line in self.access_log.read_text().splitlines() if line]
+        return [(m, path, int(status), enc) for m, path, status, enc in rows]
+
     def args(self) -> list[str]:
         return ["-c", str(self.conf), "-p", str(self.conf.parent)]
+
+
+def assert_resends_identical(points: list[tuple[tuple, int, float]], at_most: int) -> dict[tuple, float]:
+    """Points keyed by (series, ms); a key seen twice must be an identical re-send, at most `at_most` of them.
+
+    After a SIGKILL the forwarder re-sends the batch it had not marked as acknowledged:
+    the same series, timestamp and value, which InfluxDB overwrites in place.
+    """
+    got: dict[tuple, float] = {}
+    resent = 0
+    for labels, ts, value in points:
+        key = (labels, ts)
+        if key in got:
+            assert got[key] == value, f"two different values at {key}: {got[key]} and {value}"
+            resent += 1
+        got[key] = value
+    assert resent <= at_most, f"{resent} points re-sent; at most {at_most} (one batch per kill) may be"
+    return got
 
 
 @pytest.fixture
