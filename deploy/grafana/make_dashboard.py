@@ -63,7 +63,8 @@ def dashboard() -> dict:
     variable = _panel(3, "${sub_unit}.${variable}", "timeseries",
                       _base('r.sub_unit == "${sub_unit}" and r._field == "${variable}"')
                       + '\n  |> aggregateWindow(every: v.windowPeriod, fn: mean, createEmpty: false)'
-                      + '\n  |> map(fn: (r) => ({r with _field: r.equipment + (if exists r.index then "[" + r.index + "]" else "")}))'
+                      + '\n  |> map(fn: (r) => ({r with _field: r.equipment + (if exists r.index then "[" + r.index + "]" else "")'
+                      + ' + (if exists r.unit then " (" + r.unit + ")" else "")}))'
                       + '\n  |> group(columns: ["_field"])',
                       (0, 10, 24, 9))
     counters = _panel(4, "Units processed, good and defective", "timeseries",
@@ -95,7 +96,7 @@ def dashboard() -> dict:
         "schemaVersion": 39, "version": 1, "editable": True, "refresh": "10s",
         "time": {"from": "now-1h", "to": "now"},
         "description": ("Data forwarded by linegw: measurement = equipment class; tags line, equipment, sub_unit, "
-                        "index; fields <variable> and <variable>_q (quality 0 good, 1 uncertain, 2 bad)."),
+                        "index, unit; fields <variable> and <variable>_q (quality 0 good, 1 uncertain, 2 bad)."),
         "templating": {"list": [
             tag_var("line", "line", "true", False),
             tag_var("equipment", "equipment", 'r.line == "${line}"', True),

@@ -14,7 +14,7 @@ from gateway.samples import Quality, Sample
 from interface_spec import load_spec
 
 GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
-TAGS = {"line", "equipment", "sub_unit", "index"}  # what to_line writes, besides _measurement/_field/_value/_time
+TAGS = {"line", "equipment", "sub_unit", "index", "unit"}  # what to_line writes, besides _measurement/_field/_value/_time
 
 
 def _dashboard() -> dict:
@@ -28,6 +28,12 @@ def _queries(d: dict) -> list[str]:
 def test_dashboard_is_the_generated_one() -> None:
     made = runpy.run_path(str(GRAFANA / "make_dashboard.py"))["dashboard"]()
     assert _dashboard() == made, "deploy/grafana/linegw-influx.json is stale: run deploy/grafana/make_dashboard.py"
+
+
+def test_tags_are_the_ones_the_forwarder_writes() -> None:
+    point = to_line(Sample("f1", "channel[2].voltage", 3.7, "V", 1.0, 1.0, Quality.GOOD), "L1", {"f1": "formation"})
+    tags = dict(kv.split("=") for kv in point.split(" ")[0].split(",")[1:])
+    assert set(tags) == TAGS and tags["unit"] == "V" and tags["index"] == "2"
 
 
 def test_queries_use_only_the_tags_the_forwarder_writes() -> None:
