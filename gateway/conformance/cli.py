@@ -6,7 +6,10 @@
     linegw conformance --list [--class coater]
     linegw conformance --verify reports/report.json
 
-The exit code is 0 when nothing mandatory failed, 1 otherwise (2 for usage errors).
+Exit codes: 0 conforms (every mandatory case ran and passed), 1 does not
+conform (a mandatory case failed, is not implemented or ended in an error),
+2 usage error, 3 incomplete (nothing mandatory failed, but mandatory cases
+did not run: no --allow-control, --only, a claimed profile not asked for).
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from gateway.cli import app, parse_duration
 
 console = Console()
 COLOURS = {"pass": "green", "fail": "red", "error": "red", "warning": "yellow", "not_implemented": "magenta",
-           "not_applicable": "dim"}
+           "not_applicable": "dim", "not_tested": "blue"}
+EXIT_FAIL, EXIT_INCOMPLETE = 1, 3
 
 
 def _list(cls: str | None) -> None:
@@ -162,7 +166,9 @@ def conformance(
     paths = write_reports(run, out)
     _summary(run, paths)
     if not run.passed:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAIL)
+    if not run.complete:
+        raise typer.Exit(EXIT_INCOMPLETE)
 
 
 def _summary(run, paths) -> None:
@@ -192,5 +198,5 @@ def _summary(run, paths) -> None:
         console.print(f"  {kind:<9} {path}")
     from gateway.conformance.report import verdict_line
 
-    colour = "green" if run.passed else "red"
+    colour = "green" if run.conforms else "red" if not run.passed else "blue"
     console.print(f"verdict: [{colour}]{escape(verdict_line(run))}[/{colour}]", highlight=False)

@@ -192,15 +192,6 @@ class NativeProbe(Probe):
             await asyncio.gather(task, return_exceptions=True)
         self.link_up.clear()
 
-    async def reconnect(self, outage_s: float) -> float:
-        """Drop the link for `outage_s`, connect again; returns the seconds until it answered."""
-        await self.close()
-        self._link(False, "closed by the conformance kit")
-        await asyncio.sleep(outage_s)
-        t0 = time.monotonic()
-        await self.open()
-        return time.monotonic() - t0
-
     def _on_link(self, up: bool, reason: str) -> None:
         self._link(up, reason)
 

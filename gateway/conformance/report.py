@@ -24,12 +24,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gateway.conformance.checks import ERROR, FAIL, NOT_APPLICABLE, NOT_IMPLEMENTED, STATUSES, WARNING, plural
+from gateway.conformance.checks import (
+    ERROR,
+    FAIL,
+    NOT_APPLICABLE,
+    NOT_IMPLEMENTED,
+    NOT_TESTED,
+    STATUSES,
+    WARNING,
+    plural,
+)
 from gateway.conformance.runner import Result, Run
 
 FILES = {"json": "report.json", "junit": "junit.xml", "html": "report.html", "statement": "compliance.md"}
 HASH_LINE = "<!-- sha256: {} -->\n"
-CONTROL_REASON = "--allow-control"
 
 
 def _iso(ts: float) -> str:
@@ -84,7 +92,7 @@ def to_json(run: Run) -> dict[str, Any]:
     doc = {
         "report": "linegw conformance report",
         **stamp(run),
-        "verdict": "pass" if run.passed else "fail",
+        "verdict": verdict_word(run),
         "summary": summary(run),
         "profiles": {"claimed": run.claimed_profiles, "tested": run.tested_profiles},
         "options": {k: v for k, v in vars(run.options).items() if k not in ("cls", "protocol", "endpoint", "mapping")},
@@ -127,8 +135,9 @@ def to_junit(run: Run) -> str:
                                 ("mandatory", str(r.mandatory).lower()), ("layer", r.case.layer), ("status", r.status)):
                 ET.SubElement(cp, "property", name=name, value=value)
             detail = r.message + ("\n" + json.dumps(r.evidence, indent=1, default=str) if r.evidence else "")
-            if r.status == NOT_APPLICABLE or (r.status == NOT_IMPLEMENTED and not r.mandatory):
-                ET.SubElement(tc, "skipped", message=f"{r.status}: {r.message}")
+            if r.status in (NOT_APPLICABLE, NOT_TESTED) or (r.status == NOT_IMPLEMENTED and not r.mandatory):
+                kind = f"{r.status}{' (mandatory)' if r.mandatory and r.status == NOT_TESTED else ''}"
+                ET.SubElement(tc, "skipped", message=f"{kind}: {r.message}")
             elif r.status == ERROR:
                 ET.SubElement(tc, "error", message=r.message, type=r.status).text = detail
             elif r.status in (FAIL, NOT_IMPLEMENTED):
@@ -150,18 +159,28 @@ def _count(element: ET.Element) -> None:
 
 # --- compliance statement -------------------------------------------------------------------------------
 
+def _left_out(rs: list[Result]) -> str:
+    """Why mandatory cases were not run, e.g. "3 not tested: run with --allow-control"."""
+    untested = [r for r in rs if r.mandatory and r.status == NOT_TESTED]
+    reasons = sorted({r.message.rsplit(": ", 1)[-1] if "--allow-control" in r.message else r.message
+                      for r in untested})
+    return f"{len(untested)} not tested: {'; '.join(reasons)}"
+
+
 def unit_status(rs: list[Result]) -> tuple[str, str]:
     """(implemented, compliant) of one conformance unit."""
-    tested = [r for r in rs if r.status != NOT_APPLICABLE]
+    tested = [r for r in rs if r.status not in (NOT_APPLICABLE, NOT_TESTED)]
+    untested = any(r.mandatory and r.status == NOT_TESTED for r in rs)
     if not tested:
-        why = rs[0].message if rs else ""
-        return "—", "not tested (needs --allow-control)" if CONTROL_REASON in why else "not applicable"
+        if untested:
+            return "—", f"not tested ({_left_out(rs)})"
+        return "—", "not applicable"
     missing = [r for r in tested if r.status == NOT_IMPLEMENTED]
     implemented = "no" if len(missing) == len(tested) else "partly" if missing else "yes"
     if any(r.failing or (r.status == FAIL) for r in tested):
         compliant = "no"
-    elif len(tested) < len(rs) and any(CONTROL_REASON in r.message for r in rs if r.status == NOT_APPLICABLE):
-        compliant = "incomplete (needs --allow-control)"
+    elif untested:
+        compliant = f"incomplete ({_left_out(rs)})"
     elif implemented == "no":
         compliant = "not implemented (optional)"
     else:
@@ -170,25 +189,36 @@ def unit_status(rs: list[Result]) -> tuple[str, str]:
 
 
 def profile_status(run: Run, profile: str) -> tuple[str, str]:
-    """(tested, compliant) of one profile: tested yes / partly / no, compliant yes / no / —."""
+    """(tested, compliant) of one profile: compliant only when every mandatory case of it ran and passed."""
     rs = [r for r in run.results if r.case.profile == profile]
-    if profile not in run.tested_profiles:
+    ran = [r for r in rs if r.status not in (NOT_APPLICABLE, NOT_TESTED)]
+    untested = [r for r in rs if r.mandatory and r.status == NOT_TESTED]
+    if profile not in run.tested_profiles and not untested:
         return "no (not claimed)", "—"
-    ran = [r for r in rs if r.status != NOT_APPLICABLE]
-    waiting = [r for r in rs if r.status == NOT_APPLICABLE and CONTROL_REASON in r.message]
-    tested = "yes" if not waiting else "partly (needs --allow-control)" if ran else "no (needs --allow-control)"
-    if not ran:
-        return tested, "—"
-    return tested, "no" if any(r.failing or r.status == FAIL for r in ran) else "yes"
+    if any(r.failing or r.status == FAIL for r in ran):
+        compliant = "no"
+    elif untested:
+        compliant = "not tested" if not ran else "incomplete"
+    else:
+        compliant = "yes"
+    tested = "yes" if not untested else f"partly ({_left_out(rs)})" if ran else f"no ({_left_out(rs)})"
+    return tested, compliant
+
+
+def verdict_word(run: Run) -> str:
+    """pass (conforms, everything mandatory run), fail, or incomplete (nothing failed, but not all was run)."""
+    return "fail" if not run.passed else "pass" if run.complete else "incomplete"
 
 
 def verdict_line(run: Run) -> str:
-    complete = [p for p in run.tested_profiles if profile_status(run, p) == ("yes", "yes")]
-    partly = [p for p in run.tested_profiles if profile_status(run, p)[0].startswith(("partly", "no"))]
+    complete = [p for p in run.tested_profiles if profile_status(run, p)[1] == "yes"]
     if not run.passed:
         return f"DOES NOT CONFORM: {plural(len(run.failing()), 'mandatory test')} not passed"
-    text = f"CONFORMS in {', '.join(complete) or 'no profile'}"
-    return text + (f"; not completely tested: {', '.join(partly)} (run with --allow-control)" if partly else "")
+    if not run.complete:
+        left = sorted({r.case.profile for r in run.untested()})
+        return (f"INCOMPLETE: {plural(len(run.untested()), 'mandatory test')} not run ({_left_out(run.results)}) "
+                f"in {', '.join(left)}; no mandatory test run failed; complete in {', '.join(complete) or 'no profile'}")
+    return f"CONFORMS in {', '.join(complete) or 'no profile'}"
 
 
 def to_statement(run: Run) -> str:
@@ -233,6 +263,11 @@ def to_statement(run: Run) -> str:
     if failing:
         lines += ["", "## Not conforming", ""]
         lines += [f"- **{r.case.id}** ({r.status}, {r.case.clause}): {r.message}" for r in failing]
+    untested = run.untested()
+    if untested:
+        lines += ["", "## Not tested", "", f"{plural(len(untested), 'mandatory test')} did not run; no profile they "
+                                           f"belong to is compliant until they have:", ""]
+        lines += [f"- **{r.case.id}** ({r.case.profile}, {r.case.clause}): {r.message}" for r in untested]
     if run.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in run.notes]
     lines += ["", f"Full results and evidence: {FILES['json']}, {FILES['html']}, {FILES['junit']}.", ""]
@@ -256,6 +291,7 @@ text-align:left;vertical-align:top;font-size:.9rem}th{background:#f3f3f3}
 .st{font-weight:600;padding:.1rem .4rem;border-radius:.3rem;white-space:nowrap}
 .pass{background:#d7f5dd}.fail{background:#f8d0d0}.error{background:#f4b6b6}.warning{background:#fbeec2}
 .not_implemented{background:#f6d8bd}.not_applicable{background:#eee;color:#666}
+.not_tested{background:#dde6f6}.incomplete{background:#dde6f6}
 .verdict{font-size:1.2rem;padding:.5rem 1rem;display:inline-block;border-radius:.4rem}
 pre{white-space:pre-wrap;font-size:.8rem;background:#fafafa;padding:.4rem;margin:.2rem 0}
 small{color:#666}
@@ -270,7 +306,7 @@ def to_html(run: Run) -> str:
            f"<title>Conformance report — {e(run.options.cls)} {e(run.identity.get('model', ''))}</title>",
            f"<style>{CSS}</style></head><body>",
            f"<h1>linegw conformance report — {e(run.options.cls)}</h1>",
-           f"<p class=\"verdict {'pass' if run.passed else 'fail'}\">{e(verdict_line(run))}</p>",
+           f"<p class=\"verdict {verdict_word(run)}\">{e(verdict_line(run))}</p>",
            "<table>"]
     rows = [("Equipment", f"{run.identity.get('manufacturer', '')} {run.identity.get('model', '')}, serial "
                           f"{run.identity.get('serial_number', '')}"),

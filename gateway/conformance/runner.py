@@ -7,7 +7,14 @@ Order: connect (array sizes first), an observation window (values, the
 heartbeat, events), the passive checks, the link drop, then, only with
 `allow_control`, the behaviour and negative checks that send commands; the
 machine is left in Stopped. Without `allow_control` no command, write or
-recipe call reaches the machine: those cases end not_applicable, saying so.
+recipe call reaches the machine.
+
+Nothing mandatory is skipped silently: a case that applies to the machine
+but that this run leaves out (no `allow_control`, excluded by `only`, a
+claimed profile not asked for) ends `not_tested`, mandatory as its tier
+says, and the run is not `complete`. Only a case that does not apply
+(another binding or mode, a profile the machine does not claim) is
+`not_applicable`.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from gateway.conformance.checks import (
     FAIL,
     NOT_APPLICABLE,
     NOT_IMPLEMENTED,
+    NOT_TESTED,
     PASS,
     WARNING,
     Outcome,
@@ -100,7 +108,21 @@ class Run:
 
     @property
     def passed(self) -> bool:
+        """Nothing mandatory that was run failed, was not implemented or ended in an error."""
         return not any(r.failing for r in self.results)
+
+    @property
+    def complete(self) -> bool:
+        """Every mandatory case was run."""
+        return not self.untested()
+
+    @property
+    def conforms(self) -> bool:
+        return self.passed and self.complete
+
+    def untested(self) -> list[Result]:
+        """Mandatory cases this run left out."""
+        return [r for r in self.results if r.mandatory and r.status == NOT_TESTED]
 
     def result(self, case_id: str) -> Result:
         return next(r for r in self.results if r.case.id == case_id)
@@ -191,23 +213,26 @@ def claimed_profiles(spec: Spec, probe: Probe) -> list[str]:
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
-def _applicability(case: TestCase, ctx: Context) -> str | None:
-    """Why a case does not apply to this run, or None when it does."""
+def _skipped(case: TestCase, ctx: Context) -> tuple[str, str] | None:
+    """(not_applicable or not_tested, why) for a case this run does not run, or None when it runs."""
     if ctx.probe.protocol not in case.bindings:
-        return f"not part of the {ctx.probe.protocol} binding"
+        return NOT_APPLICABLE, f"not part of the {ctx.probe.protocol} binding"
     if ctx.mode not in case.modes:
-        return "not checked in integration mode" if ctx.mode == "integration" else "integration mode only"
+        return NOT_APPLICABLE, ("not checked in integration mode" if ctx.mode == "integration"
+                                else "integration mode only")
     if case.profile not in ctx.tested:
-        return f"profile {case.profile} is not claimed by the machine nor asked for"
+        if case.profile in ctx.claimed:
+            return NOT_TESTED, f"profile {case.profile} is claimed by the machine but was not asked for (--profile)"
+        return NOT_APPLICABLE, f"profile {case.profile} is not claimed by the machine nor asked for"
     if case.needs_control and not ctx.options.allow_control:
-        return "sends commands or changes the machine: run with --allow-control"
+        return NOT_TESTED, "sends commands or changes the machine: run with --allow-control"
     if ctx.options.only and not case.id.startswith(tuple(ctx.options.only)):
-        return f"not selected (--only {' '.join(ctx.options.only)})"
+        return NOT_TESTED, f"not selected (--only {' '.join(ctx.options.only)})"
     return None
 
 
 def _mandatory(case: TestCase, ctx: Context) -> bool:
-    return case.tier == "M" and case.profile in ctx.tested
+    return case.tier == "M" and (case.profile in ctx.tested or case.profile in ctx.claimed)
 
 
 async def run_conformance(options: Options, spec: Spec | None = None, operator: Operator | None = None,
@@ -241,7 +266,7 @@ async def run_conformance(options: Options, spec: Spec | None = None, operator: 
     wanted = options.profiles if options.profiles is not None else ctx.claimed
     ctx.tested = [p for p in catalogue.profiles if p in set(wanted) | {"Core", class_profile}]
     done = 0
-    applicable = [c for c in cases if _applicability(c, ctx) is None]
+    applicable = [c for c in cases if _skipped(c, ctx) is None]
 
     def record(case: TestCase, outcome: Outcome, t0: float) -> None:
         nonlocal done
@@ -289,7 +314,8 @@ async def run_conformance(options: Options, spec: Spec | None = None, operator: 
         if c.id in outcomes:
             outcome, t0, dt = outcomes[c.id]
         else:
-            outcome, t0, dt = Outcome(NOT_APPLICABLE, _applicability(c, ctx) or ""), started, 0.0
+            status, why = _skipped(c, ctx) or (NOT_APPLICABLE, "")
+            outcome, t0, dt = Outcome(status, why), started, 0.0
         results.append(_result(c, outcome, t0, dt, ctx))
     identity = {k: str(probe.value(f"identification.{k}") or "") for k in IDENTITY}
     identity.update(getattr(probe, "nameplate", {}))
@@ -305,4 +331,4 @@ def _result(case: TestCase, outcome: Outcome, t0: float, dt: float, ctx: Context
 
 
 __all__ = ["Context", "Options", "Result", "Run", "run_conformance", "PASS", "FAIL", "WARNING", "NOT_IMPLEMENTED",
-           "NOT_APPLICABLE", "ERROR"]
+           "NOT_APPLICABLE", "NOT_TESTED", "ERROR"]

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from gateway.config import Equipment
 from gateway.mapping.compile import load_mapping
@@ -29,6 +29,62 @@ from gateway.store.sqlite import SqliteStore
 from interface_spec import Spec, SpecError
 
 from .probe import Probe, ProbeError
+
+
+class GatewayRuntime:
+    """The gateway's own Device for one machine, on a store in a temporary folder; its output goes to `on_live`.
+
+    Integration mode reads a mapped machine with it; the resilience checks run
+    it against a native machine through the kit's relay."""
+
+    def __init__(self, spec: Spec, cls: str, protocol: str, endpoint: str, on_live: Callable[[LiveMessage], None], *,
+                 mapping: str | None = None, machine: str | None = None, counts: dict[str, int] | None = None,
+                 settings: dict[str, Any] | None = None, timeout_s: float = 10.0):
+        self.spec = spec
+        self.eq = Equipment.model_validate({"id": "dut", "class": cls, "protocol": protocol, "endpoint": endpoint,
+                                            "mapping": mapping, "machine": machine, "counts": counts or {},
+                                            "adapter": settings or {}})
+        self.on_live = on_live
+        self.timeout_s = timeout_s
+        self.device: Device | None = None
+        self.store: SqliteStore | None = None
+        self._folder: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.device is not None and self.device.view.available
+
+    async def start(self, events_from: int | None = None) -> None:
+        """Until the Device has its plan and the machine is available; `events_from`: the first event it fetches."""
+        self._folder = tempfile.mkdtemp(prefix="linegw-conformance-")
+        self.store = SqliteStore(Path(self._folder) / "store.sqlite")
+        await self.store.start()
+        if events_from is not None:
+            await self.store.set_cursor(f"events:{self.eq.id}", max(0, events_from - 1))
+        self.device = Device(self.spec, self.eq, self.store, self.on_live)
+        self._task = asyncio.create_task(self.device.run(), name="conformance-gateway")
+        deadline = time.monotonic() + self.timeout_s
+        while not (self.device.ready.is_set() and self.device.view.available):
+            if self._task.done() or time.monotonic() > deadline:
+                why = self.device.view.link_reason or "no answer"
+                if self._task.done() and self._task.exception() is not None:
+                    why = str(self._task.exception())
+                await self.stop()
+                raise ProbeError(f"the gateway does not reach {self.eq.endpoint} within {self.timeout_s:g} s: {why}")
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+        if self._folder:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
 
 
 class GatewayProbe(Probe):
@@ -45,49 +101,30 @@ class GatewayProbe(Probe):
                          "sampling_ms": min(scan_ms, 250), "device_id": unit_id, **(settings or {})}
         self.mapping: Mapping | None = None
         self.events: list[dict[str, Any]] = []
-        self.device: Device | None = None
-        self.store: SqliteStore | None = None
-        self._folder: str | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.runtime: GatewayRuntime | None = None
+
+    @property
+    def device(self) -> Device | None:
+        return self.runtime.device if self.runtime else None
 
     async def open(self) -> None:
         try:
             self.mapping = load_mapping(self.mapping_path, self.spec)
         except (SpecError, OSError) as exc:
             raise ProbeError(f"the mapping cannot be used: {exc}") from None
-        self._folder = tempfile.mkdtemp(prefix="linegw-conformance-")
-        self.store = SqliteStore(Path(self._folder) / "store.sqlite")
-        await self.store.start()
-        eq = Equipment.model_validate({"id": "dut", "class": self.cls, "protocol": self.protocol,
-                                       "endpoint": self.endpoint, "mapping": self.mapping_path,
-                                       "adapter": self.settings})
-        self.device = Device(self.spec, eq, self.store, self._on_live)
-        self._task = asyncio.create_task(self.device.run(), name="conformance-gateway")
+        self.runtime = GatewayRuntime(self.spec, self.cls, self.protocol, self.endpoint, self._on_live,
+                                      mapping=self.mapping_path, settings=self.settings, timeout_s=self.timeout_s)
+        await self.runtime.start()
+        assert self.device is not None
         deadline = time.monotonic() + self.timeout_s
-        while not (self.device.ready.is_set() and self.device.view.available):
-            if self._task.done() or time.monotonic() > deadline:
-                why = self.device.view.link_reason or "no answer"
-                if self._task.done() and self._task.exception() is not None:
-                    why = str(self._task.exception())
-                await self.close()
-                raise ProbeError(f"the gateway does not reach {self.endpoint} within {self.timeout_s:g} s: {why}")
-            await asyncio.sleep(0.05)
         self.counts = dict(self.device.view.counts)
         self.plan = self.device.plan
         while time.monotonic() < deadline and not all(p in self.history for p in self.paths()):
             await asyncio.sleep(0.05)
 
     async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        if self.store is not None:
-            await self.store.close()
-            self.store = None
-        if self._folder:
-            shutil.rmtree(self._folder, ignore_errors=True)
-            self._folder = None
+        if self.runtime is not None:
+            await self.runtime.stop()
 
     # --- the gateway's output ---------------------------------------------------------------------------
     def _on_live(self, msg: LiveMessage) -> None:

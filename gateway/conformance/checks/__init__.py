@@ -18,9 +18,11 @@ if TYPE_CHECKING:
     from gateway.conformance.catalogue import TestCase
     from gateway.conformance.runner import Context
 
-PASS, FAIL, WARNING, NOT_IMPLEMENTED, NOT_APPLICABLE, ERROR = (
-    "pass", "fail", "warning", "not_implemented", "not_applicable", "error")
-STATUSES = (PASS, FAIL, WARNING, NOT_IMPLEMENTED, NOT_APPLICABLE, ERROR)
+PASS, FAIL, WARNING, NOT_IMPLEMENTED, NOT_APPLICABLE, NOT_TESTED, ERROR = (
+    "pass", "fail", "warning", "not_implemented", "not_applicable", "not_tested", "error")
+# not_tested: the case applies to the machine but this run left it out (no --allow-control, --only,
+# a claimed profile not asked for); not_applicable: it does not apply (binding, mode, profile not claimed).
+STATUSES = (PASS, FAIL, WARNING, NOT_IMPLEMENTED, NOT_APPLICABLE, NOT_TESTED, ERROR)
 MAX_EVIDENCE = 60  # items per case; the message says how many problems there were in all
 
 
