@@ -3,9 +3,11 @@
 It knows OPC UA and nothing of any equipment spec. For each connection it:
 reads the server's operation limits and namespace array, resolves every point
 to a NodeId (by namespace URI and browse path, since indexes may change when a
-server restarts), creates one subscription with each point's sampling interval,
-reads every point once so values that never change are reported too, and then
-delivers data changes in batches as they come. Polled points are read on a timer.
+server restarts), creates one subscription per distinct publishing interval
+with each point's sampling interval, reads every point once so values that
+never change are reported too, and then delivers data changes in batches as
+they come. Polled points are read on a timer, at their sampling interval; so
+are points the server refuses to monitor, or whose subscription it refuses.
 
 The adapter owns its reconnect loop rather than relying on asyncua's
 auto-reconnect: any transport error, a subscription status change, or the
@@ -35,8 +37,8 @@ from asyncua.crypto import security_policies, uacrypto
 from gateway.adapters.base import AdapterError, AdapterHealth, LinkCallback, Point, RawReading, ReadingsCallback
 from gateway.adapters.opcua import security
 from gateway.adapters.opcua.resolve import BrowsePathRef, Namespaces, NodeIdRef, NodeRef, Unresolved, parse_ref, target_of
-from gateway.adapters.opcua.services import Counter, OperationLimits, Services
-from gateway.adapters.opcua.settings import APPLICATION_URI, OpcUaSettings
+from gateway.adapters.opcua.services import REFUSALS, Counter, OperationLimits, Services
+from gateway.adapters.opcua.settings import APPLICATION_URI, MODES, OpcUaSettings
 from gateway.adapters.opcua.values import PLAIN_TYPES, plain, reading, status_name, to_variant
 
 log = logging.getLogger("linegw.opcua")
@@ -47,15 +49,18 @@ _BAD = 0x80000000
 # watchdog below already covers "connected but silent", so the probe would only
 # add a Read per second per machine.
 _ASYNCUA_PROBE_S = 3600.0
+_SERVER_STATE = ua.NodeId(ua.ObjectIds.Server_ServerStatus_State)
 
 
 @dataclass(frozen=True)
 class ValuePoint:
     key: str
     ref: NodeRef
-    subscribe: bool  # in the subscription
-    poll: bool  # read at poll_interval_ms
+    subscribe: bool  # a monitored item in the subscription of its publishing interval
+    poll: bool  # read every poll_ms
     sampling_ms: float
+    publishing_ms: float
+    poll_ms: float  # also when the server refuses to monitor it
 
 
 @dataclass(frozen=True)
@@ -108,14 +113,63 @@ def parse_point(point: Point, settings: OpcUaSettings) -> ValuePoint | MethodPoi
         if not isinstance(text, str) or not text.startswith("/"):
             raise ValueError(f"point {point.key}: browse_path must start with '/', got {text!r}")
     ref = parse_ref(o.get("node", o.get("browse_path")), ns, f"point {point.key}")
-    mode = o.get("mode", "subscribe")
-    if mode not in ("subscribe", "poll"):
+    mode = o.get("mode", settings.mode)
+    if mode not in MODES:
         raise ValueError(f"point {point.key}: mode must be 'subscribe' or 'poll', got {mode!r}")
-    sampling = o.get("sampling_ms", settings.sampling_ms)
-    if isinstance(sampling, bool) or not isinstance(sampling, (int, float)) or sampling < 0:
-        raise ValueError(f"point {point.key}: sampling_ms must be a number >= 0, got {sampling!r}")
-    scan = o.get("scan", True)  # False: read and written on demand only (command areas)
-    return ValuePoint(point.key, ref, bool(scan) and mode == "subscribe", bool(scan) and mode == "poll", float(sampling))
+    own_sampling = _interval(point.key, o, "sampling_ms", minimum=0.0)
+    sampling = settings.sampling_ms if own_sampling is None else own_sampling
+    publishing = _interval(point.key, o, "publishing_ms", minimum=0.0, strict=True)
+    if publishing is None:
+        publishing = settings.publishing_interval_ms
+        if settings.publishing_from_sampling and own_sampling:
+            publishing = max(publishing, own_sampling)
+    # A point with a sampling interval of its own is read at that rate; one asking for the
+    # fastest (0) or for nothing in particular at the adapter's polling interval.
+    poll_ms = own_sampling if own_sampling else settings.poll_interval_ms
+    scan = bool(o.get("scan", True))  # False: read and written on demand only (command areas)
+    return ValuePoint(point.key, ref, scan and mode == "subscribe", scan and mode == "poll", sampling, publishing, poll_ms)
+
+
+def _interval(key: str, options: dict[str, Any], name: str, *, minimum: float, strict: bool = False) -> float | None:
+    value = options.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum or (strict and value == minimum):
+        raise ValueError(f"point {key}: {name} must be a number {'>' if strict else '>='} {minimum:g}, got {value!r}")
+    return float(value)
+
+
+@dataclass
+class _Subscription:
+    """One subscription of a session: the points of one publishing interval."""
+
+    requested_ms: float
+    subscription_id: int = 0
+    publishing_interval_ms: float = 0.0  # as revised by the server
+    keepalive_s: float = 0.0
+    watchdog_s: float = 0.0
+    last_alive: float = 0.0
+    items: int = 0
+
+    def summary(self) -> dict[str, float | int]:
+        return {
+            "subscription_id": self.subscription_id,
+            "requested_publishing_ms": self.requested_ms,
+            "publishing_interval_ms": self.publishing_interval_ms,
+            "keepalive_s": self.keepalive_s,
+            "watchdog_s": self.watchdog_s,
+            "monitored_items": self.items,
+        }
+
+
+@dataclass(frozen=True)
+class MonitoredItem:
+    """A point's monitored item as the server created it."""
+
+    subscription_id: int
+    publishing_interval_ms: float
+    sampling_ms: float  # requested
+    revised_sampling_ms: float
 
 
 @dataclass
@@ -127,14 +181,13 @@ class _Session:
     nodes: dict[str, ua.NodeId] = field(default_factory=dict)  # value points
     methods: dict[str, tuple[ua.NodeId, ua.NodeId]] = field(default_factory=dict)
     handles: dict[int, str] = field(default_factory=dict)  # monitored item client handle -> key
+    subscriptions: list[_Subscription] = field(default_factory=list)
+    monitored: dict[str, MonitoredItem] = field(default_factory=dict)
     write_types: dict[str, ua.VariantType | None] = field(default_factory=dict)
     arg_types: dict[str, list[ua.VariantType | None]] = field(default_factory=dict)
-    last_alive: float = 0.0
     lost: asyncio.Event = field(default_factory=asyncio.Event)
     reason: str = ""
-    publishing_interval_ms: float = 0.0
-    keepalive_s: float = 0.0
-    watchdog_s: float = 0.0
+    next_handle: int = 1
 
     def fail(self, reason: str) -> None:
         if not self.lost.is_set():
@@ -184,7 +237,8 @@ class OpcUaAdapter:
         self._unresolved: dict[str, str] = {}
         self._server_thumbprint = ""
         self._own_thumbprint = ""
-        self._timing: dict[str, float] = {}
+        self._subscriptions: list[dict[str, float | int]] = []  # of the last session, for health()
+        self._fallback: dict[str, str] = {}  # key -> why it is polled although it asked for a subscription
         self._up_since: float | None = None
 
     # --- the Adapter protocol ---------------------------------------------------------
@@ -327,6 +381,11 @@ class OpcUaAdapter:
             raise AdapterError(f"data types: {describe(exc)}") from None
         return out
 
+    def monitored_items(self) -> dict[str, MonitoredItem]:
+        """Each subscribed point's monitored item in this session, with the sampling interval the server granted."""
+        sess = self._session
+        return dict(sess.monitored) if sess else {}
+
     def health(self) -> AdapterHealth:
         sess = self._session
         return AdapterHealth(
@@ -346,8 +405,9 @@ class OpcUaAdapter:
                 "operation_limits": self._limits.as_dict(),
                 "unresolved": dict(self._unresolved),
                 "subscribed": len(sess.handles) if sess else 0,
-                "polled": sum(1 for p in self.values.values() if p.poll),
-                **self._timing,
+                "polled": sum(1 for p in self.values.values() if p.poll) + len(self._fallback),
+                "poll_fallback": dict(self._fallback),
+                "subscriptions": list(self._subscriptions),
                 "security_mode": self.settings.security_mode,
                 "certificate_thumbprint": self._own_thumbprint,
                 "server_certificate_thumbprint": self._server_thumbprint,
@@ -431,10 +491,10 @@ class OpcUaAdapter:
             self._up_since = time.monotonic()
             self._last_error = ""
             self._link(True, "")
-            await self._read_into_queue(sess, [k for k, p in self.values.items() if p.subscribe and k in sess.nodes])
-            polled = [k for k, p in self.values.items() if p.poll and k in sess.nodes]
-            if polled:
-                poller = asyncio.create_task(self._poll(sess, polled), name=f"opcua-poll {self.endpoint}")
+            await self._read_into_queue(sess, list(sess.handles.values()))
+            polls = self._poll_groups(sess)
+            if polls:
+                poller = asyncio.create_task(self._poll_all(sess, polls), name=f"opcua-poll {self.endpoint}")
             stage = "running"
             await self._wait_lost(sess)
         except (LinkLost, asyncio.CancelledError):
@@ -454,7 +514,7 @@ class OpcUaAdapter:
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
-            await self._teardown(client)
+            await self._teardown(client, sess.services)
 
     def _watch_transport(self, client: Client, sess: _Session) -> None:
         """Fail the session the moment the socket goes, before asyncua's tasks notice.
@@ -488,10 +548,20 @@ class OpcUaAdapter:
         add_listener(on_state)
 
     async def _wait_lost(self, sess: _Session) -> None:
+        """Until the session fails, or a subscription stays silent past its watchdog.
+
+        Without subscriptions the polls watch the link: a read that fails or times out fails the session.
+        """
         while True:
-            remaining = sess.last_alive + sess.watchdog_s - time.monotonic()
-            if remaining <= 0:
-                raise LinkLost(f"watchdog: no data or keep-alive from the subscription for {sess.watchdog_s:g} s")
+            remaining = None
+            if sess.subscriptions:
+                sub = min(sess.subscriptions, key=lambda x: x.last_alive + x.watchdog_s)
+                remaining = sub.last_alive + sub.watchdog_s - time.monotonic()
+                if remaining <= 0:
+                    raise LinkLost(
+                        f"watchdog: no data or keep-alive from the subscription for {sub.watchdog_s:g} s"
+                        f" (publishing interval {sub.publishing_interval_ms:g} ms)"
+                    )
             try:
                 async with asyncio.timeout(remaining):
                     await sess.lost.wait()
@@ -499,10 +569,16 @@ class OpcUaAdapter:
                 continue
             raise LinkLost(sess.reason)
 
-    async def _teardown(self, client: Client) -> None:
-        """Close the session politely if the server still answers, the socket in any case."""
+    async def _teardown(self, client: Client, services: Services) -> None:
+        """Close the session politely if the server still answers, the socket in any case.
+
+        Requests still on their way (a read whose caller was cancelled) get their answers
+        first: one arriving after the session began to close is logged by asyncua as a
+        request nobody waits for.
+        """
         try:
             async with asyncio.timeout(self.settings.request_timeout_s):
+                await services.settle()
                 if client.uaclient.state is UaClientState.CONNECTED:
                     await client.disconnect()
                 else:
@@ -620,39 +696,65 @@ class OpcUaAdapter:
 
     # --- subscription ---------------------------------------------------------------------
     async def _subscribe(self, sess: _Session) -> None:
-        """One subscription for all subscribed points; created even when empty, for its keep-alives."""
+        """One subscription per publishing interval; what the server refuses is polled instead."""
+        self._fallback = {}
+        groups: dict[float, list[str]] = {}
+        for key, p in self.values.items():
+            if p.subscribe and key in sess.nodes:
+                groups.setdefault(p.publishing_ms, []).append(key)
+        # The largest group first: a server that runs out of subscriptions leaves the fewest points to poll.
+        for publishing_ms, keys in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0])):
+            sub = _Subscription(publishing_ms)
+            try:
+                await self._create_subscription(sess, sub)
+            except ua.UaStatusCodeError as exc:
+                if exc.code not in REFUSALS:
+                    raise
+                self._fallback.update((k, f"subscription refused: {status_name(exc.code)}") for k in keys)
+                continue
+            sess.subscriptions.append(sub)
+            await self._monitor(sess, sub, keys)
+        self._subscriptions = [sub.summary() for sub in sess.subscriptions]
+        by_reason: dict[str, list[str]] = {}
+        for key, why in self._fallback.items():
+            by_reason.setdefault(why, []).append(key)
+        for why, keys in by_reason.items():
+            shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+            log.warning("%s: %s; polling %d point%s instead: %s", self.endpoint, why, len(keys), "" if len(keys) == 1 else "s", shown)
+
+    async def _create_subscription(self, sess: _Session, sub: _Subscription) -> None:
         s = self.settings
-        keepalive_count = max(1, math.ceil(s.keepalive_ms / s.publishing_interval_ms))
+        keepalive_count = max(1, math.ceil(s.keepalive_ms / sub.requested_ms))
         params = ua.CreateSubscriptionParameters()
-        params.RequestedPublishingInterval = s.publishing_interval_ms
+        params.RequestedPublishingInterval = sub.requested_ms
         params.RequestedMaxKeepAliveCount = keepalive_count
         # How long the server keeps the subscription without publish requests. Recovery is
         # ours (watchdog, reconnect), so generous: a minute, and at least the 3x keep-alive
         # count the specification demands.
-        params.RequestedLifetimeCount = max(3 * keepalive_count, math.ceil(60_000 / s.publishing_interval_ms))
+        params.RequestedLifetimeCount = max(3 * keepalive_count, math.ceil(60_000 / sub.requested_ms))
         params.MaxNotificationsPerPublish = 0  # no limit: one publish response carries one whole batch
         params.PublishingEnabled = True
         params.Priority = 0
-        result = await sess.services.create_subscription(params, self._publish_callback(sess))
-        sess.last_alive = time.monotonic()
-        sess.publishing_interval_ms = result.RevisedPublishingInterval
-        sess.keepalive_s = result.RevisedPublishingInterval * result.RevisedMaxKeepAliveCount / 1000.0
-        floor = max(result.RevisedPublishingInterval / 1000.0, sess.keepalive_s)
+        result = await sess.services.create_subscription(params, self._publish_callback(sess, sub))
+        sub.last_alive = time.monotonic()
+        sub.subscription_id = result.SubscriptionId
+        sub.publishing_interval_ms = result.RevisedPublishingInterval
+        sub.keepalive_s = result.RevisedPublishingInterval * result.RevisedMaxKeepAliveCount / 1000.0
+        floor = max(result.RevisedPublishingInterval / 1000.0, sub.keepalive_s)
         if s.watchdog_s is None:
-            sess.watchdog_s = max(5.0, 3 * floor)
+            sub.watchdog_s = max(5.0, 3 * floor)
         else:
             # A watchdog shorter than the keep-alive period would fire on every quiet spell.
-            sess.watchdog_s = max(s.watchdog_s, 1.5 * floor)
-            if sess.watchdog_s > s.watchdog_s:
-                log.warning("%s: watchdog_s raised to %.3g s to cover the server's keep-alive period", self.endpoint, sess.watchdog_s)
-        self._timing = {
-            "publishing_interval_ms": sess.publishing_interval_ms,
-            "keepalive_s": sess.keepalive_s,
-            "watchdog_s": sess.watchdog_s,
-        }
-        keys = [k for k, p in self.values.items() if p.subscribe and k in sess.nodes]
+            sub.watchdog_s = max(s.watchdog_s, 1.5 * floor)
+            if sub.watchdog_s > s.watchdog_s:
+                log.warning("%s: watchdog_s raised to %.3g s to cover the server's keep-alive period", self.endpoint, sub.watchdog_s)
+
+    async def _monitor(self, sess: _Session, sub: _Subscription, keys: list[str]) -> None:
+        s = self.settings
+        handles = range(sess.next_handle, sess.next_handle + len(keys))
+        sess.next_handle += len(keys)
         requests = []
-        for handle, key in enumerate(keys, start=1):
+        for handle, key in zip(handles, keys):
             rv = ua.ReadValueId()
             rv.NodeId = sess.nodes[key]
             rv.AttributeId = ua.AttributeIds.Value
@@ -668,21 +770,18 @@ class OpcUaAdapter:
             requests.append(req)
             # Registered before the call: the first notifications can overtake its response.
             sess.handles[handle] = key
-        if not requests:
-            return
-        results = await sess.services.create_monitored_items(result.SubscriptionId, requests)
-        failed = []
-        for handle, key, res in zip(range(1, len(keys) + 1), keys, results):
+        results = await sess.services.create_monitored_items(sub.subscription_id, requests)
+        for handle, key, res in zip(handles, keys, results):
             if res.StatusCode.value & _BAD:
                 del sess.handles[handle]
-                why = f"monitoring failed: {status_name(res.StatusCode.value)}"
-                self._unresolved[key] = why
-                failed.append(RawReading(key, None, None, why))
-        if failed:
-            log.warning("%s: %d monitored items refused, e.g. %s", self.endpoint, len(failed), failed[0].error)
-            self._emit(failed, len(failed), False)
+                self._fallback[key] = f"monitored item refused: {status_name(res.StatusCode.value)}"
+            else:
+                sub.items += 1
+                sess.monitored[key] = MonitoredItem(
+                    sub.subscription_id, sub.publishing_interval_ms, self.values[key].sampling_ms, res.RevisedSamplingInterval
+                )
 
-    def _publish_callback(self, sess: _Session) -> Callable[[ua.PublishResult], None]:
+    def _publish_callback(self, sess: _Session, sub: _Subscription) -> Callable[[ua.PublishResult], None]:
         """The hot path: one call per publish response, however many notifications it holds."""
         handles = sess.handles
         emit = self._emit
@@ -694,7 +793,7 @@ class OpcUaAdapter:
         StatusChange = ua.StatusChangeNotification
 
         def on_publish(result: ua.PublishResult) -> None:
-            sess.last_alive = monotonic()
+            sub.last_alive = monotonic()
             self._publishes += 1
             data = result.NotificationMessage.NotificationData
             if not data:
@@ -739,13 +838,34 @@ class OpcUaAdapter:
         batch = [reading(k, dv) for k, dv in zip(keys, dvs)]
         self._emit(batch, sum(1 for r in batch if r.error))
 
-    async def _poll(self, sess: _Session, keys: list[str]) -> None:
-        """Read polled points at a fixed rate; a cycle that overruns skips, it does not pile up."""
-        period = self.settings.poll_interval_ms / 1000.0
+    def _poll_groups(self, sess: _Session) -> dict[float, list[str]]:
+        """Polled keys by period (ms): the points asking for polling and those the server would not monitor.
+
+        A session without a subscription and without polled points reads the server's state
+        instead, every keep-alive period, so that a dead link is still noticed.
+        """
+        groups: dict[float, list[str]] = {}
+        for key, p in self.values.items():
+            if key in sess.nodes and (p.poll or key in self._fallback):
+                groups.setdefault(p.poll_ms, []).append(key)
+        if not groups and not sess.subscriptions:
+            groups[self.settings.keepalive_ms] = []
+        return groups
+
+    async def _poll_all(self, sess: _Session, groups: dict[float, list[str]]) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for period_ms, keys in groups.items():
+                tg.create_task(self._poll(sess, period_ms / 1000.0, keys), name=f"opcua-poll {period_ms:g} ms {self.endpoint}")
+
+    async def _poll(self, sess: _Session, period: float, keys: list[str]) -> None:
+        """Read points at a fixed rate; a cycle that overruns skips, it does not pile up."""
         next_at = time.monotonic()
         while True:
             try:
-                await self._read_into_queue(sess, keys)
+                if keys:
+                    await self._read_into_queue(sess, keys)
+                else:
+                    await sess.services.read_values([_SERVER_STATE])
             except Exception as exc:  # handed to the session: it reconnects and reports the reason
                 if not _expected(exc):
                     log.exception("%s: poll failed", self.endpoint)

@@ -5,12 +5,18 @@ limits are published under Server/ServerCapabilities/OperationLimits. Every
 multi-node call goes through here and is split accordingly. A server that
 publishes no limit (0) but still refuses large requests is handled too: the
 chunk is halved and remembered until the call goes through.
+
+Every request runs in a task of its own that outlives a cancelled caller: the
+server's answer is still taken when it comes, and `settle()` lets the session
+wait for such answers before it closes, instead of leaving them to arrive for
+a request nobody waits for any more.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
@@ -33,6 +39,22 @@ LIMIT_NODES = {
     "translate": getattr(ua.ObjectIds, OL + "MaxNodesPerTranslateBrowsePathsToNodeIds"),
     "monitored_items": getattr(ua.ObjectIds, OL + "MaxMonitoredItemsPerCall"),
 }
+# Service results that refuse a subscription or monitored items as such; anything else
+# (a closed session, a timeout) is a link problem and fails the session.
+REFUSALS = frozenset(
+    getattr(ua.StatusCodes, name)
+    for name in (
+        "BadTooManySubscriptions",
+        "BadTooManyMonitoredItems",
+        "BadServiceUnsupported",
+        "BadNotSupported",
+        "BadNotImplemented",
+        "BadMonitoredItemFilterUnsupported",
+        "BadMonitoredItemFilterInvalid",
+        "BadFilterNotAllowed",
+        "BadResourceUnavailable",
+    )
+)
 
 
 @dataclass
@@ -65,6 +87,23 @@ class Services:
         self.limits = OperationLimits()
         self._learned: dict[str, int] = {}  # smaller chunks a server forced on us
         self._supertypes: dict[ua.NodeId, ua.VariantType | None] = {}
+        self._in_flight: set[asyncio.Task[Any]] = set()
+
+    async def _send(self, request: Coroutine[Any, Any, R]) -> R:
+        task = asyncio.ensure_future(request)
+        self._in_flight.add(task)
+        task.add_done_callback(self._done)
+        return await asyncio.shield(task)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._in_flight.discard(task)
+        if not task.cancelled():
+            task.exception()  # taken here too: a cancelled caller no longer does
+
+    async def settle(self) -> None:
+        """Wait until every request sent has its answer (or its error), whether or not its caller still waits."""
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight))
 
     def chunk(self, kind: str) -> int:
         published = getattr(self.limits, kind)
@@ -79,7 +118,7 @@ class Services:
             part = list(items[i : i + n])
             self.counter.requests += 1
             try:
-                results = await call(part)
+                results = await self._send(call(part))
             except ua.uaerrors.BadTooManyOperations:
                 if n <= 1:
                     raise
@@ -147,7 +186,7 @@ class Services:
         params.RequestedMaxReferencesPerNode = 1
         params.NodesToBrowse = [desc]
         self.counter.requests += 1
-        results = await self.ua.browse(params)
+        results = await self._send(self.ua.browse(params))
         if not results or not results[0].References:
             return None
         t = results[0].References[0].NodeId
@@ -181,12 +220,19 @@ class Services:
     async def create_monitored_items(
         self, subscription_id: int, requests: Sequence[ua.MonitoredItemCreateRequest]
     ) -> list[ua.MonitoredItemCreateResult]:
+        """One result per request; a call the server refuses as a whole answers each of its items so."""
+
         async def call(part: list[ua.MonitoredItemCreateRequest]) -> list[ua.MonitoredItemCreateResult]:
             params = ua.CreateMonitoredItemsParameters()
             params.SubscriptionId = subscription_id
             params.TimestampsToReturn = ua.TimestampsToReturn.Both
             params.ItemsToCreate = part
-            return await self.ua.create_monitored_items(params)
+            try:
+                return await self.ua.create_monitored_items(params)
+            except ua.UaStatusCodeError as exc:
+                if exc.code not in REFUSALS:
+                    raise
+                return [ua.MonitoredItemCreateResult(StatusCode=ua.StatusCode(exc.code)) for _ in part]
 
         return await self.chunked("monitored_items", requests, call)
 
@@ -194,7 +240,7 @@ class Services:
         self, params: ua.CreateSubscriptionParameters, callback: Callable[[ua.PublishResult], Any]
     ) -> ua.CreateSubscriptionResult:
         self.counter.requests += 1
-        return await self.ua.create_subscription(params, callback)
+        return await self._send(self.ua.create_subscription(params, callback))
 
     # --- Server facts ---------------------------------------------------------------
     async def load_limits(self) -> OperationLimits:

@@ -18,6 +18,7 @@ SECURITY_MODES = ("None", "Sign", "SignAndEncrypt")
 # Basic128Rsa15/Basic256 are deprecated by the OPC Foundation and not offered.
 SECURITY_POLICIES = ("Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss")
 APPLICATION_URI = "urn:linegw:gateway"
+MODES = ("subscribe", "poll")
 
 
 def default_certificate_dir() -> Path:
@@ -29,6 +30,10 @@ def default_certificate_dir() -> Path:
 @dataclass(frozen=True)
 class OpcUaSettings:
     publishing_interval_ms: float = 500.0
+    # Each point published at its own sampling interval when that is the slower one
+    # (native machines: the spec's sampling_ms), grouped into one subscription per interval.
+    publishing_from_sampling: bool = False
+    mode: str = "subscribe"  # of points that do not name their own
     sampling_ms: float = 250.0
     queue_size: int = 1
     poll_interval_ms: float = 1000.0
@@ -75,12 +80,15 @@ class OpcUaSettings:
                 raise ValueError(f"opcua setting {name}: expected a string, got {type(value).__name__}")
             return value
 
-        mode = raw.get("security_mode", "None") or "None"
-        if mode not in SECURITY_MODES:
-            raise ValueError(f"opcua setting security_mode: {mode!r} is not one of {', '.join(SECURITY_MODES)}")
-        policy = raw.get("security_policy", "Basic256Sha256") or "Basic256Sha256"
-        if policy not in SECURITY_POLICIES:
-            raise ValueError(f"opcua setting security_policy: {policy!r} is not one of {', '.join(SECURITY_POLICIES)}")
+        def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+            value = raw.get(name, default) or default
+            if value not in allowed:
+                raise ValueError(f"opcua setting {name}: {value!r} is not one of {', '.join(allowed)}")
+            return value
+
+        from_sampling = raw.get("publishing_from_sampling", False)
+        if not isinstance(from_sampling, bool):
+            raise ValueError(f"opcua setting publishing_from_sampling: expected true or false, got {from_sampling!r}")
         # The runtime scans Modbus devices at scan_interval_ms; accept it as the
         # polling interval too, so one line config key works for both kinds.
         poll_default = raw.get("scan_interval_ms", 1000.0)
@@ -93,12 +101,14 @@ class OpcUaSettings:
             raise ValueError("opcua setting backoff_max_s: must be >= backoff_initial_s")
         return cls(
             publishing_interval_ms=num("publishing_interval_ms", 500.0),
+            publishing_from_sampling=from_sampling,
+            mode=choice("mode", "subscribe", MODES),
             sampling_ms=num("sampling_ms", 250.0, strict=False),
             queue_size=integer("queue_size", 1, 1),
             poll_interval_ms=num("poll_interval_ms", poll_default),
             keepalive_ms=num("keepalive_ms", 1000.0),
-            security_mode=mode,
-            security_policy=policy,
+            security_mode=choice("security_mode", "None", SECURITY_MODES),
+            security_policy=choice("security_policy", "Basic256Sha256", SECURITY_POLICIES),
             certificate_dir=Path(cert_dir) if cert_dir else None,
             server_certificate=Path(server_cert) if server_cert else None,
             username=text("username"),
