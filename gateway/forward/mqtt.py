@@ -3,14 +3,17 @@
 The array index becomes its own topic level (`channel/12/voltage`). Identity,
 state, availability and health are published retained, so a subscriber that
 comes late learns what each machine is and what it is doing without waiting
-for a change. The gateway status topic carries a retained "online" and a
-last-will "offline". Reads the outbox under its own cursor and advances it
-only after the QoS 1 publishes are acknowledged.
+for a change. The gateway status topic carries a retained "online" while the
+gateway forwards, a retained "offline" published on a clean stop, and the same
+"offline" as last will for when the connection dies without one. Reads the
+outbox under its own cursor and advances it only after the QoS 1 publishes are
+acknowledged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -20,11 +23,13 @@ from typing import Any
 import aiomqtt
 
 from gateway.forward.config import MqttForward
+from gateway.forward.outage import Outage
 from gateway.samples import Sample
 
 log = logging.getLogger("linegw.forward.mqtt")
 _INDEX = re.compile(r"\[(\d+)\]")
 RETAINED = ("identification.", "state.", "status.availability", "health.")
+GOODBYE_TIMEOUT_S = 2.0  # how long a clean stop waits for the broker to take the retained "offline"
 
 
 def topic_for(base: str, line: str, s: Sample) -> str:
@@ -41,7 +46,8 @@ class MqttForwarder:
         self.store, self.cfg, self.line, self.consumer = store, cfg, line, cfg.consumer
         self.batch_size, self.poll_s = cfg.batch_size, poll_s
         self.status_topic = f"{cfg.base_topic}/{line}/$gateway/status"
-        self._stats = {"connected": False, "published": 0, "reconnects": 0, "cursor": 0, "last_error": ""}
+        self._stats: dict[str, Any] = {"published": 0, "reconnects": 0, "cursor": 0}
+        self._outage = Outage(log, f"mqtt {cfg.host}:{cfg.port}", self._stats, cfg.backoff_max_s)
 
     def stats(self) -> dict[str, Any]:
         return dict(self._stats)
@@ -49,28 +55,41 @@ class MqttForwarder:
     async def run(self) -> None:
         cursor = self._stats["cursor"] = await self.store.register_consumer(self.consumer)
         password = os.environ.get(self.cfg.password_env, "") if self.cfg.password_env else None
-        delay = 0.5
         while True:
             try:
                 async with aiomqtt.Client(self.cfg.host, self.cfg.port, username=self.cfg.username, password=password,
                                           will=aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True)) as c:
                     await c.publish(self.status_topic, b"online", qos=1, retain=True)
-                    self._stats["connected"] = True
-                    delay = 0.5
-                    while True:
-                        batch, nxt = await self.store.read_since(cursor, self.batch_size)
-                        if not batch:
-                            await asyncio.sleep(self.poll_s)
-                            continue
-                        for _, s in batch:
-                            await c.publish(topic_for(self.cfg.base_topic, self.line, s), payload_for(s), qos=1,
-                                            retain=s.path.startswith(RETAINED))
-                        cursor = nxt
-                        await self.store.set_cursor(self.consumer, cursor)
-                        self._stats.update(published=self._stats["published"] + len(batch), cursor=cursor)
+                    self._outage.recovered()
+                    try:
+                        cursor = await self._forward(c, cursor)
+                    except asyncio.CancelledError:
+                        await self._say_offline(c)
+                        raise
             except aiomqtt.MqttError as e:  # broker away: reconnect with backoff, resume from the cursor
                 self._stats["reconnects"] += 1
-                self._stats["connected"] = False
-                self._stats["last_error"] = str(e)[:200]
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                refused = isinstance(e, aiomqtt.MqttCodeError) and getattr(e.rc, "value", e.rc) in (4, 5, 134, 135)
+                wait = self._outage.failed(f"{type(e).__name__}: {e}",
+                                           "check username and password_env" if refused else "")
+                await asyncio.sleep(wait)
+
+    async def _forward(self, c: aiomqtt.Client, cursor: int) -> int:
+        while True:
+            batch, nxt = await self.store.read_since(cursor, self.batch_size)
+            if not batch:
+                await asyncio.sleep(self.poll_s)
+                continue
+            for _, s in batch:
+                await c.publish(topic_for(self.cfg.base_topic, self.line, s), payload_for(s), qos=1,
+                                retain=s.path.startswith(RETAINED))
+            cursor = nxt
+            await self.store.set_cursor(self.consumer, cursor)
+            self._stats.update(published=self._stats["published"] + len(batch), cursor=cursor)
+
+    async def _say_offline(self, c: aiomqtt.Client) -> None:
+        """A clean stop: the retained status says "offline" before the DISCONNECT (which sends no will)."""
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            async with asyncio.timeout(GOODBYE_TIMEOUT_S):
+                await c.publish(self.status_topic, b"offline", qos=1, retain=True)
+                return
+        log.warning("mqtt: could not publish the retained 'offline' on stop; subscribers keep seeing 'online'")

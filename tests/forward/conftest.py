@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import aiomqtt
 import httpx
 import pytest
 
@@ -174,6 +175,17 @@ http {{
 
     def args(self) -> list[str]:
         return ["-c", str(self.conf), "-p", str(self.conf.parent)]
+
+
+async def retained(port: int, topic: str, timeout: float = 10.0) -> bytes:
+    """The message the broker keeps retained on `topic`, as a subscriber connecting now gets it."""
+    async with aiomqtt.Client("127.0.0.1", port) as late:
+        await late.subscribe(topic, qos=1)
+        async with asyncio.timeout(timeout):
+            async for m in late.messages:
+                assert m.retain, f"{topic}: a live message, not the retained one"
+                return bytes(m.payload)
+    raise AssertionError(f"{topic}: nothing retained")
 
 
 def assert_resends_identical(points: list[tuple[tuple, int, float]], at_most: int) -> dict[tuple, float]:

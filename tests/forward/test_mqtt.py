@@ -1,11 +1,15 @@
-"""The MQTT forwarder against a real mosquitto: topics, JSON payloads, retained online status."""
+"""The MQTT forwarder against a real mosquitto: topics, JSON payloads, retained identity and state,
+the gateway status "online" while it runs, "offline" after a clean stop and as last will."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,7 +19,10 @@ from gateway.forward.config import MqttForward
 from gateway.forward.mqtt import MqttForwarder
 from gateway.samples import Quality, Sample
 from gateway.store.sqlite import SqliteStore
-from tests.forward.conftest import Mosquitto
+from tests.forward.conftest import Mosquitto, retained
+from tests.waiting import wait_for
+
+STATUS = "linegw/L1/$gateway/status"
 
 
 async def test_topics_payloads_and_status(tmp_path: Path, mosquitto: Mosquitto) -> None:
@@ -32,10 +39,11 @@ async def test_topics_payloads_and_status(tmp_path: Path, mosquitto: Mosquitto) 
             got: dict[str, bytes] = {}
             async with asyncio.TaskGroup() as tg:
                 task = tg.create_task(fwd.run())
-                async for m in sub.messages:
-                    got[str(m.topic)] = bytes(m.payload)
-                    if len(got) == 4:
-                        break
+                async with asyncio.timeout(30):
+                    async for m in sub.messages:
+                        got[str(m.topic)] = bytes(m.payload)
+                        if len(got) == 4:
+                            break
                 task.cancel()
         assert got["linegw/L1/$gateway/status"] == b"online"
         p = json.loads(got["linegw/L1/form1/channel/2/voltage"])
@@ -58,31 +66,49 @@ asyncio.run(main())
 
 
 async def test_last_will_when_the_connection_dies(tmp_path: Path, mosquitto: Mosquitto) -> None:
-    import os
-    import signal
-    import sys
     async with aiomqtt.Client("127.0.0.1", mosquitto.port) as sub:
-        await sub.subscribe("linegw/L1/$gateway/status", qos=1)
+        await sub.subscribe(STATUS, qos=1)
         child = subprocess.Popen([sys.executable, "-c", WILL_CHILD, str(tmp_path / "g.db"), str(mosquitto.port)],
                                  cwd=Path(__file__).parents[2])
         try:
             seen = []
-            async for m in sub.messages:
-                seen.append(bytes(m.payload))
-                if seen[-1] == b"online":
-                    os.kill(child.pid, signal.SIGKILL)  # no DISCONNECT: the broker sends the will
-                if seen[-1] == b"offline":
-                    break
+            async with asyncio.timeout(60):
+                async for m in sub.messages:
+                    seen.append(bytes(m.payload))
+                    if seen[-1] == b"online":
+                        os.kill(child.pid, signal.SIGKILL)  # no DISCONNECT: the broker sends the will
+                    if seen[-1] == b"offline":
+                        break
         finally:
             if child.poll() is None:
                 child.kill()
             child.wait()
     assert seen == [b"online", b"offline"]
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as late:  # the will is retained for late subscribers
-        await late.subscribe("linegw/L1/$gateway/status", qos=1)
-        async for m in late.messages:
-            assert bytes(m.payload) == b"offline" and m.retain
-            break
+    assert await retained(mosquitto.port, STATUS) == b"offline"  # the will is retained for late subscribers
+
+
+async def test_clean_stop_leaves_the_status_offline(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    store = SqliteStore(tmp_path / "g.db")
+    await store.start()
+    try:
+        fwd = MqttForwarder(store, MqttForward(port=mosquitto.port), "L1", poll_s=0.05)
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as sub:
+            await sub.subscribe(STATUS, qos=1)  # in place once subscribe() returns: the broker sent SUBACK
+            seen = []
+            async with asyncio.TaskGroup() as tg:
+                task = tg.create_task(fwd.run())
+                async with asyncio.timeout(30):
+                    async for m in sub.messages:
+                        seen.append((bytes(m.payload), m.retain))
+                        if seen[-1][0] == b"online":
+                            task.cancel()  # a clean stop, as the gateway's SIGTERM does
+                        if seen[-1][0] == b"offline":
+                            break
+        assert seen == [(b"online", False), (b"offline", False)]  # live deliveries of retained publishes
+        assert task.cancelled()
+        assert await retained(mosquitto.port, STATUS) == b"offline"  # what a subscriber connecting later sees
+    finally:
+        await store.close()
 
 
 async def test_identity_and_state_are_retained_for_late_subscribers(tmp_path: Path, mosquitto: Mosquitto) -> None:
@@ -99,8 +125,7 @@ async def test_identity_and_state_are_retained_for_late_subscribers(tmp_path: Pa
         fwd = MqttForwarder(store, MqttForward(port=mosquitto.port), "L1", poll_s=0.05)
         async with asyncio.TaskGroup() as tg:
             task = tg.create_task(fwd.run())
-            while fwd.stats()["published"] < 4:
-                await asyncio.sleep(0.05)
+            await wait_for(lambda: fwd.stats()["published"] == 4, "four samples published", timeout=30)
             task.cancel()
         got: dict[str, tuple[bytes, bool]] = {}
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as late:  # connects after everything was published
@@ -127,6 +152,7 @@ async def test_broker_restart_loses_nothing(tmp_path: Path, mosquitto: Mosquitto
     await store.start()
     t0 = time.time() - 100
     seen: set[float] = set()
+    subscribed = asyncio.Event()
 
     async def subscriber() -> None:
         while True:
@@ -134,6 +160,7 @@ async def test_broker_restart_loses_nothing(tmp_path: Path, mosquitto: Mosquitto
                 async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="plant-historian",
                                           clean_session=False) as sub:
                     await sub.subscribe("linegw/L1/c1/web/speed", qos=1)
+                    subscribed.set()  # the broker acknowledged it (SUBACK): matching publishes reach us
                     async for m in sub.messages:
                         seen.add(json.loads(m.payload)["value"])
             except aiomqtt.MqttError:
@@ -148,11 +175,10 @@ async def test_broker_restart_loses_nothing(tmp_path: Path, mosquitto: Mosquitto
         return store.write_samples_async([Sample("c1", "web.speed", float(i), "m/min", t0 + i / 10, t0 + i / 10,
                                                  Quality.GOOD) for i in range(lo, hi)])
     try:
-        fwd = MqttForwarder(store, MqttForward(port=mosquitto.port), "L1", poll_s=0.05)
+        fwd = MqttForwarder(store, MqttForward(port=mosquitto.port, backoff_max_s=0.5), "L1", poll_s=0.05)
         async with asyncio.TaskGroup() as tg:
             sub = tg.create_task(subscriber())
-            await until(lambda: mosquitto.proc is not None)
-            await asyncio.sleep(0.3)  # the subscription is in place before anything is published
+            await until(subscribed.is_set)
             task = tg.create_task(fwd.run())
             await write(0, 200)
             await until(lambda: len(seen) == 200)
@@ -160,8 +186,9 @@ async def test_broker_restart_loses_nothing(tmp_path: Path, mosquitto: Mosquitto
             await write(200, 500)
             await until(lambda: fwd.stats()["reconnects"] > 0)
             cursor = fwd.stats()["cursor"]
-            await asyncio.sleep(0.5)
+            await until(lambda: fwd.stats()["reconnects"] > 2)  # more attempts, all refused
             assert fwd.stats()["cursor"] == cursor  # nothing is taken off the outbox while the broker is away
+            assert fwd.stats()["failing_since"] is not None and "Connect" in fwd.stats()["last_error"]
             mosquitto.start()
             await until(lambda: len(seen) == 500)
             task.cancel()
