@@ -4,7 +4,9 @@ Each forwarder reads the store's outbox under its own cursor, so a sink that is
 down only makes its own backlog grow; ingest and the other sinks go on. Status
 per sink joins what the forwarder knows (connected, written, retries, refused
 points) with what the store knows (backlog after the cursor, age of the oldest
-sample waiting, samples the disk budget deleted before the sink had them).
+sample waiting, samples the disk budget deleted before the sink had them, and
+samples the store could not take at all). `problems` names, per sink, what
+makes /health say "degraded": failing, too far behind, or losing samples.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 from gateway.forward.config import ForwardConfig
 
 log = logging.getLogger("linegw.forward")
+
+DISCARD_WINDOW_S = 3600.0  # a disk-budget discard keeps /health degraded this long after it happened
 
 
 class Forwarding:
@@ -54,18 +58,32 @@ class Forwarding:
                 await asyncio.sleep(5.0)
 
     async def status(self) -> dict[str, Any]:
-        """Per sink: the forwarder's counters plus backlog, lag and discards from the store."""
+        """Per sink: the forwarder's counters plus backlog, lag and discards from the store, and its problems."""
         if not self.sinks:
             return {}
-        discards = await self.store.discards()
-        refused = await self.store.reject_counts()
         now = time.time()
+        discards = await self.store.discards()
+        recent = await self.store.discards(since=now - DISCARD_WINDOW_S)
+        refused = await self.store.reject_counts()
+        dropped = self.store.stats().get("dropped", 0)  # samples the store could not take: no sink gets them
         out = {}
         for name, fwd in self.sinks.items():
             st = fwd.stats()
             backlog, oldest = await self.store.outbox_backlog(st["cursor"])
-            out[name] = {**st, "consumer": fwd.consumer, "backlog": backlog,
-                         "lag_s": round(now - oldest, 3) if oldest is not None else 0.0,
+            lag = round(now - oldest, 3) if oldest is not None else 0.0
+            problems = []
+            if st["failing_since"] is not None:
+                problems.append(f"{name}: not delivering for {now - st['failing_since']:.0f} s "
+                                f"({st['retries']} retries): {st['last_error']}")
+            if lag > fwd.cfg.max_lag_s:
+                problems.append(f"{name}: {backlog} samples waiting, the oldest {lag:.0f} s old "
+                                f"(max_lag_s {fwd.cfg.max_lag_s:g})")
+            if recent.get(fwd.consumer):
+                problems.append(f"{name}: the disk budget deleted {recent[fwd.consumer]} samples before they "
+                                f"were forwarded (within the last {DISCARD_WINDOW_S / 3600:g} h)")
+            if dropped:
+                problems.append(f"{name}: {dropped} samples never reached the store (its queue was full)")
+            out[name] = {**st, "consumer": fwd.consumer, "backlog": backlog, "lag_s": lag,
                          "rejected_total": refused.get(fwd.consumer, 0),
-                         "discarded": discards.get(fwd.consumer, 0)}
+                         "discarded": discards.get(fwd.consumer, 0), "not_stored": dropped, "problems": problems}
         return out

@@ -108,6 +108,9 @@ class Store(Protocol):
 
     async def unregister_consumer(self, name: str) -> None: ...
 
+    async def discards(self, since: float | None = None) -> dict[str, int]:
+        """Per consumer: samples the disk budget deleted before the consumer had them (recorded since a time)."""
+
     # --- health ----------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """queued, written, dropped, batches, db_size_bytes, last_commit_ts, and store-specific figures."""

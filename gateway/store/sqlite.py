@@ -527,6 +527,7 @@ class SqliteStore:
         self._next_budget = 0.0
         self._budget_log_at = 0.0
         self._budget_unlogged: dict[str, int] = {}
+        self._drop_log_at = 0.0
 
         # Queue shared by the event loop (producer) and the writer thread (consumer).
         self._cv = threading.Condition(threading.Lock())
@@ -732,17 +733,23 @@ class SqliteStore:
         if not n:
             return
         with self._cv:
-            if self._thread is None or self._stopping or self._failed is not None:
+            if (self._thread is None or self._stopping or self._failed is not None
+                    or (self._queued and self._queued + n > self.max_queue)):
                 self._stats["dropped"] += n
-                return
-            if self._queued and self._queued + n > self.max_queue:
-                self._stats["dropped"] += n
-                return
-            self._chunks.append(samples)
-            self._queued += n
-            self._accepted += n
-            if self._writer_idle or (self._lingering and self._queued >= self.batch_rows):
-                self._cv.notify()
+                dropped, queued = self._stats["dropped"], self._queued
+            else:
+                dropped = 0
+                self._chunks.append(samples)
+                self._queued += n
+                self._accepted += n
+                if self._writer_idle or (self._lingering and self._queued >= self.batch_rows):
+                    self._cv.notify()
+        if dropped and time.monotonic() >= self._drop_log_at:
+            # Loud, but one line a minute at most; the exact count is in stats()["dropped"] and /health.
+            self._drop_log_at = time.monotonic() + 60.0
+            log.error("%s: %d samples dropped so far, not stored and never forwarded: %s", self.path, dropped,
+                      f"the write queue is full ({queued} of {self.max_queue} samples; the disk is too slow)"
+                      if queued else "the store is not running")
 
     async def write_samples_async(self, samples: list[Sample]) -> None:
         """Enqueue, waiting for room rather than dropping (back-pressure for bulk producers)."""
@@ -1099,10 +1106,11 @@ class SqliteStore:
             self._budget_log_at = time.monotonic() + 60.0
         return True
 
-    async def discards(self) -> dict[str, int]:
-        """Per outbox consumer: samples the disk budget deleted before the consumer had them."""
+    async def discards(self, since: float | None = None) -> dict[str, int]:
+        """Per outbox consumer: samples the disk budget deleted before the consumer had them (since a time)."""
         return dict(await self._read(lambda c: c.execute(
-            "SELECT consumer, sum(samples) FROM outbox_discards GROUP BY consumer").fetchall()))
+            "SELECT consumer, sum(samples) FROM outbox_discards WHERE ts >= ? GROUP BY consumer",
+            (since or 0.0,)).fetchall()))
 
     # --- retention (writer thread) -------------------------------------------------------
     def _retention_step(self, conn: sqlite3.Connection) -> bool:

@@ -1,7 +1,10 @@
 """The gateway itself forwarding a simulated machine to real servers, SIGKILLed mid-stream and restarted.
 
-Afterwards every sample the gateway stored is in victoria-metrics exactly once
-with its value and timestamp, and every one reached an MQTT subscriber.
+Afterwards every sample the gateway stored is in victoria-metrics with its
+value, unit and timestamp (the batch in flight at the kill at most re-sent,
+identically), every one reached an MQTT subscriber, and the clean stop left the
+gateway's retained status "offline". /health says "degraded", naming the sink,
+while a sink is down.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import httpx
 
 from gateway.samples import Sample
 from gateway.store.sqlite import SqliteStore
-from tests.forward.conftest import Mosquitto, VictoriaMetrics
+from tests.forward.conftest import Mosquitto, VictoriaMetrics, assert_resends_identical, retained
 from tests.waiting import wait_for
 
 LINE = """
@@ -28,8 +31,8 @@ line: fwdtest
 api: {{host: 127.0.0.1, port: 0}}
 store: {{path: {db}}}
 forward:
-  influx: {{url: "{vm}", batch_size: 500, poll_s: 0.2}}
-  mqtt: {{port: {mqtt}}}
+  influx: {{url: "{vm}", batch_size: {batch}, poll_s: 0.2, backoff_max_s: 0.5}}
+  mqtt: {{port: {mqtt}, backoff_max_s: 0.5}}
 equipment:
   - id: winder1
     class: winder
@@ -38,6 +41,9 @@ equipment:
     adapter: {{scan_interval_ms: 200}}
     simulate: {{seed: 5, time_scale: 20}}
 """
+
+
+BATCH = 500
 
 
 async def _start(line_file: Path) -> tuple[asyncio.subprocess.Process, str]:
@@ -52,43 +58,51 @@ async def _start(line_file: Path) -> tuple[asyncio.subprocess.Process, str]:
                 return proc, text.split()[2]  # http://127.0.0.1:PORT/api/v1
 
 
-async def _forward_status(api: str) -> dict:
+async def _get(api: str, route: str) -> dict:
     async with httpx.AsyncClient() as c:
-        return (await c.get(f"{api}/forward", timeout=5)).json()
+        return (await c.get(f"{api}/{route}", timeout=5)).json()
+
+
+async def _status_when(api: str, pred, what: str = "forwarding to get on") -> dict:
+    async def probe():
+        st = await _get(api, "forward")
+        return st if pred(st) else None
+    return await wait_for(probe, what, timeout=60)
 
 
 def _series_key(s: Sample) -> tuple:
-    """What victoria-metrics makes of a sample: metric name and labels, timestamp in ms."""
+    """What victoria-metrics makes of a sample: metric name and labels, timestamp in ms.
+
+    The forwarder writes ns; victoria-metrics keeps ms, cutting the rest off (not rounding).
+    """
     head, _, variable = s.path.rpartition(".")
     sub_unit, _, index = head.partition("[")
-    return (f"winder_{variable}", sub_unit, index.rstrip("]"), round(s.source_ts * 1e9) // 1_000_000)  # ns, cut to ms
+    return (f"winder_{variable}", sub_unit, index.rstrip("]"), s.unit, round(s.source_ts * 1e9) // 1_000_000)
 
 
 async def test_gateway_forwards_everything_across_a_sigkill(tmp_path: Path, vm: VictoriaMetrics,
                                                              mosquitto: Mosquitto) -> None:
     db = tmp_path / "gw.sqlite"
     line_file = tmp_path / "line.yaml"
-    line_file.write_text(LINE.format(db=db, vm=vm.url, mqtt=mosquitto.port))
+    line_file.write_text(LINE.format(db=db, vm=vm.url, mqtt=mosquitto.port, batch=BATCH))
     heard: set[tuple[str, float]] = set()
+
+    ready = asyncio.Event()
 
     async def subscriber() -> None:
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as sub:
             await sub.subscribe("linegw/fwdtest/winder1/#", qos=1)
+            ready.set()  # the broker acknowledged the subscription (SUBACK): it is in place
             async for m in sub.messages:
                 heard.add((str(m.topic), json.loads(m.payload)["source_ts"]))
 
-    async def status_when(api: str, pred) -> dict:
-        async def probe():
-            st = await _forward_status(api)
-            return st if pred(st) else None
-        return await wait_for(probe, "forwarding to get on", timeout=60)
-
     async with asyncio.TaskGroup() as tg:
         listening = tg.create_task(subscriber())
-        await asyncio.sleep(0.3)
+        async with asyncio.timeout(30):
+            await ready.wait()
         proc, api = await _start(line_file)
         try:
-            status = await status_when(api, lambda st: st["influx"]["written"] > 200 and st["mqtt"]["published"] > 200)
+            status = await _status_when(api, lambda st: st["influx"]["written"] > 200 and st["mqtt"]["published"] > 200)
             assert status["influx"]["connected"] and status["mqtt"]["connected"]
             assert status["influx"]["consumer"] == "influx" and status["influx"]["discarded"] == 0
             assert status["influx"]["backlog"] >= 0 and status["influx"]["lag_s"] >= 0
@@ -104,12 +118,14 @@ async def test_gateway_forwards_everything_across_a_sigkill(tmp_path: Path, vm: 
         proc, api = await _start(line_file)  # same store: forwarding resumes from the stored cursors
         try:
             # Both sinks get well past everything the first run stored, so samples of both runs are forwarded.
-            await status_when(api, lambda st: all(x["cursor"] > last_seq_before_kill + 100
+            await _status_when(api, lambda st: all(x["cursor"] > last_seq_before_kill + 100
                                                   and x["backlog"] < 100 for x in st.values()))
         finally:
             proc.send_signal(signal.SIGTERM)
             await proc.wait()
         assert proc.returncode == 0
+        # A clean stop says so: the retained status is "offline", not the "online" of a running gateway.
+        assert await retained(mosquitto.port, "linegw/fwdtest/$gateway/status") == b"offline"
 
         rows, cursors = await _stored(db)
         before_kill = [seq for seq, s in rows if s.gateway_ts < killed_at]
@@ -123,13 +139,13 @@ async def test_gateway_forwards_everything_across_a_sigkill(tmp_path: Path, vm: 
     # Both runs forwarded numbers: points from before the kill and from after the restart.
     assert any(s.gateway_ts < killed_at for s in numeric) and any(s.gateway_ts > killed_at for s in numeric)
     want = {_series_key(s): float(s.value) for s in numeric}
-    # A 204 from victoria-metrics comes before the points are searchable: poll until they are, bounded.
-    for _ in range(100):  # a 204 comes before the points are searchable; bounded poll
-        got, count = _vm_points(vm)
-        if set(want) <= set(got):
-            break
-        await asyncio.sleep(0.2)
-    assert count == len(got)  # no point twice, though some were sent twice around the SIGKILL
+    assert len(want) == len(numeric)  # no two samples share a series and millisecond: one key, one sample
+    match = '{__name__=~"winder_.*", __name__!~".*_q"}'
+    await wait_for(lambda: set(want) <= set(_vm_points(vm.points(match))), "every number searchable in vm",
+                   timeout=30, interval=0.2)
+    # One SIGKILL: the batch in flight may be sent again, identically (InfluxDB overwrites it in place).
+    got = assert_resends_identical(vm.points(match), at_most=BATCH)
+    got = _vm_points([(labels, ts, v) for (labels, ts), v in got.items()])
     assert sorted(set(want) - set(got)) == []
     # victoria-metrics keeps 12 significant digits
     assert all(math.isclose(got[k], v, rel_tol=1e-11) for k, v in want.items())
@@ -146,16 +162,46 @@ async def _stored(db: Path) -> tuple[list[tuple[int, Sample]], dict[str, int]]:
         await store.close()
 
 
-def _vm_points(vm: VictoriaMetrics) -> tuple[dict[tuple, float], int]:
-    got: dict[tuple, float] = {}
-    count = 0
-    for series in vm.export('{__name__=~"winder_.*", __name__!~".*_q"}'):
-        m = series["metric"]
-        for value, ts in zip(series["values"], series["timestamps"]):
-            got[(m["__name__"], m.get("sub_unit", ""), m.get("index", ""), ts)] = value
-            count += 1
-    return got, count
+def _vm_points(points: list[tuple[tuple, int, float]]) -> dict[tuple, float]:
+    """Raw victoria-metrics points keyed as _series_key keys samples."""
+    out = {}
+    for labels, ts, value in points:
+        m = dict(labels)
+        out[(m["__name__"], m.get("sub_unit", ""), m.get("index", ""), m.get("unit", ""), ts)] = value
+    return out
 
 
 def _topic(s: Sample) -> str:
     return "linegw/fwdtest/winder1/" + s.path.replace(".", "/").replace("[", "/").replace("]", "")
+
+
+async def test_health_is_degraded_naming_the_sink_while_it_is_down(tmp_path: Path, vm: VictoriaMetrics,
+                                                                   mosquitto: Mosquitto) -> None:
+    line_file = tmp_path / "line.yaml"
+    line_file.write_text(LINE.format(db=tmp_path / "gw.sqlite", vm=vm.url, mqtt=mosquitto.port, batch=BATCH))
+    vm.stop()
+    proc, api = await _start(line_file)
+    try:
+        async def degraded():
+            h = await _get(api, "health")
+            return h if h["forward"]["influx"]["problems"] and h["available"] == 1 else None
+        health = await wait_for(degraded, "the gateway to find the InfluxDB sink down", timeout=60)
+        assert health["status"] == "degraded" and health["unavailable"] == 0  # the machine is fine; the sink is not
+        (problem,) = health["forward"]["influx"]["problems"]
+        assert problem.startswith("influx: not delivering") and "Connection" in problem
+        assert health["forward"]["mqtt"]["problems"] == [] and health["forward"]["influx"]["connected"] is False
+        assert (await _get(api, "forward"))["influx"]["problems"] == [problem]  # /forward says the same
+
+        mosquitto.stop()
+        await _status_when(api, lambda st: st["mqtt"]["problems"], "the gateway to find the broker down")
+        vm.start()
+        mosquitto.start()
+
+        async def ok():
+            h = await _get(api, "health")
+            return h if h["status"] == "ok" else None
+        health = await wait_for(ok, "health back to ok once both sinks take data", timeout=60)
+        assert all(s["problems"] == [] and s["connected"] for s in health["forward"].values())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await proc.wait()

@@ -18,7 +18,9 @@ async def _resolved(value: Any) -> Any:
 
 
 @router.get("/health", response_model=HealthOut,
-            summary="200 while the gateway runs; status 'degraded' when a machine is unavailable")
+            summary="200 while the gateway runs; status 'degraded' when a machine is unavailable, a forwarding "
+                    "sink fails, falls behind or loses samples (its reasons in forward.<sink>.problems), "
+                    "or the store drops samples")
 async def get_health(view: View, store: Store, forward: ForwardStatus) -> HealthOut:
     runtime = dict(view.health())
     # Whether the store's stats() is sync or async, both the runtime's copy and ours end up as plain data.
@@ -33,7 +35,9 @@ async def get_health(view: View, store: Store, forward: ForwardStatus) -> Health
                             **{k: v for k, v in (runtime.get("equipment") or {}).get(eq.id, {}).items()
                                if k not in ("available", "reason", "last_data_ts")}}
     up = sum(1 for e in equipment.values() if e["available"])
-    return HealthOut(status="ok" if up == len(equipment) else "degraded", line=view.line_id, available=up,
+    healthy = (up == len(equipment) and not any(sink.get("problems") for sink in forward.values())
+               and not (store_stats or {}).get("dropped"))
+    return HealthOut(status="ok" if healthy else "degraded", line=view.line_id, available=up,
                      unavailable=len(equipment) - up, equipment=equipment,
                      runtime={k: v for k, v in runtime.items() if k != "equipment"}, store=store_stats,
                      forward=forward)
