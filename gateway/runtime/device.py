@@ -37,6 +37,9 @@ log = logging.getLogger("linegw.device")
 
 STATE_PREFIX = "state."
 IDENT_PREFIX = "identification."
+HEARTBEAT = "status.heartbeat"
+AVAILABILITY = "status.availability"
+STALLED = "heartbeat_stopped: machine not updating"  # the reason a frozen machine's values carry
 RECORD_QUEUE = 10_000
 
 
@@ -78,6 +81,8 @@ class Device:
         self._cmd_lock = asyncio.Lock()
         self._cmd_seq = random.randint(1, 60000)
         self._heartbeat_seen = (None, 0.0)  # (value, gateway time of last change)
+        self._heartbeat_timeout = spec.core.heartbeat_timeout_s
+        self._stall_marked: dict[str, Sample] = {}  # path -> the good sample a stall marked uncertain
         self._link_up = False
         self._mapped_seq = int(time.time() * 1000)
         self._trigger_seen: dict[str, Any] = {}  # trigger path -> last good value seen
@@ -171,7 +176,18 @@ class Device:
         samples = to_samples(self.eq.id, plan.targets, readings, now)
         self._special(readings, now)
         if samples:
+            if self._stalled(samples):
+                # Re-read from a frozen machine: the same value again, not a fresh one.
+                samples = [s._replace(quality=Quality.UNCERTAIN, reason=STALLED) if s.quality == Quality.GOOD else s
+                           for s in samples]
             self._accept(samples, now)
+
+    def _stalled(self, samples: list[Sample] = ()) -> bool:
+        """Connected but frozen: the heartbeat has not moved within the spec's timeout, nor in `samples`."""
+        value, seen = self._heartbeat_seen
+        if value is None or time.monotonic() - seen <= self._heartbeat_timeout:
+            return False
+        return not any(s.path == HEARTBEAT and s.value not in (None, value) for s in samples)
 
     def _accept(self, samples: list[Sample], now: float) -> None:
         """Store validated samples, update the live picture and fan them out."""
@@ -191,8 +207,10 @@ class Device:
             self._update_view(changed_paths)
         if changed_state:
             asyncio.get_running_loop().create_task(self._notify_state())
-        if not self._link_up:
-            return
+        if self._link_up:
+            self._publish_samples(samples)
+
+    def _publish_samples(self, samples: list[Sample]) -> None:
         self.publish(
             LiveMessage(
                 "samples",
@@ -235,6 +253,7 @@ class Device:
         before: dict[str, Any] = {}
         if triggers:
             before = {path: prev.value for path, prev in changed if prev is not None and prev.value is not None}
+        moved: list[tuple[str, Any, Sample | None, float]] = []
         for path, prev in changed:
             s = self.latest[path]
             if path.startswith(IDENT_PREFIX):
@@ -245,15 +264,25 @@ class Device:
                 if path == "health.device_health":
                     self.view.health = name
                 else:
-                    self.view.state[path[len(STATE_PREFIX):]] = name
-                    if not self.plan.native and prev is not None and not path.split(".")[1].startswith("previous_"):
-                        prev_name = spec.enum_name(enum, prev.value) if isinstance(prev.value, int) else prev.value
-                        self._emit_event("StateChanged", s.source_ts,
-                                         {"variable": path.split(".")[1], "previous": prev_name, "current": name})
-            elif path == "status.heartbeat":
+                    variable = path[len(STATE_PREFIX):]
+                    self.view.state[variable] = name
+                    if not variable.startswith("previous_"):
+                        moved.append((variable, name, prev, s.source_ts))
+            elif path == HEARTBEAT:
                 self._heartbeat_seen = (s.value, time.monotonic())
             if path in triggers:
                 self._triggered(path, s, triggers[path], before)
+        for variable, name, prev, ts in moved:  # after the loop: each message shows the whole new state
+            self._state_changed(variable, name, prev, ts)
+
+    def _state_changed(self, variable: str, name: Any, prev: Sample | None, ts: float) -> None:
+        """A state variable moved: a live 'state' message, and for mapped machines a StateChanged event."""
+        prev_name = None if prev is None else self._named(STATE_PREFIX + variable, prev.value)
+        self.publish(LiveMessage("state", self.eq.id, {
+            "variable": variable, "value": name, "previous": prev_name, "source_ts": ts,
+            "state": dict(self.view.state), "available": self.view.available}))
+        if not self.plan.native and prev is not None:
+            self._emit_event("StateChanged", ts, {"variable": variable, "previous": prev_name, "current": name})
 
     def _triggered(self, path: str, s: Sample, triggers: list[Trigger], before: dict[str, Any]) -> None:
         """Events a mapping derives from a change: from one good value to another, never for the first
@@ -316,6 +345,8 @@ class Device:
             self._accept([Sample(self.eq.id, path, value, self.spec.variable(self.eq.cls, path).var.unit, now, now,
                                  Quality.GOOD, "from_mapping") for path, value in self.plan.nameplate.items()], now)
         if not up:
+            # A heartbeat is judged afresh on the new connection.
+            self._heartbeat_seen, self._stall_marked = (None, 0.0), {}
             # The gap is recorded as such: every value goes BAD "link_down" once.
             now = time.time()
             marks = [
@@ -343,18 +374,44 @@ class Device:
                 "available" if up else "UNAVAILABLE", reason)
 
     async def _watch_heartbeat(self) -> None:
-        """Connected but frozen: no heartbeat change within the spec's timeout means unavailable."""
-        timeout = self.spec.core.heartbeat_timeout_s
+        """Connected but frozen: no heartbeat change within the spec's timeout means unavailable, and
+        the values it last showed uncertain until the heartbeat moves again."""
+        timeout = self._heartbeat_timeout
         while True:
             await asyncio.sleep(timeout / 4)
-            value, seen = self._heartbeat_seen
-            if value is None or not self._link_up:
+            if self._heartbeat_seen[0] is None or not self._link_up:
                 continue
-            stale = time.monotonic() - seen > timeout
+            stale = self._stalled()
             if stale and self.view.available:
                 self._set_available(False, f"heartbeat_stopped: no change for {timeout:g} s")
-            elif not stale and not self.view.available and self._link_up:
+                self._mark_stalled()
+            elif not stale and not self.view.available:
                 self._set_available(True, "")
+                self._unmark_stalled()
+
+    def _mark_stalled(self) -> None:
+        """What the live picture shows of a frozen machine: its last values, uncertain (for the history,
+        the availability record and every re-read, which the readings path marks the same way)."""
+        marks = []
+        for path, s in self.latest.items():
+            if s.quality == Quality.GOOD and path != AVAILABILITY:
+                self._stall_marked[path] = s
+                marks.append(s._replace(quality=Quality.UNCERTAIN, reason=STALLED))
+        for m in marks:
+            self.latest[m.path] = m
+        if marks:
+            self._publish_samples(marks)
+
+    def _unmark_stalled(self) -> None:
+        """The heartbeat moves again: a value the machine has not changed since is as good as before
+        (OPC UA sends no change for it; a Modbus scan reads it anew anyway)."""
+        marked, self._stall_marked = self._stall_marked, {}
+        back = [good for path, good in marked.items()
+                if (s := self.latest.get(path)) is not None and s.reason == STALLED and s.value == good.value]
+        for s in back:
+            self.latest[s.path] = s
+        if back:
+            self._publish_samples(back)
 
     # --- alarms ------------------------------------------------------------------
     def _alarm_changed(self, state: str, occ: Occurrence, ts: float, by: str | None) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from typing import Any, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 
 from gateway.config import LineConfig
+from gateway.runtime.device import STALLED
 from gateway.runtime.line import LineRuntime
 from gateway.samples import Quality
 from gateway.store.sqlite import SqliteStore
@@ -24,8 +26,8 @@ MACHINES = [
     ("winder1", "winder", "modbus", {}),
     ("form1", "formation", "modbus", {"channel": 4}),
 ]
-
-
+# A value of each machine that changes all the time: how a test sees that the machine is still served.
+CHANGING = {"coater1": "status.heartbeat", "winder1": "status.heartbeat", "form1": "channel[1].voltage"}
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def line(tmp_path_factory):
@@ -56,51 +58,98 @@ async def line(tmp_path_factory):
 
 
 def fresh(runtime: LineRuntime, eq: str, path: str, after: float) -> bool:
+    """The value was read after `after`, the machine produced it after `after` too, and it is good."""
     s = runtime.devices[eq].latest.get(path)
-    return s is not None and s.gateway_ts > after and s.quality == Quality.GOOD
+    return s is not None and s.gateway_ts > after and s.source_ts > after and s.quality == Quality.GOOD
+
+
+async def others_still_served(runtime: LineRuntime, faulty: str) -> None:
+    """Every other machine of the line delivers fresh good values (called while `faulty` is faulty)."""
+    t0 = time.time()
+    for eq, path in CHANGING.items():
+        if eq != faulty:
+            await wait_for(lambda: fresh(runtime, eq, path, t0) and runtime.get(eq).available,
+                           f"{eq} still served while {faulty} is faulty")
+
+
+@contextlib.asynccontextmanager
+async def opcua_server_gone(sims: SimLine, eq: str, shift_namespace: bool) -> AsyncIterator[None]:
+    """The machine's OPC UA server is gone until the block ends; it comes back, with its namespace
+    registered one index further when `shift_namespace` (as after a firmware update)."""
+    sim = sims.simulators[eq]
+    server = sim.binding.server
+    await server.stop()
+    try:
+        yield
+    finally:
+        await server.start(extra_namespaces=1 if shift_namespace else 0)
+        await sim.publish_all()
+
+
+@contextlib.asynccontextmanager
+async def dropped_off(sims: SimLine, eq: str) -> AsyncIterator[None]:
+    """The machine is off the network until the block ends: Modbus refuses connections, OPC UA's server is gone."""
+    faults = sims.simulators[eq].faults
+    if sims.simulators[eq].binding.protocol == "opcua":
+        async with opcua_server_gone(sims, eq, shift_namespace=False):
+            yield
+        return
+    faults.refuse(True)
+    faults.drop_connections()
+    try:
+        yield
+    finally:
+        faults.refuse(False)
 
 
 async def test_modbus_exceptions_mark_only_the_points_they_touch(line):
     runtime, sims = line
     span = sims.simulators["winder1"].faults.exception("tension.cathode", "illegal_address")
-    bad = await wait_for(lambda: (s := runtime.devices["winder1"].latest.get("tension.cathode"))
-                         and s.quality == Quality.BAD and s, "tension.cathode marked bad")
-    assert "exception" in bad.reason and bad.value is None
-    t0 = time.time()
-    # Points read in other requests (the common block is far from the class block) stay good.
-    await wait_for(lambda: fresh(runtime, "winder1", "status.heartbeat", t0), "other winder values still good")
-    assert runtime.get("winder1").available
-    del sims.simulators["winder1"].binding.server.faults.exception_addresses[span]  # the device heals
+    try:
+        bad = await wait_for(lambda: (s := runtime.devices["winder1"].latest.get("tension.cathode"))
+                             and s.quality == Quality.BAD and s, "tension.cathode marked bad")
+        assert "exception" in bad.reason and bad.value is None
+        t0 = time.time()
+        # Points read in other requests (the common block is far from the class block) stay good.
+        await wait_for(lambda: fresh(runtime, "winder1", "status.heartbeat", t0), "other winder values still good")
+        assert runtime.get("winder1").available
+        await others_still_served(runtime, "winder1")
+        assert runtime.devices["winder1"].latest["tension.cathode"].quality == Quality.BAD  # still faulty
+    finally:
+        del sims.simulators["winder1"].binding.server.faults.exception_addresses[span]  # the device heals
     t1 = time.time()
     await wait_for(lambda: fresh(runtime, "winder1", "tension.cathode", t1),
                    "tension.cathode good again once the device stops answering with exceptions")
 
 
-async def test_a_device_dropping_off_does_not_stop_the_others_and_comes_back(line):
+@pytest.mark.parametrize("eq", ["winder1", "coater1"])
+async def test_a_device_dropping_off_does_not_stop_the_others_and_comes_back(line, eq):
     runtime, sims = line
-    faults = sims.simulators["winder1"].faults
-    faults.refuse(True)
-    faults.drop_connections()
-    await wait_for(lambda: not runtime.get("winder1").available, "winder1 unavailable")
-    assert runtime.devices["winder1"].latest["tension.cathode"].reason == "link_down"  # the gap is visible
     t0 = time.time()
-    await wait_for(lambda: fresh(runtime, "form1", "channel[1].voltage", t0), "the formation rack still served")
-    await wait_for(lambda: fresh(runtime, "coater1", "status.heartbeat", t0), "the coater still served")
-    faults.refuse(False)
-    await wait_for(lambda: runtime.get("winder1").available, "winder1 back by itself")
+    async with dropped_off(sims, eq):
+        await wait_for(lambda: not runtime.get(eq).available, f"{eq} unavailable")
+        assert runtime.devices[eq].latest[CHANGING[eq]].reason == "link_down"  # the gap is visible
+        await others_still_served(runtime, eq)
+        assert not runtime.get(eq).available  # the others were served while this one was gone
+    await wait_for(lambda: runtime.get(eq).available, f"{eq} back by itself")
     t1 = time.time()
-    await wait_for(lambda: fresh(runtime, "winder1", "tension.cathode", t1), "winder1 values flowing again")
-    gaps = await runtime.store.link_history("winder1", t0 - 60, time.time())
-    assert gaps and gaps[-1]["up_ts"] is not None
+    await wait_for(lambda: fresh(runtime, eq, CHANGING[eq], t1), f"{eq} values flowing again")
+    gaps = await runtime.store.link_history(eq, t0 - 1, time.time())
+    assert gaps and gaps[-1]["down_ts"] >= t0 and gaps[-1]["up_ts"] is not None
 
 
 async def test_opcua_restart_with_new_namespace_indexes_is_survived(line):
     runtime, sims = line
-    restarts = runtime.devices["coater1"].adapter.health().reconnects
-    await sims.simulators["coater1"].faults.restart(shift_namespace=True, downtime_s=1.0)
-    await wait_for(lambda: runtime.devices["coater1"].adapter.health().reconnects > restarts, "a reconnect")
-    t0 = time.time()
-    await wait_for(lambda: fresh(runtime, "coater1", "status.heartbeat", t0), "coater values after the restart")
+    server = sims.simulators["coater1"].binding.server
+    ns, reconnects = server.ns, runtime.devices["coater1"].adapter.health().reconnects
+    async with opcua_server_gone(sims, "coater1", shift_namespace=True):
+        await wait_for(lambda: not runtime.get("coater1").available, "coater1 unavailable while its server is gone")
+        await others_still_served(runtime, "coater1")
+        t0 = time.time()  # the restarted server serves every value anew, after this
+    assert server.ns == ns + 1  # the restarted server really moved the machine's namespace
+    await wait_for(lambda: runtime.devices["coater1"].adapter.health().reconnects > reconnects, "a reconnect")
+    for path in ("status.heartbeat", "web.line_speed"):  # read through the new namespace index
+        await wait_for(lambda: fresh(runtime, "coater1", path, t0), f"coater1 {path} after the restart")
     assert runtime.get("coater1").available
 
 
@@ -122,9 +171,47 @@ async def test_nan_and_out_of_range_values_are_flagged_not_dropped(line):
 
 async def test_frozen_machine_becomes_unavailable_by_its_heartbeat(line):
     runtime, sims = line
+    dev = runtime.devices["form1"]
     faults = sims.simulators["form1"].faults
     faults.freeze()  # every value, the heartbeat too: connected but no data
-    await wait_for(lambda: not runtime.get("form1").available, "form1 unavailable", timeout=30)
-    assert runtime.get("form1").link_reason.startswith("heartbeat_stopped")
-    faults.unfreeze()
+    try:
+        await wait_for(lambda: not runtime.get("form1").available, "form1 unavailable", timeout=30)
+        assert runtime.get("form1").link_reason.startswith("heartbeat_stopped")
+        t0 = time.time()
+        # Every scan reads the frozen values again: they are recorded as the same values, not as fresh good ones.
+        reread = await wait_for(lambda: (s := dev.latest.get("channel[1].voltage")) and s.gateway_ts > t0 and s,
+                                "a value re-read from the frozen machine")
+        assert (reread.quality, reread.reason) == (Quality.UNCERTAIN, STALLED) and reread.value is not None
+        assert all(s.quality != Quality.GOOD for p, s in dev.latest.items() if p != "status.availability")
+        await others_still_served(runtime, "form1")
+    finally:
+        thawed = time.time()
+        faults.unfreeze()
     await wait_for(lambda: runtime.get("form1").available, "form1 available again", timeout=30)
+    t1 = time.time()
+    await wait_for(lambda: fresh(runtime, "form1", "channel[1].voltage", t1), "good values once the heartbeat moves")
+    await runtime.store.flush()
+    history = await runtime.store.history("form1", "channel[1].voltage", t0, thawed)
+    assert history and all((r["quality"], r["reason"]) == (int(Quality.UNCERTAIN), STALLED) for r in history)
+
+
+async def test_a_frozen_opcua_machine_shows_its_last_values_uncertain_until_its_heartbeat_moves(line):
+    """OPC UA sends nothing for an unchanged value: the values it last sent are marked, then restored."""
+    runtime, sims = line
+    dev = runtime.devices["coater1"]
+    faults = sims.simulators["coater1"].faults
+    faults.freeze()
+    try:
+        await wait_for(lambda: not runtime.get("coater1").available, "coater1 unavailable", timeout=30)
+        for path in ("web.line_speed", "identification.manufacturer"):
+            s = dev.latest[path]
+            assert (s.quality, s.reason) == (Quality.UNCERTAIN, STALLED) and s.value is not None, path
+        await others_still_served(runtime, "coater1")
+    finally:
+        faults.unfreeze()
+    await wait_for(lambda: runtime.get("coater1").available, "coater1 available again", timeout=30)
+    t1 = time.time()
+    await wait_for(lambda: fresh(runtime, "coater1", "status.heartbeat", t1), "the heartbeat moving, good")
+    # A value the machine did not change since is good again, with the time the machine gave it.
+    await wait_for(lambda: dev.latest["identification.manufacturer"].quality == Quality.GOOD, "identity good again")
+    assert dev.latest["identification.manufacturer"].source_ts < t1
