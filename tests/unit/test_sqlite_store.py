@@ -354,14 +354,18 @@ async def test_retention_runs_on_its_own_in_the_writer(tmp_path):
 
 # --- queue, back-pressure, lifecycle ---------------------------------------------------------------------
 
-async def test_full_queue_drops_and_counts_while_the_async_path_waits_for_room(tmp_path):
+async def test_full_queue_drops_and_counts_while_the_async_path_waits_for_room(tmp_path, caplog):
     # The writer lingers (long commit interval, big batch) so the queue stays as filled until flush().
     s = SqliteStore(tmp_path / "store.sqlite", max_queue=10, batch_rows=1000, commit_interval_s=3600)
     await s.start()
     try:
         s.write_samples([sample("v", float(i), T0 + i) for i in range(10)])
+        assert "dropped" not in caplog.text
         s.write_samples([sample("v", 99.0, T0 + 99)])
         assert s.stats()["dropped"] == 1 and s.stats()["queued"] == 10
+        assert "1 samples dropped so far, not stored and never forwarded: the write queue is full" in caplog.text
+        s.write_samples([sample("v", 98.0, T0 + 98)])
+        assert s.stats()["dropped"] == 2 and caplog.text.count("dropped so far") == 1  # one line a minute at most
 
         waiting = asyncio.create_task(s.write_samples_async([sample("w", 1.0, T0)] * 5))
         await asyncio.sleep(0)
@@ -369,7 +373,7 @@ async def test_full_queue_drops_and_counts_while_the_async_path_waits_for_room(t
         await s.flush()
         await waiting
         await s.flush()
-        assert s.stats()["dropped"] == 1
+        assert s.stats()["dropped"] == 2
         assert len(await s.history(EQ, "v", T0, T0 + 100)) == 10
         assert len(await s.history(EQ, "w", T0, T0 + 1)) == 5
         assert s.stats()["written"] == 15 and s.stats()["queued"] == 0
@@ -486,6 +490,7 @@ async def test_disk_budget_deletes_the_oldest_and_counts_exactly_what_each_consu
         assert left[-1][0] == n and float(n - 1) in {x.value for _, x in left}  # the newest stayed
         assert lost["fast"] == first_kept - 1 - fast_cursor
         assert st["budget_unforwarded"] == lost["slow"] + lost["fast"]
+        assert await s.discards(since=time.time() - 600) == lost and await s.discards(since=time.time() + 1) == {}
     assert "disk budget of 1.0 MB exhausted" in caplog.text and "never forwarded" in caplog.text
     async with SqliteStore(path) as s:
         assert await s.discards() == lost  # the count survives a restart
