@@ -12,13 +12,14 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gateway.logs import configure as configure_logging
 from interface_spec import SpecError, load_spec
 
 app = typer.Typer(help="linegw: a line gateway for lithium-ion cell production lines.", no_args_is_help=True)
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # lines are never wrapped: output is read by people and by grep alike
+err_console = Console(stderr=True, soft_wrap=True)
 
 DEMO_LINE = Path(__file__).resolve().parent.parent / "deploy" / "lines" / "demo.yaml"
 
@@ -39,11 +40,11 @@ def parse_duration(text: str) -> float:
     return value * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
 
 
-def _load_config(path: Path):
+def _load_config(path: Path, secrets: bool = True):
     from gateway.config import load_line
     from gateway.mapping.compile import load_mapping
 
-    cfg = load_line(path)
+    cfg = load_line(path, secrets=secrets)
     spec = load_spec()
     for eq in cfg.equipment:
         if eq.mapping:
@@ -53,22 +54,23 @@ def _load_config(path: Path):
     return cfg, spec
 
 
-def _load_or_fail(path: Path) -> tuple[Any, Any]:
+def _load_or_fail(path: Path, secrets: bool = True) -> tuple[Any, Any]:
     try:
-        return _load_config(path)
+        return _load_config(path, secrets)
     except (SpecError, OSError) as exc:
         _fail(exc)
         raise  # unreachable: _fail exits
 
 
 def _fail(exc: Exception) -> None:
-    err_console.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+    for line in str(exc).splitlines():  # one problem per line, never wrapped: file:line: field: what
+        err_console.print(f"[red]error:[/red] {escape(line)}", highlight=False, markup=True)
     raise typer.Exit(1)
 
 
 @app.command("check-config")
 def check_config(line_file: Path = typer.Argument(..., help="line configuration YAML")) -> None:
-    """Check a line file and the mapping files it names; errors give file:line: field."""
+    """Check a line file, the mapping files and the secrets it names; errors give file:line: field."""
     cfg, _ = _load_or_fail(line_file)
     console.print(f"[green]OK[/green] {line_file}: line '{cfg.line}', {len(cfg.equipment)} machines")
     for eq in cfg.equipment:
@@ -195,7 +197,7 @@ def simulate(line_file: Path = typer.Argument(..., help="line configuration YAML
              duration: str = typer.Option(None, "--for", help="stop by itself after this long, e.g. 30s")) -> None:
     """Start simulators for every machine of a line that has a `simulate:` section."""
     configure_logging("warning")
-    cfg, _ = _load_or_fail(line_file)
+    cfg, _ = _load_or_fail(line_file, secrets=False)  # simulators need none of the gateway's secrets
 
     async def main() -> None:
         stop = _stop_event(parse_duration(duration) if duration else None)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from gateway.forward.config import ForwardConfig
-from interface_spec.loader import SpecError, line_of, load_model, yaml_node
+from interface_spec.loader import SpecError, format_loc, line_of, load_model, yaml_node
 
 ID = r"^[A-Za-z][A-Za-z0-9_-]*$"
 NETWORK_SCHEMES = {"", "opc.tcp", "modbus", "modbus+tcp", "tcp"}
@@ -22,6 +22,14 @@ NETWORK_SCHEMES = {"", "opc.tcp", "modbus", "modbus+tcp", "tcp"}
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class SecretError(SpecError):
+    """A secret the line file names cannot be read: which field, and why (never the secret)."""
+
+    def __init__(self, field: str, what: str):
+        super().__init__(f"security.{field}: {what}")
+        self.field, self.what = field, what
 
 
 class Security(_Strict):
@@ -36,13 +44,13 @@ class Security(_Strict):
         if self.password_env:
             value = os.environ.get(self.password_env)
             if value is None:
-                raise SpecError(f"security.password_env: environment variable {self.password_env} is not set")
+                raise SecretError("password_env", f"environment variable {self.password_env} is not set")
             return SecretStr(value)
         if self.password_file:
             try:
                 return SecretStr(Path(self.password_file).read_text(encoding="utf-8").strip())
             except OSError as exc:
-                raise SpecError(f"security.password_file: cannot read {self.password_file}: {exc.strerror}") from None
+                raise SecretError("password_file", f"cannot read {self.password_file}: {exc.strerror}") from None
         return None
 
 
@@ -135,8 +143,12 @@ def endpoint_host_port(endpoint: str) -> tuple[str, int | None]:
         raise ValueError(f"port '{port}' is not a number") from None
 
 
-def load_line(path: str | Path) -> LineConfig:
-    """Load and check a line file; mapping paths become absolute (relative to the file)."""
+def load_line(path: str | Path, secrets: bool = True) -> LineConfig:
+    """Load and check a line file; mapping paths become absolute (relative to the file).
+
+    With `secrets`, every secret the file names must be there (environment variables, files),
+    so a gateway never starts without the passwords and keys it will need.
+    """
     path = Path(path)
     cfg = load_model(path, LineConfig)
     node = yaml_node(path)
@@ -149,4 +161,23 @@ def load_line(path: str | Path) -> LineConfig:
             eq.mapping = str(mapping)
         if eq.mapping is None and eq.protocol == "opcua" and not eq.machine:
             eq.machine = eq.id
+    if secrets:
+        problems = missing_secrets(cfg)
+        if problems:
+            raise SpecError("\n".join(f"{path}:{line_of(node, loc)}: {format_loc(loc)}: {what}" for loc, what in problems))
     return cfg
+
+
+def missing_secrets(cfg: LineConfig) -> list[tuple[tuple[Any, ...], str]]:
+    """(field location, what is wrong) for every secret of the line that cannot be read; never the secret."""
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    for i, eq in enumerate(cfg.equipment):
+        try:
+            eq.security.password()
+        except SecretError as exc:
+            problems.append((("equipment", i, "security", exc.field), exc.what))
+    for i, key in enumerate(cfg.api.keys):
+        if not os.environ.get(key.key_env):
+            problems.append((("api", "keys", i, "key_env"),
+                             f"environment variable {key.key_env} (key of user '{key.user}') is not set or empty"))
+    return problems

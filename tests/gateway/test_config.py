@@ -1,9 +1,13 @@
 """Line files and mapping files: good ones load, bad ones name file, line and field."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from gateway.cli import DEMO_LINE
 from gateway.config import load_line
 from gateway.mapping.compile import load_mapping, mapped_plan
 from interface_spec import SpecError, load_spec
@@ -62,6 +66,67 @@ def test_missing_mapping_file_is_named(tmp_path):
     text = GOOD.replace("    counts: {channel: 8}", "    mapping: nowhere.yaml")
     with pytest.raises(SpecError, match=r"line.yaml:11: equipment\[1\].mapping: file .*nowhere.yaml does not exist"):
         load_line(write(tmp_path, "line.yaml", text))
+
+
+def linegw(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The `linegw` command itself, in a process of its own."""
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, timeout=60,
+                          env=env, cwd=Path(__file__).parents[2])
+
+
+def test_check_config_passes_the_demo_line():
+    proc = linegw("check-config", str(DEMO_LINE))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"OK {DEMO_LINE}: line 'demo', 4 machines")
+    assert "winder1" in proc.stdout and "mapping tobu-winder-modbus.yaml" in proc.stdout
+
+
+def test_check_config_names_file_line_and_field_of_a_broken_file(tmp_path):
+    line_file = write(tmp_path, "line.yaml", GOOD.replace("5020", "70000"))
+    proc = linegw("check-config", str(line_file))
+    assert proc.returncode != 0
+    assert f"{line_file}:10: equipment[1].endpoint: " in proc.stderr and "port must be 0-65535" in proc.stderr
+    assert "Traceback" not in proc.stderr and "OK" not in proc.stdout
+
+
+SECURED = GOOD.replace(
+    "    endpoint: opc.tcp://127.0.0.1:4841/linegw/c1\n",
+    "    endpoint: opc.tcp://127.0.0.1:4841/linegw/c1\n"
+    "    security: {mode: SignAndEncrypt, username: line, password_env: LINEGW_TEST_UNSET_PASSWORD}\n",
+)
+SECRET = "pw-that-must-never-show"
+
+
+def without_secret() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "LINEGW_TEST_UNSET_PASSWORD"}
+
+
+@pytest.mark.parametrize("command", ["check-config", "run"])
+def test_a_missing_password_is_named_by_check_config_and_stops_run_before_it_starts(tmp_path, command):
+    line_file = write(tmp_path, "line.yaml", SECURED)
+    proc = linegw(command, str(line_file), env=without_secret())
+    assert proc.returncode != 0
+    assert (f"{line_file}:7: equipment[0].security.password_env: environment variable LINEGW_TEST_UNSET_PASSWORD "
+            "is not set") in proc.stderr
+    assert "Traceback" not in proc.stderr and "API on" not in proc.stdout and "OK" not in proc.stdout
+
+    proc = linegw("check-config", str(line_file), env={**without_secret(), "LINEGW_TEST_UNSET_PASSWORD": SECRET})
+    assert proc.returncode == 0, proc.stderr  # the same file is fine once the secret is there
+    assert SECRET not in proc.stdout + proc.stderr
+
+
+def test_unreadable_password_file_and_api_key_are_named_together(tmp_path):
+    text = SECURED.replace("password_env: LINEGW_TEST_UNSET_PASSWORD", f"password_file: {tmp_path / 'nowhere'}")
+    text = text.replace("line: test\n", "line: test\napi:\n  keys: [{user: ops, role: operator, key_env: LINEGW_TEST_UNSET_KEY}]\n")
+    path = write(tmp_path, "line.yaml", text)
+    with pytest.raises(SpecError) as exc:
+        load_line(path)
+    lines = str(exc.value).splitlines()
+    assert lines == [
+        f"{path}:9: equipment[0].security.password_file: cannot read {tmp_path / 'nowhere'}: No such file or directory",
+        f"{path}:3: api.keys[0].key_env: environment variable LINEGW_TEST_UNSET_KEY (key of user 'ops') is not set or empty",
+    ]
+    assert load_line(path, secrets=False).api.keys[0].user == "ops"  # what `linegw simulate` reads
 
 
 MAPPING = """\
