@@ -297,8 +297,16 @@ def _source_point(key: str, src: Source, m: Mapping, index: int | None) -> Point
         return Point(key, opts)
     assert src.node is not None
     if m.opcua is None:  # a plug-in adapter: the node is its own address syntax
-        return Point(key, {"node": _node_for(src.node, index)})
-    return Point(key, {"browse_path": f"{m.opcua.root}/{_node_for(src.node, index)}", "namespace": m.opcua.namespace_uri})
+        return Point(key, {"node": _node_for(src.node, index), **src.options()})
+    return Point(
+        key,
+        {
+            "browse_path": f"{m.opcua.root}/{_node_for(src.node, index)}",
+            "namespace": m.opcua.namespace_uri,
+            **m.opcua.options(),
+            **src.options(),
+        },
+    )
 
 
 def _source_key(point: Point) -> str:
@@ -331,7 +339,7 @@ def mapped_plan(spec: Spec, equipment: str, mapping: Mapping, counts: dict[str, 
             key = _source_key(pt)
             sampling = spec.variable(cls, path).var.sampling_ms
             if sampling and "browse_path" in pt.options:
-                pt.options["sampling_ms"] = sampling  # the spec's rate, as for native machines
+                pt.options.setdefault("sampling_ms", sampling)  # the spec's rate, as for native machines
             points.setdefault(key, Point(key, pt.options))
             t = _target(spec, cls, path)
             t.scale, t.offset, t.bit = vm.scale, vm.offset, vm.source.bit

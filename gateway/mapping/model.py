@@ -49,6 +49,18 @@ fired the event (inputs a machine swaps in the same instant it finishes a unit).
 
 OPC UA sources name a node relative to `opcua.root` ("Drive/Speed"), in
 `opcua.namespace_uri`; `{i}` / `{i:02d}` in a node name is the array index.
+How a node is read can be set for the whole machine model in `opcua:` and for
+one variable (all its instances, with "[*]") in its source:
+
+    opcua: {namespace_uri: "urn:acme", root: /Objects/Acme, mode: poll}   # a server without subscriptions
+      - path: web.line_speed
+        source: {node: Drive/Speed, sampling_ms: 100, publishing_ms: 100}
+      - path: identification.model
+        source: {node: Info/Model, mode: poll, sampling_ms: 10000}
+
+`mode` is subscribe (a monitored item) or poll (read every `sampling_ms`);
+`sampling_ms` defaults to the spec's sampling interval of the variable;
+points with the same `publishing_ms` share one subscription.
 """
 
 from __future__ import annotations
@@ -62,7 +74,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Source(_Strict):
+class OpcUaReading(_Strict):
+    """How an OPC UA node is read; unset fields fall back to the machine model, then the adapter."""
+
+    mode: Literal["subscribe", "poll"] | None = None
+    sampling_ms: float | None = Field(default=None, ge=0)
+    publishing_ms: float | None = Field(default=None, gt=0)
+
+    def options(self) -> dict[str, Any]:
+        return self.model_dump(include={"mode", "sampling_ms", "publishing_ms"}, exclude_none=True)
+
+
+class Source(OpcUaReading):
     # Modbus
     address: int | None = Field(default=None, ge=0, le=65535)
     table: Literal["holding", "input", "coil", "discrete"] = "holding"
@@ -81,6 +104,8 @@ class Source(_Strict):
             raise ValueError("give either 'address' (Modbus) or 'node' (OPC UA)")
         if self.address is not None and self.dtype is None and self.table not in ("coil", "discrete"):
             raise ValueError("a Modbus source needs 'dtype'")
+        if self.address is not None and self.options():
+            raise ValueError(f"{', '.join(self.options())}: only for OPC UA sources ('node'); Modbus is read every scan")
         return self
 
 
@@ -136,7 +161,7 @@ class ModbusDefaults(_Strict):
     device_id: int = Field(default=1, ge=0, le=255)
 
 
-class OpcUaDefaults(_Strict):
+class OpcUaDefaults(OpcUaReading):
     namespace_uri: str
     root: str  # browse path of the vendor's machine object, e.g. "/Objects/KawaCoater"
 

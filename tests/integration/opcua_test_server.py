@@ -14,9 +14,14 @@ Address space (namespace "urn:test:equipment", string NodeIds "M1.<name>"):
 
 Options make it behave like the equipment the tests need: published operation
 limits that are also enforced (small controllers refuse oversized requests),
-namespaces registered before ours (indexes shift across restarts), security
-with a server certificate, user names, and a way to stop publishing while the
-session stays up.
+a cap on subscriptions and on monitored items per session (small controllers
+run out of both), namespaces registered before ours (indexes shift across
+restarts), security with a server certificate, user names, and a way to stop
+publishing while the session stays up.
+
+The server grants each monitored item the sampling interval asked for (asyncua
+itself answers with the publishing interval) and records every monitored item
+it creates, so tests can check what a client asked for from the server side.
 """
 
 from __future__ import annotations
@@ -79,6 +84,14 @@ class _Users:
         return None
 
 
+@dataclass(frozen=True)
+class MonitoredRequest:
+    subscription_id: int
+    node: str  # the NodeId's identifier, e.g. "M1.Count"
+    sampling_ms: float  # requested by the client
+    status: str  # the item's result: "Good" or why it was refused
+
+
 @dataclass
 class EquipmentServer:
     server: Server
@@ -90,6 +103,12 @@ class EquipmentServer:
     refused: dict[str, int] = field(default_factory=dict)  # BadTooManyOperations answered, per service
     largest: dict[str, int] = field(default_factory=dict)  # largest request that was served, per service
     certificate: Path | None = None
+    monitored: list["MonitoredRequest"] = field(default_factory=list)  # every monitored item created
+
+    def subscriptions(self) -> dict[int, float]:
+        """The server's live subscriptions: id -> revised publishing interval (ms)."""
+        subs = self.server.iserver.subscription_service.subscriptions
+        return {sid: sub.data.RevisedPublishingInterval for sid, sub in subs.items()}
 
     async def set_value(self, name: str, value: Any, status: int | None = None, source_ts: datetime | None = None) -> datetime:
         """Change a variable as the machine would, stamped by the machine's clock; returns the stamp.
@@ -128,12 +147,19 @@ async def start_server(
     advertise_limits: bool = True,
     namespaces_before: list[str] = (),  # type: ignore[assignment]
     secure_dir: Path | None = None,
+    security_mode: str = "SignAndEncrypt",
     users: dict[str, str] | None = None,
+    max_subscriptions: int | None = None,
+    max_monitored_items: int | None = None,
 ) -> EquipmentServer:
-    """Start the test server; `secure_dir` makes it require SignAndEncrypt/Basic256Sha256.
+    """Start the test server; `secure_dir` makes it require `security_mode` ("Sign" or
+    "SignAndEncrypt") with Basic256Sha256.
 
     `limits` are enforced per request ("read", "translate", "monitored_items") and,
     with `advertise_limits`, published under OperationLimits as well.
+    `max_subscriptions` caps the server's subscriptions (BadTooManySubscriptions);
+    `max_monitored_items` the monitored items of a session: items beyond it are
+    refused one by one with BadTooManyMonitoredItems.
     """
     port = port or free_port()
     server = Server(user_manager=_Users(users) if users else None)
@@ -156,7 +182,7 @@ async def start_server(
         )
         await server.load_certificate(str(cert))
         await server.load_private_key(str(key))
-        server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+        server.set_security_policy([getattr(ua.SecurityPolicyType, f"Basic256Sha256_{security_mode}")])
         ts.certificate = cert
 
         async def remember(certificate: x509.Certificate, app: ua.ApplicationDescription) -> None:
@@ -194,24 +220,59 @@ async def start_server(
     if limits:
         for kind, value in (limits.items() if advertise_limits else ()):
             await server.write_attribute_value(ua.NodeId(_LIMIT_IDS[kind]), ua.DataValue(ua.Variant(value, ua.VariantType.UInt32)))
-        _enforce_limits(server, ts, limits)
+    if max_subscriptions is not None:
+        server.iserver.max_subscriptions = max_subscriptions
+    _enforce_limits(server, ts, limits or {}, max_monitored_items)
     await server.start()
     return ts
 
 
-def _enforce_limits(server: Server, ts: EquipmentServer, limits: dict[str, int]) -> None:
+def _enforce_limits(server: Server, ts: EquipmentServer, limits: dict[str, int], max_monitored_items: int | None) -> None:
     """Refuse oversized requests with BadTooManyOperations, as a small controller does."""
     create_session = server.iserver.create_session
 
     def limited(name: str, user: Any = None, external: bool = False) -> InternalSession:
         session = create_session(name, user=user, external=external)
         if external:
+            _monitor_items(session, ts, max_monitored_items)
             _guard(session, ts, "read", limits.get("read"), lambda p: len(p.NodesToRead))
             _guard(session, ts, "translate_browsepaths_to_nodeids", limits.get("translate"), len)
             _guard(session, ts, "create_monitored_items", limits.get("monitored_items"), lambda p: len(p.ItemsToCreate))
         return session
 
     server.iserver.create_session = limited  # type: ignore[method-assign]
+
+
+def _monitor_items(session: InternalSession, ts: EquipmentServer, cap: int | None) -> None:
+    """Grant the sampling intervals asked for, record every item, refuse those beyond `cap` per session."""
+    inner = session.create_monitored_items
+    created = 0
+
+    async def create(params: ua.CreateMonitoredItemsParameters) -> list[ua.MonitoredItemCreateResult]:
+        nonlocal created
+        room = len(params.ItemsToCreate) if cap is None else max(0, cap - created)
+        granted, refused = params.ItemsToCreate[:room], params.ItemsToCreate[room:]
+        params.ItemsToCreate = granted
+        results = list(await inner(params)) if granted else []
+        for item in refused:
+            res = ua.MonitoredItemCreateResult()
+            res.StatusCode = ua.StatusCode(ua.StatusCodes.BadTooManyMonitoredItems)
+            results.append(res)
+        for item, res in zip(granted + refused, results):
+            if res.StatusCode.is_good():
+                created += 1
+                res.RevisedSamplingInterval = item.RequestedParameters.SamplingInterval
+            ts.monitored.append(
+                MonitoredRequest(
+                    params.SubscriptionId,
+                    str(item.ItemToMonitor.NodeId.Identifier),
+                    item.RequestedParameters.SamplingInterval,
+                    res.StatusCode.name,
+                )
+            )
+        return results
+
+    session.create_monitored_items = create  # type: ignore[method-assign]
 
 
 def _guard(session: InternalSession, ts: EquipmentServer, method: str, limit: int | None, count: Callable[[Any], int]) -> None:

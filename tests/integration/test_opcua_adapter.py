@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from asyncua import ua
 
 from gateway.adapters.base import AdapterError, Point, RawReading
 from gateway.adapters.opcua import OpcUaAdapter
+from gateway.mapping.compile import load_mapping, mapped_plan
+from interface_spec import SpecError, load_spec
 from tests.integration.opcua_test_server import MACHINE, MANUFACTURER, NS_URI, EquipmentServer, start_server, wait_until
 
 # Short intervals keep the file fast; the adapter's defaults are for real lines.
@@ -294,6 +297,166 @@ async def test_polled_points_follow_changes(server: EquipmentServer) -> None:
         assert sum(1 for r in run.readings if r.key == "Count") >= 2
 
 
+async def test_points_the_server_refuses_to_monitor_are_polled_with_good_values(caplog: pytest.LogCaptureFixture) -> None:
+    ts = await start_server(max_monitored_items=2)
+    points = [by_path("Temperature"), by_path("Count"), by_path("Running", sampling_ms=150), by_path("Label")]
+    try:
+        with caplog.at_level(logging.WARNING, logger="linegw.opcua"):
+            async with running(ts.endpoint, points) as run:
+                await wait_until(lambda: run.has("Label", "idle") and run.has("Running", True), "values of the refused points")
+                refused = {r.node for r in ts.monitored if r.status != "Good"}
+                assert refused == {"M1.Running", "M1.Label"}  # the server's own word
+                health = run.adapter.health()
+                why = "monitored item refused: BadTooManyMonitoredItems"
+                assert health.extra["poll_fallback"] == {"Running": why, "Label": why}
+                assert (health.extra["subscribed"], health.extra["polled"]) == (2, 2)
+                assert f"{why}; polling 2 points instead: Running, Label" in caplog.text
+
+                stamps = [await ts.set_value("Label", "coating"), await ts.set_value("Running", False)]
+                await wait_until(lambda: run.has("Label", "coating") and run.has("Running", False), "changes, by polling")
+                later = await ts.set_value("Label", "drying")
+                await wait_until(lambda: run.has("Label", "drying"), "a later change")
+                labels = [r for r in run.readings if r.key == "Label"]
+                assert all(not r.error for r in labels)
+                assert run.latest["Running"].source_ts == pytest.approx(stamps[1].timestamp(), abs=1e-6)
+                coating = [r.source_ts for r in labels if r.value == "coating"]
+                assert coating and coating == pytest.approx([stamps[0].timestamp()] * len(coating), abs=1e-6)
+                # Read again and again, not once: polling, and the unchanged value keeps its stamp.
+                await wait_until(lambda: sum(1 for r in run.readings if r.key == "Label" and r.value == "drying") >= 3, "repeated polls")
+                drying = [r.source_ts for r in run.readings if r.key == "Label" and r.value == "drying"]
+                assert drying == pytest.approx([later.timestamp()] * len(drying), abs=1e-6)
+                await ts.set_value("Temperature", 30.0)
+                await wait_until(lambda: run.has("Temperature", 30.0), "the subscribed points go on")
+                assert [up for up, _ in run.links] == [True]
+    finally:
+        await ts.stop()
+
+
+async def test_without_any_subscription_every_point_is_polled_and_the_link_stays_up() -> None:
+    ts = await start_server(max_subscriptions=0)
+    try:
+        async with running(ts.endpoint, [by_path("Temperature"), by_path("Count", sampling_ms=120)]) as run:
+            await wait_until(lambda: run.has("Temperature", 21.5) and run.has("Count", 7), "polled first values")
+            health = run.adapter.health()
+            why = "subscription refused: BadTooManySubscriptions"
+            assert health.extra["poll_fallback"] == {"Temperature": why, "Count": why}
+            assert health.extra["subscriptions"] == [] and ts.subscriptions() == {} and ts.monitored == []
+            stamp = await ts.set_value("Count", 12)
+            await wait_until(lambda: run.has("Count", 12), "a change, by polling")
+            assert run.latest["Count"].source_ts == pytest.approx(stamp.timestamp(), abs=1e-6)
+            # No subscription, so no keep-alives: the watchdog must not take polls for silence.
+            await wait_until(lambda: sum(1 for r in run.readings if r.key == "Temperature") >= 10, "ten polls")
+            assert run.links == [(True, "")]
+    finally:
+        await ts.stop()
+
+
+async def test_when_subscriptions_run_out_the_slower_points_are_polled() -> None:
+    ts = await start_server(max_subscriptions=1)
+    points = [by_path("Temperature", publishing_ms=40), by_path("Count"), by_path("Running")]
+    try:
+        async with running(ts.endpoint, points) as run:
+            await wait_until(lambda: {"Temperature", "Count", "Running"} <= run.latest.keys(), "every point")
+            health = run.adapter.health()
+            why = "subscription refused: BadTooManySubscriptions"
+            assert health.extra["poll_fallback"] == {"Count": why, "Running": why}
+            assert [s["publishing_interval_ms"] for s in health.extra["subscriptions"]] == [40]
+            await ts.set_value("Count", 3)
+            await wait_until(lambda: run.has("Count", 3), "the polled point follows")
+    finally:
+        await ts.stop()
+
+
+async def test_each_publishing_interval_gets_its_own_subscription_and_items_their_sampling(server: EquipmentServer) -> None:
+    points = [
+        by_path("Temperature", publishing_ms=40, sampling_ms=20),
+        by_path("Count", publishing_ms=300, sampling_ms=100),
+        by_path("Running", publishing_ms=300, sampling_ms=250),
+        by_path("Label"),  # the adapter's publishing interval and sampling interval
+    ]
+    async with running(server.endpoint, points) as run:
+        await wait_until(lambda: run.up and {"Temperature", "Count", "Running", "Label"} <= run.latest.keys(), "every point")
+        subs = server.subscriptions()
+        assert sorted(subs.values()) == [40, FAST["publishing_interval_ms"], 300]
+        by_node = {r.node: r for r in server.monitored}
+        assert {n: r.sampling_ms for n, r in by_node.items()} == {"M1.Temperature": 20, "M1.Count": 100, "M1.Running": 250, "M1.Label": 0}
+        assert subs[by_node["M1.Count"].subscription_id] == subs[by_node["M1.Running"].subscription_id] == 300
+        assert subs[by_node["M1.Temperature"].subscription_id] == 40
+        items = run.adapter.monitored_items()
+        assert {k: (i.publishing_interval_ms, i.revised_sampling_ms) for k, i in items.items()} == {
+            "Temperature": (40, 20), "Count": (300, 100), "Running": (300, 250), "Label": (FAST["publishing_interval_ms"], 0)
+        }
+        assert {k: i.subscription_id for k, i in items.items()} == {k: by_node[f"M1.{k}"].subscription_id for k in items}
+        health = run.adapter.health()
+        assert sorted((s["publishing_interval_ms"], s["monitored_items"]) for s in health.extra["subscriptions"]) == [
+            (40, 1), (FAST["publishing_interval_ms"], 1), (300, 2)
+        ]
+        await server.set_value("Temperature", 1.25)
+        await server.set_value("Count", 99)
+        await wait_until(lambda: run.has("Temperature", 1.25) and run.has("Count", 99), "changes through both subscriptions")
+
+
+async def test_publishing_follows_sampling_when_asked(server: EquipmentServer) -> None:
+    points = [by_path("Temperature", sampling_ms=400), by_path("Count", sampling_ms=10), by_path("Running")]
+    async with running(server.endpoint, points, publishing_from_sampling=True) as run:
+        await wait_until(lambda: run.up and len(server.subscriptions()) == 2, "the subscriptions")
+        # The slower of sampling and publishing interval; a faster sampling keeps the adapter's interval.
+        assert sorted(server.subscriptions().values()) == [FAST["publishing_interval_ms"], 400]
+        assert run.adapter.monitored_items()["Count"].publishing_interval_ms == FAST["publishing_interval_ms"]
+
+
+async def test_a_whole_machine_polled_by_setting_with_one_point_subscribed(server: EquipmentServer) -> None:
+    points = [by_path("Temperature"), by_path("Count", mode="subscribe")]
+    async with running(server.endpoint, points, mode="poll") as run:
+        await wait_until(lambda: run.has("Temperature", 21.5) and run.has("Count", 7), "first values")
+        assert [r.node for r in server.monitored] == ["M1.Count"]
+        health = run.adapter.health()
+        assert (health.extra["subscribed"], health.extra["polled"], health.extra["poll_fallback"]) == (1, 1, {})
+        await server.set_value("Temperature", 8.5)
+        await wait_until(lambda: run.has("Temperature", 8.5), "a change, by polling")
+
+
+MAPPING = f"""\
+mapping: test-m1
+class: winder
+protocol: opcua
+opcua: {{namespace_uri: "{NS_URI}", root: {MACHINE}, publishing_ms: 80}}
+variables:
+  - {{path: winding.speed, source: {{node: Temperature}}}}
+  - {{path: counters.processed_count, source: {{node: Count, mode: poll, sampling_ms: 100}}}}
+  - {{path: winding.mandrel_speed, source: {{node: Setpoint, publishing_ms: 200, sampling_ms: 50}}}}
+"""
+
+
+async def test_a_mapping_file_chooses_polling_and_publishing_per_variable(server: EquipmentServer, tmp_path: Path) -> None:
+    spec = load_spec()
+    (tmp_path / "m1.yaml").write_text(MAPPING)
+    plan = mapped_plan(spec, "m1", load_mapping(tmp_path / "m1.yaml", spec), {})
+    key = {t.path: k for k, ts in plan.targets.items() for t in ts}
+    async with running(server.endpoint, plan.points) as run:
+        count = key["counters.processed_count"]
+        await wait_until(lambda: run.up and sum(1 for r in run.readings if r.key == count) >= 3, "the polled count, read again and again")
+        assert run.adapter.health().extra["polled"] == 1
+        subs = server.subscriptions()
+        by_node = {r.node: r for r in server.monitored}
+        assert sorted(by_node) == ["M1.Setpoint", "M1.Temperature"]  # the count is not monitored
+        # The machine model's publishing interval, with the spec's sampling interval of winding.speed.
+        assert (subs[by_node["M1.Temperature"].subscription_id], by_node["M1.Temperature"].sampling_ms) == (80, 500)
+        assert (subs[by_node["M1.Setpoint"].subscription_id], by_node["M1.Setpoint"].sampling_ms) == (200, 50)
+        await server.set_value("Count", 41)
+        await wait_until(lambda: run.has(count, 41), "a change of the polled count")
+
+    (tmp_path / "bad.yaml").write_text(MAPPING.replace("mode: poll", "mode: push"))
+    with pytest.raises(SpecError, match=r"bad.yaml:7: variables\[1\]\.source\.mode: Input should be 'subscribe' or 'poll'"):
+        load_mapping(tmp_path / "bad.yaml", spec)
+    (tmp_path / "modbus.yaml").write_text(
+        "mapping: x\nclass: winder\nprotocol: modbus\nvariables:\n"
+        "  - {path: winding.speed, source: {address: 1, dtype: int16, mode: poll}}\n"
+    )
+    with pytest.raises(SpecError, match=r"modbus.yaml:5: variables\[0\]\.source: .*mode: only for OPC UA sources"):
+        load_mapping(tmp_path / "modbus.yaml", spec)
+
+
 def test_bad_point_options_fail_at_construction() -> None:
     with pytest.raises(ValueError, match="exactly one of 'node'"):
         OpcUaAdapter("opc.tcp://127.0.0.1:4840", [Point("x", {})], {})
@@ -303,3 +466,7 @@ def test_bad_point_options_fail_at_construction() -> None:
         OpcUaAdapter("opc.tcp://127.0.0.1:4840", [Point("x", {"browse_path": "Objects/M1"})], {})
     with pytest.raises(ValueError, match="security_mode"):
         OpcUaAdapter("opc.tcp://127.0.0.1:4840", [], {"security_mode": "Encrypt"})
+    with pytest.raises(ValueError, match="publishing_ms must be a number > 0"):
+        OpcUaAdapter("opc.tcp://127.0.0.1:4840", [by_path("x", publishing_ms=0)], {})
+    with pytest.raises(ValueError, match="setting mode: 'push'"):
+        OpcUaAdapter("opc.tcp://127.0.0.1:4840", [], {"mode": "push"})

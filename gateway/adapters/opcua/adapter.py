@@ -702,8 +702,10 @@ class OpcUaAdapter:
         for key, p in self.values.items():
             if p.subscribe and key in sess.nodes:
                 groups.setdefault(p.publishing_ms, []).append(key)
-        # The largest group first: a server that runs out of subscriptions leaves the fewest points to poll.
-        for publishing_ms, keys in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0])):
+        # The fastest first: a server that runs out of subscriptions leaves the slower points to poll.
+        # A subscription made while the publish loop runs can publish before asyncua knows its id
+        # (a dropped keep-alive, logged); the slower the later ones, the less likely.
+        for publishing_ms, keys in sorted(groups.items()):
             sub = _Subscription(publishing_ms)
             try:
                 await self._create_subscription(sess, sub)
