@@ -44,7 +44,7 @@ class CommandResult:
 
 @dataclass
 class LiveMessage:
-    """One WebSocket message: kind 'sample' | 'state' | 'alarm' | 'event' | 'link'."""
+    """One WebSocket message: kind 'samples' | 'state' | 'alarm' | 'event' | 'link' (gateway/api/routes/live.py)."""
 
     kind: str
     equipment: str

@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -439,6 +442,46 @@ async def test_websocket_sends_a_snapshot_then_filtered_samples(served):
         assert all(r["unit"]["code"] == "V" for r in rows)
 
 
+async def test_websocket_sends_state_and_alarm_messages_whatever_the_paths_filter(served, client, gateway):
+    """A PackML state change and an alarm's raise, acknowledgement and clearing arrive as messages of their
+    own, for the machine asked for, even though no sample path matches the filter."""
+    eq = "winder1"
+    code = next(a.code for a in gateway.spec.alarms("winder") if a.id == "epc_limit")  # not a stop reason
+    machine = gateway.sims.simulators[eq].machine
+    await drive_to_idle(client, gateway, eq)
+    async with connect(f"ws://{served}/api/v1/live?equipment={eq}&paths=no.such.path") as ws:
+        first = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        assert first["kind"] == "snapshot" and first["equipment"][0]["values"] == []
+        seen: list[dict] = []
+
+        async def until(predicate: Callable[[dict], bool]) -> dict:
+            while True:
+                msg = json.loads(await ws.recv())
+                seen.append(msg)
+                if predicate(msg):
+                    return msg
+
+        r = await command(client, eq, "Start")
+        assert r.status_code == 200 and r.json()["state_after"] == "Execute", r.text
+        state = await asyncio.wait_for(until(lambda m: m["kind"] == "state" and m["data"]["value"] == "Execute"), 30)
+        assert (state["data"]["variable"], state["data"]["state"]["packml_state"]) == ("packml_state", "Execute")
+        assert state["data"]["previous"] in ("Idle", "Starting") and state["data"]["source_ts"] > 0
+
+        machine.raise_alarm(code)
+        raised = await asyncio.wait_for(until(lambda m: m["kind"] == "alarm"), 30)
+        assert (raised["data"]["state"], raised["data"]["code"], raised["data"]["acknowledged"]) == ("raised", code, False)
+        r = await client.post(f"/api/v1/equipment/{eq}/alarms/{code}/ack")
+        assert r.status_code == 200, r.text
+        acked = await asyncio.wait_for(until(lambda m: m["kind"] == "alarm"), 30)
+        assert (acked["data"]["state"], acked["data"]["acknowledged"]) == ("acknowledged", True)
+        machine.clear_alarm(code)
+        cleared = await asyncio.wait_for(until(lambda m: m["kind"] == "alarm"), 30)
+        assert cleared["data"]["state"] == "cleared"
+        assert cleared["data"]["occurrence_id"] == raised["data"]["occurrence_id"] == acked["data"]["occurrence_id"]
+    assert {m["equipment"] for m in seen} == {eq}
+    assert "samples" not in {m["kind"] for m in seen}  # the paths filter holds for samples only
+
+
 async def test_websocket_refuses_an_unknown_machine_with_a_reason(served):
     with pytest.raises(InvalidStatus) as exc:
         async with connect(f"ws://{served}/api/v1/live?equipment=mixer9"):
@@ -447,7 +490,7 @@ async def test_websocket_refuses_an_unknown_machine_with_a_reason(served):
     assert b"mixer9" in exc.value.response.body
 
 
-async def test_dashboard_is_served_with_the_line(client):
+async def test_dashboard_is_served_with_the_line(client, tmp_path):
     r = await client.get("/")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/html")
@@ -455,4 +498,11 @@ async def test_dashboard_is_served_with_the_line(client):
     assert f"line {LINE}" in page
     assert '"/api/v1"' in page and "/live?" in page and "<canvas" in page
     assert "http://" not in page and "https://" not in page  # self-contained: the network is closed
+    for kind in ("samples", "state", "link", "alarm", "event"):  # every live message kind is shown
+        assert f'msg.kind === "{kind}"' in page, kind
+    [script] = re.findall(r"<script>(.*?)</script>", page, re.S)
+    (tmp_path / "dashboard.js").write_text(script)
+    assert shutil.which("node"), "the dashboard's script is checked with node: apt-get install nodejs"
+    check = subprocess.run(["node", "--check", str(tmp_path / "dashboard.js")], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
     assert (await client.get("/docs")).status_code == 200

@@ -1,9 +1,20 @@
 """WebSocket /live: the runtime's live messages, filtered, after a first snapshot.
 
 `?equipment=<id>` keeps one machine, `?paths=<glob>` keeps matching sample
-paths (other kinds pass). Messages are JSON: first
+paths; every other kind passes the paths filter, so a client watching a few
+values still sees state changes and alarms. Messages are JSON: first
 `{"kind": "snapshot", "line", "ts", "equipment": [...]}`, then
-`{"kind": "samples"|"state"|"alarm"|"event"|"link", "equipment", "data"}`.
+`{"kind": ..., "equipment", "data"}` with `data` by kind:
+
+* `samples`: `{"samples": [{path, value, raw, unit, quality, reason, source_ts}, ...]}`
+* `state`: a state variable changed (PackML state, operation mode, control
+  authority, ...): `{variable, value, previous, source_ts, state: {all state
+  variables}, available}`
+* `link`: availability changed: `{available, reason, ts}`
+* `alarm`: an occurrence was raised, acknowledged or cleared: `{state:
+  "raised"|"acknowledged"|"cleared", occurrence_id, code, id, text, severity,
+  stop_reason, raised_ts, acknowledged, ts}`
+* `event`: a lot/unit event: `{type, source_ts, seq, payload}`
 A slow client is not buffered here: the runtime's bounded queue behind
 `view.live()` drops the oldest messages for it, and counts them.
 """
