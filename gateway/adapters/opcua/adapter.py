@@ -50,6 +50,11 @@ _BAD = 0x80000000
 # add a Read per second per machine.
 _ASYNCUA_PROBE_S = 3600.0
 _SERVER_STATE = ua.NodeId(ua.ObjectIds.Server_ServerStatus_State)
+# ActivateSession's answers to an identity the server does not accept.
+_LOGIN_REFUSED = frozenset(
+    getattr(ua.StatusCodes, name)
+    for name in ("BadUserAccessDenied", "BadIdentityTokenInvalid", "BadIdentityTokenRejected", "BadUserSignatureInvalid")
+)
 
 
 @dataclass(frozen=True)
@@ -504,6 +509,9 @@ class OpcUaAdapter:
         except Exception as exc:
             if sess.lost.is_set():  # the transport went first; that is the better reason
                 raise LinkLost(sess.reason) from None
+            if stage == "connect" and isinstance(exc, ua.UaStatusCodeError) and exc.code in _LOGIN_REFUSED:
+                who = f"as '{s.username}'" if s.username else "without a user name (anonymous)"
+                raise LinkLost(f"login {who} refused: {status_name(exc.code)}; check username and password") from None
             if not _expected(exc):
                 log.exception("%s: %s failed", self.endpoint, stage)
             raise LinkLost(f"{stage}: {describe(exc)}") from None
