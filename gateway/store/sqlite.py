@@ -84,7 +84,9 @@ Retention
 ---------
 Samples go by recording time (gateway_ts, which follows commit order); blocks,
 rollups and link records by their time axis. Events, alarms and the audit log
-are records of what happened to units and commands and are kept. Retention
+are records of what happened to units and commands and are kept, unless
+``records_retention_days`` gives days for some of them (``alarms`` by the time
+they cleared, an active one is kept; ``events`` by source time; ``audit``). Retention
 never deletes a sample that a registered outbox consumer (``register_consumer``)
 has not passed: the rows are held, and ``stats()["retention_held_by"]`` names
 the consumer doing so. A cursor that is not registered gets no such promise;
@@ -237,6 +239,13 @@ CREATE TABLE IF NOT EXISTS forward_rejects (  -- points a sink refused for good 
     error TEXT NOT NULL
 );
 """
+
+# Optional retention of the records, by their time axis; an alarm still active is kept however old.
+RECORD_RETENTION = {
+    "alarms": "DELETE FROM alarms WHERE cleared_ts IS NOT NULL AND cleared_ts < ?",
+    "events": "DELETE FROM events WHERE source_ts < ?",
+    "audit": "DELETE FROM audit WHERE ts < ?",
+}
 
 _GOOD = f"q & {QMASK} = 0"
 _GOODNUM = f"q & {QMASK} = 0 AND value IS NOT NULL"
@@ -505,6 +514,7 @@ class SqliteStore:
         retention_check_s: float = RETENTION_CHECK_S,
         max_disk_mb: float | None = None,
         budget_check_s: float = BUDGET_CHECK_S,
+        records_retention_days: dict[str, float] | None = None,
     ):
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous={synchronous!r}: use NORMAL or FULL")
@@ -512,6 +522,14 @@ class SqliteStore:
             raise ValueError(f"retention_days={retention_days}: must be positive (or None to keep everything)")
         self.path = Path(path)
         self.retention_days = retention_days
+        self.records_retention_days = dict(records_retention_days or {})
+        for kind, days in self.records_retention_days.items():
+            if kind not in RECORD_RETENTION:
+                raise ValueError(f"records_retention_days: '{kind}' is not a record kind; use "
+                                 f"{', '.join(RECORD_RETENTION)}")
+            if not days > 0:
+                raise ValueError(f"records_retention_days.{kind}={days}: must be positive (or left out to keep them)")
+        self._retains = bool(retention_days or self.records_retention_days)
         self.max_queue = max_queue
         self.batch_rows = batch_rows
         self.max_batch_rows = max(max_batch_rows, batch_rows)
@@ -567,7 +585,7 @@ class SqliteStore:
             "written": 0, "dropped": 0, "batches": 0, "last_commit_ts": None, "db_size_bytes": 0,
             "rejected": 0, "write_errors": 0, "last_error": "", "retention_deleted": 0, "retention_held_by": None,
             "last_batch_rows": 0, "last_batch_ms": 0.0, "db_used_bytes": 0, "max_disk_bytes": self.max_disk_bytes,
-            "budget_deleted": 0, "budget_unforwarded": 0,
+            "budget_deleted": 0, "budget_unforwarded": 0, "records_deleted": dict.fromkeys(RECORD_RETENTION, 0),
         }
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -783,13 +801,13 @@ class SqliteStore:
         retention_pending = False
         try:
             while True:
-                chunks, ops, rows = self._take(next_retention if self.retention_days else None, retention_pending)
+                chunks, ops, rows = self._take(next_retention if self._retains else None, retention_pending)
                 if chunks or ops:
                     self._commit_batch(conn, chunks, ops, rows)
                 elif self._stopping_done():
                     break
                 now = time.monotonic()
-                if self.retention_days and (retention_pending or now >= next_retention):
+                if self._retains and (retention_pending or now >= next_retention):
                     retention_pending = self._retention_step(conn)
                     if not retention_pending:
                         next_retention = now + self.retention_check_s
@@ -1115,10 +1133,12 @@ class SqliteStore:
     # --- retention (writer thread) -------------------------------------------------------
     def _retention_step(self, conn: sqlite3.Connection) -> bool:
         """One chunk of retention in its own transaction; True while more expired rows remain."""
-        assert self.retention_days is not None
+        now = time.time()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            more = self._retention_chunk(conn, time.time() - self.retention_days * 86400.0)
+            more = self.retention_days is not None and self._retention_chunk(conn, now - self.retention_days * 86400.0)
+            if not more:
+                self._records_retention(conn, now)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -1169,19 +1189,30 @@ class SqliteStore:
         conn.execute("DELETE FROM links WHERE ts < ? AND id NOT IN (SELECT max(id) FROM links GROUP BY equipment)",
                      (cutoff,))
 
+    def _records_retention(self, conn: sqlite3.Connection, now: float) -> None:
+        """Delete alarms (cleared ones only), events and audit entries older than their optional retention."""
+        for kind, days in self.records_retention_days.items():
+            cutoff = now - days * 86400.0
+            if kind == "events":
+                conn.execute("DELETE FROM event_ids WHERE event_id IN (SELECT id FROM events WHERE source_ts < ?)",
+                             (cutoff,))
+            self._stats["records_deleted"][kind] += conn.execute(RECORD_RETENTION[kind], (cutoff,)).rowcount
+
     async def apply_retention(self, now: float | None = None) -> int:
         """Run retention to the end now, in the writer; returns the samples deleted.
 
         The writer also does this on its own every retention_check_s, in chunks.
         """
-        if self.retention_days is None:
+        if not self._retains:
             return 0
-        cutoff = (time.time() if now is None else now) - self.retention_days * 86400.0
+        now = time.time() if now is None else now
 
         def op(conn: sqlite3.Connection) -> int:
             before = self._stats["retention_deleted"]
-            while self._retention_chunk(conn, cutoff):
-                pass
+            if self.retention_days is not None:
+                while self._retention_chunk(conn, now - self.retention_days * 86400.0):
+                    pass
+            self._records_retention(conn, now)
             return self._stats["retention_deleted"] - before
         return await self._write(op)
 
@@ -1537,6 +1568,7 @@ class SqliteStore:
     def stats(self) -> dict[str, Any]:
         with self._cv:
             out = dict(self._stats)
+            out["records_deleted"] = dict(out["records_deleted"])
             out["queued"] = self._queued
             out["max_queue"] = self.max_queue
             out["pending_records"] = len(self._ops)

@@ -20,6 +20,7 @@ import pytest
 
 from gateway.samples import Quality, Sample
 from gateway.store import SqliteStore, Store, StoreClosed
+from tests.waiting import wait_for
 
 T0 = 1_700_000_003.25  # deliberately not on a bucket boundary
 EQ = "coater1"
@@ -337,6 +338,47 @@ async def test_retention_deletes_old_samples_but_waits_for_outbox_consumers(tmp_
         left, _ = await s.read_since(0, 1000)
         assert [x for _, x in left] == new
         assert s.stats()["retention_deleted"] == 100 and s.stats()["retention_held_by"] is None
+
+
+async def _old_and_new_records(s: SqliteStore, now: float) -> None:
+    old, new = now - 10 * 86400, now - 60
+    await s.record_alarm(EQ, "old-cleared", 1201, "Web break", 900, "raised", old, True, None)
+    await s.record_alarm(EQ, "old-cleared", 1201, "Web break", 900, "cleared", old + 1, True, None)
+    await s.record_alarm(EQ, "old-active", 1305, "Dryer over-temperature", 700, "raised", old, False, None)
+    await s.record_alarm(EQ, "new", 1201, "Web break", 900, "raised", new, True, None)
+    await s.record_event(EQ, "UnitProcessed", old, 1, {"unit_id": "ER-1"}, ids=["ER-1"])
+    await s.record_event(EQ, "UnitProcessed", new, 2, {"unit_id": "ER-2"}, ids=["ER-2"])
+    await s.record_audit(old, "local", "engineer", EQ, "Start", {}, 1, "ok", "started")
+    await s.record_audit(new, "local", "engineer", EQ, "Stop", {}, 1, "ok", "stopped")
+
+
+async def test_alarms_events_and_audit_are_kept_unless_a_retention_is_given(tmp_path):
+    now = time.time()
+    async with SqliteStore(tmp_path / "kept.sqlite", retention_days=1) as s:  # samples only: records stay
+        await _old_and_new_records(s, now)
+        await s.apply_retention()
+        assert (len(await s.alarms()), len(await s.events()), len(await s.audit())) == (3, 2, 2)
+    days = {"alarms": 1, "events": 2, "audit": 3}
+    async with SqliteStore(tmp_path / "trimmed.sqlite", records_retention_days=days) as s:
+        await _old_and_new_records(s, now)
+        assert await s.apply_retention() == 0  # no sample retention
+        # An alarm still active is kept however old; a cleared one goes by the time it cleared.
+        assert {a["occurrence_id"] for a in await s.alarms()} == {"old-active", "new"}
+        assert [e["seq"] for e in await s.events()] == [2] and await s.events_referencing("ER-1") == []
+        assert [r["command"] for r in await s.audit()] == ["Stop"]
+        assert s.stats()["records_deleted"] == {"alarms": 1, "events": 1, "audit": 1}
+    with pytest.raises(ValueError, match="'alarm' is not a record kind; use alarms, events, audit"):
+        SqliteStore(tmp_path / "x.sqlite", records_retention_days={"alarm": 1})
+    with pytest.raises(ValueError, match=r"records_retention_days.audit=0: must be positive"):
+        SqliteStore(tmp_path / "x.sqlite", records_retention_days={"audit": 0})
+
+
+async def test_record_retention_runs_on_its_own_in_the_writer(tmp_path):
+    async with SqliteStore(tmp_path / "store.sqlite", records_retention_days={"audit": 1},
+                           retention_check_s=0.01) as s:
+        await s.record_audit(time.time() - 5 * 86400, "local", "engineer", EQ, "Start", {}, 1, "ok", "started")
+        await wait_for(lambda: s.stats()["records_deleted"]["audit"] == 1, "the writer's own retention", timeout=10)
+        assert await s.audit() == []
 
 
 async def test_retention_runs_on_its_own_in_the_writer(tmp_path):
