@@ -7,18 +7,11 @@ it reads them.
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import sqlite3
-import sys
-from pathlib import Path
-
-import httpx
 
 from tests.conftest import find_free_port
-from tests.waiting import wait_for
+from tests.e2e.linegw_process import every_machine_available, line_starting, start, stop
 
-ROOT = Path(__file__).resolve().parents[2]
 LINE = """\
 line: clitest
 api: {{host: 127.0.0.1, port: 0}}
@@ -39,30 +32,6 @@ equipment:
 """
 
 
-async def start(*args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway.cli", *args, cwd=ROOT,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-
-
-async def line_starting(proc: asyncio.subprocess.Process, prefix: str) -> str:
-    """The first stdout line that starts with `prefix` (the command printing it means it is serving)."""
-    async with asyncio.timeout(60):
-        while True:
-            text = (await proc.stdout.readline()).decode()
-            if not text:
-                raise AssertionError(f"ended before printing '{prefix}...': {(await proc.stderr.read()).decode()}")
-            if text.startswith(prefix):
-                return text
-
-
-async def stop(proc: asyncio.subprocess.Process) -> tuple[int, str]:
-    """SIGTERM, as systemd and `kill` send it: the exit code and what went to stderr."""
-    proc.send_signal(signal.SIGTERM)
-    async with asyncio.timeout(60):
-        _, err = await proc.communicate()
-    return proc.returncode, err.decode()
-
-
 async def test_simulate_and_run_serve_a_line_and_stop_cleanly_on_sigterm(tmp_path):
     db = tmp_path / "line.sqlite"
     line_file = tmp_path / "line.yaml"
@@ -74,13 +43,7 @@ async def test_simulate_and_run_serve_a_line_and_stop_cleanly_on_sigterm(tmp_pat
         gateway = await start("run", str(line_file))
         banner = await line_starting(gateway, "linegw: line 'clitest' API on ")
         api = banner.split()[5]  # http://127.0.0.1:PORT/api/v1
-
-        async def every_machine_available():
-            async with httpx.AsyncClient(timeout=5) as c:
-                machines = (await c.get(f"{api}/line")).json()["machines"]
-            return all(m["available"] and m["packml_state"] for m in machines) and machines
-
-        machines = await wait_for(every_machine_available, "the gateway reading both simulated machines")
+        machines = await every_machine_available(api)
         assert {m["id"] for m in machines} == {"winder1", "coater1"}
 
         code, err = await stop(gateway)

@@ -81,6 +81,25 @@ async def test_values_carry_units_and_good_quality(line):
     assert all(v["unit"]["code"] == "V" and v["quality"] == "good" for v in voltages)
 
 
+# Values each winder's mapping converts: vendor units (m/min, cN, µm, ms) and scaled integers.
+CONVERTED = ("winding.speed", "winding.cycle_time", "tension.cathode", "edge_control.cathode_deviation")
+
+
+@pytest.mark.parametrize("eq", ["winder1", "winder2"])  # Tobu over Modbus, SZTP over OPC UA, both mapped
+async def test_mapped_winders_show_spec_units_and_good_quality(line, eq):
+    client, runtime, *_ = line
+    spec = runtime.spec
+    await wait_for(lambda: all(p in runtime.devices[eq].latest for p in CONVERTED), f"{eq} values")
+    r = await client.get(f"/api/v1/equipment/{eq}", params={"paths": ",".join(CONVERTED)})
+    values = {v["path"]: v for v in r.json()["values"]}
+    assert set(values) == set(CONVERTED)
+    for path, v in values.items():
+        var = spec.variable("winder", path).var
+        assert (v["unit"]["code"], v["quality"]) == (var.unit, "good"), (path, v)
+        lo, hi = var.range
+        assert lo <= v["value"] <= hi, (path, v)  # in the spec's unit, not the vendor's
+
+
 async def test_history_is_downsampled_over_a_range(line):
     client, runtime, *_ = line
     await wait_for(lambda: runtime.devices["coater1"].latest.get("web.line_speed"), "a line speed")
@@ -146,22 +165,34 @@ async def test_a_cell_traces_back_to_its_electrode_rolls(line):
 async def test_commands_accepted_in_remote_refused_in_local_or_wrong_state(line):
     client, runtime, sims, _ = line
     url = "/api/v1/equipment/coater1/commands"
-    await wait_for(lambda: runtime.get("coater1").state.get("packml_state") == "Execute", "coater running")
-    r = await client.post(f"{url}/Start", json={"params": {}})
-    assert r.status_code == 409 and "not allowed in state Execute" in r.json()["detail"], r.text
+    sent: list[dict] = []
 
-    r = await client.post(f"{url}/Stop", json={"params": {}})
-    assert r.status_code == 200, r.text
-    assert r.json()["confirmed"] and r.json()["state_after"] == "Stopped"
+    async def command(name: str, status: int) -> dict:
+        r = await client.post(f"{url}/{name}", json={"params": {}})
+        assert r.status_code == status, r.text
+        sent.append(r.json())
+        return r.json()
+
+    await wait_for(lambda: runtime.get("coater1").state.get("packml_state") == "Execute", "coater running")
+    assert "not allowed in state Execute" in (await command("Start", 409))["detail"]
+    stopped = await command("Stop", 200)
+    assert stopped["confirmed"] and stopped["state_after"] == "Stopped"
 
     sims.simulators["coater1"].machine.set_control_authority("Local")
     await wait_for(lambda: runtime.get("coater1").state.get("control_authority") == "Local", "Local authority seen")
-    r = await client.post(f"{url}/Reset", json={"params": {}})
-    assert r.status_code == 409 and "Remote" in r.json()["detail"], r.text
+    for name in ("Start", "Stop", "Reset"):  # whatever the command and the state: the panel has the machine
+        refused = await command(name, 409)
+        assert refused["result"] == "cannot_perform_now"
+        assert refused["detail"] == "control authority is Local; commands need Remote", refused
+    assert runtime.get("coater1").state["packml_state"] == "Stopped"  # none of them reached the machine
 
     sims.simulators["coater1"].machine.set_control_authority("Remote")
     await wait_for(lambda: runtime.get("coater1").state.get("control_authority") == "Remote", "Remote authority seen")
-    r = await client.post(f"{url}/Reset", json={"params": {}})
-    assert r.status_code == 200 and r.json()["state_after"] == "Idle", r.text
-    r = await client.post(f"{url}/Start", json={"params": {}})
-    assert r.status_code == 200 and r.json()["state_after"] == "Execute", r.text
+    assert (await command("Reset", 200))["state_after"] == "Idle"
+    assert (await command("Start", 200))["state_after"] == "Execute"
+
+    # Every request is in the audit log with its result, the refused ones with the reason given.
+    audit = (await client.get("/api/v1/audit", params={"equipment": "coater1", "limit": len(sent)})).json()
+    recorded = [(a["command"], a["result"], a["result_code"], a["detail"], a["user"]) for a in reversed(audit)]
+    assert recorded == [(c["command"], c["result"], c["code"], c["detail"], "local") for c in sent]
+    assert [a["result"] for a in reversed(audit)].count("cannot_perform_now") == 3
