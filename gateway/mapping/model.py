@@ -52,15 +52,18 @@ OPC UA sources name a node relative to `opcua.root` ("Drive/Speed"), in
 How a node is read can be set for the whole machine model in `opcua:` and for
 one variable (all its instances, with "[*]") in its source:
 
-    opcua: {namespace_uri: "urn:acme", root: /Objects/Acme, mode: poll}   # a server without subscriptions
+    opcua: {namespace_uri: "urn:acme", root: /Objects/Acme, publishing_ms: 250}
+    variables:
       - path: web.line_speed
         source: {node: Drive/Speed, sampling_ms: 100, publishing_ms: 100}
       - path: identification.model
         source: {node: Info/Model, mode: poll, sampling_ms: 10000}
 
-`mode` is subscribe (a monitored item) or poll (read every `sampling_ms`);
-`sampling_ms` defaults to the spec's sampling interval of the variable;
-points with the same `publishing_ms` share one subscription.
+`mode` is subscribe (a monitored item) or poll (read every `sampling_ms`;
+`mode: poll` in `opcua:` for a server without subscriptions); `sampling_ms`
+defaults to the spec's sampling interval of the variable; points with the
+same `publishing_ms` share one subscription. Unset, the line file's
+`adapter:` settings decide.
 """
 
 from __future__ import annotations
