@@ -40,11 +40,15 @@ commands:
 
 @pytest.fixture(scope="module")
 def installed_adapter():
-    """pip-install the example package into this environment, as an integrator would."""
-    if not any(ep.name == "jsonfile" for ep in entry_points(group="linegw.adapters")):
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", str(PACKAGE)], check=True)
-    names = [ep.name for ep in entry_points(group="linegw.adapters")]
-    assert "jsonfile" in names, f"entry point not found after install: {names}"
+    """pip-install the example package into this environment, as an integrator would: every run, so
+    the test runs the code in the tree, not what an earlier run installed."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall",
+                    str(PACKAGE)], check=True)
+    sys.modules.pop("linegw_example_adapter", None)
+    [ep] = [ep for ep in entry_points(group="linegw.adapters") if ep.name == "jsonfile"]
+    module = sys.modules[ep.load().__module__]
+    tree = PACKAGE / "linegw_example_adapter" / "__init__.py"
+    assert Path(module.__file__).read_text() == tree.read_text(), f"{module.__file__} is not the tree's {tree}"
 
 
 async def wait_for(predicate, what: str, timeout: float = 10.0):
