@@ -16,12 +16,15 @@ conforming bindings only, and hold until the server restarts.
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from simulators.faults import parse_switches
-from simulators.machine import HEARTBEAT, LOCAL_PANEL
+from simulators.machine import COUNTS, HEARTBEAT, LOCAL_PANEL, PROFILE_OF_COMMAND
 
 if TYPE_CHECKING:
     from simulators.simulator import Simulator
@@ -268,6 +271,158 @@ async def _event_seq_gap(sim: Simulator, every: int = 3) -> None:
         return gappy
 
     _wrap(m, "emit", make)
+
+
+@defect("counter_decreases", "every other change of counters.processed_count serves one less than the value "
+                             "before it: the counter goes down")
+async def _counter_decreases(sim: Simulator, path: str = COUNTS[0]) -> None:
+    flips = itertools.count()
+    served: list[int] = []
+
+    def make(publish: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        async def backwards(changes: dict[str, Any]) -> None:
+            if path in changes:
+                value = changes[path]
+                if next(flips) % 2 and served:
+                    value = max(0, served[-1] - 1)
+                served[:] = [value]
+                changes = {**changes, path: value}
+            await publish(changes)
+        return backwards
+
+    _wrap(sim.binding, "publish", make)
+
+
+@defect("future_timestamps", "every value is published with a SourceTimestamp an hour ahead of the clock", ("opcua",))
+async def _future_timestamps(sim: Simulator, ahead_s: float = 3600.0) -> None:
+    b: Any = sim.binding
+    _wrap(b, "clock", lambda clock: lambda: clock() + timedelta(seconds=float(ahead_s)))
+    await sim.publish_all()
+
+
+@defect("slow_sampling", "process values (sample category) are served only every period_s wall seconds, slower than "
+                         "their sampling_ms")
+async def _slow_sampling(sim: Simulator, period_s: float = 1.5) -> None:
+    paths = {p for p, v in sim.machine.variables.items() if v.category.value == "sample" and p != HEARTBEAT}
+    held: dict[str, Any] = {}
+    last = [time.monotonic()]
+
+    def make(publish: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        async def slow(changes: dict[str, Any]) -> None:
+            held.update((p, v) for p, v in changes.items() if p in paths)
+            now = {p: v for p, v in changes.items() if p not in paths}
+            if time.monotonic() - last[0] >= float(period_s):
+                last[0] = time.monotonic()
+                now.update(held)
+                held.clear()
+            await publish(now)
+        return slow
+
+    _wrap(sim.binding, "publish", make)
+
+
+# --- commands --------------------------------------------------------------------------------------------
+
+def _answer(sim: Simulator, wrong: Callable[[str, dict[str, Any]], str | None]) -> None:
+    """Commands from a client answer `wrong(name, params)` when it gives a result name; nothing else happens then."""
+    m = sim.machine
+
+    def make(execute: Callable[..., int]) -> Callable[..., int]:
+        def answer(name: str, params: dict[str, Any] | None = None, source: str = "remote") -> int:
+            result = wrong(name, dict(params or {})) if source != LOCAL_PANEL else None
+            return m.spec.result_codes[result] if result else execute(name, params, source)
+        return answer
+
+    _wrap(m, "execute", make)
+
+
+@defect("accepts_bad_parameter", "a command with a parameter the spec does not allow answers ok (and does nothing)")
+async def _accepts_bad_parameter(sim: Simulator) -> None:
+    m = sim.machine
+    _answer(sim, lambda name, params: "ok" if name in m.spec.commands and m._check_params(name, params) else None)
+
+
+@defect("accepts_unknown_recipe", "SelectRecipe with an id the machine does not hold answers ok (and does nothing)")
+async def _accepts_unknown_recipe(sim: Simulator) -> None:
+    m = sim.machine
+    _answer(sim, lambda name, params: "ok" if name == "SelectRecipe" and params.get("recipe_id") not in m.recipes
+            else None)
+
+
+@defect("unsupported_command_answers", "a command of a profile the machine does not claim answers as if it were "
+                                       "supported (SelectRecipe: no_such_object or ok) instead of not_supported")
+async def _unsupported_command_answers(sim: Simulator) -> None:
+    m = sim.machine
+
+    def supported(name: str, params: dict[str, Any]) -> str | None:
+        if PROFILE_OF_COMMAND.get(name, "Core") in m.profiles:
+            return None
+        return "ok" if params.get("recipe_id") in m.recipes else "no_such_object"
+
+    _answer(sim, supported)
+
+
+# --- links -----------------------------------------------------------------------------------------------
+
+class _NotedList(list):  # type: ignore[type-arg]
+    def __init__(self, items: Any, note: Callable[[], Any]):
+        super().__init__(items)
+        self.note = note
+
+    def append(self, item: Any) -> None:
+        super().append(item)
+        self.note()
+
+
+class _NotedDict(dict):  # type: ignore[type-arg]
+    def __init__(self, items: Any, note: Callable[[], Any]):
+        super().__init__(items)
+        self.note = note
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.note()
+
+
+def _on_connect(sim: Simulator, note: Callable[[], Any]) -> None:
+    """Call `note` whenever a client connects: the servers' own connection registries, noted."""
+    server: Any = sim.binding.server
+    if sim.binding.protocol == "modbus":
+        tcp = server._server
+        tcp.active_connections = _NotedDict(tcp.active_connections, note)
+    else:
+        iserver = server.server.iserver
+        iserver.asyncio_transports = _NotedList(iserver.asyncio_transports, note)
+
+
+@defect("events_lost_offline", "events recorded while a client that was connected is away are lost from the ring "
+                               "(their sequence numbers are used, the events are never served)")
+async def _events_lost_offline(sim: Simulator) -> None:
+    m = sim.machine
+    server: Any = sim.binding.server
+    peak = server.connections  # the most clients seen at once: fewer now means one is away
+    lost: set[int] = set()
+
+    def away() -> bool:
+        nonlocal peak
+        clients = server.connections
+        peak = max(peak, clients)
+        return clients < peak
+
+    _on_connect(sim, away)
+
+    def make_emit(emit: Callable[..., Any]) -> Callable[..., Any]:
+        def forgetful(event_type: str, payload: dict[str, Any]) -> Any:
+            env = emit(event_type, payload)
+            if away():
+                lost.add(env["seq"])
+            return env
+        return forgetful
+
+    _wrap(m, "emit", make_emit)
+    _wrap(m, "event", lambda event: lambda seq: None if seq in lost else event(seq))
+    _wrap(m, "events_from", lambda events_from: lambda first, limit=100: [
+        e for e in events_from(first, limit + len(lost)) if e["seq"] not in lost][:limit])
 
 
 def catalogue() -> list[tuple[str, str, str]]:

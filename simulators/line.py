@@ -46,6 +46,7 @@ class SimConfig:
     security: OpcUaSecurity | dict[str, Any] | None = None  # OPC UA: {modes: [...], username, password}
     options: dict[str, Any] = field(default_factory=dict)  # process model options, see simulators.models
     identification: dict[str, str] = field(default_factory=dict)  # manufacturer, model, serial_number, ...
+    profiles: list[str] | None = None  # the profiles the machine claims; None: every profile of its class
     auto_start: bool = True  # the operator starts the machine after power-on
     auto_recover: bool = True  # ... and restarts it when an alarm that stopped it clears
     acting_s: float = 2.0  # simulated seconds an acting state (Starting, Stopping, ...) takes

@@ -77,6 +77,7 @@ SPEED, DESIGN_SPEED = "counters.current_speed", "counters.design_speed"
 RECIPE_VARS = ("recipe.active_recipe_id", "recipe.active_recipe_version", "recipe.active_recipe_hash")
 JOB_ID = "job.job_id"
 LOCAL_PANEL = "local"
+PROFILE_OF_COMMAND = {"SelectRecipe": "Recipe"}  # commands of optional profiles: not_supported unless claimed
 UINT32 = 1 << 32
 SPEED_WINDOW_S = 3600.0  # current_speed averages the units made over this much simulated time
 
@@ -147,7 +148,7 @@ class Machine:
 
     def __init__(self, spec: Spec, cls: str, equipment_id: str, *, counts: dict[str, int] | None = None,
                  identification: dict[str, str] | None = None, time_scale: float = 1.0, acting_s: float = 2.0,
-                 ring_size: int = 1000, clock: Callable[[], float] = time.time):
+                 ring_size: int = 1000, clock: Callable[[], float] = time.time, profiles: list[str] | None = None):
         if time_scale <= 0:
             raise ValueError(f"time_scale must be > 0, got {time_scale}")
         self.spec = spec
@@ -160,6 +161,7 @@ class Machine:
         self.alarm_by_code: dict[int, Alarm] = {a.code: a for a in self.alarm_catalogue}
         self.counts = self._resolve_counts(counts or {})
         self.processed_unit = spec.get_class(cls).processed_unit
+        self.profiles = self._resolve_profiles(profiles)
         self._check_state_tables()
 
         # Values by spec path, and the paths changed since the last take_changes().
@@ -225,7 +227,7 @@ class Machine:
             "hardware_revision": "A",
             "equipment_class": cls,
             "spec_version": spec.version,
-            "supported_profiles": ",".join(spec.profiles(cls)),
+            "supported_profiles": ",".join(self.profiles),
             "asset_id": "",
             "location": "",
         }
@@ -247,6 +249,16 @@ class Machine:
                 raise ValueError(f"count of {sid} must be 1..{su.array.max}, got {n}")
             out[sid] = n
         return out
+
+    def _resolve_profiles(self, profiles: list[str] | None) -> list[str]:
+        """The profiles this machine claims: every one of its class, or those given (Core and the class always)."""
+        known = self.spec.profiles(self.cls)
+        if profiles is None:
+            return known
+        unknown = [p for p in profiles if p not in known]
+        if unknown:
+            raise ValueError(f"profiles {unknown} are not profiles of a {self.cls} (known: {', '.join(known)})")
+        return [p for p in known if p in profiles or p in ("Core", self.cls.capitalize())]
 
     def _check_state_tables(self) -> None:
         states = set(self.spec.core.packml.states)
@@ -440,6 +452,8 @@ class Machine:
         cmd = self.spec.commands.get(command)
         if cmd is None:
             return "invalid_command"
+        if PROFILE_OF_COMMAND.get(command, "Core") not in self.profiles:
+            return "not_supported"
         if source != LOCAL_PANEL and self._state[AUTHORITY] != "Remote":
             return "cannot_perform_now"
         packml = command in self.spec.core.packml.commands
@@ -786,7 +800,7 @@ class Machine:
         desc = SelfDescription(
             spec_version=self.spec.version,
             equipment_class=self.cls,
-            profiles=self.spec.profiles(self.cls),
+            profiles=list(self.profiles),
             counts=dict(self.counts),
             optional_variables=optional,
         )

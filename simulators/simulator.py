@@ -112,7 +112,8 @@ class Simulator:
             identification = {**dialect.identification, **identification}
         ring = max(1000, 4 * max(counts.values(), default=0))  # a formation tray's events fit twice over
         self.machine = Machine(spec, config.cls, config.equipment_id, counts=counts, identification=identification,
-                               time_scale=config.time_scale, acting_s=config.acting_s, ring_size=ring)
+                               time_scale=config.time_scale, acting_s=config.acting_s, ring_size=ring,
+                               profiles=config.profiles)
         self.model = model_cls(self.machine, config.seed, flow, dict(config.options))
         self.model.load_recipes()
         self.binding: Binding = make_binding(config, self.machine, dialect)

@@ -213,16 +213,21 @@ def _fixed() -> list[tuple[str, str, str, list[dict]]]:
                              "served as `state.previous_<variable>`. A transition without its event breaks the chain."),
         ]),
         ("CORE-LINK", "Core", "Resilience", [
-            dict(id="CORE-LINK-001", title="Service resumes after a link drop", layer="resilience", severity="critical",
-                 clause="common.yaml § heartbeat_period_s; binding connection", doc="core.md#status-heartbeat-and-availability",
-                 description="The kit closes its connection for the outage time and connects again: the machine answers "
-                             "within `heartbeat_timeout_s` (a gateway would show it UNAVAILABLE for no longer), and "
-                             "its heartbeat counted on through the outage (about one per period)."),
-            dict(id="CORE-LINK-002", title="Events replay in order after a link drop", layer="resilience",
-                 severity="critical", clause="common.yaml § events (seq, ring, replay)", doc="core.md#events",
-                 description="After reconnecting, events from the newest seq seen before the drop onwards are read "
-                             "oldest first with no gap up to the newest, and the envelopes seen before the drop come "
-                             "back unchanged: what a gateway missed while the link was down can be replayed."),
+            dict(id="CORE-LINK-001", title="Availability follows a link drop", layer="resilience", severity="critical",
+                 clause="common.yaml § heartbeat_timeout_s; sub_units[status].availability",
+                 doc="core.md#status-heartbeat-and-availability",
+                 description="The gateway's own Device reads the machine through a relay the kit owns; the kit cuts "
+                             "it (every connection closed, new ones refused) for the outage time: the gateway shows "
+                             "the machine UNAVAILABLE within `heartbeat_timeout_s`, AVAILABLE again within "
+                             "`heartbeat_timeout_s` after the link is back, and the heartbeat counted on through the "
+                             "outage (about one per period)."),
+            dict(id="CORE-LINK-002", title="Events recorded during an outage are replayed in order",
+                 layer="resilience", severity="critical", clause="common.yaml § events (seq, ring, replay)",
+                 doc="core.md#events",
+                 description="At least one event is recorded while the link is down (a producing machine makes "
+                             "units; a stopped one gets an operation-mode change and back with --allow-control; "
+                             "otherwise a warning). Once back, the gateway receives every event from the first one "
+                             "after the cut to the newest, in order, with no gap, each as the machine serves it."),
         ]),
         ("CTRL-PACKML", "Control", "PackML state machine", []),  # filled from the transition table
         ("CTRL-AUTH", "Control", "Control authority", [
@@ -321,12 +326,14 @@ def _fixed() -> list[tuple[str, str, str, list[dict]]]:
                  description="While the machine is in Execute, the class's sample-category values change during the "
                              "observation window; if none does (values that never change), this fails. Requires the "
                              "machine producing during the observation."),
-            dict(id="DC-SAMPLING-002", title="Sampling period honoured", layer="data_quality", severity="minor",
-                 tier="R", modes=both, clause="<class>.yaml § sub_units[*].variables[*].sampling_ms",
-                 doc="README.md#conventions",
-                 description="For values that change, the typical interval between changes seen is at most three "
-                             "times their `sampling_ms` plus the kit's own scan period (warning otherwise: a steady "
-                             "value may change rarely, so this is only a hint)."),
+            dict(id="DC-SAMPLING-002", title="Sampling period honoured", layer="data_quality", modes=both,
+                 clause="<class>.yaml § sub_units[*].variables[*].sampling_ms", doc="README.md#conventions",
+                 description="The spec's sampling period is how often the machine updates a value, at least. For "
+                             "each sample value that changes at least three times within the observation window, the "
+                             "typical (median) interval between its changes must be at most three times its "
+                             "`sampling_ms` plus the kit's scan period. A float process value doing so while the "
+                             "machine executes is a clear miss: fail. Otherwise (an integer, which may stand still "
+                             "between updates, or a machine not executing) a slow value is a warning."),
             dict(id="DC-SAMPLING-003", title="Source timestamps are sane", layer="data_quality", bindings=opcua,
                  modes=both, clause="opcua binding: SourceTimestamp", doc="opcua.md#data-types-and-attributes",
                  description="Every value carries a SourceTimestamp within the clock tolerance of the kit's clock, "

@@ -93,6 +93,10 @@ def conformance(
     machine: Optional[str] = typer.Option(None, "--machine", help="OPC UA machine object under Objects/Machines "
                                                                    "(default: last segment of the endpoint path)"),
     mapping: Optional[Path] = typer.Option(None, "--mapping", help="integration mode: the machine's mapping file"),
+    absent: Optional[list[str]] = typer.Option(None, "--absent", help="integration mode: a mandatory variable the "
+                                                                       "machine does not have (repeatable; spec path, "
+                                                                       "* matches anything: state.previous_*); "
+                                                                       "reported as a gap instead of a failure"),
     security_mode: str = typer.Option("None", "--security-mode", help="OPC UA: None, Sign or SignAndEncrypt "
                                                                       "(Basic256Sha256)"),
     username: Optional[str] = typer.Option(None, "--username", help="OPC UA user name"),
@@ -118,6 +122,8 @@ def conformance(
         raise typer.BadParameter("give exactly one of --opcua or --modbus")
     if cls is None:
         raise typer.BadParameter("--class is required (coater, winder or formation)")
+    if absent and mapping is None:
+        raise typer.BadParameter("--absent is for integration mode: give --mapping")
     if profile and ("Control" in profile or "Recipe" in profile) and not allow_control:
         raise typer.BadParameter("Control and Recipe send commands: add --allow-control")
     adapter: dict[str, object] = {"security_mode": security_mode}
@@ -136,6 +142,7 @@ def conformance(
         logging.getLogger(name).setLevel(logging.ERROR)
     options = Options(cls=cls, protocol="opcua" if opcua else "modbus", endpoint=opcua or modbus or "",
                       machine=machine, unit_id=unit_id, mapping=str(mapping) if mapping else None,
+                      absent=list(absent or []),
                       profiles=list(profile) if profile else None, only=list(only) if only else None,
                       allow_control=allow_control,
                       observe_s=parse_duration(observe), command_timeout_s=parse_duration(command_timeout),

@@ -43,15 +43,13 @@ class Relay:
         self.upstream = (host, port)
         self.port = 0  # chosen by start(), kept by restore()
         self.accepted = 0  # connections relayed in all
+        self._open = False  # False from cut() to restore(): connections are refused
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._pipes: set[asyncio.Task[None]] = set()
 
-    @property
-    def up(self) -> bool:
-        return self._server is not None
-
     async def start(self) -> None:
+        self._open = True
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -61,6 +59,7 @@ class Relay:
 
     async def cut(self) -> None:
         """Refuse new connections, close every open one on both sides."""
+        self._open = False
         server, self._server = self._server, None
         if server is not None:
             server.close()
@@ -77,13 +76,17 @@ class Relay:
         await self.cut()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._server is None:
+        if not self._open:
             writer.transport.abort()
             return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         except OSError:
             writer.transport.abort()  # the machine refuses: so does the relay
+            return
+        if not self._open:  # cut while connecting upstream
+            writer.transport.abort()
+            up_writer.transport.abort()
             return
         self.accepted += 1
         self._writers |= {writer, up_writer}

@@ -60,6 +60,9 @@ class Options:
     machine: str | None = None  # OPC UA: the machine object under Objects/Machines (default: last URL segment)
     unit_id: int = 1  # Modbus unit id
     mapping: str | None = None  # integration mode: the vendor mapping file
+    # Integration mode: mandatory variables the integrator declares the machine does not have (spec templates,
+    # "*" matches anything: "state.previous_*", "channel[*].step_type"); reported as gaps, not failures.
+    absent: list[str] = field(default_factory=list)
     profiles: list[str] | None = None  # None: what the machine claims
     only: list[str] | None = None  # run only cases whose ID starts with one of these (e.g. a unit, "CTRL-PACKML")
     allow_control: bool = False

@@ -85,6 +85,7 @@ class OpcUaBinding:
         self._alarms_version = -1
         self._last_seq = -1
         self.commands_run = 0
+        self.clock = now  # the SourceTimestamp of what is published
 
     @property
     def url(self) -> str:
@@ -175,7 +176,7 @@ class OpcUaBinding:
         server = self.server.server
         if server is None:
             return
-        ts = now()
+        ts = self.clock()
         nodes, types = self.nodes, self.types
         write = server.iserver.aspace.write_attribute_value
         value_attr = ua.AttributeIds.Value

@@ -200,6 +200,11 @@ class OpcUaSimServer:
     def running(self) -> bool:
         return self.server is not None
 
+    @property
+    def connections(self) -> int:
+        """Clients connected now."""
+        return len(self.server.iserver.asyncio_transports) if self.server is not None else 0
+
     async def start(self, extra_namespaces: int = 0) -> None:
         """Listen; `extra_namespaces` are registered before the simulator's own, shifting its index."""
         if self.server is not None:

@@ -97,4 +97,4 @@ async def at_most(n: int, jobs: Iterable[Awaitable[Any]]) -> list[Any]:
 def failures(run: Run) -> str:
     """The cases that did not pass, for assertion messages."""
     return "\n".join(f"{r.case.id} {r.status}: {r.message}" for r in run.results
-                     if r.status not in ("pass", "not_applicable"))
+                     if r.status not in ("pass", "not_applicable", "not_tested"))

@@ -9,7 +9,7 @@ saw. The same cases pass on the conforming simulators (test_conforming.py).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -34,6 +34,8 @@ class Expect:
     says: tuple[str, ...]  # what the message must mention
     control: bool = False  # the rule is only seen when commanding
     status: str = "fail"
+    config: dict[str, Any] = field(default_factory=dict)  # SimConfig settings beyond the defect
+    options: dict[str, Any] = field(default_factory=dict)  # kit options beyond the defaults
 
 
 EXPECT = [
@@ -75,12 +77,38 @@ EXPECT = [
            "common.yaml § self-description (schema/self-description.schema.json)", ("profiles: Field required",)),
     Expect("local_ignored", "formation", "opcua", "CTRL-AUTH-001", "common.yaml § commands (Remote only)",
            ("while Local answered accepted_completes_later", "expected cannot_perform_now"), control=True),
+    # The same defect seen by the PackML tour: the transition into Execute has no StateChanged.
+    Expect("transition_without_event:state=Execute", "formation", "modbus", "CTRL-PACKML-010",
+           "common.yaml § events[StateChanged]; packml.transitions", ("no StateChanged packml_state", "-> Execute"),
+           control=True),
+    Expect("events_lost_offline", "winder", "modbus", "CORE-LINK-002", "common.yaml § events (seq, ring, replay)",
+           ("not replayed",), options={"only": ["CORE-LINK"]}),
+    Expect("events_lost_offline", "coater", "opcua", "CORE-LINK-002", "common.yaml § events (seq, ring, replay)",
+           ("not replayed",), options={"only": ["CORE-LINK"]}),
+    Expect("accepts_bad_parameter", "coater", "modbus", "CTRL-MODE-ERR-001",
+           "common.yaml § commands (parameters); result_codes.parameter_invalid",
+           ("SetOperationMode(mode=99) answered ok", "expected parameter_invalid"), control=True),
+    Expect("accepts_unknown_recipe", "winder", "opcua", "RECIPE-SELECT-ERR-001",
+           "common.yaml § commands[SelectRecipe]; result_codes.no_such_object",
+           ("SelectRecipe(CONFORMANCE-NO-SUCH-RECIPE) answered ok", "expected no_such_object"), control=True),
+    Expect("counter_decreases", "winder", "modbus", "CORE-COUNTERS-003", "common.yaml § sub_units[counters]",
+           ("counters.processed_count went down",), options={"only": ["CORE-COUNTERS"]}),
+    Expect("future_timestamps", "formation", "opcua", "DC-SAMPLING-003", "opcua binding: SourceTimestamp",
+           ("s in the future",), options={"only": ["DC-SAMPLING"]}),
+    # Published every 1.5 s, sampled every 250 ms: a window of 4.5 s sees the intervals.
+    Expect("slow_sampling", "winder", "opcua", "DC-SAMPLING-002", "<class>.yaml § sub_units[*].variables[*].sampling_ms",
+           ("tension.cathode changes every", "sampling 250 ms"), options={"only": ["DC-SAMPLING"], "observe_s": 4.5}),
+    Expect("unsupported_command_answers", "coater", "opcua", "CTRL-CMD-ERR-002",
+           "common.yaml § result_codes.not_supported",
+           ("SelectRecipe without the Recipe profile answered no_such_object", "expected not_supported"),
+           control=True, config={"profiles": ["Core", "Control", "Traceability", "DataCollection", "Coater"]}),
 ]
-IDS = [f"{e.defect.split(':')[0]}-{e.protocol}" for e in EXPECT]
+IDS = [f"{e.defect.split(':')[0]}-{e.protocol}-{e.case}" for e in EXPECT]
 
 
-async def _against(e: Expect) -> tuple[Run, SimLine]:
-    line = await start(sim_config(e.cls, e.protocol, e.defect.split(":")[0].replace("_", "-"), defects=[e.defect]))
+async def _against(e: Expect) -> Run:
+    line = await start(sim_config(e.cls, e.protocol, e.defect.split(":")[0].replace("_", "-"), defects=[e.defect],
+                                  **e.config))
     sim = only(line)
     if e.defect.startswith("alarm_never_clears"):
         # An occurrence raised and cleared at the panel before the kit looks (a warning: the machine runs on).
@@ -90,17 +118,15 @@ async def _against(e: Expect) -> tuple[Run, SimLine]:
         await asyncio.sleep(0.3)
     # Commanding defects are seen by the control cases alone; the rest by the passive layers.
     options: dict[str, Any] = {"allow_control": True, "only": [e.case.rsplit("-", 1)[0]]} if e.control else {}
-    return await run_kit(line, **options), line
+    try:
+        return await run_kit(line, **{**options, **e.options})
+    finally:
+        await line.stop()  # simulators share the test's event loop: only those under test keep running
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def runs() -> Any:
-    done = await at_most(PARALLEL, [_against(e) for e in EXPECT])
-    try:
-        yield dict(zip(IDS, (run for run, _ in done)))
-    finally:
-        for _, line in done:
-            await line.stop()
+    return dict(zip(IDS, await at_most(PARALLEL, [_against(e) for e in EXPECT])))
 
 
 async def test_the_catalogue_has_at_least_twelve_defects_and_each_is_tested():
@@ -120,6 +146,22 @@ async def test_the_kit_fails_naming_the_test_and_the_clause(runs, e):
         assert text in r.message, f"{e.case}: {text!r} not in {r.message!r}"
     assert r.evidence, "a failure shows what was read or sent"
     assert r in run.failing()
+
+
+async def test_a_machine_without_the_recipe_profile_answers_not_supported():
+    """The conforming twin of unsupported_command_answers: the negative case passes, and only it is needed."""
+    line = await start(sim_config("coater", "opcua", "no-recipe",
+                                  profiles=["Core", "Control", "Traceability", "DataCollection", "Coater"]))
+    try:
+        run = await run_kit(line, allow_control=True, only=["CTRL-CMD"])
+    finally:
+        await line.stop()
+    assert run.claimed_profiles == ["Core", "Control", "Traceability", "DataCollection", "Coater"]
+    r = run.result("CTRL-CMD-ERR-002")
+    assert r.status == "pass" and r.mandatory, r.message
+    assert [q["result"] for q in run.requests if q.get("command") == "SelectRecipe"] == ["not_supported"]
+    assert run.result("RECIPE-SELECT-ERR-001").status == "not_applicable"  # a profile not claimed
+    assert run.passed and not run.complete  # --only left the other mandatory cases out
 
 
 async def test_a_defect_is_for_the_binding_that_can_have_it():

@@ -2,9 +2,11 @@
 
 A dialect simulator serves a machine the vendor's way; the kit reads it
 through the gateway's Device with deploy/mappings/<dialect>.yaml and checks
-the common model that comes out. Then the same machines are read with a
-mapping that leaves out a variable the gateway needs, and with one that
-scales a variable wrongly.
+the common model that comes out. What a vendor machine does not have at all
+(its dialect serves it nowhere) is declared absent, as an integrator would
+(`--absent`); everything else mandatory must be mapped. Then the same
+machines are read with a mapping that leaves out a variable the machine has,
+and with one that scales a variable wrongly.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest_asyncio
 import yaml
 
 from gateway.conformance.runner import Run
+from interface_spec.model import Tier
 from simulators.dialects import dialect_names, load_dialect
 from simulators.line import SimConfig, SimLine
 
@@ -31,6 +34,8 @@ DIALECTS = dialect_names()
 BROKEN = [
     ("tobu-winder-modbus", "omit status.heartbeat", "CORE-MAPPING-002", "status.heartbeat is not mapped"),
     ("sztp-winder-opcua", "omit state.packml_state", "CORE-MAPPING-002", "state.packml_state is not mapped"),
+    ("tobu-winder-modbus", "omit tension.cathode", "WINDER-TENSION-001", "tension.cathode is mandatory and not mapped"),
+    ("sztp-winder-opcua", "omit winding.speed", "WINDER-WINDING-001", "winding.speed is mandatory and not mapped"),
     ("tobu-winder-modbus", "scale tension.cathode 1.0", "WINDER-TENSION-002", "tension.cathode"),
     ("sztp-winder-opcua", "scale winding.cycle_time 1.0", "WINDER-WINDING-002", "winding.cycle_time"),
 ]
@@ -40,6 +45,14 @@ def _config(name: str) -> SimConfig:
     d = load_dialect(name, SPEC)
     return SimConfig("vendor", d.cls, d.protocol, dialect=name, counts=COUNTS[d.cls], time_scale=TIME_SCALE[d.cls],
                      options=dict(OPTIONS[d.cls]), acting_s=1.0)
+
+
+def absent_from(name: str) -> list[str]:
+    """What the vendor machine does not have: the mandatory variables its dialect serves nowhere."""
+    d = load_dialect(name, SPEC)
+    served = {v.path.replace("[*]", "[]") for v in d.variables}
+    return sorted({v.template.replace("[]", "[*]") for v in SPEC.variables(d.cls)
+                   if v.var.origin == "equipment" and v.var.tier == Tier.mandatory and v.template not in served})
 
 
 def broken_mapping(name: str, change: str, folder: Path) -> Path:
@@ -64,10 +77,10 @@ async def runs(tmp_path_factory) -> Any:
     by_name = dict(zip(DIALECTS, lines))
 
     async def good(name: str) -> Run:
-        return await run_kit(by_name[name], mapping=str(MAPPINGS / f"{name}.yaml"))
+        return await run_kit(by_name[name], mapping=str(MAPPINGS / f"{name}.yaml"), absent=absent_from(name))
 
     async def bad(name: str, change: str) -> Run:
-        return await run_kit(by_name[name], mapping=str(broken_mapping(name, change, folder)))
+        return await run_kit(by_name[name], mapping=str(broken_mapping(name, change, folder)), absent=absent_from(name))
 
     try:
         shipped = await at_most(PARALLEL, [good(n) for n in DIALECTS])
@@ -75,7 +88,9 @@ async def runs(tmp_path_factory) -> Any:
         broken = []
         for name, change, _, _ in BROKEN:
             broken.append(await bad(name, change))
-        yield {"shipped": dict(zip(DIALECTS, shipped)), "broken": broken}
+        undeclared = await run_kit(by_name["sztp-winder-opcua"], mapping=str(MAPPINGS / "sztp-winder-opcua.yaml"),
+                                   only=["WINDER-REJECTS"], observe_s=0.5)
+        yield {"shipped": dict(zip(DIALECTS, shipped)), "broken": broken, "undeclared": undeclared}
     finally:
         for line in lines:
             await line.stop()
@@ -100,6 +115,17 @@ async def test_each_dialect_passes_through_its_mapping(runs, name):
     assert run.identity["manufacturer"] and run.identity["model"]
     # Native-only cases (self-description, events ring, PackML tour) do not apply to a mapped machine.
     assert run.result("CORE-SELF-001").status == "not_applicable"
+    # What the machine does not have is a gap, named, never hidden.
+    gaps = run.result("CORE-COUNTERS-001")
+    assert gaps.status == "warning" and "declared absent" in gaps.message and "counters.time_" in gaps.message
+
+
+async def test_a_mandatory_variable_the_machine_lacks_fails_unless_declared_absent(runs):
+    run = runs["undeclared"]
+    assert not run.passed
+    r = run.result("WINDER-REJECTS-001")
+    assert r.status == "fail" and r.mandatory and r.case.clause == "winder.yaml § sub_units[rejects]"
+    assert "rejects.alignment is mandatory and not mapped" in r.message
 
 
 @pytest.mark.parametrize("name,change,case,says", BROKEN, ids=[f"{n}:{c}" for n, c, _, _ in BROKEN])
@@ -109,6 +135,10 @@ async def test_a_broken_mapping_fails_and_names_the_variable(runs, name, change,
     r = run.result(case)
     assert r.status == "fail" and r.mandatory, f"{case}: {r.status} {r.message}"
     assert says in r.message
+    if change.startswith("omit") and case.endswith("-001"):  # the presence case of the variable's sub-unit
+        sub_unit = change.split()[1].split(".")[0]
+        assert r.case.clause == f"winder.yaml § sub_units[{sub_unit}]"
+        assert [e for e in r.evidence if e.get("target") == change.split()[1] and e["kind"] == "mapping"]
     if change.startswith("scale"):
         assert "outside its range" in r.message
         assert [e for e in r.evidence if e.get("target") == change.split()[1]]

@@ -133,6 +133,17 @@ def is_required(ctx: "Context", d: Any) -> bool:
     return d.template in ctx.declared()
 
 
+def declared_absent(ctx: "Context", template: str) -> str | None:
+    """The --absent pattern that declares this variable absent from the machine, or None."""
+    import re
+
+    for pattern in ctx.options.absent:
+        rx = re.escape(pattern.replace("[*]", "[]")).replace(r"\*", ".*")
+        if re.fullmatch(rx, template):
+            return pattern
+    return None
+
+
 def missing_reason(ctx: "Context", path: str) -> str | None:
     """Why a path is not served (unresolved node, refused registers), or None when it reads."""
     from gateway.samples import Quality

@@ -11,6 +11,7 @@ from gateway.conformance.checks import (
     WARNING,
     Outcome,
     check,
+    declared_absent,
     ev,
     is_required,
     missing_reason,
@@ -87,36 +88,45 @@ def _native_presence(ctx: Context, case: Any, meta: dict[str, Any]) -> Outcome:
 
 
 def _mapped_presence(ctx: Context, case: Any, meta: dict[str, Any]) -> Outcome:
-    """Through a mapping: what is mapped must read well; what is not is listed (the machine may not have it)."""
+    """Through a mapping: every variable the class or profile makes mandatory is mapped and reads well, unless the
+    integrator declares it absent from the machine (--absent): then it is a gap, listed."""
     su = sub_unit_of(case, ctx)
     probe: Any = ctx.probe
     mapped = set(probe.paths())
     everything = [(p, d) for p, d in ctx.spec.instances(ctx.cls, probe.counts)
                   if d.sub_unit.id == su.id and d.var.origin == "equipment"]
-    problems, evidence, unmapped = [], [], []
+    problems, evidence = [], []
+    unmapped: dict[str, list[str]] = {}  # template -> instances
+    absent: dict[str, str] = {}  # template -> the pattern declaring it
     for path, d in everything:
         if path not in mapped:
             if is_required(ctx, d) and f"identification.{d.var.id}" not in probe.nameplate_paths():
-                unmapped.append(path)
+                pattern = declared_absent(ctx, d.template)
+                if pattern:
+                    absent[d.template] = pattern
+                else:
+                    unmapped.setdefault(d.template, []).append(path)
             continue
         why = missing_reason(ctx, path)
         s = probe.latest(path)
         if why is not None or (s is not None and s.quality == Quality.BAD):
             problems.append(f"{path} does not read through the mapping ({why or s.reason})")
             evidence.append(ev("read", path, value=None, note=why or s.reason))
+    for template, paths in unmapped.items():
+        many = f" ({len(paths)} instances)" if len(paths) > 1 else ""
+        problems.append(f"{template.replace('[]', '[*]')}{many} is mandatory and not mapped")
+        evidence.append(ev("mapping", template, expected="mapped", note=f"mandatory for {case.profile}; not mapped"))
     if problems:
-        return verdict(problems, evidence, "", "mapped variable")
+        return verdict(problems, evidence, "", "missing or unreadable variable")
     provided = mapped | probe.nameplate_paths()
-    if not any(p in provided for p, _ in everything):
-        if all(not is_required(ctx, d) for _, d in everything):
-            return Outcome(NOT_IMPLEMENTED, f"{su.id} ({su.tier.value}-tier) is not mapped", mandatory=False)
-        return Outcome(WARNING, f"nothing of {su.id} is mapped: the machine and mapping provide none of "
-                                f"{', '.join(sorted({d.template for _, d in everything if is_required(ctx, d)}))}",
-                       [ev("mapping", su.id, note="not mapped")])
-    if unmapped:
-        evidence += [ev("mapping", p, note="mandatory in the spec, not mapped") for p in unmapped]
-        return Outcome(WARNING, f"mapped variables read well; mandatory but not provided: "
-                                f"{', '.join(unmapped[:6])}{' ...' if len(unmapped) > 6 else ''}", evidence)
+    if not any(p in provided for p, _ in everything) and not absent:
+        return Outcome(NOT_IMPLEMENTED, f"{su.id} ({su.tier.value}-tier) is not mapped", mandatory=False)
+    if absent:
+        evidence += [ev("mapping", t, note=f"mandatory, declared absent from the machine (--absent {p})")
+                     for t, p in absent.items()]
+        names = [t.replace("[]", "[*]") for t in absent]
+        return Outcome(WARNING, f"mapped variables read well; declared absent from the machine: "
+                                f"{', '.join(names[:6])}{' ...' if len(names) > 6 else ''}", evidence)
     return Outcome(PASS, f"every variable of {su.id} is mapped and reads with good quality", evidence)
 
 

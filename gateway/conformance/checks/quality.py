@@ -477,20 +477,28 @@ async def values_live(ctx: Context) -> Outcome:
 
 @check("DC-SAMPLING-002")
 async def sampling_period(ctx: Context) -> Outcome:
-    slow, evidence, measured = [], [], 0
     scan = ctx.options.scan_ms / 1000.0
+    execute = ctx.spec.enum("packml_state")["Execute"]
+    executing = all(s.value == execute for s in window(ctx, "state.packml_state") if s.quality != Quality.BAD)
+    slow, clear, evidence, measured = [], [], [], 0
     for path, d in _sample_variables(ctx):
-        seen = changes(window(ctx, path))
+        # Changes within the window only: the value held at its start may be from long before.
+        seen = [t for t, _ in changes(window(ctx, path)) if t >= ctx.t0]
         if len(seen) < 3:
             continue
         measured += 1
-        typical = statistics.median(b - a for (a, _), (b, _) in zip(seen, seen[1:]))
+        typical = statistics.median(b - a for a, b in zip(seen, seen[1:]))
         limit = 3 * d.var.sampling_ms / 1000.0 + scan
         if typical > limit:
-            slow.append(f"{path} changes every {typical:.2f} s (sampling {d.var.sampling_ms} ms)")
-            evidence.append(ev("observe", path, value=round(typical, 3), expected=f"<= {limit:.2f} s"))
+            text = f"{path} changes every {typical:.2f} s (sampling {d.var.sampling_ms} ms)"
+            (clear if executing and d.var.type == "float" else slow).append(text)
+            evidence.append(ev("observe", path, value=round(typical, 3), expected=f"<= {limit:.2f} s",
+                               note=f"{len(seen)} changes in {ctx.t1 - ctx.t0:.1f} s"))
+    if clear:
+        return verdict(clear + slow, evidence, "", "slow value (updated less often than its sampling period)")
     if slow:
-        return verdict(slow, evidence, "", "slow variable", status=WARNING)
+        return verdict(slow, evidence, "", "slow variable (an integer may stand still, or the machine was not "
+                                           "executing)", status=WARNING)
     return Outcome(PASS, f"{measured} changing values refresh within three times their sampling period", evidence)
 
 
