@@ -7,6 +7,7 @@ sped up) and checks through the REST API what an engineer would look at.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Callable
 
 import httpx
@@ -102,17 +103,32 @@ async def test_mapped_winders_show_spec_units_and_good_quality(line, eq):
 
 async def test_history_is_downsampled_over_a_range(line):
     client, runtime, *_ = line
-    await wait_for(lambda: runtime.devices["coater1"].latest.get("web.line_speed"), "a line speed")
-    await asyncio.sleep(3)  # a few seconds of history to bucket
-    await runtime.store.flush()
-    r = await client.get("/api/v1/equipment/coater1/history",
-                         params={"path": "web.line_speed", "start": "-5m", "bucket": "1s", "agg": "avg,min,max,last"})
-    assert r.status_code == 200, r.text
-    [series] = r.json()["series"]
-    rows = series["points"]
-    assert len(rows) >= 2
+    start = time.time()
+    await wait_for(lambda: runtime.devices["coater1"].latest.get("unwinder.tension"), "an unwind tension")
+
+    async def history(**params) -> list[dict] | None:
+        await runtime.store.flush()
+        r = await client.get("/api/v1/equipment/coater1/history",
+                             params={"path": "unwinder.tension", "start": f"{start}", **params})
+        assert r.status_code == 200, r.text
+        [series] = r.json()["series"]
+        return series["points"]
+
+    async def two_full_buckets():
+        rows = await history(end=f"{time.time()}", bucket="2s", agg="avg,min,max,last")
+        return rows if len(rows) >= 3 else None  # the first and last may be partial
+
+    rows = await wait_for(two_full_buckets, "three two-second buckets of unwind tension", timeout=30)
+    end = rows[-1]["ts"]
+    rows = await history(end=f"{end}", bucket="2s", agg="avg,min,max,last")
+    raw = await history(end=f"{end}")
+    # Each bucket is what the raw samples in its two seconds make of it; sampled at 500 ms, fewer buckets than samples.
     for row in rows:
-        assert row["min"] <= row["avg"] <= row["max"]
+        inside = [p["value"] for p in raw if row["ts"] <= p["ts"] < row["ts"] + 2]
+        assert inside, row
+        assert (row["min"], row["max"], row["last"]) == (min(inside), max(inside), inside[-1])
+        assert row["avg"] == pytest.approx(sum(inside) / len(inside))
+    assert len(raw) > len(rows)
 
 
 async def test_an_alarm_raised_and_cleared_by_the_simulator_is_recorded(line):
