@@ -92,7 +92,8 @@ async def _serve_gateway(cfg: Any, spec: Any, stop: asyncio.Event, on_ready=None
     from gateway.store.sqlite import SqliteStore
 
     Path(cfg.store.path).parent.mkdir(parents=True, exist_ok=True)
-    store = SqliteStore(cfg.store.path, retention_days=cfg.store.retention_days, max_disk_mb=cfg.store.max_disk_mb)
+    store = SqliteStore(cfg.store.path, retention_days=cfg.store.retention_days, max_disk_mb=cfg.store.max_disk_mb,
+                        records_retention_days=cfg.store.records_retention_days.days())
     await store.start()
     runtime = LineRuntime(cfg, spec, store)
     forwarding = Forwarding(store, cfg.forward, cfg.line, {eq.id: eq.cls for eq in cfg.equipment})

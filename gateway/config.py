@@ -107,11 +107,22 @@ class ApiKey(_Strict):
     key_env: str  # environment variable holding the key
 
 
+class RecordRetention(_Strict):
+    alarms: float | None = Field(default=None, gt=0)  # by the time they cleared; an active alarm is kept
+    events: float | None = Field(default=None, gt=0)
+    audit: float | None = Field(default=None, gt=0)
+
+    def days(self) -> dict[str, float]:
+        return {kind: d for kind, d in self.model_dump().items() if d is not None}
+
+
 class Store(_Strict):
     path: str = "var/linegw.sqlite"
     retention_days: float | None = Field(default=30, gt=0)
     # Disk budget for the database; over it the oldest samples go, forwarded or not, counted.
     max_disk_mb: float | None = Field(default=None, gt=0)
+    # Alarms, events and the audit log are kept for ever unless given days here (traceability outlives samples).
+    records_retention_days: RecordRetention = RecordRetention()
 
 
 class LineConfig(_Strict):

@@ -114,11 +114,11 @@ async def test_history_is_downsampled_over_a_range(line):
         [series] = r.json()["series"]
         return series["points"]
 
-    async def two_full_buckets():
+    async def three_buckets():
         rows = await history(end=f"{time.time()}", bucket="2s", agg="avg,min,max,last")
         return rows if len(rows) >= 3 else None  # the first and last may be partial
 
-    rows = await wait_for(two_full_buckets, "three two-second buckets of unwind tension", timeout=30)
+    rows = await wait_for(three_buckets, "three two-second buckets of unwind tension", timeout=30)
     end = rows[-1]["ts"]
     rows = await history(end=f"{end}", bucket="2s", agg="avg,min,max,last")
     raw = await history(end=f"{end}")

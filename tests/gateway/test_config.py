@@ -54,12 +54,22 @@ def test_good_line_file_loads(tmp_path):
          "line.yaml:5: forward.mqtt.qos: Extra inputs are not permitted"),
         (GOOD.replace("line: test", "line: test\nstore: {max_disk_mb: 0}"),
          "line.yaml:2: store.max_disk_mb: Input should be greater than 0"),
+        (GOOD.replace("line: test", "line: test\nstore:\n  records_retention_days: {alarm: 30}"),
+         "line.yaml:3: store.records_retention_days.alarm: Extra inputs are not permitted"),
+        (GOOD.replace("line: test", "line: test\nstore:\n  records_retention_days: {audit: 0}"),
+         "line.yaml:3: store.records_retention_days.audit: Input should be greater than 0"),
     ],
 )
 def test_bad_line_file_names_file_line_and_field(tmp_path, broken, expected):
     with pytest.raises(SpecError) as exc:
         load_line(write(tmp_path, "line.yaml", broken))
     assert expected.replace("Value error, ", "") in str(exc.value).replace("Value error, ", "")
+
+
+def test_records_are_kept_for_ever_unless_given_days(tmp_path):
+    assert load_line(write(tmp_path, "line.yaml", GOOD)).store.records_retention_days.days() == {}
+    text = GOOD.replace("line: test", "line: test\nstore:\n  records_retention_days: {events: 3650, audit: 400}")
+    assert load_line(write(tmp_path, "line.yaml", text)).store.records_retention_days.days() == {"events": 3650, "audit": 400}
 
 
 def test_missing_mapping_file_is_named(tmp_path):
