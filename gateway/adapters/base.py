@@ -9,7 +9,7 @@ this protocol and register a factory under the `linegw.adapters` entry point.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple, Protocol
+from typing import Any, Awaitable, Callable, NamedTuple, Protocol
 
 
 class RawReading(NamedTuple):
@@ -36,7 +36,9 @@ class Point:
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
-ReadingsCallback = Callable[[list[RawReading]], None]
+# The runtime may answer a batch with an awaitable: the store is behind, and the
+# adapter awaits it before its next read (back-pressure) instead of the store dropping.
+ReadingsCallback = Callable[[list[RawReading]], Awaitable[None] | None]
 LinkCallback = Callable[[bool, str], None]  # (up, reason)
 
 
@@ -62,7 +64,8 @@ class Adapter(Protocol):
         """Connect, deliver readings until cancelled; reconnect on its own with backoff.
 
         Polling adapters scan at settings["scan_interval_ms"]; subscribing adapters
-        deliver notifications. Must never raise on device errors: report them
+        deliver notifications. When `on_readings` returns an awaitable, await it
+        before reading or delivering more. Must never raise on device errors: report them
         through `on_link(False, reason)` and per-point `RawReading.error`.
         """
 

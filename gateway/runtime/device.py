@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from gateway.adapters.base import Adapter, AdapterError, Point, RawReading
 from gateway.config import Equipment
@@ -169,7 +169,7 @@ class Device:
         return counts
 
     # --- readings --------------------------------------------------------------
-    def _on_readings(self, readings: list[RawReading]) -> None:
+    def _on_readings(self, readings: list[RawReading]) -> Awaitable[None] | None:
         plan = self.plan
         assert plan is not None
         now = time.time()
@@ -180,7 +180,9 @@ class Device:
                 # Re-read from a frozen machine: the same value again, not a fresh one.
                 samples = [s._replace(quality=Quality.UNCERTAIN, reason=STALLED) if s.quality == Quality.GOOD else s
                            for s in samples]
-            self._accept(samples, now)
+            if self._accept(samples, now):
+                return self.store.room()  # the store is behind: the adapter waits before reading more
+        return None
 
     def _stalled(self, samples: list[Sample] = ()) -> bool:
         """Connected but frozen: the heartbeat has not moved within the spec's timeout, nor in `samples`."""
@@ -189,9 +191,9 @@ class Device:
             return False
         return not any(s.path == HEARTBEAT and s.value not in (None, value) for s in samples)
 
-    def _accept(self, samples: list[Sample], now: float) -> None:
-        """Store validated samples, update the live picture and fan them out."""
-        self.store.write_samples(samples)
+    def _accept(self, samples: list[Sample], now: float) -> bool:
+        """Store validated samples, update the live picture and fan them out; True when the store is behind."""
+        behind = self.store.write_samples(samples)
         self.view.last_data_ts = now
         latest = self.latest
         changed_state = False
@@ -209,6 +211,7 @@ class Device:
             asyncio.get_running_loop().create_task(self._notify_state())
         if self._link_up:
             self._publish_samples(samples)
+        return behind
 
     def _publish_samples(self, samples: list[Sample]) -> None:
         self.publish(

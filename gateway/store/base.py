@@ -39,8 +39,14 @@ class Store(Protocol):
         """Return once everything enqueued so far is durable."""
 
     # --- samples ---------------------------------------------------------------
-    def write_samples(self, samples: list[Sample]) -> None:
-        """Enqueue without blocking; a full queue drops the list and counts it."""
+    def write_samples(self, samples: list[Sample]) -> bool:
+        """Enqueue without blocking; a full queue drops the list and counts it.
+
+        True when the queue is past half full: a producer that can wait awaits `room()`.
+        """
+
+    async def room(self) -> None:
+        """Return once the write queue has room again (back-pressure for producers)."""
 
     async def write_samples_async(self, samples: list[Sample]) -> None:
         """Enqueue, waiting for room when the queue is full (back-pressure)."""

@@ -742,49 +742,71 @@ class SqliteStore:
         return await asyncio.wrap_future(op.future)
 
     # --- samples: the hot path -----------------------------------------------------------
-    def write_samples(self, samples: list[Sample]) -> None:
+    def write_samples(self, samples: list[Sample]) -> bool:
         """Enqueue for the writer; never blocks. A full queue drops the list and counts it.
 
+        Returns True once the queue is more than half full: a producer that can
+        wait should then ``await room()`` before producing more (back-pressure),
+        so that the queue never fills and nothing is dropped.
         The list itself is queued (no copy, this is the hot path): do not change it afterwards.
         """
         n = len(samples)
         if not n:
-            return
+            return False
         with self._cv:
-            if (self._thread is None or self._stopping or self._failed is not None
-                    or (self._queued and self._queued + n > self.max_queue)):
+            if not self._taking() or (self._queued and self._queued + n > self.max_queue):
                 self._stats["dropped"] += n
                 dropped, queued = self._stats["dropped"], self._queued
             else:
                 dropped = 0
-                self._chunks.append(samples)
-                self._queued += n
-                self._accepted += n
-                if self._writer_idle or (self._lingering and self._queued >= self.batch_rows):
-                    self._cv.notify()
+                self._enqueue(samples)
+            behind = self._queued > self.max_queue // 2
         if dropped and time.monotonic() >= self._drop_log_at:
             # Loud, but one line a minute at most; the exact count is in stats()["dropped"] and /health.
             self._drop_log_at = time.monotonic() + 60.0
             log.error("%s: %d samples dropped so far, not stored and never forwarded: %s", self.path, dropped,
                       f"the write queue is full ({queued} of {self.max_queue} samples; the disk is too slow)"
                       if queued else "the store is not running")
+        return behind
+
+    async def room(self) -> None:
+        """Return once the write queue is at most half full (or the store has stopped taking writes)."""
+        await self._wait_space(lambda: self._queued <= self.max_queue // 2 or not self._taking())
 
     async def write_samples_async(self, samples: list[Sample]) -> None:
         """Enqueue, waiting for room rather than dropping (back-pressure for bulk producers)."""
         n = len(samples)
         if not n:
             return
+
+        def enqueued() -> bool:
+            self._check_running()
+            if self._queued and self._queued + n > self.max_queue:
+                return False
+            self._enqueue(samples)
+            return True
+
+        await self._wait_space(enqueued)
+
+    def _taking(self) -> bool:
+        """Whether writes are accepted now (call with the lock held)."""
+        return self._thread is not None and not self._stopping and self._failed is None
+
+    def _enqueue(self, samples: list[Sample]) -> None:
+        """Queue one list for the writer (call with the lock held)."""
+        self._chunks.append(samples)
+        self._queued += len(samples)
+        self._accepted += len(samples)
+        if self._writer_idle or (self._lingering and self._queued >= self.batch_rows):
+            self._cv.notify()
+
+    async def _wait_space(self, done: Callable[[], bool]) -> None:
+        """Wait until done(), called with the lock held, says so; the writer wakes waiters as it takes rows."""
         space = self._space
         assert space is not None, "start() the store first"
         while True:
             with self._cv:
-                self._check_running()
-                if not self._queued or self._queued + n <= self.max_queue:
-                    self._chunks.append(samples)
-                    self._queued += n
-                    self._accepted += n
-                    if self._writer_idle or (self._lingering and self._queued >= self.batch_rows):
-                        self._cv.notify()
+                if done():
                     return
                 self._space_waiters += 1
                 space.clear()

@@ -423,6 +423,39 @@ async def test_full_queue_drops_and_counts_while_the_async_path_waits_for_room(t
         await s.close()
 
 
+async def test_write_samples_says_when_the_queue_is_half_full_and_room_waits_for_the_writer(tmp_path):
+    s = SqliteStore(tmp_path / "store.sqlite", max_queue=10, batch_rows=1000, commit_interval_s=3600)
+    await s.start()
+    try:
+        assert s.write_samples([sample("v", float(i), T0 + i) for i in range(5)]) is False  # half: not behind
+        assert s.write_samples([sample("v", 5.0, T0 + 5)]) is True
+        waiting = asyncio.create_task(s.room())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # the writer lingers: the queue stays past half
+        await s.flush()
+        await asyncio.wait_for(waiting, 5)
+        assert s.stats()["queued"] == 0 and s.stats()["dropped"] == 0
+    finally:
+        await s.close()
+
+
+async def test_a_producer_that_waits_for_room_loses_nothing_where_one_that_does_not_drops(tmp_path):
+    async def produce(s: SqliteStore, wait: bool) -> None:
+        for k in range(200):
+            if s.write_samples([sample("v", float(i), T0 + k * 100 + i) for i in range(100)]) and wait:
+                await s.room()
+
+    for wait in (False, True):
+        async with SqliteStore(tmp_path / f"store-{wait}.sqlite", max_queue=1000) as s:
+            await produce(s, wait)
+            await s.flush()
+            stored = len(await s.history(EQ, "v", T0, T0 + 20_000, limit=30_000))
+            if wait:
+                assert s.stats()["dropped"] == 0 and stored == 20_000
+            else:  # a producer that never yields outruns the writer: the full queue drops, counted
+                assert s.stats()["dropped"] > 0 and stored == 20_000 - s.stats()["dropped"]
+
+
 async def test_close_writes_out_everything_queued(tmp_path):
     path = tmp_path / "store.sqlite"
     s = SqliteStore(path, commit_interval_s=3600, batch_rows=10**6, max_batch_rows=1000)

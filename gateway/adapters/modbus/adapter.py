@@ -496,7 +496,8 @@ class ModbusAdapter:
                 self._stats["scans"] += 1
                 self._stats["last_scan_s"] = loop.time() - started
                 up()
-                on_readings(readings)
+                if (behind := on_readings(readings)) is not None:
+                    await behind  # the runtime's store is behind: scan again once it has room
             else:
                 up()
             backoff.reset()

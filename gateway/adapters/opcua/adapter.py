@@ -442,7 +442,8 @@ class OpcUaAdapter:
         while True:
             batch = await q.get()
             try:
-                on_readings(batch)
+                if (behind := on_readings(batch)) is not None:
+                    await behind  # the store is behind: batches wait in the bounded queue meanwhile
             except Exception:  # a consumer defect must not stop acquisition; it is logged and counted
                 self._consumer_errors += 1
                 log.exception("%s: on_readings raised; %d readings not taken", self.endpoint, len(batch))

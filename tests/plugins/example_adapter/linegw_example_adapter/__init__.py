@@ -59,7 +59,8 @@ class JsonFileAdapter:
                 ts = os.stat(self.path).st_mtime if self.path.exists() else time.time()
                 self._health.reads += 1
                 self._health.last_data_ts = time.time()
-                on_readings(self._readings(self.scan_keys, data, ts))
+                if (behind := on_readings(self._readings(self.scan_keys, data, ts))) is not None:
+                    await behind  # back-pressure: the gateway's store is behind
             await asyncio.sleep(self.interval)
 
     async def read(self, keys: list[str]) -> list[RawReading]:
