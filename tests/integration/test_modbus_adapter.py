@@ -129,6 +129,29 @@ async def test_values_change_between_scans(modbus_sim: ModbusSimServer) -> None:
         await wait_until(lambda: rec.scans[-1]["speed"].value == 2.0, "changed value")
 
 
+async def test_scanning_waits_while_the_runtime_answers_that_it_is_behind(modbus_sim: ModbusSimServer) -> None:
+    adapter = adapter_for(modbus_sim, [Point("speed", {"address": 0, "dtype": "float32"})])
+    room = asyncio.Event()
+    scans = 0
+
+    def on_readings(readings: list[RawReading]):
+        nonlocal scans
+        scans += 1
+        return room.wait() if scans == 2 else None  # the second batch finds the store behind
+
+    task = asyncio.create_task(adapter.run(on_readings, lambda up, reason: None))
+    try:
+        await wait_until(lambda: scans == 2, "two scans")
+        requests = adapter.health().requests
+        await asyncio.sleep(0.3)  # fifteen scan intervals
+        assert scans == 2 and adapter.health().requests == requests  # not a request while it waits
+        room.set()
+        await wait_until(lambda: scans >= 4, "scanning to go on once there is room")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_unscanned_points_are_read_on_demand_only(modbus_sim: ModbusSimServer) -> None:
     modbus_sim.set_registers(0, [7, 8])
     points = [Point("a", {"address": 0}), Point("b", {"address": 1, "scan": False})]
