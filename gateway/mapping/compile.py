@@ -67,7 +67,8 @@ class Target:
     hi: float = math.inf
     scale: float = 1.0
     offset: float = 0.0
-    bit: int | None = None
+    bit: int | None = None  # lowest bit of a bit field
+    bit_mask: int = 1  # the field's width as a mask
     enum_map: dict[int, int] | None = None  # vendor code -> spec code
     enum_codes: frozenset[int] | None = None  # valid spec codes
 
@@ -342,7 +343,7 @@ def mapped_plan(spec: Spec, equipment: str, mapping: Mapping, counts: dict[str, 
                 pt.options.setdefault("sampling_ms", sampling)  # the spec's rate, as for native machines
             points.setdefault(key, Point(key, pt.options))
             t = _target(spec, cls, path)
-            t.scale, t.offset, t.bit = vm.scale, vm.offset, vm.source.bit
+            t.scale, t.offset, t.bit, t.bit_mask = vm.scale, vm.offset, vm.source.bit, (1 << vm.source.bits) - 1
             if vm.from_unit and vm.from_unit != t.unit:
                 f, o = CONVERSIONS[(vm.from_unit, t.unit)]
                 t.scale, t.offset = t.scale * f, t.offset * f + o

@@ -19,6 +19,9 @@ rest, an integrator writes one file per machine model:
       - path: state.control_authority
         source: {address: 101, dtype: uint16, bit: 2}
         enum: {0: Local, 1: Remote}
+      - path: state.operation_mode         # a bit field: bits 4-6 of the same word
+        source: {address: 101, dtype: uint16, bit: 4, bits: 3}
+        enum: {0: Setup, 1: Processing, 2: Maintenance}
       - path: dryer_zone[*].air_temperature # one entry for every instance
         source: {address: 300, dtype: int16, stride: 4}
     alarms:
@@ -73,6 +76,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+_DTYPE_BITS = {"int16": 16, "uint16": 16, "int32": 32, "uint32": 32, "int64": 64, "uint64": 64}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -95,7 +101,8 @@ class Source(OpcUaReading):
     dtype: str | None = None
     count: int | None = Field(default=None, ge=1, le=125)  # registers, strings
     order: Literal["ABCD", "DCBA", "BADC", "CDAB"] | None = None
-    bit: int | None = Field(default=None, ge=0, le=15)
+    bit: int | None = Field(default=None, ge=0, le=63)  # lowest bit of a bit field in the register value
+    bits: int = Field(default=1, ge=1, le=32)  # width of that field: a vendor code packed with others
     stride: int | None = Field(default=None, ge=1)  # array instance spacing in registers
     device_id: int | None = Field(default=None, ge=0, le=255)
     # OPC UA
@@ -107,6 +114,14 @@ class Source(OpcUaReading):
             raise ValueError("give either 'address' (Modbus) or 'node' (OPC UA)")
         if self.address is not None and self.dtype is None and self.table not in ("coil", "discrete"):
             raise ValueError("a Modbus source needs 'dtype'")
+        if self.bits > 1 and self.bit is None:
+            raise ValueError(f"bits: {self.bits} needs 'bit', the field's lowest bit")
+        if self.bit is not None and self.dtype is not None:
+            width = _DTYPE_BITS.get(self.dtype)
+            if width is None:
+                raise ValueError(f"bit: only for integer sources, not dtype {self.dtype}")
+            if self.bit + self.bits > width:
+                raise ValueError(f"bit {self.bit} + bits {self.bits} do not fit in a {self.dtype} ({width} bits)")
         if self.address is not None and self.options():
             raise ValueError(f"{', '.join(self.options())}: only for OPC UA sources ('node'); Modbus is read every scan")
         return self
@@ -125,6 +140,12 @@ class AlarmMap(_Strict):
     alarm: str  # spec alarm id
     source: Source  # a bit (Modbus) or a Boolean node (OPC UA)
     active_value: int | bool = True
+
+    @model_validator(mode="after")
+    def _one_bit(self) -> "AlarmMap":
+        if self.source.bits != 1:
+            raise ValueError("source.bits: an alarm is one bit, or a whole alarm-code register")
+        return self
 
 
 class CommandWrite(_Strict):

@@ -20,7 +20,7 @@ GOOD, UNCERTAIN, BAD = Quality.GOOD, Quality.UNCERTAIN, Quality.BAD
 def convert(equipment: str, t: Target, raw: object, source_ts: float, gateway_ts: float) -> Sample:
     kind = t.kind
     if t.bit is not None and isinstance(raw, int) and not isinstance(raw, bool):
-        raw = (raw >> t.bit) & 1
+        raw = (raw >> t.bit) & t.bit_mask
     if kind == "str":
         if isinstance(raw, str):
             return Sample(equipment, t.path, raw.rstrip("\x00 "), t.unit, source_ts, gateway_ts, GOOD)

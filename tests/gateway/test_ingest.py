@@ -5,10 +5,10 @@ import math
 import pytest
 
 from gateway.adapters.base import RawReading
-from gateway.mapping.compile import native_modbus_plan
+from gateway.mapping.compile import load_mapping, mapped_plan, native_modbus_plan
 from gateway.runtime.ingest import to_samples
 from gateway.samples import Quality
-from interface_spec import load_spec
+from interface_spec import SpecError, load_spec
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +63,46 @@ def test_strings_lose_padding(targets):
 def test_uncertain_status_keeps_the_value_as_uncertain(targets):
     s = one(targets, "tension.cathode", 12.5, error="UncertainLastUsableValue")
     assert (s.value, s.quality, s.reason) == (12.5, Quality.UNCERTAIN, "UncertainLastUsableValue")
+
+
+# --- bit fields of a mapping --------------------------------------------------------------------
+
+PACKED = """\
+mapping: packed-status-word
+class: winder
+protocol: modbus
+variables:
+  - path: state.control_authority
+    source: {address: 101, dtype: uint16, bit: 2}
+    enum: {0: Local, 1: Remote}
+  - path: state.operation_mode
+    source: {address: 101, dtype: uint16, bit: 4, bits: 3}
+    enum: {0: Setup, 1: Processing, 5: Maintenance}
+"""
+
+
+def test_bit_fields_of_one_word_are_read_apart(tmp_path):
+    spec = load_spec()
+    (tmp_path / "m.yaml").write_text(PACKED)
+    plan = mapped_plan(spec, "w1", load_mapping(tmp_path / "m.yaml", spec), {})
+    [key] = {k for k, ts in plan.targets.items() if {t.path for t in ts} >= {"state.operation_mode"}}
+    word = 0b1101_0101_0100  # bit 2 set (Remote); bits 4-6 = 0b101 (Maintenance); bits 7+ are other flags
+    got = {s.path: s for s in to_samples("w1", plan.targets, [RawReading(key, word, None)], 2000.0)}
+    modes = spec.enum("operation_mode")
+    assert got["state.operation_mode"].value == modes["Maintenance"] and got["state.operation_mode"].quality == Quality.GOOD
+    assert got["state.control_authority"].quality == Quality.GOOD
+    # The same word with field value 0b111: no such vendor code, bad and named, not a neighbouring mode.
+    got = {s.path: s for s in to_samples("w1", plan.targets, [RawReading(key, word | 0b0111_0000, None)], 2000.0)}
+    assert (got["state.operation_mode"].quality, got["state.operation_mode"].reason) == (Quality.BAD, "unknown_vendor_code:7")
+
+
+@pytest.mark.parametrize("source, message", [
+    ("{address: 101, dtype: uint16, bit: 14, bits: 3}", "bit 14 + bits 3 do not fit in a uint16 (16 bits)"),
+    ("{address: 101, dtype: uint16, bits: 3}", "bits: 3 needs 'bit'"),
+    ("{address: 101, dtype: float32, bit: 1}", "bit: only for integer sources, not dtype float32"),
+])
+def test_a_bit_field_that_does_not_fit_is_refused_with_its_line(tmp_path, source, message):
+    (tmp_path / "m.yaml").write_text(PACKED.replace("{address: 101, dtype: uint16, bit: 4, bits: 3}", source))
+    with pytest.raises(SpecError) as exc:
+        load_mapping(tmp_path / "m.yaml", load_spec())
+    assert "m.yaml:9: variables[1].source: " in str(exc.value) and message in str(exc.value)
