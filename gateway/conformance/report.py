@@ -159,12 +159,15 @@ def _count(element: ET.Element) -> None:
 
 # --- compliance statement -------------------------------------------------------------------------------
 
+def _reasons(rs: list[Result]) -> str:
+    """Why the mandatory cases among these were not run, e.g. "run with --allow-control"."""
+    return "; ".join(sorted({r.message.rsplit(": ", 1)[-1] if "--allow-control" in r.message else r.message
+                             for r in rs if r.mandatory and r.status == NOT_TESTED}))
+
+
 def _left_out(rs: list[Result]) -> str:
-    """Why mandatory cases were not run, e.g. "3 not tested: run with --allow-control"."""
-    untested = [r for r in rs if r.mandatory and r.status == NOT_TESTED]
-    reasons = sorted({r.message.rsplit(": ", 1)[-1] if "--allow-control" in r.message else r.message
-                      for r in untested})
-    return f"{len(untested)} not tested: {'; '.join(reasons)}"
+    """How many mandatory cases were not run, and why: "3 not tested: run with --allow-control"."""
+    return f"{sum(1 for r in rs if r.mandatory and r.status == NOT_TESTED)} not tested: {_reasons(rs)}"
 
 
 def unit_status(rs: list[Result]) -> tuple[str, str]:
@@ -216,8 +219,8 @@ def verdict_line(run: Run) -> str:
         return f"DOES NOT CONFORM: {plural(len(run.failing()), 'mandatory test')} not passed"
     if not run.complete:
         left = sorted({r.case.profile for r in run.untested()})
-        return (f"INCOMPLETE: {plural(len(run.untested()), 'mandatory test')} not run ({_left_out(run.results)}) "
-                f"in {', '.join(left)}; no mandatory test run failed; complete in {', '.join(complete) or 'no profile'}")
+        return (f"INCOMPLETE: {plural(len(run.untested()), 'mandatory test')} of {', '.join(left)} not run "
+                f"({_reasons(run.results)}); none that ran failed; complete in {', '.join(complete) or 'no profile'}")
     return f"CONFORMS in {', '.join(complete) or 'no profile'}"
 
 
@@ -240,6 +243,8 @@ def to_statement(run: Run) -> str:
         f"| Kit version | linegw conformance {run.kit_version} |",
         f"| Date | {st['started']} to {st['finished']} |",
         f"| Control | {'commands sent (--allow-control)' if run.options.allow_control else 'no command sent'} |",
+        *([f"| Declared absent | {', '.join(run.options.absent)} (the integrator: the machine does not have them) |"]
+          if run.options.absent else []),
         "",
         "## Profiles",
         "",

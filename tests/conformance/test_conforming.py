@@ -71,7 +71,7 @@ async def subjects() -> Any:
 async def test_the_kit_passes_a_conforming_simulator(subjects, cls, protocol):
     s = subjects[(cls, protocol)]
     assert s.passive.passed, failures(s.passive)
-    assert s.control.passed, failures(s.control)
+    assert s.control.passed and s.control.complete and s.control.conforms, failures(s.control)
     assert s.control.tested_profiles == ["Core", "Control", "Recipe", "Traceability", "DataCollection",
                                          cls.capitalize()]
     # The optional-profile negative case has nothing to do on a machine that claims every profile.
@@ -90,8 +90,12 @@ async def test_without_allow_control_no_command_reaches_the_machine(subjects, cl
     assert not [q for q in s.passive.requests if q["kind"] in ("command", "write")]
     assert {q.get("method") for q in s.passive.requests} <= {"recipes.get"}  # reading the active recipe only
     control_cases = [r for r in s.passive.results if r.case.needs_control and protocol in r.case.bindings]
-    assert control_cases and all(r.status == "not_applicable" and "--allow-control" in r.message
+    assert control_cases and all(r.status == "not_tested" and "--allow-control" in r.message
                                  for r in control_cases)
+    # Nothing mandatory is skipped silently: the passive run passed what it ran, but it is not complete.
+    assert s.passive.passed and not s.passive.complete and not s.passive.conforms
+    assert {r.case.id for r in s.passive.untested()} == {r.case.id for r in control_cases if r.case.tier == "M"}
+    assert all(r.mandatory for r in s.passive.untested())
 
 
 @pytest.mark.parametrize("cls,protocol", SUBJECTS)

@@ -1,6 +1,7 @@
 """Reports: JUnit XML that parses, JSON with the hierarchy and evidence, self-contained HTML, a compliance
 statement; every one stamped and carrying a SHA-256 that verifies, and fails once the content changes.
-The `linegw conformance` command end to end: exit 0 on a conforming machine, 1 on a defective one.
+The `linegw conformance` command end to end: exit 0 on a conforming machine tested completely, 1 on a
+defective one, 3 when mandatory cases were not run; each result that is not a pass is printed as it is decided.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -19,8 +21,11 @@ import pytest
 import pytest_asyncio
 
 from gateway.conformance.report import FILES, verify, write_reports
+from gateway.conformance.runner import Options, Result, run_conformance
 
-from .conftest import PARALLEL, at_most, endpoint, only, produce, run_kit, sim_config, start
+from simulators.simulator import Simulator
+
+from .conftest import KIT, PARALLEL, SPEC, Operator, at_most, endpoint, only, produce, run_kit, sim_config, start
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 LINEGW = str(Path(sys.executable).with_name("linegw"))
@@ -33,9 +38,11 @@ async def reports(tmp_path_factory) -> Any:
         start(sim_config("coater", "opcua", "bad", defects=["out_of_range:path=web.line_speed"])))
     try:
         good, bad = await at_most(PARALLEL, [run_kit(good_line, allow_control=True), run_kit(bad_line)])
-        out = {"good": write_reports(good, tmp_path_factory.mktemp("good")),
-               "bad": write_reports(bad, tmp_path_factory.mktemp("bad"))}
-        yield {"runs": {"good": good, "bad": bad}, "paths": out, "lines": {"good": good_line, "bad": bad_line}}
+        # Only the self-description and identification: passed, but far from complete.
+        incomplete = await run_kit(good_line, only=["CORE-SELF", "CORE-IDENT"], observe_s=0.5)
+        runs = {"good": good, "bad": bad, "incomplete": incomplete}
+        out = {kind: write_reports(run, tmp_path_factory.mktemp(kind)) for kind, run in runs.items()}
+        yield {"runs": runs, "paths": out, "lines": {"good": good_line, "bad": bad_line}}
     finally:
         await good_line.stop()
         await bad_line.stop()
@@ -105,9 +112,30 @@ async def test_compliance_statement_lists_capabilities(reports):
     assert "| CTRL-PACKML PackML state machine | Control | yes | yes |" in text
     assert "| Control | yes | yes | yes |" in text  # claimed, completely tested (--allow-control), compliant
     assert "Software version" in text and "Kit version" in text and "CONFORMS" in text
+    assert "## Not tested" not in text
     bad = reports["paths"]["bad"]["statement"].read_text()
-    assert "| Control | yes | no (needs --allow-control) | — |" in bad
+    # Claimed, not run without --allow-control: never "compliant", and each case left out is listed.
+    assert re.search(r"\| Control \| yes \| no \(\d+ not tested: run with --allow-control\) \| not tested \|", bad)
     assert "**COATER-WEB-002**" in bad
+    assert "## Not tested" in bad and "- **CTRL-PACKML-001** (Control" in bad
+
+
+async def test_a_run_that_leaves_mandatory_cases_out_is_incomplete_in_every_report(reports):
+    run, paths = reports["runs"]["incomplete"], reports["paths"]["incomplete"]
+    assert run.passed and not run.complete
+    untested = run.untested()
+    assert untested and all(r.status == "not_tested" and r.mandatory for r in untested)
+    assert {r.case.profile for r in untested} >= {"Control", "Recipe", "Traceability", "Core"}  # --only left Core out
+    doc = json.loads(paths["json"].read_text())
+    assert doc["verdict"] == "incomplete" and doc["summary"]["not_tested"] == len(
+        [r for r in run.results if r.status == "not_tested"])
+    statement = paths["statement"].read_text()
+    assert "**Verdict: INCOMPLETE:" in statement and "CONFORMS" not in statement
+    assert "| Core | yes | partly (" in statement  # some Core cases ran, others were not selected
+    assert not re.search(r"\| Control \| yes \| [^|]* \| yes \|", statement)
+    skipped = [c for c in ET.parse(paths["junit"]).getroot().iter("testcase")
+               if (c.find("skipped") is not None and c.find("skipped").get("message").startswith("not_tested (mandatory)"))]
+    assert len(skipped) == len(untested)
 
 
 async def test_every_report_carries_a_hash_that_verifies_and_breaks_when_edited(reports, tmp_path):
@@ -132,11 +160,35 @@ async def test_every_report_carries_a_hash_that_verifies_and_breaks_when_edited(
     assert hashlib.sha256(paths["json"].read_bytes()).hexdigest() in paths["sums"].read_text()
 
 
-async def _linegw(*args: str) -> tuple[int, str]:
+async def _linegw(*args: str, panel: Simulator | None = None) -> tuple[int, str]:
+    """Run linegw; with `panel`, an operator at that simulator does what the printed operator steps ask."""
     proc = await asyncio.create_subprocess_exec(LINEGW, *args, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"})
-    out, _ = await proc.communicate()
-    return proc.returncode, out.decode()
+    assert proc.stdout is not None
+    operator = Operator(panel) if panel is not None else None
+    out = []
+    async for raw in proc.stdout:
+        out.append(raw.decode())
+        if operator is not None:
+            operator(out[-1])
+    return await proc.wait(), "".join(out)
+
+
+async def test_the_runner_reports_each_case_once_as_it_is_decided(reports):
+    calls: list[tuple[Result, int, int]] = []
+    good = only(reports["lines"]["good"])
+    options = Options(cls="winder", protocol="modbus", endpoint=endpoint(reports["lines"]["good"]),
+                      only=["CORE-SELF", "CORE-IDENT", "CORE-MODBUS"], **{**KIT, "observe_s": 0.5})
+    run = await run_conformance(options, SPEC, progress=lambda r, done, total: calls.append((r, done, total)))
+    ran = [r for r in run.results if r.status not in ("not_applicable", "not_tested")]
+    assert ran and good.config.protocol == "modbus"
+    assert [done for _, done, _ in calls] == list(range(1, len(ran) + 1))  # once per case, counted in order
+    assert {total for _, _, total in calls} == {len(ran)}
+    ids = [r.case.id for r, _, _ in calls]
+    assert sorted(ids) == sorted(r.case.id for r in ran)
+    assert [r.started for r, _, _ in calls] == sorted(r.started for r, _, _ in calls)  # as decided
+    for r, _, _ in calls:
+        assert (r.status, r.message) == (run.result(r.case.id).status, run.result(r.case.id).message)
 
 
 async def test_linegw_conformance_exit_code_and_reports(reports, tmp_path):
@@ -146,10 +198,20 @@ async def test_linegw_conformance_exit_code_and_reports(reports, tmp_path):
     (code_good, out_good), (code_bad, out_bad) = await asyncio.gather(
         _linegw("conformance", "--modbus", endpoint(good), "--class", "winder", "--out", str(tmp_path / "g"), *common),
         _linegw("conformance", "--opcua", endpoint(bad), "--class", "coater", "--out", str(tmp_path / "b"), *common))
-    assert code_good == 0, out_good
-    assert "CONFORMS" in out_good and "no command will be sent" in out_good
+    # Passed all it ran, but the machine claims Control and Recipe and no command was allowed: incomplete.
+    assert code_good == 3, out_good
+    assert "INCOMPLETE" in out_good and "CONFORMS" not in out_good and "no command will be sent" in out_good
     assert code_bad == 1, out_bad
     assert "COATER-WEB-002" in out_bad and "coater.yaml § sub_units[web].variables" in out_bad
+    # Live progress: the failure was printed when it was decided (status column), before the summary.
+    live = re.search(r"^ +fail {2,}COATER-WEB-002 +1 invalid value: web\.line_speed", out_bad, re.M)
+    assert live and live.start() < out_bad.index("Summary")
+    assert only(good).machine.state() == "Execute"  # the passive run left it producing
+    code_all, out_all = await _linegw("conformance", "--modbus", endpoint(good), "--class", "winder", "--allow-control",
+                                      "--operator-timeout", "5s", "--command-timeout", "3s", "--out",
+                                      str(tmp_path / "a"), *common, panel=only(good))
+    assert code_all == 0, out_all
+    assert "CONFORMS" in out_all
     for folder in ("g", "b"):
         assert sorted(p.name for p in (tmp_path / folder).iterdir()) == sorted([*FILES.values(), "SHA256SUMS"])
     code, out = await _linegw("conformance", "--verify", str(tmp_path / "g" / FILES["json"]))

@@ -192,12 +192,14 @@ async def counters(ctx: Context) -> Outcome:
         snapshot: dict[str, Any] = {}
         for _ in range(3):  # a unit may be counted between two reads: three tries
             got = await probe.read_samples(units)  # type: ignore[attr-defined]
-            snapshot = {p: got[p].value for p in units if p in got}
+            snapshot = {p: got[p].value for p in units if p in got and isinstance(got[p].value, int)}
             if len(snapshot) == 3 and snapshot[units[0]] == snapshot[units[1]] + snapshot[units[2]]:
                 break
             await asyncio.sleep(0.1)
         evidence.append(ev("read", "processed = good + defective", value=snapshot))
-        if len(snapshot) == 3 and snapshot[units[0]] != snapshot[units[1]] + snapshot[units[2]]:
+        if len(snapshot) < 3:
+            problems.append(f"the unit counters could not all be read together (read {snapshot})")
+        elif snapshot[units[0]] != snapshot[units[1]] + snapshot[units[2]]:
             problems.append(f"processed_count {snapshot[units[0]]} != good_count {snapshot[units[1]]} + "
                             f"defective_count {snapshot[units[2]]}")
     return verdict(problems, evidence, "counters never went down; processed = good + defective")
