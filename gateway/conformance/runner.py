@@ -1,10 +1,13 @@
 """Run the catalogue against one machine: connect, observe, check, collect results with evidence.
 
     run = await run_conformance(Options(cls="coater", protocol="opcua", endpoint="opc.tcp://..."))
-    run.passed        # nothing mandatory failed, was not implemented, or ended in an error
+    run.passed        # nothing mandatory that ran failed, was not implemented, or ended in an error
+    run.complete      # every mandatory case ran (run.untested(): those that did not)
+    run.conforms      # both
 
 Order: connect (array sizes first), an observation window (values, the
-heartbeat, events), the passive checks, the link drop, then, only with
+heartbeat, events), the passive checks, the link drop (the gateway's Device
+through a relay the kit cuts), then, only with
 `allow_control`, the behaviour and negative checks that send commands; the
 machine is left in Stopped. Without `allow_control` no command, write or
 recipe call reaches the machine.

@@ -19,7 +19,7 @@ from gateway.conformance.runner import Run
 from simulators.line import SimLine
 from simulators.simulator import Simulator
 
-from .conftest import CLASSES, PARALLEL, PROTOCOLS, at_most, failures, only, run_kit, sim_config, start
+from .conftest import CLASSES, PARALLEL, PROTOCOLS, SPEC, at_most, failures, only, run_kit, sim_config, start
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 SUBJECTS = [(cls, protocol) for cls in CLASSES for protocol in PROTOCOLS]
@@ -112,3 +112,26 @@ async def test_with_allow_control_the_tour_drives_the_machine_and_leaves_it_stop
     assert tour.status == "pass" and "steps" in tour.message
     refused = s.control.result("CTRL-PACKML-ERR-001")
     assert refused.status == "pass" and "6 wait states" in refused.message
+
+
+async def test_a_stopped_machine_shows_the_replay_only_when_the_kit_may_cause_an_event():
+    """Resilience needs an event during the outage: none without control (a warning that says why), a mode change
+    there and back with it (a pass, and the mode is as it was)."""
+    line = SimLine(SPEC)
+    await line.start([sim_config("winder", "modbus", "stopped", auto_start=False)])
+    sim = only(line)
+    try:
+        passive = await run_kit(line, only=["CORE-LINK"])
+        control = await run_kit(line, only=["CORE-LINK"], allow_control=True)
+    finally:
+        await line.stop()
+    link, replay = passive.result("CORE-LINK-001"), passive.result("CORE-LINK-002")
+    assert link.status == "pass", link.message  # availability is judged either way
+    assert replay.status == "warning" and not replay.failing
+    assert "was in Stopped, not producing" in replay.message and "--allow-control" in replay.message
+    assert [e for e in replay.evidence if e.get("target") == "events during the outage" and e["value"] == 0]
+    assert not [q for q in passive.requests if q["kind"] == "command"]
+    assert control.result("CORE-LINK-002").status == "pass", control.result("CORE-LINK-002").message
+    sent = [(q["command"], q["result"]) for q in control.requests if q["kind"] == "command"]
+    assert sent[:2] == [("SetOperationMode", "ok"), ("SetOperationMode", "ok")]
+    assert sim.machine.state("operation_mode") == "Processing" and sim.machine.state() == "Stopped"

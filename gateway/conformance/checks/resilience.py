@@ -151,25 +151,32 @@ async def _outage(ctx: Context, gateway: GatewayRuntime, relay: Relay, watch: Wa
 async def _event_during_outage(ctx: Context, before: int, state: str | None) -> tuple[str, str] | None:
     """Wait for (or, with --allow-control, cause) an event while the link is down: None, or (status, why none)."""
     probe: Any = ctx.probe
-    if state == "Execute":
-        deadline = time.monotonic() + ctx.options.unit_wait_s
-        while time.monotonic() < deadline:
-            if (await probe.last_seq() or before) > before:
-                return None
+
+    async def recorded(timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while (await probe.last_seq() or before) <= before:
+            if time.monotonic() > deadline:
+                return False
             await asyncio.sleep(0.1)
+        return True
+
+    if state == "Execute":
+        if await recorded(ctx.options.unit_wait_s):
+            return None
         # A producing machine must make units during the test (as TRACE-UNIT-001 says): not decided.
         return ERROR, f"the machine was in Execute but recorded no event within {ctx.options.unit_wait_s:g} s"
     if not ctx.options.allow_control:
-        return WARNING, (f"the machine was in {state}, not producing, and without --allow-control the kit causes no event: "
-                f"the replay of events recorded during an outage is not shown")
+        return WARNING, (f"the machine was in {state}, not producing, and without --allow-control the kit causes no "
+                         f"event: the replay of events recorded during an outage is not shown")
     modes = ctx.spec.enum("operation_mode")
     mode = await probe.state("operation_mode")
     other = "Maintenance" if mode != "Maintenance" else "Processing"
     answers = [await send(ctx, "SetOperationMode", {"mode": modes[m]}) for m in (other, mode or "Processing")]
-    if (await probe.last_seq() or before) > before:
+    if await recorded(ctx.options.command_timeout_s):
         return None
-    return WARNING, (f"the machine was in {state}; SetOperationMode {other} and back answered {answers} and recorded no "
-            f"event")
+    names = {code: name for name, code in ctx.spec.result_codes.items()}
+    return WARNING, (f"the machine was in {state}; SetOperationMode {other} and back answered "
+                     f"{', '.join(names.get(a, str(a)) for a in answers)} and recorded no event")
 
 
 async def _replay(ctx: Context, watch: Watch, mark: int, before: int, during: int,
