@@ -384,6 +384,21 @@ class _NotedDict(dict):  # type: ignore[type-arg]
         self.note()
 
 
+def _client_away(sim: Simulator) -> Callable[[], bool]:
+    """A test for "a client that was connected is away now": fewer clients than the most seen at once."""
+    server: Any = sim.binding.server
+    peak = server.connections
+
+    def away() -> bool:
+        nonlocal peak
+        clients = server.connections
+        peak = max(peak, clients)
+        return clients < peak
+
+    _on_connect(sim, away)
+    return away
+
+
 def _on_connect(sim: Simulator, note: Callable[[], Any]) -> None:
     """Call `note` whenever a client connects: the servers' own connection registries, noted."""
     server: Any = sim.binding.server
@@ -399,17 +414,8 @@ def _on_connect(sim: Simulator, note: Callable[[], Any]) -> None:
                                "(their sequence numbers are used, the events are never served)")
 async def _events_lost_offline(sim: Simulator) -> None:
     m = sim.machine
-    server: Any = sim.binding.server
-    peak = server.connections  # the most clients seen at once: fewer now means one is away
+    away = _client_away(sim)
     lost: set[int] = set()
-
-    def away() -> bool:
-        nonlocal peak
-        clients = server.connections
-        peak = max(peak, clients)
-        return clients < peak
-
-    _on_connect(sim, away)
 
     def make_emit(emit: Callable[..., Any]) -> Callable[..., Any]:
         def forgetful(event_type: str, payload: dict[str, Any]) -> Any:
@@ -423,6 +429,22 @@ async def _events_lost_offline(sim: Simulator) -> None:
     _wrap(m, "event", lambda event: lambda seq: None if seq in lost else event(seq))
     _wrap(m, "events_from", lambda events_from: lambda first, limit=100: [
         e for e in events_from(first, limit + len(lost)) if e["seq"] not in lost][:limit])
+
+
+@defect("no_reconnect", "once a client's connection drops while another stays, the port stops listening: the "
+                       "client that left cannot connect again", ("modbus",))
+async def _no_reconnect(sim: Simulator) -> None:
+    away = _client_away(sim)
+    server: Any = sim.binding.server
+
+    def make(tick: Callable[..., None]) -> Callable[..., None]:
+        def closing(*args: Any, **kwargs: Any) -> None:
+            if server.connections > 0 and away():
+                sim.faults.refuse(True)
+            tick(*args, **kwargs)
+        return closing
+
+    _wrap(sim.machine, "tick", make)
 
 
 def catalogue() -> list[tuple[str, str, str]]:
