@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import time
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ from interface_spec.opcua_map import (
 UA_NS = "http://opcfoundation.org/UA/"
 HISTORY = 5000  # samples kept per path
 EVENT_KEYS = ["events.seq", "events.type", "events.source_ts", "events.payload_len", "events.payload"]
+
+log = logging.getLogger(__name__)
 
 
 class ProbeError(Exception):
@@ -281,9 +284,25 @@ class NativeProbe(Probe):
     async def read(self, keys: list[str]) -> dict[str, RawReading]:
         try:
             readings = await self.adapter.read(keys)
-        except AdapterError as exc:
-            return {k: RawReading(k, None, None, str(exc)) for k in keys}
+        except AdapterError as first:
+            # A reply lost on the link is for the resilience cases to judge, not for the check that
+            # happened to ask: the same read is asked again once the adapter has its link back.
+            log.warning("%s; asking again once the link is back", first)
+            readings = await self._read_again(keys, first)
+            if readings is None:
+                return {k: RawReading(k, None, None, str(first)) for k in keys}
         return {r.key: r for r in readings}
+
+    async def _read_again(self, keys: list[str], first: AdapterError) -> list[RawReading] | None:
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline:
+            await asyncio.sleep(self.settings["backoff_initial_s"])
+            if self.link_up.is_set():
+                try:
+                    return await self.adapter.read(keys)
+                except AdapterError:
+                    continue
+        return None
 
     async def read_samples(self, paths: list[str]) -> dict[str, Sample]:
         """Fresh reads of spec paths, validated like the gateway does, and kept in the history."""
