@@ -31,7 +31,7 @@ class Expect:
     protocol: str
     case: str  # the test ID that must fail
     clause: str  # its spec clause
-    says: tuple[str, ...]  # what the message must mention
+    says: tuple[str | tuple[str, ...], ...]  # what the message must mention
     control: bool = False  # the rule is only seen when commanding
     status: str = "fail"
     config: dict[str, Any] = field(default_factory=dict)  # SimConfig settings beyond the defect
@@ -83,8 +83,9 @@ EXPECT = [
            control=True),
     Expect("events_lost_offline", "winder", "modbus", "CORE-LINK-002", "common.yaml § events (seq, ring, replay)",
            ("not replayed",), options={"only": ["CORE-LINK"]}),
+    # Which the gateway sees first depends on timing: the gap, or a replay that stops short of the newest.
     Expect("events_lost_offline", "coater", "opcua", "CORE-LINK-002", "common.yaml § events (seq, ring, replay)",
-           ("not replayed",), options={"only": ["CORE-LINK"]}),
+           (("not replayed", "the replay ends at seq"),), options={"only": ["CORE-LINK"]}),
     Expect("no_reconnect", "formation", "modbus", "CORE-LINK-001",
            "common.yaml § heartbeat_timeout_s; sub_units[status].availability",
            ("does not show the machine AVAILABLE again within 5 s",), options={"only": ["CORE-LINK"]}),
@@ -98,9 +99,9 @@ EXPECT = [
            ("counters.processed_count went down",), options={"only": ["CORE-COUNTERS"]}),
     Expect("future_timestamps", "formation", "opcua", "DC-SAMPLING-003", "opcua binding: SourceTimestamp",
            ("s in the future",), options={"only": ["DC-SAMPLING"]}),
-    # Published every 1.5 s, sampled every 250 ms: a window of 4.5 s sees the intervals.
+    # Published every 1.5 s, sampled every 250 ms: a window of 9 s sees five or more intervals, even when loaded.
     Expect("slow_sampling", "winder", "opcua", "DC-SAMPLING-002", "<class>.yaml § sub_units[*].variables[*].sampling_ms",
-           ("tension.cathode changes every", "sampling 250 ms"), options={"only": ["DC-SAMPLING"], "observe_s": 4.5}),
+           ("tension.cathode changes every", "sampling 250 ms"), options={"only": ["DC-SAMPLING"], "observe_s": 9.0}),
     Expect("unsupported_command_answers", "coater", "opcua", "CTRL-CMD-ERR-002",
            "common.yaml § result_codes.not_supported",
            ("SelectRecipe without the Recipe profile answered no_such_object", "expected not_supported"),
@@ -145,8 +146,9 @@ async def test_the_kit_fails_naming_the_test_and_the_clause(runs, e):
     assert r.status == e.status, f"{e.case}: {r.status} {r.message}\n{failures(run)}"
     assert r.mandatory and r.failing
     assert r.case.clause == e.clause
-    for text in e.says:
-        assert text in r.message, f"{e.case}: {text!r} not in {r.message!r}"
+    for text in e.says:  # a tuple among them: one of these
+        assert any(t in r.message for t in ((text,) if isinstance(text, str) else text)), \
+            f"{e.case}: {text!r} not in {r.message!r}"
     assert r.evidence, "a failure shows what was read or sent"
     assert r in run.failing()
 

@@ -209,6 +209,11 @@ async def test_a_refusing_sink_holds_the_outbox_until_it_takes_writes(
             proxy.reload()
             await wait_for(lambda: fwd.stats()["written"] == 120, "the backlog written once the sink takes it",
                            timeout=30)
+
+            async def cursor_stored() -> bool:
+                return await store.get_cursor("influx") == 120
+
+            await wait_for(cursor_stored, "the last batch's cursor committed", timeout=30)
             task.cancel()
         st = fwd.stats()
         assert st["connected"] and st["failing_since"] is None and st["rejected"] == 0
