@@ -20,7 +20,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable, Callable, TypeVar
 
 from gateway.adapters.base import AdapterError, Point, RawReading
 from gateway.mapping.compile import Plan, count_paths, native_modbus_plan, native_opcua_plan
@@ -42,6 +42,7 @@ HISTORY = 5000  # samples kept per path
 EVENT_KEYS = ["events.seq", "events.type", "events.source_ts", "events.payload_len", "events.payload"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class ProbeError(Exception):
@@ -283,26 +284,28 @@ class NativeProbe(Probe):
     # --- reads ------------------------------------------------------------------------------------
     async def read(self, keys: list[str]) -> dict[str, RawReading]:
         try:
-            readings = await self.adapter.read(keys)
-        except AdapterError as first:
-            # A reply lost on the link is for the resilience cases to judge, not for the check that
-            # happened to ask: the same read is asked again once the adapter has its link back.
-            log.warning("%s; asking again once the link is back", first)
-            readings = await self._read_again(keys, first)
-            if readings is None:
-                return {k: RawReading(k, None, None, str(first)) for k in keys}
+            readings = await self._retried(lambda: self.adapter.read(keys))
+        except AdapterError as exc:
+            return {k: RawReading(k, None, None, str(exc)) for k in keys}
         return {r.key: r for r in readings}
 
-    async def _read_again(self, keys: list[str], first: AdapterError) -> list[RawReading] | None:
-        deadline = time.monotonic() + self.timeout_s
-        while time.monotonic() < deadline:
-            await asyncio.sleep(self.settings["backoff_initial_s"])
-            if self.link_up.is_set():
-                try:
-                    return await self.adapter.read(keys)
-                except AdapterError:
-                    continue
-        return None
+    async def _retried(self, op: Callable[[], Awaitable[T]]) -> T:
+        """An idempotent request (a read, a mailbox selection) whose reply is lost on the link is sent
+        again whenever the link is up, until timeout_s: the resilience cases judge the link, not the
+        check that happened to ask. Raises the first error if it never goes through."""
+        try:
+            return await op()
+        except AdapterError as first:
+            log.warning("%s; asking again once the link is back", first)
+            deadline = time.monotonic() + self.timeout_s
+            while time.monotonic() < deadline:
+                await asyncio.sleep(self.settings["backoff_initial_s"])
+                if self.link_up.is_set():
+                    try:
+                        return await op()
+                    except AdapterError:
+                        continue
+            raise
 
     async def read_samples(self, paths: list[str]) -> dict[str, Sample]:
         """Fresh reads of spec paths, validated like the gateway does, and kept in the history."""
@@ -498,7 +501,7 @@ class NativeProbe(Probe):
     async def mailbox(self, seq: int) -> dict[str, Any] | None:
         """Modbus: present one event in the mailbox and read it; None when the ring no longer holds it."""
         async with self._lock:
-            await self.adapter.write("events.request_seq", seq)
+            await self._retried(lambda: self.adapter.write("events.request_seq", seq))
             r = await self.read(EVENT_KEYS)
         bad = [x.error for x in r.values() if x.error]
         if bad:
