@@ -217,12 +217,94 @@ async def test_device_request_limit(modbus_sim: ModbusSimServer) -> None:
     modbus_sim.set_registers(0, list(range(40)))
     modbus_sim.faults.max_registers_per_request = 10
     points = [Point(f"r{a}", {"address": a}) for a in range(40)]
+    # Refused for its length (exception 3), the merged request is halved until the device takes it.
     greedy = adapter_for(modbus_sim, points)
-    readings = await greedy.read([p.key for p in points])
-    assert {r.error for r in readings} == {"modbus exception 3 (illegal data value)"}
+    assert [r.value for r in await greedy.read([p.key for p in points])] == list(range(40))
+    assert greedy.health().requests == 1 + 2 + 4  # 40 refused, 2 x 20 refused, 4 x 10 answered
+    # A scan remembers the split: later scans ask only what the device takes.
+    async with running(greedy) as rec:
+        await wait_until(lambda: len(rec.requests_at_scan) >= 4, "four scans")
+    per_scan = [b - a for a, b in zip(rec.requests_at_scan, rec.requests_at_scan[1:])]
+    assert set(per_scan) == {4}
+    assert all(r.error == "" for scan in rec.scans for r in scan.values())
     picky = adapter_for(modbus_sim, points, max_registers_per_request=10)
     assert [r.value for r in await picky.read([p.key for p in points])] == list(range(40))
     assert picky.health().requests == 4
+
+
+async def test_address_exception_in_a_merged_request_spoils_only_the_failing_points(modbus_sim: ModbusSimServer) -> None:
+    modbus_sim.set_registers(0, list(range(100, 121)))
+    modbus_sim.faults.exception_addresses[range(5, 7)] = 2  # two registers the device refuses
+    points = [Point(f"r{a}", {"address": a}) for a in range(21)]
+    adapter = adapter_for(modbus_sim, points, reprobe_scans=5)
+    assert adapter.health().extra["scan_requests"] == 1  # all 21 in one merged request
+    async with running(adapter) as rec:
+        await wait_until(lambda: len(rec.scans) >= 8, "eight scans")
+        for scan in rec.scans:
+            assert {k for k, r in scan.items() if r.error} == {"r5", "r6"}
+            assert {scan[k].error for k in ("r5", "r6")} == {"modbus exception 2 (illegal data address)"}
+            assert all(scan[f"r{a}"].value == 100 + a for a in range(21) if a not in (5, 6))
+        assert rec.links == [(True, "")]
+        h = adapter.health().extra
+        assert h["unreadable_points"] == 2 and h["scan_requests"] > 1
+        # The split is paid once: later scans ask the same few requests, and the
+        # refused points alone only every fifth scan.
+        per_scan = [b - a for a, b in zip(rec.requests_at_scan[1:], rec.requests_at_scan[2:])]
+        assert set(per_scan) <= {h["scan_requests"], h["scan_requests"] + 2}, per_scan
+        assert per_scan.count(h["scan_requests"] + 2) <= len(per_scan) // 5 + 1
+        splits = h["splits"]
+        modbus_sim.faults.exception_addresses.clear()  # the device heals
+        await wait_until(lambda: rec.scans[-1]["r5"].value == 105 and rec.scans[-1]["r6"].value == 106,
+                         "the refused points read again")
+        await wait_until(lambda: adapter.health().extra["scan_requests"] == 1, "the merged request back")
+        assert adapter.health().extra["unreadable_points"] == 0
+        assert adapter.health().extra["splits"] == splits  # no split since the first scan
+
+
+@pytest.mark.parametrize("code", [6, 11])
+async def test_a_device_refusing_every_read_is_a_link_fault(modbus_sim: ModbusSimServer, code: int) -> None:
+    modbus_sim.set_registers(0, [1, 2])
+    modbus_sim.set_registers(300, [3])
+    points = [Point("a", {"address": 0}), Point("b", {"address": 1}), Point("c", {"address": 300})]
+    adapter = adapter_for(modbus_sim, points, busy_pause_ms=1, backoff_initial_s=0.05, backoff_max_s=0.2)
+    reason = f"every read refused: {'server device busy' if code == 6 else 'gateway target device failed to respond'}" \
+             f" (exception {code})"
+    async with running(adapter) as rec:
+        await wait_until(lambda: rec.up and rec.scans, "first scan")
+        modbus_sim.faults.exception_addresses[range(0, 65536)] = code  # every request, on the same connection
+        await wait_until(lambda: not rec.up, "link down")
+        assert rec.links[-1] == (False, reason)
+        scans = len(rec.scans)
+        await wait_until(lambda: adapter.health().extra["refused_scans"] >= 3, "the device asked again, backing off")
+        assert len(rec.scans) == scans  # nothing delivered while it refuses
+        assert modbus_sim.connections == 1 and adapter.health().reconnects == 0  # the connection is kept
+        modbus_sim.faults.exception_addresses.clear()
+        modbus_sim.set_registers(0, [7])
+        await wait_until(lambda: rec.up and rec.scans[-1]["a"].value == 7, "reads answered again")
+    assert rec.links == [(True, ""), (False, reason), (True, "")]  # one down, one up, not one per scan
+    assert adapter.health().last_error == reason
+
+
+async def test_recovery_does_not_wait_on_the_backoff(modbus_sim: ModbusSimServer) -> None:
+    modbus_sim.set_registers(0, [1])
+    # A first wait of 15-30 s: what a long outage leaves the backoff at.
+    adapter = adapter_for(modbus_sim, [Point("x", {"address": 0})], backoff_initial_s=30, backoff_max_s=60)
+    loop = asyncio.get_running_loop()
+    async with running(adapter) as rec:
+        await wait_until(lambda: rec.up and rec.scans, "first scan")
+        await modbus_sim.stop()
+        await wait_until(lambda: adapter.health().extra["retry_in_s"] > 10, "a long wait before reconnecting")
+        assert not rec.up
+        await asyncio.sleep(1.0)  # the device stays away a while (the fault, not a wait for the adapter)
+        assert not rec.up
+        modbus_sim.set_registers(0, [2])
+        await modbus_sim.start()
+        back = loop.time()
+        await wait_until(lambda: rec.up and rec.scans[-1]["x"].value == 2, "data back")
+        took = loop.time() - back
+    # The bound is about not waiting out the backoff (15 s at least), not a benchmark.
+    assert took < 5, f"data came back {took:.1f} s after the device"
+    assert adapter.health().extra["early_reconnects"] == 1
 
 
 # --- the link -----------------------------------------------------------------------------

@@ -4,19 +4,33 @@ One pymodbus client per device and one request in flight at a time: Modbus
 devices answer one request after another, and the adapter's own lock also
 covers what the client's per-call handling does not (connecting, pacing,
 read-modify-write of a register bit). Points are read in planned
-requests (see planner.py); a scan delivers one list of readings. An
-exception response spoils only the points of its request; a missing or
-garbled reply means the connection can no longer be trusted (transaction ids
-may be out of step), so it is closed and opened again, with backoff, until the
-device answers or the adapter is cancelled. Modbus carries no timestamps, so
-readings have none.
+requests (see planner.py); a scan delivers one list of readings. Modbus
+carries no timestamps, so readings have none.
+
+Faults stay as small as they are:
+
+* An exception response spoils only the points of its request. A merged
+  request refused with an address exception (2, or 3 where the length is what
+  the device refuses) is split in halves and retried, down to the points that
+  really fail; those are marked unreadable with the reason and left out of the
+  scans (the plan remembers the split, so later scans do not pay for it
+  again). They are tried alone every `reprobe_scans` scans and after every
+  reconnect; once they all answer, the merged plan is back.
+* A device that refuses every request of a scan as busy (6) or through a
+  gateway (10, 11) does not serve data: the link is reported down with the
+  reason, the adapter backs off on the same connection, and reports the link
+  up again once reads are answered.
+* A missing or garbled reply means the connection can no longer be trusted
+  (transaction ids may be out of step), so it is closed and opened again,
+  with backoff (gateway/backoff.py), until the device answers or the adapter
+  is cancelled. During a long wait the device's port is probed every half
+  second, and a port that opens again after it was closed ends the wait.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from dataclasses import dataclass, replace
 from functools import partial
@@ -31,6 +45,7 @@ from pymodbus.pdu import ModbusPDU
 from gateway.adapters.base import AdapterError, AdapterHealth, LinkCallback, Point, RawReading, ReadingsCallback
 from gateway.adapters.modbus import codec
 from gateway.adapters.modbus.planner import BIT_TABLES, MAX_REGISTERS, Extent, Limits, Request, check_extent, plan
+from gateway.backoff import Backoff, wait_or_reachable
 
 log = logging.getLogger("linegw.modbus")
 T = TypeVar("T")
@@ -57,10 +72,21 @@ _EXCEPTIONS = {
     11: "gateway target device failed to respond",
 }
 _READ_PLAN_CACHE = 64  # read() key sets remembered (command read-backs repeat the same few)
+# Refusals that may be about part of a merged request: registers the device lacks
+# (2), or a length it will not serve in one request (3). Split and retry.
+_SPLIT_CODES = frozenset({2, 3})
+# Refusals about the device or the path to it, not about the registers: busy (6),
+# gateway path unavailable (10), gateway target failed to respond (11).
+_LINK_CODES = frozenset({6, 10, 11})
 
 
 def exception_text(code: int) -> str:
     return f"modbus exception {code} ({_EXCEPTIONS.get(code, 'unknown')})"
+
+
+def refusing_text(code: int) -> str:
+    """The link's reason when a device refuses every read with this code."""
+    return f"every read refused: {_EXCEPTIONS.get(code, 'unknown')} (exception {code})"
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, int]:
@@ -103,6 +129,7 @@ class Settings:
     device_id: int = 1
     busy_retries: int = 2
     busy_pause_s: float = 0.05
+    reprobe_scans: int = 10  # scans between tries of the points a device refused
 
     @classmethod
     def from_dict(cls, s: dict[str, Any]) -> Settings:
@@ -145,6 +172,7 @@ class Settings:
             device_id=whole("device_id", 1, 0, 255),
             busy_retries=whole("busy_retries", 2),
             busy_pause_s=num("busy_pause_ms", 50) / 1000.0,
+            reprobe_scans=whole("reprobe_scans", 10, 1),
         )
 
 
@@ -275,15 +303,31 @@ def _compile_plan(points: Sequence[_Point], limits: Limits) -> tuple[_Step, ...]
 
 
 class _Collector:
-    """The readings of one run of a plan; a split point is put together from its parts."""
+    """The readings of one run of a plan; a split point is put together from its parts.
 
-    __slots__ = ("out", "parts", "failed", "ok", "bad")
+    It also counts how the device dealt with the requests: `answered` with data
+    or with a refusal about the registers, `link_refused` as busy or through a
+    failing gateway (`link_code` the last such code).
+    """
+
+    __slots__ = ("out", "parts", "failed", "ok", "bad", "answered", "link_refused", "link_code")
 
     def __init__(self) -> None:
         self.out: list[RawReading] = []
         self.parts: dict[str, list[Any]] = {}  # split points being assembled
         self.failed: dict[str, str] = {}  # split points with a refused part
         self.ok = self.bad = 0
+        self.answered = self.link_refused = self.link_code = 0
+
+    @property
+    def refusing(self) -> bool:
+        """Every request was refused as busy or by a gateway: the device serves no data."""
+        return self.link_refused > 0 and self.answered == 0
+
+    def unreadable(self, key: str, reason: str) -> None:
+        """A point left out of the requests, known to be refused."""
+        self.out.append(RawReading(key, None, None, reason))
+        self.bad += 1
 
     def refused(self, step: _Step, reason: str) -> None:
         for it in step.items:
@@ -294,7 +338,7 @@ class _Collector:
             else:
                 self.failed.setdefault(it.key, reason)
 
-    def answered(self, step: _Step, data: list[Any]) -> None:
+    def take(self, step: _Step, data: list[Any]) -> None:
         if step.unpack is not None:
             values = step.unpack(step.pack(*data))
             self.out += map(_new_reading, zip(step.keys, values, _NONE, _NO_ERROR))
@@ -341,11 +385,12 @@ async def _keep_cancellation(aw: Awaitable[T]) -> T:
 
 
 class _LinkLost(Exception):
-    """The connection is gone or can no longer be trusted."""
+    """The connection is gone or can no longer be trusted; `unreachable` when it could not even be opened."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, unreachable: bool = False):
         super().__init__(reason)
         self.reason = reason
+        self.unreachable = unreachable
 
 
 class _DeviceRefused(Exception):
@@ -355,22 +400,6 @@ class _DeviceRefused(Exception):
         super().__init__(exception_text(code))
         self.code = code
         self.reason = exception_text(code)
-
-
-class _Backoff:
-    """Exponential delays with jitter, so a line of gateways does not reconnect in step."""
-
-    def __init__(self, initial: float, maximum: float):
-        self.initial, self.maximum = initial, maximum
-        self.attempt = 0
-
-    def next(self) -> float:
-        delay = min(self.maximum, self.initial * (2 ** min(self.attempt, 30)))
-        self.attempt += 1
-        return delay * random.uniform(0.5, 1.0)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 # --- the adapter ---------------------------------------------------------------------
@@ -389,7 +418,12 @@ class ModbusAdapter:
             if p.key in self._points:
                 raise ValueError(f"point key {p.key!r} is given twice")
             self._points[p.key] = p
-        self._scan_plan = _compile_plan([p for p in compiled if p.scan], self.settings.limits)
+        self._scan_points = [p for p in compiled if p.scan]
+        self._merged_plan = _compile_plan(self._scan_points, self.settings.limits)
+        # The plan scans run: the merged one, or what splitting it around refused points left.
+        self._scan_plan = self._merged_plan
+        self._unreadable: dict[str, str] = {}  # key -> reason: refused alone, left out of the scan plan
+        self._scans_to_reprobe = self.settings.reprobe_scans
         self._read_plans: dict[tuple[str, ...], tuple[_Step, ...]] = {}
         self._client_obj: AsyncModbusTcpClient | None = None  # made on first use: it needs the event loop
         self._lock = asyncio.Lock()
@@ -398,7 +432,8 @@ class ModbusAdapter:
         self._connects = 0
         self._health = AdapterHealth()
         self._stats: dict[str, float] = {"scans": 0, "overruns": 0, "exceptions": 0, "timeouts": 0,
-                                         "busy_retries": 0, "writes": 0, "write_errors": 0, "last_scan_s": 0.0}
+                                         "busy_retries": 0, "writes": 0, "write_errors": 0, "last_scan_s": 0.0,
+                                         "splits": 0, "refused_scans": 0, "retry_in_s": 0.0, "early_reconnects": 0}
 
     # --- the Adapter protocol ------------------------------------------------------------
     async def run(self, on_readings: ReadingsCallback, on_link: LinkCallback) -> None:
@@ -406,27 +441,30 @@ class ModbusAdapter:
         if self._running:
             raise RuntimeError(f"modbus adapter for {self.where} is already running")
         self._running = True
-        backoff = _Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s)
+        backoff = Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s)
         reported: bool | None = None
 
-        def up() -> None:
+        def report(up: bool, reason: str) -> None:
+            """Once per change: a device that is away for a shift is one down and one up."""
             nonlocal reported
-            if reported is not True:
-                reported = True
-                on_link(True, "")
+            if reported is not up:
+                reported = up
+                on_link(up, reason)
 
         try:
             while True:
                 try:
                     async with self._lock:
                         await self._connect()
-                    await self._scan_forever(on_readings, up, backoff)
+                    await self._scan_forever(on_readings, report, backoff)
                 except _LinkLost as exc:
                     self._health.last_error = exc.reason
-                    if reported is not False:
-                        reported = False
-                        on_link(False, exc.reason)
-                    await asyncio.sleep(backoff.next())
+                    report(False, exc.reason)
+                    delay = backoff.next()
+                    self._stats["retry_in_s"] = round(delay, 3)
+                    if await wait_or_reachable(delay, self.host, self.port, seen_closed=exc.unreachable):
+                        self._stats["early_reconnects"] += 1
+                    self._stats["retry_in_s"] = 0.0
         finally:
             self._running = False
             if self._client_obj is not None:
@@ -470,19 +508,22 @@ class ModbusAdapter:
     def health(self) -> AdapterHealth:
         extra = {
             "endpoint": self.where,
-            "scan_points": len({it.key for step in self._scan_plan for it in step.items}),
+            "scan_points": len(self._scan_points),
             "scan_requests": len(self._scan_plan),
+            "unreadable_points": len(self._unreadable),
             **self._stats,
         }
         return replace(self._health, connected=self._client_obj is not None and self._client_obj.connected,
                        reconnects=max(0, self._connects - 1), extra=extra)
 
     # --- scanning --------------------------------------------------------------------------
-    async def _scan_forever(self, on_readings: ReadingsCallback, up: Callable[[], None], backoff: _Backoff) -> None:
+    async def _scan_forever(self, on_readings: ReadingsCallback, report: Callable[[bool, str], None],
+                            backoff: Backoff) -> None:
         """Fixed-rate scans: ticks stay on the grid; a scan that overruns skips the ticks it missed.
 
         The link counts as up once the device has answered a whole scan: a
-        connection that takes requests but never answers them is not a link.
+        connection that takes requests but never answers them is not a link,
+        nor is one whose every request is refused as busy.
         """
         loop = asyncio.get_running_loop()
         interval = self.settings.scan_interval_s
@@ -490,17 +531,30 @@ class ModbusAdapter:
         while True:
             if not self._client.connected:
                 raise _LinkLost(self._closed())
-            if self._scan_plan:
+            if self._scan_plan or self._unreadable:
                 started = loop.time()
-                readings = await self._read(self._scan_plan)
+                got = await self._scan()
                 self._stats["scans"] += 1
                 self._stats["last_scan_s"] = loop.time() - started
-                up()
-                if (behind := on_readings(readings)) is not None:
+                if got.refusing:
+                    # The connection is fine; the device does not serve. Ask again later, on it.
+                    self._stats["refused_scans"] += 1
+                    reason = refusing_text(got.link_code)
+                    self._health.last_error = reason
+                    report(False, reason)
+                    delay = backoff.next()
+                    self._stats["retry_in_s"] = round(delay, 3)
+                    await asyncio.sleep(delay)
+                    self._stats["retry_in_s"] = 0.0
+                    tick = loop.time()
+                    continue
+                report(True, "")
+                backoff.healthy()
+                if (behind := on_readings(got.out)) is not None:
                     await behind  # the runtime's store is behind: scan again once it has room
             else:
-                up()
-            backoff.reset()
+                report(True, "")
+                backoff.healthy()
             tick += interval
             now = loop.time()
             if now >= tick:
@@ -509,22 +563,101 @@ class ModbusAdapter:
                 tick += missed * interval
             await asyncio.sleep(tick - now)
 
+    async def _scan(self) -> _Collector:
+        """One scan: the plan, the refused points tried alone now and then, the others marked."""
+        got = _Collector()
+        plan = await self._run(self._scan_plan, got, learn=True)
+        if len(plan) != len(self._scan_plan) or any(a is not b for a, b in zip(plan, self._scan_plan)):
+            self._scan_plan = tuple(plan)
+        probed: set[str] = set()
+        if self._unreadable:
+            self._scans_to_reprobe -= 1
+            if self._scans_to_reprobe <= 0:
+                self._scans_to_reprobe = self.settings.reprobe_scans
+                probed = await self._reprobe(got)
+            for key, reason in self._unreadable.items():
+                if key not in probed:
+                    got.unreadable(key, reason)
+        self._tally(got)
+        return got
+
+    async def _reprobe(self, got: _Collector) -> set[str]:
+        """Try each refused point alone; the merged plan is back once they all answer."""
+        keys = list(self._unreadable)
+        back: list[_Step] = []
+        for key in keys:
+            steps = _compile_plan([self._points[key]], self.settings.limits)
+            before = len(got.out)
+            await self._run(steps, got, learn=False)
+            if all(not r.error for r in got.out[before:]):
+                del self._unreadable[key]
+                back += steps
+        if back:
+            if self._unreadable:
+                self._scan_plan = (*self._scan_plan, *back)
+            else:
+                self._scan_plan = self._merged_plan
+                log.debug("modbus %s: every refused point answers again; merged plan restored", self.where)
+        return set(keys)
+
     async def _read(self, steps: Sequence[_Step]) -> list[RawReading]:
         """Run a plan; one reading per point. Raises _LinkLost when the connection fails."""
         got = _Collector()
-        for step in steps:
-            try:
-                data = await self._request(step.request)
-            except _DeviceRefused as exc:
-                got.refused(step, exc.reason)
-                continue
-            got.answered(step, data)
+        await self._run(steps, got, learn=False)
+        self._tally(got)
+        return got.out
+
+    def _tally(self, got: _Collector) -> None:
         h = self._health
         h.reads += got.ok
         h.read_errors += got.bad
         if got.ok:
             h.last_data_ts = time.time()
-        return got.out
+
+    async def _run(self, steps: Sequence[_Step], got: _Collector, learn: bool) -> list[_Step]:
+        """Run steps into `got`; the steps that read the same points from now on."""
+        kept: list[_Step] = []
+        for step in steps:
+            kept += await self._run_step(step, got, learn)
+        return kept
+
+    async def _run_step(self, step: _Step, got: _Collector, learn: bool) -> list[_Step]:
+        """One request; a merged one refused for its addresses is split until only the failing points fail.
+
+        With `learn`, a point refused alone is remembered as unreadable (and
+        its step dropped from what is returned), so later scans skip it.
+        """
+        try:
+            data = await self._request(step.request)
+        except _DeviceRefused as exc:
+            if exc.code in _LINK_CODES:
+                got.link_refused += 1
+                got.link_code = exc.code
+            else:
+                got.answered += 1
+            # Parts of a long point cannot be split further: they are refused as one.
+            if exc.code in _SPLIT_CODES and all(it.whole for it in step.items):
+                if len(step.items) > 1:
+                    self._stats["splits"] += 1
+                    return await self._split(step, got, learn)
+                if learn:
+                    self._unreadable[step.items[0].key] = exc.reason
+                    got.refused(step, exc.reason)
+                    return []
+            got.refused(step, exc.reason)
+            return [step]
+        got.answered += 1
+        got.take(step, data)
+        return [step]
+
+    async def _split(self, step: _Step, got: _Collector, learn: bool) -> list[_Step]:
+        """Read a refused request's points again in two halves, each planned anew."""
+        points = [self._points[it.key] for it in step.items]
+        half = len(points) // 2
+        kept: list[_Step] = []
+        for part in (points[:half], points[half:]):
+            kept += await self._run(_compile_plan(part, self.settings.limits), got, learn)
+        return kept
 
     def _plan_for(self, keys: list[str]) -> tuple[_Step, ...]:
         wanted = tuple(dict.fromkeys(keys))
@@ -623,10 +756,16 @@ class ModbusAdapter:
         if self._client.connected:
             return
         if not await _keep_cancellation(self._client.connect()):
-            raise _LinkLost(f"cannot connect to {self.where} within {self.settings.timeout_s:g} s")
+            raise _LinkLost(f"cannot connect to {self.where} within {self.settings.timeout_s:g} s", unreachable=True)
         self._connects += 1
         self._last_exchange_end = asyncio.get_running_loop().time()
-        log.info("modbus %s: connected", self.where)
+        # The runtime logs the link's changes with the machine's name; this is the detail.
+        log.debug("modbus %s: connected", self.where)
+        if self._unreadable or self._scan_plan is not self._merged_plan:
+            # A reconnect may follow a reboot or a firmware change: try the merged plan again.
+            self._unreadable.clear()
+            self._scan_plan = self._merged_plan
+            self._scans_to_reprobe = self.settings.reprobe_scans
         if self.settings.pause_after_connect_s > 0:
             await asyncio.sleep(self.settings.pause_after_connect_s)
 
@@ -646,7 +785,7 @@ class ModbusAdapter:
         # Replies may now belong to other requests: start over on a fresh connection.
         self._client.close()
         self._health.last_error = reason
-        log.warning("modbus %s: %s; connection closed", self.where, reason)
+        log.debug("modbus %s: %s; connection closed", self.where, reason)
         return _LinkLost(reason)
 
     # --- writes ----------------------------------------------------------------------------
