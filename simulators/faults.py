@@ -17,8 +17,9 @@ Names and parameters (`FAULTS` is the list):
     slow              delay_s                  every request answered late
     exception         path | address, code, [count]
                                                Modbus exception for requests touching those
-                                               registers: illegal_address (2), device_busy (6),
-                                               gateway_target_failed (11) or a number
+                                               registers (path "*": every register, as a busy
+                                               device or a failing gateway answers): illegal_address
+                                               (2), device_busy (6), gateway_target_failed (11) or a number
     refuse                                     Modbus: the port stops listening
     freeze            [path]                   values stop changing (one path, or all incl. heartbeat)
     out_of_range      path                     a value beyond the variable's spec range
@@ -151,7 +152,9 @@ class FaultControls:
             if code not in EXCEPTION_CODES:
                 raise ValueError(f"unknown exception '{code}' (known: {', '.join(EXCEPTION_CODES)})")
             code = EXCEPTION_CODES[code]
-        if isinstance(target, str):
+        if target == ALL:
+            address, n = 0, binding.server.size
+        elif isinstance(target, str):
             address, n = binding.address_of(target)
         else:
             address, n = int(target), 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -120,6 +121,60 @@ async def test_modbus_exceptions_mark_only_the_points_they_touch(line):
     t1 = time.time()
     await wait_for(lambda: fresh(runtime, "winder1", "tension.cathode", t1),
                    "tension.cathode good again once the device stops answering with exceptions")
+
+
+async def test_an_address_exception_on_the_heartbeat_spoils_the_heartbeat_only(line):
+    """Exception 2 on two registers of a merged block: the block is split, the rest of it stays good."""
+    runtime, sims = line
+    dev = runtime.devices["winder1"]
+    span = sims.simulators["winder1"].faults.exception("status.heartbeat", "illegal_address")
+    assert len(span) == 2
+    try:
+        bad = await wait_for(lambda: (s := dev.latest.get("status.heartbeat")) and s.quality == Quality.BAD
+                             and s, "status.heartbeat marked bad")
+        assert bad.reason == "modbus exception 2 (illegal data address)" and bad.value is None
+        t0 = time.time()
+        # A whole scan after the split (well within the heartbeat timeout: the machine is still judged alive).
+        await wait_for(lambda: all(s.gateway_ts > t0 for p, s in dev.latest.items()
+                                   if p != "status.availability" and s.reason != "from_mapping"), "a fresh scan")
+        fresh_scan = {p: s for p, s in dev.latest.items() if s.gateway_ts > t0}
+        not_good = {p: s.reason for p, s in fresh_scan.items() if s.quality != Quality.GOOD}
+        assert not_good == {"status.heartbeat": "modbus exception 2 (illegal data address)"}
+        assert len(fresh_scan) > 30  # the whole machine, not a corner of it
+        assert dev.adapter.health().extra["unreadable_points"] == 1
+    finally:
+        del sims.simulators["winder1"].binding.server.faults.exception_addresses[span]
+    t1 = time.time()
+    await wait_for(lambda: fresh(runtime, "winder1", "status.heartbeat", t1), "the heartbeat read again")
+    await wait_for(lambda: runtime.get("winder1").available, "winder1 available")
+    assert dev.adapter.health().extra["unreadable_points"] == 0
+
+
+@pytest.mark.parametrize("code", ["device_busy", "gateway_target_failed"])
+async def test_a_modbus_machine_refusing_every_read_is_unavailable_with_the_reason(line, code, caplog):
+    runtime, sims = line
+    caplog.set_level(logging.INFO, logger="linegw")
+    faults = sims.simulators["winder1"].faults
+    t0 = time.time()
+    span = faults.exception("*", code)
+    try:
+        await wait_for(lambda: not runtime.get("winder1").available, "winder1 unavailable")
+        reason = runtime.get("winder1").link_reason
+        number = 6 if code == "device_busy" else 11
+        assert reason.startswith("every read refused") and f"(exception {number})" in reason
+        assert runtime.devices["winder1"].latest["status.heartbeat"].reason == "link_down"
+        await others_still_served(runtime, "winder1")
+        assert not runtime.get("winder1").available  # for as long as it refuses
+    finally:
+        del sims.simulators["winder1"].binding.server.faults.exception_addresses[span]
+    await wait_for(lambda: runtime.get("winder1").available, "winder1 available once it answers")
+    t1 = time.time()
+    await wait_for(lambda: fresh(runtime, "winder1", "status.heartbeat", t1), "winder1 values flowing again")
+    gaps = await runtime.store.link_history("winder1", t0 - 1, time.time())
+    assert gaps and gaps[-1]["down_ts"] >= t0 and gaps[-1]["up_ts"] is not None
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("winder1:")]
+    assert [m for m in lines if "UNAVAILABLE" in m] == [f"winder1: UNAVAILABLE {reason}"]  # once as it starts
+    assert [m for m in lines if "available" in m and "UNAVAILABLE" not in m] == ["winder1: available "]  # once as it ends
 
 
 @pytest.mark.parametrize("eq", ["winder1", "coater1"])

@@ -56,6 +56,20 @@ async def test_modbus_exceptions_on_chosen_registers(winder, modbus, spec, name)
     assert isinstance(await read(modbus, spec, "counters.processed_count"), int)
 
 
+@pytest.mark.parametrize("name", ["device_busy", "gateway_target_failed"])
+async def test_modbus_exceptions_on_every_register(winder, modbus, spec, name):
+    span = winder.faults.exception("*", name)
+    assert span == range(0, winder.binding.server.size)
+    for path in ("counters.processed_count", "status.heartbeat"):
+        rr = await read(modbus, spec, path)
+        assert rr.isError() and rr.exception_code == EXCEPTION_CODES[name]
+    await winder.faults.clear()
+    assert isinstance(await read(modbus, spec, "status.heartbeat"), int)
+    await winder.faults.switch_on("exception", path="*", code=name)  # as a start-up fault names it
+    rr = await read(modbus, spec, "status.heartbeat")
+    assert rr.isError() and rr.exception_code == EXCEPTION_CODES[name]
+
+
 async def test_frozen_values_stop_changing_until_thawed(winder, modbus, spec):
     winder.faults.freeze("status.heartbeat")
     beat = await read(modbus, spec, "status.heartbeat")
