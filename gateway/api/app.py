@@ -46,6 +46,7 @@ def create_app(view: LineView, store: Any, spec: Spec, api_config: Api | None = 
         version=spec.version,
         summary="One interface over every machine of the line, per the line interface spec",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # /docs is served from the package's own files: see routes/dashboard.py
         responses={401: {"model": Problem}, 403: {"model": Problem}, 422: {"model": Problem}},
     )
     app.state.view = view
@@ -60,7 +61,7 @@ def create_app(view: LineView, store: Any, spec: Spec, api_config: Api | None = 
         v1.include_router(module.router)
     app.include_router(v1)
     app.include_router(live.router, prefix=API_PREFIX)  # authenticates itself: browsers cannot send headers there
-    app.include_router(dashboard.router)
+    dashboard.install(app)
 
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
