@@ -66,10 +66,11 @@ class Backoff:
         self.last_delay = delay * self._rng.uniform(1.0 - self.jitter, 1.0)
         return self.last_delay
 
-    def healthy(self) -> None:
-        """The attempt works; the healthy period counts from the first call after a failure."""
+    def healthy(self, since: float | None = None) -> None:
+        """The attempt works (since `since` on the backoff's clock, or now); the healthy
+        period counts from the first call after a failure."""
         if self._healthy_since is None:
-            self._healthy_since = self._clock()
+            self._healthy_since = self._clock() if since is None else since
 
     def reset(self) -> None:
         """Start over from the initial delay at once."""

@@ -1,7 +1,9 @@
 """The line runtime: one supervised task per machine, the store, live fan-out.
 
 Implements `LineView` for the API. A device that fails is restarted with
-backoff by its own supervisor; it never takes the others down.
+backoff by its own supervisor; it never takes the others down. The backoff
+(gateway/backoff.py) has jitter and starts over once the machine's task has
+run well for a minute, so a crash after a good day waits a second, not the cap.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 import time
 from typing import Any, AsyncIterator
 
+from gateway.backoff import Backoff
 from gateway.config import LineConfig
 from gateway.runtime import commands
 from gateway.runtime.device import Device
@@ -19,6 +22,9 @@ from gateway.samples import Sample
 from interface_spec import Spec
 
 log = logging.getLogger("linegw.runtime")
+
+RESTART_FIRST_S = 1.0
+RESTART_MAX_S = 60.0
 
 
 class LineRuntime:
@@ -39,8 +45,10 @@ class LineRuntime:
                 tg.create_task(self._supervise(dev), name=f"supervise:{dev.eq.id}")
 
     async def _supervise(self, dev: Device) -> None:
-        backoff = 1.0
+        # Healthy after a minute of running: then a crash starts the delays over.
+        backoff = Backoff(RESTART_FIRST_S, RESTART_MAX_S, healthy_after_s=RESTART_MAX_S)
         while True:
+            backoff.healthy()  # counted from each start; next() looks at how long this run lasted
             try:
                 await dev.run()
             except asyncio.CancelledError:
@@ -49,9 +57,9 @@ class LineRuntime:
                 self.restarts[dev.eq.id] += 1
                 dev.view.available = False
                 dev.view.link_reason = f"supervisor restart: {exc}"
-                log.exception("%s: device task failed; restarting in %.0f s", dev.eq.id, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 60.0)
+                delay = backoff.next()
+                log.exception("%s: device task failed; restarting in %.2f s", dev.eq.id, delay)
+                await asyncio.sleep(delay)
 
     # --- LineView ----------------------------------------------------------------
     def equipment(self) -> list[EquipmentView]:

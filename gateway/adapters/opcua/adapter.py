@@ -12,9 +12,10 @@ are points the server refuses to monitor, or whose subscription it refuses.
 The adapter owns its reconnect loop rather than relying on asyncua's
 auto-reconnect: any transport error, a subscription status change, or the
 watchdog (no publish response, data or keep-alive, for `watchdog_s`) drops the
-session, reports the link down, backs off exponentially with jitter, and
-starts over from resolution, so a restarted server with other namespace
-indexes is handled the same way as a cable pulled.
+session, reports the link down, backs off exponentially with jitter
+(gateway/backoff.py), and starts over from resolution, so a restarted server
+with other namespace indexes is handled the same way as a cable pulled. A long
+wait ends early once the server's port opens again after it was seen closed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +38,7 @@ from gateway.adapters.base import AdapterError, AdapterHealth, LinkCallback, Poi
 from gateway.adapters.opcua import security
 from gateway.adapters.opcua.resolve import BrowsePathRef, Namespaces, NodeIdRef, NodeRef, Unresolved, parse_ref, target_of
 from gateway.adapters.opcua.services import REFUSALS, Counter, OperationLimits, Services
+from gateway.backoff import Backoff, wait_or_reachable
 from gateway.adapters.opcua.settings import APPLICATION_URI, MODES, OpcUaSettings
 from gateway.adapters.opcua.values import PLAIN_TYPES, plain, reading, status_name, to_variant
 
@@ -255,7 +256,9 @@ class OpcUaAdapter:
         self._queue = asyncio.Queue(self.settings.delivery_queue)
         deliver = asyncio.create_task(self._deliver(on_readings), name=f"opcua-deliver {self.endpoint}")
         s = self.settings
-        delay = s.backoff_initial_s
+        # A session that lasted longer than the longest wait was healthy: the
+        # delays start over; a flapping one keeps backing off.
+        backoff = Backoff(s.backoff_initial_s, s.backoff_max_s)
         try:
             while True:
                 self._up_since = None
@@ -267,20 +270,16 @@ class OpcUaAdapter:
                     reason = describe(exc)
                     if not _expected(exc):
                         log.exception("%s: unexpected error, reconnecting", self.endpoint)
-                # Once per new reason: a machine that is off for a shift must not fill the log.
-                if reason != self._last_error:
-                    log.warning("%s: link down: %s", self.endpoint, reason)
-                else:
-                    log.debug("%s: still down: %s", self.endpoint, reason)
+                # The runtime logs the link's changes once, with the machine's name; this is the detail.
+                log.debug("%s: link down: %s", self.endpoint, reason)
                 self._connected = False
                 self._last_error = reason
                 self._link(False, reason)
-                # A session that lasted longer than the longest wait was healthy:
-                # start again from the short delay; a flapping one keeps backing off.
-                if self._up_since is not None and time.monotonic() - self._up_since >= s.backoff_max_s:
-                    delay = s.backoff_initial_s
-                await asyncio.sleep(delay / 2 + random.uniform(0, delay / 2))
-                delay = min(delay * 2, s.backoff_max_s)
+                if self._up_since is not None:
+                    backoff.healthy(self._up_since)
+                # Cut short when a server that went away listens again: data is back
+                # within a second of the machine, whatever the backoff had reached.
+                await wait_or_reachable(backoff.next(), self._host, self._port)
         finally:
             deliver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
