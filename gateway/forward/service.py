@@ -16,11 +16,14 @@ import logging
 import time
 from typing import Any
 
+from gateway.backoff import Backoff
 from gateway.forward.config import ForwardConfig
 
 log = logging.getLogger("linegw.forward")
 
 DISCARD_WINDOW_S = 3600.0  # a disk-budget discard keeps /health degraded this long after it happened
+RESTART_FIRST_S = 5.0  # a forwarder that failed (a defect, not its sink) is restarted after this, doubling
+RESTART_MAX_S = 120.0
 
 
 class Forwarding:
@@ -47,15 +50,20 @@ class Forwarding:
 
     @staticmethod
     async def _keep_running(name: str, fwd: Any) -> None:
+        # A defect that strikes at every start must not log a traceback every 5 s for ever;
+        # one that strikes once a day restarts after 5 s again.
+        backoff = Backoff(RESTART_FIRST_S, RESTART_MAX_S)
         while True:
+            backoff.healthy()
             try:
                 await fwd.run()
                 return
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug or an unexpected library error: the outbox keeps everything, try again
-                log.exception("forwarder '%s' failed; restarting in 5 s from its stored cursor", name)
-                await asyncio.sleep(5.0)
+                delay = backoff.next()
+                log.exception("forwarder '%s' failed; restarting in %.1f s from its stored cursor", name, delay)
+                await asyncio.sleep(delay)
 
     async def status(self) -> dict[str, Any]:
         """Per sink: the forwarder's counters plus backlog, lag and discards from the store, and its problems."""
