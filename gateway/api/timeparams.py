@@ -13,8 +13,19 @@ from datetime import datetime, timezone
 from fastapi import HTTPException
 
 UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*")
-TIME_FORMS = "ISO 8601 (2026-11-23T08:00:00Z), epoch seconds (1795420800) or relative to now (-1h, -15m, now)"
+# Spellings people write for the same units ("10min", "2 hours"); each maps to one of UNIT_SECONDS.
+UNIT_NAMES = {
+    "ms": "ms", "msec": "ms", "millisecond": "ms", "milliseconds": "ms",
+    "s": "s", "sec": "s", "secs": "s", "second": "s", "seconds": "s",
+    "m": "m", "min": "m", "mins": "m", "minute": "m", "minutes": "m",
+    "h": "h", "hr": "h", "hrs": "h", "hour": "h", "hours": "h",
+    "d": "d", "day": "d", "days": "d",
+    "w": "w", "wk": "w", "week": "w", "weeks": "w",
+}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")
+DURATION_FORMS = ("a number with a unit: 500ms, 30s, 10min (or 10m), 2h, 1d, 1w; units may be spelled "
+                  "ms, s/sec/seconds, m/min/minutes, h/hr/hours, d/days, w/weeks; a bare number is seconds")
+TIME_FORMS = "ISO 8601 (2026-11-23T08:00:00Z), epoch seconds (1795420800) or relative to now (-1h, -15min, now)"
 
 
 def iso(ts: float | None) -> str | None:
@@ -24,11 +35,12 @@ def iso(ts: float | None) -> str | None:
 
 
 def parse_duration(text: str, name: str) -> float:
-    """"60s", "5m", "1h", "500ms", "30" (seconds) -> seconds."""
+    """"60s", "5m", "10min", "1h", "2 hours", "500ms", "30" (seconds) -> seconds."""
     m = _DURATION.fullmatch(text)
-    if not m:
-        raise HTTPException(422, f"{name}: '{text}' is not a duration; give a number with a unit: 500ms, 60s, 5m, 1h, 1d")
-    seconds = float(m.group(1)) * UNIT_SECONDS[m.group(2) or "s"]
+    unit = UNIT_NAMES.get(m.group(2).lower() if m.group(2) else "s") if m else None
+    if m is None or unit is None:
+        raise HTTPException(422, f"{name}: '{text}' is not a duration; give {DURATION_FORMS}")
+    seconds = float(m.group(1)) * UNIT_SECONDS[unit]
     if seconds <= 0:
         raise HTTPException(422, f"{name}: '{text}' must be longer than zero")
     return seconds

@@ -1,21 +1,27 @@
 """GET /equipment/{id}/history: stored values of one or more paths, raw or in time buckets.
 
-Every query is bounded: at most MAX_POINTS points (raw samples or buckets,
-summed over the paths). A raw query that would return more is refused with a
-bucket that fits, never truncated silently.
+Paths are repeated, comma-separated, or globs over the machine's variables
+(`channel[*].voltage`, `dryer_zone[2].*`), expanded in numeric order. Every
+query is bounded: at most MAX_POINTS points (raw samples or buckets, summed
+over the paths). A raw query that would return more is refused with a bucket
+that fits, never truncated silently. `format=csv` (or `Accept: text/csv`)
+streams the same points as CSV, one row per point, read path by path.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, AsyncIterator
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
 
+from gateway.api.csvout import FORMAT_DOC, csv_response, wants_csv
 from gateway.api.deps import Machine, PresenterDep, SpecDep, Store, View
 from gateway.api.models import HistoryOut, HistorySeries
-from gateway.api.present import QUALITY_NAMES
+from gateway.api.present import QUALITY_NAMES, PathFilter, Presenter
 from gateway.api.timeparams import iso, parse_duration, time_range
 from gateway.runtime.view import EquipmentView, LineView
 from gateway.store.base import AGGREGATES
@@ -24,7 +30,7 @@ from interface_spec import Spec, split_path
 router = APIRouter(tags=["history"])
 
 MAX_POINTS = 100_000
-MAX_PATHS = 50
+MAX_PATHS = 1024  # a formation rack's 512 channels, two variables each; MAX_POINTS still bounds the answer
 DEFAULT_SPAN_S = 3600.0
 NICE_BUCKETS = (1, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400)
 
@@ -66,6 +72,52 @@ def check_path(spec: Spec, view: LineView, eq: EquipmentView, path: str) -> None
         raise HTTPException(404, f"path '{path}': {eq.id} has {size} {vdef.sub_unit.id} (1..{size})")
 
 
+def natural_key(path: str) -> list[Any]:
+    """Sort key that puts channel[2] before channel[10]: digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
+
+
+async def known_paths(spec: Spec, view: LineView, store: Any, eq: EquipmentView) -> set[str]:
+    """Every concrete path of the machine: the spec's, the extensions it serves, and what the store holds.
+
+    Arrays count as many members as the machine reported; before it has (never connected), as many as
+    the store or the current values hold, and only with neither as many as the spec allows.
+    """
+    seen = {s.path for s in view.current(eq.id)} | {p for _, p, _ in await store.series(eq.id)}
+    out = set(seen)
+    for d in spec.variables(eq.cls):
+        arr = d.sub_unit.array
+        if arr is None:
+            out.add(d.path())
+            continue
+        size = eq.counts.get(d.sub_unit.id)
+        if size is None and not any(split_path(p)[0] == d.template for p in seen):
+            size = arr.max
+        out.update(d.path(i) for i in range(1, (size or 0) + 1))
+    return out
+
+
+async def expand_paths(spec: Spec, view: LineView, store: Any, eq: EquipmentView, given: list[str]) -> list[str]:
+    """Paths as asked, globs expanded in numeric order; 404 for a glob that matches nothing."""
+    out: list[str] = []
+    known: set[str] | None = None
+    for raw in given:
+        for p in (p.strip() for p in raw.split(",")):
+            if not p:
+                continue
+            if "*" not in p and "?" not in p:
+                out.append(p)
+                continue
+            known = known if known is not None else await known_paths(spec, view, store, eq)
+            match = PathFilter([p]).match
+            found = sorted((k for k in known if match(k)), key=natural_key)
+            if not found:
+                raise HTTPException(404, f"path '{p}' matches no variable of {eq.id} ({eq.cls}); "
+                                         f"GET /api/v1/spec/{eq.cls} lists them")
+            out.extend(found)
+    return list(dict.fromkeys(out))
+
+
 def _raw_rate(spec: Spec, eq: EquipmentView, path: str) -> float | None:
     """Nominal samples per second of a path from the spec, None when on change."""
     try:
@@ -92,14 +144,17 @@ def _bucket_point(row: dict[str, Any]) -> dict[str, Any]:
 @router.get("/equipment/{equipment_id}/history", response_model=HistoryOut, summary="Stored values, raw or bucketed",
             responses={404: {"description": "unknown equipment or path"}, 422: {"description": "bad range or too many points"}})
 async def get_history(
-    eq: Machine, view: View, store: Store, spec: SpecDep, presenter: PresenterDep,
-    path: Annotated[list[str], Query(description="spec path, repeatable: channel[3].voltage")],
+    eq: Machine, view: View, store: Store, spec: SpecDep, presenter: PresenterDep, request: Request,
+    path: Annotated[list[str], Query(description="spec path or glob, repeatable or comma-separated: "
+                                                "channel[3].voltage, channel[*].voltage, dryer_zone[2].*")],
     start: Annotated[str | None, Query(description="ISO 8601, epoch seconds or relative (-1h); default end - 1h")] = None,
     end: Annotated[str | None, Query(description="ISO 8601, epoch seconds or relative; default now")] = None,
     bucket: Annotated[str | None, Query(description="bucket width (60s, 5m, 1h); none = raw samples")] = None,
     agg: Annotated[str, Query(description=f"with a bucket: comma-separated of {', '.join(AGGREGATES)}")] = "avg",
-) -> HistoryOut:
-    paths = list(dict.fromkeys(p.strip() for raw in path for p in raw.split(",") if p.strip()))
+    format: Annotated[str | None, Query(description=FORMAT_DOC)] = None,
+) -> HistoryOut | StreamingResponse:
+    as_csv = wants_csv(request, format)
+    paths = await expand_paths(spec, view, store, eq, path)
     if not paths:
         raise HTTPException(422, "give at least one path=<spec path>")
     if len(paths) > MAX_PATHS:
@@ -129,6 +184,9 @@ async def get_history(
             raise HTTPException(422, f"{buckets:,} buckets of {bucket} over {len(paths)} path(s) (limit {MAX_POINTS:,}); "
                                      f"use bucket={suggest_bucket(span, len(paths))} or shorten the range")
 
+    if as_csv:
+        return csv_response(f"{eq.id}-history", _csv_header(aggs),
+                            _csv_rows(store, presenter, eq, paths, t0, t1, bucket_s, aggs))
     series = []
     budget = MAX_POINTS
     for p in paths:
@@ -145,3 +203,27 @@ async def get_history(
         series.append(HistorySeries(path=p, unit=presenter.unit(presenter.var_info(eq.cls, p)[1]), points=points))
     return HistoryOut(equipment=eq.id, start=t0, end=t1, start_time=iso(t0), end_time=iso(t1),
                       bucket_s=bucket_s, agg=aggs, series=series)
+
+
+def _csv_header(aggs: list[str] | None) -> list[str]:
+    head = ["equipment", "path", "unit", "ts", "time"]
+    return head + (["value", "quality", "reason"] if aggs is None else [*aggs, "bad"])
+
+
+async def _csv_rows(store: Any, presenter: Presenter, eq: EquipmentView, paths: list[str], t0: float, t1: float,
+                    bucket_s: float | None, aggs: list[str] | None) -> AsyncIterator[list[Any]]:
+    """Path by path, so that only one series is in memory while the answer streams; the same bound as JSON."""
+    budget = MAX_POINTS
+    for p in paths:
+        unit = presenter.unit(presenter.var_info(eq.cls, p)[1])["symbol"]
+        rows = await store.history(eq.id, p, t0, t1, bucket_s=bucket_s, agg=aggs or "avg", limit=budget)
+        budget -= len(rows)
+        for r in rows:
+            head = [eq.id, p, unit, r["ts"], iso(r["ts"])]
+            if aggs is None:
+                value, _ = presenter.enum_value(eq.cls, p, r["value"])
+                yield head + [value, QUALITY_NAMES.get(r["quality"], r["quality"]), r.get("reason") or ""]
+            else:
+                yield head + [r.get(a) for a in aggs] + [r.get("bad", 0)]
+        if budget <= 0:
+            return  # the raw-size check above refused what it could foresee; on-change series stop at the bound
