@@ -241,6 +241,7 @@ def demo(line_file: Path = typer.Option(DEMO_LINE, "--line", help="line file to 
 
 
 import gateway.conformance.cli  # noqa: E402,F401  (registers `linegw conformance`)
+import gateway.analytics.cli  # noqa: E402,F401  (registers `linegw report`)
 
 
 def main() -> None:  # pragma: no cover

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from gateway.analytics.shifts import Shifts
 from gateway.forward.config import ForwardConfig
 from interface_spec.loader import SpecError, format_loc, line_of, load_model, yaml_node
 
@@ -130,6 +131,7 @@ class LineConfig(_Strict):
     api: Api = Api()
     store: Store = Store()
     forward: ForwardConfig | None = None  # copy stored samples to InfluxDB and/or MQTT
+    shifts: Shifts | None = None  # shift calendar for per-shift OEE (gateway/analytics/shifts.py)
     equipment: list[Equipment] = Field(min_length=1)
 
     @model_validator(mode="after")

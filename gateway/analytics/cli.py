@@ -1,0 +1,117 @@
+"""`linegw report oee`: equipment time and OEE of a line from its store, for any range, as a table or JSON.
+
+Reads the store the line file names (the gateway may be running on it: SQLite
+in WAL mode lets a second process read) and computes what GET /api/v1/oee
+serves, with the same method (gateway/analytics/oee.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from fastapi import HTTPException
+
+from gateway.analytics.oee import E10_STATES, UNOBSERVED, OeeCalculator
+from gateway.api.timeparams import TIME_FORMS, iso, parse_duration, parse_time
+from gateway.cli import DEMO_LINE, _load_or_fail, app, console
+
+report_app = typer.Typer(help="Reports computed from a line's stored records.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+
+def parse_range(text: str, now: float) -> tuple[float, float]:
+    """"START..END" (either side ISO 8601, epoch seconds, relative like -8h, or now), or "8h": the last 8 hours."""
+    try:
+        if ".." in text:
+            a, b = text.split("..", 1)
+            t0, t1 = parse_time(a, "range start", now), parse_time(b or "now", "range end", now)
+        else:
+            t1 = now
+            t0 = now - parse_duration(text, "range")
+    except HTTPException as exc:
+        raise typer.BadParameter(f"{exc.detail}; a range is START..END ({TIME_FORMS}) or a duration (8h)") from None
+    if t1 <= t0:
+        raise typer.BadParameter(f"the range ends ({iso(t1)}) before or when it starts ({iso(t0)})")
+    return t0, t1
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _hours(s: float) -> str:
+    return f"{s / 3600:.2f}"
+
+
+def _print(report: dict[str, Any], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for col in ("machine", "class", *E10_STATES, UNOBSERVED, "avail.", "effect.", "quality", "OEE", "MTBF h",
+                "MTTR min"):
+        table.add_column(col, justify="left" if col in ("machine", "class") else "right")
+    for m in report["machines"]:
+        t = m["time_s"]
+        table.add_row(m["equipment"], m["class"], *(_hours(t[s]) for s in (*E10_STATES, UNOBSERVED)),
+                      _pct(m["availability"]), _pct(m["effectiveness"]), _pct(m["quality_ratio"]), _pct(m["oee"]),
+                      "-" if m["mtbf_s"] is None else _hours(m["mtbf_s"]),
+                      "-" if m["mttr_s"] is None else f"{m['mttr_s'] / 60:.1f}")
+    # A narrow terminal or a pipe (80 columns) would squeeze the figures to ellipses.
+    Console(width=max(console.width, 150)).print(table)
+    console.print("times in hours; KPIs after ISO 22400-2, time states and MTBF/MTTR after SEMI E10")
+    neck = report["bottleneck"]
+    console.print(f"line OEE {_pct(report['line']['oee'])} ({report['line']['oee_basis']})")
+    if neck:
+        console.print(f"bottleneck: {neck['stage']} ({neck['equipment']}): {neck['why']}")
+    for m in report["machines"]:
+        for r in m["stop_reasons"][:5]:
+            console.print(f"  stop reason {m['equipment']} {r['code']} {r['text']}: {r['occurrences']}x, "
+                          f"{r['downtime_s'] / 60:.1f} min down ({_pct(r['cumulative_share'])} cumulative)")
+        for note in m["notes"]:
+            console.print(f"  {m['equipment']}: {note}")
+
+
+@report_app.command("oee")
+def oee(
+    line_file: Path = typer.Argument(DEMO_LINE, help="line configuration YAML (its store.path is read)"),
+    range_: str = typer.Option("24h", "--range", help="START..END or a duration back from now, e.g. 8h, "
+                                                      "2026-12-01T06:00Z..2026-12-01T14:00Z, -2d..-1d"),
+    equipment: Optional[str] = typer.Option(None, "--equipment", help="one machine's id"),
+    by_shift: bool = typer.Option(False, "--by-shift", help="also per shift of the line file's shifts: calendar"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON (what GET /api/v1/oee serves)"),
+) -> None:
+    """Time per SEMI E10 state, availability, effectiveness, quality, OEE, MTBF/MTTR, stop reasons, bottleneck."""
+    cfg, spec = _load_or_fail(line_file, secrets=False)  # a report needs none of the gateway's secrets
+    t0, t1 = parse_range(range_, time.time())
+    machines = {eq.id: eq.cls for eq in cfg.equipment}
+    if equipment is not None and equipment not in machines:
+        raise typer.BadParameter(f"no machine '{equipment}' on line '{cfg.line}' (known: {', '.join(machines)})")
+    if by_shift and cfg.shifts is None:
+        raise typer.BadParameter(f"--by-shift: {line_file} has no shifts: section")
+    if not Path(cfg.store.path).exists():
+        raise typer.BadParameter(f"{line_file}: store.path {cfg.store.path} does not exist; nothing was recorded")
+
+    async def main() -> dict[str, Any]:
+        from gateway.store.sqlite import SqliteStore
+
+        async with SqliteStore(cfg.store.path) as store:  # no retention: a report deletes nothing
+            calc = OeeCalculator(store, spec, machines)
+            ids = [equipment] if equipment else None
+            report = await calc.report(t0, t1, ids)
+            if by_shift:
+                report["shifts"] = await calc.shift_report(cfg.shifts, t0, t1, ids)
+            return report
+
+    report = asyncio.run(main())
+    if as_json:
+        print(json.dumps(report, indent=1))
+        return
+    _print(report, f"line '{cfg.line}' {iso(t0)} .. {iso(t1)}")
+    for row in report.get("shifts", []):
+        _print(row, f"shift {row['shift']}" + (f" of {row['day']}" if row["day"] else ", all days"))
