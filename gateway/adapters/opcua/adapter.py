@@ -448,7 +448,9 @@ class OpcUaAdapter:
                 log.exception("%s: on_readings raised; %d readings not taken", self.endpoint, len(batch))
 
     def _link(self, up: bool, reason: str) -> None:
-        if self._last_link == (up, reason) or self._on_link is None:
+        # Once per change of state: an outage whose reason moves on (the connection lost, then
+        # refused while the server restarts) is one outage; health() has the latest reason.
+        if self._on_link is None or (self._last_link is not None and self._last_link[0] == up):
             return
         self._last_link = (up, reason)
         try:
