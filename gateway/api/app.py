@@ -22,7 +22,7 @@ from gateway.api.models import Problem
 from gateway.api.present import Presenter
 from gateway.api.routes import (alarms, audit, commands, dashboard, equipment, events, forward, health, history, line,
                                 live, spec as spec_routes, trace)
-from gateway.api.routes import oee  # line intelligence
+from gateway.api.routes import oee, record  # line intelligence
 from gateway.config import Api
 from gateway.runtime.view import LineView
 from interface_spec import Spec
@@ -61,6 +61,7 @@ def create_app(view: LineView, store: Any, spec: Spec, api_config: Api | None = 
     for module in (line, equipment, history, alarms, events, trace, commands, audit, spec_routes, forward, health):
         v1.include_router(module.router)
     v1.include_router(oee.router)
+    v1.include_router(record.router)
     app.include_router(v1)
     app.include_router(live.router, prefix=API_PREFIX)  # authenticates itself: browsers cannot send headers there
     dashboard.install(app)
