@@ -32,7 +32,10 @@ def referenced(page: str) -> list[str]:
     """Every URL a page loads: src= and href= attributes, and quoted URLs handed to scripts (the OpenAPI schema)."""
     urls = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']+)["\']', page)
     urls += re.findall(r'["\'](/[\w./-]+\.(?:js|css|json|png))["\']', page)
-    return sorted(set(urls))
+    # In-page links (#/line) and inline data need no request; anything else must be the gateway's own path.
+    fetched = {u for u in urls if not u.startswith(("#", "data:"))}
+    assert all(u.startswith("/") and not u.startswith("//") for u in fetched), fetched
+    return sorted(fetched)
 
 
 async def test_docs_load_only_files_the_gateway_serves(client):
@@ -56,6 +59,18 @@ async def test_vendored_libraries_carry_their_licence_and_version():
     for lib, version in (("swagger-ui", "5.35.0"), ("uplot", "1.6.32")):
         assert (VENDOR / lib / "LICENSE").read_text().strip(), lib
         assert version in (VENDOR / "README.md").read_text(), lib
+
+
+async def test_dashboard_loads_only_files_the_gateway_serves(client):
+    page = (await client.get("/")).text
+    assert "http://" not in page and "https://" not in page
+    scripts = referenced(page)
+    assert "/static/app.js" in scripts and "/static/vendor/uplot/uPlot.iife.min.js" in scripts, scripts
+    for url in scripts:
+        assert (await client.get(url)).status_code == 200, url
+    imports = re.findall(r'from "(\./[\w./]+)"|import\("(\./[\w./]+)"\)', (await client.get("/static/app.js")).text)
+    for url in {a or b for a, b in imports}:  # the modules the entry loads, resolved against /static/
+        assert (await client.get("/static/" + url[2:])).status_code == 200, url
 
 
 async def test_me_says_whether_the_caller_may_command(client):

@@ -67,6 +67,7 @@ async def client(tmp_path_factory):
                  ("winder1", {"unit_id": "JR1", "unit_type": "jelly_roll", "result": "good", "made_from": ["ER1", "ER2"]}),
                  ("form1", {"unit_id": "C1", "unit_type": "cell", "result": "good", "made_from": ["JR1"]}),
                  ("form1", {"unit_id": "C2", "unit_type": "cell", "result": "reject", "made_from": ["JR1"]})]
+        units[3][1]["measurements"] = {"charge_capacity": 5.1, "dcir": 20.5}  # spec codes A.h and mOhm
         for seq, (eq, payload) in enumerate(units, 1):
             await store.record_event(eq, "UnitProcessed", T0 + seq, seq, payload, ids=event_ids(payload))
         await store.flush()
@@ -154,10 +155,16 @@ async def test_made_into_follows_a_roll_to_its_cells(client):
     assert r.status_code == 200, r.text
     tree = r.json()
     assert (tree["unit_id"], tree["equipment"], tree["measurements"]) == ("ER1", "coater1", {"length": 200.0})
+    assert tree["measurement_units"] == {"length": "m"}
     [jelly_roll] = tree["made_into"]
     assert jelly_roll["unit_id"] == "JR1" and jelly_roll["equipment"] == "winder1"
     assert [(c["unit_id"], c["result"]) for c in jelly_roll["made_into"]] == [("C1", "good"), ("C2", "reject")]
     assert (await client.get("/api/v1/trace/NOPE/made_into")).status_code == 404
+
+
+async def test_trace_units_are_spelled_as_everywhere_else(client):
+    tree = (await client.get("/api/v1/trace/C1")).json()
+    assert tree["measurement_units"] == {"charge_capacity": "Ah", "dcir": "mΩ"}  # symbols, as values show them
 
 
 async def test_trace_as_csv_holds_both_directions(client):

@@ -69,7 +69,12 @@ class Tracer:
     def _units(self, equipment: str | None, measurements: dict[str, Any]) -> dict[str, str]:
         cls = self.classes.get(equipment or "")
         table = self.spec.get_class(cls).unit_processed if cls in self.spec.classes else {}
-        return {k: table[k] for k in measurements if k in table}
+        # Symbols, as /equipment and /history show units ("Ah", not the UCUM code "A.h").
+        return {k: self._symbol(table[k]) for k in measurements if k in table}
+
+    def _symbol(self, code: str) -> str:
+        unit = self.spec.units.get(code)
+        return unit.symbol if unit else code
 
     def _fields(self, row: Any) -> dict[str, Any]:
         """What a node shows of the UnitProcessed event that made its unit."""

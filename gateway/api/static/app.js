@@ -1,0 +1,59 @@
+// The dashboard's entry: hash routes to pages. Pages are modules under pages/, each exporting
+// mount(root, ...params) -> cleanup function. Views have URLs (#/line, #/equipment/<id>, #/alarms,
+// #/trace/<id>) so they can be bookmarked and shared.
+import { $, api, keyInput, session, showError } from "./lib.js";
+
+// --- routes ---------------------------------------------------------------------------------
+const routes = [
+  [/^#\/line$/, "line", () => import("./pages/line.js")],
+  [/^#\/equipment\/([^/]+)$/, "line", () => import("./pages/machine.js")],
+  [/^#\/alarms$/, "alarms", () => import("./pages/alarms.js")],
+  [/^#\/trace(?:\/(.+))?$/, "trace", () => import("./pages/trace.js")],
+];
+let cleanup = null;
+
+async function route() {
+  const hash = location.hash || "#/line";
+  const found = routes.find(([re]) => re.test(hash));
+  if (!found) { location.replace("#/line"); return; }
+  const [re, nav, load] = found;
+  const params = hash.match(re).slice(1).map((p) => (p === undefined ? undefined : decodeURIComponent(p)));
+  if (cleanup) { cleanup(); cleanup = null; }
+  showError("");
+  document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("current", a.dataset.nav === nav));
+  const root = $("view");
+  root.innerHTML = "";
+  try {
+    const page = await load();
+    cleanup = (await page.mount(root, ...params)) || null;
+  } catch (err) {
+    showError(err.message);
+    console.warn(err);
+  }
+}
+
+async function whoAmI() {
+  const r = await api("/me");
+  session.me = r.ok ? r.body : null;
+  $("who").textContent = r.ok ? `${r.body.user} (${r.body.role})` : "";
+  if (!r.ok) showError(r.body.detail);
+}
+
+async function alarmBadge() {
+  const r = await api("/alarms?active=true&limit=10000");
+  const badge = $("alarm-badge");
+  badge.hidden = !(r.ok && r.body.length);
+  if (r.ok) badge.textContent = String(r.body.length);
+}
+
+keyInput.addEventListener("change", async () => {
+  localStorage.setItem("linegw.key", keyInput.value);
+  await whoAmI();
+  route();
+});
+$("key-form").addEventListener("submit", (e) => { e.preventDefault(); keyInput.dispatchEvent(new Event("change")); });
+window.addEventListener("hashchange", route);
+await whoAmI();
+route();
+alarmBadge();
+setInterval(alarmBadge, 5000);
