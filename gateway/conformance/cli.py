@@ -108,6 +108,8 @@ def conformance(
     unit_wait: str = typer.Option("60s", "--unit-wait", help="how long to wait for a unit made, if the observation "
                                                               "saw none"),
     operator_timeout: str = typer.Option("2m", "--operator-timeout", help="time an operator step may take"),
+    clock_tolerance: str = typer.Option("5s", "--clock-tolerance", help="how far the machine's clock may be from "
+                                        "the kit's; a source time going back by more is the clock's, not an order"),
     list_: bool = typer.Option(False, "--list", help="print the catalogue (of --class, if given) and exit"),
     verify_: Optional[Path] = typer.Option(None, "--verify", help="check the SHA-256 a report carries and exit"),
 ) -> None:
@@ -147,7 +149,8 @@ def conformance(
                       allow_control=allow_control,
                       observe_s=parse_duration(observe), command_timeout_s=parse_duration(command_timeout),
                       outage_s=parse_duration(outage), operator_timeout_s=parse_duration(operator_timeout),
-                      unit_wait_s=parse_duration(unit_wait), adapter=adapter)
+                      unit_wait_s=parse_duration(unit_wait), clock_tolerance_s=parse_duration(clock_tolerance),
+                      adapter=adapter)
     console.print(f"[bold]linegw conformance[/bold] " + escape(
         f"{options.cls} over {options.protocol} {options.endpoint}"
         f"{' through ' + options.mapping if options.mapping else ''}"

@@ -10,6 +10,13 @@ to the machine so that the report can show what was sent and read.
 
 Commands, events and metadata go over the same adapter: OPC UA method calls,
 the Modbus command handshake and events mailbox of the binding.
+
+Readings reach the probe by two paths (the adapter's subscription or scan,
+and the checks' fresh reads), so arrival order is not the machine's order.
+`Probe.take` is the one place that puts observations in the machine's
+order; every check that depends on order (heartbeat, counters, source
+timestamps, events, state history) reads the history it builds and wraps
+counters with `advance`.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, TypeVar
 
 from gateway.adapters.base import AdapterError, Point, RawReading
@@ -43,6 +50,46 @@ EVENT_KEYS = ["events.seq", "events.type", "events.source_ts", "events.payload_l
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+def advance(a: int, b: int, top: int) -> int | None:
+    """How far a counter of range 0..top moved from a to b: b - a, or across a wrap when a was near the top and
+    b is near zero; None when it went back. A single step back is never called a wrap: near means within a
+    sixteenth of the range, far beyond what any counter of the spec moves between two readings."""
+    if b >= a:
+        return b - a
+    near = (top + 1) // 16
+    if a > top - near and b < near:
+        return b + top + 1 - a
+    return None
+
+
+def in_seq_order(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], dict[str, Any]]]]:
+    """Events in the machine's order, which is seq (their source_ts is judged along it, never used to order
+    them): the kit reads the ring in batches and from more than one source (the history, fresh reads, the
+    gateway), so the same event may come twice; it counts once. Two different envelopes with one seq are
+    returned as conflicts, for the check to report. Events without an integer seq keep their place at the end."""
+    by_seq: dict[int, dict[str, Any]] = {}
+    conflicts, other = [], []
+    for e in events:
+        seq = e.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            other.append(e)
+        elif seq not in by_seq:
+            by_seq[seq] = e
+        elif by_seq[seq] != e:
+            conflicts.append((by_seq[seq], e))
+    return [by_seq[k] for k in sorted(by_seq)] + other, conflicts
+
+
+@dataclass
+class Ordered:
+    """What one variable's observations look like in source-time order (see `Probe.take`)."""
+
+    late: list[tuple[Sample, Sample]] = field(default_factory=list)  # (older than one recorded, that one)
+    ties: list[tuple[Sample, Sample]] = field(default_factory=list)  # same source time, another value
+    clock_back: list[tuple[Sample, Sample]] = field(default_factory=list)  # machine clock went back past tolerance
+    newest: tuple[float, float, Sample] | None = None  # (earliest, latest it can have been sampled, sample)
 
 
 class ProbeError(Exception):
@@ -77,6 +124,9 @@ class Probe:
         self.link_log: list[tuple[float, bool, str]] = []
         self.requests: list[dict[str, Any]] = []  # every command, write and call sent, for the report
         self.plan: Plan | None = None
+        self.order: dict[str, Ordered] = {}  # per path: what did not become the newer value, and why
+        self.clock_tolerance_s = 5.0  # the runner sets the run's --clock-tolerance
+        self._delivered = time.time()  # the adapter's last delivery: its next one was sampled after it
 
     # --- samples ------------------------------------------------------------------------------
     def latest(self, path: str) -> Sample | None:
@@ -103,9 +153,54 @@ class Probe:
         self.requests.append(entry)
         return entry
 
-    def _take(self, samples: list[Sample]) -> None:
+    def take(self, samples: list[Sample], asked: float | None = None, unstamped: Any = ()) -> None:
+        """Record observations in source-time order: the one rule of the kit for everything order-dependent.
+
+        Fresh reads and subscription notifications (or scans) reach the kit by two paths, so a read answered
+        late can arrive after a newer notification; taken in arrival order it looks like the heartbeat went
+        back (or wrapped) or a counter fell, which the machine did not do. So, per variable:
+
+        * an observation is taken as the newer value only when it is provably newer than the newest one
+          recorded: its source timestamp is later, or, for a reading without one (Modbus, paths in
+          `unstamped`), the earliest it can have been sampled (`asked`: when the read was sent, or the
+          adapter's previous delivery) is after the latest the newest one can have been;
+        * an observation older than one recorded is kept as evidence (`order[path].late`), never taken as
+          the newer value;
+        * the same source timestamp with a different value is kept as a tie (`order[path].ties`) and
+          reported as such: the order between the two cannot be known;
+        * a new value whose source timestamp is older than the newest by more than the clock tolerance is
+          not a late answer but the machine's clock going back: it is taken (arrival order is all there is)
+          and recorded (`order[path].clock_back`), so that checks say so instead of judging the order.
+
+        Failed reads (no value) are appended as they come: they have no order to keep.
+        """
+        tol = self.clock_tolerance_s
         for s in samples:
             h = self.history.setdefault(s.path, [])
+            o = self.order.setdefault(s.path, Ordered())
+            lo, hi = (asked if asked is not None else s.gateway_ts, s.gateway_ts) if s.path in unstamped \
+                else (s.source_ts, s.source_ts)
+            take = True
+            if s.quality != Quality.BAD and o.newest is not None:
+                nlo, nhi, n = o.newest
+                if lo > nhi or (lo == nhi and (s.value == n.value or s.path in unstamped)):
+                    pass  # provably newer (a scan asked as the one before was delivered), or the same again
+                elif s.path not in unstamped and lo == nlo:
+                    o.ties.append((s, n))
+                    take = False
+                elif s.path not in unstamped and nlo - lo > tol and not any(
+                        x.source_ts == s.source_ts and x.value == s.value for x in h):
+                    o.clock_back.append((s, n))
+                else:
+                    o.late.append((s, n))
+                    take = False
+                for kept in (o.late, o.ties, o.clock_back):
+                    if len(kept) > HISTORY:
+                        del kept[: len(kept) - HISTORY]
+            if not take:
+                continue
+            if s.quality != Quality.BAD:
+                o.newest = (lo, hi, s)
             h.append(s)
             if len(h) > HISTORY:
                 del h[: len(h) - HISTORY]
@@ -162,6 +257,7 @@ class NativeProbe(Probe):
         points = list(self.plan.points) + self._extra_points()
         self.adapter = self.factory(self.endpoint, points, self.settings)
         self.link_up.clear()
+        self._delivered = time.time()
         self._task = asyncio.create_task(self.adapter.run(self._on_readings, self._on_link), name="conformance-probe")
         try:
             async with asyncio.timeout(self.timeout_s):
@@ -211,7 +307,14 @@ class NativeProbe(Probe):
         now = time.time()
         for r in readings:
             self.raw[r.key] = r
-        self._take(to_samples("dut", self.plan.targets, readings, now))
+        # A scan (or publish) that delivers now was sampled after the adapter's previous delivery.
+        asked, self._delivered = self._delivered, now
+        self.take(to_samples("dut", self.plan.targets, readings, now), asked, self._unstamped(readings))
+
+    def _unstamped(self, readings: list[RawReading]) -> set[str]:
+        """Paths of readings that carry no source timestamp (all of Modbus): ordered by when they were asked."""
+        assert self.plan is not None
+        return {t.path for r in readings if r.source_ts is None for t in self.plan.targets.get(r.key, ())}
 
     async def _discover_counts(self) -> dict[str, int]:
         wanted = count_paths(self.spec, self.cls)
@@ -310,9 +413,10 @@ class NativeProbe(Probe):
     async def read_samples(self, paths: list[str]) -> dict[str, Sample]:
         """Fresh reads of spec paths, validated like the gateway does, and kept in the history."""
         assert self.plan is not None
+        asked = time.time()
         readings = list((await self.read(paths)).values())
         samples = to_samples("dut", self.plan.targets, readings, time.time())
-        self._take(samples)
+        self.take(samples, asked, self._unstamped(readings))
         return {s.path: s for s in samples}
 
     async def read_value(self, path: str) -> Any:

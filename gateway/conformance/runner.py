@@ -258,6 +258,7 @@ async def run_conformance(options: Options, spec: Spec | None = None, operator: 
             probe = NativeProbe(spec, options.cls, options.protocol, options.endpoint, machine=options.machine,
                                 unit_id=options.unit_id, scan_ms=options.scan_ms, timeout_s=options.connect_timeout_s,
                                 settings=options.adapter)
+    probe.clock_tolerance_s = options.clock_tolerance_s  # separates a late answer from a clock going back
     ctx = Context(spec, options, probe, catalogue, operator)
     started = time.time()
     cases = list(catalogue.cases.values())

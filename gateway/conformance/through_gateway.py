@@ -112,6 +112,7 @@ class GatewayProbe(Probe):
             self.mapping = load_mapping(self.mapping_path, self.spec)
         except (SpecError, OSError) as exc:
             raise ProbeError(f"the mapping cannot be used: {exc}") from None
+        self._delivered = time.time()
         self.runtime = GatewayRuntime(self.spec, self.cls, self.protocol, self.endpoint, self._on_live,
                                       mapping=self.mapping_path, settings=self.settings, timeout_s=self.timeout_s)
         await self.runtime.start()
@@ -130,13 +131,20 @@ class GatewayProbe(Probe):
     def _on_live(self, msg: LiveMessage) -> None:
         now = time.time()
         if msg.kind == "samples":
-            self._take([Sample("dut", path, value, unit, ts, now, Quality(q), reason)
-                        for path, value, unit, q, reason, ts in msg.data["samples"]])
+            samples = [Sample("dut", path, value, unit, ts, now, Quality(q), reason)
+                       for path, value, unit, q, reason, ts in msg.data["samples"]]
+            # The gateway stamps Modbus readings when its scan delivers them: sampled after its previous delivery.
+            asked, self._delivered = self._delivered, now
+            self.take(samples, asked, self._unstamped(samples))
         elif msg.kind == "event":
             self.events.append({"type": msg.data["type"], "source_ts": msg.data["source_ts"],
                                 "seq": msg.data["seq"], "payload": msg.data["payload"]})
         elif msg.kind == "link":
             self.link_log.append((msg.data["ts"], msg.data["available"], msg.data["reason"]))
+
+    def _unstamped(self, samples: list[Sample]) -> set[str]:
+        """Modbus carries no source timestamps: what the gateway stamps is when it read, ordered as such."""
+        return {s.path for s in samples} if self.protocol == "modbus" else set()
 
     @property
     def nameplate(self) -> dict[str, str]:
@@ -167,9 +175,10 @@ class GatewayProbe(Probe):
         """Fresh reads through the mapping's sources, transformed as the gateway does."""
         assert self.plan is not None and self.device is not None and self.device.adapter is not None
         keys = [k for k, ts in self.plan.targets.items() if any(t.path in paths for t in ts)]
+        asked = time.time()
         readings = await self.device.adapter.read(keys)
         samples = [s for s in to_samples("dut", self.plan.targets, readings, time.time()) if s.path in paths]
-        self._take(samples)
+        self.take(samples, asked, self._unstamped(samples))
         return {s.path: s for s in samples}
 
     async def read_value(self, path: str) -> Any:

@@ -68,6 +68,15 @@ def verdict(problems: list[str], evidence: list[dict[str, Any]], ok: str, what: 
     return Outcome(status, f"{len(problems)} {plural}: {head}{more}", evidence)
 
 
+def graded(problems: list[str], doubts: list[str], evidence: list[dict[str, Any]], ok: str, what: str,
+           doubt: str) -> Outcome:
+    """Fail naming the problems (the doubts after them); else a warning naming the doubts, what the kit
+    cannot judge (a machine clock that went back, an order that cannot be known); else pass with `ok`."""
+    if problems:
+        return verdict(problems + doubts, evidence, ok, what)
+    return verdict(doubts, evidence, ok, doubt, status=WARNING)
+
+
 CheckFn = Callable[["Context"], Awaitable[Any]]
 
 

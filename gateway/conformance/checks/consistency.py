@@ -1,8 +1,9 @@
 """Behaviour seen without commanding: what the machine serves must agree with the events it recorded.
 
 Both checks read the served values fresh and then the events that arrived
-since the history was read, so a change during the check is not mistaken for
-an inconsistency.
+since the history was read, in seq order (`probe.in_seq_order`), so a change
+during the check is not mistaken for an inconsistency; the state check reads
+the served states again after the events and starts over while they move.
 """
 
 from __future__ import annotations
@@ -10,15 +11,17 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.conformance.checks import FAIL, Outcome, check, ev, verdict
+from gateway.conformance.probe import in_seq_order
 from gateway.conformance.runner import Context
 
 STATE_VARIABLES = ("item_state", "operation_mode", "control_authority", "e10_state", "packml_state")
 
 
 async def _fresh_events(ctx: Context) -> list[dict[str, Any]]:
-    """The history plus whatever arrived since it was read."""
+    """The history plus whatever arrived since it was read, in seq order (the probe's rule for events)."""
     last = max((e["seq"] for e in ctx.events if isinstance(e.get("seq"), int)), default=0)
-    return list(ctx.events) + await ctx.probe.events_since(last + 1)  # type: ignore[attr-defined]
+    events, _ = in_seq_order(list(ctx.events) + await ctx.probe.events_since(last + 1))  # type: ignore[attr-defined]
+    return events
 
 
 @check("CORE-EVENT-004")
@@ -26,13 +29,25 @@ async def state_events(ctx: Context) -> Outcome:
     if ctx.events_error:
         return Outcome(FAIL, ctx.events_error)
     probe: Any = ctx.probe
-    served = {v: await probe.state(v) for v in STATE_VARIABLES}
-    previous = {}
-    for v in STATE_VARIABLES:
-        code = await probe.read_value(f"state.previous_{v}")
-        previous[v] = ctx.spec.enum_name(ctx.spec.variable(ctx.cls, f"state.{v}").var.enum or "", code) \
-            if isinstance(code, int) else None
-    events = await _fresh_events(ctx)
+
+    async def states() -> tuple[dict[str, Any], dict[str, Any]]:
+        served = {v: await probe.state(v) for v in STATE_VARIABLES}
+        previous = {}
+        for v in STATE_VARIABLES:
+            code = await probe.read_value(f"state.previous_{v}")
+            previous[v] = ctx.spec.enum_name(ctx.spec.variable(ctx.cls, f"state.{v}").var.enum or "", code) \
+                if isinstance(code, int) else None
+        return served, previous
+
+    # The served states and the events are read one after the other: a change in between would look like a
+    # change without its event. They count as one picture when the states read the same before and after.
+    served, previous = await states()
+    for _ in range(3):
+        events = await _fresh_events(ctx)
+        again = await states()
+        if again == (served, previous):
+            break
+        served, previous = again
     complete = bool(events) and events[0].get("seq") == 1  # the ring still holds everything since power-on
     problems, evidence = [], []
     for v in STATE_VARIABLES:

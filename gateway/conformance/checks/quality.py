@@ -20,6 +20,7 @@ from gateway.conformance.checks import (
     Outcome,
     check,
     ev,
+    graded,
     is_required,
     missing_reason,
     plural,
@@ -27,6 +28,7 @@ from gateway.conformance.checks import (
     sub_unit_of,
     verdict,
 )
+from gateway.conformance.probe import advance, in_seq_order
 from gateway.conformance.runner import Context
 from gateway.samples import Quality, Sample
 
@@ -41,18 +43,25 @@ TYPE_CHECKS = {
     "enum": lambda v: isinstance(v, str),
 }
 ENVELOPE = {"type", "equipment", "source_ts", "seq", "payload"}
+# What an order check says when the machine's clock went back past the tolerance: it cannot judge, it does not fail.
+CLOCK_DOUBT = "order not judged (the machine's clock and the kit's disagree)"
 # Why the gateway marks a value bad because of the value itself (read errors belong to presence).
 VALUE_REASONS = ("nan", "infinite", "wrong_type", "unknown_enum_code")
 
 
 def changes(samples: list[Sample]) -> list[tuple[float, Any]]:
     """(first seen, value) of each new good value, in order."""
-    out: list[tuple[float, Any]] = []
+    return [(s.gateway_ts, s.value) for s in changed(samples)]
+
+
+def changed(samples: list[Sample]) -> list[Sample]:
+    """The sample of each new good value, in order (the probe's history is in source-time order)."""
+    out: list[Sample] = []
     for s in samples:
         if s.quality == Quality.BAD or s.value is None:
             continue
-        if not out or s.value != out[-1][1]:
-            out.append((s.gateway_ts, s.value))
+        if not out or s.value != out[-1].value:
+            out.append(s)
     return out
 
 
@@ -64,12 +73,63 @@ def window(ctx: Context, path: str) -> list[Sample]:
     return before + [s for s in history if ctx.t0 <= s.gateway_ts <= ctx.t1]
 
 
+def top_of(ctx: Context, path: str) -> int:
+    """The largest value a counter can hold before it wraps to zero (its range, or its bits)."""
+    var = ctx.spec.variable(ctx.cls, path).var
+    if var.range:
+        return int(var.range[1])
+    return 2 ** (var.bits or 32) - 1
+
+
 def step(a: int, b: int) -> int:
-    """How far a counter moved from a to b, across a wrap at 16 or 32 bits."""
-    if b >= a:
-        return b - a
-    top = 0xFFFF if a <= 0xFFFF else 0xFFFFFFFF
-    return b + top + 1 - a
+    """How far a 32-bit counter moved from a to b; a step back counts as none (the checks that judge order
+    report it, with `advance`)."""
+    return advance(a, b, 0xFFFFFFFF) or 0
+
+
+def late_evidence(ctx: Context, path: str, t0: float = 0.0) -> list[dict[str, Any]]:
+    """What the probe kept aside for a path (see Probe.take): answers older than a value already recorded, and
+    values sharing a source timestamp with another; shown so that a vendor sees why they were not judged."""
+    o = ctx.probe.order.get(path)
+    if o is None:
+        return []
+    out = []
+    late = [(s, n) for s, n in o.late if s.gateway_ts >= t0 and s.value != n.value]
+    if late:
+        out.append(ev("observe", f"{path}: answers older than a value already recorded",
+                      value=[{"value": s.value, "source_ts": round(s.source_ts, 3), "newer": n.value,
+                              "newer_source_ts": round(n.source_ts, 3)} for s, n in late[:10]],
+                      note=f"{plural(len(late), 'observation')} kept as evidence, not taken as the newer value "
+                           f"(fresh reads and notifications arrive by two paths)"))
+    ties = [(s, n) for s, n in o.ties if s.gateway_ts >= t0]
+    if ties:
+        out.append(ev("observe", f"{path}: different values with the same source timestamp",
+                      value=[{"source_ts": round(s.source_ts, 3), "values": [n.value, s.value]} for s, n in ties[:10]],
+                      note="their order cannot be known; the first one seen was kept"))
+    return out
+
+
+def went_back(ctx: Context, path: str, seen: list[Sample], top: int
+              ) -> tuple[int, list[tuple[Sample, Sample]], list[str]]:
+    """Over the changes of one counter in source-time order: (how far it moved, the steps back, where it went
+    back as the machine's clock went back). A step back is a wrap only near the top and near zero (`advance`);
+    one taken at a clock step cannot be ordered, so it is reported as the clock's, not as the counter's."""
+    o = ctx.probe.order.get(path)
+    clock = {id(s) for s, _ in o.clock_back} if o else set()
+    moved = 0
+    back: list[tuple[Sample, Sample]] = []
+    clocked: list[str] = []
+    for a, b in zip(seen, seen[1:]):
+        d = advance(a.value, b.value, top)
+        if d is not None:
+            moved += d
+        elif id(b) in clock:
+            clocked.append(f"{path} read {b.value} after {a.value} as the machine's clock went back "
+                           f"{a.source_ts - b.source_ts:.1f} s (more than the {ctx.options.clock_tolerance_s:g} s "
+                           f"tolerance): the order of the two cannot be judged")
+        else:
+            back.append((a, b))
+    return moved, back, clocked
 
 
 # --- values per sub-unit ------------------------------------------------------------------------------------
@@ -142,52 +202,68 @@ async def identification(ctx: Context) -> Outcome:
     return verdict(problems, evidence, f"identification complete; class {ctx.cls}, spec {version}, profiles {profiles}")
 
 
-def _heartbeat(ctx: Context) -> tuple[list[tuple[float, Any]], float]:
-    samples = window(ctx, "status.heartbeat")
-    return changes(samples), ctx.t1 - ctx.t0
+def _heartbeat(ctx: Context) -> tuple[list[Sample], float]:
+    return changed(window(ctx, "status.heartbeat")), ctx.t1 - ctx.t0
 
 
 @check("CORE-STATUS-003")
 async def heartbeat(ctx: Context) -> Outcome:
     period, timeout = ctx.spec.core.heartbeat_period_s, ctx.spec.core.heartbeat_timeout_s
+    path = "status.heartbeat"
     seen, elapsed = _heartbeat(ctx)
-    evidence = [ev("observe", "status.heartbeat", value=[v for _, v in seen][:20],
-                   note=f"{len(seen)} distinct values in {elapsed:.1f} s")]
+    evidence = [ev("observe", path, value=[s.value for s in seen][:20],
+                   note=f"{len(seen)} distinct values in {elapsed:.1f} s, in source-time order")]
+    evidence += late_evidence(ctx, path, ctx.t0)
     if not seen:
         return Outcome(FAIL, "status.heartbeat could not be read during the observation", evidence)
-    moved = sum(step(a, b) for (_, a), (_, b) in zip(seen, seen[1:]))
+    moved, back, clocked = went_back(ctx, path, seen, top_of(ctx, path))
     expected = elapsed / period
-    times = [ctx.t0] + [t for t, _ in seen[1:]] + [ctx.t1]
+    times = [ctx.t0] + [s.gateway_ts for s in seen[1:]] + [ctx.t1]
     still = max(b - a for a, b in zip(times, times[1:]))
     evidence.append(ev("compare", "increments", value=moved, expected=f"about {expected:.1f} (one per {period:g} s)"))
-    problems = []
+    problems = [f"status.heartbeat went back from {a.value} to {b.value} (source times {a.source_ts:.3f} then "
+                f"{b.source_ts:.3f}; a wrap is near the top and near zero)" for a, b in back]
     if still >= timeout:
         problems.append(f"status.heartbeat stood still for {still:.1f} s (a gateway declares the machine unavailable "
                         f"after {timeout:g} s)")
-    if expected >= 2 and not 0.5 * expected <= moved <= 1.5 * expected:
+    if expected >= 2 and not clocked and not 0.5 * expected <= moved <= 1.5 * expected:
         problems.append(f"status.heartbeat advanced by {moved} in {elapsed:.1f} s, expected about {expected:.0f} "
                         f"(one per {period:g} s)")
-    return verdict(problems, evidence, f"advanced by {moved} in {elapsed:.1f} s; longest still {still:.1f} s")
+    return graded(problems, clocked, evidence, f"advanced by {moved} in {elapsed:.1f} s; longest still {still:.1f} s",
+                  "problem", CLOCK_DOUBT)
 
 
 @check("CORE-COUNTERS-003")
 async def counters(ctx: Context) -> Outcome:
     probe = ctx.probe
+    tol = ctx.options.clock_tolerance_s
     units = ["counters.processed_count", "counters.good_count", "counters.defective_count"]
     mapped = set(probe.paths())
     times = [p for p in mapped if p.startswith("counters.time_")]
-    resets = [e.get("source_ts") for e in ctx.events if e.get("type") == "CountersReset"]
-    problems, evidence = [], []
+    resets = [e for e in ctx.events if e.get("type") == "CountersReset" and isinstance(e.get("source_ts"), (int, float))]
+    problems, evidence, unjudged = [], [], []
     for path in [p for p in units if p in mapped] + sorted(times):
-        seen = changes(probe.history.get(path, []))
-        for (t1, a), (t2, b) in zip(seen, seen[1:]):
-            wrapped = a > 0xFFFF0000 and b < 0xFFFF
-            explained = path in units and any(isinstance(r, (int, float)) and r <= t2 + ctx.options.clock_tolerance_s
-                                              for r in resets)
-            if b < a and not wrapped and not explained:
-                problems.append(f"{path} went down from {a} to {b}")
-                evidence.append(ev("observe", path, value=[a, b], expected="never decreasing"))
-                break
+        seen = changed(probe.history.get(path, []))
+        _, back, clocked = went_back(ctx, path, seen, top_of(ctx, path))
+        unjudged += clocked
+        if clocked:
+            evidence += late_evidence(ctx, path)
+        for a, b in back:
+            # A CountersReset explains a fall of the unit counters. The reading's source time is the machine's
+            # clock (OPC UA) or the kit's (Modbus); the event's is the machine's.
+            explained = path in units and any(e["source_ts"] <= b.source_ts + tol for e in resets)
+            if explained:
+                continue
+            evidence.append(ev("observe", path, value=[a.value, b.value], expected="never decreasing",
+                               note=f"source times {a.source_ts:.3f} then {b.source_ts:.3f}"))
+            evidence += late_evidence(ctx, path)
+            if path in units and resets:
+                unjudged.append(f"{path} went down from {a.value} to {b.value} at {b.source_ts:.3f}, and CountersReset "
+                                f"(seq {resets[-1].get('seq')}) is stamped {resets[-1]['source_ts'] - b.source_ts:.1f} "
+                                f"s later: the machine's clock and the kit's disagree beyond the {tol:g} s tolerance")
+            else:
+                problems.append(f"{path} went down from {a.value} to {b.value}")
+            break
     if all(p in mapped for p in units):
         snapshot: dict[str, Any] = {}
         for _ in range(3):  # a unit may be counted between two reads: three tries
@@ -202,7 +278,8 @@ async def counters(ctx: Context) -> Outcome:
         elif snapshot[units[0]] != snapshot[units[1]] + snapshot[units[2]]:
             problems.append(f"processed_count {snapshot[units[0]]} != good_count {snapshot[units[1]]} + "
                             f"defective_count {snapshot[units[2]]}")
-    return verdict(problems, evidence, "counters never went down; processed = good + defective")
+    return graded(problems, unjudged, evidence, "counters never went down; processed = good + defective", "problem",
+                  CLOCK_DOUBT)
 
 
 # --- binding encodings and alarms -------------------------------------------------------------------------
@@ -212,8 +289,8 @@ async def word_order(ctx: Context) -> Outcome:
     probe: Any = ctx.probe
     problems, evidence = [], []
     seen, _ = _heartbeat(ctx)
-    steps = [step(a, b) for (_, a), (_, b) in zip(seen, seen[1:])]
-    evidence.append(ev("observe", "status.heartbeat (uint32, ABCD)", value=[v for _, v in seen][:10],
+    steps = [step(a.value, b.value) for a, b in zip(seen, seen[1:])]
+    evidence.append(ev("observe", "status.heartbeat (uint32, ABCD)", value=[s.value for s in seen][:10],
                        note=f"steps {steps[:10]}"))
     if steps and all(s >= 0x10000 and s % 0x10000 == 0 for s in steps):
         problems.append(f"status.heartbeat moves in steps of {steps[0]} (multiples of 65536): the low word comes "
@@ -257,13 +334,25 @@ async def event_order(ctx: Context) -> Outcome:
     if bad:
         return bad
     probe: Any = ctx.probe
-    events = ctx.events
+    # The same event read twice (a batch re-read, a late answer) counts once; what is left must be served in
+    # seq order, consecutive. Two different envelopes with one seq are the machine's.
+    events, conflicts = in_seq_order(ctx.events)
+    served: list[Any] = []
+    for e in ctx.events:
+        if not any(e is x or e == x for x in served):
+            served.append(e)
     seqs = [e.get("seq") for e in events]
     problems, evidence = [], [ev("read", "events", value=f"seq {seqs[0]}..{seqs[-1]}", note=f"{len(events)} events")]
     for a, b in zip(seqs, seqs[1:]):
         if not (isinstance(a, int) and isinstance(b, int)) or b != a + 1:
             problems.append(f"seq {b} follows seq {a}" + (" (a gap)" if isinstance(a, int) and isinstance(b, int)
-                                                          and b > a + 1 else " (out of order)"))
+                                                          and b > a + 1 else ""))
+    if served != events and not conflicts:
+        order = [e.get("seq") for e in served]
+        problems.append(f"events were served out of seq order ({order[:20]})")
+    for a, b in conflicts:
+        problems.append(f"seq {a.get('seq')} was served as two different events")
+        evidence.append(ev("read", f"event {a.get('seq')} twice", value=[a, b]))
     last = await probe.last_seq()
     if isinstance(last, int) and isinstance(seqs[-1], int) and seqs[-1] > last:
         problems.append(f"an event has seq {seqs[-1]}, beyond the newest seq served ({last})")
@@ -326,21 +415,33 @@ async def event_envelopes(ctx: Context) -> Outcome:
     if bad:
         return bad
     now = time.time()
+    tol = ctx.options.clock_tolerance_s
     problems: list[str] = []
+    clock: list[str] = []
     evidence = []
     last_ts = None
-    for env in ctx.events:
+    events, conflicts = in_seq_order(ctx.events)
+    for a, b in conflicts:
+        problems.append(f"event {a.get('seq')} was read twice with different envelopes")
+        evidence.append(ev("read", f"event {a.get('seq')} twice", value=[a, b]))
+    for env in events:
         found = envelope_problems(ctx, env, now)
         ts = env.get("source_ts")
         if isinstance(ts, (int, float)) and last_ts is not None and ts < last_ts - 0.001:
-            found.append(f"event {env.get('seq')}: source_ts goes back {last_ts - ts:.3f} s from the event before")
+            # seq is the order; a source_ts back by more than the clock tolerance is the clock going back.
+            (clock if last_ts - ts > tol else found).append(
+                f"event {env.get('seq')}: source_ts goes back {last_ts - ts:.3f} s from the event before"
+                + (f" (more than the {tol:g} s clock tolerance: the machine's clock went back)"
+                   if last_ts - ts > tol else ""))
+        stepped = len(clock)
         if isinstance(ts, (int, float)):
             last_ts = ts
-        if found:
+        if found or len(clock) > stepped:
             problems += found
             evidence.append(ev("read", f"event {env.get('seq')}", value=env))
-    kinds = sorted({str(e.get("type")) for e in ctx.events})
-    return verdict(problems, evidence, f"{len(ctx.events)} envelopes valid ({', '.join(kinds)})", "invalid event")
+    kinds = sorted({str(e.get("type")) for e in events})
+    return graded(problems, clock, evidence, f"{len(events)} envelopes valid ({', '.join(kinds)})", "invalid event",
+                  "clock step (order judged by seq, not by source_ts)")
 
 
 # --- recipe, traceability ------------------------------------------------------------------------------------
@@ -496,39 +597,45 @@ async def sampling_period(ctx: Context) -> Outcome:
             (clear if executing and d.var.type == "float" else slow).append(text)
             evidence.append(ev("observe", path, value=round(typical, 3), expected=f"<= {limit:.2f} s",
                                note=f"{len(seen)} changes in {ctx.t1 - ctx.t0:.1f} s"))
-    if clear:
-        return verdict(clear + slow, evidence, "", "slow value (updated less often than its sampling period)")
-    if slow:
-        return verdict(slow, evidence, "", "slow variable (an integer may stand still, or the machine was not "
-                                           "executing)", status=WARNING)
-    return Outcome(PASS, f"{measured} changing values refresh within three times their sampling period", evidence)
+    return graded(clear, slow, evidence, f"{measured} changing values refresh within three times their sampling period",
+                  "slow value (updated less often than its sampling period)",
+                  "slow variable (an integer may stand still, or the machine was not executing)")
 
 
 @check("DC-SAMPLING-003")
 async def source_timestamps(ctx: Context) -> Outcome:
     tol = ctx.options.clock_tolerance_s
     publishing = ctx.options.scan_ms / 1000.0
-    problems, evidence, n = [], [], 0
+    problems, evidence, ties, n = [], [], [], 0
     for path in ctx.probe.paths():
-        last_ts, last_value = None, None
-        for s in ctx.probe.history.get(path, []):
-            if s.quality == Quality.BAD:
-                continue
-            n += 1
-            found = None
+        o = ctx.probe.order.get(path)
+        # The history is in source-time order (Probe.take); what arrived late is judged for its clock too.
+        kept = [s for s in ctx.probe.history.get(path, []) if s.quality != Quality.BAD]
+        late = [s for s, _ in o.late] if o else []
+        n += len(kept) + len(late)
+        found, at = None, None
+        for s in kept + late:
             if s.source_ts > s.gateway_ts + tol:
-                found = f"{path}: SourceTimestamp {s.source_ts - s.gateway_ts:.1f} s in the future"
+                found, at = f"{path}: SourceTimestamp {s.source_ts - s.gateway_ts:.1f} s in the future", s
             elif s.source_ts < 946684800:
-                found = f"{path}: SourceTimestamp {s.source_ts} is before the year 2000"
-            # Fresh reads and subscription notifications reach the kit by two paths, so arrival order may
-            # differ by a little; a clock that goes back by more than the tolerance is the machine's.
-            elif last_ts is not None and last_ts - s.source_ts > tol:
-                found = f"{path}: SourceTimestamp went back {last_ts - s.source_ts:.3f} s"
-            elif last_value is not None and s.value != last_value and s.gateway_ts - s.source_ts > tol + publishing:
-                found = f"{path}: a new value arrived with a SourceTimestamp {s.gateway_ts - s.source_ts:.1f} s old"
+                found, at = f"{path}: SourceTimestamp {s.source_ts} is before the year 2000", s
             if found:
-                problems.append(found)
-                evidence.append(ev("read", path, value=s.source_ts, expected=f"within {tol:g} s of {s.gateway_ts:.3f}"))
                 break
-            last_ts, last_value = s.source_ts, s.value
-    return verdict(problems, evidence, f"{n} values with sane, non-decreasing source timestamps", "timestamp problem")
+        if not found and o and o.clock_back:
+            s, newer = o.clock_back[0]
+            found, at = f"{path}: SourceTimestamp went back {newer.source_ts - s.source_ts:.3f} s", s
+        if not found:
+            for a, b in zip(kept, kept[1:]):
+                if b.value != a.value and b.gateway_ts - b.source_ts > tol + publishing:
+                    found, at = (f"{path}: a new value arrived with a SourceTimestamp "
+                                 f"{b.gateway_ts - b.source_ts:.1f} s old"), b
+                    break
+        if found and at is not None:
+            problems.append(found)
+            evidence.append(ev("read", path, value=at.source_ts, expected=f"within {tol:g} s of {at.gateway_ts:.3f}"))
+        elif o and o.ties:
+            s, first = o.ties[0]
+            ties.append(f"{path}: {first.value!r} and {s.value!r} both carry SourceTimestamp {s.source_ts:.3f}")
+            evidence += late_evidence(ctx, path)
+    return graded(problems, ties, evidence, f"{n} values with sane source timestamps, in order", "timestamp problem",
+                  "pair of different values with one SourceTimestamp (their order cannot be known)")

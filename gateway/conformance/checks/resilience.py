@@ -27,8 +27,7 @@ from typing import Any, Callable
 
 from gateway.conformance.checks import ERROR, FAIL, PASS, WARNING, Outcome, check, ev, plural, verdict
 from gateway.conformance.checks.control import send
-from gateway.conformance.checks.quality import step
-from gateway.conformance.probe import ProbeError
+from gateway.conformance.probe import ProbeError, advance
 from gateway.conformance.relay import Relay, endpoint_host_port, through
 from gateway.conformance.runner import Context
 from gateway.conformance.through_gateway import GatewayRuntime
@@ -136,8 +135,11 @@ async def _outage(ctx: Context, gateway: GatewayRuntime, relay: Relay, watch: Wa
         problems.append(f"status.heartbeat not readable around the outage ({hb0!r}, {hb1!r})")
     else:
         expected = (t_hb1 - t_hb0) / spec.core.heartbeat_period_s
-        moved = step(hb0, hb1)
-        if not 0.5 * expected - 1 <= moved <= 1.5 * expected + 1:
+        moved = advance(hb0, hb1, 0xFFFFFFFF)
+        if moved is None:
+            problems.append(f"status.heartbeat went back from {hb0} to {hb1} across the outage (two reads, one after "
+                            f"the other; a wrap is near the top and near zero)")
+        elif not 0.5 * expected - 1 <= moved <= 1.5 * expected + 1:
             problems.append(f"status.heartbeat moved {moved} over {t_hb1 - t_hb0:.1f} s across the outage, expected "
                             f"about {expected:.0f}")
     link = verdict(problems, evidence, f"UNAVAILABLE {went_down or 0:.2f} s after the cut, AVAILABLE again "
