@@ -12,6 +12,15 @@ content:
 `verify(path)` checks either kind; `write_reports` also writes SHA256SUMS
 (`sha256sum -c SHA256SUMS`). A hash shows that a report was not altered after
 it was written; it does not say who wrote it.
+
+Evidence is what a machine sent, and a machine may send anything: control
+characters (the Modbus string codec passes 0x01-0x1F through), lone
+surrogates (invalid UTF-8 from an OPC UA server, as asyncua decodes it),
+non-characters. No report breaks on them and evidence round-trips through
+each format's parser: JSON escapes them (`\\uXXXX`, valid UTF-8 throughout);
+JUnit carries each case's evidence as JSON in its `evidence` property and
+failure text, and HTML in its `<pre>`, escaped the same way; free text
+(messages, identity) shows such a character as its `\\uXXXX` escape.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,12 +50,28 @@ FILES = {"json": "report.json", "junit": "junit.xml", "html": "report.html", "st
 HASH_LINE = "<!-- sha256: {} -->\n"
 
 
+# What XML 1.0 cannot hold, UTF-8 cannot encode, or a reader would not see: C0 controls but tab, newline and
+# carriage return; DEL and C1 controls; lone surrogates; the non-characters U+FFFE and U+FFFF.
+_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def _escaped(text: str) -> str:
+    """Each unsafe character as its \\uXXXX escape: in JSON text (where these only occur inside strings) the
+    escape means the same character, so the JSON still parses to what the machine sent; in free text it shows."""
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _json(doc: Any, **kw: Any) -> str:
+    """JSON that is valid UTF-8 whatever strings `doc` holds, and parses back to them."""
+    return _escaped(json.dumps(doc, ensure_ascii=False, default=str, **kw))
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _canonical(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+    return _json(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
 def sha256(data: bytes) -> str:
@@ -105,6 +131,7 @@ def to_json(run: Run) -> dict[str, Any]:
 
 
 def _with_hash_line(text: str) -> str:
+    text = _escaped(text)  # what a format missed (the statement's free text): never a file that cannot be read
     body = text if text.endswith("\n") else text + "\n"
     return body + HASH_LINE.format(sha256(body.encode("utf-8")))
 
@@ -134,7 +161,9 @@ def to_junit(run: Run) -> str:
             for name, value in (("profile", r.case.profile), ("clause", r.case.clause), ("severity", r.case.severity),
                                 ("mandatory", str(r.mandatory).lower()), ("layer", r.case.layer), ("status", r.status)):
                 ET.SubElement(cp, "property", name=name, value=value)
-            detail = r.message + ("\n" + json.dumps(r.evidence, indent=1, default=str) if r.evidence else "")
+            if r.evidence:  # whole, whatever the status: json.loads(value) gives back what the machine sent
+                ET.SubElement(cp, "property", name="evidence", value=_json(r.evidence))
+            detail = r.message + ("\n" + _json(r.evidence, indent=1) if r.evidence else "")
             if r.status in (NOT_APPLICABLE, NOT_TESTED) or (r.status == NOT_IMPLEMENTED and not r.mandatory):
                 kind = f"{r.status}{' (mandatory)' if r.mandatory and r.status == NOT_TESTED else ''}"
                 ET.SubElement(tc, "skipped", message=f"{kind}: {r.message}")
@@ -146,6 +175,10 @@ def to_junit(run: Run) -> str:
                 ET.SubElement(tc, "system-out").text = f"warning: {detail}"
         _count(suite)
     _count(root)
+    for el in root.iter():  # XML 1.0 cannot hold every character a machine may send (see _UNSAFE)
+        el.text = _escaped(el.text) if el.text else el.text
+        for k, v in el.attrib.items():
+            el.attrib[k] = _escaped(v)
     ET.indent(root)
     return _with_hash_line('<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode"))
 
@@ -304,7 +337,9 @@ small{color:#666}
 
 
 def to_html(run: Run) -> str:
-    e = html.escape
+    def e(text: str) -> str:
+        return html.escape(_escaped(text))
+
     st = stamp(run)
     s = summary(run)
     out = ["<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
@@ -341,7 +376,7 @@ def to_html(run: Run) -> str:
                 evidence = ""
                 if r.evidence:
                     evidence = (f"<details><summary>evidence ({len(r.evidence)})</summary><pre>"
-                                f"{e(json.dumps(r.evidence, indent=1, default=str))}</pre></details>")
+                                f"{html.escape(_json(r.evidence, indent=1))}</pre></details>")
                 out.append(
                     f"<tr id=\"{e(c.id)}\"><td><b>{e(c.id)}</b><br>{e(c.title)}<br><small>{e(c.clause)}; "
                     f"{e(c.layer)}, {e(c.severity)}, {'mandatory' if r.mandatory else 'optional'}</small></td>"
@@ -358,7 +393,7 @@ def write_reports(run: Run, out_dir: str | Path) -> dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     texts = {
-        "json": json.dumps(to_json(run), indent=2, ensure_ascii=False, default=str) + "\n",
+        "json": _json(to_json(run), indent=2) + "\n",
         "junit": to_junit(run),
         "html": to_html(run),
         "statement": to_statement(run),
