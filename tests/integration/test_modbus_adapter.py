@@ -261,6 +261,25 @@ async def test_address_exception_in_a_merged_request_spoils_only_the_failing_poi
         assert adapter.health().extra["splits"] == splits  # no split since the first scan
 
 
+async def test_a_refused_hole_between_points_keeps_the_split_that_avoids_it(modbus_sim: ModbusSimServer) -> None:
+    modbus_sim.set_registers(0, list(range(100, 121)))
+    modbus_sim.faults.exception_addresses[range(5, 6)] = 2  # a point's register ...
+    modbus_sim.faults.exception_addresses[range(10, 12)] = 2  # ... and a hole no point asks for, read along
+    points = [Point(f"r{a}", {"address": a}) for a in (*range(10), *range(12, 21))]
+    adapter = adapter_for(modbus_sim, points, reprobe_scans=1000)
+    async with running(adapter) as rec:
+        await wait_until(lambda: len(rec.scans) >= 8, "eight scans")
+        for scan in rec.scans:
+            assert {k for k, r in scan.items() if r.error} == {"r5"}
+            assert all(r.value == 100 + int(k[1:]) for k, r in scan.items() if k != "r5")
+        # Merged again around r5 once, refused for the hole, back to the split for good.
+        per_scan = [b - a for a, b in zip(rec.requests_at_scan[2:], rec.requests_at_scan[3:])]
+        assert set(per_scan) == {adapter.health().extra["scan_requests"]}, per_scan
+        splits = adapter.health().extra["splits"]
+        await wait_until(lambda: len(rec.scans) >= 12, "four more scans")
+        assert adapter.health().extra["splits"] == splits
+
+
 @pytest.mark.parametrize("code", [6, 11])
 async def test_a_device_refusing_every_read_is_a_link_fault(modbus_sim: ModbusSimServer, code: int) -> None:
     modbus_sim.set_registers(0, [1, 2])

@@ -13,13 +13,17 @@ Faults stay as small as they are:
   request refused with an address exception (2, or 3 where the length is what
   the device refuses) is split in halves and retried, down to the points that
   really fail; those are marked unreadable with the reason and left out of the
-  scans (the plan remembers the split, so later scans do not pay for it
-  again). They are tried alone every `reprobe_scans` scans and after every
-  reconnect; once they all answer, the merged plan is back.
+  scans. The plan remembers the split, so later scans do not pay for it
+  again: the points between the refused ones are merged again (and should
+  such a request be refused too, for a hole no point asks for, the split's
+  requests stay). Refused points are tried alone every `reprobe_scans` scans,
+  and the merged plan tried again after every reconnect; once they all
+  answer, the merged plan is back.
 * A device that refuses every request of a scan as busy (6) or through a
   gateway (10, 11) does not serve data: the link is reported down with the
-  reason, the adapter backs off on the same connection, and reports the link
-  up again once reads are answered.
+  reason, and the device is asked again on the same connection, one request
+  at a time, backing off to at most REFUSING_MAX_S; the link is reported up
+  with the next scan once a request is answered.
 * A missing or garbled reply means the connection can no longer be trusted
   (transaction ids may be out of step), so it is closed and opened again,
   with backoff (gateway/backoff.py), until the device answers or the adapter
@@ -78,6 +82,7 @@ _SPLIT_CODES = frozenset({2, 3})
 # Refusals about the device or the path to it, not about the registers: busy (6),
 # gateway path unavailable (10), gateway target failed to respond (11).
 _LINK_CODES = frozenset({6, 10, 11})
+REFUSING_MAX_S = 2.0  # longest wait between single requests to a device that refuses every read
 
 
 def exception_text(code: int) -> str:
@@ -423,6 +428,7 @@ class ModbusAdapter:
         # The plan scans run: the merged one, or what splitting it around refused points left.
         self._scan_plan = self._merged_plan
         self._unreadable: dict[str, str] = {}  # key -> reason: refused alone, left out of the scan plan
+        self._fallback: dict[_Step, list[_Step]] = {}  # merged around unreadable points -> the split's leaves
         self._scans_to_reprobe = self.settings.reprobe_scans
         self._read_plans: dict[tuple[str, ...], tuple[_Step, ...]] = {}
         self._client_obj: AsyncModbusTcpClient | None = None  # made on first use: it needs the event loop
@@ -537,15 +543,7 @@ class ModbusAdapter:
                 self._stats["scans"] += 1
                 self._stats["last_scan_s"] = loop.time() - started
                 if got.refusing:
-                    # The connection is fine; the device does not serve. Ask again later, on it.
-                    self._stats["refused_scans"] += 1
-                    reason = refusing_text(got.link_code)
-                    self._health.last_error = reason
-                    report(False, reason)
-                    delay = backoff.next()
-                    self._stats["retry_in_s"] = round(delay, 3)
-                    await asyncio.sleep(delay)
-                    self._stats["retry_in_s"] = 0.0
+                    await self._while_refusing(got.link_code, report)
                     tick = loop.time()
                     continue
                 report(True, "")
@@ -562,6 +560,32 @@ class ModbusAdapter:
                 self._stats["overruns"] += missed
                 tick += missed * interval
             await asyncio.sleep(tick - now)
+
+    async def _while_refusing(self, code: int, report: Callable[[bool, str], None]) -> None:
+        """The device answers but refuses every read (busy, or its gateway fails): the link is down
+        until a request is answered again.
+
+        The connection is fine, so it is kept; the device is asked with one
+        request at a time, backing off to at most REFUSING_MAX_S: cheap for a
+        busy device, and its data is back within seconds once it serves again.
+        """
+        reason = refusing_text(code)
+        self._health.last_error = reason
+        report(False, reason)
+        s = self.settings
+        wait = Backoff(s.backoff_initial_s, max(s.backoff_initial_s, min(s.backoff_max_s, REFUSING_MAX_S)))
+        while True:
+            self._stats["refused_scans"] += 1
+            delay = wait.next()
+            self._stats["retry_in_s"] = round(delay, 3)
+            await asyncio.sleep(delay)
+            self._stats["retry_in_s"] = 0.0
+            if not self._client.connected:
+                raise _LinkLost(self._closed())
+            probe = _Collector()
+            await self._run(self._scan_plan[:1], probe, learn=False)
+            if not probe.refusing:
+                return  # the next scan reads everything and reports the link up
 
     async def _scan(self) -> _Collector:
         """One scan: the plan, the refused points tried alone now and then, the others marked."""
@@ -597,6 +621,7 @@ class ModbusAdapter:
                 self._scan_plan = (*self._scan_plan, *back)
             else:
                 self._scan_plan = self._merged_plan
+                self._fallback.clear()
                 log.debug("modbus %s: every refused point answers again; merged plan restored", self.where)
         return set(keys)
 
@@ -614,18 +639,19 @@ class ModbusAdapter:
         if got.ok:
             h.last_data_ts = time.time()
 
-    async def _run(self, steps: Sequence[_Step], got: _Collector, learn: bool) -> list[_Step]:
+    async def _run(self, steps: Sequence[_Step], got: _Collector, learn: bool, top: bool = True) -> list[_Step]:
         """Run steps into `got`; the steps that read the same points from now on."""
         kept: list[_Step] = []
         for step in steps:
-            kept += await self._run_step(step, got, learn)
+            kept += await self._run_step(step, got, learn, top)
         return kept
 
-    async def _run_step(self, step: _Step, got: _Collector, learn: bool) -> list[_Step]:
+    async def _run_step(self, step: _Step, got: _Collector, learn: bool, top: bool = True) -> list[_Step]:
         """One request; a merged one refused for its addresses is split until only the failing points fail.
 
         With `learn`, a point refused alone is remembered as unreadable (and
-        its step dropped from what is returned), so later scans skip it.
+        its step dropped from what is returned), so later scans skip it, and
+        what the split leaves is merged again around it.
         """
         try:
             data = await self._request(step.request)
@@ -637,9 +663,13 @@ class ModbusAdapter:
                 got.answered += 1
             # Parts of a long point cannot be split further: they are refused as one.
             if exc.code in _SPLIT_CODES and all(it.whole for it in step.items):
+                fallback = self._fallback.pop(step, None) if learn else None
+                if fallback is not None:  # merged again around refused points, and still refused
+                    return await self._run(fallback, got, learn, top=False)
                 if len(step.items) > 1:
                     self._stats["splits"] += 1
-                    return await self._split(step, got, learn)
+                    leaves = await self._split(step, got, learn)
+                    return self._merged_around_unreadable(step, leaves) if learn and top else leaves
                 if learn:
                     self._unreadable[step.items[0].key] = exc.reason
                     got.refused(step, exc.reason)
@@ -656,8 +686,31 @@ class ModbusAdapter:
         half = len(points) // 2
         kept: list[_Step] = []
         for part in (points[:half], points[half:]):
-            kept += await self._run(_compile_plan(part, self.settings.limits), got, learn)
+            kept += await self._run(_compile_plan(part, self.settings.limits), got, learn, top=False)
         return kept
+
+    def _merged_around_unreadable(self, step: _Step, leaves: list[_Step]) -> list[_Step]:
+        """Fewer requests than a split left: the points between the refused ones, merged again.
+
+        Tentative, as the registers between two leaves were never read on
+        their own: each merged step keeps the leaves it replaces, and a merged
+        step that is refused gives way to them for good.
+        """
+        if not any(it.key in self._unreadable for it in step.items):
+            return leaves  # refused for its length: the leaves are what the device takes
+        runs: list[list[_Point]] = [[]]
+        for it in step.items:  # by address
+            if it.key in self._unreadable:
+                runs.append([])
+            else:
+                runs[-1].append(self._points[it.key])
+        merged = [s for run in runs if run for s in _compile_plan(run, self.settings.limits)]
+        if len(merged) >= len(leaves):
+            return leaves
+        for m in merged:
+            keys = {it.key for it in m.items}
+            self._fallback[m] = [leaf for leaf in leaves if keys.issuperset(it.key for it in leaf.items)]
+        return merged
 
     def _plan_for(self, keys: list[str]) -> tuple[_Step, ...]:
         wanted = tuple(dict.fromkeys(keys))
@@ -764,6 +817,7 @@ class ModbusAdapter:
         if self._unreadable or self._scan_plan is not self._merged_plan:
             # A reconnect may follow a reboot or a firmware change: try the merged plan again.
             self._unreadable.clear()
+            self._fallback.clear()
             self._scan_plan = self._merged_plan
             self._scans_to_reprobe = self.settings.reprobe_scans
         if self.settings.pause_after_connect_s > 0:
