@@ -8,7 +8,7 @@ STAMP    = $(VENV)/.installed-stamp
 # (nginx-light: a reverse proxy with a body limit in front of victoria-metrics).
 DEB_PKGS = mbpoll mosquitto victoria-metrics nginx-light
 
-.PHONY: demo test system-deps venv docs clean
+.PHONY: demo test system-deps venv docs clean kit-stress
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ test: $(STAMP) system-deps
 
 docs: $(STAMP)
 	$(BIN)/linegw spec docs
+
+# The conformance kit against every conforming simulator, 20 whole runs each, two at a time, with a CPU burner
+# alongside: prints the false failures and their count (0, or exit 1). About 25 minutes; the suite runs a smoke.
+kit-stress: $(STAMP)
+	$(BIN)/python -m tests.conformance.kit_stress --runs 20
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
