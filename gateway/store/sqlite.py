@@ -91,6 +91,18 @@ never deletes a sample that a registered outbox consumer (``register_consumer``)
 has not passed: the rows are held, and ``stats()["retention_held_by"]`` names
 the consumer doing so. A cursor that is not registered gets no such promise;
 ``read_since`` simply continues after the gap.
+
+Storage faults
+--------------
+A commit that fails (disk full, read-only or immutable file, I/O error) keeps
+its batch and is retried with the gateway's backoff while acquisition goes on
+into the bounded queue; one error line when commits start failing (with the
+samples held), one when they succeed again (with the samples caught up), and
+``stats()`` says when the last commit succeeded, how many have failed in a row,
+why, and how many samples are held against ``max_queue``. A store file removed
+or replaced under the running gateway (its device and inode changed, or gone)
+is reopened or created again, with an error logged, rather than written into
+an unlinked file forever.
 """
 
 from __future__ import annotations
@@ -112,6 +124,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
+from gateway.backoff import Backoff
 from gateway.samples import Quality, Sample
 from gateway.store.base import AGGREGATES
 
@@ -122,6 +135,7 @@ QMASK = 3  # quality lives in the low bits of q
 BOOL_FLAG = 4  # q flag: the value is a bool stored as 0/1
 RETENTION_CHECK_S = 30.0
 BUDGET_CHECK_S = 1.0  # how often the writer looks at the disk budget while writing
+FILE_CHECK_S = 1.0  # how often the writer checks that its file is still the one at the path
 _FAR = 1e13  # seconds: beyond any real timestamp, small enough for integer cell numbers
 
 SCHEMA = f"""
@@ -586,7 +600,14 @@ class SqliteStore:
             "rejected": 0, "write_errors": 0, "last_error": "", "retention_deleted": 0, "retention_held_by": None,
             "last_batch_rows": 0, "last_batch_ms": 0.0, "db_used_bytes": 0, "max_disk_bytes": self.max_disk_bytes,
             "budget_deleted": 0, "budget_unforwarded": 0, "records_deleted": dict.fromkeys(RECORD_RETENTION, 0),
+            "commit_failures": 0, "failing_since": None, "file_reopened": 0,
         }
+        self._holding = 0  # samples of the batch the writer keeps retrying
+        self._file_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the file the writer opened
+        self._side_ids: dict[str, tuple[int, int] | None] = {}  # ... and of its -wal and -shm files
+        self._file_gen = 0  # opens of the file; the compactor reconnects when it changes
+        self._next_file_check = 0.0
+
 
     # --- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -650,6 +671,10 @@ class SqliteStore:
     # --- connections ---------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        # No memory-mapped I/O on any connection: a mapped page whose file goes away, shrinks or
+        # fails to read under the gateway (file made immutable, disk error, a checkpoint truncating
+        # it) is a SIGBUS that kills the process without a word; read() returns an error instead.
+        conn.execute("PRAGMA mmap_size = 0")
         conn.execute(f"PRAGMA cache_size = -{self.cache_mb * 1024}")
         conn.execute("PRAGMA temp_store = MEMORY")
         return conn
@@ -678,7 +703,67 @@ class SqliteStore:
             self._next_sid = max(self._next_sid, sid + 1)
         self._load_latest(conn)
         self._update_size()
+        self._file_id = self._identity("")
+        self._side_ids = {suffix: self._identity(suffix) for suffix in ("-wal", "-shm")}
+        self._file_gen += 1
         return conn
+
+    def _identity(self, suffix: str) -> tuple[int, int] | None:
+        try:
+            st = os.stat(f"{self.path}{suffix}")
+        except FileNotFoundError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def _same_file(self, conn: sqlite3.Connection, now: bool = False) -> sqlite3.Connection:
+        """The writer's connection, opened again if the file at the path is no longer the one it writes.
+
+        Checked every FILE_CHECK_S (at once with `now`): writing into a removed file succeeds, so
+        only the path's device and inode tell. The new file gets what is written from now on; what
+        the old one held is wherever it was moved (or gone with it).
+        """
+        if not now and time.monotonic() < self._next_file_check:
+            return conn
+        self._next_file_check = time.monotonic() + FILE_CHECK_S
+        try:
+            found = self._identity("")
+        except OSError as exc:  # the directory unreadable: nothing to compare; the commits say the rest
+            log.debug("%s: cannot stat the store file (%s)", self.path, exc)
+            return conn
+        if found == self._file_id:
+            return conn
+        how = "removed" if found is None else "replaced"
+        # The old file's connections close first: the -wal and -shm files go by the path, and the
+        # new file must not be read through the old one's WAL. Idle readers close now, busy ones
+        # when they are released.
+        with self._readers_lock:
+            self._all_readers = []
+        while True:
+            try:
+                self._readers.get_nowait().close()
+            except queue.Empty:
+                break
+        conn.close()
+        saved = (self._sids, self._series_meta, self._units, self._next_sid)
+        self._sids, self._series_meta, self._units, self._next_sid = {}, {}, {}, 1
+        try:
+            for suffix, ident in self._side_ids.items():
+                # The old file's WAL and shared memory, if still at the path (another connection, the
+                # compactor's, keeps them): the new file must not be read through them.
+                if ident is not None and self._identity(suffix) == ident:
+                    os.unlink(f"{self.path}{suffix}")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = self._open_writer()
+        except (sqlite3.Error, OSError) as exc:
+            # The closed connection makes the next commit fail, and its retry comes back here.
+            (self._sids, self._series_meta, self._units, self._next_sid) = saved
+            log.error("%s: the store file was %s under the gateway and cannot be opened again (%s); samples are "
+                      "held while it is tried again", self.path, how, exc)
+            return conn
+        self._stats["file_reopened"] += 1
+        log.error("%s: the store file was %s under the gateway; %s it, samples go there from now on", self.path,
+                  how, "created" if found is None else "opened")
+        return fresh
 
     def _load_latest(self, conn: sqlite3.Connection) -> None:
         sql = """SELECT s.ts, s.gw, s.value, s.value_text, s.q, s.reason
@@ -704,7 +789,6 @@ class SqliteStore:
         try:
             conn = self._connect()
             conn.execute("PRAGMA query_only = ON")
-            conn.execute(f"PRAGMA mmap_size = {256 * 1024 * 1024}")
         except BaseException:
             self._reader_sem.release()
             raise
@@ -713,7 +797,12 @@ class SqliteStore:
         return conn
 
     def _release(self, conn: sqlite3.Connection) -> None:
-        self._readers.put(conn)
+        with self._readers_lock:
+            current = conn in self._all_readers
+        if current:
+            self._readers.put(conn)
+        else:  # opened on a store file since removed or replaced
+            conn.close()
         self._reader_sem.release()
 
     def _read_sync(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
@@ -825,12 +914,19 @@ class SqliteStore:
             while True:
                 chunks, ops, rows = self._take(next_retention if self._retains else None, retention_pending)
                 if chunks or ops:
-                    self._commit_batch(conn, chunks, ops, rows)
+                    conn = self._commit_batch(conn, chunks, ops, rows)
                 elif self._stopping_done():
                     break
+                conn = self._same_file(conn)
                 now = time.monotonic()
                 if self._retains and (retention_pending or now >= next_retention):
-                    retention_pending = self._retention_step(conn)
+                    try:
+                        retention_pending = self._retention_step(conn)
+                    except sqlite3.Error as exc:
+                        # A storage fault is no reason to stop writing: the commits report it, retention waits.
+                        log.warning("%s: retention failed (%s); tried again in %.0f s", self.path, exc,
+                                    self.retention_check_s)
+                        retention_pending = False
                     if not retention_pending:
                         next_retention = now + self.retention_check_s
         except BaseException as exc:
@@ -987,24 +1083,50 @@ class SqliteStore:
         return chain.from_iterable(zip(map(batch.sid_of.__getitem__, batch.order), map(_TS, rows),
                                        map(_GW, rows), values, text, quality, map(_REASON, rows)))
 
-    def _commit_batch(self, conn: sqlite3.Connection, chunks: list[list[Sample]], ops: list[_Op], n: int) -> None:
+    def _commit_batch(self, conn: sqlite3.Connection, chunks: list[list[Sample]], ops: list[_Op],
+                      n: int) -> sqlite3.Connection:
+        """Commit one batch, retrying through storage faults; the writer's connection afterwards."""
         t0 = time.perf_counter()
         batch = self._prepare(chunks)
-        delay = 0.5
+        st = self._stats
+        backoff = Backoff(0.5, 8.0)
+        dropped_before = st["dropped"]
         while True:
             try:
                 results = self._transaction(conn, batch, ops)
                 break
             except sqlite3.Error as exc:
-                # Disk full, I/O error, a locked file: keep the batch and try again; the bounded
-                # queue meanwhile counts what it cannot take.
-                self._stats["write_errors"] += 1
-                self._stats["last_error"] = f"{type(exc).__name__}: {exc}"
-                log.error("%s: commit of %d samples failed (%s); retrying in %.1f s", self.path, n, exc, delay)
-                if self._stopping and delay >= 8.0:
+                # Disk full, read-only or immutable file, I/O error, a locked file: keep the batch and
+                # try again; the bounded queue meanwhile holds what comes in and counts what it cannot.
+                with self._cv:
+                    self._holding = n
+                    held = n + self._queued
+                st["write_errors"] += 1
+                st["commit_failures"] += 1
+                st["last_error"] = f"{type(exc).__name__}: {exc}"
+                delay = backoff.next()
+                if st["failing_since"] is None:
+                    st["failing_since"] = time.time()
+                    log.error("%s: commits fail (%s); holding %d samples (up to %d) and %d records, retrying with "
+                              "backoff", self.path, exc, held, self.max_queue, len(ops))
+                else:
+                    log.debug("%s: commit failed again (%s); %d samples held; next try in %.1f s", self.path, exc,
+                              held, delay)
+                if self._stopping and backoff.attempt > 5:
                     raise
                 time.sleep(delay)
-                delay = min(delay * 2, 8.0)
+                fresh = self._same_file(conn, now=True)
+                if fresh is not conn:  # a new file: series ids are its own
+                    conn, batch = fresh, self._prepare(chunks)
+        if st["failing_since"] is not None:
+            with self._cv:
+                self._holding = 0
+                caught_up = n + self._queued
+            log.warning("%s: commits succeed again after %d failures over %.0f s; the %d samples held are being "
+                        "caught up, %d dropped meanwhile (queue full)", self.path, st["commit_failures"],
+                        time.time() - st["failing_since"], caught_up, st["dropped"] - dropped_before)
+            st["commit_failures"] = 0
+            st["failing_since"] = None
         if batch.order:
             # The last index per series in (series, ts) order is its newest sample.
             newest = dict(zip(map(batch.sid_of.__getitem__, batch.order), batch.order))
@@ -1037,6 +1159,7 @@ class SqliteStore:
             self._flushes = [(t, f) for t, f in self._flushes if t > self._committed]
         for f in done:
             _settle(f, True, None)
+        return conn
 
     def _transaction(self, conn: sqlite3.Connection, batch: _Batch, ops: list[_Op]) -> list[tuple[bool, Any]]:
         results: list[tuple[bool, Any]] = []
@@ -1593,6 +1716,7 @@ class SqliteStore:
             out["records_deleted"] = dict(out["records_deleted"])
             out["queued"] = self._queued
             out["max_queue"] = self.max_queue
+            out["held"] = self._queued + self._holding  # in memory, not yet committed
             out["pending_records"] = len(self._ops)
         out["series"] = len(self._series_meta)
         out["path"] = str(self.path)
