@@ -135,7 +135,7 @@ def conformance(
         if password_env not in os.environ:
             raise typer.BadParameter(f"environment variable {password_env} is not set", param_hint="--password-env")
         adapter["password"] = os.environ[password_env]
-    from gateway.conformance.report import write_reports
+    from gateway.conformance.report import visible, write_reports
     from gateway.conformance.runner import Options, run_conformance
     from gateway.logs import configure
 
@@ -170,7 +170,7 @@ def conformance(
             if result.status != "pass":
                 colour = COLOURS[result.status]
                 bar.console.print(f"  [{colour}]{result.status:<15}[/{colour}] {result.case.id:<26} "
-                                  f"{escape(result.message)}", highlight=False)
+                                  f"{escape(visible(result.message))}", highlight=False)
 
         run = asyncio.run(run_conformance(options, operator=_operator, progress=progress))
     paths = write_reports(run, out)
@@ -182,7 +182,7 @@ def conformance(
 
 
 def _summary(run, paths) -> None:
-    from gateway.conformance.report import summary
+    from gateway.conformance.report import summary, visible
 
     counts = summary(run)
     table = Table(title="Summary", show_header=True)
@@ -196,14 +196,14 @@ def _summary(run, paths) -> None:
         if r.message.startswith("not run:") and r.message in shown:
             continue
         shown.add(r.message)
-        console.print(f"  [red]{r.status}[/red] {r.case.id} ({escape(r.case.clause)}): {escape(r.message)}",
+        console.print(f"  [red]{r.status}[/red] {r.case.id} ({escape(r.case.clause)}): {escape(visible(r.message))}",
                       highlight=False)
     for note in run.notes:
-        console.print(f"  note: {escape(note)}")
+        console.print(f"  note: {escape(visible(note))}")
     ident = run.identity
-    console.print(escape(f"{ident.get('manufacturer', '')} {ident.get('model', '')} serial "
+    console.print(escape(visible(f"{ident.get('manufacturer', '')} {ident.get('model', '')} serial "
                          f"{ident.get('serial_number', '')}, software {ident.get('software_revision', '')}; "
-                         f"spec {run.spec_version}, kit {run.kit_version}"), highlight=False)
+                         f"spec {run.spec_version}, kit {run.kit_version}")), highlight=False)
     for kind, path in paths.items():
         console.print(f"  {kind:<9} {path}")
     from gateway.conformance.report import verdict_line

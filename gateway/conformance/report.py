@@ -55,7 +55,7 @@ HASH_LINE = "<!-- sha256: {} -->\n"
 _UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 
 
-def _escaped(text: str) -> str:
+def visible(text: str) -> str:
     """Each unsafe character as its \\uXXXX escape: in JSON text (where these only occur inside strings) the
     escape means the same character, so the JSON still parses to what the machine sent; in free text it shows."""
     return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
@@ -63,7 +63,7 @@ def _escaped(text: str) -> str:
 
 def _json(doc: Any, **kw: Any) -> str:
     """JSON that is valid UTF-8 whatever strings `doc` holds, and parses back to them."""
-    return _escaped(json.dumps(doc, ensure_ascii=False, default=str, **kw))
+    return visible(json.dumps(doc, ensure_ascii=False, default=str, **kw))
 
 
 def _iso(ts: float) -> str:
@@ -131,7 +131,7 @@ def to_json(run: Run) -> dict[str, Any]:
 
 
 def _with_hash_line(text: str) -> str:
-    text = _escaped(text)  # what a format missed (the statement's free text): never a file that cannot be read
+    text = visible(text)  # what a format missed (the statement's free text): never a file that cannot be read
     body = text if text.endswith("\n") else text + "\n"
     return body + HASH_LINE.format(sha256(body.encode("utf-8")))
 
@@ -176,9 +176,9 @@ def to_junit(run: Run) -> str:
         _count(suite)
     _count(root)
     for el in root.iter():  # XML 1.0 cannot hold every character a machine may send (see _UNSAFE)
-        el.text = _escaped(el.text) if el.text else el.text
+        el.text = visible(el.text) if el.text else el.text
         for k, v in el.attrib.items():
-            el.attrib[k] = _escaped(v)
+            el.attrib[k] = visible(v)
     ET.indent(root)
     return _with_hash_line('<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode"))
 
@@ -338,7 +338,7 @@ small{color:#666}
 
 def to_html(run: Run) -> str:
     def e(text: str) -> str:
-        return html.escape(_escaped(text))
+        return html.escape(visible(text))
 
     st = stamp(run)
     s = summary(run)

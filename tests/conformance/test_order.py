@@ -145,11 +145,17 @@ async def test_a_real_step_back_still_fails(lines, protocol):
         ctx.events = list(ctx.events) + [{**before, "seq": seq + 1, "source_ts": before["source_ts"] - 1.0}]
         await close_window(ctx)
         beat, count_o, env = await heartbeat(ctx), await counters(ctx), await event_envelopes(ctx)
+        # Served out of seq order (not a late answer: every event once).
+        served = list(ctx.events[:-1])
+        served[-1], served[-2] = served[-2], served[-1]
+        ctx.events = served
+        order = await event_order(ctx)
     finally:
         await ctx.probe.close()
     assert beat.status == "fail" and f"status.heartbeat went back from {hb.value} to {hb.value - 1}" in beat.message
     assert count_o.status == "fail" and f"{COUNTER} went down from {count.value} to {count.value - 1}" in count_o.message
     assert env.status == "fail" and f"event {seq + 1}: source_ts goes back 1.000 s" in env.message
+    assert order.status == "fail" and "events were served out of seq order" in order.message, order.message
 
 
 async def test_a_step_back_as_the_machine_clock_goes_back_is_reported_as_the_clock(lines):
