@@ -165,14 +165,16 @@ def _fixed() -> list[tuple[str, str, str, list[dict]]]:
                  modes=both, clause="common.yaml § heartbeat_period_s, heartbeat_timeout_s; sub_units[status].heartbeat",
                  doc="core.md#status-heartbeat-and-availability",
                  description="Over the observation window `status.heartbeat` increases by about one per "
-                             "`heartbeat_period_s` (0.5 to 1.5 per period on average) and never stands still for "
+                             "`heartbeat_period_s` (0.5 to 1.5 per period on average), never goes back in source-time "
+                             "order (a wrap only from near 2^32 to near 0) and never stands still for "
                              "`heartbeat_timeout_s`."),
         ]),
         ("CORE-COUNTERS", "Core", "Counters", [
             dict(id="CORE-COUNTERS-003", title="Counters only grow; processed = good + defective", layer="data_quality",
                  modes=both, clause="common.yaml § sub_units[counters]", doc="core.md#counters",
                  description="During the observation window `processed_count`, `good_count`, `defective_count` and the "
-                             "`time_*` counters never decrease (unless a CountersReset event explains it), and every "
+                             "`time_*` counters never decrease in source-time order (unless a CountersReset event "
+                             "explains it; a wrap only from near the top of the range to near 0), and every "
                              "reading has processed_count = good_count + defective_count."),
         ]),
         ("CORE-ALARM", "Core", "Alarms", [
@@ -203,7 +205,8 @@ def _fixed() -> list[tuple[str, str, str, list[dict]]]:
             dict(id="CORE-EVENT-003", title="Event envelopes and payloads", layer="data_quality",
                  clause="common.yaml § events[*].payload", doc="core.md#event-types",
                  description="Every event read has a spec event type this class may emit, a numeric `source_ts` not in "
-                             "the future and not decreasing with seq, every required payload field with its type, and "
+                             "the future and not decreasing with seq (back by more than the clock tolerance: a warning, "
+                             "the machine's clock went back), every required payload field with its type, and "
                              "no fields the spec does not define."),
             dict(id="CORE-EVENT-004", title="A StateChanged event for every state change", layer="behaviour",
                  severity="critical", clause="common.yaml § events[StateChanged]; sub_units[state]",
