@@ -83,6 +83,13 @@ class Columns(NamedTuple):
     texts: list[str]
     reasons: list[str]  # "" where none
 
+    def numbers(self) -> np.ndarray:
+        """Every row's number as float64 (ints converted), NaN where the row holds none."""
+        out = np.full(len(self.kind), np.nan)
+        out[self.kind == K_FLOAT] = self.floats
+        out[self.kind == K_INT] = self.ints
+        return out
+
     def values(self) -> list[Any]:
         """Every row's value as a Python object (float, int, None or str), in row order."""
         out: list[Any] = [None] * len(self.kind)
@@ -91,6 +98,20 @@ class Columns(NamedTuple):
             for i, v in zip(idx, src):
                 out[i] = v
         return out
+
+
+def take(c: Columns, idx: np.ndarray) -> Columns:
+    """The rows at the (ascending) indices idx, as columns of their own."""
+    idx = np.asarray(idx, dtype=np.int64)
+    kind = c.kind[idx]
+
+    def pick(k: int, src: np.ndarray) -> np.ndarray:
+        pos = np.cumsum(c.kind == k) - 1  # row -> index among the rows of kind k
+        return src[pos[idx[kind == k]]]
+
+    text_pos = (np.cumsum(c.kind == K_TEXT) - 1)[idx[kind == K_TEXT]].tolist()
+    return Columns(c.ts[idx], c.gw[idx], c.q[idx], kind, pick(K_FLOAT, c.floats), pick(K_INT, c.ints),
+                   [c.texts[i] for i in text_pos], [c.reasons[i] for i in idx.tolist()])
 
 
 def _array(a: np.ndarray) -> bytes:
@@ -124,14 +145,12 @@ def _unstrings(b: bytes, n: int) -> list[str]:
     return [data[s:e].decode("utf-8", "surrogatepass") for s, e in zip(starts.tolist(), ends.tolist())]
 
 
-def encode(ts: Sequence[float], gw: Sequence[float], values: Sequence[Any], texts: Sequence[str | None],
-           q: Sequence[int], reasons: Sequence[str | None]) -> bytes:
-    """One chunk from the store's row columns: value is float, int or None; text the row's text value or None."""
+def columns(ts: Sequence[float], gw: Sequence[float], values: Sequence[Any], texts: Sequence[str | None],
+            q: Sequence[int], reasons: Sequence[str | None]) -> Columns:
+    """Columns from the store's row columns: value is float, int or None; text the row's text value or None."""
     n = len(ts)
     if not (len(gw) == len(values) == len(texts) == len(q) == len(reasons) == n):
         raise CodecError("columns of different lengths")
-    ts_a = np.asarray(ts, dtype=np.float64)
-    gw_a = np.asarray(gw, dtype=np.float64)
     try:
         kind = np.fromiter(map(_KIND_OF_TYPE.__getitem__, map(type, values)), dtype=np.uint8, count=n)
     except KeyError as exc:
@@ -141,7 +160,7 @@ def encode(ts: Sequence[float], gw: Sequence[float], values: Sequence[Any], text
         if (kind[has_text] != K_NONE).any():
             raise CodecError("a row with both a number and a text value")
         kind[has_text] = K_TEXT
-    q_a = np.asarray(q, dtype=np.int64)
+    q_a = np.asarray(q, dtype=np.int64).reshape(n)
     if n and (q_a.min() < 0 or q_a.max() > 255):
         raise CodecError("a quality byte outside 0..255")
     floats = np.fromiter(compress(values, (kind == K_FLOAT).tolist()), dtype=np.float64)
@@ -149,24 +168,36 @@ def encode(ts: Sequence[float], gw: Sequence[float], values: Sequence[Any], text
         ints = np.fromiter(compress(values, (kind == K_INT).tolist()), dtype=np.int64)
     except OverflowError:
         raise CodecError("an int outside 64 bits") from None
-    text_values = list(compress(texts, has_text.tolist()))
+    return Columns(np.asarray(ts, dtype=np.float64).reshape(n), np.asarray(gw, dtype=np.float64).reshape(n),
+                   q_a.astype(np.uint8), kind, floats, ints, list(compress(texts, has_text.tolist())),
+                   [r or "" for r in reasons])
+
+
+def pack(c: Columns) -> bytes:
+    """The blob of a chunk's columns."""
     flags = 0
     sections = [
-        _array(ts_a),
-        _array(gw_a.view(np.int64) - ts_a.view(np.int64)),  # wraps on overflow, exactly undone below
-        _ZC.compress(q_a.astype(np.uint8).tobytes() + kind.tobytes()),
-        _array(floats),
-        _array(ints),
-        _strings(text_values),
+        _array(c.ts),
+        _array(c.gw.view(np.int64) - c.ts.view(np.int64)),  # wraps on overflow, exactly undone in decode
+        _ZC.compress(c.q.tobytes() + c.kind.tobytes()),
+        _array(c.floats),
+        _array(c.ints),
+        _strings(c.texts),
     ]
-    if any(reasons):
+    if any(c.reasons):
         flags |= _F_REASONS
-        sections.append(_strings([r or "" for r in reasons]))
-    out = [_HEAD.pack(FORMAT, flags, n)]
+        sections.append(_strings(c.reasons))
+    out = [_HEAD.pack(FORMAT, flags, len(c.ts))]
     for s in sections:
         out.append(_LEN.pack(len(s)))
         out.append(s)
     return b"".join(out)
+
+
+def encode(ts: Sequence[float], gw: Sequence[float], values: Sequence[Any], texts: Sequence[str | None],
+           q: Sequence[int], reasons: Sequence[str | None]) -> bytes:
+    """One chunk's blob from the store's row columns (see `columns`)."""
+    return pack(columns(ts, gw, values, texts, q, reasons))
 
 
 def _sections(blob: bytes) -> tuple[int, int, list[bytes]]:

@@ -5,32 +5,41 @@ outbox cursors) lives in one database file next to the gateway.
 
 Layout, and why
 ---------------
-Measured on the development machine (2 cores, SQLite 3.40, Python 3.11): plain
-appends to a rowid table reach ~670k rows/s SQL-side; a B-tree index on
-(series_id, ts) costs every row an insertion among 1,000 scattered leaves and
-cut that to ~280k rows/s (a clustered (series, ts) key: ~70k). So samples are
-appended to one rowid table, ``samples(series_id, ts, gw, value, value_text,
-q, reason)``, with no secondary index, and per batch the writer thread
+Samples live in two places: the head, where they are written and forwarded from,
+and chunks, where they are kept compressed.
 
-* sorts the batch by (series, ts) before appending it, so that the rows of one
-  series in one 10-second cell are a contiguous rowid range;
-* records one ``blocks(series_id, cell, lo, hi)`` row per such range: an index
-  entry per (series, cell, batch) instead of per sample (under load a batch
-  holds up to 100,000 rows, so 100 samples of a series share one entry);
-* upserts ``rollup(series_id, cell, ...)``: count of GOOD samples, of those with
-  a number, of the others (UNCERTAIN/BAD), and sum, min, max, first, last of
-  the GOOD numbers of every 10-second cell. One GROUP BY over the batch's rowid
-  range feeds both tables.
+The head. Measured on the development machine (2 cores, SQLite 3.40, Python
+3.11): plain appends to a rowid table reach ~670k rows/s SQL-side; a B-tree
+index on (series_id, ts) costs every row an insertion among 1,000 scattered
+leaves and cut that to ~280k rows/s (a clustered (series, ts) key: ~70k). So
+samples are appended to one rowid table, ``samples(series_id, ts, gw, value,
+value_text, q, reason)``, with no secondary index. Per batch the writer sorts
+the rows by (series, ts) before appending them, so that the rows of one series
+in one 10-second cell are a contiguous rowid range, and records one
+``blocks(series_id, cell, lo, hi)`` row per such range. The rowid is the
+outbox sequence (``read_since``), and commits are as small and as frequent as
+acquisition makes them.
 
-A raw history query walks the blocks of the series over the time range and
-reads the rowid ranges they point at. A bucketed query whose bucket is a
-multiple of 10 s merges rollup cells (8,640 for a day) and aggregates raw rows
-only for the two partial cells at the ends, so the answer is exact; other
-buckets are aggregated from raw rows in SQL. Rows are in commit order, so the
-rowid is the outbox sequence, and retention deletes a rowid range at the head
-of the table (no index to update) in chunks between batches. The price: a
-block entry per (series, cell, batch) and a rollup row per (series, cell), which
-for series slower than a sample per 10 s is more than the samples themselves.
+Chunks. A compactor thread seals the head's rows into ``chunks``: one row per
+(series, window of the head), holding the rows' columns as one blob
+(gateway/store/codec.py: pcodec for times and numbers, zstd for quality bytes
+and text) and the summary of its GOOD numbers (count, sum, min, max, first,
+last). A window is the head rows committed at least ``seal_after_s`` ago, once
+the oldest of them is ``seal_span_s`` older again (at most ``seal_rows``):
+SQLite sorts it by (series, ts, rowid) (spilling to a temporary file if it is
+large) and the writer stores its chunks and moves the sealed sequence
+(``meta.sealed``) in one transaction. Rows up to the sealed sequence are read
+from chunks only; the head keeps them for the outbox until every registered
+consumer has passed them, then drops them from its head a range at a time.
+So forwarding and crash safety are the head's, untouched, and the file holds
+each sample about once.
+
+History = the chunks over the range, in sealing order, then the head's rows
+above the sealed sequence: raw queries decode the chunks (numpy), bucketed ones
+aggregate column-wise (gateway/store/aggregate.py) and take a chunk's summary
+whole when the chunk lies within one bucket. The old per-batch rollup upsert
+(14 % of the writer's time under load) is gone; its work moved into the
+compactor, off the commit path.
 
 What the writer does in Python is done column-wise with map/zip (C speed, no
 per-row objects for the cyclic GC to walk), and rows go into SQLite 4,096 per
@@ -74,7 +83,7 @@ Disk budget
 -----------
 With ``max_disk_mb`` set, the writer checks the database's used pages after
 commits; over the budget it deletes the oldest samples down to 90 % of it
-(and the rollups, blocks and link records older than what is kept),
+(the chunks first, then the head; blocks and link records older than what is kept),
 whether or not every outbox consumer has them: a full disk would stop the
 gateway recording at all. It logs an error naming each consumer and how many
 samples it will never get, and keeps the count in ``outbox_discards``
@@ -82,8 +91,9 @@ samples it will never get, and keeps the count in ``outbox_discards``
 
 Retention
 ---------
-Samples go by recording time (gateway_ts, which follows commit order); blocks,
-rollups and link records by their time axis. Events, alarms and the audit log
+Samples go by recording time (gateway_ts, which follows commit order): head rows
+from the head, chunks whole when all their samples are due (rewritten with the rest
+when only some are); blocks and link records by their time axis. Events, alarms and the audit log
 are records of what happened to units and commands and are kept, unless
 ``records_retention_days`` gives days for some of them (``alarms`` by the time
 they cleared, an active one is kept; ``events`` by source time; ``audit``). Retention
@@ -110,6 +120,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import functools
 import json
 import logging
@@ -119,21 +130,30 @@ import queue
 import sqlite3
 import threading
 import time
-from itertools import chain, islice
+from itertools import chain, groupby, islice
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
+import numpy as np
+
 from gateway.backoff import Backoff
 from gateway.samples import Quality, Sample
+from gateway.store import codec
+from gateway.store.aggregate import QMASK, Agg, partials
 from gateway.store.base import AGGREGATES
 
 log = logging.getLogger("linegw.store")
 
-CELL_S = 10  # width of a rollup cell and of a block, seconds
-QMASK = 3  # quality lives in the low bits of q
+CELL_S = 10  # width of a block's time cell, seconds
+SCHEMA_VERSION = 2  # 1: rollup cells, no chunks (migrated at open); 2: sealed chunks
 BOOL_FLAG = 4  # q flag: the value is a bool stored as 0/1
 RETENTION_CHECK_S = 30.0
+SEAL_AFTER_S = 120.0  # rows committed this long ago may be sealed into chunks
+SEAL_SPAN_S = 600.0  # ... once the oldest of them is this much older again: a window's worth
+SEAL_ROWS = 4_000_000  # at most this many head rows sealed in one window
+CHUNK_ROWS = 16_384  # at most this many samples in one chunk: a short query decodes little
+COMPACT_CHECK_S = 5.0
 BUDGET_CHECK_S = 1.0  # how often the writer looks at the disk budget while writing
 FILE_CHECK_S = 1.0  # how often the writer checks that its file is still the one at the path
 _FAR = 1e13  # seconds: beyond any real timestamp, small enough for integer cell numbers
@@ -164,18 +184,29 @@ CREATE TABLE IF NOT EXISTS blocks (
     hi INTEGER NOT NULL,
     PRIMARY KEY (series_id, cell, lo)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rollup (
+-- Sealed samples: one row per (series, window of the head), the rows' columns as one codec blob
+-- (gateway/store/codec.py) and the summary of its GOOD numbers, as aggregate.partials gives it.
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY,
     series_id INTEGER NOT NULL,
-    cell INTEGER NOT NULL,
-    n INTEGER NOT NULL,      -- GOOD samples
+    t0 REAL NOT NULL,        -- oldest source time
+    t1 REAL NOT NULL,        -- newest source time
+    gw0 REAL NOT NULL,       -- oldest gateway time: retention
+    gw1 REAL NOT NULL,       -- newest gateway time
+    hi INTEGER NOT NULL,     -- the sealed sequence of its window: every sample in it has a lower or equal one
+    n INTEGER NOT NULL,      -- samples
+    ng INTEGER NOT NULL,     -- GOOD samples
     nv INTEGER NOT NULL,     -- GOOD samples with a numeric value
     nbad INTEGER NOT NULL,   -- UNCERTAIN or BAD samples
     sm REAL NOT NULL,
     mn, mx,
     ft REAL, fv,
     lt REAL, lv,
-    PRIMARY KEY (series_id, cell)
-) WITHOUT ROWID;
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_series ON chunks (series_id, t1);
+CREATE INDEX IF NOT EXISTS chunks_gw ON chunks (gw0);
+CREATE INDEX IF NOT EXISTS chunks_hi ON chunks (hi);
 CREATE TABLE IF NOT EXISTS alarms (
     equipment TEXT NOT NULL,
     occurrence_id TEXT NOT NULL,
@@ -261,8 +292,6 @@ RECORD_RETENTION = {
     "audit": "DELETE FROM audit WHERE ts < ?",
 }
 
-_GOOD = f"q & {QMASK} = 0"
-_GOODNUM = f"q & {QMASK} = 0 AND value IS NOT NULL"
 
 # Rows go in many per statement: sqlite3 releases and retakes the GIL around every statement,
 # and with a busy event loop each retake can wait a whole switch interval. Measured with a
@@ -283,72 +312,52 @@ def _param_chunks(params: Iterator[Any], size: int, count: int) -> Iterator[tupl
         yield tuple(islice(params, size))
 
 
-# Rows of a batch are sorted by (series, ts), so one (series, cell) group is one contiguous
-# rowid range, and its first/last good values are at its lowest/highest good rowid.
-BATCH_CELLS = """
-CREATE TEMP TABLE IF NOT EXISTS batch_cells (
-    sid INTEGER, cell INTEGER, lo INTEGER, hi INTEGER, n INTEGER, nv INTEGER, nbad INTEGER,
-    sm REAL, mn, mx, fr INTEGER, lr INTEGER
-)
-"""
-GROUP_BATCH = f"""
-INSERT INTO temp.batch_cells
-SELECT series_id, CAST(ts / {CELL_S} AS INTEGER), min(rowid), max(rowid),
-       count(*) FILTER (WHERE {_GOOD}),
-       count(*) FILTER (WHERE {_GOODNUM}),
-       count(*) FILTER (WHERE NOT ({_GOOD})),
-       total(value) FILTER (WHERE {_GOODNUM}),
-       min(value) FILTER (WHERE {_GOODNUM}),
-       max(value) FILTER (WHERE {_GOODNUM}),
-       min(rowid) FILTER (WHERE {_GOODNUM}),
-       max(rowid) FILTER (WHERE {_GOODNUM})
+# Rows of a batch are sorted by (series, ts), so one (series, cell) group is one contiguous rowid range.
+INSERT_BLOCKS = f"""
+INSERT INTO blocks (series_id, cell, lo, hi)
+SELECT series_id, CAST(ts / {CELL_S} AS INTEGER), min(rowid), max(rowid)
 FROM samples WHERE rowid BETWEEN ?1 AND ?2 GROUP BY 1, 2
 """
-INSERT_BLOCKS = "INSERT INTO blocks (series_id, cell, lo, hi) SELECT sid, cell, lo, hi FROM temp.batch_cells"
-UPSERT_ROLLUP = """
-INSERT INTO rollup (series_id, cell, n, nv, nbad, sm, mn, mx, ft, fv, lt, lv)
-SELECT sid, cell, n, nv, nbad, sm, mn, mx,
-       (SELECT ts FROM samples WHERE rowid = fr), (SELECT value FROM samples WHERE rowid = fr),
-       (SELECT ts FROM samples WHERE rowid = lr), (SELECT value FROM samples WHERE rowid = lr)
-FROM temp.batch_cells WHERE true
-ON CONFLICT (series_id, cell) DO UPDATE SET
-    n = n + excluded.n,
-    nv = nv + excluded.nv,
-    nbad = nbad + excluded.nbad,
-    sm = sm + excluded.sm,
-    mn = CASE WHEN mn IS NULL OR excluded.mn < mn THEN excluded.mn ELSE mn END,
-    mx = CASE WHEN mx IS NULL OR excluded.mx > mx THEN excluded.mx ELSE mx END,
-    ft = CASE WHEN excluded.ft IS NOT NULL AND (ft IS NULL OR excluded.ft < ft) THEN excluded.ft ELSE ft END,
-    fv = CASE WHEN excluded.ft IS NOT NULL AND (ft IS NULL OR excluded.ft < ft) THEN excluded.fv ELSE fv END,
-    lt = CASE WHEN excluded.lt IS NOT NULL AND (lt IS NULL OR excluded.lt >= lt) THEN excluded.lt ELSE lt END,
-    lv = CASE WHEN excluded.lt IS NOT NULL AND (lt IS NULL OR excluded.lt >= lt) THEN excluded.lv ELSE lv END
-"""
 
-# The rows of one series in a range of cells: blocks point at contiguous rowid ranges.
+# The chunks of one series that may hold samples in [start, end), in sealing order.
+_CHUNKS_IN_RANGE = "SELECT {cols} FROM chunks WHERE series_id = ? AND t1 >= ? AND t0 < ? ORDER BY id"
+
+# The head's rows of one series in a range of cells: blocks point at contiguous rowid ranges; rows up
+# to the sealed sequence are in chunks (the head keeps them only for the outbox until passed).
 _SERIES_ROWS = """
 FROM blocks b JOIN samples s ON s.rowid BETWEEN b.lo AND b.hi
-WHERE b.series_id = :sid AND b.cell BETWEEN :c0 AND :c1 AND s.series_id = :sid AND s.ts >= :start AND s.ts < :end
-"""
-
-# Partial aggregates of raw rows, per bucket key `k` (an SQL expression over s.ts or b.cell).
-_RAW_AGG = f"""
-SELECT {{k}} AS k,
-       count(*) FILTER (WHERE s.q & {QMASK} = 0),
-       count(*) FILTER (WHERE s.q & {QMASK} = 0 AND s.value IS NOT NULL),
-       count(*) FILTER (WHERE s.q & {QMASK} <> 0),
-       total(s.value) FILTER (WHERE s.q & {QMASK} = 0 AND s.value IS NOT NULL),
-       min(s.value) FILTER (WHERE s.q & {QMASK} = 0 AND s.value IS NOT NULL),
-       max(s.value) FILTER (WHERE s.q & {QMASK} = 0 AND s.value IS NOT NULL)
-{_SERIES_ROWS} {{extra}} GROUP BY k
-"""
-
-# A lone min()/max() makes SQLite take the bare column s.value from that very row.
-_RAW_EDGE = f"""
-SELECT {{k}} AS k, {{fn}}(s.ts), s.value
-{_SERIES_ROWS} {{extra}} AND s.q & {QMASK} = 0 AND s.value IS NOT NULL GROUP BY k
+WHERE b.series_id = :sid AND b.cell BETWEEN :c0 AND :c1 AND b.hi > :sealed
+  AND s.series_id = :sid AND s.ts >= :start AND s.ts < :end AND s.rowid > :sealed
 """
 
 
+_INSERT_CHUNK = ("INSERT INTO chunks (series_id, hi, t0, t1, gw0, gw1, n, ng, nv, nbad, sm, mn, mx, ft, fv, lt, lv, "
+                 "data) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+_CHUNK_N = 6  # where n is in a chunk row
+
+
+def _chunk_rows(sid: int, hi: int, c: codec.Columns) -> list[tuple]:
+    """Chunk rows for _INSERT_CHUNK from a series' columns in (time, sequence) order, CHUNK_ROWS at most each."""
+    out = []
+    for i in range(0, len(c.ts), CHUNK_ROWS):
+        part = c if len(c.ts) <= CHUNK_ROWS else codec.take(c, np.arange(i, min(i + CHUNK_ROWS, len(c.ts))))
+        _, summary = next(partials(np.zeros(len(part.ts), np.int64), part.ts, part.q, part.kind, part.numbers()))
+        out.append((sid, hi, float(part.ts[0]), float(part.ts[-1]), float(part.gw.min()), float(part.gw.max()),
+                    len(part.ts), *summary, codec.pack(part)))
+    return out
+
+
+@contextlib.contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction: committed at the end of the block, rolled back if it raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 class _QualityCodes(dict[Any, int]):
@@ -360,6 +369,7 @@ class _QualityCodes(dict[Any, int]):
 
 _QUALITY = _QualityCodes({0: 0, 1: 1, 2: 2})
 _EQ, _PATH, _VALUE, _UNIT, _TS, _GW, _Q, _REASON = (itemgetter(i) for i in range(8))  # Sample fields
+_SID = itemgetter(0)
 
 
 class _Batch(NamedTuple):
@@ -432,58 +442,6 @@ def _quality(q: int) -> Quality:
         return Quality.BAD
 
 
-class _Agg:
-    """Running aggregates of one bucket, merged from cells or raw groups."""
-
-    __slots__ = ("n", "nv", "nbad", "sm", "mn", "mx", "ft", "fv", "lt", "lv")
-
-    def __init__(self) -> None:
-        self.n = self.nv = self.nbad = 0
-        self.sm = 0.0
-        self.mn: Any = None
-        self.mx: Any = None
-        self.ft: float | None = None
-        self.fv: Any = None
-        self.lt: float | None = None
-        self.lv: Any = None
-
-    def add(self, n: int, nv: int, nbad: int, sm: float, mn: Any, mx: Any) -> None:
-        self.n += n
-        self.nv += nv
-        self.nbad += nbad
-        self.sm += sm or 0.0
-        if mn is not None and (self.mn is None or mn < self.mn):
-            self.mn = mn
-        if mx is not None and (self.mx is None or mx > self.mx):
-            self.mx = mx
-
-    def first(self, ts: float | None, v: Any) -> None:
-        if ts is not None and (self.ft is None or ts < self.ft):
-            self.ft, self.fv = ts, v
-
-    def last(self, ts: float | None, v: Any) -> None:
-        if ts is not None and (self.lt is None or ts >= self.lt):
-            self.lt, self.lv = ts, v
-
-    def row(self, ts: float, aggs: Sequence[str]) -> dict[str, Any]:
-        out: dict[str, Any] = {"ts": ts}
-        for a in aggs:
-            if a == "avg":
-                out[a] = self.sm / self.nv if self.nv else None
-            elif a == "min":
-                out[a] = self.mn
-            elif a == "max":
-                out[a] = self.mx
-            elif a == "first":
-                out[a] = self.fv
-            elif a == "last":
-                out[a] = self.lv
-            elif a == "count":
-                out[a] = self.n
-        out["bad"] = self.nbad
-        return out
-
-
 class _Op:
     """A write handed to the writer thread; its future resolves after the commit."""
 
@@ -529,6 +487,10 @@ class SqliteStore:
         max_disk_mb: float | None = None,
         budget_check_s: float = BUDGET_CHECK_S,
         records_retention_days: dict[str, float] | None = None,
+        seal_after_s: float = SEAL_AFTER_S,
+        seal_span_s: float = SEAL_SPAN_S,
+        seal_rows: int = SEAL_ROWS,
+        compact_check_s: float = COMPACT_CHECK_S,
     ):
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous={synchronous!r}: use NORMAL or FULL")
@@ -556,6 +518,19 @@ class SqliteStore:
             raise ValueError(f"max_disk_mb={max_disk_mb}: must be positive (or None for no budget)")
         self.max_disk_bytes = None if max_disk_mb is None else int(max_disk_mb * 1024 * 1024)
         self.budget_check_s = budget_check_s
+        if seal_after_s < 0 or seal_span_s < 0 or seal_rows < 1 or compact_check_s <= 0:
+            raise ValueError(f"seal_after_s={seal_after_s}, seal_span_s={seal_span_s}, seal_rows={seal_rows}, "
+                             f"compact_check_s={compact_check_s}: times must not be negative (the check interval "
+                             "positive), rows at least 1")
+        self.seal_after_s = seal_after_s
+        self.seal_span_s = seal_span_s
+        self.seal_rows = seal_rows
+        self.compact_check_s = compact_check_s
+        # (last rowid of a commit, monotonic time of the commit): which head rows are old enough to seal.
+        self._commits: collections.deque[tuple[int, float]] = collections.deque()
+        self._compactor: threading.Thread | None = None
+        self._compact_stop = threading.Event()
+        self._compact_lock = threading.Lock()
         self._next_budget = 0.0
         self._budget_log_at = 0.0
         self._budget_unlogged: dict[str, int] = {}
@@ -600,6 +575,8 @@ class SqliteStore:
             "rejected": 0, "write_errors": 0, "last_error": "", "retention_deleted": 0, "retention_held_by": None,
             "last_batch_rows": 0, "last_batch_ms": 0.0, "db_used_bytes": 0, "max_disk_bytes": self.max_disk_bytes,
             "budget_deleted": 0, "budget_unforwarded": 0, "records_deleted": dict.fromkeys(RECORD_RETENTION, 0),
+            "sealed_seq": 0, "sealed_samples": 0, "chunks_written": 0, "head_trimmed": 0, "compact_errors": 0,
+            "last_compact_ms": 0.0, "compactor": "stopped",
             "commit_failures": 0, "failing_since": None, "file_reopened": 0,
         }
         self._holding = 0  # samples of the batch the writer keeps retrying
@@ -607,7 +584,6 @@ class SqliteStore:
         self._side_ids: dict[str, tuple[int, int] | None] = {}  # ... and of its -wal and -shm files
         self._file_gen = 0  # opens of the file; the compactor reconnects when it changes
         self._next_file_check = 0.0
-
 
     # --- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -624,11 +600,19 @@ class SqliteStore:
         self._thread.start()
         await asyncio.wrap_future(ready)
         self._running = True
+        self._compact_stop.clear()
+        self._compactor = threading.Thread(target=self._compactor_main, name="sqlite-store-compactor", daemon=True)
+        self._compactor.start()
 
     async def close(self) -> None:
         """Commit everything queued, stop the writer, close all connections."""
         if self._thread is None:
             return
+        # The compactor first: it hands the writer operations, and the writer takes them until it stops.
+        self._compact_stop.set()
+        if self._compactor is not None:
+            await asyncio.to_thread(self._compactor.join)
+            self._compactor = None
         with self._cv:
             self._stopping = True
             self._cv.notify_all()
@@ -688,11 +672,9 @@ class SqliteStore:
         # Larger checkpoints amortise their cost; the limit truncates the WAL once checkpointed.
         conn.execute("PRAGMA wal_autocheckpoint = 4000")
         conn.execute(f"PRAGMA journal_size_limit = {64 * 1024 * 1024}")
-        conn.executescript(SCHEMA)
-        conn.execute(BATCH_CELLS)
+        self._migrate(conn)
         widest = min(ROWS_PER_INSERT, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // _COLUMNS)
         self._insert_sizes = [n for n in (4096, 512, 64, 8, 1) if n <= widest] or [1]
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', '1'), ('cell_s', ?)", (str(CELL_S),))
         cell = conn.execute("SELECT value FROM meta WHERE key = 'cell_s'").fetchone()[0]
         if int(cell) != CELL_S:
             raise sqlite3.DatabaseError(f"{self.path}: written with {cell} s cells, this version uses {CELL_S} s")
@@ -703,6 +685,10 @@ class SqliteStore:
             self._next_sid = max(self._next_sid, sid + 1)
         self._load_latest(conn)
         self._update_size()
+        top = conn.execute("SELECT max(rowid) FROM samples").fetchone()[0]
+        if top is not None:
+            self._commits.append((top, time.monotonic()))  # what is there at open counts as committed now
+        self._stats["sealed_seq"] = self._sealed(conn)
         self._file_id = self._identity("")
         self._side_ids = {suffix: self._identity(suffix) for suffix in ("-wal", "-shm")}
         self._file_gen += 1
@@ -744,8 +730,9 @@ class SqliteStore:
             except queue.Empty:
                 break
         conn.close()
-        saved = (self._sids, self._series_meta, self._units, self._next_sid)
+        saved = (self._sids, self._series_meta, self._units, self._next_sid, self._commits)
         self._sids, self._series_meta, self._units, self._next_sid = {}, {}, {}, 1
+        self._commits = collections.deque()
         try:
             for suffix, ident in self._side_ids.items():
                 # The old file's WAL and shared memory, if still at the path (another connection, the
@@ -756,7 +743,7 @@ class SqliteStore:
             fresh = self._open_writer()
         except (sqlite3.Error, OSError) as exc:
             # The closed connection makes the next commit fail, and its retry comes back here.
-            (self._sids, self._series_meta, self._units, self._next_sid) = saved
+            (self._sids, self._series_meta, self._units, self._next_sid, self._commits) = saved
             log.error("%s: the store file was %s under the gateway and cannot be opened again (%s); samples are "
                       "held while it is tried again", self.path, how, exc)
             return conn
@@ -765,15 +752,51 @@ class SqliteStore:
                   how, "created" if found is None else "opened")
         return fresh
 
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Create the tables, or bring an older layout up to this one; refuse a newer one, saying what to do."""
+        has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+        version = None
+        if has_meta:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            version = int(row[0]) if row else None
+        if version is not None and version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"{self.path}: store layout {version} was written by a newer linegw; this version reads layouts 1 "
+                f"to {SCHEMA_VERSION}. Run that newer version, or move the file away to start an empty store.")
+        conn.executescript(SCHEMA)  # IF NOT EXISTS throughout: a layout 1 file gains the new tables, idempotently
+        with _immediate(conn):
+            if version == 1:
+                # Layout 1 kept a rollup row per (series, 10 s cell); the samples and blocks stay as they are
+                # (the head, all unsealed) and the compactor seals them into chunks as it goes.
+                log.warning("%s: store layout 1 migrated to %d: rollup cells dropped; the compactor seals the "
+                            "existing samples into chunks from now on", self.path, SCHEMA_VERSION)
+                conn.execute("DROP TABLE IF EXISTS rollup")
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('cell_s', ?), ('sealed', '0')", (str(CELL_S),))
+
+    @staticmethod
+    def _sealed(conn: sqlite3.Connection) -> int:
+        """The outbox sequence up to which samples are in chunks (history reads the head only above it)."""
+        return int(conn.execute("SELECT value FROM meta WHERE key = 'sealed'").fetchone()[0])
+
     def _load_latest(self, conn: sqlite3.Connection) -> None:
+        sealed = self._sealed(conn)
         sql = """SELECT s.ts, s.gw, s.value, s.value_text, s.q, s.reason
                  FROM blocks b JOIN samples s ON s.rowid BETWEEN b.lo AND b.hi
-                 WHERE b.series_id = ?1 AND s.series_id = ?1
-                   AND b.cell = (SELECT max(cell) FROM blocks WHERE series_id = ?1)
+                 WHERE b.series_id = ?1 AND s.series_id = ?1 AND s.rowid > ?2
+                   AND b.cell = (SELECT max(cell) FROM blocks WHERE series_id = ?1 AND hi > ?2)
                  ORDER BY s.ts DESC, s.rowid DESC LIMIT 1"""
+        newest_chunk = "SELECT data FROM chunks WHERE series_id = ? ORDER BY t1 DESC, id DESC LIMIT 1"
         latest = {}
         for sid, (eq, path, unit) in self._series_meta.items():
-            row = conn.execute(sql, (sid,)).fetchone()
+            row = conn.execute(sql, (sid, sealed)).fetchone()
+            chunk = conn.execute(newest_chunk, (sid,)).fetchone()
+            if chunk and (row is None or row[0] < codec.decode(chunk[0], texts=False).ts[-1]):
+                # Rows are in (time, sequence) order in a chunk: its last is its newest.
+                c = codec.decode(chunk[0])
+                i = len(c.ts) - 1
+                q = int(c.q[i])
+                row = (float(c.ts[i]), float(c.gw[i]), c.values()[i], None, q, c.reasons[i])
             if row:
                 ts, gw, value, text, q, reason = row
                 latest[sid] = Sample(eq, path, _decode(value, text, q), unit, ts, gw, _quality(q), reason or "")
@@ -1163,6 +1186,7 @@ class SqliteStore:
 
     def _transaction(self, conn: sqlite3.Connection, batch: _Batch, ops: list[_Op]) -> list[tuple[bool, Any]]:
         results: list[tuple[bool, Any]] = []
+        hi = None
         conn.execute("BEGIN IMMEDIATE")
         try:
             if batch.new_series:
@@ -1181,11 +1205,7 @@ class SqliteStore:
                 last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
                 if last != hi:
                     raise sqlite3.DatabaseError(f"samples rowids not contiguous ({lo}..{last}, expected ..{hi})")
-                # One grouping pass feeds both the block index and the rollup.
-                conn.execute("DELETE FROM temp.batch_cells")
-                conn.execute(GROUP_BATCH, (lo, hi))
-                conn.execute(INSERT_BLOCKS)
-                conn.execute(UPSERT_ROLLUP)
+                conn.execute(INSERT_BLOCKS, (lo, hi))
             for op in ops:
                 # Each record in its own savepoint: a bad one fails alone, the batch still commits.
                 conn.execute("SAVEPOINT op")
@@ -1199,6 +1219,8 @@ class SqliteStore:
                     conn.execute("RELEASE op")
                     results.append((False, exc))
             conn.execute("COMMIT")
+            if hi is not None:
+                self._commits.append((hi, time.monotonic()))
         except BaseException:
             # The series cache keeps the new ids: the retry inserts the same rows and series again.
             if conn.in_transaction:
@@ -1225,12 +1247,14 @@ class SqliteStore:
         assert self.max_disk_bytes is not None
         if used <= self.max_disk_bytes:
             return False
+        share = (used - 0.9 * self.max_disk_bytes) / used  # down to 90 % of the budget, samples being most of it
         head, top = conn.execute("SELECT min(rowid), max(rowid) FROM samples").fetchone()
+        if self._budget_chunks(conn, share, used, head):
+            return True
         if head is None or head == top:
             log.error("%s: disk budget of %.1f MB exhausted with no samples left to delete (%.1f MB used)",
                       self.path, self.max_disk_bytes / 2**20, used / 2**20)
             return False
-        share = (used - 0.9 * self.max_disk_bytes) / used  # down to 90 % of the budget, samples being most of it
         upto = min(top - 1, head + max(1, math.ceil((top - head + 1) * share)) - 1)  # the newest row stays
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -1246,7 +1270,11 @@ class SqliteStore:
                                  "VALUES (?,?,?,?,?)", (now, name, first, upto, n))
                     lost.append((name, n))
             deleted = conn.execute("DELETE FROM samples WHERE rowid <= ?", (upto,)).rowcount
-            # Rollups and blocks are most of the file for slow series: they go up to the oldest sample kept.
+            # The same samples' sealed copies: a chunk goes once every sample of its window does.
+            deleted += conn.execute("SELECT coalesce(sum(n), 0) FROM chunks WHERE hi <= ?", (upto,)).fetchone()[0]
+            deleted -= max(0, min(upto, self._sealed(conn)) - head + 1)  # counted once, not as row and as chunk
+            conn.execute("DELETE FROM chunks WHERE hi <= ?", (upto,))
+            # Blocks are much of the file for slow series: they go up to the oldest sample kept.
             self._trim_before(conn, conn.execute("SELECT min(gw) FROM samples").fetchone()[0])
             conn.execute("COMMIT")
         except BaseException:
@@ -1269,6 +1297,29 @@ class SqliteStore:
             self._budget_log_at = time.monotonic() + 60.0
         return True
 
+    def _budget_chunks(self, conn: sqlite3.Connection, share: float, used: int, head: int | None) -> bool:
+        """Over budget, chunks older than anything in the head go first, oldest first; True when it deleted.
+
+        Their samples left the head once every consumer had passed them, so nothing here
+        is lost to forwarding. Chunks whose window the head still holds (for a consumer
+        that has not passed it) go with those rows, in _budget_step.
+        """
+        below = (head if head is not None else 2**63 - 1)
+        count = conn.execute("SELECT count(*) FROM chunks WHERE hi < ?", (below,)).fetchone()[0]
+        if not count:
+            return False
+        k = max(1, math.ceil(count * share))
+        with _immediate(conn):
+            upto, n = conn.execute("SELECT max(id), sum(n) FROM (SELECT id, n FROM chunks WHERE hi < ? ORDER BY id "
+                                   "LIMIT ?)", (below, k)).fetchone()
+            conn.execute("DELETE FROM chunks WHERE id <= ? AND hi < ?", (upto, below))
+        self._stats["budget_deleted"] += n
+        if time.monotonic() >= self._budget_log_at:
+            log.error("%s: disk budget of %.1f MB exhausted (%.1f MB used): deleted the %d oldest chunks (%d samples)",
+                      self.path, self.max_disk_bytes / 2**20, used / 2**20, k, n)
+            self._budget_log_at = time.monotonic() + 60.0
+        return True
+
     async def discards(self, since: float | None = None) -> dict[str, int]:
         """Per outbox consumer: samples the disk budget deleted before the consumer had them (since a time)."""
         return dict(await self._read(lambda c: c.execute(
@@ -1279,22 +1330,16 @@ class SqliteStore:
     def _retention_step(self, conn: sqlite3.Connection) -> bool:
         """One chunk of retention in its own transaction; True while more expired rows remain."""
         now = time.time()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(conn):
             more = self.retention_days is not None and self._retention_chunk(conn, now - self.retention_days * 86400.0)
             if not more:
                 self._records_retention(conn, now)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         return more
 
     def _retention_chunk(self, conn: sqlite3.Connection, cutoff: float) -> bool:
         """Delete up to retention_chunk_rows expired samples from the head of the table.
 
-        When no more samples are due, also trim blocks, rollups and link records.
+        When no more samples are due, also trim blocks, chunks and link records.
         """
         head, top = conn.execute("SELECT min(rowid), max(rowid) FROM samples").fetchone()
         more = False
@@ -1311,6 +1356,8 @@ class SqliteStore:
                                         (head, upto, cutoff)).fetchone()[0]
                 if last_old is not None:
                     deleted = conn.execute("DELETE FROM samples WHERE rowid <= ?", (last_old,)).rowcount
+                    # Rows up to the sealed sequence were the outbox's copies: their samples are in chunks.
+                    deleted -= max(0, min(last_old, self._sealed(conn)) - head + 1)
                     more = last_old == upto and held_by is None
             if held_by is not None:
                 # Only say the consumer holds retention when an expired row is actually kept for it.
@@ -1319,18 +1366,39 @@ class SqliteStore:
                     held_by = None
         if not more:
             self._trim_before(conn, cutoff)
+            deleted += self._expire_chunks(conn, cutoff)
         self._stats["retention_deleted"] += deleted
         if held_by != self._stats["retention_held_by"] and held_by is not None:
             log.warning("%s: retention holds expired samples for outbox consumer '%s'", self.path, held_by)
         self._stats["retention_held_by"] = held_by
         return more
 
+    @staticmethod
+    def _expire_chunks(conn: sqlite3.Connection, cutoff: float) -> int:
+        """Delete the samples of chunks recorded before `cutoff`; returns how many.
+
+        A chunk wholly older goes; one that straddles the cutoff is rewritten with its
+        newer rows. Their outbox copies left the head once every consumer had passed
+        them, or stay there for the consumers that have not.
+        """
+        deleted = 0
+        for cid, sid, hi, gw1, n, data in conn.execute(
+                "SELECT id, series_id, hi, gw1, n, data FROM chunks WHERE gw0 < ?", (cutoff,)).fetchall():
+            conn.execute("DELETE FROM chunks WHERE id = ?", (cid,))
+            if gw1 < cutoff:
+                deleted += n
+                continue
+            c = codec.decode(data)
+            keep = np.flatnonzero(c.gw >= cutoff)
+            deleted += n - len(keep)
+            conn.executemany(_INSERT_CHUNK, _chunk_rows(sid, hi, codec.take(c, keep)))
+        return deleted
+
     def _trim_before(self, conn: sqlite3.Connection, cutoff: float) -> None:
-        """Delete blocks, rollups and link records older than `cutoff` (the latest link per machine stays)."""
+        """Delete blocks and link records older than `cutoff` (the latest link per machine stays)."""
         cutoff_cell = int(cutoff / CELL_S)
         for sid in list(self._series_meta):
             conn.execute("DELETE FROM blocks WHERE series_id = ? AND cell < ?", (sid, cutoff_cell))
-            conn.execute("DELETE FROM rollup WHERE series_id = ? AND cell < ?", (sid, cutoff_cell))
         conn.execute("DELETE FROM links WHERE ts < ? AND id NOT IN (SELECT max(id) FROM links GROUP BY equipment)",
                      (cutoff,))
 
@@ -1360,6 +1428,167 @@ class SqliteStore:
             self._records_retention(conn, now)
             return self._stats["retention_deleted"] - before
         return await self._write(op)
+
+    # --- compaction (its own thread; it writes through the writer) ---------------------------
+    def _compact_conn(self) -> sqlite3.Connection:
+        conn = self._connect()
+        conn.execute("PRAGMA query_only = ON")
+        # A window's sort can be larger than memory should hold: SQLite spills it to a temporary file.
+        conn.execute("PRAGMA temp_store = FILE")
+        return conn
+
+    def _compactor_main(self) -> None:
+        self._stats["compactor"] = "running"
+        conn: sqlite3.Connection | None = None
+        try:
+            conn, gen = self._compact_conn(), self._file_gen
+            while not self._compact_stop.wait(self.compact_check_s):
+                if gen != self._file_gen:  # the writer opened the file at the path again (removed, replaced)
+                    conn.close()
+                    conn, gen = self._compact_conn(), self._file_gen
+                try:
+                    while not self._compact_stop.is_set() and self._compact_step(conn):
+                        pass
+                except (sqlite3.Error, codec.CodecError) as exc:
+                    # The samples stay in the head, where history and the outbox read them; tried again later.
+                    self._stats["compact_errors"] += 1
+                    self._stats["last_error"] = f"compaction: {type(exc).__name__}: {exc}"
+                    log.error("%s: sealing samples into chunks failed (%s); they stay in the head, tried again in "
+                              "%.0f s", self.path, exc, self.compact_check_s)
+            self._stats["compactor"] = "stopped"
+        except StoreClosed as exc:
+            self._stats["compactor"] = f"stopped: {exc}"
+        except BaseException as exc:
+            self._stats["compactor"] = f"failed: {type(exc).__name__}: {exc}"
+            log.exception("%s: the compactor stopped; samples are kept in the head from now on", self.path)
+            raise
+        finally:
+            if conn is not None:
+                conn.close()
+
+    async def compact(self) -> int:
+        """Seal into chunks and trim from the head now whatever is due; returns the samples sealed.
+
+        The compactor thread does the same on its own every compact_check_s.
+        """
+        before = self._stats["sealed_samples"]
+
+        def run() -> None:
+            conn = self._compact_conn()
+            try:
+                while self._compact_step(conn):
+                    pass
+            finally:
+                conn.close()
+
+        self._check_running()
+        await asyncio.to_thread(run)
+        return self._stats["sealed_samples"] - before
+
+    def _write_sync(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """`_write` for threads other than the event loop's: hand the writer an operation, wait for its commit."""
+        op = _Op(fn)
+        with self._cv:
+            self._check_running()
+            self._ops.append(op)
+            self._cv.notify_all()
+        return op.future.result()
+
+    def _compact_step(self, conn: sqlite3.Connection) -> bool:
+        """Trim the head of what is sealed and passed, else seal one window; True when it did either."""
+        with self._compact_lock:
+            conn.execute("BEGIN")
+            try:
+                head, top = conn.execute("SELECT min(rowid), max(rowid) FROM samples").fetchone()
+                sealed = self._sealed(conn)
+            finally:
+                conn.execute("COMMIT")
+            if head is None:
+                return False
+            while self._commits and len(self._commits) > 1 and self._commits[0][0] <= sealed:
+                self._commits.popleft()
+            if min(sealed, top - 1) >= head:
+                trimmed = self._write_sync(self._trim_head)
+                if trimmed:
+                    self._stats["head_trimmed"] += trimmed
+                    return True
+            window = self._window(max(sealed + 1, head), top)
+            if window is None:
+                return False
+            a, b = window
+            t0 = time.perf_counter()
+            encoded = self._encode_window(conn, a, b)
+            if encoded is None:
+                return False  # stopping
+            chunks, cells = encoded
+            if not self._write_sync(lambda c: self._seal(c, sealed, a, b, chunks, cells)):
+                return False  # rows of the window went meanwhile (retention, disk budget): the next pass sees
+            st = self._stats
+            st["sealed_seq"] = b
+            st["sealed_samples"] += sum(c[_CHUNK_N] for c in chunks)
+            st["chunks_written"] += len(chunks)
+            st["last_compact_ms"] = round((time.perf_counter() - t0) * 1000, 3)
+            return True
+
+    def _window(self, a: int, top: int) -> tuple[int, int] | None:
+        """The head rows [a, b] to seal now: committed seal_after_s ago, and a window's worth of them."""
+        now = time.monotonic()
+        commits = list(self._commits)
+        old = [hi for hi, t in commits if t <= now - self.seal_after_s]
+        if not old:
+            return None
+        b = min(max(old), top)
+        if b < a:
+            return None
+        first = next((t for hi, t in commits if hi >= a), now)
+        if b - a + 1 < self.seal_rows and now - first < self.seal_after_s + self.seal_span_s:
+            return None
+        return a, min(b, a + self.seal_rows - 1)
+
+    def _encode_window(self, conn: sqlite3.Connection, a: int, b: int) -> tuple[list[tuple], list[tuple]] | None:
+        """The chunks of head rows [a, b], per series in (time, sequence) order; None when stopping."""
+        chunks: list[tuple] = []
+        cells: list[tuple] = []
+        conn.execute("BEGIN")
+        try:
+            cur = conn.execute("SELECT series_id, ts, gw, value, value_text, q, reason FROM samples "
+                               "WHERE rowid BETWEEN ? AND ? ORDER BY series_id, ts, rowid", (a, b))
+            for sid, group in groupby(cur, key=_SID):
+                if self._compact_stop.is_set():
+                    return None
+                rows = list(group)
+                _, ts, gw, value, text, q, reason = zip(*rows)
+                chunks += _chunk_rows(sid, b, codec.columns(ts, gw, value, text, q, reason))
+                cells.append((sid, int(rows[0][1] / CELL_S), int(rows[-1][1] / CELL_S), b))
+        finally:
+            conn.execute("COMMIT")
+        return chunks, cells
+
+    def _seal(self, conn: sqlite3.Connection, sealed: int, a: int, b: int, chunks: list[tuple],
+              cells: list[tuple]) -> bool:
+        """In the writer: store a window's chunks and move the sealed sequence to b, if its rows are all still there."""
+        head = conn.execute("SELECT min(rowid) FROM samples").fetchone()[0]
+        if self._sealed(conn) != sealed or head is None or head > a:
+            return False
+        conn.executemany(_INSERT_CHUNK, chunks)
+        # Blocks wholly within the window point at sealed rows only; one straddling b stays for the rest.
+        conn.executemany("DELETE FROM blocks WHERE series_id = ? AND cell BETWEEN ? AND ? AND hi <= ?", cells)
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'sealed'", (str(b),))
+        return True
+
+    def _trim_head(self, conn: sqlite3.Connection) -> int:
+        """In the writer: delete head rows that are sealed and passed by every outbox consumer, a chunk at a time."""
+        head, top = conn.execute("SELECT min(rowid), max(rowid) FROM samples").fetchone()
+        if head is None:
+            return 0
+        # The newest row stays so that rowids (the outbox sequence) never restart.
+        upto = min(self._sealed(conn), top - 1, head + self.retention_chunk_rows - 1)
+        hold = conn.execute("SELECT min(value) FROM cursors WHERE consumer = 1").fetchone()[0]
+        if hold is not None:
+            upto = min(upto, hold)
+        if upto < head:
+            return 0
+        return conn.execute("DELETE FROM samples WHERE rowid <= ?", (upto,)).rowcount
 
     # --- history -------------------------------------------------------------------------
     async def history(
@@ -1397,65 +1626,92 @@ class SqliteStore:
         row = conn.execute("SELECT id FROM series WHERE equipment = ? AND path = ?", (equipment, path)).fetchone()
         return row[0] if row else None
 
+    def _head_rows(self, conn: sqlite3.Connection, sid: int, start: float, end: float) -> list[tuple]:
+        """(ts, gw, value, value_text, q, reason) of the head's unsealed rows of a series, in (time, sequence) order."""
+        params = {"sid": sid, "c0": int(start / CELL_S), "c1": int(end / CELL_S), "start": start, "end": end,
+                  "sealed": self._sealed(conn)}
+        return conn.execute(f"SELECT s.ts, s.gw, s.value, s.value_text, s.q, s.reason {_SERIES_ROWS} "
+                            "ORDER BY s.ts, s.rowid", params).fetchall()
+
     def _raw(self, conn: sqlite3.Connection, equipment: str, path: str, start: float, end: float,
              limit: int) -> list[dict[str, Any]]:
         sid = self._sid(conn, equipment, path)
         if sid is None:
             return []
-        params = {"sid": sid, "c0": int(start / CELL_S), "c1": int(end / CELL_S), "start": start, "end": end,
-                  "limit": limit}
-        cur = conn.execute(f"SELECT s.ts, s.value, s.value_text, s.q, s.reason, s.gw {_SERIES_ROWS} "
-                           "ORDER BY s.ts, s.rowid LIMIT :limit", params)
-        return [{"ts": ts, "value": _decode(v, text, q), "quality": q & QMASK, "reason": reason or "", "gateway_ts": gw}
-                for ts, v, text, q, reason, gw in cur]
+        ts_parts: list[np.ndarray] = []
+        gw_parts: list[np.ndarray] = []
+        q_parts: list[np.ndarray] = []
+        values: list[Any] = []
+        reasons: list[str] = []
+        # Chunks in sealing order, then the head: within equal times that is sequence order, which the
+        # stable sort below keeps.
+        for (data,) in conn.execute(_CHUNKS_IN_RANGE.format(cols="data"), (sid, start, end)):
+            c = codec.decode(data)
+            lo, hi = np.searchsorted(c.ts, (start, end)).tolist()
+            if lo == hi:
+                continue
+            ts_parts.append(c.ts[lo:hi])
+            gw_parts.append(c.gw[lo:hi])
+            q_parts.append(c.q[lo:hi].astype(np.int64))
+            values += c.values()[lo:hi]
+            reasons += c.reasons[lo:hi]
+        head = self._head_rows(conn, sid, start, end)
+        if head:
+            ts, gw, value, text, q, reason = zip(*head)
+            ts_parts.append(np.array(ts, dtype=np.float64))
+            gw_parts.append(np.array(gw, dtype=np.float64))
+            q_parts.append(np.array(q, dtype=np.int64))
+            values += [v if t is None else t for v, t in zip(value, text)]
+            reasons += [r or "" for r in reason]
+        if not ts_parts:
+            return []
+        all_ts = np.concatenate(ts_parts)
+        order = np.argsort(all_ts, kind="stable")[:limit].tolist()
+        tsl, gwl, ql = all_ts.tolist(), np.concatenate(gw_parts).tolist(), np.concatenate(q_parts).tolist()
+        out = []
+        for i in order:
+            qv, v = ql[i], values[i]
+            out.append({"ts": tsl[i], "value": bool(v) if qv & BOOL_FLAG else v, "quality": qv & QMASK,
+                        "reason": reasons[i], "gateway_ts": gwl[i]})
+        return out
 
     def _bucketed(self, conn: sqlite3.Connection, equipment: str, path: str, start: float, end: float,
                   bucket_s: float, aggs: list[str], limit: int) -> list[dict[str, Any]]:
         sid = self._sid(conn, equipment, path)
         if sid is None:
             return []
-        buckets: dict[int, _Agg] = {}
-        want_first, want_last = "first" in aggs, "last" in aggs
-        c0, c1 = int(start / CELL_S), int(end / CELL_S)
-        per_cell = bucket_s / CELL_S
-        m = round(per_cell)
-        if m >= 1 and abs(per_cell - m) < 1e-9:
-            # Whole cells from the rollup; the two partial cells at the ends from raw rows.
-            key = f"b.cell / {m}"
-            if c1 - c0 >= 2:
-                for (cell, n, nv, nbad, sm, mn, mx, ft, fv, lt, lv) in conn.execute(
-                        "SELECT cell, n, nv, nbad, sm, mn, mx, ft, fv, lt, lv FROM rollup "
-                        "WHERE series_id = ? AND cell > ? AND cell < ?", (sid, c0, c1)):
-                    b = buckets.get(cell // m)
-                    if b is None:
-                        b = buckets[cell // m] = _Agg()
-                    b.add(n, nv, nbad, sm, mn, mx)
-                    if want_first:
-                        b.first(ft, fv)
-                    if want_last:
-                        b.last(lt, lv)
-                extra = "AND b.cell IN (:c0, :c1)"
-            else:
-                extra = ""
-        else:
-            key = f"CAST(s.ts / {float(bucket_s)!r} AS INTEGER)"
-            extra = ""
-        params = {"sid": sid, "c0": c0, "c1": c1, "start": start, "end": end}
-        for k, n, nv, nbad, sm, mn, mx in conn.execute(_RAW_AGG.format(k=key, extra=extra), params):
-            b = buckets.get(k)
-            if b is None:
-                b = buckets[k] = _Agg()
-            b.add(n, nv, nbad, sm, mn, mx)
-        if want_first:
-            for k, ts, v in conn.execute(_RAW_EDGE.format(k=key, fn="min", extra=extra), params):
-                buckets[k].first(ts, v)
-        if want_last:
-            for k, ts, v in conn.execute(_RAW_EDGE.format(k=key, fn="max", extra=extra), params):
-                buckets[k].last(ts, v)
-        out = []
-        for k in sorted(buckets)[:limit]:
-            out.append(buckets[k].row(k * float(bucket_s), aggs))
-        return out
+        bucket = float(bucket_s)
+        buckets: dict[int, Agg] = {}
+
+        def merge(key: np.ndarray, ts: np.ndarray, q: np.ndarray, kind: np.ndarray, num: np.ndarray) -> None:
+            for k, p in partials(key, ts, q, kind, num):
+                b = buckets.get(k)
+                if b is None:
+                    b = buckets[k] = Agg()
+                b.merge(p)
+
+        # Partials are merged in sealing order, then the head's: first/last ties go by sequence.
+        for t0, t1, *summary, data in conn.execute(
+                _CHUNKS_IN_RANGE.format(cols="t0, t1, ng, nv, nbad, sm, mn, mx, ft, fv, lt, lv, data"),
+                (sid, start, end)):
+            k0 = math.floor(t0 / bucket)
+            if t0 >= start and t1 < end and k0 == math.floor(t1 / bucket):
+                # The whole chunk in one bucket: its summary is the answer, nothing to decode.
+                b = buckets.get(k0)
+                if b is None:
+                    b = buckets[k0] = Agg()
+                b.merge(summary)
+                continue
+            c = codec.decode(data, texts=False)
+            lo, hi = np.searchsorted(c.ts, (start, end)).tolist()
+            if lo < hi:
+                ts = c.ts[lo:hi]
+                merge(np.floor(ts / bucket).astype(np.int64), ts, c.q[lo:hi], c.kind[lo:hi], c.numbers()[lo:hi])
+        head = self._head_rows(conn, sid, start, end)
+        if head:
+            c = codec.columns(*zip(*head))
+            merge(np.floor(c.ts / bucket).astype(np.int64), c.ts, c.q, c.kind, c.numbers())
+        return [buckets[k].row(k * bucket, aggs) for k in sorted(buckets)[:limit]]
 
     # --- latest and series ---------------------------------------------------------------
     async def latest(self, equipment: str | None = None) -> list[Sample]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -27,9 +29,29 @@ EQ = "coater1"
 ROOT = Path(__file__).resolve().parents[2]
 
 
+class SealingStore(SqliteStore):
+    """The store with compaction forced: every flush also seals what is committed into chunks.
+
+    Tests that take `store_cls` run against both, so that history, latest and the
+    outbox are proven on the head's rows and on compressed chunks alike.
+    """
+
+    def __init__(self, path, *args, **kwargs):
+        super().__init__(path, *args, seal_after_s=0, seal_span_s=0, **kwargs)
+
+    async def flush(self) -> None:
+        await super().flush()
+        await self.compact()
+
+
+@pytest.fixture(params=["head", "sealed"])
+def store_cls(request):
+    return SqliteStore if request.param == "head" else SealingStore
+
+
 @pytest.fixture
-async def store(tmp_path):
-    s = SqliteStore(tmp_path / "store.sqlite")
+async def store(tmp_path, store_cls):
+    s = store_cls(tmp_path / "store.sqlite")
     await s.start()
     yield s
     await s.close()
@@ -211,9 +233,9 @@ async def test_link_history_gives_down_intervals(store):
 
 # --- latest -----------------------------------------------------------------------------------------------
 
-async def test_latest_is_the_newest_per_series_and_survives_a_reopen(tmp_path):
+async def test_latest_is_the_newest_per_series_and_survives_a_reopen(tmp_path, store_cls):
     path = tmp_path / "store.sqlite"
-    async with SqliteStore(path) as s:
+    async with store_cls(path) as s:
         s.write_samples([sample("a", float(i), T0 + i) for i in range(10)])
         s.write_samples([sample("b", "x", T0 + 5), sample("b", "older", T0 + 1)])
         s.write_samples([sample("a", 9.5, T0 + 3, eq="winder1")])
@@ -222,7 +244,7 @@ async def test_latest_is_the_newest_per_series_and_survives_a_reopen(tmp_path):
         assert [(x.equipment, x.path, x.value) for x in first] == [
             (EQ, "a", 9.0), (EQ, "b", "x"), ("winder1", "a", 9.5)]
         assert [x.equipment for x in await s.latest("winder1")] == ["winder1"]
-    async with SqliteStore(path) as s:
+    async with store_cls(path) as s:
         assert await s.latest() == first
 
 
@@ -282,11 +304,11 @@ async def test_audit_log_newest_first(store):
 
 # --- outbox ------------------------------------------------------------------------------------------------
 
-async def test_outbox_hands_out_samples_in_commit_order_and_cursors_persist(tmp_path):
+async def test_outbox_hands_out_samples_in_commit_order_and_cursors_persist(tmp_path, store_cls):
     path = tmp_path / "store.sqlite"
     first = [sample("a", float(i), T0 + i) for i in range(5)]
     second = [sample("b", float(i), T0 + i) for i in range(5)]
-    async with SqliteStore(path) as s:
+    async with store_cls(path) as s:
         assert await s.register_consumer("influx") == 0
         assert await s.get_cursor("influx") == 0 and await s.get_cursor("other") is None
         s.write_samples(first)
@@ -300,7 +322,7 @@ async def test_outbox_hands_out_samples_in_commit_order_and_cursors_persist(tmp_
         assert [x for _, x in rows2] == first[3:] + second  # whole batches in commit order
         assert await s.read_since(cursor2, 100) == ([], cursor2)
         await s.set_cursor("influx", cursor)
-    async with SqliteStore(path) as s:
+    async with store_cls(path) as s:
         cursor = await s.get_cursor("influx")
         rows, _ = await s.read_since(cursor, 100)
         assert [x for _, x in rows] == first[3:] + second
@@ -312,17 +334,23 @@ async def test_outbox_hands_out_samples_in_commit_order_and_cursors_persist(tmp_
 
 # --- retention -----------------------------------------------------------------------------------------------
 
-async def test_retention_deletes_old_samples_but_waits_for_outbox_consumers(tmp_path):
-    now = time.time()
+async def consumer_and_old_and_new_samples(s: SqliteStore, now: float) -> tuple[list[Sample], list[Sample]]:
+    """Register consumer "mqtt", then store 100 samples recorded ten days ago and 10 from the last minute."""
     old = [Sample(EQ, "v", float(i), "", now - 10 * 86400 + i, now - 10 * 86400 + i, Quality.GOOD, "")
            for i in range(100)]
     new = [Sample(EQ, "v", float(i), "", now - 60 + i, now - 60 + i, Quality.GOOD, "") for i in range(10)]
+    await s.register_consumer("mqtt")
+    s.write_samples(old)
+    await s.flush()
+    s.write_samples(new)
+    await s.flush()
+    return old, new
+
+
+async def test_retention_deletes_old_samples_but_waits_for_outbox_consumers(tmp_path):
+    now = time.time()
     async with SqliteStore(tmp_path / "store.sqlite", retention_days=1) as s:
-        await s.register_consumer("mqtt")
-        s.write_samples(old)
-        await s.flush()
-        s.write_samples(new)
-        await s.flush()
+        old, new = await consumer_and_old_and_new_samples(s, now)
         assert await s.apply_retention() == 0  # the consumer has not read anything yet
         assert s.stats()["retention_held_by"] == "mqtt"
 
@@ -337,6 +365,27 @@ async def test_retention_deletes_old_samples_but_waits_for_outbox_consumers(tmp_
         assert [r["value"] for r in await s.history(EQ, "v", now - 3600, now + 1)] == [float(i) for i in range(10)]
         left, _ = await s.read_since(0, 1000)
         assert [x for _, x in left] == new
+        assert s.stats()["retention_deleted"] == 100 and s.stats()["retention_held_by"] is None
+
+
+async def test_sealed_samples_expire_from_history_while_the_outbox_keeps_them_for_a_consumer(tmp_path):
+    now = time.time()
+    async with SealingStore(tmp_path / "store.sqlite", retention_days=1) as s:
+        old, new = await consumer_and_old_and_new_samples(s, now)
+        assert s.stats()["sealed_samples"] == 110  # all of it in chunks, the head kept for the consumer
+        assert await s.apply_retention() == 100  # history loses the expired samples ...
+        assert s.stats()["retention_held_by"] == "mqtt"
+        assert await s.history(EQ, "v", now - 11 * 86400, now - 86400) == []
+        assert await s.history(EQ, "v", now - 11 * 86400, now - 86400, bucket_s=60) == []
+        assert [r["value"] for r in await s.history(EQ, "v", now - 3600, now + 1)] == [float(i) for i in range(10)]
+        rows, cursor = await s.read_since(0, 1000)
+        assert [x for _, x in rows] == old + new  # ... the consumer does not
+
+        await s.set_cursor("mqtt", cursor)
+        assert await s.apply_retention() == 0  # the outbox copies are not samples lost twice
+        await s.compact()
+        left, _ = await s.read_since(0, 1000)
+        assert [x for _, x in left] == new[-1:]  # passed and sealed: the head keeps only its newest row
         assert s.stats()["retention_deleted"] == 100 and s.stats()["retention_held_by"] is None
 
 
@@ -381,9 +430,9 @@ async def test_record_retention_runs_on_its_own_in_the_writer(tmp_path):
         assert await s.audit() == []
 
 
-async def test_retention_runs_on_its_own_in_the_writer(tmp_path):
+async def test_retention_runs_on_its_own_in_the_writer(tmp_path, store_cls):
     now = time.time()
-    async with SqliteStore(tmp_path / "store.sqlite", retention_days=1, retention_check_s=0.01) as s:
+    async with store_cls(tmp_path / "store.sqlite", retention_days=1, retention_check_s=0.01) as s:
         s.write_samples([Sample(EQ, "v", 1.0, "", now - 5 * 86400, now - 5 * 86400, Quality.GOOD, "")] * 50
                         + [sample("v", 2.0, now)])
         await s.flush()
@@ -439,14 +488,14 @@ async def test_write_samples_says_when_the_queue_is_half_full_and_room_waits_for
         await s.close()
 
 
-async def test_a_producer_that_waits_for_room_loses_nothing_where_one_that_does_not_drops(tmp_path):
+async def test_a_producer_that_waits_for_room_loses_nothing_where_one_that_does_not_drops(tmp_path, store_cls):
     async def produce(s: SqliteStore, wait: bool) -> None:
         for k in range(200):
             if s.write_samples([sample("v", float(i), T0 + k * 100 + i) for i in range(100)]) and wait:
                 await s.room()
 
     for wait in (False, True):
-        async with SqliteStore(tmp_path / f"store-{wait}.sqlite", max_queue=1000) as s:
+        async with store_cls(tmp_path / f"store-{wait}.sqlite", max_queue=1000) as s:
             await produce(s, wait)
             await s.flush()
             stored = len(await s.history(EQ, "v", T0, T0 + 20_000, limit=30_000))
@@ -456,9 +505,9 @@ async def test_a_producer_that_waits_for_room_loses_nothing_where_one_that_does_
                 assert s.stats()["dropped"] > 0 and stored == 20_000 - s.stats()["dropped"]
 
 
-async def test_close_writes_out_everything_queued(tmp_path):
+async def test_close_writes_out_everything_queued(tmp_path, store_cls):
     path = tmp_path / "store.sqlite"
-    s = SqliteStore(path, commit_interval_s=3600, batch_rows=10**6, max_batch_rows=1000)
+    s = store_cls(path, commit_interval_s=3600, batch_rows=10**6, max_batch_rows=1000)
     await s.start()
     for k in range(20):
         s.write_samples([sample(f"p{k}", float(i), T0 + i) for i in range(500)])
@@ -467,7 +516,7 @@ async def test_close_writes_out_everything_queued(tmp_path):
     assert s.stats()["dropped"] == 1
     with pytest.raises(StoreClosed):
         await s.record_link(EQ, 1.0, True, "")
-    async with SqliteStore(path) as again:
+    async with store_cls(path) as again:
         _, cursor = await again.read_since(0, 10**6)
         assert cursor == 10_000
         assert len(await again.series()) == 20
@@ -480,13 +529,16 @@ CHILD = textwrap.dedent("""
     from gateway.samples import Quality, Sample
     from gateway.store import SqliteStore
 
-    async def main(path, n):
-        store = SqliteStore(path)
+    async def main(path, n, sealed):
+        # sealed: the compactor seals and trims as fast as it can, so the kill may land in it too
+        store = SqliteStore(path, **(dict(seal_after_s=0, seal_span_s=0, compact_check_s=0.02) if sealed else {}))
         await store.start()
         for k in range(0, n, 1000):
             store.write_samples([Sample("form1", f"channel[{i % 64 + 1}].voltage", 3.7, "V", 1e9 + i, 1e9 + i,
                                         Quality.GOOD, "") for i in range(k, min(n, k + 1000))])
         await store.flush()
+        if sealed:
+            assert await store.compact() > 0
         print("flushed", flush=True)
         i = 0
         while True:  # keep the writer busy so the kill lands mid-transaction
@@ -494,14 +546,15 @@ CHILD = textwrap.dedent("""
             i += 1
             await asyncio.sleep(0)
 
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3] == "sealed"))
 """)
 
 
-async def test_flushed_samples_survive_sigkill(tmp_path):
+@pytest.mark.parametrize("mode", ["head", "sealed"])
+async def test_flushed_samples_survive_sigkill(tmp_path, mode):
     path = tmp_path / "store.sqlite"
     n = 50_000
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(n)], stdout=subprocess.PIPE,
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(n), mode], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, cwd=ROOT,
                              env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
@@ -541,10 +594,10 @@ async def test_malformed_samples_are_rejected_and_counted_without_stopping_the_s
 
 # --- disk budget ---------------------------------------------------------------------------------------------
 
-async def test_disk_budget_deletes_the_oldest_and_counts_exactly_what_each_consumer_lost(tmp_path, caplog):
+async def test_disk_budget_deletes_the_oldest_and_counts_exactly_what_each_consumer_lost(tmp_path, store_cls, caplog):
     path = tmp_path / "store.sqlite"
     n, chunk = 120_000, 2_000
-    async with SqliteStore(path, max_disk_mb=1, budget_check_s=0) as s:
+    async with store_cls(path, max_disk_mb=1, budget_check_s=0) as s:
         await s.register_consumer("slow")  # never reads
         await s.register_consumer("fast")
         for i in range(0, n, chunk):
@@ -567,14 +620,101 @@ async def test_disk_budget_deletes_the_oldest_and_counts_exactly_what_each_consu
         assert st["budget_unforwarded"] == lost["slow"] + lost["fast"]
         assert await s.discards(since=time.time() - 600) == lost and await s.discards(since=time.time() + 1) == {}
     assert "disk budget of 1.0 MB exhausted" in caplog.text and "never forwarded" in caplog.text
-    async with SqliteStore(path) as s:
+    async with store_cls(path) as s:
         assert await s.discards() == lost  # the count survives a restart
 
 
-async def test_disk_budget_spares_everything_while_under_it(tmp_path):
-    async with SqliteStore(tmp_path / "store.sqlite", max_disk_mb=50, budget_check_s=0) as s:
+async def test_disk_budget_spares_everything_while_under_it(tmp_path, store_cls):
+    async with store_cls(tmp_path / "store.sqlite", max_disk_mb=50, budget_check_s=0) as s:
         await s.register_consumer("slow")
         s.write_samples([sample("v", float(i), T0 + i) for i in range(10_000)])
         await s.flush()
         assert s.stats()["budget_deleted"] == 0 and await s.discards() == {}
         assert len((await s.read_since(0, 10**9))[0]) == 10_000
+
+
+# --- layouts and compaction ----------------------------------------------------------------------------------
+
+LAYOUT_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+CREATE TABLE series (id INTEGER PRIMARY KEY, equipment TEXT NOT NULL, path TEXT NOT NULL,
+                     unit TEXT NOT NULL DEFAULT '', UNIQUE (equipment, path));
+CREATE TABLE samples (series_id INTEGER NOT NULL, ts REAL NOT NULL, gw REAL NOT NULL, value, value_text TEXT,
+                      q INTEGER NOT NULL, reason TEXT);
+CREATE TABLE blocks (series_id INTEGER NOT NULL, cell INTEGER NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,
+                     PRIMARY KEY (series_id, cell, lo)) WITHOUT ROWID;
+CREATE TABLE rollup (series_id INTEGER NOT NULL, cell INTEGER NOT NULL, n INTEGER NOT NULL, nv INTEGER NOT NULL,
+                     nbad INTEGER NOT NULL, sm REAL NOT NULL, mn, mx, ft REAL, fv, lt REAL, lv,
+                     PRIMARY KEY (series_id, cell)) WITHOUT ROWID;
+INSERT INTO meta VALUES ('schema', '1'), ('cell_s', '10');
+INSERT INTO series VALUES (1, 'coater1', 'speed', 'm/min'), (2, 'coater1', 'lot', '');
+"""
+
+
+def write_layout_1(path: Path) -> list[tuple]:
+    """A store as the layout-1 version left it: rows sorted per batch, a block per (series, cell), rollup cells."""
+    rows = [(1, T0 + i, T0 + i + 0.01, float(i), None, 0, None) for i in range(100)]
+    rows += [(2, T0 + i * 10, T0 + i * 10 + 0.01, None, f"LOT-{i}", 0, None) for i in range(10)]
+    conn = sqlite3.connect(path)
+    conn.executescript(LAYOUT_1)
+    conn.executemany("INSERT INTO samples VALUES (?,?,?,?,?,?,?)", rows)
+    conn.execute("INSERT INTO blocks SELECT series_id, CAST(ts / 10 AS INTEGER), min(rowid), max(rowid) FROM samples "
+                 "GROUP BY 1, 2")
+    conn.execute("INSERT INTO rollup VALUES (1, 0, 1, 1, 0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)")
+    conn.commit()
+    conn.close()
+    return rows
+
+
+async def test_a_layout_1_store_is_migrated_at_open_and_then_sealed(tmp_path, caplog):
+    path = tmp_path / "old.sqlite"
+    write_layout_1(path)
+    async with SealingStore(path) as s:
+        assert "store layout 1 migrated to 2" in caplog.text
+        before = await s.history("coater1", "speed", T0, T0 + 100)
+        assert [r["value"] for r in before] == [float(i) for i in range(100)]
+        assert {x.path: x.value for x in await s.latest()} == {"speed": 99.0, "lot": "LOT-9"}
+        await s.flush()  # seals the old rows
+        assert s.stats()["sealed_samples"] == 110
+        assert await s.history("coater1", "speed", T0, T0 + 100) == before
+        assert [r["value"] for r in await s.history("coater1", "lot", T0, T0 + 100)] == [f"LOT-{i}" for i in range(10)]
+        rows = await s.history("coater1", "speed", T0, T0 + 100, bucket_s=1000, agg=["avg", "count"])
+        assert [(r["count"], r["avg"]) for r in rows] == [(100, 49.5)]  # T0 + 0..99 s lie in one 1000 s bucket
+        s.write_samples([sample("speed", 100.0, T0 + 100)])
+        await s.flush()
+        _, cursor = await s.read_since(0, 10)
+        assert cursor == 111  # the outbox sequence goes on from the old rows
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'rollup'").fetchone() is None
+    conn.close()
+
+
+async def test_a_store_written_by_a_newer_version_is_refused_saying_what_to_do(tmp_path):
+    path = tmp_path / "new.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT); INSERT INTO meta VALUES ('schema', '9');")
+    conn.close()
+    s = SqliteStore(path)
+    with pytest.raises(sqlite3.DatabaseError, match=r"new.sqlite: store layout 9 was written by a newer linegw.*"
+                                                    r"move the file away"):
+        await s.start()
+
+
+async def test_sealed_process_data_takes_a_few_bytes_per_value(tmp_path):
+    """An hour of 20 channels at 1 Hz, as a rack's Modbus scan records them (values rounded as the machine does)."""
+    n_series, seconds = 20, 3600
+    rnd = random.Random(7)
+    async with SealingStore(tmp_path / "store.sqlite") as s:
+        for t in range(seconds):
+            ts = T0 + t + rnd.random() * 0.003  # the scan's own time jitter, as Modbus has no source time
+            s.write_samples([Sample("rack1", f"channel[{c}].voltage", round(3.6 + 0.0001 * t + rnd.gauss(0, 0.0005), 4),
+                                    "V", ts, ts, Quality.GOOD, "") for c in range(n_series)])
+        await s.flush()
+        conn = sqlite3.connect(tmp_path / "store.sqlite")
+        used, = conn.execute("SELECT sum(pgsize) FROM dbstat WHERE name = 'chunks'").fetchone()
+        conn.close()
+        per_value = used / (n_series * seconds)
+        assert per_value < 4, per_value
+        rows = await s.history("rack1", "channel[3].voltage", T0, T0 + seconds + 1, bucket_s=600, agg="count")
+        assert sum(r["count"] for r in rows) == seconds
