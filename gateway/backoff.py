@@ -10,7 +10,10 @@ crash after an hour of good service is not punished for crashes long ago.
 `wait_or_reachable` shortens a long wait for a network peer: it polls the
 peer's TCP port and ends the wait as soon as the port answers again after it
 had been seen closed, so data returns within about a second of the machine
-being back, whatever the backoff had reached.
+being back, whatever the backoff had reached. A peer whose port stayed open
+while it did not answer (a half-open link through a proxy or a switch) tells
+nothing by its port; for it the caller may pass a protocol-level question,
+asked every few seconds.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import asyncio
 import contextlib
 import random
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
 PROBE_EVERY_S = 0.5  # how often a long wait asks whether the peer's port answers again
 PROBE_TIMEOUT_S = 0.5
+ANSWER_EVERY_S = 2.0  # how often a long wait asks a silent peer a protocol-level question
 
 
 class Backoff:
@@ -92,13 +96,15 @@ async def port_answers(host: str, port: int, timeout: float = PROBE_TIMEOUT_S) -
 
 
 async def wait_or_reachable(delay: float, host: str, port: int, seen_closed: bool = False,
-                            every: float = PROBE_EVERY_S) -> bool:
-    """Wait `delay` seconds, or less: until the port answers again after it was seen closed.
+                            every: float = PROBE_EVERY_S,
+                            answers: Callable[[], Awaitable[bool]] | None = None) -> bool:
+    """Wait `delay` seconds, or less: until the port answers again after it was seen closed,
+    or `answers()` (asked every ANSWER_EVERY_S while the port is open) says the peer serves again.
 
-    `seen_closed` says the last attempt could not connect at all. A port that
-    answers throughout (a peer that accepts connections but not requests)
-    gives no news, so then the whole delay is waited. Returns True when the
-    wait was cut short.
+    `seen_closed` says the last attempt could not connect at all. Without
+    `answers`, a port that answers throughout (a peer that accepts
+    connections but not requests) gives no news, so then the whole delay is
+    waited. Returns True when the wait was cut short.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + delay
@@ -107,6 +113,7 @@ async def wait_or_reachable(delay: float, host: str, port: int, seen_closed: boo
         # restart that is quick is seen closed. Never cut short before the first
         # interval, though: a peer that accepts and then fails is not asked in a loop.
         seen_closed = not await port_answers(host, port, min(PROBE_TIMEOUT_S, every))
+    ask_at = loop.time() + ANSWER_EVERY_S  # a silent peer is not asked in a loop either
     while (left := deadline - loop.time()) > 0:
         await asyncio.sleep(min(every, left))
         if deadline - loop.time() <= 0:
@@ -114,6 +121,10 @@ async def wait_or_reachable(delay: float, host: str, port: int, seen_closed: boo
         if await port_answers(host, port, min(PROBE_TIMEOUT_S, every)):
             if seen_closed:
                 return True
+            if answers is not None and loop.time() >= ask_at:
+                ask_at = loop.time() + ANSWER_EVERY_S
+                if await answers():
+                    return True
         else:
             seen_closed = True
     return False

@@ -392,6 +392,75 @@ async def test_timeout_closes_and_reopens_the_connection(modbus_sim: ModbusSimSe
     assert adapter.health().reconnects >= 1
 
 
+class StallingProxy:
+    """A TCP proxy in front of a device that can go half-open: while stalled it still accepts
+    connections, but passes nothing on, either way (what is sent meanwhile is lost)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.stalled = False
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self._pumps: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for task in self._pumps:
+            task.cancel()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        pumps = {asyncio.create_task(self._pump(reader, up_writer)), asyncio.create_task(self._pump(up_reader, writer))}
+        self._pumps |= pumps
+        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        for task in pumps:
+            task.cancel()
+        self._pumps -= pumps
+        writer.close()
+        up_writer.close()
+
+    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        while data := await source.read(4096):
+            if not self.stalled:
+                sink.write(data)
+                await sink.drain()
+
+
+async def test_recovery_from_a_half_open_link_does_not_wait_on_the_backoff(modbus_sim: ModbusSimServer) -> None:
+    """The port stays open throughout, so it says nothing: the device is asked a small read instead."""
+    modbus_sim.set_registers(0, [1])
+    proxy = StallingProxy(modbus_sim.port)
+    await proxy.start()
+    loop = asyncio.get_running_loop()
+    try:
+        adapter = ModbusAdapter(f"127.0.0.1:{proxy.port}", [Point("x", {"address": 0})],
+                                {**FAST, "timeout_s": 0.3, "backoff_initial_s": 30, "backoff_max_s": 60})
+        async with running(adapter) as rec:
+            await wait_until(lambda: rec.up and rec.scans, "first scan")
+            proxy.stalled = True
+            await wait_until(lambda: adapter.health().extra["retry_in_s"] > 10, "a long wait before reconnecting")
+            assert not rec.up and "no reply" in rec.links[-1][1]
+            await asyncio.sleep(3.0)  # half-open a while (the fault, not a wait for the adapter)
+            assert not rec.up
+            modbus_sim.set_registers(0, [2])
+            proxy.stalled = False
+            back = loop.time()
+            await wait_until(lambda: rec.up and rec.scans[-1]["x"].value == 2, "data back")
+            took = loop.time() - back
+    finally:
+        await proxy.stop()
+    # The bound is about not waiting out the backoff (15 s at least), not a benchmark.
+    assert took < 5, f"data came back {took:.1f} s after the link"
+    assert adapter.health().extra["early_reconnects"] == 1
+
+
 class GarblingServer:
     """A TCP peer that answers every read with one register fewer than asked for."""
 

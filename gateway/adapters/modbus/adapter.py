@@ -28,7 +28,9 @@ Faults stay as small as they are:
   (transaction ids may be out of step), so it is closed and opened again,
   with backoff (gateway/backoff.py), until the device answers or the adapter
   is cancelled. During a long wait the device's port is probed every half
-  second, and a port that opens again after it was closed ends the wait.
+  second, and a port that opens again after it was closed ends the wait;
+  after a missing reply (the port may have stayed open: a half-open link),
+  a one-register read on a connection of its own, every 2 s, does too.
 """
 
 from __future__ import annotations
@@ -82,6 +84,9 @@ _SPLIT_CODES = frozenset({2, 3})
 # Refusals about the device or the path to it, not about the registers: busy (6),
 # gateway path unavailable (10), gateway target failed to respond (11).
 _LINK_CODES = frozenset({6, 10, 11})
+_PROBE_FRAME = Struct(">HHHBBHH")  # MBAP header and a read of one register (or bit)
+_PROBE_REPLY = Struct(">HHHBB")
+_PROBE_TID = 0x6C67
 REFUSING_MAX_S = 2.0  # longest wait between single requests to a device that refuses every read
 
 
@@ -390,12 +395,14 @@ async def _keep_cancellation(aw: Awaitable[T]) -> T:
 
 
 class _LinkLost(Exception):
-    """The connection is gone or can no longer be trusted; `unreachable` when it could not even be opened."""
+    """The connection is gone or can no longer be trusted; `unreachable` when it could not even be
+    opened, `silent` when the device did not answer in time."""
 
-    def __init__(self, reason: str, unreachable: bool = False):
+    def __init__(self, reason: str, unreachable: bool = False, silent: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.unreachable = unreachable
+        self.silent = silent
 
 
 class _DeviceRefused(Exception):
@@ -468,7 +475,11 @@ class ModbusAdapter:
                     report(False, exc.reason)
                     delay = backoff.next()
                     self._stats["retry_in_s"] = round(delay, 3)
-                    if await wait_or_reachable(delay, self.host, self.port, seen_closed=exc.unreachable):
+                    # A silent device behind a port that stays open (half-open) is asked a small
+                    # read now and then: its port alone cannot say when it serves again.
+                    answers = self._answers if exc.silent else None
+                    if await wait_or_reachable(delay, self.host, self.port, seen_closed=exc.unreachable,
+                                               answers=answers):
                         self._stats["early_reconnects"] += 1
                     self._stats["retry_in_s"] = 0.0
         finally:
@@ -827,10 +838,31 @@ class ModbusAdapter:
         text = str(exc)
         if "No response" in text:
             self._stats["timeouts"] += 1
-            reason = f"no reply from {self.where} within {self.settings.timeout_s:g} s"
-        else:
-            reason = f"connection to {self.where} failed: {text}"
-        return self._drop(reason)
+            lost = self._drop(f"no reply from {self.where} within {self.settings.timeout_s:g} s")
+            lost.silent = True
+            return lost
+        return self._drop(f"connection to {self.where} failed: {text}")
+
+    async def _answers(self) -> bool:
+        """Whether the device answers one small read, on a connection of its own (outside pymodbus,
+        whose client is closed meanwhile). Any well-formed reply counts, an exception too."""
+        req = self._scan_plan[0].request if self._scan_plan else None
+        device_id = req.device_id if req else self.settings.device_id
+        fc = _READ_FUNCTION[req.table] if req else 3
+        frame = _PROBE_FRAME.pack(_PROBE_TID, 0, 6, device_id, fc, req.address if req else 0, 1)
+        try:
+            async with asyncio.timeout(self.settings.timeout_s):
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+                try:
+                    writer.write(frame)
+                    await writer.drain()
+                    head = await reader.readexactly(8)
+                finally:
+                    writer.close()
+        except (OSError, TimeoutError, asyncio.IncompleteReadError):
+            return False
+        tid, protocol, _length, unit, function = _PROBE_REPLY.unpack(head)
+        return (tid, protocol, unit, function & 0x7F) == (_PROBE_TID, 0, device_id, fc)
 
     def _garbled(self, what: str) -> _LinkLost:
         return self._drop(f"garbled reply from {self.where}: {what}")
