@@ -5,8 +5,9 @@ PYTHON  ?= python3
 BIN      = $(VENV)/bin
 STAMP    = $(VENV)/.installed-stamp
 # Debian packages the tests start as real servers or use as foreign peers
-# (nginx-light: a reverse proxy with a body limit in front of victoria-metrics).
-DEB_PKGS = mbpoll mosquitto victoria-metrics nginx-light
+# (nginx-light: a reverse proxy with a body limit in front of victoria-metrics; chromium: the
+# headless browser the dashboard's tests drive).
+DEB_PKGS = mbpoll mosquitto victoria-metrics nginx-light chromium
 
 .PHONY: demo test system-deps venv docs clean kit-stress
 

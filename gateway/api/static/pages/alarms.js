@@ -35,7 +35,8 @@ export async function mount(root) {
     if ($("#f-sev").value) q.set("min_severity", $("#f-sev").value);
     return q;
   };
-  const ackButton = (a) => (a.acknowledged ? `by ${esc(a.acked_by || "?")}` : mayCommand()
+  // The runtime's active list says whether, the store's history also says who.
+  const ackButton = (a) => (a.acknowledged ? (a.acked_by ? `by ${esc(a.acked_by)}` : "acknowledged") : mayCommand()
     ? `<button type="button" data-ack="${a.code}" data-eq="${esc(a.equipment)}" data-occ="${esc(a.occurrence_id)}">Ack</button>` : "no");
 
   async function refresh() {
@@ -57,14 +58,17 @@ export async function mount(root) {
     $("#pareto").innerHTML = pareto.body.codes.map((c) => `<span title="${esc(c.equipment)} code ${c.code}">${esc(c.equipment)} · ${esc(c.id || c.code)}</span>
       <div class="bar" style="width:${(100 * c.count / top).toFixed(1)}%"></div><span class="num">${c.count}</span>`).join("")
       || `<span class="muted">no alarms in this range</span>`;
-    root.querySelectorAll("[data-ack]").forEach((b) => b.addEventListener("click", async () => {
-      b.disabled = true;
-      const r = await api(`/equipment/${encodeURIComponent(b.dataset.eq)}/alarms/${b.dataset.ack}/ack?occurrence_id=${encodeURIComponent(b.dataset.occ)}`, { method: "POST" });
-      $("#ack-result").className = "result small " + (r.ok ? "ok" : "refused");
-      $("#ack-result").textContent = describeResult(r);
-      refresh();
-    }));
   }
+  // One listener for every Ack button, present and future: tables are redrawn whenever an alarm changes.
+  root.addEventListener("click", async (e) => {
+    const b = e.target.closest("button[data-ack]");
+    if (!b || b.disabled) return;
+    b.disabled = true;
+    const r = await api(`/equipment/${encodeURIComponent(b.dataset.eq)}/alarms/${b.dataset.ack}/ack?occurrence_id=${encodeURIComponent(b.dataset.occ)}`, { method: "POST" });
+    $("#ack-result").className = "result small " + (r.ok ? "ok" : "refused");
+    $("#ack-result").textContent = describeResult(r);
+    refresh();
+  });
   for (const id of ["#f-eq", "#f-sev", "#f-range"]) $(id).addEventListener("change", refresh);
   $("#a-csv").addEventListener("click", () => {
     const q = filters();

@@ -191,14 +191,17 @@ export async function mount(root, id) {
     $("#m-alarms").innerHTML = list.map((a) => `<tr><td>${a.code}</td><td>${esc(a.text)}</td><td>${a.severity}</td>
       <td>${a.acknowledged ? "acknowledged" : mayCommand() ? `<button type="button" data-ack="${a.code}" data-occ="${esc(a.occurrence_id)}">Acknowledge</button>` : "unacknowledged"}</td></tr>`).join("")
       || `<tr><td class="muted">none</td></tr>`;
-    $("#m-alarms").querySelectorAll("[data-ack]").forEach((b) => b.addEventListener("click", async () => {
-      b.disabled = true;
-      const res = await api(`/equipment/${encodeURIComponent(eq.id)}/alarms/${b.dataset.ack}/ack?occurrence_id=${encodeURIComponent(b.dataset.occ)}`, { method: "POST" });
-      $("#ack-result").className = "result small " + (res.ok ? "ok" : "refused");
-      $("#ack-result").textContent = describeResult(res);
-      renderAlarms();
-    }));
   }
+  // One listener for every Ack button, present and future: the table is redrawn whenever an alarm changes.
+  $("#m-alarms").addEventListener("click", async (e) => {
+    const b = e.target.closest("button[data-ack]");
+    if (!b || b.disabled) return;
+    b.disabled = true;
+    const res = await api(`/equipment/${encodeURIComponent(eq.id)}/alarms/${b.dataset.ack}/ack?occurrence_id=${encodeURIComponent(b.dataset.occ)}`, { method: "POST" });
+    $("#ack-result").className = "result small " + (res.ok ? "ok" : "refused");
+    $("#ack-result").textContent = describeResult(res);
+    renderAlarms();
+  });
   function addEvent(e) {
     const li = document.createElement("li");
     li.innerHTML = `<span class="t">${esc(timeOf(e.source_ts || e.ts))}</span><b>${esc(e.type)}</b> ${esc(describeEvent(e))}`;
