@@ -392,16 +392,12 @@ async def test_timeout_closes_and_reopens_the_connection(modbus_sim: ModbusSimSe
     assert adapter.health().reconnects >= 1
 
 
-class StallingProxy:
-    """A TCP proxy in front of a device that can go half-open: while stalled it still accepts
-    connections, but passes nothing on, either way (what is sent meanwhile is lost)."""
+class TcpPeer:
+    """A plain TCP server on loopback for the peers below; `_serve` is what each does."""
 
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.stalled = False
+    def __init__(self) -> None:
         self.server: asyncio.Server | None = None
         self.port = 0
-        self._pumps: set[asyncio.Task] = set()
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -410,10 +406,27 @@ class StallingProxy:
     async def stop(self) -> None:
         assert self.server is not None
         self.server.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class StallingProxy(TcpPeer):
+    """A TCP proxy in front of a device that can go half-open: while stalled it still accepts
+    connections, but passes nothing on, either way (what is sent meanwhile is lost)."""
+
+    def __init__(self, target_port: int) -> None:
+        super().__init__()
+        self.target_port = target_port
+        self.stalled = False
+        self._pumps: set[asyncio.Task] = set()
+
+    async def stop(self) -> None:
         for task in self._pumps:
             task.cancel()
         await asyncio.gather(*self._pumps, return_exceptions=True)
-        await self.server.wait_closed()
+        await super().stop()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
@@ -461,22 +474,12 @@ async def test_recovery_from_a_half_open_link_does_not_wait_on_the_backoff(modbu
     assert adapter.health().extra["early_reconnects"] == 1
 
 
-class GarblingServer:
+class GarblingServer(TcpPeer):
     """A TCP peer that answers every read with one register fewer than asked for."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.connections = 0
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
