@@ -67,6 +67,13 @@ class Adapter(Protocol):
         deliver notifications. When `on_readings` returns an awaitable, await it
         before reading or delivering more. Must never raise on device errors: report them
         through `on_link(False, reason)` and per-point `RawReading.error`.
+
+        `on_link` is called once per change: down with the reason as an outage
+        starts (a reason that moves on during it is for `health()`), up as it
+        ends; the runtime logs each call as one line. A device that answers but
+        serves no data (a Modbus device refusing every read as busy) is down.
+        Reconnect and retry waits use gateway/backoff.py, so every adapter backs
+        off alike and comes back promptly once the device is reachable.
         """
 
     async def read(self, keys: list[str]) -> list[RawReading]:
