@@ -261,6 +261,22 @@ async def test_address_exception_in_a_merged_request_spoils_only_the_failing_poi
         assert adapter.health().extra["splits"] == splits  # no split since the first scan
 
 
+async def test_a_device_refusing_its_whole_map_is_asked_a_few_points_at_a_time(modbus_sim: ModbusSimServer) -> None:
+    modbus_sim.set_registers(0, list(range(100, 140)))
+    modbus_sim.faults.exception_addresses[range(0, 40)] = 2  # a map that does not fit the device at all
+    points = [Point(f"r{a}", {"address": a}) for a in range(40)]
+    adapter = adapter_for(modbus_sim, points, reprobe_scans=2)
+    async with running(adapter) as rec:
+        await wait_until(lambda: len(rec.scans) >= 8, "eight scans")
+        assert all(r.error == "modbus exception 2 (illegal data address)" for scan in rec.scans for r in scan.values())
+        assert rec.links == [(True, "")]  # it answers: the link is up, the points are bad
+        per_scan = [b - a for a, b in zip(rec.requests_at_scan[1:], rec.requests_at_scan[2:])]
+        assert set(per_scan) <= {0, 8}, per_scan  # nothing, or eight points alone every other scan
+        modbus_sim.faults.exception_addresses.clear()
+        await wait_until(lambda: all(not r.error for r in rec.scans[-1].values()), "every point read again")
+        assert adapter.health().extra["scan_requests"] == 1
+
+
 async def test_a_refused_hole_between_points_keeps_the_split_that_avoids_it(modbus_sim: ModbusSimServer) -> None:
     modbus_sim.set_registers(0, list(range(100, 121)))
     modbus_sim.faults.exception_addresses[range(5, 6)] = 2  # a point's register ...

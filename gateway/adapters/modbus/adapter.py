@@ -16,9 +16,9 @@ Faults stay as small as they are:
   scans. The plan remembers the split, so later scans do not pay for it
   again: the points between the refused ones are merged again (and should
   such a request be refused too, for a hole no point asks for, the split's
-  requests stay). Refused points are tried alone every `reprobe_scans` scans,
-  and the merged plan tried again after every reconnect; once they all
-  answer, the merged plan is back.
+  requests stay). Refused points are tried alone every `reprobe_scans` scans
+  (a few at a time, in turn), and the merged plan tried again after every
+  reconnect; once they all answer, the merged plan is back.
 * A device that refuses every request of a scan as busy (6) or through a
   gateway (10, 11) does not serve data: the link is reported down with the
   reason, and the device is asked again on the same connection, one request
@@ -87,7 +87,8 @@ _LINK_CODES = frozenset({6, 10, 11})
 _PROBE_FRAME = Struct(">HHHBBHH")  # MBAP header and a read of one register (or bit)
 _PROBE_REPLY = Struct(">HHHBB")
 _PROBE_TID = 0x6C67
-REFUSING_MAX_S = 2.0  # longest wait between single requests to a device that refuses every read
+REFUSING_MAX_S = 2.0
+REPROBE_BATCH = 8  # refused points tried alone per reprobe round  # longest wait between single requests to a device that refuses every read
 
 
 def exception_text(code: int) -> str:
@@ -617,16 +618,19 @@ class ModbusAdapter:
         return got
 
     async def _reprobe(self, got: _Collector) -> set[str]:
-        """Try each refused point alone; the merged plan is back once they all answer."""
-        keys = list(self._unreadable)
+        """Try refused points alone, REPROBE_BATCH at a time in turn (a device whose whole map is
+        wrong costs a few requests, not one per point); the merged plan is back once they all answer."""
+        keys = list(self._unreadable)[:REPROBE_BATCH]
         back: list[_Step] = []
         for key in keys:
             steps = _compile_plan([self._points[key]], self.settings.limits)
             before = len(got.out)
             await self._run(steps, got, learn=False)
+            reason = self._unreadable.pop(key)
             if all(not r.error for r in got.out[before:]):
-                del self._unreadable[key]
                 back += steps
+            else:
+                self._unreadable[key] = reason  # to the end of the line: the others are tried first
         if back:
             if self._unreadable:
                 self._scan_plan = (*self._scan_plan, *back)
