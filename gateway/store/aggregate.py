@@ -90,27 +90,25 @@ def partials(key: np.ndarray, ts: np.ndarray, q: np.ndarray, kind: np.ndarray,
     good = (q & QMASK) == 0
     isint = kind == K_INT
     numeric = good & ((kind == K_FLOAT) | isint)
-    vals = np.where(numeric, num, 0.0)
     count = np.diff(np.append(starts, n))
     ng = np.add.reduceat(good.astype(np.int64), starts)
     nv = np.add.reduceat(numeric.astype(np.int64), starts)
-    nint = np.add.reduceat((numeric & isint).astype(np.int64), starts)
-    sm = np.add.reduceat(vals, starts)
+    allint = np.add.reduceat((numeric & isint).astype(np.int64), starts) == nv
+    sm = np.add.reduceat(np.where(numeric, num, 0.0), starts)
     mn = np.minimum.reduceat(np.where(numeric, num, np.inf), starts)
     mx = np.maximum.reduceat(np.where(numeric, num, -np.inf), starts)
     idx = np.arange(n)
-    fi = np.minimum.reduceat(np.where(numeric, idx, n), starts)
-    li = np.maximum.reduceat(np.where(numeric, idx, -1), starts)
-    rows = zip(key[starts].tolist(), ng.tolist(), nv.tolist(), (count - ng).tolist(), nint.tolist(), sm.tolist(),
-               mn.tolist(), mx.tolist(), fi.tolist(), li.tolist())
-    for k, g, v, bad, ni, s, lo, hi, f, la in rows:
+    fi = np.minimum.reduceat(np.where(numeric, idx, n - 1), starts)
+    li = np.maximum.reduceat(np.where(numeric, idx, 0), starts)
+    # Python objects column-wise; the loop below only picks them.
+    fint, lint = isint[fi].tolist(), isint[li].tolist()
+    rows = zip(key[starts].tolist(), ng.tolist(), nv.tolist(), (count - ng).tolist(), allint.tolist(), sm.tolist(),
+               mn.tolist(), mx.tolist(), ts[fi].tolist(), num[fi].tolist(), fint, ts[li].tolist(), num[li].tolist(),
+               lint)
+    for k, g, v, bad, ints, s, lo, hi, ft, fv, fi_int, lt, lv, li_int in rows:
         if not v:
             yield k, (g, 0, bad, 0.0, None, None, None, None, None, None)
-            continue
-        cast = int if ni == v else float
-        yield k, (g, v, bad, s, cast(lo), cast(hi), float(ts[f]), _number(num[f], kind[f]),
-                  float(ts[la]), _number(num[la], kind[la]))
-
-
-def _number(x: Any, k: Any) -> Any:
-    return int(x) if k == K_INT else float(x)
+        elif ints:
+            yield k, (g, v, bad, s, int(lo), int(hi), ft, int(fv), lt, int(lv))
+        else:
+            yield k, (g, v, bad, s, lo, hi, ft, int(fv) if fi_int else fv, lt, int(lv) if li_int else lv)

@@ -219,16 +219,17 @@ def _sections(blob: bytes) -> tuple[int, int, list[bytes]]:
     return flags, n, out
 
 
-def decode(blob: bytes, *, texts: bool = True) -> Columns:
-    """The columns of a chunk; with texts=False, text values and reasons are left out (aggregation needs neither)."""
+def decode(blob: bytes, *, texts: bool = True, gw: bool = True) -> Columns:
+    """The columns of a chunk; aggregation needs no text values, reasons (texts=False) or gateway times (gw=False:
+    an empty gw column)."""
     flags, n, s = _sections(blob)
     ts = _unarray(s[0], np.float64)
-    gw = (_unarray(s[1], np.int64) + ts.view(np.int64)).view(np.float64)
+    gw_a = (_unarray(s[1], np.int64) + ts.view(np.int64)).view(np.float64) if gw else np.empty(n, np.float64)
     qk = np.frombuffer(_ZD.decompress(s[2]), dtype=np.uint8)
     q, kind = qk[:n], qk[n:]
     floats = _unarray(s[3], np.float64)
     ints = _unarray(s[4], np.int64)
-    if not (len(ts) == len(gw) == len(q) == len(kind) == n):
+    if not (len(ts) == len(gw_a) == len(q) == len(kind) == n):
         raise CodecError("a chunk whose columns disagree on its length")
     text_values: list[str] = []
     reasons: list[str] = [""] * n
@@ -236,4 +237,4 @@ def decode(blob: bytes, *, texts: bool = True) -> Columns:
         text_values = _unstrings(s[5], int((kind == K_TEXT).sum()))
         if flags & _F_REASONS:
             reasons = _unstrings(s[6], n)
-    return Columns(ts, gw, q, kind, floats, ints, text_values, reasons)
+    return Columns(ts, gw_a, q, kind, floats, ints, text_values, reasons)

@@ -1682,35 +1682,44 @@ class SqliteStore:
             return []
         bucket = float(bucket_s)
         buckets: dict[int, Agg] = {}
+        pending: list[tuple[np.ndarray, ...]] = []  # decoded (ts, q, kind, number) runs, in sequence order
 
-        def merge(key: np.ndarray, ts: np.ndarray, q: np.ndarray, kind: np.ndarray, num: np.ndarray) -> None:
-            for k, p in partials(key, ts, q, kind, num):
-                b = buckets.get(k)
-                if b is None:
-                    b = buckets[k] = Agg()
-                b.merge(p)
+        def flush() -> None:
+            # Runs that follow one another in time are aggregated in one pass; overlapping ones (late
+            # data) one by one. Either way partials are merged in sequence order: first/last ties go by it.
+            if not pending:
+                return
+            ordered = all(pending[i][0][0] >= pending[i - 1][0][-1] for i in range(1, len(pending)))
+            for run in ([pending] if ordered else [[p] for p in pending]):
+                ts, q, kind, num = (np.concatenate(col) for col in zip(*run))
+                for k, p in partials(np.floor(ts / bucket).astype(np.int64), ts, q, kind, num):
+                    b = buckets.get(k)
+                    if b is None:
+                        b = buckets[k] = Agg()
+                    b.merge(p)
+            pending.clear()
 
-        # Partials are merged in sealing order, then the head's: first/last ties go by sequence.
         for t0, t1, *summary, data in conn.execute(
                 _CHUNKS_IN_RANGE.format(cols="t0, t1, ng, nv, nbad, sm, mn, mx, ft, fv, lt, lv, data"),
                 (sid, start, end)):
             k0 = math.floor(t0 / bucket)
             if t0 >= start and t1 < end and k0 == math.floor(t1 / bucket):
                 # The whole chunk in one bucket: its summary is the answer, nothing to decode.
+                flush()
                 b = buckets.get(k0)
                 if b is None:
                     b = buckets[k0] = Agg()
                 b.merge(summary)
                 continue
-            c = codec.decode(data, texts=False)
+            c = codec.decode(data, texts=False, gw=False)
             lo, hi = np.searchsorted(c.ts, (start, end)).tolist()
             if lo < hi:
-                ts = c.ts[lo:hi]
-                merge(np.floor(ts / bucket).astype(np.int64), ts, c.q[lo:hi], c.kind[lo:hi], c.numbers()[lo:hi])
+                pending.append((c.ts[lo:hi], c.q[lo:hi], c.kind[lo:hi], c.numbers()[lo:hi]))
         head = self._head_rows(conn, sid, start, end)
         if head:
             c = codec.columns(*zip(*head))
-            merge(np.floor(c.ts / bucket).astype(np.int64), c.ts, c.q, c.kind, c.numbers())
+            pending.append((c.ts, c.q, c.kind, c.numbers()))
+        flush()
         return [buckets[k].row(k * bucket, aggs) for k in sorted(buckets)[:limit]]
 
     # --- latest and series ---------------------------------------------------------------
