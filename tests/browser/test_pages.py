@@ -152,6 +152,7 @@ def test_a_trend_shows_history_for_a_chosen_range(tab):
     poll(lambda: page.locator("#t-status").inner_text().endswith("ms") and
          int(page.locator("#trend").get_attribute("data-points") or 0) > 0, "the 15 min trend to load")
     assert "samples" in page.locator("#t-status").inner_text()  # 15 min is drawn from raw samples
+    poll(lambda: int(page.locator("#trend").get_attribute("data-live") or 0) >= 2, "live samples to extend the trend")
     assert "web.line_speed (m/min)" in page.locator("#trend .u-legend").inner_text()
     page.click('#t-range button[data-span="86400"]')
     poll(lambda: "averages" in page.locator("#t-status").inner_text(), "the 24 h trend of bucket averages")

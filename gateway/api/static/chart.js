@@ -141,6 +141,7 @@ export class Trend {
       const zoomed = this.plot.scales.x.max - this.plot.scales.x.min < this.window * 0.98;
       this.plot.setData(this.data(), false);
       if (!zoomed) this.showRange();
+      this.el.dataset.live = String(Number(this.el.dataset.live || 0) + 1);  // redraws from live samples
     }, 1000);
   }
 
