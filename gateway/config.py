@@ -7,6 +7,7 @@ written in the file: a password comes from an environment variable or a file.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -174,11 +175,50 @@ def load_line(path: str | Path, secrets: bool = True) -> LineConfig:
             eq.mapping = str(mapping)
         if eq.mapping is None and eq.protocol == "opcua" and not eq.machine:
             eq.machine = eq.id
+    problems = key_collisions(cfg.api, [os.environ.get(k.key_env) for k in cfg.api.keys] if secrets else None)
     if secrets:
-        problems = missing_secrets(cfg)
-        if problems:
-            raise SpecError("\n".join(f"{path}:{line_of(node, loc)}: {format_loc(loc)}: {what}" for loc, what in problems))
+        problems += missing_secrets(cfg)
+    if problems:
+        raise SpecError(located(path, node, problems))
     return cfg
+
+
+def located(path: Path, node: Any, problems: list[tuple[tuple[Any, ...], str]]) -> str:
+    """One `file:line: field: what` line per problem, in the order given."""
+    return "\n".join(f"{path}:{line_of(node, loc)}: {format_loc(loc)}: {what}" for loc, what in problems)
+
+
+def key_collisions(api: Api, values: list[str | None] | None) -> list[tuple[tuple[Any, ...], str]]:
+    """(field location, what is wrong) for every API key entry that is not the only one of its kind.
+
+    A key must name one user with one role: two entries that share a variable, a user or a key
+    value would let whoever holds that key act as either (the later entry used to win, so a
+    viewer's key carried an engineer's rights). `values` are the keys themselves, in entry order,
+    when they are at hand; the message never contains one.
+    """
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    first_env: dict[str, int] = {}
+    first_user: dict[str, int] = {}
+    first_value: dict[bytes, int] = {}
+    for i, key in enumerate(api.keys):
+        j = first_env.setdefault(key.key_env, i)
+        if j != i:
+            problems.append((("api", "keys", i, "key_env"),
+                             f"environment variable {key.key_env} already holds the key of api.keys[{j}] "
+                             f"(user '{api.keys[j].user}'); each key entry needs a variable of its own"))
+        j = first_user.setdefault(key.user, i)
+        if j != i:
+            problems.append((("api", "keys", i, "user"),
+                             f"user '{key.user}' already has a key, api.keys[{j}]; give each user one key and one role"))
+        value = values[i] if values is not None else None
+        if value and first_env[key.key_env] == i:  # a shared variable is reported above, once
+            # Compared by digest: equal keys are found without keeping or comparing the keys themselves.
+            j = first_value.setdefault(hashlib.sha256(value.encode()).digest(), i)
+            if j != i:
+                problems.append((("api", "keys", i, "key_env"),
+                                 f"the key in {key.key_env} is the same as the key of api.keys[{j}] "
+                                 f"(user '{api.keys[j].user}', {api.keys[j].key_env}); each user needs a key of its own"))
+    return problems
 
 
 def missing_secrets(cfg: LineConfig) -> list[tuple[tuple[Any, ...], str]]:

@@ -14,7 +14,8 @@ import ipaddress
 import os
 from dataclasses import dataclass
 
-from gateway.config import Api
+from gateway.config import Api, key_collisions
+from interface_spec.loader import format_loc
 
 COMMAND_ROLES = ("operator", "engineer")
 KEY_HEADER = "X-API-Key"
@@ -44,13 +45,19 @@ class KeyRing:
 
     def __init__(self, api: Api):
         self._keys: list[tuple[bytes, Principal]] = []
+        values: list[str | None] = []
         for i, k in enumerate(api.keys):
             value = os.environ.get(k.key_env)
             if not value:
                 raise ApiConfigError(
                     f"api.keys[{i}].key_env: environment variable {k.key_env} (key of user '{k.user}') is not set or empty"
                 )
+            values.append(value)
             self._keys.append((value.encode(), Principal(k.user, k.role, via_key=True)))
+        # Refused here as well as at load: a key matching two entries would act with the rights of either.
+        collisions = key_collisions(api, values)
+        if collisions:
+            raise ApiConfigError("\n".join(f"{format_loc(loc)}: {what}" for loc, what in collisions))
 
     @property
     def enabled(self) -> bool:
@@ -61,7 +68,7 @@ class KeyRing:
         given = key.encode()
         for value, principal in self._keys:  # compare with every key: timing says nothing about which matched
             if hmac.compare_digest(value, given):
-                found = principal
+                found = principal  # at most one: the ring holds no two equal keys
         return found
 
 

@@ -25,6 +25,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from gateway.api.app import create_app
+from gateway.api.auth import ApiConfigError
 from gateway.config import Api, ApiKey, LineConfig
 from gateway.runtime.line import LineRuntime
 from gateway.store.sqlite import SqliteStore
@@ -343,6 +344,46 @@ async def test_without_keys_only_loopback_clients_may_command(gateway):
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as remote:
         assert (await remote.get("/api/v1/line")).status_code == 200
         assert_reason(await command(remote, "winder1", "Stop"), 403, "loopback", "192.0.2.10", "api.keys")
+
+
+ENGINEER_ENV, ENGINEER_KEY = "LINEGW_TEST_ENGINEER_KEY", "engineer-key-0123456789"
+
+
+@pytest.mark.parametrize("engineer_env, engineer_key", [
+    (VIEWER_ENV, VIEWER_KEY),  # the engineer entry names the viewer's variable
+    (ENGINEER_ENV, VIEWER_KEY),  # its own variable, holding the viewer's key
+])
+async def test_a_key_that_two_entries_share_is_refused_before_serving(gateway, monkeypatch, engineer_env, engineer_key):
+    monkeypatch.setenv(VIEWER_ENV, VIEWER_KEY)
+    monkeypatch.setenv(engineer_env, engineer_key)
+    api = Api(keys=[ApiKey(user="viewer1", role="viewer", key_env=VIEWER_ENV),
+                    ApiKey(user="engineer1", role="engineer", key_env=engineer_env)])
+    with pytest.raises(ApiConfigError, match=r"^api\.keys\[1\]\.key_env: .*api\.keys\[0\] \(user 'viewer1'"):
+        create_app(gateway.runtime, gateway.store, gateway.spec, api)
+
+
+async def test_a_viewer_key_carries_viewer_rights_only(gateway, monkeypatch):
+    """The escalation found from outside: with a viewer entry first and an engineer entry second, the
+    viewer's key commanded as the engineer. Whatever the order, a viewer's key is refused as the viewer."""
+    monkeypatch.setenv(VIEWER_ENV, VIEWER_KEY)
+    monkeypatch.setenv(ENGINEER_ENV, ENGINEER_KEY)
+    api = Api(keys=[ApiKey(user="viewer1", role="viewer", key_env=VIEWER_ENV),
+                    ApiKey(user="engineer1", role="engineer", key_env=ENGINEER_ENV)])
+    app = create_app(gateway.runtime, gateway.store, gateway.spec, api)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw", timeout=60) as c:
+        before = (await c.get("/api/v1/audit", params={"equipment": "form1", "limit": 500},
+                              headers={"X-API-Key": ENGINEER_KEY})).json()
+        r = await command(c, "form1", "Stop", headers={"X-API-Key": VIEWER_KEY})
+        assert_reason(r, 403, "user 'viewer1' has role 'viewer'")
+        after = (await c.get("/api/v1/audit", params={"equipment": "form1", "limit": 500},
+                             headers={"X-API-Key": VIEWER_KEY})).json()
+        assert after == before  # nothing reached the machine, in anyone's name
+        # The engineer's own key is the engineer: the runtime answers (an unknown command, audited as engineer1).
+        r = await command(c, "form1", "Teleport", headers={"X-API-Key": ENGINEER_KEY})
+        assert r.status_code == 422 and (r.json()["user"], r.json()["role"]) == ("engineer1", "engineer")
+        audit = (await c.get("/api/v1/audit", params={"equipment": "form1", "limit": 1},
+                             headers={"X-API-Key": VIEWER_KEY})).json()
+        assert (audit[0]["user"], audit[0]["role"], audit[0]["command"]) == ("engineer1", "engineer", "Teleport")
 
 
 # --- alarms --------------------------------------------------------------------------------

@@ -139,6 +139,54 @@ def test_unreadable_password_file_and_api_key_are_named_together(tmp_path):
     assert load_line(path, secrets=False).api.keys[0].user == "ops"  # what `linegw simulate` reads
 
 
+KEYS = """\
+api:
+  keys:
+    - {user: viewer1, role: viewer, key_env: LINEGW_TEST_VIEWER_KEY}
+    - {user: engineer1, role: engineer, key_env: LINEGW_TEST_ENGINEER_KEY}
+"""
+KEY_ENV = {"LINEGW_TEST_VIEWER_KEY": "viewer-key-0123", "LINEGW_TEST_ENGINEER_KEY": "engineer-key-0123"}
+
+
+@pytest.mark.parametrize("edit, env, expected", [
+    (("LINEGW_TEST_ENGINEER_KEY}", "LINEGW_TEST_VIEWER_KEY}"), {},
+     "line.yaml:5: api.keys[1].key_env: environment variable LINEGW_TEST_VIEWER_KEY already holds the key of "
+     "api.keys[0] (user 'viewer1'); each key entry needs a variable of its own"),
+    (("", ""), {"LINEGW_TEST_ENGINEER_KEY": "viewer-key-0123"},
+     "line.yaml:5: api.keys[1].key_env: the key in LINEGW_TEST_ENGINEER_KEY is the same as the key of api.keys[0] "
+     "(user 'viewer1', LINEGW_TEST_VIEWER_KEY); each user needs a key of its own"),
+    (("user: engineer1", "user: viewer1"), {},
+     "line.yaml:5: api.keys[1].user: user 'viewer1' already has a key, api.keys[0]; give each user one key and one role"),
+])
+def test_api_keys_that_collide_are_refused_at_load(tmp_path, monkeypatch, edit, env, expected):
+    for name, value in {**KEY_ENV, **env}.items():
+        monkeypatch.setenv(name, value)
+    path = write(tmp_path, "line.yaml", "line: test\n" + KEYS.replace(*edit) + GOOD.removeprefix("line: test\n"))
+    with pytest.raises(SpecError) as exc:
+        load_line(path)
+    assert str(exc.value) == f"{path}:{expected.removeprefix('line.yaml:')}"
+    assert "key-0123" not in str(exc.value)  # never the key itself
+
+
+def test_distinct_api_keys_load(tmp_path, monkeypatch):
+    for name, value in KEY_ENV.items():
+        monkeypatch.setenv(name, value)
+    cfg = load_line(write(tmp_path, "line.yaml", "line: test\n" + KEYS + GOOD.removeprefix("line: test\n")))
+    assert [(k.user, k.role) for k in cfg.api.keys] == [("viewer1", "viewer"), ("engineer1", "engineer")]
+
+
+@pytest.mark.parametrize("command", ["check-config", "run"])
+def test_a_viewer_and_an_engineer_sharing_a_key_stop_check_config_and_run(tmp_path, command):
+    """The file that gave a viewer's key an engineer's rights: refused before anything is served."""
+    text = "line: test\n" + KEYS.replace("ENGINEER_KEY}", "VIEWER_KEY}") + GOOD.removeprefix("line: test\n")
+    line_file = write(tmp_path, "line.yaml", text)
+    proc = linegw(command, str(line_file), env={**os.environ, **KEY_ENV})
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (f"error: {line_file}:5: api.keys[1].key_env: environment variable LINEGW_TEST_VIEWER_KEY "
+                                   "already holds the key of api.keys[0] (user 'viewer1'); each key entry needs a variable of its own")
+    assert "API on" not in proc.stdout and "OK" not in proc.stdout
+
+
 MAPPING = """\
 mapping: test-winder
 class: winder
