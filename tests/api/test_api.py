@@ -539,7 +539,7 @@ async def test_dashboard_is_served_with_the_line(client, tmp_path):
     page = r.text
     assert f"line {LINE}" in page
     assert "http://" not in page and "https://" not in page  # self-contained: the network is closed
-    modules = ["app.js", "lib.js", "chart.js", "pages/line.js", "pages/machine.js", "pages/alarms.js", "pages/trace.js"]
+    modules = ["app.js", "lib.js", "chart.js", "series.js", "pages/line.js", "pages/machine.js", "pages/alarms.js", "pages/trace.js"]
     code = {}
     for name in modules:
         served = await client.get(f"/static/{name}")

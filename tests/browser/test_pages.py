@@ -154,8 +154,12 @@ def test_a_trend_shows_history_for_a_chosen_range(tab):
     assert "samples" in page.locator("#t-status").inner_text()  # 15 min is drawn from raw samples
     poll(lambda: int(page.locator("#trend").get_attribute("data-live") or 0) >= 2, "live samples to extend the trend")
     assert "web.line_speed (m/min)" in page.locator("#trend .u-legend").inner_text()
+    page.click("#t-range button[data-custom]")  # a custom range, prefilled with the last hour
+    assert page.locator("#t-range input[data-from]").input_value()
+    page.click("#t-range button[data-apply]")
+    poll(lambda: "averages of 5 s" in page.locator("#t-status").inner_text(), "the custom hour in 5 s buckets")
     page.click('#t-range button[data-span="86400"]')
-    poll(lambda: "averages" in page.locator("#t-status").inner_text(), "the 24 h trend of bucket averages")
+    poll(lambda: "averages of 120 s" in page.locator("#t-status").inner_text(), "the 24 h trend of bucket averages")
     groups = page.locator("#vars details.group summary").all_inner_texts()
     assert "web" in groups and "coating_head" in groups
     tab.check("machine-coater1")

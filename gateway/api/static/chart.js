@@ -2,38 +2,11 @@
 // Several variables on one chart, one y axis per unit (the first two shown), gaps kept as gaps,
 // drag to zoom and double-click to zoom out, and live samples appended as they arrive.
 import { api, esc, fmt, naturalCompare } from "./lib.js";
+import { bucketFor, toColumns } from "./series.js";
 
 export const RANGES = [["15 min", 900], ["1 h", 3600], ["8 h", 8 * 3600], ["24 h", 86400]];
-const NICE_BUCKETS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400];
-const POINTS_PER_SERIES = 720;  // about one per pixel of a wide chart; a day of one variable stays small
-const RAW_UP_TO = 900;          // ranges up to 15 min are drawn from raw samples, longer ones from bucket averages
 const COLOURS = ["#2b6cb0", "#dd6b20", "#2f855a", "#b83280", "#805ad5", "#c53030", "#2c7a7b", "#975a16"];
 const GAP = 2;                  // uPlot.join: an explicit null is a gap, widened over alignment artefacts
-
-function bucketFor(span) {
-  if (span <= RAW_UP_TO) return null;
-  const want = span / POINTS_PER_SERIES;
-  return NICE_BUCKETS.find((b) => b >= want) || 86400;
-}
-
-// [xs, ys] of one series with nulls where the data stops: BAD samples (link down) and missing stretches.
-function toColumns(points, bucket) {
-  const xs = [], ys = [];
-  const value = bucket ? (p) => p.avg : (p) => (p.quality === "bad" ? null : p.value);
-  const dts = [];
-  for (let i = 1; i < points.length; i++) dts.push(points[i].ts - points[i - 1].ts);
-  dts.sort((a, b) => a - b);
-  const typical = bucket || (dts.length ? dts[Math.floor(dts.length / 2)] : 1);
-  const gapAfter = Math.max(typical * 3, bucket ? bucket * 1.5 : 5);
-  let prev = null;
-  for (const p of points) {
-    if (prev !== null && p.ts - prev > gapAfter) { xs.push(prev + typical); ys.push(null); }
-    const v = value(p);
-    xs.push(p.ts); ys.push(typeof v === "number" ? v : null);
-    prev = p.ts;
-  }
-  return [xs, ys];
-}
 
 export class Trend {
   constructor(el, { height = 280 } = {}) {
