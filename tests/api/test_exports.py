@@ -196,3 +196,27 @@ async def test_one_occurrence_is_acknowledged_by_its_id(client):
     assert stored == {"a1": True, "a2": False, "a3": False}
     missing = await client.post("/api/v1/equipment/form1/alarms/3003/ack", params={"occurrence_id": "zz"})
     assert missing.status_code == 404
+
+
+async def test_twa_weighs_each_value_by_how_long_it_held(client):
+    """coater1's speed steps every 10 s through 30..36; in one-minute buckets twa and avg agree on even steps,
+    and twa answers beside avg and last in one call."""
+    r = await client.get("/api/v1/equipment/coater1/history",
+                         params={"path": "web.line_speed", "start": str(T0), "end": str(T0 + 600), "bucket": "1min",
+                                 "agg": "avg,twa,last"})
+    assert r.status_code == 200, r.text
+    assert r.json()["agg"] == ["avg", "twa", "last"]
+    points = r.json()["series"][0]["points"]
+    assert len(points) == 10
+    for p in points[1:]:  # the first bucket has no sample before it to hold from
+        assert p["twa"] == pytest.approx(p["avg"])  # samples 10 s apart, each holding 10 s
+    only = await client.get("/api/v1/equipment/coater1/history",
+                            params={"path": "web.line_speed", "start": str(T0), "end": str(T0 + 600), "bucket": "5min",
+                                    "agg": "twa", "format": "csv"})
+    rows = table(only.text)
+    assert list(rows[0]) == ["equipment", "path", "unit", "ts", "time", "twa", "bad"]
+    assert len(rows) == len({(T0 + i * STEP) // 300 for i in range(60)})  # the five-minute buckets holding samples
+    assert all(30.0 <= float(x["twa"]) <= 36.0 for x in rows)
+    bad = await client.get("/api/v1/equipment/coater1/history", params={"path": "web.line_speed", "bucket": "1min",
+                                                                        "agg": "median"})
+    assert bad.status_code == 422 and "twa" in bad.json()["detail"]

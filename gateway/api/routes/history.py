@@ -24,6 +24,7 @@ from gateway.api.models import HistoryOut, HistorySeries
 from gateway.api.present import QUALITY_NAMES, PathFilter, Presenter
 from gateway.api.timeparams import iso, parse_duration, time_range
 from gateway.runtime.view import EquipmentView, LineView
+from gateway.api.twa import time_weighted
 from gateway.store.base import AGGREGATES
 from interface_spec import Spec, split_path
 
@@ -32,6 +33,10 @@ router = APIRouter(tags=["history"])
 MAX_POINTS = 100_000
 MAX_PATHS = 1024  # a formation rack's 512 channels, two variables each; MAX_POINTS still bounds the answer
 DEFAULT_SPAN_S = 3600.0
+# Aggregates this route computes itself from raw samples, beside the store's.
+ROUTE_AGGREGATES = {"twa": "time-weighted average: each value weighed by how long it held"}
+ALL_AGGREGATES = (*AGGREGATES, *ROUTE_AGGREGATES)
+TWA_RAW_LIMIT = 500_000  # raw samples read for one series' twa: a day at 5 Hz
 NICE_BUCKETS = (1, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400)
 
 
@@ -150,7 +155,8 @@ async def get_history(
     start: Annotated[str | None, Query(description="ISO 8601, epoch seconds or relative (-1h); default end - 1h")] = None,
     end: Annotated[str | None, Query(description="ISO 8601, epoch seconds or relative; default now")] = None,
     bucket: Annotated[str | None, Query(description="bucket width (60s, 5m, 1h); none = raw samples")] = None,
-    agg: Annotated[str, Query(description=f"with a bucket: comma-separated of {', '.join(AGGREGATES)}")] = "avg",
+    agg: Annotated[str, Query(description=f"with a bucket: comma-separated of {', '.join(ALL_AGGREGATES)} "
+                                          "(twa: time-weighted average; avg is the plain mean of the samples)")] = "avg",
     format: Annotated[str | None, Query(description=FORMAT_DOC)] = None,
 ) -> HistoryOut | StreamingResponse:
     as_csv = wants_csv(request, format)
@@ -175,10 +181,10 @@ async def get_history(
     else:
         bucket_s = parse_duration(bucket, "bucket")
         aggs = list(dict.fromkeys(a.strip() for a in agg.split(",") if a.strip()))
-        unknown = [a for a in aggs if a not in AGGREGATES]
+        unknown = [a for a in aggs if a not in ALL_AGGREGATES]
         if unknown or not aggs:
             raise HTTPException(422, f"agg: {', '.join(unknown) or 'empty'} not known; use a comma-separated list of "
-                                     f"{', '.join(AGGREGATES)}")
+                                     f"{', '.join(ALL_AGGREGATES)}")
         buckets = math.ceil(span / bucket_s) * len(paths)
         if buckets > MAX_POINTS:
             raise HTTPException(422, f"{buckets:,} buckets of {bucket} over {len(paths)} path(s) (limit {MAX_POINTS:,}); "
@@ -190,7 +196,7 @@ async def get_history(
     series = []
     budget = MAX_POINTS
     for p in paths:
-        rows = await store.history(eq.id, p, t0, t1, bucket_s=bucket_s, agg=aggs or "avg", limit=budget + 1)
+        rows = await _rows(store, eq, p, t0, t1, bucket_s, aggs, budget + 1)
         if len(rows) > budget:
             # On-change variables and fast scans have no nominal rate: the limit is the check.
             raise HTTPException(422, f"a raw query of {', '.join(paths)} over {_duration_text(round(span))} returns more than "
@@ -205,6 +211,28 @@ async def get_history(
                       bucket_s=bucket_s, agg=aggs, series=series)
 
 
+async def _rows(store: Any, eq: EquipmentView, path: str, t0: float, t1: float, bucket_s: float | None,
+                aggs: list[str] | None, limit: int) -> list[dict[str, Any]]:
+    """Raw samples, or buckets with the store's aggregates and the route's (twa) side by side."""
+    if aggs is None or bucket_s is None:
+        return await store.history(eq.id, path, t0, t1, bucket_s=None, limit=limit)
+    store_aggs = [a for a in aggs if a in AGGREGATES]
+    rows = await store.history(eq.id, path, t0, t1, bucket_s=bucket_s, agg=store_aggs or ["count"], limit=limit)
+    if "twa" not in aggs:
+        return rows
+    # One bucket back: the sample before the range says what value held when it began.
+    raw = await store.history(eq.id, path, t0 - bucket_s, t1, bucket_s=None, limit=TWA_RAW_LIMIT + 1)
+    if len(raw) > TWA_RAW_LIMIT:
+        raise HTTPException(422, f"agg=twa of {path} over {_duration_text(round(t1 - t0))} needs more than "
+                                 f"{TWA_RAW_LIMIT:,} raw samples; shorten the range or use agg=avg")
+    twa = {round(b, 6): v for b, v in time_weighted(raw, t0, t1, bucket_s).items()}
+    for r in rows:
+        r["twa"] = twa.get(round(r["ts"], 6))
+        if not store_aggs:
+            del r["count"]  # asked for only to have the buckets that hold samples
+    return rows
+
+
 def _csv_header(aggs: list[str] | None) -> list[str]:
     head = ["equipment", "path", "unit", "ts", "time"]
     return head + (["value", "quality", "reason"] if aggs is None else [*aggs, "bad"])
@@ -216,7 +244,7 @@ async def _csv_rows(store: Any, presenter: Presenter, eq: EquipmentView, paths: 
     budget = MAX_POINTS
     for p in paths:
         unit = presenter.unit(presenter.var_info(eq.cls, p)[1])["symbol"]
-        rows = await store.history(eq.id, p, t0, t1, bucket_s=bucket_s, agg=aggs or "avg", limit=budget)
+        rows = await _rows(store, eq, p, t0, t1, bucket_s, aggs, budget)
         budget -= len(rows)
         for r in rows:
             head = [eq.id, p, unit, r["ts"], iso(r["ts"])]
