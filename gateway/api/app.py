@@ -23,6 +23,7 @@ from gateway.api.present import Presenter
 from gateway.api.routes import (alarms, audit, commands, dashboard, equipment, events, forward, health, history, line,
                                 live, spec as spec_routes, trace)
 from gateway.api.routes import oee, record  # line intelligence
+from gateway.api.routes import ready  # readiness for probes, beside /health
 from gateway.config import Api
 from gateway.runtime.view import LineView
 from interface_spec import Spec
@@ -58,7 +59,7 @@ def create_app(view: LineView, store: Any, spec: Spec, api_config: Api | None = 
     app.state.presenter = Presenter(spec)
 
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(caller)])
-    for module in (line, equipment, history, alarms, events, trace, commands, audit, spec_routes, forward, health):
+    for module in (line, equipment, history, alarms, events, trace, commands, audit, spec_routes, forward, health, ready):
         v1.include_router(module.router)
     v1.include_router(oee.router)
     v1.include_router(record.router)

@@ -142,8 +142,22 @@ class TraceNode(_Out):
     note: str | None = Field(None, description="why a branch ends without a UnitProcessed event")
 
 
+class HealthProblem(_Out):
+    """One thing wrong with the gateway, and what it costs."""
+
+    component: Literal["store", "equipment", "forward"]
+    id: str | None = Field(None, description="the machine or sink; none for the store")
+    status: Literal["degraded", "failing"] = Field(description="'failing' when it means nothing is being stored")
+    reason: str
+
+
 class HealthOut(_Out):
-    status: Literal["ok", "degraded"]
+    status: Literal["ok", "degraded", "failing"] = Field(
+        description="ok: everything is recorded and forwarded; degraded: something is wrong (a machine, a sink, "
+                    "a slow or dropping store) but data is being recorded; failing: nothing is being stored (store "
+                    "commits failing past a short grace, the store stopped, or no machine delivering). HTTP 200 for "
+                    "ok and degraded, 503 for failing")
+    problems: list[HealthProblem] = Field([], description="why the status is not ok, worst first")
     line: str
     available: int
     unavailable: int
@@ -151,6 +165,11 @@ class HealthOut(_Out):
     runtime: dict[str, Any]
     store: Any
     forward: dict[str, Any] = {}  # per sink, as GET /forward
+
+
+class ReadyOut(_Out):
+    ready: bool = Field(description="the store is open and every machine's task has started; HTTP 200, else 503")
+    reasons: list[str] = Field([], description="why not ready")
 
 
 class AlarmRecord(_Out):

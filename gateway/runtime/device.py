@@ -9,6 +9,7 @@ executes commands. Everything else reads from it; nothing reaches past it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import random
@@ -87,6 +88,9 @@ class Device:
         self._mapped_seq = int(time.time() * 1000)
         self._trigger_seen: dict[str, Any] = {}  # trigger path -> last good value seen
         self._alarm_words: list[int] = []
+        self.started = False  # run() was entered once: the machine's task is up (readiness)
+        self.running = False  # run() is running now
+        self._data_fault: str | None = None  # what data_fault() said last, to log its changes once
         self._settings = dict(eq.adapter)
         sec = eq.security
         if sec.mode != "None" or sec.username:
@@ -99,6 +103,13 @@ class Device:
 
     # --- lifecycle -----------------------------------------------------------
     async def run(self) -> None:
+        self.started = self.running = True
+        try:
+            await self._run()
+        finally:
+            self.running = False
+
+    async def _run(self) -> None:
         factory = adapter_factory(self.eq.protocol)
         counts = await self._discover_counts(factory)
         self.view.counts = counts
@@ -376,12 +387,45 @@ class Device:
         log.log(logging.INFO if up else logging.WARNING, "%s: %s %s", self.eq.id,
                 "available" if up else "UNAVAILABLE", reason)
 
+    def data_fault(self) -> str | None:
+        """Why the machine's data is unusable although its link is up (every value it reads BAD), or None.
+
+        Such a machine records nothing of use: /health counts it as a fault with this reason.
+        """
+        if not self.view.available:
+            return None
+        reasons: collections.Counter[str] = collections.Counter()
+        for path, s in self.latest.items():
+            if path == AVAILABILITY or s.reason == "from_mapping":  # the gateway's own, not read
+                continue
+            if s.quality != Quality.BAD:
+                return None
+            reasons[s.reason or "bad"] += 1
+        if not reasons:
+            return None
+        reason, _ = reasons.most_common(1)[0]
+        return f"every value read is BAD ({sum(reasons.values())} paths), e.g. {reason}"
+
+    def _log_data_fault(self) -> None:
+        """One line as every value turns BAD, one as good values come back."""
+        fault = self.data_fault()
+        if (fault is None) == (self._data_fault is None):
+            self._data_fault = fault
+            return
+        if fault:
+            log.warning("%s: connected but %s", self.eq.id, fault)
+        else:
+            log.info("%s: good values again (was: %s)", self.eq.id, self._data_fault)
+        self._data_fault = fault
+
     async def _watch_heartbeat(self) -> None:
         """Connected but frozen: no heartbeat change within the spec's timeout means unavailable, and
-        the values it last showed uncertain until the heartbeat moves again."""
+        the values it last showed uncertain until the heartbeat moves again. Also says once when every
+        value read turns BAD, and once when that ends."""
         timeout = self._heartbeat_timeout
         while True:
             await asyncio.sleep(timeout / 4)
+            self._log_data_fault()
             if self._heartbeat_seen[0] is None or not self._link_up:
                 continue
             stale = self._stalled()

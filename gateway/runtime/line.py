@@ -106,6 +106,9 @@ class LineRuntime:
                     "last_data_ts": d.view.last_data_ts,
                     "restarts": self.restarts[d.eq.id],
                     "records_dropped": d.records_dropped,
+                    "started": d.started,
+                    "running": d.running,
+                    "data_fault": d.data_fault(),
                     "adapter": d.adapter.health().__dict__ if d.adapter else None,
                 }
                 for d in self.devices.values()
