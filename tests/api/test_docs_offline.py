@@ -53,6 +53,7 @@ async def test_docs_load_only_files_the_gateway_serves(client):
         assert len(asset.content) > 0, url
     schema = (await client.get("/openapi.json")).json()
     assert "/api/v1/equipment/{equipment_id}/history" in schema["paths"]
+    assert schema["paths"]["/api/v1/me"]["get"]["tags"] == ["line"]  # listed once, with the line
 
 
 async def test_vendored_libraries_carry_their_licence_and_version():

@@ -259,3 +259,23 @@ def test_a_cell_is_traced_both_ways(tab, line):
     page.click(f'#made-from .node[data-unit="{jelly_roll}"] a[href^="#/trace/"]')
     page.wait_for_selector(f'#made-into .node[data-unit="{cell}"]')  # the jelly roll's page shows the cell it made
     tab.check("trace-jelly-roll")
+
+
+def test_api_docs_work_without_internet(tab, line):
+    """Every request that does not go to the gateway is refused, as on an offline line-side PC."""
+    outside: list[str] = []
+
+    def only_the_gateway(route) -> None:
+        if route.request.url.startswith(line.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+    tab.page.route("**/*", only_the_gateway)
+    page = tab.open("docs")
+    page.wait_for_selector(".swagger-ui .opblock-tag")
+    tags = page.locator(".swagger-ui .opblock-tag").all_inner_texts()
+    assert any("history" in t for t in tags), tags
+    assert page.locator(".swagger-ui .opblock").count() > 20
+    assert outside == [], f"/docs reached outside the gateway: {outside}"
+    tab.check("api-docs")

@@ -25,7 +25,7 @@ from starlette.types import Scope
 from gateway.api.auth import COMMAND_ROLES, command_refusal
 from gateway.api.deps import Caller, View
 
-router = APIRouter(tags=["dashboard"])
+router = APIRouter()
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 PAGE = STATIC / "index.html"
