@@ -157,16 +157,16 @@ def run(line_file: Path = typer.Argument(..., help="line configuration YAML"),
 
 
 def _sim_configs(cfg: Any) -> list[Any]:
-    from gateway.config import endpoint_host_port
+    from gateway.endpoint import parse_endpoint
     from simulators.line import SimConfig
 
     out = []
     for eq in cfg.equipment:
         if eq.simulate is None:
             continue
-        host, port = endpoint_host_port(eq.endpoint)
+        where = parse_endpoint(eq.endpoint)
         out.append(SimConfig(
-            equipment_id=eq.id, cls=eq.cls, protocol=eq.protocol, host=host, port=port or 0,
+            equipment_id=eq.id, cls=eq.cls, protocol=eq.protocol, host=where.host, port=where.port or 0,
             dialect=eq.simulate.dialect, seed=eq.simulate.seed, time_scale=eq.simulate.time_scale,
             counts=dict(eq.counts), faults=list(eq.simulate.faults),
             machine_name=eq.simulate.machine_name or eq.machine or eq.id,

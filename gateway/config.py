@@ -12,14 +12,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from gateway.analytics.shifts import Shifts
+from gateway.endpoint import SCHEMES, parse_endpoint
 from gateway.forward.config import ForwardConfig
 from interface_spec.loader import SpecError, format_loc, line_of, load_model, yaml_node
 
 ID = r"^[A-Za-z][A-Za-z0-9_-]*$"
-NETWORK_SCHEMES = {"", "opc.tcp", "modbus", "modbus+tcp", "tcp"}
+NETWORK_SCHEMES = {scheme for schemes in SCHEMES.values() for scheme in schemes}
 
 
 class _Strict(BaseModel):
@@ -84,15 +85,13 @@ class Equipment(_Strict):
 
     @field_validator("endpoint")
     @classmethod
-    def _endpoint(cls, value: str) -> str:
-        scheme = value.split("://", 1)[0] if "://" in value else ""
-        if scheme not in NETWORK_SCHEMES:
-            return value  # a plug-in adapter's own address syntax
-        host, port = endpoint_host_port(value)
-        if not host:
-            raise ValueError(f"'{value}' has no host")
-        if port is not None and not 0 <= port <= 65535:
-            raise ValueError(f"port must be 0-65535, got {port}")
+    def _endpoint(cls, value: str, info: ValidationInfo) -> str:
+        protocol = info.data.get("protocol")
+        if protocol in SCHEMES:
+            parse_endpoint(value, SCHEMES[protocol])  # EndpointError is a ValueError: a field error
+        elif value.split("://", 1)[0].lower() in NETWORK_SCHEMES or "://" not in value:
+            parse_endpoint(value)  # a plug-in adapter's network address
+        # else: a plug-in adapter's own address syntax, its to check
         return value
 
 
@@ -143,18 +142,6 @@ class LineConfig(_Strict):
                 raise ValueError(f"equipment[{i}].id: '{eq.id}' is used twice")
             seen.add(eq.id)
         return self
-
-
-def endpoint_host_port(endpoint: str) -> tuple[str, int | None]:
-    """Host and port of "opc.tcp://h:p/path", "modbus://h:p" or "h:p"."""
-    rest = endpoint.split("://", 1)[-1].split("/", 1)[0]
-    host, _, port = rest.rpartition(":")
-    if not host:
-        return rest, None
-    try:
-        return host, int(port)
-    except ValueError:
-        raise ValueError(f"port '{port}' is not a number") from None
 
 
 def load_line(path: str | Path, secrets: bool = True) -> LineConfig:

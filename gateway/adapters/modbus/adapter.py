@@ -52,6 +52,7 @@ from gateway.adapters.base import AdapterError, AdapterHealth, LinkCallback, Poi
 from gateway.adapters.modbus import codec
 from gateway.adapters.modbus.planner import BIT_TABLES, MAX_REGISTERS, Extent, Limits, Request, check_extent, plan
 from gateway.backoff import Backoff, wait_or_reachable
+from gateway.endpoint import SCHEMES, parse_endpoint as endpoint_of
 
 log = logging.getLogger("linegw.modbus")
 T = TypeVar("T")
@@ -61,7 +62,6 @@ _NONE, _NO_ERROR = repeat(None), repeat("")
 
 DEFAULT_PORT = 502
 MAX_WRITE_REGISTERS = 123  # function code 16
-_SCHEMES = ("modbus+tcp://", "modbus://", "tcp://")
 _READER = {"coil": "read_coils", "discrete": "read_discrete_inputs", "holding": "read_holding_registers",
            "input": "read_input_registers"}
 _READ_FUNCTION = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
@@ -101,27 +101,11 @@ def refusing_text(code: int) -> str:
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, int]:
-    """Host and port of "host:port", "modbus://host:port", "modbus+tcp://[::1]:port"."""
-    rest = endpoint.strip()
-    for scheme in _SCHEMES:
-        if rest.lower().startswith(scheme):
-            rest = rest[len(scheme):]
-            break
-    rest = rest.split("/", 1)[0]
-    if rest.startswith("["):  # IPv6 literal
-        host, _, tail = rest[1:].partition("]")
-        port_text = tail[1:] if tail.startswith(":") else ""
-    elif rest.count(":") == 1:
-        host, _, port_text = rest.partition(":")
-    else:
-        host, port_text = rest, ""
-    if not host:
-        raise ValueError(f"modbus endpoint {endpoint!r} has no host")
-    if not port_text:
-        return host, DEFAULT_PORT
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    """Host and port of "host:port", "modbus://host:port", "modbus+tcp://[::1]:port" (gateway/endpoint.py)."""
+    where = endpoint_of(endpoint, SCHEMES["modbus"])
+    if where.port == 0:
         raise ValueError(f"modbus endpoint {endpoint!r}: port must be 1..65535")
-    return host, int(port_text)
+    return where.host, DEFAULT_PORT if where.port is None else where.port
 
 
 # --- settings and points ------------------------------------------------------------

@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
 
 from asyncua import Client, ua
 from asyncua.client.ua_client import UaClientState
@@ -39,6 +38,7 @@ from gateway.adapters.opcua import security
 from gateway.adapters.opcua.resolve import BrowsePathRef, Namespaces, NodeIdRef, NodeRef, Unresolved, parse_ref, target_of
 from gateway.adapters.opcua.services import REFUSALS, Counter, OperationLimits, Services
 from gateway.backoff import Backoff, wait_or_reachable
+from gateway.endpoint import DEFAULT_PORTS, SCHEMES, EndpointError, parse_endpoint
 from gateway.adapters.opcua.settings import APPLICATION_URI, MODES, OpcUaSettings
 from gateway.adapters.opcua.values import PLAIN_TYPES, plain, reading, status_name, to_variant
 
@@ -205,12 +205,13 @@ class OpcUaAdapter:
     """OPC UA client adapter; see gateway/adapters/opcua/README.md for options."""
 
     def __init__(self, endpoint: str, points: list[Point], settings: dict[str, Any] | None = None) -> None:
-        url = urlparse(endpoint)
-        if url.scheme != "opc.tcp" or not url.hostname:
-            raise ValueError(f"OPC UA endpoint must be 'opc.tcp://host:port/path', got {endpoint!r}")
+        try:
+            url = parse_endpoint(endpoint, SCHEMES["opcua"])
+        except EndpointError as exc:
+            raise ValueError(f"OPC UA endpoint must be 'opc.tcp://host:port/path', got {endpoint!r}: {exc}") from None
         self.endpoint = endpoint
-        self._host = url.hostname
-        self._port = url.port or 4840
+        self._host = url.host
+        self._port = DEFAULT_PORTS["opcua"] if url.port is None else url.port
         self.settings = OpcUaSettings.from_dict(settings or {})
         self.values: dict[str, ValuePoint] = {}
         self.methods: dict[str, MethodPoint] = {}
