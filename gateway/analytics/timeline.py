@@ -20,6 +20,7 @@ exactly; they are shown as seconds.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Sequence
@@ -28,7 +29,9 @@ BAD = 2  # Quality.BAD as the store returns it
 US = 1_000_000
 RAW_PAGE = 10_000
 LOOKBACKS_S = (3600.0, 30 * 86400.0)  # where to look for the value in force before a range
-MAX_BUCKETS = 4000
+MAX_BUCKETS = 20_000
+COUNTER_BUCKET_S = 60.0  # increments need no exact time: a unit is placed in its minute
+READ_CONCURRENCY = 4  # raw reads in flight at once (the store reads on a small thread pool)
 UINT32 = 1 << 32
 
 
@@ -54,10 +57,14 @@ class Segment:
 Timeline = list[Segment]
 
 
-def bucket_for(t0: float, t1: float) -> float:
-    """A multiple of 10 s (the store's rollup cell) giving at most MAX_BUCKETS buckets, at least 60 s."""
+def bucket_for(t0: float, t1: float, smallest: float = 10.0) -> float:
+    """A multiple of 10 s (the store's rollup cell), at least `smallest`, giving at most MAX_BUCKETS buckets.
+
+    Small buckets make the raw reads around a state change short: a raw read
+    costs about 2 ms plus the rows it returns, a bucket row far less.
+    """
     span = max(t1 - t0, 1.0)
-    return max(60.0, 10.0 * -(-span // (10.0 * MAX_BUCKETS)))
+    return max(smallest, 10.0 * -(-span // (10.0 * MAX_BUCKETS)))
 
 
 async def raw_rows(store: Any, equipment: str, path: str, t0: float, t1: float) -> AsyncIterator[dict[str, Any]]:
@@ -92,18 +99,43 @@ async def changes(store: Any, equipment: str, path: str, t0: float, t1: float,
     bucket = bucket_for(t0, t1)
     rows = await store.history(equipment, path, t0, t1, bucket_s=bucket, agg=["first", "last", "min", "max"],
                                limit=int((t1 - t0) / bucket) + 3)
+    # A bucket is read raw unless it holds only the value the bucket before it ended on (values hold across
+    # buckets without samples); after a bucket with a BAD sample the next is read too, since "last" is over
+    # GOOD samples only and the value may have ended unobserved.
+    wanted: list[float] = []
+    held, after_bad = initial, False
+    for row in rows:
+        if after_bad or row["bad"] or row["min"] is None or not (
+                row["min"] == row["max"] == row["first"] == row["last"] == held):
+            wanted.append(row["ts"])
+        held, after_bad = row["last"], row["bad"] > 0
     out: list[tuple[float, Any]] = []
     current = initial
-    for row in rows:
-        steady = (row["bad"] == 0 and row["min"] is not None
-                  and row["min"] == row["max"] == row["first"] == row["last"] == current)
-        if steady:
-            continue
-        async for s in raw_rows(store, equipment, path, max(row["ts"], t0), min(row["ts"] + bucket, t1)):
+    for samples in await _read_buckets(store, equipment, path, wanted, bucket, t0, t1):
+        for s in samples:
             value = None if s["quality"] == BAD else s["value"]
             if value != current:
                 out.append((s["ts"], value))
                 current = value
+    return out
+
+
+async def _read_buckets(store: Any, equipment: str, path: str, starts: list[float], bucket: float,
+                        t0: float, t1: float) -> list[list[dict[str, Any]]]:
+    """The raw samples of the given buckets, adjacent ones read as one range, a few reads in flight at once."""
+    ranges: list[list[float]] = []
+    for b in starts:
+        if ranges and abs(ranges[-1][1] - b) < 1e-6:
+            ranges[-1][1] = b + bucket
+        else:
+            ranges.append([b, b + bucket])
+
+    async def read(a: float, b: float) -> list[dict[str, Any]]:
+        return [r async for r in raw_rows(store, equipment, path, max(a, t0), min(b, t1))]
+
+    out: list[list[dict[str, Any]]] = []
+    for i in range(0, len(ranges), READ_CONCURRENCY):
+        out += await asyncio.gather(*(read(a, b) for a, b in ranges[i:i + READ_CONCURRENCY]))
     return out
 
 
@@ -187,7 +219,7 @@ async def increments(store: Any, equipment: str, path: str, t0: float, t1: float
     value seen after a stretch without any baseline only sets the baseline.
     """
     prev = await value_before(store, equipment, path, t0)
-    bucket = bucket_for(t0, t1)
+    bucket = bucket_for(t0, t1, COUNTER_BUCKET_S)
     rows = await store.history(equipment, path, t0, t1, bucket_s=bucket, agg=["first", "last", "min", "max"],
                                limit=int((t1 - t0) / bucket) + 3)
     out: list[tuple[float, int]] = []
