@@ -87,10 +87,12 @@ async def test_a_dropped_machine_is_one_line_down_and_one_line_up(tmp_path):
     assert not DUMP.search(err), [line for line in err.splitlines() if DUMP.search(line)][:5]
     lines = err.splitlines()
     for eq in ("winder1", "coater1"):
-        down = [line for line in lines if f" {eq}: UNAVAILABLE " in line]
-        up = [line for line in lines if f" {eq}: available" in line]
+        # From the machine's first "available" on (a loaded start-up may take two tries to connect).
+        first = next(i for i, line in enumerate(lines) if f" {eq}: available" in line)
+        down = [line for line in lines[first:] if f" {eq}: UNAVAILABLE " in line]
+        up = [line for line in lines[first + 1:] if f" {eq}: available" in line]
         assert len(down) == 1, down  # once as the fault starts, with the reason
-        assert len(up) == 2, up  # as the gateway starts, and once as the fault ends
+        assert len(up) == 1, up  # once as the fault ends
     assert not [line for line in lines if "pymodbus" in line or "asyncua" in line]
     # Not drowned: the fault run is a handful of lines.
     assert len(lines) < 40, "\n".join(lines)
