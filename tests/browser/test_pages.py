@@ -179,6 +179,8 @@ def test_the_channel_grid_shows_64_channels_in_numeric_order(tab):
     page.wait_for_selector("#ch-curve canvas")
     assert page.locator("#ch-title").inner_text().startswith("channel 10")
     assert "channel[10].voltage (V)" in page.locator("#ch-curve .u-legend").inner_text()
+    page.click("#ch-program")  # the curve of the cell's own step program
+    poll(lambda: "program since" in page.locator("#ch-title").inner_text(), "the channel's program start")
     tab.check("machine-formation1")
 
 

@@ -67,6 +67,8 @@ export async function mount(root, id) {
           <div id="ch-info" class="muted"></div>
           <div class="grid" id="ch-grid"></div>
           <h3 style="margin-top:.8rem">Channel curve <span id="ch-title" class="muted small">click a channel</span></h3>
+          <div class="toolbar"><button type="button" id="ch-program">its step program</button>
+            <span class="muted small">or the trend's range when off</span></div>
           <div id="ch-curve" class="chart"></div>
         </section>` : ""}
       </div>
@@ -217,11 +219,12 @@ export async function mount(root, id) {
   // --- formation rack: channel grid and a channel's curve ------------------------------------
   const chVal = (i, name) => values.get(`${CHANNEL}[${i}].${name}`);
   const chText = (i) => {
-    const g = (n) => chVal(i, n);
-    const num = (n) => (g(n) ? `${fmt(g(n).value)} ${unitOf(g(n))}` : "–");
-    return `channel ${i} · ${g("status") ? g("status").value : "?"} · step ${g("step_index") ? g("step_index").value : "?"} ` +
-      `(${g("step_type") ? g("step_type").value : "?"}) · ${num("voltage")} · ${num("current")} · ${num("temperature")}` +
-      (g("cell_id") && g("cell_id").value ? ` · cell ${g("cell_id").value}` : "");
+    const g = (n) => { const v = chVal(i, n); return v && v.value !== null && v.value !== undefined ? v : null; };
+    const val = (n) => (g(n) ? g(n).value : "?");
+    const num = (n) => (g(n) ? `${fmt(g(n).value)} ${unitOf(g(n))}` : `? ${unitOf(chVal(i, n))}`);
+    const bad = chVal(i, "voltage") && chVal(i, "voltage").quality !== "good" ? ` · ${chVal(i, "voltage").quality} ${chVal(i, "voltage").reason || ""}` : "";
+    return `channel ${i} · ${val("status")} · step ${val("step_index")} (${val("step_type")}) · ` +
+      `${num("voltage")} · ${num("current")} · ${num("temperature")}` + (g("cell_id") ? ` · cell ${val("cell_id")}` : "") + bad;
   };
   function channels() {
     const n = (eq.counts || {})[CHANNEL];
@@ -243,15 +246,46 @@ export async function mount(root, id) {
       el.title = chText(i);
     }
   }
+  // When the channel's current (or, if idle, last) step program started: its steps count up from 1 and
+  // fall back when a new cell starts. Points are {ts, lo, hi}: a raw sample, or a bucket's min and max.
+  function lastProgram(pts) {
+    let k = pts.length - 1;
+    while (k >= 0 && !(pts[k].hi >= 1)) k--;  // idle at the end: the program before
+    if (k < 0) return null;
+    while (k > 0 && pts[k - 1].lo >= 1 && pts[k - 1].hi <= pts[k].lo) k--;
+    return { ts: pts[k].ts, whole: k > 0 };  // whole: it started inside the data, not before it
+  }
+  async function programStart(i) {
+    const path = encodeURIComponent(`${CHANNEL}[${i}].step_index`);
+    const base = `/equipment/${encodeURIComponent(eq.id)}/history?path=${path}`;
+    const raw = await api(`${base}&start=-15min`);
+    const rawPts = raw.ok && raw.body.series.length ? raw.body.series[0].points.map((p) => ({ ts: p.ts, lo: p.value, hi: p.value })) : [];
+    const recent = lastProgram(rawPts);
+    if (recent && recent.whole) return recent.ts;
+    // A program runs for hours on a real rack: look back a day, a minute at a time.
+    const day = await api(`${base}&start=-24h&bucket=60s&agg=min,max`);
+    const dayPts = day.ok && day.body.series.length ? day.body.series[0].points.map((p) => ({ ts: p.ts, lo: p.min, hi: p.max })) : [];
+    const older = lastProgram(dayPts);
+    return older ? older.ts : recent ? recent.ts : null;
+  }
+  let programOnly = false;
   async function loadCurve() {
-    $("#ch-title").textContent = `channel ${channel}` + (chVal(channel, "cell_id") ? ` · cell ${chVal(channel, "cell_id").value}` : "");
+    const title = `channel ${channel}` + (chVal(channel, "cell_id") ? ` · cell ${chVal(channel, "cell_id").value}` : "");
+    const paths = [`${CHANNEL}[${channel}].voltage`, `${CHANNEL}[${channel}].current`];
     try {
-      await curve.load(eq.id, [`${CHANNEL}[${channel}].voltage`, `${CHANNEL}[${channel}].current`], range);
+      const start = programOnly ? await programStart(channel) : null;
+      await curve.load(eq.id, paths, start ? { span: Math.max(10, Date.now() / 1000 - start) } : range);
+      $("#ch-title").textContent = title + (start ? ` · program since ${timeOf(start)}` : programOnly ? " · no program start found: the chosen range" : "");
     } catch (err) {
       $("#ch-title").textContent = err.message;
     }
   }
   if (isRack) {
+    $("#ch-program").addEventListener("click", (e) => {
+      programOnly = !programOnly;
+      e.currentTarget.classList.toggle("on", programOnly);
+      if (channel !== null) loadCurve();
+    });
     const grid = $("#ch-grid");
     grid.addEventListener("mouseover", (e) => {
       const el = e.target.closest("[data-ch]");
