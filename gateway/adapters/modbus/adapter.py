@@ -87,8 +87,8 @@ _LINK_CODES = frozenset({6, 10, 11})
 _PROBE_FRAME = Struct(">HHHBBHH")  # MBAP header and a read of one register (or bit)
 _PROBE_REPLY = Struct(">HHHBB")
 _PROBE_TID = 0x6C67
-REFUSING_MAX_S = 2.0
-REPROBE_BATCH = 8  # refused points tried alone per reprobe round  # longest wait between single requests to a device that refuses every read
+REFUSING_MAX_S = 2.0  # longest wait between single requests to a device that refuses every read
+REPROBE_BATCH = 8  # refused points tried alone per reprobe round
 
 
 def exception_text(code: int) -> str:
