@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import re
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,8 +46,8 @@ def _load_config(path: Path, secrets: bool = True):
     from gateway.config import load_line
     from gateway.mapping.compile import load_mapping
 
-    cfg = load_line(path, secrets=secrets)
     spec = load_spec()
+    cfg = load_line(path, secrets=secrets, spec=spec)
     for eq in cfg.equipment:
         if eq.mapping:
             mapping = load_mapping(eq.mapping, spec)
@@ -82,7 +84,34 @@ def check_config(line_file: Path = typer.Argument(..., help="line configuration 
         console.print(f"  forward to MQTT {cfg.forward.mqtt.host}:{cfg.forward.mqtt.port} under '{cfg.forward.mqtt.base_topic}/'")
 
 
-async def _serve_gateway(cfg: Any, spec: Any, stop: asyncio.Event, on_ready=None) -> None:
+def _listen_or_fail(cfg: Any, line_file: Path) -> socket.socket:
+    """The API's listening socket, bound before anything starts: an address that is not this
+    machine's, or a port in use, is one `file:line: field` message instead of a server's traceback."""
+    from gateway.config import located
+    from interface_spec.loader import yaml_node
+
+    host, port = cfg.api.host, cfg.api.port
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        field, why = ("api", "host"), f"cannot listen on {host}: {exc.strerror}"
+    else:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restarts need not wait
+            sock.bind(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            in_use = exc.errno == errno.EADDRINUSE
+            field = ("api", "port") if in_use else ("api", "host")
+            why = f"cannot listen on {host} port {port}: {exc.strerror}" + ("; is another gateway running?" if in_use else "")
+    _fail(SpecError(located(line_file, yaml_node(line_file), [(field, why)])))
+    raise AssertionError("unreachable: _fail exits")
+
+
+async def _serve_gateway(cfg: Any, spec: Any, stop: asyncio.Event, on_ready=None, sock: socket.socket | None = None) -> None:
     import uvicorn
 
     from gateway.api.app import create_app
@@ -109,7 +138,7 @@ async def _serve_gateway(cfg: Any, spec: Any, stop: asyncio.Event, on_ready=None
         async with asyncio.TaskGroup() as tg:
             rt = tg.create_task(runtime.run(), name="runtime")
             fwd = tg.create_task(forwarding.run(), name="forward")
-            web = tg.create_task(server.serve(), name="api")
+            web = tg.create_task(server.serve(sockets=[sock] if sock else None), name="api")
             while not server.started:
                 await asyncio.sleep(0.05)
             if on_ready:
@@ -121,6 +150,8 @@ async def _serve_gateway(cfg: Any, spec: Any, stop: asyncio.Event, on_ready=None
             fwd.cancel()
     finally:
         await store.close()
+        if sock is not None:
+            sock.close()
 
 
 def _stop_event(duration: float | None) -> asyncio.Event:
@@ -147,11 +178,13 @@ def run(line_file: Path = typer.Argument(..., help="line configuration YAML"),
     """Run the gateway for a line: adapters, store and API."""
     configure_logging(log_level)
     cfg, spec = _load_or_fail(line_file)
+    sock = _listen_or_fail(cfg, line_file)
 
     async def main() -> None:
         stop = _stop_event(None)
         await _serve_gateway(cfg, spec, stop,
-                             lambda s: console.print(f"linegw: line '{cfg.line}' API on {_api_url(cfg, s)}/api/v1  dashboard {_api_url(cfg, s)}/"))
+                             lambda s: console.print(f"linegw: line '{cfg.line}' API on {_api_url(cfg, s)}/api/v1  dashboard {_api_url(cfg, s)}/"),
+                             sock)
 
     asyncio.run(main())
 
@@ -219,6 +252,7 @@ def demo(line_file: Path = typer.Option(DEMO_LINE, "--line", help="line file to 
     """Start the demo line's simulators and the gateway together, on the embedded store."""
     configure_logging("warning")
     cfg, spec = _load_or_fail(line_file)
+    sock = _listen_or_fail(cfg, line_file)
 
     async def main() -> None:
         stop = _stop_event(parse_duration(duration) if duration else None)
@@ -233,7 +267,7 @@ def demo(line_file: Path = typer.Option(DEMO_LINE, "--line", help="line file to 
                 console.print(f"dashboard    {url}/")
                 console.print("Ctrl-C stops the demo" + (f"; stopping by itself after {duration}" if duration else ""))
 
-            await _serve_gateway(cfg, spec, stop, ready)
+            await _serve_gateway(cfg, spec, stop, ready, sock)
         finally:
             await line.stop()
 

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from gateway.analytics.shifts import Shifts
-from gateway.endpoint import SCHEMES, parse_endpoint
+from gateway.endpoint import SCHEMES, host_problem, parse_endpoint
 from gateway.forward.config import ForwardConfig
 from interface_spec.loader import SpecError, format_loc, line_of, load_model, yaml_node
+from interface_spec.spec import Spec
 
 ID = r"^[A-Za-z][A-Za-z0-9_-]*$"
 NETWORK_SCHEMES = {scheme for schemes in SCHEMES.values() for scheme in schemes}
@@ -75,7 +79,8 @@ class Equipment(_Strict):
     endpoint: str
     machine: str | None = None  # OPC UA native profile: the machine object under Machines/
     mapping: str | None = None  # vendor mapping file; none = the spec's native profile
-    counts: dict[str, int] = {}  # array sizes; discovered from the machine when absent
+    # Array sizes, 1 or more (at most the spec's maximum, checked with the spec); discovered from the machine when absent.
+    counts: dict[str, Annotated[int, Field(ge=1)]] = {}
     adapter: dict[str, Any] = {}  # adapter settings: scan_interval_ms, timeouts, limits...
     security: Security = Security()
     command_timeout_s: float = Field(default=10.0, gt=0)
@@ -97,9 +102,17 @@ class Equipment(_Strict):
 
 class Api(_Strict):
     host: str = "127.0.0.1"  # localhost unless configured otherwise
-    port: int = Field(default=8080, ge=0, le=65535)
+    port: int = Field(default=8080, ge=0, le=65535)  # 0: a free port, printed at start (tests, demos)
     # API keys: header X-API-Key. Without any, only localhost clients may command, as role "engineer".
     keys: list["ApiKey"] = []
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        problem = host_problem(value)
+        if problem:
+            raise ValueError(f"{problem}; give the address to listen on, e.g. 127.0.0.1 or 0.0.0.0")
+        return value
 
 
 class ApiKey(_Strict):
@@ -144,11 +157,12 @@ class LineConfig(_Strict):
         return self
 
 
-def load_line(path: str | Path, secrets: bool = True) -> LineConfig:
+def load_line(path: str | Path, secrets: bool = True, spec: Spec | None = None) -> LineConfig:
     """Load and check a line file; mapping paths become absolute (relative to the file).
 
     With `secrets`, every secret the file names must be there (environment variables, files),
-    so a gateway never starts without the passwords and keys it will need.
+    so a gateway never starts without the passwords and keys it will need, and the API host
+    must resolve here. With `spec`, array sizes are checked against the equipment classes.
     """
     path = Path(path)
     cfg = load_model(path, LineConfig)
@@ -162,9 +176,11 @@ def load_line(path: str | Path, secrets: bool = True) -> LineConfig:
             eq.mapping = str(mapping)
         if eq.mapping is None and eq.protocol == "opcua" and not eq.machine:
             eq.machine = eq.id
-    problems = key_collisions(cfg.api, [os.environ.get(k.key_env) for k in cfg.api.keys] if secrets else None)
+    problems = equipment_problems(cfg, spec)
+    problems += key_collisions(cfg.api, [os.environ.get(k.key_env) for k in cfg.api.keys] if secrets else None)
     if secrets:
         problems += missing_secrets(cfg)
+        problems += api_host_problems(cfg.api)
     if problems:
         raise SpecError(located(path, node, problems))
     return cfg
@@ -208,6 +224,64 @@ def key_collisions(api: Api, values: list[str | None] | None) -> list[tuple[tupl
     return problems
 
 
+def equipment_problems(cfg: LineConfig, spec: Spec | None) -> list[tuple[tuple[Any, ...], str]]:
+    """(field location, what is wrong) for what a machine's adapter or the spec would refuse only at run
+    time: a protocol no adapter serves, adapter settings out of range, array sizes the class has not."""
+    from importlib.metadata import entry_points
+
+    installed = {ep.name for ep in entry_points(group="linegw.adapters")}
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    for i, eq in enumerate(cfg.equipment):
+        if eq.protocol not in installed:
+            problems.append((("equipment", i, "protocol"),
+                             f"no adapter '{eq.protocol}' is installed (known: {', '.join(sorted(installed))})"))
+        check = _SETTINGS_CHECKS.get(eq.protocol)
+        if check is not None:
+            try:
+                check(eq.adapter)
+            except ValueError as exc:
+                # The adapters name the setting first ("modbus setting scan_interval_ms must be ...").
+                m = re.search(r"setting (\w+)", str(exc))
+                loc = ("equipment", i, "adapter") + ((m.group(1),) if m and m.group(1) in eq.adapter else ())
+                problems.append((loc, str(exc)))
+        if spec is not None:
+            arrays = {su.id: su.array.max for su in spec.array_sub_units(eq.cls) if su.array}
+            for name, count in eq.counts.items():
+                if name not in arrays:
+                    known = ", ".join(arrays) or "none"
+                    problems.append((("equipment", i, "counts", name),
+                                     f"a {eq.cls} has no array '{name}' (its arrays: {known})"))
+                elif count > arrays[name]:
+                    problems.append((("equipment", i, "counts", name),
+                                     f"{count} {name}s; a {eq.cls} has at most {arrays[name]}"))
+    return problems
+
+
+def _modbus_settings(raw: dict[str, Any]) -> None:
+    from gateway.adapters.modbus.adapter import Settings
+
+    Settings.from_dict(raw)
+
+
+def _opcua_settings(raw: dict[str, Any]) -> None:
+    from gateway.adapters.opcua.settings import OpcUaSettings
+
+    OpcUaSettings.from_dict(raw)
+
+
+# The built-in adapters' own settings readers (imported when used), so the check and the run refuse the same values.
+_SETTINGS_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {"modbus": _modbus_settings, "opcua": _opcua_settings}
+
+
+def api_host_problems(api: Api) -> list[tuple[tuple[Any, ...], str]]:
+    """The API host must be an address of some interface here, or a name that resolves to one."""
+    try:
+        socket.getaddrinfo(api.host, api.port or None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return [(("api", "host"), f"'{api.host}' does not resolve to an address ({exc.strerror})")]
+    return []
+
+
 def missing_secrets(cfg: LineConfig) -> list[tuple[tuple[Any, ...], str]]:
     """(field location, what is wrong) for every secret of the line that cannot be read; never the secret."""
     problems: list[tuple[tuple[Any, ...], str]] = []
@@ -220,4 +294,13 @@ def missing_secrets(cfg: LineConfig) -> list[tuple[tuple[Any, ...], str]]:
         if not os.environ.get(key.key_env):
             problems.append((("api", "keys", i, "key_env"),
                              f"environment variable {key.key_env} (key of user '{key.user}') is not set or empty"))
+    influx = cfg.forward.influx if cfg.forward else None
+    if influx and influx.token_env and not os.environ.get(influx.token_env):
+        problems.append((("forward", "influx", "token_env"),
+                         f"environment variable {influx.token_env} (the InfluxDB token) is not set or empty; "
+                         "token_env: null for a server that takes writes without a token"))
+    mqtt = cfg.forward.mqtt if cfg.forward else None
+    if mqtt and mqtt.password_env and not os.environ.get(mqtt.password_env):
+        problems.append((("forward", "mqtt", "password_env"),
+                         f"environment variable {mqtt.password_env} (the MQTT password) is not set or empty"))
     return problems

@@ -28,7 +28,41 @@ def _compose(text: str, filename: str) -> tuple[Any, yaml.Node | None]:
         mark = getattr(exc, "problem_mark", None)
         where = f"{filename}:{mark.line + 1}" if mark else filename
         raise SpecError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    twice = duplicate_keys(node)
+    if twice:
+        raise SpecError("\n".join(f"{filename}:{line}: {format_loc(loc)}: {what}" for line, loc, what in twice))
     return data, node
+
+
+def duplicate_keys(node: yaml.Node | None) -> list[tuple[int, tuple[Any, ...], str]]:
+    """(line, path, what) for every mapping key given twice: YAML keeps the last one silently,
+    so a setting written twice would be read as whichever came last."""
+    found: list[tuple[int, tuple[Any, ...], str]] = []
+    seen_nodes: set[int] = set()  # an alias shares its anchor's node: look at each once
+
+    def walk(n: yaml.Node, loc: tuple[Any, ...]) -> None:
+        if id(n) in seen_nodes:
+            return
+        seen_nodes.add(id(n))
+        if isinstance(n, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}  # (tag, text) of a key -> the line it was first given on
+            for key, value in n.value:
+                name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    line = key.start_mark.line + 1
+                    if (key.tag, key.value) in first:
+                        was = first[(key.tag, key.value)]
+                        found.append((line, loc + (name,), f"'{name}' is given twice (first on line {was}); keep one"))
+                    else:
+                        first[(key.tag, key.value)] = line
+                walk(value, loc + (name,))
+        elif isinstance(n, yaml.SequenceNode):
+            for i, item in enumerate(n.value):
+                walk(item, loc + (i,))
+
+    if node is not None:
+        walk(node, ())
+    return found
 
 
 def line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:

@@ -18,7 +18,8 @@ class InfluxForward(_Sink):
     url: str = Field(pattern=r"^https?://")
     org: str = "linegw"
     bucket: str = "linegw"
-    token_env: str = "LINEGW_INFLUX_TOKEN"  # environment variable holding the API token
+    # Environment variable holding the API token; null for a server that takes writes without one.
+    token_env: str | None = "LINEGW_INFLUX_TOKEN"
     batch_size: int = Field(5000, ge=1)
     consumer: str = "influx"  # outbox cursor name; a second InfluxDB sink needs its own
     poll_s: float = Field(0.5, gt=0)

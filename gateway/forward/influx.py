@@ -173,7 +173,7 @@ class InfluxForwarder:
         from influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
         cursor = self._stats["cursor"] = await self.store.register_consumer(self.cfg.consumer)
-        token = os.environ.get(self.cfg.token_env, "")
+        token = os.environ.get(self.cfg.token_env, "") if self.cfg.token_env else ""
         client = InfluxDBClient(url=self.cfg.url, token=token, org=self.cfg.org, enable_gzip=True, timeout=10_000)
         api = client.write_api(write_options=SYNCHRONOUS)
         try:

@@ -31,7 +31,7 @@ line: fwdtest
 api: {{host: 127.0.0.1, port: 0}}
 store: {{path: {db}}}
 forward:
-  influx: {{url: "{vm}", batch_size: {batch}, poll_s: 0.2, backoff_max_s: 0.5}}
+  influx: {{url: "{vm}", token_env: null, batch_size: {batch}, poll_s: 0.2, backoff_max_s: 0.5}}
   mqtt: {{port: {mqtt}, backoff_max_s: 0.5}}
 equipment:
   - id: winder1

@@ -72,6 +72,85 @@ def test_records_are_kept_for_ever_unless_given_days(tmp_path):
     assert load_line(write(tmp_path, "line.yaml", text)).store.records_retention_days.days() == {"events": 3650, "audit": 400}
 
 
+FORWARD = "line: test\nforward:\n  influx: {url: 'http://127.0.0.1:8428', token_env: LINEGW_TEST_UNSET_TOKEN}\n" \
+          "  mqtt: {username: gw, password_env: LINEGW_TEST_UNSET_MQTT}\n"
+
+
+@pytest.mark.parametrize("broken, expected", [
+    # Array sizes: below 1, more than the class has, an array the class has not.
+    (GOOD.replace("{channel: 8}", "{channel: -4}"), ["line.yaml:11: equipment[1].counts.channel: Input should be greater than or equal to 1"]),
+    (GOOD.replace("{channel: 8}", "{channel: 0}"), ["line.yaml:11: equipment[1].counts.channel: Input should be greater than or equal to 1"]),
+    (GOOD.replace("{channel: 8}", "{channel: 4096}"), ["line.yaml:11: equipment[1].counts.channel: 4096 channels; a formation has at most 512"]),
+    (GOOD.replace("{channel: 8}", "{chanel: 8}"),
+     ["line.yaml:11: equipment[1].counts.chanel: a formation has no array 'chanel' (its arrays: channel)"]),
+    # Intervals and the adapters' other settings, read by the adapters' own readers.
+    (GOOD.replace("    counts:", "    adapter: {scan_interval_ms: 0}\n    counts:"),
+     ["line.yaml:11: equipment[1].adapter.scan_interval_ms: modbus setting scan_interval_ms must be > 0"]),
+    (GOOD.replace("    counts:", "    adapter: {scan_interval_ms: -50}\n    counts:"),
+     ["line.yaml:11: equipment[1].adapter.scan_interval_ms: modbus setting scan_interval_ms must be a number >= 0, got -50"]),
+    (GOOD.replace("    protocol: opcua\n", "    protocol: opcua\n    adapter: {publishing_interval_ms: 0}\n"),
+     ["line.yaml:6: equipment[0].adapter.publishing_interval_ms: opcua setting publishing_interval_ms: must be > 0, got 0"]),
+    (GOOD.replace("protocol: modbus", "protocol: modbsu"),
+     ["line.yaml:9: equipment[1].protocol: no adapter 'modbsu' is installed (known: modbus, opcua)"]),
+    # Every secret the file names: the forwarders' too.
+    (FORWARD + GOOD.removeprefix("line: test\n"), [
+        "line.yaml:3: forward.influx.token_env: environment variable LINEGW_TEST_UNSET_TOKEN (the InfluxDB token) is not set "
+        "or empty; token_env: null for a server that takes writes without a token",
+        "line.yaml:4: forward.mqtt.password_env: environment variable LINEGW_TEST_UNSET_MQTT (the MQTT password) is not set or empty"]),
+    # A key given twice is not the last one winning.
+    (GOOD.replace("    counts: {channel: 8}", "    counts: {channel: 8}\n    counts: {channel: 64}"),
+     ["line.yaml:12: equipment[1].counts: 'counts' is given twice (first on line 11); keep one"]),
+    (GOOD.replace("line: test", "line: test\napi: {port: 8080, port: 8081}"),
+     ["line.yaml:2: api.port: 'port' is given twice (first on line 2); keep one"]),
+    # The API's address.
+    (GOOD.replace("line: test", "line: test\napi: {host: 127.0.0.l}"),
+     ["line.yaml:2: api.host: '127.0.0.l' does not resolve to an address (Name or service not known)"]),
+    (GOOD.replace("line: test", "line: test\napi: {host: 'localhost:8080'}"),
+     ["line.yaml:2: api.host: 'localhost:8080' is neither an IP address nor a host name; give the address to listen on, "
+      "e.g. 127.0.0.1 or 0.0.0.0"]),
+    (GOOD.replace("line: test", "line: test\napi: {host: 127.0.0.256}"),
+     ["line.yaml:2: api.host: '127.0.0.256' is not a valid IPv4 address; give the address to listen on, e.g. 127.0.0.1 or 0.0.0.0"]),
+    (GOOD.replace("line: test", "line: test\napi: {port: 70000}"),
+     ["line.yaml:2: api.port: Input should be less than or equal to 65535"]),
+])
+def test_check_config_refuses_what_would_fail_or_be_ignored_at_run_time(tmp_path, monkeypatch, broken, expected):
+    for name in ("LINEGW_TEST_UNSET_TOKEN", "LINEGW_TEST_UNSET_MQTT"):
+        monkeypatch.delenv(name, raising=False)
+    path = write(tmp_path, "line.yaml", broken)
+    with pytest.raises(SpecError) as exc:
+        load_line(path, spec=load_spec())
+    assert str(exc.value).splitlines() == [f"{path}:{e.removeprefix('line.yaml:')}" for e in expected]
+
+
+def test_a_forwarder_without_secrets_or_with_them_set_passes(tmp_path, monkeypatch):
+    monkeypatch.setenv("LINEGW_TEST_UNSET_TOKEN", "t0ken")
+    monkeypatch.setenv("LINEGW_TEST_UNSET_MQTT", "pw")
+    cfg = load_line(write(tmp_path, "line.yaml", FORWARD + GOOD.removeprefix("line: test\n")), spec=load_spec())
+    assert cfg.forward and cfg.forward.influx and cfg.forward.influx.token_env == "LINEGW_TEST_UNSET_TOKEN"
+    no_token = "line: test\nforward:\n  influx: {url: 'http://127.0.0.1:8428', token_env: null}\n" + GOOD.removeprefix("line: test\n")
+    cfg = load_line(write(tmp_path, "line.yaml", no_token), spec=load_spec())
+    assert cfg.forward and cfg.forward.influx and cfg.forward.influx.token_env is None
+
+
+def test_a_mapping_file_with_a_key_given_twice_is_refused(tmp_path):
+    text = MAPPING.replace("    scale: 0.1\n", "    scale: 0.1\n    scale: 10\n")
+    with pytest.raises(SpecError) as exc:
+        load_mapping(write(tmp_path, "m.yaml", text), load_spec())
+    assert str(exc.value) == f"{tmp_path / 'm.yaml'}:9: variables[0].scale: 'scale' is given twice (first on line 8); keep one"
+
+
+@pytest.mark.parametrize("api, expected", [
+    ("{host: 127.0.0.l}", "2: api.host: '127.0.0.l' does not resolve to an address (Name or service not known)"),
+    ("{host: 192.0.2.1, port: 0}", "2: api.host: cannot listen on 192.0.2.1 port 0: Cannot assign requested address"),
+])
+def test_a_wrong_api_host_is_one_message_from_run(tmp_path, api, expected):
+    line_file = write(tmp_path, "line.yaml", GOOD.replace("line: test", f"line: test\napi: {api}\nstore: {{path: {tmp_path / 's.sqlite'}}}"))
+    proc = linegw("run", str(line_file))
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"error: {line_file}:{expected}"
+    assert "API on" not in proc.stdout
+
+
 def test_missing_mapping_file_is_named(tmp_path):
     text = GOOD.replace("    counts: {channel: 8}", "    mapping: nowhere.yaml")
     with pytest.raises(SpecError, match=r"line.yaml:11: equipment\[1\].mapping: file .*nowhere.yaml does not exist"):
