@@ -185,19 +185,21 @@ def test_the_channel_grid_shows_64_channels_in_numeric_order(tab):
 
 
 def test_a_command_is_refused_with_its_reason(tab):
+    """Unhold: refused in every PackML state but Held, which nothing on the demo line enters."""
     page = tab.open("#/equipment/coater1")
-    page.wait_for_selector('#commands button[data-cmd="Start"]')
-    page.click('#commands button[data-cmd="Start"]')
+    page.wait_for_selector('#commands button[data-cmd="Unhold"]')
+    page.click('#commands button[data-cmd="Unhold"]')
     dialog = page.locator("dialog#confirm")
-    assert dialog.is_visible() and "Send Start to coater1?" in dialog.inner_text()
+    assert dialog.is_visible() and "Send Unhold to coater1?" in dialog.inner_text()
     page.click("#confirm-ok")
     result = page.locator("#cmd-result")
-    poll(lambda: result.inner_text().startswith("409"), "the refusal of Start")
+    poll(lambda: result.inner_text().startswith("409"), "the refusal of Unhold")
     text = result.inner_text()
-    assert "already_in_state" in text or "cannot_perform_now" in text, text
-    assert len(text.split(": ", 1)[1]) > 10, f"no reason given: {text}"  # the gateway's sentence, shown whole
+    assert "cannot_perform_now" in text or "already_in_state" in text, text
+    reason = text.split(": ", 1)[1]
+    assert "Unhold" in reason and len(reason) > 20, f"no reason given: {text}"  # the gateway's sentence, shown whole
     assert "refused" in result.get_attribute("class")
-    tab.check("command-refused", refused=("/api/v1/equipment/coater1/commands/Start",))
+    tab.check("command-refused", refused=("/api/v1/equipment/coater1/commands/Unhold",))
 
 
 def test_commands_are_hidden_from_a_viewer(browser, line):
