@@ -9,8 +9,9 @@ derived by the spec's rule from `state.packml_state` and
 `state.operation_mode`: Starting/Execute/Unholding/Unsuspending/Completing are
 PRD; Idle, Stopped, Stopping, Resetting, Complete, Suspending, Suspended are
 SBY; Holding, Held, Aborting, Aborted, Clearing are down, UDT while a
-stop-reason alarm is active and SDT otherwise; Undefined is NST; operation
-mode Maintenance makes SDT and Setup ENG.
+stop-reason alarm is active and SDT otherwise; Undefined is NST (a code
+outside the spec's PackML states is unobserved); operation mode Maintenance
+makes SDT and Setup ENG.
 
 `unobserved` is its own bucket, not UDT: while the link is down (or the
 heartbeat stopped) the gateway does not know what the machine did, and a
@@ -83,7 +84,7 @@ def derive_e10(packml: str | None, mode: str | None, stop_alarm: bool) -> str | 
         return "SBY"
     if packml in DOWN_STATES:
         return "UDT" if stop_alarm else "SDT"
-    return "NST"
+    return "NST" if packml == "Undefined" else None  # a code the spec does not know: not a state we can place
 
 
 @dataclass

@@ -120,6 +120,7 @@ async def test_e10_derived_from_packml_for_a_machine_without_e10_state(tmp_path)
     assert {k: v for k, v in r.tally.time_us.items() if v} == {"PRD": 100_000_000, "UDT": 100_000_000,
                                                                "SDT": 100_000_000, "SBY": 100_000_000}
     assert derive_e10("Execute", "Setup", False) == "ENG" and derive_e10("Idle", "Maintenance", False) == "SDT"
+    assert derive_e10("Undefined", None, False) == "NST" and derive_e10("code 77", None, False) is None
 
 
 async def test_per_shift_figures_split_the_range_and_add_up(store):
