@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import inspect
 import json
 import logging
 import random
@@ -32,6 +34,7 @@ from gateway.runtime.alarms import AlarmTracker, Occurrence
 from gateway.runtime.ingest import to_samples
 from gateway.runtime.view import EquipmentView, LiveMessage
 from gateway.samples import Quality, Sample
+from gateway.store import StoreClosed
 from interface_spec import Spec
 
 log = logging.getLogger("linegw.device")
@@ -42,6 +45,9 @@ HEARTBEAT = "status.heartbeat"
 AVAILABILITY = "status.availability"
 STALLED = "heartbeat_stopped: machine not updating"  # the reason a frozen machine's values carry
 RECORD_QUEUE = 10_000
+LINK_DOWN = "link_down"  # the reason of the gateway's own mark of an outage, one per path
+SEED_FLUSH_S = 5.0  # how long a start waits for the store to commit what an earlier run queued
+SEED_WINDOWS_S = (1.0, 60.0, 3600.0, 86400.0, 30 * 86400.0, 1e10)  # see Device._last_read_before
 
 
 def adapter_factory(protocol: str) -> Callable[[str, list[Point], dict[str, Any]], Adapter]:
@@ -91,6 +97,9 @@ class Device:
         self.started = False  # run() was entered once: the machine's task is up (readiness)
         self.running = False  # run() is running now
         self._data_fault: str | None = None  # what data_fault() said last, to log its changes once
+        # path -> (source_ts, quality, value, reason) of the last sample read and stored: a value re-read at
+        # connect or restart with the same source timestamp, value and quality is not stored twice.
+        self._stored: dict[str, tuple] = {}
         self._settings = dict(eq.adapter)
         sec = eq.security
         if sec.mode != "None" or sec.username:
@@ -110,6 +119,8 @@ class Device:
             self.running = False
 
     async def _run(self) -> None:
+        if not self._stored:
+            await self._seed_stored()
         factory = adapter_factory(self.eq.protocol)
         counts = await self._discover_counts(factory)
         self.view.counts = counts
@@ -122,6 +133,59 @@ class Device:
             tg.create_task(self._watch_heartbeat(), name=f"{self.eq.id}:heartbeat")
             if self.plan.native:
                 tg.create_task(self._pump_events(), name=f"{self.eq.id}:events")
+
+    async def _seed_stored(self) -> None:
+        """What the store holds last per path, so that a restart does not store the unchanged values again.
+
+        For a path whose last record is the gateway's own link_down mark, the value read before the
+        outage is looked up: the same value re-read after it is no new sample either.
+        """
+        try:
+            # What an earlier run queued is committed first (bounded: a store that cannot commit now
+            # must not hold the machine's start); it is in latest() only once committed.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.store.flush(), SEED_FLUSH_S)
+            latest = self.store.latest(self.eq.id)
+            if inspect.isawaitable(latest):
+                latest = await latest
+        except StoreClosed as exc:
+            log.warning("%s: the store's latest values are not available (%s); values re-read now are stored "
+                        "again", self.eq.id, exc)
+            return
+        for s in latest:
+            if s.path == AVAILABILITY:
+                continue
+            if s.reason != LINK_DOWN:
+                self._stored[s.path] = (s.source_ts, s.quality, s.value, s.reason)
+                continue
+            # The last record is the gateway's mark of an outage: what matters is the value read before it.
+            row = await self._last_read_before(s.path, s.source_ts)
+            if row is not None:
+                self._stored[s.path] = (row["ts"], Quality(row["quality"]), row["value"], row["reason"])
+
+    async def _last_read_before(self, path: str, t: float) -> dict[str, Any] | None:
+        """The newest stored sample of `path` before `t` that is not a link_down mark, or None.
+
+        History reads oldest first: windows growing back from `t` find the newest without reading a
+        fast path's whole past (the first window with rows is a small one for a path that changes often).
+        """
+        for span in SEED_WINDOWS_S:
+            rows = await self.store.history(self.eq.id, path, t - span, t, limit=100_000)
+            reads = [r for r in rows if r.get("reason") != LINK_DOWN]
+            if reads:
+                return reads[-1]
+        return None
+
+    def _unseen(self, samples: list[Sample]) -> list[Sample]:
+        """The samples not stored before: a new source timestamp, or a new value, quality or reason at it."""
+        stored = self._stored
+        out = []
+        for s in samples:
+            key = (s.source_ts, s.quality, s.value, s.reason)
+            if stored.get(s.path) != key:
+                stored[s.path] = key
+                out.append(s)
+        return out
 
     def _build_plan(self, counts: dict[str, int]) -> Plan:
         if self.eq.mapping:
@@ -204,7 +268,8 @@ class Device:
 
     def _accept(self, samples: list[Sample], now: float) -> bool:
         """Store validated samples, update the live picture and fan them out; True when the store is behind."""
-        behind = self.store.write_samples(samples)
+        fresh = self._unseen(samples)
+        behind = self.store.write_samples(fresh) if fresh else False
         self.view.last_data_ts = now
         latest = self.latest
         changed_state = False
@@ -364,8 +429,8 @@ class Device:
             # The gap is recorded as such: every value goes BAD "link_down" once.
             now = time.time()
             marks = [
-                Sample(self.eq.id, p, None, s.unit, now, now, Quality.BAD, "link_down")
-                for p, s in self.latest.items() if s.quality != Quality.BAD or s.reason != "link_down"
+                Sample(self.eq.id, p, None, s.unit, now, now, Quality.BAD, LINK_DOWN)
+                for p, s in self.latest.items() if s.quality != Quality.BAD or s.reason != LINK_DOWN
             ]
             for m in marks:
                 self.latest[m.path] = m
