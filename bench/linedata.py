@@ -2,8 +2,8 @@
 
 A formation rack is read over Modbus every scan, so every value of every scan is
 recorded; coaters and winders over OPC UA send only what changed. The values are
-the models' (rounded as the machines round them), with the gateway's gateway_ts a
-few milliseconds after the source time, as the adapters stamp them.
+the models' (rounded as the machines round them), with one gateway time per
+scan a few milliseconds after the scan, as the adapters stamp a response.
 No server is started: this is the data, not the protocol.
 """
 
@@ -48,11 +48,10 @@ def scans(cls: str, t0: float, seconds: float, *, eq: str | None = None, channel
         sim._operate()
         changes = m.take_changes()
         values = m.values if modbus else changes
-        out = []
-        for path, value in values.items():
-            if isinstance(value, (list, dict)):
-                continue
-            gw = t + 0.002 + rnd.random() * 0.004
-            out.append(Sample(eq, path, value, units[path], t, gw, Quality.GOOD, ""))
-        yield out
+        # One gateway time per response, as to_samples stamps a batch; Modbus has no source time, so the
+        # source time is that gateway time too; OPC UA's is the server's.
+        gw = t + 0.002 + rnd.random() * 0.004
+        ts = gw if modbus else t
+        yield [Sample(eq, path, value, units[path], ts, gw, Quality.GOOD, "")
+               for path, value in values.items() if not isinstance(value, (list, dict))]
         t += period

@@ -92,6 +92,8 @@ class Columns(NamedTuple):
 
     def values(self) -> list[Any]:
         """Every row's value as a Python object (float, int, None or str), in row order."""
+        if len(self.floats) == len(self.kind):
+            return self.floats.tolist()  # the common case: a series of floats
         out: list[Any] = [None] * len(self.kind)
         for k, src in ((K_FLOAT, self.floats.tolist()), (K_INT, self.ints.tolist()), (K_TEXT, self.texts)):
             idx = np.flatnonzero(self.kind == k).tolist()

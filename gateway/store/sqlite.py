@@ -152,6 +152,8 @@ RETENTION_CHECK_S = 30.0
 SEAL_AFTER_S = 120.0  # rows committed this long ago may be sealed into chunks
 SEAL_SPAN_S = 600.0  # ... once the oldest of them is this much older again: a window's worth
 SEAL_ROWS = 4_000_000  # at most this many head rows sealed in one window
+PAGE_SIZE = 16_384  # bytes, for new files
+CHUNK_BYTES = 2_048  # a chunk's blob at most about this large: about eight rows to a page
 CHUNK_ROWS = 16_384  # at most this many samples in one chunk: a short query decodes little
 COMPACT_CHECK_S = 5.0
 BUDGET_CHECK_S = 1.0  # how often the writer looks at the disk budget while writing
@@ -337,13 +339,21 @@ _CHUNK_N = 6  # where n is in a chunk row
 
 
 def _chunk_rows(sid: int, hi: int, c: codec.Columns) -> list[tuple]:
-    """Chunk rows for _INSERT_CHUNK from a series' columns in (time, sequence) order, CHUNK_ROWS at most each."""
+    """Chunk rows for _INSERT_CHUNK from a series' columns in (time, sequence) order.
+
+    A blob larger than CHUNK_BYTES is cut into as many chunks of equal rows as it takes:
+    a row that fills most of a page leaves the rest of the page empty.
+    """
+    n = len(c.ts)
+    blob = codec.pack(c) if n <= CHUNK_ROWS else b""
+    parts = max(-(-n // CHUNK_ROWS), -(-len(blob) // CHUNK_BYTES), 1)
+    step = -(-n // parts)
     out = []
-    for i in range(0, len(c.ts), CHUNK_ROWS):
-        part = c if len(c.ts) <= CHUNK_ROWS else codec.take(c, np.arange(i, min(i + CHUNK_ROWS, len(c.ts))))
+    for i in range(0, n, step):
+        part = c if parts == 1 else codec.take(c, np.arange(i, min(i + step, n)))
         _, summary = next(partials(np.zeros(len(part.ts), np.int64), part.ts, part.q, part.kind, part.numbers()))
         out.append((sid, hi, float(part.ts[0]), float(part.ts[-1]), float(part.gw.min()), float(part.gw.max()),
-                    len(part.ts), *summary, codec.pack(part)))
+                    len(part.ts), *summary, blob if parts == 1 else codec.pack(part)))
     return out
 
 
@@ -665,6 +675,10 @@ class SqliteStore:
 
     def _open_writer(self) -> sqlite3.Connection:
         conn = self._connect()
+        # A new file gets 16 KiB pages (an existing one keeps its own): a chunk row is 1-2 KiB, and 4 KiB
+        # pages held two of them, a third of each page empty (formation rack: 3.4 bytes per value in the
+        # chunks' pages against 2.2 in the blobs; 2.7 with 16 KiB pages).
+        conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"{self.path}: cannot use WAL mode (got {mode}); is it on a network share?")
@@ -1666,14 +1680,16 @@ class SqliteStore:
         if not ts_parts:
             return []
         all_ts = np.concatenate(ts_parts)
-        order = np.argsort(all_ts, kind="stable")[:limit].tolist()
-        tsl, gwl, ql = all_ts.tolist(), np.concatenate(gw_parts).tolist(), np.concatenate(q_parts).tolist()
-        out = []
-        for i in order:
-            qv, v = ql[i], values[i]
-            out.append({"ts": tsl[i], "value": bool(v) if qv & BOOL_FLAG else v, "quality": qv & QMASK,
-                        "reason": reasons[i], "gateway_ts": gwl[i]})
-        return out
+        order = np.argsort(all_ts, kind="stable")[:limit]
+        q = np.concatenate(q_parts)[order]
+        picked = order.tolist()
+        if picked != list(range(len(picked))):
+            values = [values[i] for i in picked]
+            reasons = [reasons[i] for i in picked]
+        if (q & BOOL_FLAG).any():
+            values = [bool(v) if f else v for v, f in zip(values, (q & BOOL_FLAG).tolist())]
+        return [{"ts": t, "value": v, "quality": qv, "reason": r, "gateway_ts": g} for t, v, qv, r, g in
+                zip(all_ts[order].tolist(), values, (q & QMASK).tolist(), reasons, np.concatenate(gw_parts)[order].tolist())]
 
     def _bucketed(self, conn: sqlite3.Connection, equipment: str, path: str, start: float, end: float,
                   bucket_s: float, aggs: list[str], limit: int) -> list[dict[str, Any]]:

@@ -37,7 +37,8 @@ class SealingStore(SqliteStore):
     """
 
     def __init__(self, path, *args, **kwargs):
-        super().__init__(path, *args, seal_after_s=0, seal_span_s=0, **kwargs)
+        # Only flush() seals (the compactor thread would, at its own times, make chunks of other sizes).
+        super().__init__(path, *args, seal_after_s=0, seal_span_s=0, compact_check_s=3600, **kwargs)
 
     async def flush(self) -> None:
         await super().flush()
@@ -715,6 +716,6 @@ async def test_sealed_process_data_takes_a_few_bytes_per_value(tmp_path):
         used, = conn.execute("SELECT sum(pgsize) FROM dbstat WHERE name = 'chunks'").fetchone()
         conn.close()
         per_value = used / (n_series * seconds)
-        assert per_value < 4, per_value
+        assert per_value < 4, per_value  # 16 KiB pages: 3.1 here, the blobs 2.6 (the scan's time jitter: 1.9)
         rows = await s.history("rack1", "channel[3].voltage", T0, T0 + seconds + 1, bucket_s=600, agg="count")
         assert sum(r["count"] for r in rows) == seconds
