@@ -7,6 +7,7 @@ written in the file: a password comes from an environment variable or a file.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import re
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, fi
 from gateway.analytics.shifts import Shifts
 from gateway.endpoint import SCHEMES, host_problem, parse_endpoint
 from gateway.forward.config import ForwardConfig
-from interface_spec.loader import SpecError, format_loc, line_of, load_model, yaml_node
+from interface_spec.loader import SpecError, format_loc, line_of, load_model, one_line, yaml_node
 from interface_spec.spec import Spec
 
 ID = r"^[A-Za-z][A-Za-z0-9_-]*$"
@@ -188,7 +189,7 @@ def load_line(path: str | Path, secrets: bool = True, spec: Spec | None = None) 
 
 def located(path: Path, node: Any, problems: list[tuple[tuple[Any, ...], str]]) -> str:
     """One `file:line: field: what` line per problem, in the order given."""
-    return "\n".join(f"{path}:{line_of(node, loc)}: {format_loc(loc)}: {what}" for loc, what in problems)
+    return "\n".join(f"{path}:{line_of(node, loc)}: {format_loc(loc)}: {one_line(what)}" for loc, what in problems)
 
 
 def key_collisions(api: Api, values: list[str | None] | None) -> list[tuple[tuple[Any, ...], str]]:
@@ -237,13 +238,20 @@ def equipment_problems(cfg: LineConfig, spec: Spec | None) -> list[tuple[tuple[A
                              f"no adapter '{eq.protocol}' is installed (known: {', '.join(sorted(installed))})"))
         check = _SETTINGS_CHECKS.get(eq.protocol)
         if check is not None:
+            raw = _AskedKeys(eq.adapter)
             try:
-                check(eq.adapter)
+                check(raw)
             except ValueError as exc:
                 # The adapters name the setting first ("modbus setting scan_interval_ms must be ...").
                 m = re.search(r"setting (\w+)", str(exc))
                 loc = ("equipment", i, "adapter") + ((m.group(1),) if m and m.group(1) in eq.adapter else ())
                 problems.append((loc, str(exc)))
+            else:  # every setting was read: one the reader never asked for is a typo, silently ignored at run time
+                for name in eq.adapter:
+                    if name not in raw.asked:
+                        near = difflib.get_close_matches(str(name), sorted(raw.asked), n=1)
+                        hint = f"did you mean {near[0]}?" if near else f"known: {', '.join(sorted(raw.asked))}"
+                        problems.append((("equipment", i, "adapter", name), f"not a setting of the {eq.protocol} adapter; {hint}"))
         if spec is not None:
             arrays = {su.id: su.array.max for su in spec.array_sub_units(eq.cls) if su.array}
             for name, count in eq.counts.items():
@@ -255,6 +263,26 @@ def equipment_problems(cfg: LineConfig, spec: Spec | None) -> list[tuple[tuple[A
                     problems.append((("equipment", i, "counts", name),
                                      f"{count} {name}s; a {eq.cls} has at most {arrays[name]}"))
     return problems
+
+
+class _AskedKeys(dict[str, Any]):
+    """Adapter settings that note which names the adapter's reader asked for."""
+
+    def __init__(self, raw: dict[str, Any]):
+        super().__init__(raw)
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.asked.add(str(key))
+        return super().__contains__(key)
 
 
 def _modbus_settings(raw: dict[str, Any]) -> None:

@@ -52,7 +52,7 @@ def duplicate_keys(node: yaml.Node | None) -> list[tuple[int, tuple[Any, ...], s
                     line = key.start_mark.line + 1
                     if (key.tag, key.value) in first:
                         was = first[(key.tag, key.value)]
-                        found.append((line, loc + (name,), f"'{name}' is given twice (first on line {was}); keep one"))
+                        found.append((line, loc + (name,), f"'{one_line(name)}' is given twice (first on line {was}); keep one"))
                     else:
                         first[(key.tag, key.value)] = line
                 walk(value, loc + (name,))
@@ -84,13 +84,19 @@ def line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
+def one_line(text: str) -> str:
+    """`text` with control characters and line separators escaped: a key or value from the file
+    can neither break a message into two lines nor drive the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def format_loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            out += ("." if out else "") + one_line(str(part))
     return out or "(top level)"
 
 
@@ -101,7 +107,7 @@ def validation_message(exc: ValidationError, filename: str, node: yaml.Node | No
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
         line = line_of(node, loc)
         where = f"{filename}:{line}" if line else filename
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = one_line(err["msg"].removeprefix("Value error, "))
         lines.append(f"{where}: {format_loc(loc)}: {msg}")
     return "\n".join(lines)
 

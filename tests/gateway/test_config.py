@@ -90,6 +90,13 @@ FORWARD = "line: test\nforward:\n  influx: {url: 'http://127.0.0.1:8428', token_
      ["line.yaml:11: equipment[1].adapter.scan_interval_ms: modbus setting scan_interval_ms must be a number >= 0, got -50"]),
     (GOOD.replace("    protocol: opcua\n", "    protocol: opcua\n    adapter: {publishing_interval_ms: 0}\n"),
      ["line.yaml:6: equipment[0].adapter.publishing_interval_ms: opcua setting publishing_interval_ms: must be > 0, got 0"]),
+    (GOOD.replace("    counts:", "    adapter: {scan_intervall_ms: 100}\n    counts:"),
+     ["line.yaml:11: equipment[1].adapter.scan_intervall_ms: not a setting of the modbus adapter; did you mean scan_interval_ms?"]),
+    (GOOD.replace("    protocol: opcua\n", "    protocol: opcua\n    adapter: {timeout_s: 3}\n"),
+     ["line.yaml:6: equipment[0].adapter.timeout_s: not a setting of the opcua adapter; did you mean request_timeout_s?"]),
+    # A key from the file never breaks a message in two (YAML's "\u2028" is a line separator to Python).
+    (GOOD.replace("    counts:", '    "col\\u2028our": red\n    counts:'),
+     [r"line.yaml:11: equipment[1].col\u2028our: Extra inputs are not permitted"]),
     (GOOD.replace("protocol: modbus", "protocol: modbsu"),
      ["line.yaml:9: equipment[1].protocol: no adapter 'modbsu' is installed (known: modbus, opcua)"]),
     # Every secret the file names: the forwarders' too.

@@ -1,0 +1,115 @@
+"""Any line file is either accepted or refused with `file:line: field: what`, never a traceback;
+and what is accepted is accepted by the adapters too (the run would not fail on it later).
+
+Random mutations of the demo line: a value replaced by another of any type, a key removed or
+added, a line of text duplicated or dropped.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.cli import DEMO_LINE
+from gateway.config import load_line
+from gateway.runtime.device import adapter_factory
+from interface_spec import SpecError, load_spec
+
+SPEC = load_spec()
+DEMO = yaml.safe_load(DEMO_LINE.read_text(encoding="utf-8"))
+DEMO_TEXT = yaml.safe_dump(DEMO, sort_keys=False)
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**40), max_value=2**40),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+    st.sampled_from(["", "0", "-4", "::1", "[::1]", "fe80::1", "127.0.0.l", "modbus://h:70000", "opc.tcp://",
+                     "viewer", "LINEGW_NOT_SET", "../mappings/nowhere.yaml"]),
+)
+values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                       st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+                      max_leaves=6)
+
+
+def paths(node: Any, here: tuple = ()) -> list[tuple]:
+    """Every place in the parsed file: mapping keys and list items, the root excluded."""
+    out = [here] if here else []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += paths(v, here + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += paths(v, here + (i,))
+    return out
+
+
+PATHS = paths(DEMO)
+
+
+def mutate(data: Any, where: tuple, how: str, value: Any) -> Any:
+    data = copy.deepcopy(data)
+    parent = data
+    for part in where[:-1]:
+        parent = parent[part]
+    last = where[-1]
+    if how == "replace":
+        parent[last] = value
+    elif how == "remove":
+        del parent[last]
+    elif isinstance(parent, dict):  # "add": a key the format may not have
+        parent[f"{last}_extra"] = value
+    else:
+        parent.append(value)
+    return data
+
+
+def text_mutate(text: str, line: int, how: str) -> str:
+    lines = text.splitlines(keepends=True)
+    i = line % len(lines)
+    return "".join(lines[:i] + ([lines[i]] * 2 if how == "duplicate" else []) + lines[i + 1:])
+
+
+def check(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+    try:
+        cfg = load_line(path, spec=SPEC)
+    except SpecError as exc:
+        for line in str(exc).splitlines():
+            assert re.match(rf"^{re.escape(str(path))}:\d+: \S", line), f"not a file:line: message: {line!r}"
+        return
+    for eq in cfg.equipment:  # accepted by the check: the adapter takes it as well
+        adapter_factory(eq.protocol)(eq.endpoint, [], dict(eq.adapter))
+
+
+@pytest.fixture(scope="module")
+def line_path(tmp_path_factory: Any) -> Path:
+    """Where each mutated file is written, beside a copy of the demo's ../mappings/."""
+    root = tmp_path_factory.mktemp("mutations")
+    (root / "lines").mkdir()
+    shutil.copytree(DEMO_LINE.parent.parent / "mappings", root / "mappings")
+    return root / "lines" / "demo.yaml"
+
+
+def test_the_demo_line_passes_as_written_and_as_dumped(line_path):
+    check(line_path, DEMO_LINE.read_text(encoding="utf-8"))
+    check(line_path, DEMO_TEXT)
+    assert [eq.id for eq in load_line(line_path, spec=SPEC).equipment] == ["coater1", "winder1", "winder2", "formation1"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.sampled_from(PATHS), how=st.sampled_from(["replace", "remove", "add"]), value=values)
+def test_a_mutated_line_file_is_accepted_or_refused_with_file_and_line(line_path, where, how, value):
+    check(line_path, yaml.safe_dump(mutate(DEMO, where, how, value), sort_keys=False, allow_unicode=True))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(line=st.integers(min_value=0, max_value=10_000), how=st.sampled_from(["duplicate", "drop"]))
+def test_a_line_duplicated_or_dropped_is_accepted_or_refused_with_file_and_line(line_path, line, how):
+    check(line_path, text_mutate(DEMO_LINE.read_text(encoding="utf-8"), line, how))
