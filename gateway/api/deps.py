@@ -9,6 +9,7 @@ read never races a write from another thread.
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Security
@@ -67,8 +68,21 @@ Caller = Annotated[Principal, Depends(caller)]
 async def commander(conn: HTTPConnection, principal: Caller) -> Principal:
     reason = command_refusal(principal, conn.client.host if conn.client else None)
     if reason:
+        await _audit_refusal(conn, principal, reason)
         raise HTTPException(403, reason)
     return principal
+
+
+async def _audit_refusal(conn: HTTPConnection, principal: Principal, reason: str) -> None:
+    """A command refused for the caller's role goes into the audit log in the caller's name, as the
+    runtime records its own refusals: who tried what is the point of the log. Only callers a key
+    identified: an anonymous client could otherwise fill the log at will."""
+    equipment_id, command = conn.path_params.get("equipment_id"), conn.path_params.get("command")
+    if not principal.via_key or command is None or conn.app.state.view.get(equipment_id) is None:
+        return
+    spec: Spec = conn.app.state.spec
+    await conn.app.state.store.record_audit(time.time(), principal.user, principal.role, equipment_id, command, {},
+                                            spec.result_codes["cannot_perform_now"], "cannot_perform_now", reason)
 
 
 Commander = Annotated[Principal, Depends(commander)]

@@ -371,13 +371,13 @@ async def test_a_viewer_key_carries_viewer_rights_only(gateway, monkeypatch):
                     ApiKey(user="engineer1", role="engineer", key_env=ENGINEER_ENV)])
     app = create_app(gateway.runtime, gateway.store, gateway.spec, api)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw", timeout=60) as c:
-        before = (await c.get("/api/v1/audit", params={"equipment": "form1", "limit": 500},
-                              headers={"X-API-Key": ENGINEER_KEY})).json()
         r = await command(c, "form1", "Stop", headers={"X-API-Key": VIEWER_KEY})
         assert_reason(r, 403, "user 'viewer1' has role 'viewer'")
-        after = (await c.get("/api/v1/audit", params={"equipment": "form1", "limit": 500},
-                             headers={"X-API-Key": VIEWER_KEY})).json()
-        assert after == before  # nothing reached the machine, in anyone's name
+        # Refused before the runtime, and audited in the viewer's name.
+        [last] = (await c.get("/api/v1/audit", params={"equipment": "form1", "limit": 1},
+                              headers={"X-API-Key": VIEWER_KEY})).json()
+        assert (last["user"], last["role"], last["command"], last["result"]) == ("viewer1", "viewer", "Stop", "cannot_perform_now")
+        assert "role 'viewer'" in last["detail"]
         # The engineer's own key is the engineer: the runtime answers (an unknown command, audited as engineer1).
         r = await command(c, "form1", "Teleport", headers={"X-API-Key": ENGINEER_KEY})
         assert r.status_code == 422 and (r.json()["user"], r.json()["role"]) == ("engineer1", "engineer")
