@@ -15,6 +15,7 @@ from gateway.analytics.oee import OeeCalculator, derive_e10
 from gateway.analytics.shifts import Shifts, occurrences
 from gateway.store import SqliteStore
 from tests.analytics.script import PACKML, SPEC, Machine, alarm
+from tests.unit.test_sqlite_store import SealingStore
 
 T0 = 1_700_003_003.5
 T1 = T0 + 3600
@@ -45,9 +46,10 @@ def steady(equipment: str, prd_share: float) -> Machine:
                    units=[(T0 + 30 * i, True) for i in range(1, int(3600 * prd_share / 30))])
 
 
-@pytest.fixture
-async def store(tmp_path):
-    s = SqliteStore(tmp_path / "line.sqlite")
+@pytest.fixture(params=["head", "sealed"])
+async def store(tmp_path, request):
+    """The scripted line in the store's head rows, and sealed into compressed chunks (as a past day is)."""
+    s = (SqliteStore if request.param == "head" else SealingStore)(tmp_path / "line.sqlite")
     await s.start()
     await winder_script().write(s)
     await steady("coater1", 0.4).write(s)
@@ -55,6 +57,8 @@ async def store(tmp_path):
     await alarm(s, "winder1", 2002, T0 + 1200, T0 + 1490, stop_reason=True)
     await alarm(s, "winder1", 1, T0 + 3300, T0 + 3350, stop_reason=True)  # during SDT: no unscheduled downtime
     await alarm(s, "winder1", 2001, T0 + 100, T0 + 200, stop_reason=False)  # a warning: not a stop reason
+    if request.param == "sealed":
+        assert s.stats()["sealed_samples"] > 0
     yield s
     await s.close()
 

@@ -19,6 +19,7 @@ from gateway.samples import Quality, Sample
 from gateway.store import SqliteStore
 from tests.analytics.script import SPEC, alarm
 from tests.analytics.test_oee_api import line_file
+from tests.unit.test_sqlite_store import SealingStore
 
 T0 = 1_700_100_000.25
 MACHINES = {"coater1": "coater", "winder1": "winder", "formation1": "formation"}
@@ -77,10 +78,11 @@ async def build(store) -> None:
     await store.flush()
 
 
-@pytest.fixture
-async def store(tmp_path):
-    async with SqliteStore(tmp_path / "line.sqlite") as s:
+@pytest.fixture(params=["head", "sealed"])
+async def store(tmp_path, request):
+    async with (SqliteStore if request.param == "head" else SealingStore)(tmp_path / "line.sqlite") as s:
         await build(s)
+        assert request.param == "head" or s.stats()["sealed_samples"] > 0
         yield s
 
 
