@@ -31,7 +31,7 @@ T0 = 1_700_000_000.0
 
 # The child: a store taking samples while `fault` is switched on and off; prints what it saw as JSON.
 CHILD = textwrap.dedent('''
-    import asyncio, json, logging, os, resource, subprocess, sys, time
+    import asyncio, json, logging, os, resource, sqlite3, subprocess, sys, time
     from gateway.samples import Quality, Sample
     from gateway.store import SqliteStore
 
@@ -52,8 +52,8 @@ CHILD = textwrap.dedent('''
         if fault == "fsize":
             soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
             resource.setrlimit(resource.RLIMIT_FSIZE, (1 if on else hard, hard))
-        else:
-            for f in (path, path + "-wal"):
+        else:  # "immutable": the database and its WAL; "immutable_db": the database file alone
+            for f in (path, path + "-wal") if fault == "immutable" else (path,):
                 subprocess.run(["chattr", "+i" if on else "-i", f], check=True)
 
     async def until(pred, timeout=30):
@@ -73,8 +73,21 @@ CHILD = textwrap.dedent('''
         try:
             for _ in range(30):
                 s.write_samples(batch(k)); k += 1
+                # Readers at work meanwhile: the connections that once mapped the file into memory.
+                await s.history("m1", "p1", 0, 2e9)
                 await asyncio.sleep(0.02)
-            await until(lambda: s.stats()["commit_failures"] >= 2)
+            if fault == "immutable_db":  # commits go to the WAL; a checkpoint into the file fails
+                with sqlite3.connect(path) as c:
+                    try:
+                        c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                    except sqlite3.Error as exc:
+                        lines.append(("CHECKPOINT", str(exc)))
+                for _ in range(10):
+                    s.write_samples(batch(k)); k += 1
+                    await s.history("m1", "p1", 0, 2e9)
+                await s.flush()
+            else:
+                await until(lambda: s.stats()["commit_failures"] >= 2)
             during = s.stats()
         finally:
             switch(False)
@@ -124,28 +137,34 @@ def test_a_full_disk_holds_the_samples_says_so_once_and_catches_up(tmp_path):
     assert "full" in out["during"]["last_error"] or "I/O" in out["during"]["last_error"], out["during"]["last_error"]
 
 
-def _chattr_works(tmp_path: Path) -> bool:
+def run_immutable(tmp_path: Path, fault: str) -> tuple[dict, Path]:
+    """The child under `chattr +i`, which stops a write for root too (chmod does not, as root). Without
+    root, or on a file system without the flag, skipped: the disk-full test covers a refused write."""
     if os.geteuid() != 0 or shutil.which("chattr") is None:
-        return False
+        pytest.skip("chattr +i needs root")
     probe = tmp_path / "probe"
     probe.write_text("x")
-    ok = subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode == 0
+    if subprocess.run(["chattr", "+i", str(probe)], capture_output=True).returncode != 0:
+        pytest.skip("this file system has no immutable flag")
     subprocess.run(["chattr", "-i", str(probe)], capture_output=True)
-    return ok
-
-
-def test_an_immutable_store_file_is_survived_without_a_crash_and_caught_up(tmp_path):
-    # As root, chmod does not stop a write; the immutable flag does, for root too (the fault that once
-    # ended the gateway with SIGBUS). Without root, the disk-full test above covers a refused write.
-    if not _chattr_works(tmp_path):
-        pytest.skip("chattr +i needs root and a file system that supports it")
     path = tmp_path / "store.sqlite"
     try:
-        out = run_child("immutable", path)
+        return run_child(fault, path), path
     finally:
         for f in (path, Path(f"{path}-wal")):
             subprocess.run(["chattr", "-i", str(f)], capture_output=True)
+
+
+def test_an_immutable_store_file_is_survived_without_a_crash_and_caught_up(tmp_path):
+    out, path = run_immutable(tmp_path, "immutable")  # the database and its WAL
     check_held_and_caught_up(out, path)
+
+
+def test_an_immutable_database_file_under_readers_and_checkpoints_is_no_crash(tmp_path):
+    # The fault once seen to end the gateway with SIGBUS: chattr +i on the database file alone.
+    out, path = run_immutable(tmp_path, "immutable_db")
+    assert out["after"]["dropped"] == 0 and out["after"]["held"] == 0
+    assert rows(path) == out["sent"]
 
 
 def samples(k0: int, n: int) -> list[Sample]:
