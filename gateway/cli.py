@@ -43,16 +43,24 @@ def parse_duration(text: str) -> float:
 
 
 def _load_config(path: Path, secrets: bool = True):
-    from gateway.config import load_line
+    from gateway.config import load_line, located
     from gateway.mapping.compile import load_mapping
+    from interface_spec.loader import yaml_node
 
     spec = load_spec()
     cfg = load_line(path, secrets=secrets, spec=spec)
-    for eq in cfg.equipment:
+    problems = []
+    for i, eq in enumerate(cfg.equipment):
         if eq.mapping:
-            mapping = load_mapping(eq.mapping, spec)
+            mapping = load_mapping(eq.mapping, spec)  # its own errors name the mapping file's lines
+            name = Path(eq.mapping).name
             if mapping.cls != eq.cls:
-                raise SpecError(f"{eq.mapping}: class: mapping is for {mapping.cls}, but {eq.id} is a {eq.cls}")
+                problems.append((("equipment", i, "mapping"), f"{name} is for a {mapping.cls}, but {eq.id} is a {eq.cls}"))
+            if mapping.protocol != eq.protocol:
+                problems.append((("equipment", i, "mapping"),
+                                 f"{name} maps {mapping.protocol} addresses, but {eq.id} speaks {eq.protocol}"))
+    if problems:
+        raise SpecError(located(path, yaml_node(path), problems))
     return cfg, spec
 
 

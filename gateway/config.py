@@ -171,9 +171,10 @@ def load_line(path: str | Path, secrets: bool = True, spec: Spec | None = None) 
     for i, eq in enumerate(cfg.equipment):
         if eq.mapping:
             mapping = (path.parent / eq.mapping).resolve()
-            if not mapping.exists():
+            if not mapping.is_file():
                 line = line_of(node, ("equipment", i, "mapping"))
-                raise SpecError(f"{path}:{line}: equipment[{i}].mapping: file {mapping} does not exist")
+                what = "is not a file" if mapping.exists() else "does not exist"
+                raise SpecError(f"{path}:{line}: equipment[{i}].mapping: file {mapping} {what}")
             eq.mapping = str(mapping)
         if eq.mapping is None and eq.protocol == "opcua" and not eq.machine:
             eq.machine = eq.id

@@ -1,6 +1,7 @@
 """Line files and mapping files: good ones load, bad ones name file, line and field."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -156,6 +157,21 @@ def test_a_wrong_api_host_is_one_message_from_run(tmp_path, api, expected):
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"error: {line_file}:{expected}"
     assert "API on" not in proc.stdout
+
+
+@pytest.mark.parametrize("mapping, expected", [
+    ("../mappings/sztp-winder-opcua.yaml", "equipment[1].mapping: sztp-winder-opcua.yaml maps opcua addresses, but winder1 speaks modbus"),
+    ("../mappings", "equipment[1].mapping: file {mappings} is not a file"),
+])
+def test_a_mapping_that_does_not_fit_its_machine_is_refused_at_its_line(tmp_path, mapping, expected):
+    """Copied beside the demo's mappings: the winder over Modbus given the OPC UA winder's mapping, or a folder."""
+    (tmp_path / "lines").mkdir()
+    shutil.copytree(DEMO_LINE.parent.parent / "mappings", tmp_path / "mappings")
+    text = DEMO_LINE.read_text().replace("mapping: ../mappings/tobu-winder-modbus.yaml", f"mapping: {mapping}")
+    line_file = write(tmp_path / "lines", "demo.yaml", text)
+    proc = linegw("check-config", str(line_file))
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"error: {line_file}:22: " + expected.format(mappings=tmp_path / "mappings")
 
 
 def test_missing_mapping_file_is_named(tmp_path):

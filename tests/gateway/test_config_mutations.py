@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.cli import DEMO_LINE
+from gateway.cli import _load_config as load_config
 from gateway.config import load_line
 from gateway.runtime.device import adapter_factory
 from interface_spec import SpecError, load_spec
@@ -31,7 +32,8 @@ scalars = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**40), max_value=2**40),
     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
     st.sampled_from(["", "0", "-4", "::1", "[::1]", "fe80::1", "127.0.0.l", "modbus://h:70000", "opc.tcp://",
-                     "viewer", "LINEGW_NOT_SET", "../mappings/nowhere.yaml"]),
+                     "viewer", "LINEGW_NOT_SET", "../mappings/nowhere.yaml", "../mappings", ".", "/dev/null",
+                     "../mappings/sztp-winder-opcua.yaml"]),
 )
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                        st.dictionaries(st.text(max_size=8), inner, max_size=3)),
@@ -79,7 +81,7 @@ def text_mutate(text: str, line: int, how: str) -> str:
 def check(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
     try:
-        cfg = load_line(path, spec=SPEC)
+        cfg, _ = load_config(path)  # what check-config and run read: the line file and its mapping files
     except SpecError as exc:
         for line in str(exc).splitlines():
             assert re.match(rf"^{re.escape(str(path))}:\d+: \S", line), f"not a file:line: message: {line!r}"
