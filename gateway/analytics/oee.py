@@ -52,7 +52,6 @@ stage's OEE, since that stage sets the line's output.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -228,9 +227,9 @@ class OeeCalculator:
                              _pareto(stops, line, t0, t1))
 
     async def _counts(self, tally: Tally, equipment: str, t0: float, t1: float) -> None:
-        processed, good, defective = await asyncio.gather(*(
+        processed, good, defective = await tl.bounded([
             tl.increments(self.store, equipment, f"counters.{c}", t0, t1)
-            for c in ("processed_count", "good_count", "defective_count")))
+            for c in ("processed_count", "good_count", "defective_count")])
         tally.good = sum(d for _, d in good)
         tally.defective = sum(d for _, d in defective)
         tally.processed = sum(d for _, d in processed)
@@ -247,7 +246,7 @@ class OeeCalculator:
     async def report(self, t0: float, t1: float, equipment: Iterable[str] | None = None) -> dict[str, Any]:
         """Per machine, per stage and for the line over [t0, t1), with the bottleneck."""
         ids = list(equipment) if equipment is not None else list(self.machines)
-        results = await asyncio.gather(*(self.machine(e, t0, t1) for e in ids))
+        results = await tl.bounded([self.machine(e, t0, t1) for e in ids])
         return summarize(results, t0, t1)
 
     async def shift_report(self, shifts: Shifts, t0: float, t1: float,
@@ -257,7 +256,7 @@ class OeeCalculator:
         out: list[dict[str, Any]] = []
         by_name: dict[str, list[MachineResult]] = {}
         for occ in occurrences(shifts, t0, t1):
-            results = await asyncio.gather(*(self.machine(e, occ.start, occ.end) for e in ids))
+            results = await tl.bounded([self.machine(e, occ.start, occ.end) for e in ids])
             out.append({"shift": occ.name, "day": occ.day.isoformat(), **summarize(results, occ.start, occ.end)})
             by_name.setdefault(occ.name, []).extend(results)
         for name, results in by_name.items():
