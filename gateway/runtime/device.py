@@ -461,7 +461,7 @@ class Device:
             return None
         reasons: collections.Counter[str] = collections.Counter()
         for path, s in self.latest.items():
-            if path == AVAILABILITY or s.reason == "from_mapping":  # the gateway's own, not read
+            if path == AVAILABILITY or s.reason in ("from_mapping", LINK_DOWN):  # the gateway's own, not read
                 continue
             if s.quality != Quality.BAD:
                 return None
