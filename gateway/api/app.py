@@ -59,7 +59,8 @@ def create_app(view: LineView, store: Any, spec: Spec, api_config: Api | None = 
     app.state.presenter = Presenter(spec)
 
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(caller)])
-    for module in (line, equipment, history, alarms, events, trace, commands, audit, spec_routes, forward, health, ready):
+    for module in (line, equipment, history, alarms, events, trace, commands, audit, spec_routes, forward, health,
+                   ready):
         v1.include_router(module.router)
     v1.include_router(oee.router)
     v1.include_router(record.router)

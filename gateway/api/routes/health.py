@@ -81,8 +81,9 @@ def equipment_problems(equipment: dict[str, dict[str, Any]]) -> list[HealthProbl
         else:
             delivering += 1
     if equipment and not delivering:
-        out.insert(0, HealthProblem(component="equipment", status="failing",
-                                    reason=f"no machine delivers data (of {len(equipment)}): nothing is being recorded"))
+        out.insert(0, HealthProblem(
+            component="equipment", status="failing",
+            reason=f"no machine delivers data (of {len(equipment)}): nothing is being recorded"))
     return out
 
 
