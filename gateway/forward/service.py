@@ -81,7 +81,9 @@ class Forwarding:
             lag = round(now - oldest, 3) if oldest is not None else 0.0
             problems = []
             if st["failing_since"] is not None:
-                problems.append(f"{name}: not delivering for {now - st['failing_since']:.0f} s "
+                # failing_since can be set after `now` was read (the awaits above yield): never a negative age
+                failing_for = max(0.0, time.time() - st["failing_since"])
+                problems.append(f"{name}: not delivering for {failing_for:.0f} s "
                                 f"({st['retries']} retries): {st['last_error']}")
             if lag > fwd.cfg.max_lag_s:
                 problems.append(f"{name}: {backlog} samples waiting, the oldest {lag:.0f} s old "

@@ -13,6 +13,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -190,7 +191,10 @@ async def test_health_is_degraded_naming_the_sink_while_it_is_down(tmp_path: Pat
         (problem,) = health["forward"]["influx"]["problems"]
         assert problem.startswith("influx: not delivering") and "Connection" in problem
         assert health["forward"]["mqtt"]["problems"] == [] and health["forward"]["influx"]["connected"] is False
-        assert (await _get(api, "forward"))["influx"]["problems"] == [problem]  # /forward says the same
+        # /forward says the same, asked a moment later: only the seconds and retries may have moved on
+        def shape(text: str) -> str:
+            return re.sub(r"\d+", "N", text)
+        assert [shape(p) for p in (await _get(api, "forward"))["influx"]["problems"]] == [shape(problem)]
 
         mosquitto.stop()
         await _status_when(api, lambda st: st["mqtt"]["problems"], "the gateway to find the broker down")
