@@ -1,5 +1,5 @@
 """Any line file is either accepted or refused with `file:line: field: what`, never a traceback;
-and what is accepted is accepted by the adapters too (the run would not fail on it later).
+and what is accepted is taken by the run too: its plans build and its adapters start from it.
 
 Random mutations of the demo line: a value replaced by another of any type, a key removed or
 added, a line of text duplicated or dropped.
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from gateway.cli import DEMO_LINE
 from gateway.cli import _load_config as load_config
 from gateway.config import load_line
-from gateway.runtime.device import adapter_factory
+from gateway.runtime.device import Device, adapter_factory
 from interface_spec import SpecError, load_spec
 
 SPEC = load_spec()
@@ -86,8 +86,11 @@ def check(path: Path, text: str) -> None:
         for line in str(exc).splitlines():
             assert re.match(rf"^{re.escape(str(path))}:\d+: \S", line), f"not a file:line: message: {line!r}"
         return
-    for eq in cfg.equipment:  # accepted by the check: the adapter takes it as well
-        adapter_factory(eq.protocol)(eq.endpoint, [], dict(eq.adapter))
+    for eq in cfg.equipment:  # accepted by the check: the run builds its plan and its adapter as well
+        dev = Device(SPEC, eq, store=None, publish=lambda message: None)
+        counts = {su.id: eq.counts.get(su.id, 1) for su in SPEC.array_sub_units(eq.cls)}  # as if discovered
+        plan = dev._build_plan(counts)
+        adapter_factory(eq.protocol)(eq.endpoint, plan.points, dev._settings)
 
 
 @pytest.fixture(scope="module")
@@ -105,13 +108,13 @@ def test_the_demo_line_passes_as_written_and_as_dumped(line_path):
     assert [eq.id for eq in load_line(line_path, spec=SPEC).equipment] == ["coater1", "winder1", "winder2", "formation1"]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(where=st.sampled_from(PATHS), how=st.sampled_from(["replace", "remove", "add"]), value=values)
 def test_a_mutated_line_file_is_accepted_or_refused_with_file_and_line(line_path, where, how, value):
     check(line_path, yaml.safe_dump(mutate(DEMO, where, how, value), sort_keys=False, allow_unicode=True))
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(line=st.integers(min_value=0, max_value=10_000), how=st.sampled_from(["duplicate", "drop"]))
 def test_a_line_duplicated_or_dropped_is_accepted_or_refused_with_file_and_line(line_path, line, how):
     check(line_path, text_mutate(DEMO_LINE.read_text(encoding="utf-8"), line, how))
