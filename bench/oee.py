@@ -156,7 +156,7 @@ async def main(args: argparse.Namespace) -> dict:
         day = await calc.report(T0, T0 + DAY)
         results = {
             "machine": platform.platform(), "python": platform.python_version(),
-            "samples_stored": written, "fill_s": round(fill_s, 1), "seal_s": round(seal_s, 1),
+            "reused_store": reuse, "samples_stored": written, "fill_s": round(fill_s, 1), "seal_s": round(seal_s, 1),
             "sealed_samples": store.stats().get("sealed_samples"),
             "day_report_s": await timed(lambda: calc.report(T0, T0 + DAY), args.runs),
             "day_per_shift_s": await timed(lambda: calc.shift_report(shifts, T0, T0 + DAY), args.runs),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import inspect
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
@@ -31,6 +32,10 @@ US = 1_000_000
 RAW_PAGE = 10_000
 LOOKBACKS_S = (3600.0, 30 * 86400.0)  # where to look for the value in force before a range
 MAX_BUCKETS = 20_000
+# Buckets to read raw less than this apart are read as one range: a read costs a query and the decoding
+# of whole chunks, so reading the steady minutes between two changes is cheaper than a second read
+# (a sealed day of 300 stops per machine: 1.7-3.0 s at 300 s against 3.8-4.9 s reading each bucket alone).
+MERGE_GAP_S = 300.0
 COUNTER_BUCKET_S = 60.0  # increments need no exact time: a unit is placed in its minute
 # Store reads in flight at once for one report. One: the embedded store's sealed chunks are decoded with one
 # zstd decompressor shared by its reader threads, and concurrent reads of chunks fail with "data corruption"
@@ -126,10 +131,10 @@ async def changes(store: Any, equipment: str, path: str, t0: float, t1: float,
 
 async def _read_buckets(store: Any, equipment: str, path: str, starts: list[float], bucket: float,
                         t0: float, t1: float) -> list[list[dict[str, Any]]]:
-    """The raw samples of the given buckets, adjacent ones read as one range."""
+    """The raw samples of the given buckets, those less than MERGE_GAP_S apart read as one range."""
     ranges: list[list[float]] = []
     for b in starts:
-        if ranges and abs(ranges[-1][1] - b) < 1e-6:
+        if ranges and b - ranges[-1][1] < MERGE_GAP_S:
             ranges[-1][1] = b + bucket
         else:
             ranges.append([b, b + bucket])
@@ -143,8 +148,13 @@ async def _read_buckets(store: Any, equipment: str, path: str, starts: list[floa
 async def bounded(coros: Sequence[Awaitable[T]]) -> list[T]:
     """Await the coroutines, READS_IN_FLIGHT at a time, their results in order."""
     out: list[T] = []
-    for i in range(0, len(coros), READS_IN_FLIGHT):
-        out += await asyncio.gather(*coros[i:i + READS_IN_FLIGHT])
+    try:
+        for i in range(0, len(coros), READS_IN_FLIGHT):
+            out += await asyncio.gather(*coros[i:i + READS_IN_FLIGHT])
+    finally:
+        for c in coros:  # after a failure, the ones never started are closed, not left unawaited
+            if inspect.iscoroutine(c) and inspect.getcoroutinestate(c) == inspect.CORO_CREATED:
+                c.close()
     return out
 
 
