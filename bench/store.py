@@ -1,18 +1,30 @@
-"""Speed of the embedded store, measured against its design targets.
+"""The embedded store under the load the gateway really gives it, and what it keeps on disk.
 
-1. Write rate: samples/s through `write_samples_async` (so nothing is dropped)
-   for 1,000 series in scan-sized lists, while history queries run on the same
-   event loop (their SQL runs in reader threads): two loops alternating a raw
-   query (last 10 s of a random series) and a bucketed one (60 s buckets since
-   the start), paced at each of --query-rates per second in all (0: back to back).
-   Back to back, the query threads and the writer share one GIL and two cores,
-   so the split between them (and the write rate) varies from run to run.
-   Target: 300,000 samples/s.
-2. Downsampling: a day of one series at 10 Hz (864,000 rows, among other series)
-   in 60 s buckets, through the rollup cells. Target: under 50 ms. For contrast,
-   the same day in 59 s buckets, which must aggregate the raw rows.
+Every figure is taken --runs times (3 by default) and reported as min/median/max;
+the results go to bench/results/store.json, from which `bench/report.py` writes
+the README table.
 
-Run: .venv/bin/python bench/store.py [--samples N] [--query-rates 50,500,0] [--dir DIR]
+1. Line write: formation racks scanned over Modbus every second (the
+   simulators' own data, bench/linedata.py: 8,748 values per rack per scan), each
+   scan's list handed to `write_samples` as the device does, at the scan rate,
+   for --seconds. The writer commits what gathers meanwhile, as in the gateway
+   (a few hundred to a few thousand samples per commit, not 100,000). Sealing
+   is brought forward (seal_after_s 10 s, windows of 20 s) so that the
+   compactor's work is inside the measured time. Reports the values/s kept up
+   with, the process CPU per value, the commit sizes, the queue's high-water mark.
+2. The same write, unpaced (lists of one scan each, as fast as the store takes
+   them): the most the store can take, with the commits the writer then makes.
+3. Write rate as the store grows: the paced write of 1., once on an empty store
+   and once on a store already holding a simulated day of --day-racks racks (its
+   chunks made from a real 10-minute window of rack data, repeated over the day
+   with their times moved, so that the file and its indexes are a day's size).
+4. Bytes per value on disk after sealing, per class: a 512-channel formation
+   rack (Modbus, every value every second), a coater and a winder (OPC UA,
+   changes only), 10 minutes each; the chunks' pages and the whole file's.
+5. History: a day of one variable at 10 Hz in 1-minute buckets (avg, min, max,
+   last); the last hour of 512 channels' voltage, raw, one query per channel.
+
+Run: .venv/bin/python bench/store.py [--runs 3] [--racks 4] [--seconds 60] [--day-racks 1] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -20,153 +32,270 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import os
-import random
+import platform
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.linedata import scans  # noqa: E402
 from gateway.samples import Quality, Sample  # noqa: E402
 from gateway.store import SqliteStore  # noqa: E402
+from gateway.store import codec  # noqa: E402
+from gateway.store.sqlite import _INSERT_CHUNK, _chunk_rows  # noqa: E402
 
-SERIES = 1000
-MACHINES = 10
+RESULTS = Path(__file__).resolve().parent / "results"
 DAY = 86400
+RACK_WINDOW_S = 600
 
 
-def scans(total: int, t0: float) -> list[list[Sample]]:
-    """`total` samples as lists of one scan each: every series once per 100 ms step."""
-    names = [(f"m{j % MACHINES}", f"zone[{j // MACHINES + 1}].temperature") for j in range(SERIES)]
-    out = []
-    for step in range(total // SERIES):
-        ts = t0 + step * 0.1
-        for m in range(MACHINES):
-            out.append([Sample(eq, path, 20.0 + (step + j) % 50 * 0.1, "Cel", ts, ts, Quality.GOOD, "")
-                        for j, (eq, path) in enumerate(names) if j % MACHINES == m])
+def spread(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def rack_scans(racks: int, seconds: int, t0: float) -> list[list[list[Sample]]]:
+    """Per second, one list per rack: the simulator's rack data, renamed per rack (rack1, rack2, ...)."""
+    base = list(scans("formation", t0, seconds))
+    return [[[s._replace(equipment=f"rack{r + 1}") for s in lst] for r in range(racks)] for lst in base]
+
+
+def used_bytes(path: Path, table: str | None = None) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        if table is None:
+            size, pages, free = (conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_size", "page_count",
+                                                                                      "freelist_count"))
+            return (pages - free) * size
+        return conn.execute("SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name = ? OR name LIKE ?",
+                            (table, f"{table}_%")).fetchone()[0]
+    finally:
+        conn.close()
+
+
+async def line_write(path: Path, per_second: list[list[list[Sample]]], paced: bool) -> dict[str, Any]:
+    """Write the scans (paced: one second each, in real time) and measure the store's cost per value."""
+    store = SqliteStore(path, seal_after_s=10.0, seal_span_s=20.0, compact_check_s=1.0)
+    await store.start()
+    total = sum(len(lst) for second in per_second for lst in second)
+    high = 0
+    behind = 0
+    gc.collect()
+    cpu0, w0 = time.process_time(), time.perf_counter()
+    b0 = store.stats()["batches"]
+    for k, second in enumerate(per_second):
+        for r, lst in enumerate(second):
+            if paced:
+                # Each rack scans on its own phase within the second, as independent devices do.
+                await asyncio.sleep(max(0.0, w0 + k + r / len(second) - time.perf_counter()))
+                if store.write_samples(lst):
+                    behind += 1
+                    await store.room()  # as the adapters do
+            else:
+                await store.write_samples_async(lst)
+            high = max(high, store.stats()["queued"])
+    if paced:
+        await asyncio.sleep(max(0.0, w0 + len(per_second) - time.perf_counter()))
+    await store.flush()
+    elapsed = time.perf_counter() - w0
+    cpu = time.process_time() - cpu0
+    st = store.stats()
+    await store.close()
+    commits = st["batches"] - b0
+    return {
+        "values": total, "series": st["series"], "seconds": elapsed, "values_per_s": total / elapsed, "cpu_us_per_value": cpu / total * 1e6,
+        "commits": commits, "values_per_commit": total / max(1, commits), "queue_high_water": high,
+        "waits_for_room": behind, "dropped": st["dropped"], "sealed": st["sealed_samples"],
+        "compact_errors": st["compact_errors"],
+    }
+
+
+async def fill_day(path: Path, racks: int, t0: float) -> dict[str, Any]:
+    """A day of `racks` racks as sealed chunks, made from one real 10-minute window moved over the day."""
+    window = rack_scans(1, RACK_WINDOW_S, t0)
+    per_series: dict[str, list[Sample]] = {}
+    for second in window:
+        for s in second[0]:
+            per_series.setdefault(s.path, []).append(s)
+    store = SqliteStore(path)
+    await store.start()
+    # Create the series the way the gateway does (and the head holding the first window).
+    for r in range(racks):
+        for second in window[:1]:
+            await store.write_samples_async([s._replace(equipment=f"rack{r + 1}") for s in second[0]])
+    await store.flush()
+    await store.close()
+    conn = sqlite3.connect(path)
+    sids = {(eq, p): sid for sid, eq, p in conn.execute("SELECT id, equipment, path FROM series")}
+    blobs: dict[str, list[tuple]] = {}
+    for path_, rows in per_series.items():
+        values = [s.value for s in rows]
+        texts = [v if isinstance(v, str) else None for v in values]
+        nums = [None if isinstance(v, str) else (int(v) if isinstance(v, bool) else v) for v in values]
+        c = codec.columns([s.source_ts for s in rows], [s.gateway_ts for s in rows], nums, texts,
+                          [4 if isinstance(v, bool) else 0 for v in values], [""] * len(rows))
+        blobs[path_] = _chunk_rows(0, 0, c)
+    w0 = time.perf_counter()
+    values = 0
+    for w in range(DAY // RACK_WINDOW_S):
+        shift = w * RACK_WINDOW_S - DAY
+        conn.execute("BEGIN")
+        for r in range(racks):
+            for path_, rows in blobs.items():
+                sid = sids[(f"rack{r + 1}", path_)]
+                for row in rows:
+                    moved = (sid, 0, row[2] + shift, row[3] + shift, row[4] + shift, row[5] + shift, *row[6:])
+                    conn.execute(_INSERT_CHUNK, moved)
+                    values += row[6]
+        conn.execute("COMMIT")
+    conn.close()
+    return {"racks": racks, "values": values, "seconds": time.perf_counter() - w0,
+            "file_bytes": os.path.getsize(path), "bytes_per_value": used_bytes(path) / values}
+
+
+async def bytes_per_class(tmp: Path, t0: float) -> dict[str, Any]:
+    out = {}
+    for cls, seconds in (("formation", RACK_WINDOW_S), ("coater", 3600), ("winder", 3600)):
+        path = tmp / f"class-{cls}.sqlite"
+        # Sealed in one window, as the compactor would seal it in operation (every seal_span_s).
+        async with SqliteStore(path, seal_after_s=0, seal_span_s=0, seal_rows=10**8, compact_check_s=3600) as store:
+            n = 0
+            for lst in scans(cls, t0, seconds):
+                n += len(lst)
+                await store.write_samples_async(lst)
+            await store.flush()
+            await store.compact()
+            st = store.stats()
+        out[cls] = {"values": n, "seconds": seconds, "series": st["series"], "sealed": st["sealed_samples"],
+                    "chunk_bytes_per_value": used_bytes(path, "chunks") / n,
+                    "file_bytes_per_value": used_bytes(path) / n}
     return out
 
 
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(p * len(values)))]
+async def history_queries(path: Path, runs: int) -> dict[str, Any]:
+    now = time.time()
+    day0 = now - DAY
+    async with SqliteStore(path, seal_after_s=0, seal_span_s=0) as store:
+        for minute in range(DAY // 60):
+            base = day0 + minute * 60
+            await store.write_samples_async([
+                Sample("coater1", "web.line_speed", round(30.0 + (i % 600) * 0.01, 2), "m/min", base + i * 0.1,
+                       base + i * 0.1 + 0.002, Quality.GOOD if i % 1000 else Quality.BAD, "") for i in range(600)])
+        for s in range(3600):
+            ts = now - 3600 + s
+            await store.write_samples_async([
+                Sample("rack1", f"channel[{c + 1}].voltage", round(3.6 + 0.0001 * s + (c % 7) * 0.001, 4), "V", ts, ts,
+                       Quality.GOOD, "") for c in range(512)])
+        await store.flush()
+        await store.compact()
 
+        async def timed(fn: Callable[[], Any]) -> tuple[list[float], Any]:
+            times, result = [], None
+            for _ in range(runs):
+                q0 = time.perf_counter()
+                result = await fn()
+                times.append((time.perf_counter() - q0) * 1000)
+            return times, result
 
-async def write_rate(path: Path, lists: list[list[Sample]], t0: float, query_rate: float) -> dict[str, float]:
-    total = sum(map(len, lists))
-    store = SqliteStore(path)
-    await store.start()
-    stop = asyncio.Event()
-    latencies: list[float] = []
+        day, rows = await timed(lambda: store.history("coater1", "web.line_speed", day0, day0 + DAY, bucket_s=60,
+                                                      agg=["avg", "min", "max", "last"], limit=100_000))
 
-    async def queries(seed: int) -> None:
-        rnd = random.Random(seed)
-        period = 2 / query_rate if query_rate > 0 else 0.0
-        next_at = time.perf_counter()
-        while not stop.is_set():
-            if period:
-                next_at += period
-                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
-            j = rnd.randrange(SERIES)
-            eq, p = f"m{j % MACHINES}", f"zone[{j // MACHINES + 1}].temperature"
-            now_data = t0 + store.stats()["written"] / SERIES * 0.1
-            q0 = time.perf_counter()
-            if rnd.random() < 0.5:
-                await store.history(eq, p, now_data - 10, now_data, limit=100_000)
-            else:
-                await store.history(eq, p, t0, now_data, bucket_s=60, agg=["avg", "min", "max", "last"])
-            latencies.append(time.perf_counter() - q0)
+        async def hour() -> int:
+            got = 0
+            for c in range(512):
+                got += len(await store.history("rack1", f"channel[{c + 1}].voltage", now - 3600, now + 1,
+                                               limit=100_000))
+            return got
 
-    readers = [asyncio.create_task(queries(seed)) for seed in range(2)]
-    w0 = time.perf_counter()
-    for lst in lists:
-        await store.write_samples_async(lst)
-    await store.flush()
-    elapsed = time.perf_counter() - w0
-    stop.set()
-    await asyncio.gather(*readers)
-    st = store.stats()
-    await store.close()
-    return {
-        "samples": total, "seconds": elapsed, "rate": total / elapsed, "batches": st["batches"],
-        "dropped": st["dropped"], "queries": len(latencies),
-        "query_p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
-        "query_p95_ms": pct(latencies, 0.95) * 1000 if latencies else float("nan"),
-        "bytes_per_sample": os.path.getsize(path) / total,
-    }
+        hour_ms, hour_rows = await timed(hour)
 
+        async def hour_buckets() -> int:
+            got = 0
+            for c in range(512):
+                got += len(await store.history("rack1", f"channel[{c + 1}].voltage", now - 3600, now + 1,
+                                               bucket_s=60, agg=["avg", "min", "max"]))
+            return got
 
-async def downsample(path: Path, runs: int = 20) -> dict[str, float]:
-    day0 = float(int(time.time() // DAY - 2) * DAY) + 1234.5  # a day ending two days ago, not aligned
-    others = 99
-    store = SqliteStore(path)
-    await store.start()
-    print(f"writing a day of one series at 10 Hz (864,000 rows) and {others} series at 0.1 Hz ...", flush=True)
-    w0 = time.perf_counter()
-    for minute in range(DAY // 60):
-        base = day0 + minute * 60
-        batch = [Sample("coater1", "web.line_speed", 30.0 + (i % 600) * 0.01, "m/min", base + i * 0.1,
-                        base + i * 0.1 + 0.002, Quality.GOOD if i % 1000 else Quality.BAD, "")
-                 for i in range(600)]
-        batch += [Sample(f"m{k % MACHINES}", f"x[{k}].value", float(k), "1", base + s, base + s, Quality.GOOD, "")
-                  for k in range(others) for s in range(0, 60, 10)]
-        await store.write_samples_async(batch)
-    await store.flush()
-    setup = time.perf_counter() - w0
-    start, end = day0, day0 + DAY
-
-    async def timed(bucket: float, n: int) -> tuple[list[float], int]:
-        times, rows = [], 0
-        for _ in range(n):
-            q0 = time.perf_counter()
-            rows = len(await store.history("coater1", "web.line_speed", start, end, bucket_s=bucket,
-                                           agg=["avg", "min", "max", "last"], limit=100_000))
-            times.append(time.perf_counter() - q0)
-        return times, rows
-
-    roll, roll_rows = await timed(60.0, runs)
-    raw, raw_rows = await timed(59.0, 3)
-    q0 = time.perf_counter()
-    hour = await store.history("coater1", "web.line_speed", start, start + 3600, limit=100_000)
-    hour_ms = (time.perf_counter() - q0) * 1000
-    await store.close()
-    return {
-        "setup_s": setup, "buckets": roll_rows, "first_ms": roll[0] * 1000, "median_ms": statistics.median(roll) * 1000,
-        "p95_ms": pct(roll, 0.95) * 1000, "raw_buckets": raw_rows, "raw_median_ms": statistics.median(raw) * 1000,
-        "raw_hour_rows": len(hour), "raw_hour_ms": hour_ms,
-    }
+        hour_b_ms, hour_b_rows = await timed(hour_buckets)
+    return {"day_10hz_1min_buckets_ms": spread(day), "day_buckets": len(rows),
+            "hour_512_channels_raw_ms": spread(hour_ms), "hour_rows": hour_rows,
+            "hour_512_channels_1min_buckets_ms": spread(hour_b_ms), "hour_bucket_rows": hour_b_rows}
 
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--samples", type=int, default=3_000_000, help="samples to write in the write-rate run")
-    ap.add_argument("--query-rates", default="50,500,0",
-                    help="history queries per second during the write runs, comma-separated; 0: back to back")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--racks", type=int, default=4, help="formation racks of 512 channels in the line write")
+    ap.add_argument("--seconds", type=int, default=60, help="seconds of line write per run")
+    ap.add_argument("--day-racks", type=int, default=1, help="racks in the simulated day of step 3")
     ap.add_argument("--dir", type=Path, default=None, help="where to put the databases (default: a temp dir)")
+    ap.add_argument("--out", type=Path, default=RESULTS / "store.json")
     args = ap.parse_args()
     t0 = time.time() - 3600
-    print(f"generating {args.samples:,} samples ...", flush=True)
-    lists = scans(args.samples, t0)
-    # The pre-generated samples stand for a producer's short-lived objects: frozen, the
-    # cyclic GC does not count them as the long-lived heap they only are here.
-    gc.freeze()
-    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        for n, rate in enumerate(float(r) for r in args.query_rates.split(",")):
-            label = f"{rate:g} history queries/s" if rate else "history queries back to back"
-            w = await write_rate(Path(tmp) / f"write{n}.sqlite", lists, t0, rate)
-            print(f"write rate with {label}: {w['rate']:,.0f} samples/s ({w['samples']:,} samples in "
-                  f"{w['seconds']:.2f} s, {w['batches']} commits, {w['dropped']} dropped, "
-                  f"{w['bytes_per_sample']:.1f} bytes/sample on disk); target 300,000")
-            print(f"  queries meanwhile: {w['queries']} ({w['queries'] / w['seconds']:.0f}/s), "
-                  f"p50 {w['query_p50_ms']:.1f} ms, p95 {w['query_p95_ms']:.1f} ms")
-        d = await downsample(Path(tmp) / "day.sqlite")
-        print(f"10 Hz day -> 60 s buckets ({d['buckets']} rows): median {d['median_ms']:.1f} ms, "
-              f"p95 {d['p95_ms']:.1f} ms, first {d['first_ms']:.1f} ms; target < 50 ms")
-        print(f"  same day in 59 s buckets (raw rows, no rollup): {d['raw_median_ms']:.0f} ms for {d['raw_buckets']} rows")
-        print(f"  one hour raw ({d['raw_hour_rows']:,} rows): {d['raw_hour_ms']:.0f} ms; day written in {d['setup_s']:.1f} s")
+    print(f"generating {args.seconds} s of {args.racks} racks' scans from the formation simulator ...", flush=True)
+    data = rack_scans(args.racks, args.seconds, t0)
+    gc.freeze()  # the pre-generated samples stand for a producer's short-lived objects
+    result: dict[str, Any] = {
+        "script": "store.py", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
+                    "load_average_at_start": os.getloadavg()},
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp_s:
+        tmp = Path(tmp_s)
+        paced, unpaced, grown = [], [], []
+        for run in range(args.runs):
+            paced.append(await line_write(tmp / f"paced{run}.sqlite", data, paced=True))
+            unpaced.append(await line_write(tmp / f"unpaced{run}.sqlite", data, paced=False))
+            p, u = paced[-1], unpaced[-1]
+            print(f"run {run + 1}: paced {p['values_per_s']:,.0f} values/s at {p['cpu_us_per_value']:.2f} us CPU/value "
+                  f"({p['values_per_commit']:,.0f} per commit, queue high-water {p['queue_high_water']:,}, "
+                  f"{p['waits_for_room']} waits); unpaced {u['values_per_s']:,.0f} values/s "
+                  f"({u['values_per_commit']:,.0f} per commit)", flush=True)
+        print(f"filling a simulated day of {args.day_racks} rack(s) ...", flush=True)
+        day_path = tmp / "day.sqlite"
+        day = await fill_day(day_path, args.day_racks, t0 - DAY)
+        print(f"  {day['values']:,} values, {day['file_bytes'] / 2**30:.2f} GB, "
+              f"{day['bytes_per_value']:.2f} bytes/value, in {day['seconds']:.0f} s", flush=True)
+        for run in range(args.runs):
+            grown.append(await line_write(day_path, data, paced=True))
+            print(f"run {run + 1} on the day: {grown[-1]['cpu_us_per_value']:.2f} us CPU/value", flush=True)
+        print("bytes per value per class ...", flush=True)
+        classes = await bytes_per_class(tmp, t0)
+        for cls, c in classes.items():
+            print(f"  {cls}: {c['chunk_bytes_per_value']:.2f} bytes/value in chunks, {c['file_bytes_per_value']:.2f} "
+                  f"in the whole file ({c['values']:,} values, {c['series']} series)", flush=True)
+        print("history queries ...", flush=True)
+        hist = await history_queries(tmp / "history.sqlite", max(args.runs, 5))
+    result.update({
+        "line_write_paced": {"runs": paced, "values_per_s": spread([r["values_per_s"] for r in paced]),
+                             "cpu_us_per_value": spread([r["cpu_us_per_value"] for r in paced]),
+                             "values_per_commit": spread([r["values_per_commit"] for r in paced])},
+        "line_write_unpaced": {"runs": unpaced, "values_per_s": spread([r["values_per_s"] for r in unpaced]),
+                               "values_per_commit": spread([r["values_per_commit"] for r in unpaced])},
+        "day": day,
+        "line_write_on_a_day": {"runs": grown, "cpu_us_per_value": spread([r["cpu_us_per_value"] for r in grown])},
+        "bytes_per_value": classes,
+        "history": hist,
+    })
+    e, g = result["line_write_paced"]["cpu_us_per_value"]["median"], result["line_write_on_a_day"]["cpu_us_per_value"]["median"]
+    result["cpu_per_value_day_vs_empty"] = g / e
+    print(f"CPU per value on a day's store / on an empty one: {g / e:.2f}")
+    h = hist
+    print(f"a day at 10 Hz in 1-minute buckets: median {h['day_10hz_1min_buckets_ms']['median']:.1f} ms "
+          f"({h['day_buckets']} buckets); last hour of 512 channels raw: median "
+          f"{h['hour_512_channels_raw_ms']['median']:.0f} ms ({h['hour_rows']:,} rows), in 1-minute buckets "
+          f"{h['hour_512_channels_1min_buckets_ms']['median']:.0f} ms")
+    result["load_average_at_end"] = os.getloadavg()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"results in {args.out}")
 
 
 if __name__ == "__main__":

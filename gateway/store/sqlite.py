@@ -41,20 +41,40 @@ whole when the chunk lies within one bucket. The old per-batch rollup upsert
 (14 % of the writer's time under load) is gone; its work moved into the
 compactor, off the commit path.
 
+Why SQLite holding compressed blocks, rather than DuckDB or Parquet segments:
+the head, the outbox, the records and their transactional guarantees stay in
+one file and one writer, and a chunk is one more row committed with the
+sealed sequence, so a crash can never leave a window half sealed or sealed
+twice. DuckDB would be a second engine beside SQLite for the records (it is
+not a row store for small transactions); Parquet files would need their own
+crash-safe bookkeeping. The codec was chosen by measurement (codec.py).
+
+Measured (bench/store.py, bench/results/store.json; a 2-core VM shared with
+other work, load average 4-9; 3 runs, min-max and median):
+
+* bytes per value on disk, sealed: a 512-channel formation rack read over
+  Modbus every second 2.67 in the chunks' pages (2.88 counting the whole
+  file), a coater over OPC UA 3.57 (4.36), a winder 4.31 (6.74: an hour of
+  one machine is 148k values, and a file's fixed pages weigh). The layout
+  before chunks took about 96. What remains is mostly the scan's own clock
+  jitter: a Modbus value's time is when its response came, ~1.9 bytes a
+  value, which no lossless codec takes away.
+* 4 racks' scans (35k values/s, phased as independent devices, 8.8k-11.4k
+  values per commit): 7.5-10.8 (median 10.6) us of process CPU per value,
+  compaction included; on a store already holding a simulated day of a rack
+  (756 M values, 1.9 GiB): 7.9-15.0 (median 10.4), 0.98x the empty store's.
+  Unpaced, the store takes 165k-198k values/s.
+* history: a day of one series at 10 Hz in 1-minute buckets 33-106 ms
+  (median 73; the target is 50); the last hour of 512 channels, one query
+  per channel, 1.5-2.0 s raw (1.8 M rows as dicts) and 0.33-0.40 s in
+  1-minute buckets.
+
 What the writer does in Python is done column-wise with map/zip (C speed, no
 per-row objects for the cyclic GC to walk), and rows go into SQLite 4,096 per
 INSERT: sqlite3 releases and retakes the GIL around every statement, and with
 another thread busy in Python each retake can wait a switch interval (5 ms).
 With a thread spinning in Python, one row per statement managed 5k rows/s;
 4,096 per statement, 278k rows/s.
-
-Figures from bench/store.py (same machine, 1,000 series, scan-sized lists of
-100 samples, 3,000,000 samples, two history query loops on the same event loop,
-two runs): 320k-352k samples/s with 50 queries/s, 335k-338k with 500 queries/s,
-237k-255k with the query loops back to back (1,900-2,900 queries/s, sharing the
-GIL); 42 bytes per sample on disk. A day of one series at 10 Hz (864,000 rows,
-among 99 other series) in 60 s buckets: 14-16 ms median, 19-26 ms p95, against
-0.8-1.0 s for the same day aggregated from raw rows (59 s buckets).
 
 Values
 ------
