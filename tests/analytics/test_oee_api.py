@@ -90,6 +90,8 @@ async def test_bad_requests_say_why(client):
     assert r.status_code == 404 and "known: coater1, winder1, formation1" in r.json()["detail"]
     r = await client.get("/api/v1/oee", params={"start": str(T1), "end": str(T0)})
     assert r.status_code == 422 and "before start" in r.json()["detail"]
+    r = await client.get("/api/v1/oee", params={"start": "-200d"})
+    assert r.status_code == 422 and "at most 93 days" in r.json()["detail"]
     r = await client.get("/api/v1/oee", params={"by": "week"})
     assert r.status_code == 422 and "by" in r.json()["detail"]
 

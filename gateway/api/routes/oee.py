@@ -19,6 +19,7 @@ from gateway.api.timeparams import iso, time_range
 router = APIRouter(tags=["line intelligence"])
 
 DEFAULT_SPAN_S = 86400.0
+MAX_SPAN_S = 93 * 86400.0  # a quarter: one request stays seconds, not minutes, on the event loop's time
 
 
 def _shifts(view: Any) -> Any:
@@ -46,6 +47,9 @@ async def get_oee(
     t0, t1 = time_range(start, end, time.time(), DEFAULT_SPAN_S)
     if t1 <= t0:
         raise HTTPException(422, "start and end are the same time; give a range that lasts")
+    if t1 - t0 > MAX_SPAN_S:
+        raise HTTPException(422, f"the range lasts {(t1 - t0) / 86400:.0f} days; ask at most {MAX_SPAN_S / 86400:.0f} "
+                                 "days at once (a quarter), e.g. month by month")
     shifts = _shifts(view)
     if by == "shift" and shifts is None:
         raise HTTPException(422, "by=shift: the line file has no shifts: section (a calendar of named shifts)")
