@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 from gateway.analytics.shifts import Shifts
 from gateway.endpoint import SCHEMES, host_problem, parse_endpoint
@@ -148,14 +148,15 @@ class LineConfig(_Strict):
     shifts: Shifts | None = None  # shift calendar for per-shift OEE (gateway/analytics/shifts.py)
     equipment: list[Equipment] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _unique_ids(self) -> "LineConfig":
-        seen: set[str] = set()
-        for i, eq in enumerate(self.equipment):
-            if eq.id in seen:
-                raise ValueError(f"equipment[{i}].id: '{eq.id}' is used twice")
-            seen.add(eq.id)
-        return self
+    @field_validator("equipment")
+    @classmethod
+    def _unique_ids(cls, equipment: list[Equipment]) -> list[Equipment]:
+        first: dict[str, int] = {}
+        for i, eq in enumerate(equipment):
+            j = first.setdefault(eq.id, i)
+            if j != i:
+                raise ValueError(f"'{eq.id}' is the id of equipment[{j}] and equipment[{i}]; each machine needs its own")
+        return equipment
 
 
 def load_line(path: str | Path, secrets: bool = True, spec: Spec | None = None) -> LineConfig:

@@ -46,7 +46,7 @@ def test_good_line_file_loads(tmp_path):
     [
         (GOOD.replace("5020", "70000"), "line.yaml:10: equipment[1].endpoint: Value error, port must be 0-65535, got 70000"),
         (GOOD.replace("class: coater", "class: mixer"), "line.yaml:4: equipment[0].class: Input should be 'coater', 'winder' or 'formation'"),
-        (GOOD.replace("id: f1", "id: c1"), "equipment[1].id: 'c1' is used twice"),
+        (GOOD.replace("id: f1", "id: c1"), "line.yaml:3: equipment: 'c1' is the id of equipment[0] and equipment[1]; each machine needs its own"),
         (GOOD.replace("    counts:", "    colour: red\n    counts:"), "line.yaml:11: equipment[1].colour: Extra inputs are not permitted"),
         (GOOD.replace("line: test", "line: [test"), "line.yaml:2: not valid YAML"),
         (GOOD.replace("line: test", "line: test\nforward:\n  influx: {url: influxdb:8086}"),
