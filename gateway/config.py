@@ -304,7 +304,8 @@ _SETTINGS_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {"modbus": _modb
 
 
 def api_host_problems(api: Api) -> list[tuple[tuple[Any, ...], str]]:
-    """The API host must be an address of some interface here, or a name that resolves to one."""
+    """The API host must be an address or a name that resolves here; whether this machine has the
+    address is found when `run` binds it (`linegw check-config` may check a file for another machine)."""
     try:
         socket.getaddrinfo(api.host, api.port or None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
