@@ -45,6 +45,7 @@ sorted by time, then by sequence).
 from __future__ import annotations
 
 import struct
+import threading
 from itertools import compress
 from typing import Any, NamedTuple, Sequence
 
@@ -62,8 +63,24 @@ _HEAD = struct.Struct("<BBI")  # format, flags, rows
 _LEN = struct.Struct("<I")
 _F_REASONS = 1
 
-_ZC = zstandard.ZstdCompressor(level=3)
-_ZD = zstandard.ZstdDecompressor()
+# zstandard's (de)compressor objects must not be shared between threads, and the
+# store decodes on a pool of reader threads while the compactor encodes: one each per thread.
+_ZSTD = threading.local()
+
+
+def _zc() -> zstandard.ZstdCompressor:
+    zc: zstandard.ZstdCompressor | None = getattr(_ZSTD, "zc", None)
+    if zc is None:
+        zc = _ZSTD.zc = zstandard.ZstdCompressor(level=3)
+    return zc
+
+
+def _zd() -> zstandard.ZstdDecompressor:
+    zd: zstandard.ZstdDecompressor | None = getattr(_ZSTD, "zd", None)
+    if zd is None:
+        zd = _ZSTD.zd = zstandard.ZstdDecompressor()
+    return zd
+
 _PCO_CONFIG = pcodec.ChunkConfig()
 
 
@@ -136,11 +153,11 @@ def _unarray(b: bytes, dtype: type) -> np.ndarray:
 def _strings(values: Sequence[str]) -> bytes:
     raw = [v.encode("utf-8", "surrogatepass") for v in values]
     lengths = np.fromiter(map(len, raw), dtype=np.uint32, count=len(raw))
-    return _ZC.compress(lengths.tobytes() + b"".join(raw))
+    return _zc().compress(lengths.tobytes() + b"".join(raw))
 
 
 def _unstrings(b: bytes, n: int) -> list[str]:
-    data = _ZD.decompress(b)
+    data = _zd().decompress(b)
     lengths = np.frombuffer(data, dtype=np.uint32, count=n)
     ends = np.cumsum(lengths, dtype=np.int64) + 4 * n
     starts = ends - lengths
@@ -181,7 +198,7 @@ def pack(c: Columns) -> bytes:
     sections = [
         _array(c.ts),
         _array(c.gw.view(np.int64) - c.ts.view(np.int64)),  # wraps on overflow, exactly undone in decode
-        _ZC.compress(c.q.tobytes() + c.kind.tobytes()),
+        _zc().compress(c.q.tobytes() + c.kind.tobytes()),
         _array(c.floats),
         _array(c.ints),
         _strings(c.texts),
@@ -227,7 +244,7 @@ def decode(blob: bytes, *, texts: bool = True, gw: bool = True) -> Columns:
     flags, n, s = _sections(blob)
     ts = _unarray(s[0], np.float64)
     gw_a = (_unarray(s[1], np.int64) + ts.view(np.int64)).view(np.float64) if gw else np.empty(n, np.float64)
-    qk = np.frombuffer(_ZD.decompress(s[2]), dtype=np.uint8)
+    qk = np.frombuffer(_zd().decompress(s[2]), dtype=np.uint8)
     q, kind = qk[:n], qk[n:]
     floats = _unarray(s[3], np.float64)
     ints = _unarray(s[4], np.int64)

@@ -137,3 +137,23 @@ def test_decoded_arrays_are_numpy_columns():
     ts = np.arange(100, dtype=np.float64) + 1.7e9
     c = codec.decode(codec.encode(ts.tolist(), ts.tolist(), [1] * 100, [None] * 100, [0] * 100, [""] * 100))
     assert c.ts.dtype == np.float64 and c.ints.dtype == np.int64 and (c.ints == 1).all()
+
+
+def test_blobs_decode_and_encode_on_many_threads_at_once():
+    """The store decodes on a pool of reader threads while its compactor encodes; zstd's
+    (de)compressor objects are not thread-safe, so a shared one corrupts frames under load."""
+    import concurrent.futures
+
+    texts = [(1.7e9 + i, 1.7e9 + i, None, f"LOT-{i % 97}-" + "x" * (i % 50), i % 4, "nan" if i % 7 else "")
+             for i in range(4000)]
+    blob = codec.encode(*zip(*texts))
+
+    def work(n: int) -> bool:
+        for _ in range(40):
+            c = codec.decode(codec.encode(*zip(*texts)) if n % 2 else blob)
+            if c.texts != [r[3] for r in texts] or list(c.q) != [r[4] for r in texts]:
+                return False
+        return True
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(work, range(16)))
