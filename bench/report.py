@@ -31,7 +31,9 @@ def store(r: dict[str, Any]) -> tuple[str, str]:
             f"{run['values'] / run['seconds']:,.0f} values/s paced); bytes per value sealed, per class; the same "
             f"write on a store holding a simulated day; history queries. {len(paced['runs'])} runs, min–max (median)")
     figures = (
-        f"paced: {_mmm(paced['cpu_us_per_value'], '{:.1f}')} µs CPU/value, "
+        f"paced: {_mmm(paced['cpu_us_per_value'], '{:.1f}')} µs CPU/value written, "
+        f"+ {b['formation']['compaction_us_per_value']:.1f} sealed "
+        f"(= {r['write_and_seal_cpu_us_per_value']:.1f} median), "
         f"{_mmm(paced['values_per_commit'])} values/commit; "
         f"unpaced: {_mmm(unpaced['values_per_s'])} values/s; "
         f"on a day's store ({day['values'] / 1e6:,.0f} M values, {day['file_bytes'] / 2**30:.1f} GiB): "

@@ -49,24 +49,32 @@ twice. DuckDB would be a second engine beside SQLite for the records (it is
 not a row store for small transactions); Parquet files would need their own
 crash-safe bookkeeping. The codec was chosen by measurement (codec.py).
 
-Measured (bench/store.py, bench/results/store.json; a 2-core VM shared with
-other work, load average 4-9; 3 runs, min-max and median):
+Measured (bench/store.py, bench/results/store.json; a 2-core VM, load
+average 2 at the start; 3 runs, min-max and median):
 
 * bytes per value on disk, sealed: a 512-channel formation rack read over
   Modbus every second 2.67 in the chunks' pages (2.88 counting the whole
   file), a coater over OPC UA 3.57 (4.36), a winder 4.31 (6.74: an hour of
   one machine is 148k values, and a file's fixed pages weigh). The layout
-  before chunks took about 96. What remains is mostly the scan's own clock
-  jitter: a Modbus value's time is when its response came, ~1.9 bytes a
-  value, which no lossless codec takes away.
-* 4 racks' scans (35k values/s, phased as independent devices, 8.8k-11.4k
-  values per commit): 7.5-10.8 (median 10.6) us of process CPU per value,
-  compaction included; on a store already holding a simulated day of a rack
-  (756 M values, 1.9 GiB): 7.9-15.0 (median 10.4), 0.98x the empty store's.
-  Unpaced, the store takes 165k-198k values/s.
-* history: a day of one series at 10 Hz in 1-minute buckets 33-106 ms
-  (median 73; the target is 50); the last hour of 512 channels, one query
-  per channel, 1.5-2.0 s raw (1.8 M rows as dicts) and 0.33-0.40 s in
+  before chunks took 67-68 on the same racks. What remains is mostly the
+  scan's own clock jitter: a Modbus value's time is when its response came,
+  ~1.9 bytes a value, which no lossless codec per series takes away (the
+  series of one scan share it: a chunk of many series would).
+* 4 racks' scans (35k values/s, phased as independent devices, 8,748 values
+  a commit): the write path 5.4-5.6 us of process CPU per value (the layout
+  before: 9.7-10.9 under more load, with the rollup upsert); sealing a
+  10-minute window costs 7.6 more per value (SQLite's sort of the window,
+  its rows as tuples, the codec per series): 13.2 in all. Unpaced, the store
+  takes 285k-298k values/s (before: 45k-88k).
+* on a store already holding a simulated day of a rack (756 M values,
+  1.9 GiB in chunks) the first run costs what it does on an empty store
+  (5.3 us); later runs, with nothing sealed in between, 8.2 and 12.0: the
+  head's block index (one row per series per commit at these rates) grows
+  with the head, not with the day. Sealing keeps the head to about
+  seal_after_s + seal_span_s of data.
+* history: a day of one series at 10 Hz in 1-minute buckets 45-143 ms
+  (median 68; the target is 50); the last hour of 512 channels, one query
+  per channel, 1.5-2.2 s raw (1.8 M rows as dicts) and 0.40-0.45 s in
   1-minute buckets.
 
 What the writer does in Python is done column-wise with map/zip (C speed, no
