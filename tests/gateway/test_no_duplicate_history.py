@@ -101,7 +101,7 @@ async def test_reconnects_and_restarts_store_no_value_twice(tmp_path):
             after = await rows_by_path(store)
             assert duplicates(after) == {}
             for p in slow:  # the one value read, and a link_down mark per reconnect: nothing re-read stored
-                assert [r["quality"] for r in after[p]] == [Quality.GOOD] + [Quality.BAD] * len(after[p][1:])
+                assert [r["quality"] for r in after[p]] == [Quality.GOOD] + [Quality.BAD] * len(after[p][1:]), (p, after[p])
                 assert all(r["reason"] == "link_down" for r in after[p][1:])
             # New source timestamps are still stored: the heartbeat kept counting through it all.
             assert len(after["status.heartbeat"]) > len(before["status.heartbeat"]) + 4
