@@ -70,6 +70,9 @@ async def test_reconnects_and_restarts_store_no_value_twice(tmp_path):
     # time_scale 1: most values change slowly; identification never does.
     await sims.start([SimConfig(equipment_id=EQ, cls="coater", protocol="opcua", port=0, seed=9, time_scale=1,
                                 counts=COUNTS)])
+    # The server's nodes carry their creation time until the machine's first tick publishes every value
+    # with its own: a gateway connecting in between rightly stores both. Start after that first publish.
+    await wait_for(lambda: sims.simulators[EQ].stats.ticks >= 2, "the simulator's first ticks", timeout=30)
     cfg = LineConfig.model_validate({
         "line": "dups", "equipment": [{"id": EQ, "class": "coater", "protocol": "opcua",
                                        "endpoint": sims.endpoints()[EQ], "counts": COUNTS,
