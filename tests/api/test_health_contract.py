@@ -24,7 +24,7 @@ from gateway.store.sqlite import SqliteStore
 from interface_spec import load_spec
 from simulators.line import SimConfig, SimLine
 from tests.e2e import test_fault_logs as fault_logs
-from tests.e2e.linegw_process import every_machine_available, line_starting, start, stop
+from tests.e2e.linegw_process import serving, stop
 from tests.waiting import wait_for
 
 LINE = fault_logs.LINE  # the same two machines, under the line name 'logtest'
@@ -46,9 +46,7 @@ async def test_a_full_disk_makes_health_failing_503_and_its_end_ok_again(tmp_pat
     line_file.write_text(LINE.format(db=tmp_path / "line.sqlite", **sims.endpoints()))
     gateway = None
     try:
-        gateway = await start("run", str(line_file))
-        api = (await line_starting(gateway, "linegw: line 'logtest' API on ")).split()[5]
-        await every_machine_available(api)
+        gateway, api = await serving(line_file, "logtest")
 
         async def status_is(wanted: str, code: int):
             got, body = await health(api)

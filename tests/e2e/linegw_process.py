@@ -45,6 +45,18 @@ async def every_machine_available(api: str, timeout: float = 60.0) -> list[dict[
     return await wait_for(machines, f"every machine available through {api}", timeout=timeout)
 
 
+async def serving(line_file: Path, line: str) -> tuple[asyncio.subprocess.Process, str]:
+    """`linegw run <line_file>` until every machine is available: the process and its API address."""
+    gateway = await start("run", str(line_file))
+    try:
+        api = (await line_starting(gateway, f"linegw: line '{line}' API on ")).split()[5]
+        await every_machine_available(api)
+    except BaseException:
+        await stop(gateway)
+        raise
+    return gateway, api
+
+
 async def stop(proc: asyncio.subprocess.Process) -> tuple[int, str]:
     """SIGTERM, as systemd and `kill` send it: the exit code and what went to stderr."""
     proc.send_signal(signal.SIGTERM)

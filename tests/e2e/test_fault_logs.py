@@ -14,7 +14,7 @@ import time
 import httpx
 
 from simulators.line import SimConfig, SimLine
-from tests.e2e.linegw_process import every_machine_available, line_starting, start, stop
+from tests.e2e.linegw_process import serving, stop
 from tests.waiting import wait_for
 
 LINE = """\
@@ -53,9 +53,7 @@ async def test_a_dropped_machine_is_one_line_down_and_one_line_up(tmp_path):
     line_file.write_text(LINE.format(db=tmp_path / "line.sqlite", **sims.endpoints()))
     gateway = None
     try:
-        gateway = await start("run", str(line_file))
-        api = (await line_starting(gateway, "linegw: line 'logtest' API on ")).split()[5]
-        await every_machine_available(api)
+        gateway, api = await serving(line_file, "logtest")
 
         # The Modbus machine drops off the network: connections cut, the port closed, for a few seconds.
         faults = sims.simulators["winder1"].faults
