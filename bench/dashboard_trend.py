@@ -27,12 +27,12 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.api.app import create_app  # noqa: E402
-from gateway.config import LineConfig  # noqa: E402
-from gateway.runtime.line import LineRuntime  # noqa: E402
-from gateway.samples import Quality, Sample  # noqa: E402
-from gateway.store.sqlite import SqliteStore  # noqa: E402
-from interface_spec import load_spec  # noqa: E402
+from gateway.api.app import create_app
+from gateway.config import LineConfig
+from gateway.runtime.line import LineRuntime
+from gateway.samples import Quality, Sample
+from gateway.store.sqlite import SqliteStore
+from interface_spec import load_spec
 
 DAY_S = 86400
 RATE_HZ = 2.0

@@ -30,12 +30,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.forward.config import InfluxForward, MqttForward  # noqa: E402
-from gateway.forward.influx import InfluxForwarder  # noqa: E402
-from gateway.forward.mqtt import MqttForwarder  # noqa: E402
-from gateway.samples import Quality, Sample  # noqa: E402
-from gateway.store import SqliteStore  # noqa: E402
-from tests.forward.conftest import Mosquitto, VictoriaMetrics  # noqa: E402
+from gateway.forward.config import InfluxForward, MqttForward
+from gateway.forward.influx import InfluxForwarder
+from gateway.forward.mqtt import MqttForwarder
+from gateway.samples import Quality, Sample
+from gateway.store import SqliteStore
+from tests.forward.conftest import Mosquitto, VictoriaMetrics
 
 VARIABLES = ("voltage", "current", "capacity", "temperature")
 

@@ -38,7 +38,7 @@ def health(port: int) -> dict:
 def get_health(port: int) -> dict:
     try:
         return health(port)
-    except Exception as exc:  # noqa: BLE001 - a 503 carries the same JSON
+    except Exception as exc:
         body = getattr(exc, "read", None)
         if body is None:
             raise

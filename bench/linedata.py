@@ -10,7 +10,7 @@ No server is started: this is the data, not the protocol.
 from __future__ import annotations
 
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 from gateway.samples import Quality, Sample
 from interface_spec import load_spec

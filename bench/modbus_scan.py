@@ -24,13 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pymodbus.client import AsyncModbusTcpClient  # noqa: E402
+from pymodbus.client import AsyncModbusTcpClient
 
-from gateway.adapters.base import Point, RawReading  # noqa: E402
-from gateway.adapters.modbus import ModbusAdapter  # noqa: E402
-from gateway.adapters.modbus.codec import encode, register_count  # noqa: E402
-from gateway.adapters.modbus.planner import Extent, plan  # noqa: E402
-from simulators.servers.modbus_server import ModbusSimServer  # noqa: E402
+from gateway.adapters.base import Point, RawReading
+from gateway.adapters.modbus import ModbusAdapter
+from gateway.adapters.modbus.codec import encode, register_count
+from gateway.adapters.modbus.planner import Extent, plan
+from simulators.servers.modbus_server import ModbusSimServer
 
 DTYPES = ("float32", "int32", "uint16", "uint16")  # repeating pattern over the registers
 

@@ -33,11 +33,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.analytics.oee import OeeCalculator  # noqa: E402
-from gateway.analytics.shifts import Shifts  # noqa: E402
-from gateway.samples import Quality, Sample  # noqa: E402
-from gateway.store import SqliteStore  # noqa: E402
-from interface_spec import load_spec  # noqa: E402
+from gateway.analytics.oee import OeeCalculator
+from gateway.analytics.shifts import Shifts
+from gateway.samples import Quality, Sample
+from gateway.store import SqliteStore
+from interface_spec import load_spec
 
 DAY = 86400.0
 T0 = 1_764_547_200.0  # 2025-12-01T00:00Z

@@ -29,16 +29,16 @@ import os
 import socket
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from asyncua import Client, Server, ua  # noqa: E402
+from asyncua import Client, Server, ua
 
-from gateway.adapters.base import Point, RawReading  # noqa: E402
-from gateway.adapters.opcua import OpcUaAdapter  # noqa: E402
+from gateway.adapters.base import Point, RawReading
+from gateway.adapters.opcua import OpcUaAdapter
 
 NS_URI = "urn:bench:equipment"
 TARGET = 20_000
@@ -81,7 +81,7 @@ async def _serve(port: int, n: int, period: float, ready: Any, stop: Any, change
     try:
         while not stop.is_set():
             k += 1
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             for nid in ids:
                 await server.write_attribute_value(nid, ua.DataValue(ua.Variant(float(k), ua.VariantType.Double), SourceTimestamp=now))
             changes.value += n

@@ -43,16 +43,19 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.linedata import scans  # noqa: E402
-from gateway.samples import Quality, Sample  # noqa: E402
-from gateway.store import SqliteStore  # noqa: E402
-from gateway.store import codec  # noqa: E402
-from gateway.store.sqlite import _INSERT_CHUNK, _chunk_rows  # noqa: E402
+from bench.linedata import scans
+from gateway.samples import Quality, Sample
+from gateway.store import (
+    SqliteStore,
+    codec,
+)
+from gateway.store.sqlite import _INSERT_CHUNK, _chunk_rows
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DAY = 86400

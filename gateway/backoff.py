@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import random
 import time
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 PROBE_EVERY_S = 0.5  # how often a long wait asks whether the peer's port answers again
 PROBE_TIMEOUT_S = 0.5

@@ -282,8 +282,8 @@ def demo(line_file: Path = typer.Option(DEMO_LINE, "--line", help="line file to 
     asyncio.run(main())
 
 
+import gateway.analytics.cli  # noqa: E402  (registers `linegw report`)
 import gateway.conformance.cli  # noqa: E402,F401  (registers `linegw conformance`)
-import gateway.analytics.cli  # noqa: E402,F401  (registers `linegw report`)
 
 
 def main() -> None:  # pragma: no cover

@@ -105,7 +105,7 @@ class Api(_Strict):
     host: str = "127.0.0.1"  # localhost unless configured otherwise
     port: int = Field(default=8080, ge=0, le=65535)  # 0: a free port, printed at start (tests, demos)
     # API keys: header X-API-Key. Without any, only localhost clients may command, as role "engineer".
-    keys: list["ApiKey"] = []
+    keys: list[ApiKey] = []
 
     @field_validator("host")
     @classmethod

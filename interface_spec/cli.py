@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -36,7 +35,7 @@ def _finish(status: int, text: str) -> None:
 
 @spec_app.command("validate")
 def validate(
-    folder: Optional[Path] = typer.Argument(None, help="spec folder (default: the spec shipped with linegw)"),
+    folder: Path | None = typer.Argument(None, help="spec folder (default: the spec shipped with linegw)"),
 ) -> None:
     """Load the spec with every check; print OK with version and counts, or every error as file:line: field: problem."""
     _finish(*tooling.validate(folder))
@@ -45,8 +44,8 @@ def validate(
 @spec_app.command("show")
 def show(
     cls: str = typer.Argument(..., metavar="CLASS", help="equipment class: coater, winder, formation"),
-    binding: Optional[Binding] = typer.Option(None, "--binding", "-b", help="show the OPC UA or Modbus map instead"),
-    folder: Optional[Path] = typer.Option(None, "--folder", help="spec folder (default: the shipped spec)"),
+    binding: Binding | None = typer.Option(None, "--binding", "-b", help="show the OPC UA or Modbus map instead"),
+    folder: Path | None = typer.Option(None, "--folder", help="spec folder (default: the shipped spec)"),
 ) -> None:
     """A class's variables with types, units, ranges and tiers, or its binding map."""
     try:

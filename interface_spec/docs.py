@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
-from .model import Alarm, SelfDescription, SubUnit, Tier, Variable
 from .modbus_map import layout, stride
+from .model import Alarm, SelfDescription, SubUnit, Tier, Variable
 from .opcua_map import (
     ACTIVE_ALARMS,
     ALARMS_FOLDER,
@@ -843,7 +844,7 @@ def render_opcua(spec: Spec) -> str:
     ex_arr = "/".join(relative_path(arrays[0], arrays[0].variables[0].id, 3)) if arrays else ""
     md.h(2, "Address space")
     md.code("\n".join([
-        f"Objects/                                   (standard)",
+        "Objects/                                   (standard)",
         f"  {ua.machines_folder}/                                (FolderType, spec namespace)",
         "    <machine>/                             one object per machine; the name is chosen per machine",
         f"      <SubUnit>/<Variable>                 a spec variable, e.g. {ex_var}",
@@ -1135,8 +1136,8 @@ def render_modbus(spec: Spec) -> str:
              [[f"`{n}`", p.address, ref(p.address), p.dtype, p.count, _access(p.access)] for n, p in cmd.items()])
     md.p("Step by step (the gateway is the only writer; it sends one command at a time):")
     md.bullets([
-        f"Choose a sequence number `seq` (1 … 65535) different from the previous one (e.g. the previous + 1).",
-        f"Write `command.code`, `command.param_int` and `command.param_text` — the parameters the command needs; "
+        "Choose a sequence number `seq` (1 … 65535) different from the previous one (e.g. the previous + 1).",
+        "Write `command.code`, `command.param_int` and `command.param_text` — the parameters the command needs; "
         "0 and an empty text for the others. Enum parameters go to `param_int` as their code, int parameters "
         "too; string parameters go to `param_text`.",
         f"Write `command.seq` **last**, or write everything at once: one function-16 write of {span} registers "

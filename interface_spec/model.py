@@ -69,7 +69,7 @@ class Variable(Strict):
     doc: str = ""
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Variable":
+    def _consistent(self) -> Variable:
         if self.type == "enum" and not self.enum:
             raise ValueError(f"variable '{self.id}': type enum needs 'enum: <name>'")
         if self.type != "enum" and self.enum:

@@ -8,9 +8,10 @@ codes, the PackML table, the Modbus layout) and returns a `Spec`.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .loader import SpecError, line_of, load_model, yaml_node
 from .model import Alarm, Core, EquipmentClass, SubUnit, Variable

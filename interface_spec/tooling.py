@@ -20,8 +20,8 @@ from rich.table import Table
 
 from . import docs as docs_mod
 from .loader import SpecError
-from .model import Core, EquipmentClass, SelfDescription
 from .modbus_map import layout
+from .model import Core, EquipmentClass, SelfDescription
 from .opcua_map import opcua_type, pascal, unece_unit_id
 from .spec import SPEC_DIR, Spec, load_spec
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from simulators.faults import parse_switches
 from simulators.machine import COUNTS, HEARTBEAT, LOCAL_PANEL, PROFILE_OF_COMMAND

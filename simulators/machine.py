@@ -30,8 +30,9 @@ import math
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from interface_spec import Spec
 from interface_spec.model import Alarm, SelfDescription, Tier, Variable

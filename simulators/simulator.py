@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from interface_spec import Spec
-from simulators.dialects import Dialect, load_dialect
 from simulators.defects import apply_defect, parse_defects
+from simulators.dialects import Dialect, load_dialect
 from simulators.faults import FaultControls, parse_faults
 from simulators.machine import LOCAL_PANEL, Machine
 from simulators.material import MaterialFlow

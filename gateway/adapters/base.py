@@ -8,8 +8,9 @@ this protocol and register a factory under the `linegw.adapters` entry point.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 class RawReading(NamedTuple):

@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from fastapi import HTTPException
@@ -82,7 +82,7 @@ def oee(
     line_file: Path = typer.Argument(DEMO_LINE, help="line configuration YAML (its store.path is read)"),
     range_: str = typer.Option("24h", "--range", help="START..END or a duration back from now, e.g. 8h, "
                                                       "2026-12-01T06:00Z..2026-12-01T14:00Z, -2d..-1d"),
-    equipment: Optional[str] = typer.Option(None, "--equipment", help="one machine's id"),
+    equipment: str | None = typer.Option(None, "--equipment", help="one machine's id"),
     by_shift: bool = typer.Option(False, "--by-shift", help="also per shift of the line file's shifts: calendar"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON (what GET /api/v1/oee serves)"),
 ) -> None:

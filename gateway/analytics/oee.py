@@ -52,8 +52,9 @@ stage's OEE, since that stage sets the line's output.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from gateway.analytics import timeline as tl
 from gateway.analytics.shifts import Shifts, occurrences
@@ -99,7 +100,7 @@ class Tally:
     failures: int = 0
     udt_episodes: int = 0
 
-    def __iadd__(self, other: "Tally") -> "Tally":
+    def __iadd__(self, other: Tally) -> Tally:
         for k, v in other.time_us.items():
             self.time_us[k] += v
         for name in ("processed", "good", "defective", "ideal_s", "units_without_ideal", "failures", "udt_episodes"):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -64,7 +64,7 @@ class Shifts(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _no_overlap(self) -> "Shifts":
+    def _no_overlap(self) -> Shifts:
         names: set[str] = set()
         spans: list[tuple[int, int, str]] = []
         for i, sh in enumerate(self.calendar):
@@ -91,8 +91,8 @@ class Occurrence:
 def occurrences(shifts: Shifts, t0: float, t1: float) -> list[Occurrence]:
     """Every shift occurrence overlapping [t0, t1), clipped to it, in time order."""
     tz = ZoneInfo(shifts.timezone)
-    first = datetime.fromtimestamp(t0, timezone.utc).astimezone(tz).date() - timedelta(days=1)
-    last = datetime.fromtimestamp(t1, timezone.utc).astimezone(tz).date()
+    first = datetime.fromtimestamp(t0, UTC).astimezone(tz).date() - timedelta(days=1)
+    last = datetime.fromtimestamp(t1, UTC).astimezone(tz).date()
     out = []
     day = first
     while day <= last:

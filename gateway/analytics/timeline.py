@@ -23,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 BAD = 2  # Quality.BAD as the store returns it

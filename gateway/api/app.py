@@ -8,8 +8,9 @@ the key ring and drops per-app caches.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,10 +21,24 @@ from gateway.api.auth import KeyRing
 from gateway.api.deps import caller
 from gateway.api.models import Problem
 from gateway.api.present import Presenter
-from gateway.api.routes import (alarms, audit, commands, dashboard, equipment, events, forward, health, history, line,
-                                live, spec as spec_routes, trace)
-from gateway.api.routes import oee, record  # line intelligence
-from gateway.api.routes import ready  # readiness for probes, beside /health
+from gateway.api.routes import (  # line intelligence
+    alarms,
+    audit,
+    commands,
+    dashboard,
+    equipment,
+    events,
+    forward,
+    health,
+    history,
+    line,
+    live,
+    oee,
+    ready,  # readiness for probes, beside /health
+    record,
+    trace,
+)
+from gateway.api.routes import spec as spec_routes
 from gateway.config import Api
 from gateway.runtime.view import LineView
 from interface_spec import Spec

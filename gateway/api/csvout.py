@@ -12,7 +12,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any, AsyncIterator, Iterable, Literal
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, Literal
 
 from fastapi import HTTPException, Request
 from fastapi.responses import StreamingResponse

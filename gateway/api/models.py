@@ -138,7 +138,7 @@ class TraceNode(_Out):
     measurement_units: dict[str, str] = {}
     source_ts: float | None = None
     source_time: str | None = None
-    made_from: list["TraceNode"] = []
+    made_from: list[TraceNode] = []
     note: str | None = Field(None, description="why a branch ends without a UnitProcessed event")
 
 

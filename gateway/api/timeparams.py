@@ -8,7 +8,7 @@ Shown times: epoch seconds and ISO 8601 UTC with milliseconds.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fastapi import HTTPException
 
@@ -31,7 +31,7 @@ TIME_FORMS = "ISO 8601 (2026-11-23T08:00:00Z), epoch seconds (1795420800) or rel
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_duration(text: str, name: str) -> float:
@@ -62,7 +62,7 @@ def parse_time(text: str, name: str, now: float) -> float:
     except ValueError:
         raise HTTPException(422, f"{name}: '{text}' is not a time; give {TIME_FORMS}") from None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)  # the line runs on UTC; a local guess would shift data silently
+        dt = dt.replace(tzinfo=UTC)  # the line runs on UTC; a local guess would shift data silently
     return dt.timestamp()
 
 

@@ -16,7 +16,8 @@ buckets holding samples get a row: history never fabricates values.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 GOOD = 0
 

@@ -18,7 +18,6 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -79,28 +78,28 @@ async def _operator(text: str) -> None:
 
 @app.command("conformance")
 def conformance(
-    opcua: Optional[str] = typer.Option(None, "--opcua", help="OPC UA endpoint, opc.tcp://host:port/path"),
-    modbus: Optional[str] = typer.Option(None, "--modbus", help="Modbus TCP endpoint, host:port"),
+    opcua: str | None = typer.Option(None, "--opcua", help="OPC UA endpoint, opc.tcp://host:port/path"),
+    modbus: str | None = typer.Option(None, "--modbus", help="Modbus TCP endpoint, host:port"),
     unit_id: int = typer.Option(1, "--unit-id", help="Modbus unit id"),
-    cls: Optional[str] = typer.Option(None, "--class", help="claimed equipment class: coater, winder, formation"),
-    profile: Optional[list[str]] = typer.Option(None, "--profile", help="profile to test (repeatable); default: "
+    cls: str | None = typer.Option(None, "--class", help="claimed equipment class: coater, winder, formation"),
+    profile: list[str] | None = typer.Option(None, "--profile", help="profile to test (repeatable); default: "
                                                                          "what the machine claims"),
     allow_control: bool = typer.Option(False, "--allow-control", help="send commands (behaviour and negative "
                                                                        "checks); never without it"),
-    only: Optional[list[str]] = typer.Option(None, "--only", help="run only the cases whose ID starts with this "
+    only: list[str] | None = typer.Option(None, "--only", help="run only the cases whose ID starts with this "
                                                                    "(repeatable), e.g. CTRL-PACKML"),
     out: Path = typer.Option(Path("conformance-report"), "--out", help="directory for the reports"),
-    machine: Optional[str] = typer.Option(None, "--machine", help="OPC UA machine object under Objects/Machines "
+    machine: str | None = typer.Option(None, "--machine", help="OPC UA machine object under Objects/Machines "
                                                                    "(default: last segment of the endpoint path)"),
-    mapping: Optional[Path] = typer.Option(None, "--mapping", help="integration mode: the machine's mapping file"),
-    absent: Optional[list[str]] = typer.Option(None, "--absent", help="integration mode: a mandatory variable the "
+    mapping: Path | None = typer.Option(None, "--mapping", help="integration mode: the machine's mapping file"),
+    absent: list[str] | None = typer.Option(None, "--absent", help="integration mode: a mandatory variable the "
                                                                        "machine does not have (repeatable; spec path, "
                                                                        "* matches anything: state.previous_*); "
                                                                        "reported as a gap instead of a failure"),
     security_mode: str = typer.Option("None", "--security-mode", help="OPC UA: None, Sign or SignAndEncrypt "
                                                                       "(Basic256Sha256)"),
-    username: Optional[str] = typer.Option(None, "--username", help="OPC UA user name"),
-    password_env: Optional[str] = typer.Option(None, "--password-env", help="environment variable holding the "
+    username: str | None = typer.Option(None, "--username", help="OPC UA user name"),
+    password_env: str | None = typer.Option(None, "--password-env", help="environment variable holding the "
                                                                             "OPC UA password"),
     observe: str = typer.Option("10s", "--observe", help="observation window for the passive checks"),
     command_timeout: str = typer.Option("30s", "--command-timeout", help="time a commanded transition may take"),
@@ -111,7 +110,7 @@ def conformance(
     clock_tolerance: str = typer.Option("5s", "--clock-tolerance", help="how far the machine's clock may be from "
                                         "the kit's; a source time going back by more is the clock's, not an order"),
     list_: bool = typer.Option(False, "--list", help="print the catalogue (of --class, if given) and exit"),
-    verify_: Optional[Path] = typer.Option(None, "--verify", help="check the SHA-256 a report carries and exit"),
+    verify_: Path | None = typer.Option(None, "--verify", help="check the SHA-256 a report carries and exit"),
 ) -> None:
     """Check that a machine implements the line interface spec; write JUnit, JSON, HTML and a compliance statement."""
     if list_:
@@ -151,7 +150,7 @@ def conformance(
                       outage_s=parse_duration(outage), operator_timeout_s=parse_duration(operator_timeout),
                       unit_wait_s=parse_duration(unit_wait), clock_tolerance_s=parse_duration(clock_tolerance),
                       adapter=adapter)
-    console.print(f"[bold]linegw conformance[/bold] " + escape(
+    console.print("[bold]linegw conformance[/bold] " + escape(
         f"{options.cls} over {options.protocol} {options.endpoint}"
         f"{' through ' + options.mapping if options.mapping else ''}"
         f"{'' if allow_control else ' — no command will be sent (no --allow-control)'}"), highlight=False)

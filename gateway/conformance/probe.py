@@ -26,8 +26,9 @@ import json
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 from gateway.adapters.base import AdapterError, Point, RawReading
 from gateway.mapping.compile import Plan, count_paths, native_modbus_plan, native_opcua_plan

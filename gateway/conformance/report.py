@@ -30,7 +30,7 @@ import html
 import json
 import re
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ def _json(doc: Any, **kw: Any) -> str:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _canonical(doc: dict[str, Any]) -> bytes:
@@ -424,4 +424,4 @@ def verify(path: str | Path) -> tuple[bool, str, str]:
     return carried == actual, carried, actual
 
 
-__all__ = ["FILES", "to_json", "to_junit", "to_html", "to_statement", "write_reports", "verify"]
+__all__ = ["FILES", "to_html", "to_json", "to_junit", "to_statement", "verify", "write_reports"]

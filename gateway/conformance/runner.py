@@ -28,8 +28,9 @@ import json
 import logging
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from gateway.conformance import KIT_VERSION
 from gateway.conformance.catalogue import Catalogue, TestCase, build_catalogue
@@ -337,5 +338,17 @@ def _result(case: TestCase, outcome: Outcome, t0: float, dt: float, ctx: Context
     return Result(case, outcome.status, outcome.message, outcome.evidence, mandatory, t0, round(dt, 3))
 
 
-__all__ = ["Context", "Options", "Result", "Run", "run_conformance", "PASS", "FAIL", "WARNING", "NOT_IMPLEMENTED",
-           "NOT_APPLICABLE", "NOT_TESTED", "ERROR"]
+__all__ = [
+    "ERROR",
+    "FAIL",
+    "NOT_APPLICABLE",
+    "NOT_IMPLEMENTED",
+    "NOT_TESTED",
+    "PASS",
+    "WARNING",
+    "Context",
+    "Options",
+    "Result",
+    "Run",
+    "run_conformance",
+]

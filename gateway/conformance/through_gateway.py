@@ -15,8 +15,9 @@ import asyncio
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from gateway.config import Equipment
 from gateway.mapping.compile import load_mapping

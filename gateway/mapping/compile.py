@@ -16,7 +16,7 @@ from typing import Any
 
 from gateway.adapters.base import Point
 from interface_spec import Spec, SpecError
-from interface_spec.loader import load_model, line_of, yaml_node
+from interface_spec.loader import line_of, load_model, yaml_node
 from interface_spec.modbus_map import layout
 from interface_spec.opcua_map import (
     ACTIVE_ALARMS,

@@ -75,7 +75,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-
 _DTYPE_BITS = {"int16": 16, "uint16": 16, "int32": 32, "uint32": 32, "int64": 64, "uint64": 64}
 
 
@@ -109,7 +108,7 @@ class Source(OpcUaReading):
     node: str | None = None
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "Source":
+    def _one_kind(self) -> Source:
         if (self.address is None) == (self.node is None):
             raise ValueError("give either 'address' (Modbus) or 'node' (OPC UA)")
         if self.address is not None and self.dtype is None and self.table not in ("coil", "discrete"):
@@ -142,7 +141,7 @@ class AlarmMap(_Strict):
     active_value: int | bool = True
 
     @model_validator(mode="after")
-    def _one_bit(self) -> "AlarmMap":
+    def _one_bit(self) -> AlarmMap:
         if self.source.bits != 1:
             raise ValueError("source.bits: an alarm is one bit, or a whole alarm-code register")
         return self
@@ -166,7 +165,7 @@ class CommandMap(_Strict):
     call: CommandCall | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> "CommandMap":
+    def _one(self) -> CommandMap:
         if (self.write is None) == (self.call is None):
             raise ValueError("give either 'write' or 'call'")
         return self
@@ -207,7 +206,7 @@ class Mapping(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @model_validator(mode="after")
-    def _binding(self) -> "Mapping":
+    def _binding(self) -> Mapping:
         if self.protocol == "opcua" and self.opcua is None:
             raise ValueError("an OPC UA mapping needs an 'opcua' section (namespace_uri, root)")
         return self

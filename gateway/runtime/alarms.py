@@ -8,8 +8,9 @@ keeps their history in the store.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from interface_spec import Spec
 

@@ -16,8 +16,9 @@ import json
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from importlib.metadata import entry_points
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from gateway.adapters.base import Adapter, AdapterError, Point, RawReading
 from gateway.config import Equipment

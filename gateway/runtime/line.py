@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from gateway.backoff import Backoff
 from gateway.config import LineConfig
@@ -53,7 +54,7 @@ class LineRuntime:
                 await dev.run()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - one machine's failure must not stop the line
+            except Exception as exc:
                 self.restarts[dev.eq.id] += 1
                 dev.view.available = False
                 dev.view.link_reason = f"supervisor restart: {exc}"

@@ -7,8 +7,9 @@ internals. Samples are `gateway.samples.Sample`; the store is a
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, Protocol
 
 from gateway.samples import Sample
 

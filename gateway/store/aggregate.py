@@ -8,7 +8,8 @@ a number; "bad" counts UNCERTAIN and BAD samples; "count" counts every GOOD one.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,7 @@ QMASK = 3  # quality lives in the low bits of the q byte
 class Agg:
     """Running aggregates of one bucket, merged from chunk summaries and partial aggregates."""
 
-    __slots__ = ("n", "nv", "nbad", "sm", "mn", "mx", "ft", "fv", "lt", "lv")
+    __slots__ = ("ft", "fv", "lt", "lv", "mn", "mx", "n", "nbad", "nv", "sm")
 
     def __init__(self) -> None:
         self.n = self.nv = self.nbad = 0

@@ -17,7 +17,8 @@ Rules every store follows:
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from gateway.samples import Sample
 

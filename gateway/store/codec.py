@@ -46,8 +46,9 @@ from __future__ import annotations
 
 import struct
 import threading
+from collections.abc import Sequence
 from itertools import compress
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import pcodec

@@ -158,10 +158,11 @@ import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, groupby, islice
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -677,7 +678,7 @@ class SqliteStore:
             self._cv.notify_all()
         await asyncio.wrap_future(fut)
 
-    async def __aenter__(self) -> "SqliteStore":
+    async def __aenter__(self) -> SqliteStore:
         await self.start()
         return self
 

@@ -44,7 +44,7 @@ class Source(_Strict):
     type: str | None = None  # OPC UA builtin type of the node
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "Source":
+    def _one_kind(self) -> Source:
         if (self.address is None) == (self.node is None):
             raise ValueError("give either 'address' (Modbus) or 'node' (OPC UA)")
         if self.address is not None:
@@ -87,7 +87,7 @@ class VariableField(Source):
     writable: bool = False  # clients may write it (set points: the spec variable must be rw)
 
     @model_validator(mode="after")
-    def _transform(self) -> "VariableField":
+    def _transform(self) -> VariableField:
         if self.scale == 0:
             raise ValueError("scale must not be 0")
         if self.default is not None and self.enum is None:
@@ -115,7 +115,7 @@ class Commands(_Strict):
     methods: dict[str, str] = {}  # spec command -> method node (browse path below the root)
 
     @model_validator(mode="after")
-    def _register(self) -> "Commands":
+    def _register(self) -> Commands:
         if self.codes and self.register_ is None:
             raise ValueError("command 'codes' need a 'register'")
         if self.register_ is not None and not self.codes:
@@ -149,7 +149,7 @@ class Dialect(_Strict):
     commands: Commands = Commands()
 
     @model_validator(mode="after")
-    def _protocol(self) -> "Dialect":
+    def _protocol(self) -> Dialect:
         if self.protocol == "opcua":
             if self.opcua is None:
                 raise ValueError("an OPC UA dialect needs an 'opcua' section (namespace_uri, root)")

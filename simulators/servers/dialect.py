@@ -10,8 +10,9 @@ values; a new dialect is a file, not code.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from interface_spec import Spec
 from simulators.dialects import format_node

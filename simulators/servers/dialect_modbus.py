@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from gateway.adapters.modbus import codec
 from simulators.dialects import register_count
@@ -28,7 +29,7 @@ log = logging.getLogger("linegw.sim.dialect_modbus")
 class _Field:
     """A projection placed in the register map, with its codec."""
 
-    __slots__ = ("proj", "table", "address", "count", "bit", "encode", "decode")
+    __slots__ = ("address", "bit", "count", "decode", "encode", "proj", "table")
 
     def __init__(self, proj: Projection, order: str):
         src = proj.field

@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from gateway.adapters.modbus import codec
 from interface_spec.modbus_map import ModbusPoint, layout
@@ -40,7 +41,7 @@ CMD_INPUTS = ("command.code", "command.seq", "command.param_int", "command.param
 class _Slot:
     """One point of the map with its encoder and decoder."""
 
-    __slots__ = ("point", "encode", "decode")
+    __slots__ = ("decode", "encode", "point")
 
     def __init__(self, point: ModbusPoint):
         self.point = point

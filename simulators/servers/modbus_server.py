@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from pymodbus.constants import ExcCodes
 from pymodbus.datastore import ModbusServerContext
@@ -39,7 +39,7 @@ _MAX_BITS = 2000
 class Bank:
     """One device's four tables as plain lists, indexed by 0-based address."""
 
-    __slots__ = ("holding", "input", "coil", "discrete")
+    __slots__ = ("coil", "discrete", "holding", "input")
 
     def __init__(self, size: int):
         self.holding: list[int] = [0] * size

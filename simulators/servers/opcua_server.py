@@ -24,8 +24,9 @@ import datetime
 import hmac
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from asyncua import Server, ua
 from asyncua.common.utils import ServiceError
@@ -268,7 +269,7 @@ class OpcUaSimServer:
 
 
 def now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 # --- building address spaces in bulk --------------------------------------------------------------------

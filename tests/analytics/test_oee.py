@@ -8,6 +8,8 @@ The winder's hour (T0 deliberately not on a bucket boundary):
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 
 from gateway.analytics import timeline as tl
@@ -153,14 +155,14 @@ def test_overlapping_shifts_are_refused_naming_both():
 
 def test_shifts_keep_their_local_hours_across_a_clock_change():
     """Europe/Berlin went from 02:00 to 03:00 on 2026-03-29: that night shift lasted 7 hours, the next day's 8."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     shifts = Shifts.model_validate({"timezone": "Europe/Berlin", "calendar": [
         {"name": "day", "start": "06:00", "end": "22:00"}, {"name": "night", "start": "22:00", "end": "06:00"}]})
-    t0 = datetime(2026, 3, 28, 12, tzinfo=timezone.utc).timestamp()
+    t0 = datetime(2026, 3, 28, 12, tzinfo=UTC).timestamp()
     occ = occurrences(shifts, t0, t0 + 2 * 86400)
     nights = [o for o in occ if o.name == "night"]
     assert [str(o.day) for o in nights] == ["2026-03-28", "2026-03-29"]
     assert [(o.end - o.start) / 3600 for o in nights] == [7.0, 8.0]
-    assert datetime.fromtimestamp(nights[0].end, timezone.utc).hour == 4  # 06:00 CEST
+    assert datetime.fromtimestamp(nights[0].end, UTC).hour == 4  # 06:00 CEST
     assert sum(o.end - o.start for o in occ) == pytest.approx(2 * 86400)

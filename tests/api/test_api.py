@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import shutil
 import subprocess
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -30,8 +29,8 @@ from gateway.config import Api, ApiKey, LineConfig
 from gateway.runtime.line import LineRuntime
 from gateway.store.sqlite import SqliteStore
 from interface_spec import load_spec
-from tests.waiting import wait_for
 from simulators.line import SimConfig, SimLine
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from fastapi import HTTPException
@@ -12,7 +12,7 @@ from gateway.api.present import PathFilter
 from gateway.api.routes.history import MAX_POINTS, suggest_bucket
 from gateway.api.timeparams import iso, parse_duration, parse_time, time_range
 
-NOW = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc).timestamp()
+NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC).timestamp()
 
 
 @pytest.mark.parametrize("text, expected", [

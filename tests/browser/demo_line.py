@@ -12,8 +12,9 @@ import asyncio
 import concurrent.futures
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import uvicorn
 
@@ -43,7 +44,7 @@ class DemoLine:
         self.sims: Any = None
         self._stop: asyncio.Event | None = None
 
-    def start(self) -> "DemoLine":
+    def start(self) -> DemoLine:
         self.thread.start()
         self.ready.result(timeout=START_TIMEOUT_S)
         return self

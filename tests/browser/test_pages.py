@@ -8,11 +8,11 @@ is written to test-artifacts/browser/. One demo line serves the module.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 

@@ -8,7 +8,8 @@ of them at a time (`at_most`), then its tests look at the runs.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Iterable
+from collections.abc import Awaitable, Iterable
+from typing import Any
 
 from gateway.conformance.runner import Options, Run, run_conformance
 from interface_spec import load_spec

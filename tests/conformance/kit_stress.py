@@ -21,9 +21,10 @@ import logging
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from gateway.conformance.runner import Run
 from simulators.line import SimLine

@@ -22,7 +22,6 @@ import pytest_asyncio
 
 from gateway.conformance.report import FILES, verify, write_reports
 from gateway.conformance.runner import Options, Result, run_conformance
-
 from simulators.simulator import Simulator
 
 from .conftest import KIT, PARALLEL, SPEC, Operator, at_most, endpoint, only, produce, run_kit, sim_config, start

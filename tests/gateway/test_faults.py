@@ -17,8 +17,8 @@ from gateway.runtime.line import LineRuntime
 from gateway.samples import Quality
 from gateway.store.sqlite import SqliteStore
 from interface_spec import load_spec
-from tests.waiting import wait_for
 from simulators.line import SimConfig, SimLine
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

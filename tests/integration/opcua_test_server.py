@@ -31,7 +31,7 @@ import hashlib
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +103,7 @@ class EquipmentServer:
     refused: dict[str, int] = field(default_factory=dict)  # BadTooManyOperations answered, per service
     largest: dict[str, int] = field(default_factory=dict)  # largest request that was served, per service
     certificate: Path | None = None
-    monitored: list["MonitoredRequest"] = field(default_factory=list)  # every monitored item created
+    monitored: list[MonitoredRequest] = field(default_factory=list)  # every monitored item created
 
     def subscriptions(self) -> dict[int, float]:
         """The server's live subscriptions: id -> revised publishing interval (ms)."""
@@ -117,7 +117,7 @@ class EquipmentServer:
         the past, as a device's sample does, so it is told apart from server time.
         """
         vtype = VARIABLES.get(name, (None, None))[1]
-        stamp = source_ts or datetime.now(timezone.utc) - timedelta(milliseconds=250)
+        stamp = source_ts or datetime.now(UTC) - timedelta(milliseconds=250)
         dv = ua.DataValue(
             ua.Variant(value, vtype),
             StatusCode=ua.StatusCode(status if status is not None else 0),

@@ -18,8 +18,8 @@ import yaml
 
 from interface_spec import Spec
 from interface_spec.docs import self_description
-from interface_spec.model import SelfDescription
 from interface_spec.modbus_map import check_layout, dtype_of, layout, register_count, stride
+from interface_spec.model import SelfDescription
 from interface_spec.opcua_map import (
     ACTIVE_ALARMS,
     ALARMS_FOLDER,

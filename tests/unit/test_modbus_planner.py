@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from functools import lru_cache
+from functools import cache
 
 import pytest
 
@@ -30,7 +30,7 @@ def minimum_requests(extents: list[Extent], limits: Limits) -> int:
     for members in groups.values():
         pts = sorted(members, key=lambda e: (e.address, e.address + e.count))
 
-        @lru_cache(maxsize=None)
+        @cache
         def best(i: int) -> int:
             if i == len(pts):
                 return 0

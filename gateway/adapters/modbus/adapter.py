@@ -38,11 +38,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from itertools import repeat
 from struct import Struct
-from typing import Any, Awaitable, Callable, NamedTuple, Sequence, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
@@ -52,7 +53,8 @@ from gateway.adapters.base import AdapterError, AdapterHealth, LinkCallback, Poi
 from gateway.adapters.modbus import codec
 from gateway.adapters.modbus.planner import BIT_TABLES, MAX_REGISTERS, Extent, Limits, Request, check_extent, plan
 from gateway.backoff import Backoff, wait_or_reachable
-from gateway.endpoint import SCHEMES, parse_endpoint as endpoint_of
+from gateway.endpoint import SCHEMES
+from gateway.endpoint import parse_endpoint as endpoint_of
 
 log = logging.getLogger("linegw.modbus")
 T = TypeVar("T")
@@ -305,7 +307,7 @@ class _Collector:
     failing gateway (`link_code` the last such code).
     """
 
-    __slots__ = ("out", "parts", "failed", "ok", "bad", "answered", "link_refused", "link_code")
+    __slots__ = ("answered", "bad", "failed", "link_code", "link_refused", "ok", "out", "parts")
 
     def __init__(self) -> None:
         self.out: list[RawReading] = []

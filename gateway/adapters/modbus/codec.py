@@ -20,9 +20,10 @@ padded).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from struct import Struct
 from struct import error as StructError
-from typing import Any, Callable, Sequence
+from typing import Any
 
 Decoder = Callable[[Sequence[int]], Any]
 Encoder = Callable[[Any], list[int]]

@@ -14,8 +14,9 @@ requests as it needs; each request says which part of which point it carries.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 TABLES: tuple[str, ...] = ("holding", "input", "coil", "discrete")
 BIT_TABLES: frozenset[str] = frozenset({"coil", "discrete"})

@@ -36,10 +36,10 @@ from gateway.adapters.base import AdapterError, AdapterHealth, LinkCallback, Poi
 from gateway.adapters.opcua import security
 from gateway.adapters.opcua.resolve import BrowsePathRef, Namespaces, NodeIdRef, NodeRef, Unresolved, parse_ref, target_of
 from gateway.adapters.opcua.services import REFUSALS, Counter, OperationLimits, Services
-from gateway.backoff import Backoff, wait_or_reachable
-from gateway.endpoint import DEFAULT_PORTS, SCHEMES, EndpointError, parse_endpoint
 from gateway.adapters.opcua.settings import APPLICATION_URI, MODES, OpcUaSettings
 from gateway.adapters.opcua.values import PLAIN_TYPES, plain, reading, status_name, to_variant
+from gateway.backoff import Backoff, wait_or_reachable
+from gateway.endpoint import DEFAULT_PORTS, SCHEMES, EndpointError, parse_endpoint
 
 log = logging.getLogger("linegw.opcua")
 

@@ -45,7 +45,7 @@ class TrustError(Exception):
 
 def thumbprint(der: bytes) -> str:
     """SHA-1 over the DER bytes: the thumbprint OPC UA tools show."""
-    return hashlib.sha1(der).hexdigest()  # noqa: S324 - an identifier, not a signature
+    return hashlib.sha1(der).hexdigest()
 
 
 @dataclass(frozen=True)

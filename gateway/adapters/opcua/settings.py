@@ -57,7 +57,7 @@ class OpcUaSettings:
     delivery_queue: int = 1000  # batches buffered between the publish loop and on_readings
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "OpcUaSettings":
+    def from_dict(cls, raw: dict[str, Any]) -> OpcUaSettings:
         def num(name: str, default: float, *, minimum: float = 0.0, strict: bool = True) -> float:
             value = raw.get(name, default)
             if isinstance(value, bool) or not isinstance(value, (int, float)):

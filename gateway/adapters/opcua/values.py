@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from asyncua import ua
@@ -50,7 +50,7 @@ def plain(value: Any) -> Any:
         return value.Text
     if kind is datetime:
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value.timestamp()
     if kind is ua.QualifiedName:
         return value.Name
@@ -110,7 +110,7 @@ _ALIASES = {
 _ABSTRACT = {ua.ObjectIds.BaseDataType, ua.ObjectIds.Number, ua.ObjectIds.Integer, ua.ObjectIds.UInteger}
 
 
-def builtin_of(datatype: ua.NodeId) -> VT | None | bool:
+def builtin_of(datatype: ua.NodeId) -> VT | bool | None:
     """The built-in type of a DataType NodeId if known without asking the server.
 
     Returns a VariantType, None for abstract types (the value decides), or False
@@ -156,9 +156,9 @@ def _scalar(value: Any, vtype: VT, what: str) -> Any:
         return value
     if vtype is VT.DateTime:
         if isinstance(value, datetime):
-            return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return datetime.fromtimestamp(value, timezone.utc)
+            return datetime.fromtimestamp(value, UTC)
         raise TypeError(f"{what}: {value!r} is not a DateTime (datetime or Unix seconds)")
     if vtype is VT.ByteString:
         if isinstance(value, (bytes, bytearray)):

@@ -8,7 +8,7 @@ acknowledgement is recorded on the stored occurrence and audited here.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, AsyncIterator
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse

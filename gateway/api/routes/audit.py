@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from gateway.api.models import AuditRecord
 from gateway.api.deps import PresenterDep, Store, View, equipment_filter
+from gateway.api.models import AuditRecord
 
 router = APIRouter(tags=["audit"])
 

@@ -9,7 +9,6 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
 from gateway.api.csvout import FORMAT_DOC, csv_response, each, wants_csv
-
 from gateway.api.deps import PresenterDep, SpecDep, Store, View, equipment_filter
 from gateway.api.models import EventRecord
 from gateway.api.timeparams import optional_range

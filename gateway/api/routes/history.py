@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 import re
 import time
-from typing import Annotated, Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
@@ -23,8 +24,8 @@ from gateway.api.deps import Machine, PresenterDep, SpecDep, Store, View
 from gateway.api.models import HistoryOut, HistorySeries
 from gateway.api.present import QUALITY_NAMES, PathFilter, Presenter
 from gateway.api.timeparams import iso, parse_duration, time_range
-from gateway.runtime.view import EquipmentView, LineView
 from gateway.api.twa import time_weighted
+from gateway.runtime.view import EquipmentView, LineView
 from gateway.store.base import AGGREGATES
 from interface_spec import Spec, split_path
 

@@ -12,13 +12,13 @@ lookup per unit finds both the event that made it and those that used it.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from gateway.api.csvout import FORMAT_DOC, csv_response, wants_csv
-
 from gateway.api.deps import SpecDep, Store, View
 from gateway.api.models import TraceNode
 from gateway.api.timeparams import iso
@@ -35,7 +35,7 @@ CSV_FIELDS = ["direction", "depth", "unit_id", "unit_type", "equipment", "source
 class MadeIntoNode(TraceNode):
     """A unit and, recursively, the units made from it (`made_from` stays empty: that is the other direction)."""
 
-    made_into: list["MadeIntoNode"] = []
+    made_into: list[MadeIntoNode] = []
 
 
 def _get(row: Any, *names: str) -> Any:

@@ -11,8 +11,9 @@ consistency over the event history, resilience, then control (only with
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gateway.conformance.catalogue import TestCase
@@ -83,17 +84,17 @@ CheckFn = Callable[["Context"], Awaitable[Any]]
 @dataclass
 class Check:
     ids: tuple[str, ...]
-    select: Callable[["TestCase"], bool] | None
+    select: Callable[[TestCase], bool] | None
     fn: CheckFn
 
-    def decides(self, case: "TestCase") -> bool:
+    def decides(self, case: TestCase) -> bool:
         return case.id in self.ids or (self.select is not None and self.select(case))
 
 
 REGISTRY: list[Check] = []
 
 
-def check(*ids: str, select: Callable[["TestCase"], bool] | None = None) -> Callable[[CheckFn], CheckFn]:
+def check(*ids: str, select: Callable[[TestCase], bool] | None = None) -> Callable[[CheckFn], CheckFn]:
     def register(fn: CheckFn) -> CheckFn:
         REGISTRY.append(Check(ids, select, fn))
         return fn
@@ -115,7 +116,7 @@ def load() -> list[Check]:
 
 # --- helpers shared by the layers ------------------------------------------------------------------------
 
-def sub_unit_of(case: "TestCase", ctx: "Context") -> Any:
+def sub_unit_of(case: TestCase, ctx: Context) -> Any:
     spec = ctx.spec
     for su in list(spec.core.sub_units) + list(spec.get_class(ctx.cls).sub_units):
         if su.id == case.sub_unit:
@@ -123,7 +124,7 @@ def sub_unit_of(case: "TestCase", ctx: "Context") -> Any:
     raise KeyError(case.sub_unit)
 
 
-def served_paths(ctx: "Context", sub_unit: str) -> list[tuple[str, Any]]:
+def served_paths(ctx: Context, sub_unit: str) -> list[tuple[str, Any]]:
     """(path, VarDef) of every instance of a sub-unit the probe reads."""
     out = []
     for path in ctx.probe.paths():
@@ -133,7 +134,7 @@ def served_paths(ctx: "Context", sub_unit: str) -> list[tuple[str, Any]]:
     return out
 
 
-def is_required(ctx: "Context", d: Any) -> bool:
+def is_required(ctx: Context, d: Any) -> bool:
     """Must the machine serve this variable: mandatory in the spec, or optional and declared served."""
     from interface_spec.model import Tier
 
@@ -142,7 +143,7 @@ def is_required(ctx: "Context", d: Any) -> bool:
     return d.template in ctx.declared()
 
 
-def declared_absent(ctx: "Context", template: str) -> str | None:
+def declared_absent(ctx: Context, template: str) -> str | None:
     """The --absent pattern that declares this variable absent from the machine, or None."""
     import re
 
@@ -153,7 +154,7 @@ def declared_absent(ctx: "Context", template: str) -> str | None:
     return None
 
 
-def missing_reason(ctx: "Context", path: str) -> str | None:
+def missing_reason(ctx: Context, path: str) -> str | None:
     """Why a path is not served (unresolved node, refused registers), or None when it reads."""
     from gateway.samples import Quality
 

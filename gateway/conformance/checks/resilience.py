@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from gateway.conformance.checks import ERROR, FAIL, PASS, WARNING, Outcome, check, ev, plural, verdict
 from gateway.conformance.checks.control import send
