@@ -9,7 +9,7 @@ STAMP    = $(VENV)/.installed-stamp
 # headless browser the dashboard's tests drive).
 DEB_PKGS = mbpoll mosquitto victoria-metrics nginx-light chromium
 
-.PHONY: demo test system-deps venv docs clean kit-stress
+.PHONY: demo test lint system-deps venv docs clean kit-stress
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,14 @@ system-deps:
 demo: $(STAMP)
 	$(BIN)/linegw demo
 
-test: $(STAMP) system-deps
+# Lint and types first: a finding fails `make test` before the suite runs.
+LINT_PATHS = gateway interface_spec simulators tests bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check --quiet $(LINT_PATHS)
+	$(BIN)/mypy
+
+test: $(STAMP) system-deps lint
 	$(BIN)/pytest
 
 docs: $(STAMP)
