@@ -28,7 +28,7 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from gateway.adapters.base import Point, RawReading
 from gateway.adapters.modbus import ModbusAdapter
-from gateway.adapters.modbus.codec import encode, register_count
+from interface_spec.modbus_codec import encode, register_count
 from gateway.adapters.modbus.planner import Extent, plan
 from simulators.servers.modbus_server import ModbusSimServer
 

@@ -10,11 +10,11 @@ browse-name rules the gateway and the simulators use.
 from __future__ import annotations
 
 import json
-import struct
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import modbus_codec
 from .modbus_map import layout, stride
 from .model import Alarm, SelfDescription, SubUnit, Tier, Variable
 from .opcua_map import (
@@ -202,17 +202,15 @@ def enum_members(members: dict[str, int]) -> str:
 
 
 def regs_string(text: str, count: int) -> list[int]:
-    raw = text.encode("ascii").ljust(count * 2, b"\0")
-    return [(raw[i] << 8) | raw[i + 1] for i in range(0, count * 2, 2)]
+    return modbus_codec.encode(text, "string", count=count)
 
 
 def regs_float32(x: float) -> list[int]:
-    hi, lo = struct.unpack(">HH", struct.pack(">f", x))
-    return [hi, lo]
+    return modbus_codec.encode(x, "float32")
 
 
 def regs_uint(x: int, count: int) -> list[int]:
-    return [(x >> (16 * (count - 1 - i))) & 0xFFFF for i in range(count)]
+    return modbus_codec.encode(x, {1: "uint16", 2: "uint32", 4: "uint64"}[count])
 
 
 def hexregs(regs: Sequence[int]) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import modbus_codec
 from .model import Core, EquipmentClass, SubUnit, Variable
 
 
@@ -64,9 +65,7 @@ def dtype_of(var: Variable) -> str:
 
 def register_count(var: Variable) -> int:
     dtype = dtype_of(var)
-    if dtype == "string":
-        return ((var.length or 2) + 1) // 2
-    return {"16": 1, "32": 2, "64": 4}[dtype[-2:] if dtype[-2:] in ("32", "64") else "16"]
+    return modbus_codec.register_count(dtype, ((var.length or 2) + 1) // 2 if dtype == "string" else None)
 
 
 def stride(sub_unit: SubUnit) -> int:

@@ -138,7 +138,7 @@ class Spec:
 
 def split_path(path: str) -> tuple[str, int | None]:
     """"lane[3].areal_weight" -> ("lane[].areal_weight", 3)."""
-    head, dot, tail = path.partition(".")
+    head, _, tail = path.partition(".")
     if head.endswith("]") and "[" in head:
         name, _, idx = head[:-1].partition("[")
         try:

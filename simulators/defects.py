@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from interface_spec import modbus_codec as codec
 from simulators.faults import parse_switches
 from simulators.machine import COUNTS, HEARTBEAT, LOCAL_PANEL, PROFILE_OF_COMMAND
 
@@ -101,9 +102,7 @@ async def _missing_variable(sim: Simulator, path: str = "web.line_speed") -> Non
 async def _wrong_type(sim: Simulator, path: str = "web.line_speed") -> None:
     b: Any = sim.binding
     if b.protocol == "modbus":
-        from gateway.adapters.modbus import codec
-
-        b.slots[path].encode = lambda v: codec.encode(int(round(v)), "int32")
+        b.slots[path].encode = lambda v: codec.encode(round(v), "int32")
     else:
         from asyncua import ua
 
@@ -134,8 +133,6 @@ async def _wrong_unit(sim: Simulator, path: str = "web.line_speed") -> None:
 
 @defect("word_order", "32- and 64-bit values with the low word first (CDAB) instead of ABCD", ("modbus",))
 async def _word_order(sim: Simulator) -> None:
-    from gateway.adapters.modbus import codec
-
     b: Any = sim.binding
     for slot in b.slots.values():
         dtype = slot.point.dtype

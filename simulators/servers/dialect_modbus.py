@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from gateway.adapters.modbus import codec
+from interface_spec import modbus_codec as codec
 from simulators.dialects import register_count
 from simulators.dialects.model import Dialect, Source
 from simulators.machine import Machine

@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from gateway.adapters.modbus import codec
+from interface_spec import modbus_codec as codec
 from interface_spec.modbus_map import ModbusPoint, layout
 from simulators.machine import Machine
 from simulators.servers.modbus_server import ModbusSimServer

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.adapters.modbus.codec import encode
+from interface_spec.modbus_codec import encode
 from simulators.servers.modbus_server import ModbusSimServer
 
 MBPOLL = "/usr/bin/mbpoll"

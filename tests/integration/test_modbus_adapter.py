@@ -13,7 +13,7 @@ import pytest
 
 from gateway.adapters.base import AdapterError, Point, RawReading
 from gateway.adapters.modbus import ModbusAdapter
-from gateway.adapters.modbus.codec import encode, register_count
+from interface_spec.modbus_codec import encode, register_count
 from gateway.adapters.modbus.planner import Extent, Limits, plan
 from simulators.servers.modbus_server import ModbusSimServer
 from tests.conftest import find_free_port

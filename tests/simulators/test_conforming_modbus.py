@@ -9,7 +9,7 @@ import pytest
 import pytest_asyncio
 from pymodbus.client import AsyncModbusTcpClient
 
-from gateway.adapters.modbus import codec
+from interface_spec import modbus_codec as codec
 from interface_spec.modbus_map import ModbusLayout, layout
 from interface_spec.model import SelfDescription
 from simulators.line import SimConfig

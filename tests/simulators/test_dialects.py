@@ -12,7 +12,7 @@ import pytest_asyncio
 from asyncua import Client, ua
 from pymodbus.client import AsyncModbusTcpClient
 
-from gateway.adapters.modbus import codec
+from interface_spec import modbus_codec as codec
 from interface_spec import SpecError
 from simulators.dialects import dialect_names, format_node, load_dialect
 from simulators.dialects.model import Dialect, Source, VariableField

@@ -11,7 +11,7 @@ from asyncua import Client, ua
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from gateway.adapters.modbus import codec
+from interface_spec import modbus_codec as codec
 from interface_spec.modbus_map import layout
 from simulators.faults import EXCEPTION_CODES, parse_faults
 from simulators.line import SimConfig, SimLine

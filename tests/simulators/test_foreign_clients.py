@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.adapters.modbus import codec
+from interface_spec import modbus_codec as codec
 from interface_spec.modbus_map import layout
 from simulators.line import SimConfig
 

@@ -8,7 +8,7 @@ import pytest
 from asyncua import Client
 from pymodbus.client import AsyncModbusTcpClient
 
-from gateway.adapters.modbus import codec
+from interface_spec import modbus_codec as codec
 from interface_spec.modbus_map import layout
 from simulators.line import SimConfig, SimLine, serve
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from gateway.adapters.modbus import codec
+from interface_spec import modbus_codec as codec
 
 ORDERS_4 = ["ABCD", "CDAB", "BADC", "DCBA"]
 ORDERS_8 = ["ABCDEFGH", "GHEFCDAB", "BADCFEHG", "HGFEDCBA"]

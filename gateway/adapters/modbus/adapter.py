@@ -50,7 +50,7 @@ from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 
 from gateway.adapters.base import AdapterError, AdapterHealth, LinkCallback, Point, RawReading, ReadingsCallback
-from gateway.adapters.modbus import codec
+from interface_spec import modbus_codec as codec
 from gateway.adapters.modbus.planner import BIT_TABLES, MAX_REGISTERS, Extent, Limits, Request, check_extent, plan
 from gateway.backoff import Backoff, wait_or_reachable
 from gateway.endpoint import SCHEMES
