@@ -5,83 +5,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import re
 import signal
 import socket
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from gateway.analytics.cli import report_app
+from gateway.clitools import DEMO_LINE, console, fail, load_or_fail, parse_duration
+from gateway.conformance.cli import conformance
 from gateway.logs import configure as configure_logging
-from interface_spec import SpecError, load_spec
+from interface_spec import Spec, SpecError
+from interface_spec.cli import spec_app
+
+if TYPE_CHECKING:
+    from gateway.config import LineConfig
 
 app = typer.Typer(help="linegw: a line gateway for lithium-ion cell production lines.", no_args_is_help=True)
-console = Console(soft_wrap=True)  # lines are never wrapped: output is read by people and by grep alike
-err_console = Console(stderr=True, soft_wrap=True)
-
-DEMO_LINE = Path(__file__).resolve().parent.parent / "deploy" / "lines" / "demo.yaml"
-
-try:  # the spec tooling lives with the spec
-    from interface_spec.cli import spec_app
-
-    app.add_typer(spec_app, name="spec", help="Validate, show and document the line interface spec.")
-except ImportError:  # pragma: no cover - only while the tooling is absent
-    pass
 
 
-def parse_duration(text: str) -> float:
-    """"30s", "2m", "1h", "45" -> seconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
-    if not m:
-        raise typer.BadParameter(f"'{text}' is not a duration (e.g. 30s, 2m, 1h)")
-    value, unit = float(m.group(1)), m.group(2) or "s"
-    return value * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
-
-
-def _load_config(path: Path, secrets: bool = True):
-    from gateway.config import load_line, located
-    from gateway.mapping.compile import load_mapping
-    from interface_spec.loader import yaml_node
-
-    spec = load_spec()
-    cfg = load_line(path, secrets=secrets, spec=spec)
-    problems = []
-    for i, eq in enumerate(cfg.equipment):
-        if eq.mapping:
-            mapping = load_mapping(eq.mapping, spec)  # its own errors name the mapping file's lines
-            name = Path(eq.mapping).name
-            if mapping.cls != eq.cls:
-                problems.append((("equipment", i, "mapping"), f"{name} is for a {mapping.cls}, but {eq.id} is a {eq.cls}"))
-            if mapping.protocol != eq.protocol:
-                problems.append((("equipment", i, "mapping"),
-                                 f"{name} maps {mapping.protocol} addresses, but {eq.id} speaks {eq.protocol}"))
-    if problems:
-        raise SpecError(located(path, yaml_node(path), problems))
-    return cfg, spec
-
-
-def _load_or_fail(path: Path, secrets: bool = True) -> tuple[Any, Any]:
-    try:
-        return _load_config(path, secrets)
-    except (SpecError, OSError) as exc:
-        _fail(exc)
-        raise  # unreachable: _fail exits
-
-
-def _fail(exc: Exception) -> None:
-    for line in str(exc).splitlines():  # one problem per line, never wrapped: file:line: field: what
-        err_console.print(f"[red]error:[/red] {escape(line)}", highlight=False, markup=True)
-    raise typer.Exit(1)
 
 
 @app.command("check-config")
 def check_config(line_file: Path = typer.Argument(..., help="line configuration YAML")) -> None:
     """Check a line file, the mapping files and the secrets it names; errors give file:line: field."""
-    cfg, _ = _load_or_fail(line_file)
+    cfg, _ = load_or_fail(line_file)
     console.print(f"[green]OK[/green] {line_file}: line '{cfg.line}', {len(cfg.equipment)} machines")
     for eq in cfg.equipment:
         console.print(f"  {eq.id:<12} {eq.cls:<10} {eq.protocol:<7} {eq.endpoint}  "
@@ -115,11 +66,11 @@ def _listen_or_fail(cfg: Any, line_file: Path) -> socket.socket:
             in_use = exc.errno == errno.EADDRINUSE
             field = ("api", "port") if in_use else ("api", "host")
             why = f"cannot listen on {host} port {port}: {exc.strerror}" + ("; is another gateway running?" if in_use else "")
-    _fail(SpecError(located(line_file, yaml_node(line_file), [(field, why)])))
-    raise AssertionError("unreachable: _fail exits")
+    fail(SpecError(located(line_file, yaml_node(line_file), [(field, why)])))
 
 
-async def _serve_gateway(cfg: Any, spec: Any, stop: asyncio.Event, on_ready=None, sock: socket.socket | None = None) -> None:
+async def _serve_gateway(cfg: LineConfig, spec: Spec, stop: asyncio.Event, on_ready: Callable[[Any], None] | None = None,
+                         sock: socket.socket | None = None) -> None:
     import uvicorn
 
     from gateway.api.app import create_app
@@ -138,16 +89,15 @@ async def _serve_gateway(cfg: Any, spec: Any, stop: asyncio.Event, on_ready=None
         api = create_app(runtime, store, spec, cfg.api, forwarding)
     except ApiConfigError as exc:
         await store.close()
-        _fail(exc)
-    server = uvicorn.Server(uvicorn.Config(api, host=cfg.api.host, port=cfg.api.port, log_level="warning",
-                                           lifespan="on", ws="websockets-sansio"))
-    server.install_signal_handlers = lambda: None  # our own handler stops everything in order
+        fail(exc)
+    server = _api_server_class()(uvicorn.Config(api, host=cfg.api.host, port=cfg.api.port, log_level="warning",
+                                                lifespan="on", ws="websockets-sansio"))
     try:
         async with asyncio.TaskGroup() as tg:
             rt = tg.create_task(runtime.run(), name="runtime")
             fwd = tg.create_task(forwarding.run(), name="forward")
             web = tg.create_task(server.serve(sockets=[sock] if sock else None), name="api")
-            while not server.started:
+            while not server.started:  # noqa: ASYNC110  (uvicorn offers a flag, no event, for "listening")
                 await asyncio.sleep(0.05)
             if on_ready:
                 on_ready(server)
@@ -160,6 +110,19 @@ async def _serve_gateway(cfg: Any, spec: Any, stop: asyncio.Event, on_ready=None
         await store.close()
         if sock is not None:
             sock.close()
+
+
+def _api_server_class() -> type[Any]:
+    import uvicorn
+
+    class ApiServer(uvicorn.Server):
+        """uvicorn without its own SIGINT/SIGTERM handlers: the gateway's handler stops everything in order."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return ApiServer
 
 
 def _stop_event(duration: float | None) -> asyncio.Event:
@@ -185,7 +148,7 @@ def run(line_file: Path = typer.Argument(..., help="line configuration YAML"),
         log_level: str = typer.Option("info", help="debug, info, warning")) -> None:
     """Run the gateway for a line: adapters, store and API."""
     configure_logging(log_level)
-    cfg, spec = _load_or_fail(line_file)
+    cfg, spec = load_or_fail(line_file)
     sock = _listen_or_fail(cfg, line_file)
 
     async def main() -> None:
@@ -239,7 +202,7 @@ def simulate(line_file: Path = typer.Argument(..., help="line configuration YAML
              duration: str = typer.Option(None, "--for", help="stop by itself after this long, e.g. 30s")) -> None:
     """Start simulators for every machine of a line that has a `simulate:` section."""
     configure_logging("warning")
-    cfg, _ = _load_or_fail(line_file, secrets=False)  # simulators need none of the gateway's secrets
+    cfg, _ = load_or_fail(line_file, secrets=False)  # simulators need none of the gateway's secrets
 
     async def main() -> None:
         stop = _stop_event(parse_duration(duration) if duration else None)
@@ -259,7 +222,7 @@ def demo(line_file: Path = typer.Option(DEMO_LINE, "--line", help="line file to 
          duration: str = typer.Option(None, "--for", help="stop by itself after this long, e.g. 30s")) -> None:
     """Start the demo line's simulators and the gateway together, on the embedded store."""
     configure_logging("warning")
-    cfg, spec = _load_or_fail(line_file)
+    cfg, spec = load_or_fail(line_file)
     sock = _listen_or_fail(cfg, line_file)
 
     async def main() -> None:
@@ -282,8 +245,10 @@ def demo(line_file: Path = typer.Option(DEMO_LINE, "--line", help="line file to 
     asyncio.run(main())
 
 
-import gateway.analytics.cli  # noqa: E402  (registers `linegw report`)
-import gateway.conformance.cli  # noqa: E402,F401  (registers `linegw conformance`)
+# Sub-commands that live with what they are about (the spec, the reports, the kit).
+app.add_typer(spec_app, name="spec", help="Validate, show and document the line interface spec.")
+app.add_typer(report_app, name="report")
+app.command("conformance")(conformance)
 
 
 def main() -> None:  # pragma: no cover

@@ -89,9 +89,14 @@ def make_binding(config: SimConfig, machine: Machine, dialect: Dialect | None = 
 
             return ModbusBinding(machine, config.host, config.port)
         raise ValueError(f"{config.equipment_id}: protocol must be opcua or modbus, got '{config.protocol}'")
-    from simulators.servers.dialect import dialect_binding
+    # The generic server of the dialect's protocol.
+    if dialect.protocol == "modbus":
+        from simulators.servers.dialect_modbus import DialectModbusBinding
 
-    return dialect_binding(dialect, machine, config.host, config.port, security)
+        return DialectModbusBinding(dialect, machine, config.host, config.port)
+    from simulators.servers.dialect_opcua import DialectOpcUaBinding
+
+    return DialectOpcUaBinding(dialect, machine, config.host, config.port, security)
 
 
 class Simulator:

@@ -18,10 +18,9 @@ from fastapi import HTTPException
 
 from gateway.analytics.oee import E10_STATES, UNOBSERVED, OeeCalculator
 from gateway.api.timeparams import TIME_FORMS, iso, parse_duration, parse_time
-from gateway.cli import DEMO_LINE, _load_or_fail, app, console
+from gateway.clitools import DEMO_LINE, console, load_or_fail
 
 report_app = typer.Typer(help="Reports computed from a line's stored records.", no_args_is_help=True)
-app.add_typer(report_app, name="report")
 
 
 def parse_range(text: str, now: float) -> tuple[float, float]:
@@ -87,7 +86,7 @@ def oee(
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON (what GET /api/v1/oee serves)"),
 ) -> None:
     """Time per SEMI E10 state, availability, effectiveness, quality, OEE, MTBF/MTTR, stop reasons, bottleneck."""
-    cfg, spec = _load_or_fail(line_file, secrets=False)  # a report needs none of the gateway's secrets
+    cfg, spec = load_or_fail(line_file, secrets=False)  # a report needs none of the gateway's secrets
     t0, t1 = parse_range(range_, time.time())
     machines = {eq.id: eq.cls for eq in cfg.equipment}
     if equipment is not None and equipment not in machines:

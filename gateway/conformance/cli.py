@@ -26,7 +26,8 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gateway.cli import app, parse_duration
+from gateway.clitools import parse_duration
+from gateway.conformance.runner import Result, Run
 
 console = Console()
 COLOURS = {"pass": "green", "fail": "red", "error": "red", "warning": "yellow", "not_implemented": "magenta",
@@ -76,7 +77,6 @@ async def _operator(text: str) -> None:
                         style="bold yellow"))
 
 
-@app.command("conformance")
 def conformance(
     opcua: str | None = typer.Option(None, "--opcua", help="OPC UA endpoint, opc.tcp://host:port/path"),
     modbus: str | None = typer.Option(None, "--modbus", help="Modbus TCP endpoint, host:port"),
@@ -161,7 +161,7 @@ def conformance(
 
         said: set[str] = set()
 
-        def progress(result, done: int, total: int) -> None:
+        def progress(result: Result, done: int, total: int) -> None:
             bar.update(task, total=total, completed=done, description=result.case.id)
             if result.message.startswith("not run:") and result.message in said:
                 return  # a connection failure is said once, not once per case
@@ -180,7 +180,7 @@ def conformance(
         raise typer.Exit(EXIT_INCOMPLETE)
 
 
-def _summary(run, paths) -> None:
+def _summary(run: Run, paths: dict[str, Path]) -> None:
     from gateway.conformance.report import summary, visible
 
     counts = summary(run)

@@ -18,7 +18,6 @@ from interface_spec import Spec
 from simulators.dialects import format_node
 from simulators.dialects.model import Dialect, Source, VariableField
 from simulators.machine import Machine
-from simulators.servers.opcua_server import OpcUaSecurity
 
 # Integer range of each integer type, Modbus dtypes and OPC UA builtin types alike.
 INT_RANGES: dict[str, tuple[int, int]] = {
@@ -145,15 +144,3 @@ def alarm_active(machine: Machine, alarm_id: str) -> bool:
     if alarm_id == "*":
         return bool(active)
     return any(machine.alarm_by_code[c].id == alarm_id for c in active)
-
-
-def dialect_binding(dialect: Dialect, machine: Machine, host: str, port: int,
-                    security: OpcUaSecurity | None = None) -> Any:
-    """The generic server for a dialect's protocol."""
-    if dialect.protocol == "modbus":
-        from simulators.servers.dialect_modbus import DialectModbusBinding
-
-        return DialectModbusBinding(dialect, machine, host, port)
-    from simulators.servers.dialect_opcua import DialectOpcUaBinding
-
-    return DialectOpcUaBinding(dialect, machine, host, port, security)

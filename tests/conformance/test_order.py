@@ -22,8 +22,8 @@ import pytest_asyncio
 from gateway.conformance.catalogue import build_catalogue
 from gateway.conformance.checks.consistency import state_events
 from gateway.conformance.checks.quality import counters, event_envelopes, event_order, heartbeat, source_timestamps
+from gateway.conformance.context import Context, Options
 from gateway.conformance.probe import NativeProbe, advance, in_seq_order
-from gateway.conformance.runner import Context, Options
 from gateway.samples import Sample
 from simulators.line import SimLine
 

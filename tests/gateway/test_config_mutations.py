@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.cli import DEMO_LINE
-from gateway.cli import _load_config as load_config
+from gateway.clitools import load_config
 from gateway.config import load_line
 from gateway.runtime.device import Device, adapter_factory
 from interface_spec import SpecError, load_spec

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gateway.conformance.catalogue import TestCase
-    from gateway.conformance.runner import Context
+    from gateway.conformance.context import Context
 
 PASS, FAIL, WARNING, NOT_IMPLEMENTED, NOT_APPLICABLE, NOT_TESTED, ERROR = (
     "pass", "fail", "warning", "not_implemented", "not_applicable", "not_tested", "error")

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.conformance.checks import FAIL, Outcome, check, ev, verdict
+from gateway.conformance.context import Context
 from gateway.conformance.probe import in_seq_order
-from gateway.conformance.runner import Context
 
 STATE_VARIABLES = ("item_state", "operation_mode", "control_authority", "e10_state", "packml_state")
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from gateway.conformance.checks import ERROR, FAIL, NOT_APPLICABLE, Outcome, check, ev, plural, verdict
 from gateway.conformance.checks.quality import recipe_hash
-from gateway.conformance.runner import Context
+from gateway.conformance.context import Context
 from interface_spec import Spec
 
 ACCEPTED = ("ok", "accepted_completes_later")

@@ -19,7 +19,7 @@ from gateway.conformance.checks import (
     sub_unit_of,
     verdict,
 )
-from gateway.conformance.runner import Context
+from gateway.conformance.context import Context
 from gateway.samples import Quality
 from interface_spec.opcua_map import opcua_type, unece_unit_id
 

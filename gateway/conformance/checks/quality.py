@@ -28,8 +28,8 @@ from gateway.conformance.checks import (
     sub_unit_of,
     verdict,
 )
+from gateway.conformance.context import Context
 from gateway.conformance.probe import advance, in_seq_order
-from gateway.conformance.runner import Context
 from gateway.samples import Quality, Sample
 
 FLOAT32_MIN_NORMAL = 1.1754943508222875e-38

@@ -28,9 +28,9 @@ from typing import Any
 
 from gateway.conformance.checks import ERROR, FAIL, PASS, WARNING, Outcome, check, ev, plural, verdict
 from gateway.conformance.checks.control import send
+from gateway.conformance.context import Context
 from gateway.conformance.probe import ProbeError, advance
 from gateway.conformance.relay import Relay, endpoint_host_port, through
-from gateway.conformance.runner import Context
 from gateway.conformance.through_gateway import GatewayRuntime
 from gateway.runtime.view import LiveMessage
 

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gateway.conformance.checks import FAIL, NOT_IMPLEMENTED, PASS, WARNING, Outcome, check, ev, verdict
-from gateway.conformance.runner import Context
+from gateway.conformance.context import Context
 from interface_spec.model import SelfDescription, Tier
 
 

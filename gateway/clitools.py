@@ -1,0 +1,69 @@
+"""What every `linegw` sub-command shares: the consoles, the demo line, durations, loading a line file.
+
+Kept apart from `gateway.cli` so that sub-command modules (`gateway.analytics.cli`,
+`gateway.conformance.cli`) import it without importing the command line that registers them.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from interface_spec import Spec, SpecError, load_spec
+
+if TYPE_CHECKING:
+    from gateway.config import LineConfig
+
+console = Console(soft_wrap=True)  # lines are never wrapped: output is read by people and by grep alike
+err_console = Console(stderr=True, soft_wrap=True)
+
+DEMO_LINE = Path(__file__).resolve().parent.parent / "deploy" / "lines" / "demo.yaml"
+
+
+def parse_duration(text: str) -> float:
+    """"30s", "2m", "1h", "45" -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
+    if not m:
+        raise typer.BadParameter(f"'{text}' is not a duration (e.g. 30s, 2m, 1h)")
+    value, unit = float(m.group(1)), m.group(2) or "s"
+    return value * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+
+
+def load_config(path: Path, secrets: bool = True) -> tuple[LineConfig, Spec]:
+    from gateway.config import load_line, located
+    from gateway.mapping.compile import load_mapping
+    from interface_spec.loader import yaml_node
+
+    spec = load_spec()
+    cfg = load_line(path, secrets=secrets, spec=spec)
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for i, eq in enumerate(cfg.equipment):
+        if eq.mapping:
+            mapping = load_mapping(eq.mapping, spec)  # its own errors name the mapping file's lines
+            name = Path(eq.mapping).name
+            if mapping.cls != eq.cls:
+                problems.append((("equipment", i, "mapping"), f"{name} is for a {mapping.cls}, but {eq.id} is a {eq.cls}"))
+            if mapping.protocol != eq.protocol:
+                problems.append((("equipment", i, "mapping"),
+                                 f"{name} maps {mapping.protocol} addresses, but {eq.id} speaks {eq.protocol}"))
+    if problems:
+        raise SpecError(located(path, yaml_node(path), problems))
+    return cfg, spec
+
+
+def load_or_fail(path: Path, secrets: bool = True) -> tuple[LineConfig, Spec]:
+    try:
+        return load_config(path, secrets)
+    except (SpecError, OSError) as exc:
+        fail(exc)
+
+
+def fail(exc: Exception) -> NoReturn:
+    for line in str(exc).splitlines():  # one problem per line, never wrapped: file:line: field: what
+        err_console.print(f"[red]error:[/red] {escape(line)}", highlight=False, markup=True)
+    raise typer.Exit(1)
