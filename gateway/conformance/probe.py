@@ -1,15 +1,16 @@
 """The machine under test, reached through the gateway's own adapters.
 
-A probe connects with the adapter of the binding (entry point
-`linegw.adapters`), using the native plan the gateway would use
-(`native_opcua_plan` / `native_modbus_plan`) plus the binding's extra nodes
-and registers the checks need (self-description, headers, unit metadata,
-recipe methods). It keeps every reading it sees, converted to spec samples
+A probe connects with the protocol's adapter (entry point `linegw.adapters`),
+using the native plan the gateway uses, from the protocol's binding
+(`gateway/bindings`, entry point `linegw.bindings`), plus the binding's kit
+points the checks need (self-description, headers, unit metadata, recipe
+methods). It keeps every reading it sees, converted to spec samples
 by the gateway's ingest (`to_samples`), and records every request it makes
 to the machine so that the report can show what was sent and read.
 
-Commands, events and metadata go over the same adapter: OPC UA method calls,
-the Modbus command handshake and events mailbox of the binding.
+Commands and events go through the same binding the gateway uses (OPC UA
+method calls; the Modbus command handshake and event mailbox), over the
+probe's own `NativeIO`, which asks again across a lost reply.
 
 Readings reach the probe by two paths (the adapter's subscription or scan,
 and the checks' fresh reads), so arrival order is not the machine's order.
@@ -22,7 +23,6 @@ counters with `advance`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -30,24 +30,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from gateway.adapters.base import AdapterError, Point, RawReading
-from gateway.mapping.compile import Plan, count_paths, native_modbus_plan, native_opcua_plan
+from gateway.adapters.base import AdapterError, RawReading
+from gateway.bindings import DiscoveryTimeout, binding_for, count_paths, discover_counts
+from gateway.mapping.compile import Plan
 from gateway.runtime.device import adapter_factory
 from gateway.runtime.ingest import to_samples
 from gateway.samples import Quality, Sample
 from interface_spec import Spec
 from interface_spec.modbus_map import layout
-from interface_spec.opcua_map import (
-    RECIPES_FOLDER,
-    RECIPES_GET,
-    RECIPES_LIST,
-    RECIPES_PUT,
-    SELF_DESCRIPTION,
-)
 
-UA_NS = "http://opcfoundation.org/UA/"
 HISTORY = 5000  # samples kept per path
-EVENT_KEYS = ["events.seq", "events.type", "events.source_ts", "events.payload_len", "events.payload"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -226,8 +218,10 @@ class NativeProbe(Probe):
     def __init__(self, spec: Spec, cls: str, protocol: str, endpoint: str, *, machine: str | None = None,
                  unit_id: int = 1, scan_ms: int = 200, timeout_s: float = 10.0, settings: dict[str, Any] | None = None):
         super().__init__(spec, cls)
-        if protocol not in ("opcua", "modbus"):
-            raise ValueError(f"protocol must be opcua or modbus, got {protocol!r}")
+        try:
+            self.binding = binding_for(protocol)
+        except LookupError as exc:
+            raise ValueError(str(exc)) from None
         self.protocol = protocol
         self.endpoint = endpoint
         self.machine = machine or endpoint.rstrip("/").rsplit("/", 1)[-1]
@@ -239,8 +233,7 @@ class NativeProbe(Probe):
         self.factory = adapter_factory(protocol)
         self.adapter: Any = None
         self._task: asyncio.Task[None] | None = None
-        self._cmd_seq = random.randint(1, 60000)
-        self._lock = asyncio.Lock()  # the command area and the mailbox are one window each
+        self.io = _ProbeIO(self)  # the binding's way to the machine: retried reads, one lock for the shared windows
         self.lay = layout(spec.core, spec.get_class(cls)) if protocol == "modbus" else None
         self.ns = spec.core.opcua.namespace_uri
         self.base = f"/Objects/{spec.core.opcua.machines_folder}/{self.machine}"
@@ -251,11 +244,8 @@ class NativeProbe(Probe):
         """Connect: array sizes first (from the count variables), then everything."""
         if not self.counts:
             self.counts = await self._discover_counts()
-        if self.protocol == "modbus":
-            self.plan = native_modbus_plan(self.spec, "dut", self.cls, self.counts)
-        else:
-            self.plan = native_opcua_plan(self.spec, "dut", self.cls, self.machine, self.counts)
-        points = list(self.plan.points) + self._extra_points()
+        self.plan = self.binding.plan(self.spec, "dut", self.cls, self.machine, self.counts)
+        points = list(self.plan.points) + self.binding.kit_points(self.spec, self.cls, self.machine, self.plan)
         self.adapter = self.factory(self.endpoint, points, self.settings)
         self.link_up.clear()
         self._delivered = time.time()
@@ -274,17 +264,16 @@ class NativeProbe(Probe):
         wanted = set(self.paths())
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
-            if self.protocol == "opcua":
-                self.unresolved = dict(self.adapter.health().extra.get("unresolved", {}))
+            # Nodes an adapter could not find (OPC UA browse paths) are reported by its health.
+            self.unresolved = dict(self.adapter.health().extra.get("unresolved", {}))
             if all(p in self.history or p in self.unresolved for p in wanted):
                 break
             await asyncio.sleep(0.05)
-        if self.protocol == "modbus":
-            # An exception spoils every point of its request: read the refused ones alone to find the culprits.
-            for path in wanted:
-                s = self.latest(path)
-                if s is not None and s.reason.startswith("modbus exception"):
-                    await self.read_samples([path])
+        # A Modbus exception spoils every point of its request: read the refused ones alone to find the culprits.
+        for path in wanted:
+            s = self.latest(path)
+            if s is not None and s.reason.startswith("modbus exception"):
+                await self.read_samples([path])
 
     async def close(self) -> None:
         task, self._task = self._task, None
@@ -319,71 +308,12 @@ class NativeProbe(Probe):
 
     async def _discover_counts(self) -> dict[str, int]:
         wanted = count_paths(self.spec, self.cls)
-        if not wanted:
-            return {}
-        only = set(wanted.values())
-        if self.protocol == "modbus":
-            plan = native_modbus_plan(self.spec, "dut", self.cls, {}, only)
-        else:
-            plan = native_opcua_plan(self.spec, "dut", self.cls, self.machine, {}, only)
-        found: dict[str, int] = {}
-        done = asyncio.Event()
-
-        def got(readings: list[RawReading]) -> None:
-            for s in to_samples("dut", plan.targets, readings, time.time()):
-                if s.quality == Quality.GOOD and isinstance(s.value, int):
-                    found[s.path] = s.value
-            if only <= found.keys() or any(r.error for r in readings):
-                done.set()
-
-        probe = self.factory(self.endpoint, plan.points, self.settings)
-        task = asyncio.create_task(probe.run(got, lambda up, why: None), name="conformance-counts")
+        plan = self.binding.plan(self.spec, "dut", self.cls, self.machine, {}, set(wanted.values()))
         try:
-            async with asyncio.timeout(self.timeout_s):
-                await done.wait()
-        except TimeoutError:
-            raise ProbeError(f"cannot read the array sizes ({', '.join(sorted(only))}) from {self.endpoint} "
-                             f"within {self.timeout_s:g} s") from None
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        counts = {}
-        for su, path in wanted.items():
-            arr = next(s.array for s in self.spec.array_sub_units(self.cls) if s.id == su)
-            n = found.get(path)
-            # A count the machine does not serve properly: the checks of that sub-unit report it;
-            # the spec's maximum keeps every instance in view.
-            counts[su] = n if isinstance(n, int) and 1 <= n <= arr.max else arr.max
-        return counts
-
-    def _extra_points(self) -> list[Point]:
-        """Binding elements beyond the gateway's plan, read on demand only."""
-        out = []
-        if self.protocol == "modbus":
-            assert self.lay is not None
-            for name in ("marker", "common.header", "class.header", "end.header", "dictionary.length", "dictionary.text"):
-                a = self.lay.areas[name]
-                # A block header (id, length) is read as one uint32: id in the high word.
-                dtype, count = ("uint32", 2) if name.endswith(".header") else (a.dtype, a.count)
-                out.append(Point(f"area:{name}", {"table": "holding", "address": a.address, "dtype": dtype,
-                                                  "count": count, "scan": False}))
-            return out
-        ns = self.ns
-        out.append(Point("self_description", {"browse_path": f"{self.base}/{SELF_DESCRIPTION}", "namespace": ns,
-                                              "scan": False}))
-        for name, key in ((RECIPES_LIST, "recipes.list"), (RECIPES_GET, "recipes.get"), (RECIPES_PUT, "recipes.put")):
-            out.append(Point(key, {"object": f"{self.base}/{RECIPES_FOLDER}",
-                                   "method": f"{self.base}/{RECIPES_FOLDER}/{name}", "namespace": ns}))
-        assert self.plan is not None
-        for p in self.plan.points:
-            if "browse_path" not in p.options or p.key.startswith(("alarms.", "events.")):
-                continue
-            var = self.spec.variable(self.cls, p.key).var
-            if var.type in ("float", "int", "uint"):
-                for prop, key in (("EngineeringUnits", "eu"), ("EURange", "range")):
-                    out.append(Point(f"{key}:{p.key}", {"browse_path": f"{p.options['browse_path']}/{{{UA_NS}}}{prop}",
-                                                        "namespace": ns, "scan": False}))
-        return out
+            return await discover_counts(self.spec, self.cls, plan, wanted, self.factory, self.endpoint, self.settings,
+                                         self.timeout_s, give_up_on_error=True)
+        except DiscoveryTimeout as exc:
+            raise ProbeError(str(exc)) from None
 
     # --- reads ------------------------------------------------------------------------------------
     async def read(self, keys: list[str]) -> dict[str, RawReading]:
@@ -459,42 +389,16 @@ class NativeProbe(Probe):
 
     async def self_description(self) -> tuple[str | None, str]:
         """The self-description text and how it was read, or None and why not."""
-        if self.protocol == "opcua":
-            r = (await self.read(["self_description"]))["self_description"]
-            where = f"{self.base}/{SELF_DESCRIPTION}"
-            if r.error:
-                return None, f"{where}: {r.error}"
-            return (r.value if isinstance(r.value, str) else None), where
-        got = await self.read(["area:dictionary.length", "area:dictionary.text"])
-        n, text = got["area:dictionary.length"], got["area:dictionary.text"]
-        where = f"holding registers {self.lay.areas['dictionary.length'].address}.."
-        if n.error or text.error:
-            return None, f"{where}: {n.error or text.error}"
-        return (text.value or "")[: n.value], f"{where} (length {n.value})"
+        return await self.binding.self_description(self.io, self.spec, self.cls, self.machine)
 
     async def refresh_alarms(self) -> None:
         assert self.plan is not None
-        keys = ["alarms.active"] if self.protocol == "opcua" else list(self.plan.alarm_words)
-        self.raw.update(await self.read(keys))
+        self.raw.update(await self.read(self.binding.alarm_keys(self.plan)))
 
     def alarm_codes(self) -> tuple[list[int] | None, str]:
         """Active alarm codes as last read, and the raw form (list of codes or bit words)."""
         assert self.plan is not None
-        if self.protocol == "opcua":
-            r = self.raw.get("alarms.active")
-            if r is None or r.error:
-                return None, r.error if r else "not read"
-            return [int(c) for c in r.value or []], f"Alarms/ActiveCodes = {r.value}"
-        words = [self.raw.get(k) for k in self.plan.alarm_words]
-        if any(w is None or w.error for w in words):
-            bad = next((w.error for w in words if w is not None and w.error), "not read")
-            return None, bad
-        values = [int(w.value) for w in words]  # type: ignore[union-attr]
-        catalogue = self.spec.alarms(self.cls)
-        codes = [a.code for i, a in enumerate(catalogue) if (values[i // 16] >> (i % 16)) & 1]
-        extra = [i for i in range(16 * len(values)) if (values[i // 16] >> (i % 16)) & 1 and i >= len(catalogue)]
-        codes += [-(i + 1) for i in extra]  # a bit beyond the catalogue: position, as a negative number
-        return codes, f"alarm words = {values}"
+        return self.binding.alarm_codes(self.spec, self.cls, self.plan, self.raw)
 
     # --- commands -------------------------------------------------------------------------------
     async def command(self, name: str, params: dict[str, Any] | None = None, timeout: float = 10.0) -> int | None:
@@ -504,40 +408,18 @@ class NativeProbe(Probe):
         args = [params.get(p.name) for p in cmd.params]
         entry = self._note("command", command=name, params=params)
         try:
-            if self.protocol == "opcua":
-                out = await self.adapter.call(f"cmd:{name}", [a for a in args if a is not None])
-                code = int(out[0]) if out else None
-            else:
-                number = next((a for a, p in zip(args, cmd.params) if p.type in ("int", "enum") and a is not None), 0)
-                text = next((a for a, p in zip(args, cmd.params) if p.type == "string" and a is not None), "")
-                code = await self.handshake(cmd.code, number, text, timeout)
+            code = await self.binding.command(self.io, self.spec, name, args, timeout)
         except (AdapterError, ProbeError) as exc:
             entry["error"] = str(exc)
             return None
         entry["result"] = self._result_name(code)
         return code
 
-    async def handshake(self, code: int, number: int = 0, text: str = "", timeout: float = 10.0) -> int:
-        """The Modbus command handshake: code and parameters, seq last, then wait for result_seq."""
-        async with self._lock:
-            self._cmd_seq = self._cmd_seq % 65535 + 1
-            seq = self._cmd_seq
-            for key, value in (("command.code", code), ("command.param_int", number), ("command.param_text", text),
-                               ("command.seq", seq)):
-                await self.adapter.write(key, value)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                r = await self.read(["command.result_seq", "command.result_code"])
-                if not r["command.result_seq"].error and r["command.result_seq"].value == seq:
-                    return int(r["command.result_code"].value)
-                await asyncio.sleep(0.02)
-        raise ProbeError(f"no result for command seq {seq} (code {code}) within {timeout:g} s")
-
     async def raw_command(self, code: int) -> int | None:
         """Modbus: a handshake with any command code (for codes the spec does not know)."""
         entry = self._note("command", command=f"code {code}", params={})
         try:
-            result = await self.handshake(code)
+            result = await self.binding.raw_command(self.io, code, 10.0)
         except (AdapterError, ProbeError) as exc:
             entry["error"] = str(exc)
             return None
@@ -568,27 +450,10 @@ class NativeProbe(Probe):
 
     async def events_from(self, first: int, count: int = 100) -> list[dict[str, Any]]:
         """Events with seq >= first, oldest first, at most `count` (fewer when the machine has fewer)."""
-        if self.protocol == "opcua":
-            out = await self.adapter.call("events.read", [first, count])
-            items = out[0] if out and isinstance(out[0], list) else out
-            envelopes = []
-            for text in items or []:
-                try:
-                    env = json.loads(text)
-                except (TypeError, ValueError):
-                    env = {"invalid_envelope": text}
-                envelopes.append(env if isinstance(env, dict) else {"invalid_envelope": text})
-            return envelopes
         last = await self.last_seq()
-        envelopes = []
-        seq = first
-        while last is not None and seq <= last and len(envelopes) < count:
-            env = await self.mailbox(seq)
-            if env is None:
-                break
-            envelopes.append(env)
-            seq += 1
-        return envelopes
+        if last is None or last < first:
+            return []
+        return await self.binding.read_events(self.io, self.spec, first, min(count, last - first + 1))
 
     async def events_since(self, first: int) -> list[dict[str, Any]]:
         """Every event from seq `first` to the newest, oldest first, read in batches; stops at a hole."""
@@ -603,32 +468,32 @@ class NativeProbe(Probe):
             first = max(seqs) + 1
         return out
 
-    async def mailbox(self, seq: int) -> dict[str, Any] | None:
-        """Modbus: present one event in the mailbox and read it; None when the ring no longer holds it."""
-        async with self._lock:
-            # The mailbox is one window for every client (the gateway under test uses it too): a read
-            # is taken as the event only when it shows the asked seq twice alike, not torn by another client.
-            for _ in range(5):
-                await self._retried(lambda: self.adapter.write("events.request_seq", seq))
-                r = await self.read(EVENT_KEYS)
-                again = await self.read(EVENT_KEYS)
-                if [x.value for x in r.values()] == [x.value for x in again.values()] \
-                        and r["events.seq"].value in (seq, 0):
-                    break
-        bad = [x.error for x in r.values() if x.error]
-        if bad:
-            raise AdapterError(bad[0])
-        if r["events.seq"].value != seq:
-            return None
-        etype = self.spec.event_by_code.get(r["events.type"].value)
-        text = (r["events.payload"].value or "")[: r["events.payload_len"].value]
-        try:
-            payload = json.loads(text) if text else {}
-        except ValueError:
-            payload = {"invalid_payload": text}
-        return {"type": etype.id if etype else f"code {r['events.type'].value}", "seq": seq,
-                "source_ts": r["events.source_ts"].value / 1000.0, "payload": payload}
-
     async def write(self, path: str, value: Any) -> None:
         self._note("write", path=path, value=value)
         await self.adapter.write(path, value)
+
+
+class _ProbeIO:
+    """The kit's way to the machine for its binding: reads and window selections asked again across a
+    lost reply (the resilience cases judge the link, not the check that happened to ask)."""
+
+    def __init__(self, probe: NativeProbe):
+        self.probe = probe
+        self.lock = asyncio.Lock()  # the command area and the mailbox are one window each
+        self.seq = random.randint(1, 60000)
+
+    def next_seq(self) -> int:
+        self.seq = self.seq % 65535 + 1
+        return self.seq
+
+    async def read(self, keys: list[str]) -> dict[str, RawReading]:
+        return await self.probe.read(keys)
+
+    async def write(self, key: str, value: Any) -> None:
+        await self.probe.adapter.write(key, value)
+
+    async def select(self, key: str, value: Any) -> None:
+        await self.probe._retried(lambda: self.probe.adapter.write(key, value))
+
+    async def call(self, key: str, args: list[Any]) -> list[Any]:
+        return list(await self.probe.adapter.call(key, args))

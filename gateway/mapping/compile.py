@@ -15,19 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.adapters.base import Point
-from interface_spec import Spec, SpecError
+from interface_spec import Spec, SpecError, VarDef
 from interface_spec.loader import line_of, load_model, yaml_node
-from interface_spec.modbus_map import layout
-from interface_spec.opcua_map import (
-    ACTIVE_ALARMS,
-    ALARMS_FOLDER,
-    COMMANDS_FOLDER,
-    EVENTS_FOLDER,
-    EVENTS_LAST_SEQ,
-    EVENTS_READ,
-    pascal,
-    relative_path,
-)
 
 from .model import CommandMap, EventTrigger, Mapping, Source
 
@@ -111,7 +100,7 @@ class Plan:
     modbus_areas: dict[str, Point] = field(default_factory=dict)  # native Modbus handshake/mailbox points
 
 
-def _target(spec: Spec, cls: str, path: str) -> Target:
+def target(spec: Spec, cls: str, path: str) -> Target:
     d = spec.variable(cls, path)
     v = d.var
     lo, hi = v.range if v.range else (-math.inf, math.inf)
@@ -119,76 +108,9 @@ def _target(spec: Spec, cls: str, path: str) -> Target:
     return Target(path, v.unit, KIND[v.type], lo, hi, enum_codes=codes)
 
 
-def count_paths(spec: Spec, cls: str) -> dict[str, str]:
-    """Array sub-unit -> the variable path that says how many instances a machine has."""
-    return {su.id: su.array.count_variable for su in spec.array_sub_units(cls)}
-
-
-def _wanted(spec: Spec, cls: str, counts: dict[str, int]) -> list[tuple[str, Any]]:
-    return [(p, d) for p, d in spec.instances(cls, counts) if d.var.origin == "equipment"]
-
-
-def native_modbus_plan(spec: Spec, equipment: str, cls: str, counts: dict[str, int], only: set[str] | None = None) -> Plan:
-    lay = layout(spec.core, spec.get_class(cls))
-    by_name = {p.name: p for p in lay.points}
-    points, targets = [], {}
-    for path, _ in _wanted(spec, cls, counts):
-        if only is not None and path not in only:
-            continue
-        mp = by_name[path]
-        points.append(Point(path, {"table": "holding", "address": mp.address, "dtype": mp.dtype, "count": mp.count, "order": "ABCD"}))
-        targets[path] = [_target(spec, cls, path)]
-    plan = Plan(equipment, cls, "modbus", True, points, targets, counts=counts)
-    if only is not None:
-        return plan
-    words = lay.areas["alarms.active"]
-    for i in range(words.count):
-        key = f"alarms.active[{i}]"
-        points.append(Point(key, {"table": "holding", "address": words.address + i, "dtype": "uint16"}))
-        plan.alarm_words.append(key)
-    for name, area in lay.areas.items():
-        if name.startswith(("command.", "events.")):
-            # Read and written on demand (handshake, mailbox), never scanned.
-            pt = Point(name, {"table": "holding", "address": area.address, "dtype": area.dtype, "count": area.count, "order": "ABCD", "scan": False})
-            plan.modbus_areas[name] = pt
-            points.append(pt)
-    # The newest event sequence is scanned with the values; the rest is read on demand.
-    last = plan.modbus_areas["events.last_seq"]
-    points[points.index(last)] = Point(last.key, {**last.options, "scan": True})
-    return plan
-
-
-def native_opcua_plan(spec: Spec, equipment: str, cls: str, machine: str, counts: dict[str, int], only: set[str] | None = None) -> Plan:
-    ns = spec.core.opcua.namespace_uri
-    root = ["Objects", spec.core.opcua.machines_folder, machine]
-    base = "/" + "/".join(root)
-    points, targets = [], {}
-    for path, d in _wanted(spec, cls, counts):
-        if only is not None and path not in only:
-            continue
-        _, index = _split(path)
-        rel = relative_path(d.sub_unit, d.var.id, index)
-        opts = {"browse_path": base + "/" + "/".join(rel), "namespace": ns}
-        if d.var.sampling_ms:
-            opts["sampling_ms"] = d.var.sampling_ms
-        points.append(Point(path, opts))
-        targets[path] = [_target(spec, cls, path)]
-    plan = Plan(equipment, cls, "opcua", True, points, targets, counts=counts, opcua_machine=root, namespace=ns)
-    if only is not None:
-        return plan
-    plan.alarm_codes_key = "alarms.active"
-    points.append(Point("alarms.active", {"browse_path": f"{base}/{ALARMS_FOLDER}/{ACTIVE_ALARMS}", "namespace": ns}))
-    points.append(Point("events.last_seq", {"browse_path": f"{base}/{EVENTS_FOLDER}/{EVENTS_LAST_SEQ}", "namespace": ns}))
-    points.append(Point("events.read", {"object": f"{base}/{EVENTS_FOLDER}", "method": f"{base}/{EVENTS_FOLDER}/{EVENTS_READ}", "namespace": ns}))
-    for cmd in spec.commands:
-        points.append(Point(f"cmd:{cmd}", {"object": f"{base}/{COMMANDS_FOLDER}", "method": f"{base}/{COMMANDS_FOLDER}/{pascal(cmd) if '_' in cmd else cmd}", "namespace": ns}))
-    return plan
-
-
-def _split(path: str) -> tuple[str, int | None]:
-    from interface_spec import split_path
-
-    return split_path(path)
+def equipment_variables(spec: Spec, cls: str, counts: dict[str, int]) -> dict[str, VarDef]:
+    """The variables a machine of the class serves itself (not those the gateway derives), by path."""
+    return {p: d for p, d in spec.instances(cls, counts) if d.var.origin == "equipment"}
 
 
 def load_mapping(path: str | Path, spec: Spec) -> Mapping:
@@ -342,7 +264,7 @@ def mapped_plan(spec: Spec, equipment: str, mapping: Mapping, counts: dict[str, 
             if sampling and "browse_path" in pt.options:
                 pt.options.setdefault("sampling_ms", sampling)  # the spec's rate, as for native machines
             points.setdefault(key, Point(key, pt.options))
-            t = _target(spec, cls, path)
+            t = target(spec, cls, path)
             t.scale, t.offset, t.bit, t.bit_mask = vm.scale, vm.offset, vm.source.bit, (1 << vm.source.bits) - 1
             if vm.from_unit and vm.from_unit != t.unit:
                 f, o = CONVERSIONS[(vm.from_unit, t.unit)]

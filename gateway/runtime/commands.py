@@ -107,11 +107,10 @@ async def _send(dev: Device, command: str, params: dict[str, Any]) -> int:
     cmd = spec.commands[command]
     args = [spec.enum(p.enum)[params[p.name]] if p.type == "enum" and isinstance(params.get(p.name), str)
             else params.get(p.name) for p in cmd.params]
-    if plan.native and dev.eq.protocol == "opcua":
-        out = await adapter.call(f"cmd:{command}", [a for a in args if a is not None])
-        return int(out[0]) if out else 0
     if plan.native:
-        return await _modbus_handshake(dev, cmd.code, args)
+        assert dev.link is not None
+        code = await dev.binding.command(dev.link, spec, command, args, dev.eq.command_timeout_s)
+        return code if code is not None else 0  # a method without a result: taken as ok, completion is read back
     mapped = plan.commands.get(command)
     if mapped is None:
         raise NotImplementedError(f"the mapping of {dev.eq.id} has no '{command}' command")
@@ -122,24 +121,3 @@ async def _send(dev: Device, command: str, params: dict[str, Any]) -> int:
         return int(out[0]) if out and isinstance(out[0], int) else spec.result_codes["accepted_completes_later"]
     await adapter.write(f"cmdw:{command}", mapped.write.value)
     return spec.result_codes["accepted_completes_later"]
-
-
-async def _modbus_handshake(dev: Device, code: int, args: list[Any]) -> int:
-    """Write code and parameters, then seq last; wait for result_seq == seq."""
-    adapter = dev.adapter
-    assert adapter is not None
-    number = next((a for a in args if isinstance(a, int)), 0)
-    text = next((a for a in args if isinstance(a, str)), "")
-    async with dev._cmd_lock:
-        seq = dev.next_command_seq()
-        await adapter.write("command.code", code)
-        await adapter.write("command.param_int", number)
-        await adapter.write("command.param_text", text)
-        await adapter.write("command.seq", seq)
-        deadline = time.monotonic() + dev.eq.command_timeout_s
-        while time.monotonic() < deadline:
-            r = {x.key: x for x in await adapter.read(["command.result_seq", "command.result_code"])}
-            if not r["command.result_seq"].error and r["command.result_seq"].value == seq:
-                return int(r["command.result_code"].value)
-            await asyncio.sleep(0.05)
-    raise AdapterError(f"no result for command seq {seq} within {dev.eq.command_timeout_s:g} s")

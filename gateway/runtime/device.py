@@ -12,25 +12,16 @@ import asyncio
 import collections
 import contextlib
 import inspect
-import json
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from importlib.metadata import entry_points
 from typing import Any
 
 from gateway.adapters.base import Adapter, AdapterError, Point, RawReading
+from gateway.bindings import Binding, DiscoveryTimeout, NativeLink, binding_for, count_paths, discover_counts
 from gateway.config import Equipment
-from gateway.mapping.compile import (
-    Plan,
-    Trigger,
-    count_paths,
-    load_mapping,
-    mapped_plan,
-    native_modbus_plan,
-    native_opcua_plan,
-)
+from gateway.mapping.compile import Plan, Trigger, load_mapping, mapped_plan
 from gateway.runtime.alarms import AlarmTracker, Occurrence
 from gateway.runtime.ingest import to_samples
 from gateway.runtime.view import EquipmentView, LiveMessage
@@ -48,6 +39,8 @@ STALLED = "heartbeat_stopped: machine not updating"  # the reason a frozen machi
 RECORD_QUEUE = 10_000
 LINK_DOWN = "link_down"  # the reason of the gateway's own mark of an outage, one per path
 SEED_FLUSH_S = 5.0  # how long a start waits for the store to commit what an earlier run queued
+DISCOVERY_TIMEOUT_S = 30.0  # how long one attempt to read a machine's array sizes waits before it is logged and repeated
+EVENTS_BATCH = 100  # events read per request (OPC UA: one method call; Modbus: one mailbox read each)
 SEED_WINDOWS_S = (1.0, 60.0, 3600.0, 86400.0, 30 * 86400.0, 1e10)  # see Device._last_read_before
 
 
@@ -86,8 +79,8 @@ class Device:
         self.records_dropped = 0
         self._last_seq = 0
         self._events_wakeup = asyncio.Event()
-        self._cmd_lock = asyncio.Lock()
-        self._cmd_seq = random.randint(1, 60000)
+        self.link: NativeLink | None = None  # requests to the machine's shared windows (commands, mailbox)
+        self._background: set[asyncio.Task[None]] = set()  # owned: kept until done, cancelled on stop
         self._heartbeat_seen = (None, 0.0)  # (value, gateway time of last change)
         self._heartbeat_timeout = spec.core.heartbeat_timeout_s
         self._stall_marked: dict[str, Sample] = {}  # path -> the good sample a stall marked uncertain
@@ -127,7 +120,17 @@ class Device:
         self.view.counts = counts
         self.plan = self._build_plan(counts)
         self.adapter = factory(self.eq.endpoint, self.plan.points, self._settings)
+        self.link = NativeLink(self.adapter)
         self.ready.set()
+        try:
+            await self._run_tasks()
+        finally:
+            for task in self._background:
+                task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def _run_tasks(self) -> None:
+        assert self.adapter is not None and self.plan is not None
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.adapter.run(self._on_readings, self._on_link), name=f"{self.eq.id}:adapter")
             tg.create_task(self._drain_records(), name=f"{self.eq.id}:records")
@@ -188,14 +191,15 @@ class Device:
                 out.append(s)
         return out
 
-    def _build_plan(self, counts: dict[str, int]) -> Plan:
+    @property
+    def binding(self) -> Binding:
+        """The native profile of the machine's protocol (LookupError when the protocol has none)."""
+        return binding_for(self.eq.protocol)
+
+    def _build_plan(self, counts: dict[str, int], only: set[str] | None = None) -> Plan:
         if self.eq.mapping:
-            return mapped_plan(self.spec, self.eq.id, load_mapping(self.eq.mapping, self.spec), counts)
-        if self.eq.protocol == "modbus":
-            return native_modbus_plan(self.spec, self.eq.id, self.eq.cls, counts)
-        if self.eq.protocol == "opcua":
-            return native_opcua_plan(self.spec, self.eq.id, self.eq.cls, self.eq.machine or self.eq.id, counts)
-        raise LookupError(f"{self.eq.id}: protocol '{self.eq.protocol}' has no native profile; give a mapping file")
+            return mapped_plan(self.spec, self.eq.id, load_mapping(self.eq.mapping, self.spec), counts, only)
+        return self.binding.plan(self.spec, self.eq.id, self.eq.cls, self.eq.machine or self.eq.id, counts, only)
 
     async def _discover_counts(self, factory: Callable[..., Adapter]) -> dict[str, int]:
         """Array sizes: from the config, the mapping, or read from the machine itself."""
@@ -211,36 +215,20 @@ class Device:
             missing = {su: path for su, path in missing.items() if path in mapped}
         if not missing:
             return counts
-        only = set(missing.values())
-        if mapping is not None:
-            plan = mapped_plan(self.spec, self.eq.id, mapping, {}, only)
-        elif self.eq.protocol == "modbus":
-            plan = native_modbus_plan(self.spec, self.eq.id, self.eq.cls, {}, only)
-        else:
-            plan = native_opcua_plan(self.spec, self.eq.id, self.eq.cls, self.eq.machine or self.eq.id, {}, only)
-        found: dict[str, int] = {}
-        done = asyncio.Event()
-
-        def got(readings: list[RawReading]) -> None:
-            for s in to_samples(self.eq.id, plan.targets, readings, time.time()):
-                if s.quality != Quality.BAD and isinstance(s.value, int):
-                    found[s.path] = s.value
-            if only <= found.keys():
-                done.set()
+        plan = self._build_plan({}, set(missing.values()))
 
         def link(up: bool, reason: str) -> None:
             if not up:
                 self._set_available(False, reason)
 
-        probe = factory(self.eq.endpoint, plan.points, self._settings)
-        task = asyncio.create_task(probe.run(got, link), name=f"{self.eq.id}:discover")
-        try:
-            await done.wait()
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        for su, path in missing.items():
-            counts[su] = found[path]
+        while True:  # a machine that is away is asked again until it answers: the plan needs its sizes
+            try:
+                found = await discover_counts(self.spec, self.eq.cls, plan, missing, factory, self.eq.endpoint,
+                                              self._settings, DISCOVERY_TIMEOUT_S, give_up_on_error=False, on_link=link)
+                break
+            except DiscoveryTimeout as exc:
+                log.info("%s: %s; asking again", self.eq.id, exc)
+        counts.update(found)
         log.info("%s: discovered array sizes %s", self.eq.id, counts)
         return counts
 
@@ -285,7 +273,9 @@ class Device:
         if changed_paths:
             self._update_view(changed_paths)
         if changed_state:
-            asyncio.get_running_loop().create_task(self._notify_state())
+            task = asyncio.get_running_loop().create_task(self._notify_state(), name=f"{self.eq.id}:state-notify")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         if self._link_up:
             self._publish_samples(samples)
         return behind
@@ -584,35 +574,19 @@ class Device:
                 await self.store.set_cursor(cursor_name, cursor)
 
     async def _read_events(self, first: int) -> list[dict[str, Any]]:
-        assert self.adapter is not None
-        if self.eq.protocol == "opcua":
-            out = await self.adapter.call("events.read", [first, 100])
-            items = out[0] if out and isinstance(out[0], list) else out
-            return [json.loads(s) for s in items or []]
-        async with self._cmd_lock:  # the mailbox is one shared window, like the command area
-            await self.adapter.write("events.request_seq", first)
-            keys = ["events.seq", "events.type", "events.source_ts", "events.payload_len", "events.payload"]
-            r = {x.key: x for x in await self.adapter.read(keys)}
-        bad = [x for x in r.values() if x.error]
-        if bad:
-            raise AdapterError(bad[0].error)
-        if r["events.seq"].value != first:
-            return []
-        etype = self.spec.event_by_code.get(r["events.type"].value)
-        text = (r["events.payload"].value or "")[: r["events.payload_len"].value]
-        try:
-            payload = json.loads(text) if text else {}
-        except ValueError as exc:
-            # Kept, not dropped: the raw text is evidence of the machine's fault.
-            log.warning("%s: event %d has a payload that is not JSON: %s", self.eq.id, first, exc)
-            payload = {"invalid_payload": text, "error": str(exc)}
-        return [{"type": etype.id if etype else str(r["events.type"].value), "seq": first,
-                 "source_ts": r["events.source_ts"].value / 1000.0, "payload": payload}]
+        assert self.link is not None
+        count = max(1, min(EVENTS_BATCH, self._last_seq - first + 1))
+        envelopes = await self.binding.read_events(self.link, self.spec, first, count)
+        out = []
+        for i, env in enumerate(envelopes):
+            if not isinstance(env.get("seq"), int) or "type" not in env:
+                # Kept, not dropped: what the machine sent is evidence of its fault.
+                log.warning("%s: event %d is not a valid envelope: %r", self.eq.id, first + i, env)
+                env = {"type": "invalid_envelope", "seq": first + i, "source_ts": time.time(), "payload": {"invalid_envelope": env}}
+            out.append(env)
+        return out
 
     # --- helpers for commands ---------------------------------------------------------------
     def state_name(self, variable: str) -> str | None:
         return self.view.state.get(variable)
 
-    def next_command_seq(self) -> int:
-        self._cmd_seq = self._cmd_seq % 65535 + 1
-        return self._cmd_seq

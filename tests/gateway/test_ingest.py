@@ -5,7 +5,8 @@ import math
 import pytest
 
 from gateway.adapters.base import RawReading
-from gateway.mapping.compile import load_mapping, mapped_plan, native_modbus_plan
+from gateway.bindings.modbus import ModbusBinding
+from gateway.mapping.compile import load_mapping, mapped_plan
 from gateway.runtime.ingest import to_samples
 from gateway.samples import Quality
 from interface_spec import SpecError, load_spec
@@ -13,7 +14,7 @@ from interface_spec import SpecError, load_spec
 
 @pytest.fixture(scope="module")
 def targets():
-    return native_modbus_plan(load_spec(), "w1", "winder", {}).targets
+    return ModbusBinding().plan(load_spec(), "w1", "winder", "w1", {}).targets
 
 
 def one(targets, key, value, error=""):
