@@ -98,3 +98,69 @@ async def test_machine_runs_through_a_plugin_adapter(installed_adapter, tmp_path
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await store.close()
+
+
+async def test_a_third_party_protocol_serves_the_spec_natively(installed_adapter, tmp_path):
+    """The plug-in registers a binding beside its adapter: a machine on its protocol runs with no mapping
+    file, its values, alarms and events read where the binding says they live."""
+    spec = load_spec()
+    [binding] = [ep for ep in entry_points(group="linegw.bindings") if ep.name == "jsonfile"]
+    assert binding.value == "linegw_example_adapter.binding:JsonFileBinding"
+    alarm = spec.alarms("winder")[0]
+    unit = {"type": "UnitProcessed", "seq": 1, "source_ts": 1_700_000_000.0,
+            "payload": {"unit_type": "jelly_roll", "unit_id": "JR-1", "result": "good", "made_from": ["EA-1", "EC-1"],
+                        "measurements": {}}}
+    machine = tmp_path / "winder.json"
+    machine.write_text(json.dumps({"winding.speed": 123.4, "state.packml_state": spec.enum("packml_state")["Idle"],
+                                   "state.control_authority": spec.enum("control_authority")["Remote"],
+                                   "alarms.active": [alarm.code], "events.last_seq": 1, "events": [unit]}))
+    (tmp_path / "line.yaml").write_text(
+        f"line: plugin\nequipment:\n  - id: w8\n    class: winder\n    protocol: jsonfile\n"
+        f"    endpoint: file://{machine}\n    adapter: {{scan_interval_ms: 50}}\n"
+    )
+    cfg = load_line(tmp_path / "line.yaml")
+    store = SqliteStore(tmp_path / "store.sqlite")
+    await store.start()
+    runtime = LineRuntime(cfg, spec, store)
+    task = asyncio.create_task(runtime.run())
+    try:
+        dev = runtime.devices["w8"]
+        await wait_for(lambda: "winding.speed" in dev.latest, "the first scan")
+        assert dev.plan is not None and dev.plan.native
+        speed = dev.latest["winding.speed"]
+        assert (speed.value, speed.unit, speed.quality) == (pytest.approx(123.4), "mm/s", Quality.GOOD)
+        assert runtime.get("w8").state["packml_state"] == "Idle"
+        # A spec variable the file does not carry is there, marked bad with the reason: nothing silently missing.
+        missing = next(s for p, s in dev.latest.items() if p.startswith("winding.") and p != "winding.speed")
+        assert missing.quality == Quality.BAD and "no key" in missing.reason
+        await wait_for(lambda: alarm.code in dev.alarms.active, "the active alarm")
+
+        async def stored_events() -> list[dict]:
+            await store.flush()
+            return await store.events(equipment="w8")
+
+        deadline = asyncio.get_running_loop().time() + 10
+        events: list[dict] = []
+        while not any(e.get("type") == "UnitProcessed" for e in events):
+            assert asyncio.get_running_loop().time() < deadline, f"the machine's event never reached the store: {events}"
+            await asyncio.sleep(0.1)
+            events = await stored_events()
+        [stored] = [e for e in events if e["type"] == "UnitProcessed"]
+        assert stored["seq"] == 1 and stored["payload"]["unit_id"] == "JR-1"
+
+        # A command goes through the binding: written where the binding puts it.
+        async def machine_follows() -> None:
+            await wait_for(lambda: (json.loads(machine.read_text()).get("command") or {}).get("name") == "Start",
+                           "the command write")
+            data = json.loads(machine.read_text())
+            data["state.packml_state"] = spec.enum("packml_state")["Execute"]
+            machine.write_text(json.dumps(data))
+
+        follower = asyncio.create_task(machine_follows())
+        result = await runtime.command("w8", "Start", {"job_id": "J-1"}, "tester", "operator")
+        await follower
+        assert (result.confirmed, result.state_after) == (True, "Execute")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.close()
