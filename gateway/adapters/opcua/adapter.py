@@ -34,6 +34,7 @@ from asyncua.crypto import security_policies, uacrypto
 
 from gateway.adapters.base import AdapterError, AdapterHealth, LinkCallback, Point, RawReading, ReadingsCallback
 from gateway.adapters.opcua import security
+from gateway.adapters.opcua.internals import publish_task, state_listener_hook
 from gateway.adapters.opcua.resolve import BrowsePathRef, Namespaces, NodeIdRef, NodeRef, Unresolved, parse_ref, target_of
 from gateway.adapters.opcua.services import REFUSALS, Counter, OperationLimits, Services
 from gateway.adapters.opcua.settings import APPLICATION_URI, MODES, OpcUaSettings
@@ -530,10 +531,10 @@ class OpcUaAdapter:
         asyncua's publish loop logs a traceback for the pending publish request a
         lost socket fails; cancelling it first, from the synchronous state change,
         turns that into a quiet cancellation. The listener hook is internal to
-        asyncua, so without it the public (later, noisier) callback is used.
+        asyncua (see internals.py), so without it the public (later, noisier) callback is used.
         """
         uaclient = client.uaclient
-        add_listener = getattr(uaclient, "_add_state_listener", None)
+        add_listener = state_listener_hook(uaclient)
         if add_listener is None:
 
             async def lost(exc: Exception) -> None:
@@ -549,7 +550,7 @@ class OpcUaAdapter:
                 connected = True
             elif state is UaClientState.DISCONNECTED and connected:
                 sess.fail("connection lost")
-                publish = uaclient._publish_task
+                publish = publish_task(uaclient)
                 if publish is not None and not publish.done():
                     publish.cancel()
 
@@ -596,7 +597,7 @@ class OpcUaAdapter:
             log.debug("%s: disconnect: %s", self.endpoint, describe(exc))
         client.disconnect_socket()
         # asyncua cancels its publish loop on close but does not wait for it.
-        publish = client.uaclient._publish_task
+        publish = publish_task(client.uaclient)
         if publish is not None and not publish.done():
             publish.cancel()
             await self._ended(publish)
