@@ -126,7 +126,7 @@ async def _wrong_unit(sim: Simulator, path: str = "web.line_speed") -> None:
     other = next(u for u in spec.units.values() if u.unece and u.unece != own.unece)
     eu = ua.EUInformation(NamespaceUri=EU_NAMESPACE_URI, UnitId=unece_unit_id(other.unece),
                           DisplayName=ua.LocalizedText(other.symbol), Description=ua.LocalizedText(other.name))
-    await sim.binding.server.server.iserver.aspace.write_attribute_value(  # type: ignore[attr-defined]
+    await sim.binding.server.server.iserver.aspace.write_attribute_value(
         ua.NodeId(f"{ident}.EngineeringUnits", ns), ua.AttributeIds.Value,
         ua.DataValue(ua.Variant(eu, ua.VariantType.ExtensionObject)))
 
@@ -362,7 +362,7 @@ async def _unsupported_command_answers(sim: Simulator) -> None:
 
 # --- links -----------------------------------------------------------------------------------------------
 
-class _NotedList(list):  # type: ignore[type-arg]
+class _NotedList(list):
     def __init__(self, items: Any, note: Callable[[], Any]):
         super().__init__(items)
         self.note = note
@@ -372,7 +372,7 @@ class _NotedList(list):  # type: ignore[type-arg]
         self.note()
 
 
-class _NotedDict(dict):  # type: ignore[type-arg]
+class _NotedDict(dict):
     def __init__(self, items: Any, note: Callable[[], Any]):
         super().__init__(items)
         self.note = note

@@ -14,6 +14,7 @@ the generated reference docs, so a failure points at the text to read.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from interface_spec import Spec
 from interface_spec.model import SubUnit, Tier
@@ -98,7 +99,7 @@ def profile_code(profile: str) -> str:
 
 # --- the fixed part ---------------------------------------------------------------------------------------
 
-def _fixed() -> list[tuple[str, str, str, list[dict]]]:
+def _fixed() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
     """(unit id, profile, unit title, cases) for everything not generated per sub-unit."""
     opcua, modbus = ("opcua",), ("modbus",)
     both = ("native", "integration")
@@ -362,7 +363,7 @@ def _sub_unit_cases(spec: Spec, owner: str, su: SubUnit) -> tuple[str, str, str,
     served = [v for v in su.variables if v.origin == "equipment"]
     array = f" for every instance 1..`{su.array.count_variable}`" if su.array else ""
     clause = f"{file} § sub_units[{su.id}]"
-    common = dict(profile=profile, unit=uid, sub_unit=su.id, classes=classes, tier=tier, doc=f"{page}#{anchor}",
+    common: dict[str, Any] = dict(profile=profile, unit=uid, sub_unit=su.id, classes=classes, tier=tier, doc=f"{page}#{anchor}",
                   modes=("native", "integration"))
     cases = [
         TestCase(id=f"{uid}-001", title=f"{su.id}: variables present with type, unit and range", layer="presence",
@@ -387,7 +388,7 @@ def _sub_unit_cases(spec: Spec, owner: str, su: SubUnit) -> tuple[str, str, str,
 
 
 def _packml_cases(spec: Spec) -> list[TestCase]:
-    common = dict(profile="Control", unit="CTRL-PACKML", needs_control=True, doc="core.md#packml-state-machine")
+    common: dict[str, Any] = dict(profile="Control", unit="CTRL-PACKML", needs_control=True, doc="core.md#packml-state-machine")
     cases = []
     for i, t in enumerate(spec.core.packml.transitions, start=1):
         via = f" through {t.acting}" if t.acting else ""

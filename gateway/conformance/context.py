@@ -73,7 +73,7 @@ class Context:
     def declared(self) -> set[str]:
         """Recommended/optional variable templates the machine says it serves."""
         if self.mode == "integration":
-            return {p for p in self.probe.mapped_templates()}  # type: ignore[attr-defined]
+            return {p for p in self.probe.mapped_templates()}
         sd = self.self_description or {}
         return set(sd.get("optional_variables") or [])
 
@@ -89,14 +89,14 @@ class Context:
         probe = self.probe
         self.t0 = time.time()
         if probe.mode == "native":
-            self.seq_t0 = await probe.last_seq()  # type: ignore[attr-defined]
+            self.seq_t0 = await probe.last_seq()
         await asyncio.sleep(self.options.observe_s)
         self.t1 = time.time()
         await self.read_events()
 
     async def read_self_description(self) -> None:
         """What the machine declares decides which optional variables are required."""
-        text, _ = await self.probe.self_description()  # type: ignore[attr-defined]
+        text, _ = await self.probe.self_description()
         try:
             doc = json.loads(text or "")
         except ValueError:
@@ -109,10 +109,10 @@ class Context:
             self.events = list(probe.events)  # type: ignore[attr-defined]
             return
         try:
-            last = await probe.last_seq()  # type: ignore[attr-defined]
+            last = await probe.last_seq()
             if last is None:
                 self.events_error = "the newest event sequence number cannot be read"
                 return
-            self.events = await probe.events_since(max(1, last - self.options.events_max + 1))  # type: ignore[attr-defined]
+            self.events = await probe.events_since(max(1, last - self.options.events_max + 1))
         except Exception as exc:  # reported by the event checks
             self.events_error = f"reading events failed: {exc}"

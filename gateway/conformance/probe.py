@@ -208,8 +208,69 @@ class Probe:
                 return value
             await asyncio.sleep(0.05)
 
+    # --- what the checks ask of a machine -------------------------------------------------------
+    # Each probe serves what its mode can reach; the rest answers ProbeError, which the runner
+    # reports as the case's error rather than a crash.
+    def _unavailable(self, what: str) -> ProbeError:
+        return ProbeError(f"{what} is not available through {type(self).__name__}")
+
+    async def open(self) -> None:
+        raise self._unavailable("open")
+
+    async def close(self) -> None:
+        raise self._unavailable("close")
+
+    @property
+    def unresolved(self) -> dict[str, str]:
+        """Spec paths whose source the adapter could not find, and why."""
+        return {}
+
+    async def read_samples(self, paths: list[str]) -> dict[str, Sample]:
+        raise self._unavailable("reading samples")
+
     async def read_value(self, path: str) -> Any:
-        raise NotImplementedError
+        """A fresh read of one spec path; None when it reads bad."""
+        s = (await self.read_samples([path])).get(path)
+        return None if s is None or s.quality == Quality.BAD else s.value
+
+    async def state(self, variable: str = "packml_state") -> str | None:
+        """A state variable's member name, read now."""
+        code = await self.read_value(f"state.{variable}")
+        enum = self.spec.variable(self.cls, f"state.{variable}").var.enum or ""
+        return self.spec.enum_name(enum, code) if isinstance(code, int) else None
+
+    async def metadata(self, paths: list[str]) -> dict[str, Meta]:
+        raise self._unavailable("node metadata")
+
+    async def self_description(self) -> tuple[str | None, str]:
+        raise self._unavailable("the self-description")
+
+    async def refresh_alarms(self) -> None:
+        raise self._unavailable("refreshing alarms")
+
+    def alarm_codes(self) -> tuple[list[int] | None, str]:
+        raise self._unavailable("active alarm codes")
+
+    def claimed_profiles(self) -> list[str]:
+        raise self._unavailable("claimed profiles")
+
+    def mapped_templates(self) -> set[str]:
+        raise self._unavailable("mapped variable templates")
+
+    async def command(self, name: str, params: dict[str, Any] | None = None, timeout: float = 10.0) -> int | None:
+        raise self._unavailable("commands")
+
+    async def raw_command(self, code: int) -> int | None:
+        raise self._unavailable("commands by number")
+
+    async def call(self, key: str, args: list[Any]) -> list[Any]:
+        raise self._unavailable("method calls")
+
+    async def last_seq(self) -> int | None:
+        raise self._unavailable("the event sequence")
+
+    async def events_since(self, first: int) -> list[dict[str, Any]]:
+        raise self._unavailable("events")
 
 
 class NativeProbe(Probe):
@@ -237,7 +298,7 @@ class NativeProbe(Probe):
         self.lay = layout(spec.core, spec.get_class(cls)) if protocol == "modbus" else None
         self.ns = spec.core.opcua.namespace_uri
         self.base = f"/Objects/{spec.core.opcua.machines_folder}/{self.machine}"
-        self.unresolved: dict[str, str] = {}
+        self._unresolved: dict[str, str] = {}
 
     # --- connection ---------------------------------------------------------------------------
     async def open(self) -> None:
@@ -265,8 +326,8 @@ class NativeProbe(Probe):
         deadline = time.monotonic() + self.timeout_s
         while time.monotonic() < deadline:
             # Nodes an adapter could not find (OPC UA browse paths) are reported by its health.
-            self.unresolved = dict(self.adapter.health().extra.get("unresolved", {}))
-            if all(p in self.history or p in self.unresolved for p in wanted):
+            self._unresolved = dict(self.adapter.health().extra.get("unresolved", {}))
+            if all(p in self.history or p in self._unresolved for p in wanted):
                 break
             await asyncio.sleep(0.05)
         # A Modbus exception spoils every point of its request: read the refused ones alone to find the culprits.
@@ -274,6 +335,10 @@ class NativeProbe(Probe):
             s = self.latest(path)
             if s is not None and s.reason.startswith("modbus exception"):
                 await self.read_samples([path])
+
+    @property
+    def unresolved(self) -> dict[str, str]:
+        return self._unresolved
 
     async def close(self) -> None:
         task, self._task = self._task, None
@@ -349,16 +414,6 @@ class NativeProbe(Probe):
         samples = to_samples("dut", self.plan.targets, readings, time.time())
         self.take(samples, asked, self._unstamped(readings))
         return {s.path: s for s in samples}
-
-    async def read_value(self, path: str) -> Any:
-        s = (await self.read_samples([path])).get(path)
-        return None if s is None or s.quality == Quality.BAD else s.value
-
-    async def state(self, variable: str = "packml_state") -> str | None:
-        """A state variable's member name, read now."""
-        code = await self.read_value(f"state.{variable}")
-        enum = self.spec.variable(self.cls, f"state.{variable}").var.enum or ""
-        return self.spec.enum_name(enum, code) if isinstance(code, int) else None
 
     async def metadata(self, paths: list[str]) -> dict[str, Meta]:
         """OPC UA: DataType, EngineeringUnits and EURange of the nodes behind these paths."""

@@ -112,7 +112,7 @@ class Run:
 def claimed_profiles(spec: Spec, probe: Probe) -> list[str]:
     """The profiles the machine says it implements (identification, or what its mapping provides)."""
     if probe.mode == "integration":
-        return probe.claimed_profiles()  # type: ignore[attr-defined]
+        return probe.claimed_profiles()
     text = probe.value("identification.supported_profiles")
     if not isinstance(text, str):
         return []

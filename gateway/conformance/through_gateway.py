@@ -182,10 +182,6 @@ class GatewayProbe(Probe):
         self.take(samples, asked, self._unstamped(samples))
         return {s.path: s for s in samples}
 
-    async def read_value(self, path: str) -> Any:
-        s = (await self.read_samples([path])).get(path)
-        return None if s is None or s.quality == Quality.BAD else s.value
-
     def alarm_codes(self) -> tuple[list[int] | None, str]:
         assert self.device is not None
         return sorted(self.device.alarms.active), "the gateway's alarm tracker"

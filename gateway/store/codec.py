@@ -189,7 +189,7 @@ def columns(ts: Sequence[float], gw: Sequence[float], values: Sequence[Any], tex
     except OverflowError:
         raise CodecError("an int outside 64 bits") from None
     return Columns(np.asarray(ts, dtype=np.float64).reshape(n), np.asarray(gw, dtype=np.float64).reshape(n),
-                   q_a.astype(np.uint8), kind, floats, ints, list(compress(texts, has_text.tolist())),
+                   q_a.astype(np.uint8), kind, floats, ints, [str(t) for t in compress(texts, has_text.tolist())],
                    [r or "" for r in reasons])
 
 

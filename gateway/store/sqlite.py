@@ -174,6 +174,8 @@ from gateway.store.base import AGGREGATES
 
 log = logging.getLogger("linegw.store")
 
+Row = tuple[Any, ...]  # a row of SQLite parameters or results
+
 CELL_S = 10  # width of a block's time cell, seconds
 SCHEMA_VERSION = 2  # 1: rollup cells, no chunks (migrated at open); 2: sealed chunks
 BOOL_FLAG = 4  # q flag: the value is a bool stored as 0/1
@@ -337,7 +339,7 @@ def _insert_sql(rows: int) -> str:
             + ",".join(["(?,?,?,?,?,?,?)"] * rows))
 
 
-def _param_chunks(params: Iterator[Any], size: int, count: int) -> Iterator[tuple]:
+def _param_chunks(params: Iterator[Any], size: int, count: int) -> Iterator[Row]:
     """`count` parameter tuples of `size` values each, built as SQLite asks for them."""
     for _ in range(count):
         yield tuple(islice(params, size))
@@ -367,7 +369,7 @@ _INSERT_CHUNK = ("INSERT INTO chunks (series_id, hi, t0, t1, gw0, gw1, n, ng, nv
 _CHUNK_N = 6  # where n is in a chunk row
 
 
-def _chunk_rows(sid: int, hi: int, c: codec.Columns) -> list[tuple]:
+def _chunk_rows(sid: int, hi: int, c: codec.Columns) -> list[Row]:
     """Chunk rows for _INSERT_CHUNK from a series' columns in (time, sequence) order.
 
     A blob larger than CHUNK_BYTES is cut into as many chunks of equal rows as it takes:
@@ -1092,14 +1094,15 @@ class SqliteStore:
                     keep = [i for i, sid in enumerate(ids) if sid is not None]
                     rejected += len(chunk) - len(keep)
                     chunk, ids = [chunk[i] for i in keep], [ids[i] for i in keep]
-            if list(map(units.__getitem__, ids)) != list(map(_UNIT, chunk)):
-                for sid, sample in zip(ids, chunk):
+            known: list[int] = ids  # type: ignore[assignment]  # the Nones were taken out just above
+            if list(map(units.__getitem__, known)) != list(map(_UNIT, chunk)):
+                for sid, sample in zip(known, chunk):
                     if units[sid] != sample.unit:
                         units[sid] = sample.unit
                         self._series_meta[sid] = (sample.equipment, sample.path, sample.unit)
                         unit_changes.append((sample.unit, sid))
             flat += chunk
-            sid_of += ids  # type: ignore[arg-type]
+            sid_of += known
         if rejected:
             self._stats["rejected"] += rejected
             log.error("%s: rejected %d malformed samples (need str equipment, path and unit, finite source_ts "
@@ -1359,7 +1362,7 @@ class SqliteStore:
         self._stats["budget_deleted"] += n
         if time.monotonic() >= self._budget_log_at:
             log.error("%s: disk budget of %.1f MB exhausted (%.1f MB used): deleted the %d oldest chunks (%d samples)",
-                      self.path, self.max_disk_bytes / 2**20, used / 2**20, k, n)
+                      self.path, (self.max_disk_bytes or 0) / 2**20, used / 2**20, k, n)
             self._budget_log_at = time.monotonic() + 60.0
         return True
 
@@ -1588,10 +1591,10 @@ class SqliteStore:
             return None
         return a, min(b, a + self.seal_rows - 1)
 
-    def _encode_window(self, conn: sqlite3.Connection, a: int, b: int) -> tuple[list[tuple], list[tuple]] | None:
+    def _encode_window(self, conn: sqlite3.Connection, a: int, b: int) -> tuple[list[Row], list[Row]] | None:
         """The chunks of head rows [a, b], per series in (time, sequence) order; None when stopping."""
-        chunks: list[tuple] = []
-        cells: list[tuple] = []
+        chunks: list[Row] = []
+        cells: list[Row] = []
         conn.execute("BEGIN")
         try:
             cur = conn.execute("SELECT series_id, ts, gw, value, value_text, q, reason FROM samples "
@@ -1607,8 +1610,8 @@ class SqliteStore:
             conn.execute("COMMIT")
         return chunks, cells
 
-    def _seal(self, conn: sqlite3.Connection, sealed: int, a: int, b: int, chunks: list[tuple],
-              cells: list[tuple]) -> bool:
+    def _seal(self, conn: sqlite3.Connection, sealed: int, a: int, b: int, chunks: list[Row],
+              cells: list[Row]) -> bool:
         """In the writer: store a window's chunks and move the sealed sequence to b, if its rows are all still there."""
         head = conn.execute("SELECT min(rowid) FROM samples").fetchone()[0]
         if self._sealed(conn) != sealed or head is None or head > a:
@@ -1669,7 +1672,7 @@ class SqliteStore:
         row = conn.execute("SELECT id FROM series WHERE equipment = ? AND path = ?", (equipment, path)).fetchone()
         return row[0] if row else None
 
-    def _head_rows(self, conn: sqlite3.Connection, sid: int, start: float, end: float) -> list[tuple]:
+    def _head_rows(self, conn: sqlite3.Connection, sid: int, start: float, end: float) -> list[Row]:
         """(ts, gw, value, value_text, q, reason) of the head's unsealed rows of a series, in (time, sequence) order."""
         params = {"sid": sid, "c0": int(start / CELL_S), "c1": int(end / CELL_S), "start": start, "end": end,
                   "sealed": self._sealed(conn)}
@@ -1700,10 +1703,10 @@ class SqliteStore:
             reasons += c.reasons[lo:hi]
         head = self._head_rows(conn, sid, start, end)
         if head:
-            ts, gw, value, text, q, reason = zip(*head)
+            ts, gw, value, text, qcol, reason = zip(*head)
             ts_parts.append(np.array(ts, dtype=np.float64))
             gw_parts.append(np.array(gw, dtype=np.float64))
-            q_parts.append(np.array(q, dtype=np.int64))
+            q_parts.append(np.array(qcol, dtype=np.int64))
             values += [v if t is None else t for v, t in zip(value, text)]
             reasons += [r or "" for r in reason]
         if not ts_parts:
@@ -1810,7 +1813,8 @@ class SqliteStore:
     async def alarms(self, equipment: str | None = None, active_only: bool = False, start: float | None = None,
                      end: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Occurrences, newest raised first; start/end bound raised_ts."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if equipment is not None:
             where.append("equipment = ?")
             params.append(equipment)
@@ -1852,6 +1856,7 @@ class SqliteStore:
                 return conn.execute("SELECT id FROM events WHERE equipment = ? AND seq = ? AND type = ? AND source_ts = ?",
                                     (equipment, int(seq), event_type, source_ts)).fetchone()[0]
             event_id = cur.lastrowid
+            assert event_id is not None  # an INSERT that inserted a row
             conn.executemany("INSERT OR IGNORE INTO event_ids (id_value, event_id) VALUES (?, ?)",
                              [(v, event_id) for v in id_values])
             return event_id
@@ -1859,14 +1864,15 @@ class SqliteStore:
         return await self._write(op)
 
     @staticmethod
-    def _event_rows(cur: Iterable[tuple]) -> list[dict[str, Any]]:
+    def _event_rows(cur: Iterable[Row]) -> list[dict[str, Any]]:
         return [{"id": i, "equipment": eq, "type": t, "source_ts": ts, "seq": seq, "payload": json.loads(p),
                  "recorded_ts": rec} for i, eq, t, ts, seq, p, rec in cur]
 
     async def events(self, equipment: str | None = None, event_type: str | None = None, start: float | None = None,
                      end: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Events, newest first; start/end bound source_ts."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if equipment is not None:
             where.append("equipment = ?")
             params.append(equipment)

@@ -20,7 +20,7 @@ STATE_VARIABLES = ("item_state", "operation_mode", "control_authority", "e10_sta
 async def _fresh_events(ctx: Context) -> list[dict[str, Any]]:
     """The history plus whatever arrived since it was read, in seq order (the probe's rule for events)."""
     last = max((e["seq"] for e in ctx.events if isinstance(e.get("seq"), int)), default=0)
-    events, _ = in_seq_order(list(ctx.events) + await ctx.probe.events_since(last + 1))  # type: ignore[attr-defined]
+    events, _ = in_seq_order(list(ctx.events) + await ctx.probe.events_since(last + 1))
     return events
 
 

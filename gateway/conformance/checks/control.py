@@ -114,7 +114,7 @@ class Findings:
 
 async def send(ctx: Context, command: str, params: dict[str, Any] | None = None) -> int | None:
     ctx.cache["commanded"] = True
-    return await ctx.probe.command(command, params, timeout=ctx.options.command_timeout_s)  # type: ignore[attr-defined]
+    return await ctx.probe.command(command, params, timeout=ctx.options.command_timeout_s)
 
 
 async def settle(ctx: Context, target: str, timeout: float | None = None) -> str | None:
@@ -129,7 +129,7 @@ async def settle(ctx: Context, target: str, timeout: float | None = None) -> str
 
 
 async def events_after(ctx: Context, seq0: int | None) -> list[dict[str, Any]]:
-    return await ctx.probe.events_since((seq0 or 0) + 1)  # type: ignore[attr-defined]
+    return await ctx.probe.events_since((seq0 or 0) + 1)
 
 
 async def events_until(ctx: Context, seq0: int | None, want: Any, timeout: float = 1.0) -> list[dict[str, Any]]:
@@ -158,13 +158,13 @@ async def to_stopped(ctx: Context) -> str | None:
     """Bring the machine to Stopped with the commands the table allows; the state reached."""
     spec = ctx.spec
     acting = set(spec.core.packml.acting_states)
-    state = await ctx.probe.state()  # type: ignore[attr-defined]
+    state = await ctx.probe.state()
     for _ in range(6):
         if state == "Stopped" or state is None:
             return state
         if state in acting:
             await asyncio.sleep(0.1)
-            state = await ctx.probe.state()  # type: ignore[attr-defined]
+            state = await ctx.probe.state()
             continue
         if state == "Aborted":
             command, target = "Clear", "Stopped"
@@ -179,7 +179,7 @@ async def to_stopped(ctx: Context) -> str | None:
 
 async def remote(ctx: Context) -> Outcome | None:
     """None when commands may be sent; else why not."""
-    authority = await ctx.probe.state("control_authority")  # type: ignore[attr-defined]
+    authority = await ctx.probe.state("control_authority")
     if authority != "Remote":
         return Outcome(ERROR, f"control authority is {authority}: switch it to Remote for the control cases")
     return None
@@ -215,7 +215,7 @@ async def packml_tour(ctx: Context) -> Outcome | dict[str, Outcome]:
     job = None  # the job id of the kit's last Start, until Stop or Abort ends it
     stopped_at = ""
     for n, (src, command, target) in enumerate(steps):
-        state = await probe.state()  # type: ignore[attr-defined]
+        state = await probe.state()
         if state != src:
             stopped_at = f"the tour stopped at step {n + 1} ({command} from {src}): the machine is in {state}"
             break
@@ -227,7 +227,7 @@ async def packml_tour(ctx: Context) -> Outcome | dict[str, Outcome]:
         if command == "Start":
             job = f"CONF-{int(time.time()) % 100000:05d}-{n}"
             params = {"job_id": job}
-        seq0 = await probe.last_seq()  # type: ignore[attr-defined]
+        seq0 = await probe.last_seq()
         code = await send(ctx, command, params)
         reached = await settle(ctx, target)
         events = await events_until(ctx, seq0, lambda e, c=command: e.get("type") == "CommandCompleted"
@@ -253,7 +253,7 @@ async def packml_tour(ctx: Context) -> Outcome | dict[str, Outcome]:
               if missing and reached == target else None,
               ev("observe", f"StateChanged after {command}", value=seen, expected=want))
         if reached == target:
-            prev = await probe.read_value("state.previous_packml_state")  # type: ignore[attr-defined]
+            prev = await probe.read_value("state.previous_packml_state")
             want_prev = spec.enum("packml_state")[want[-1][0]]
             if prev != want_prev:
                 f.add(events_case, f"after {command}: state.previous_packml_state is {prev}, expected {want_prev} "
@@ -286,13 +286,13 @@ async def packml_tour(ctx: Context) -> Outcome | dict[str, Outcome]:
 async def _refusals(ctx: Context, f: Findings, state: str) -> None:
     """Every command the table refuses in this state: its code, and nothing changes."""
     spec, probe = ctx.spec, ctx.probe
-    seq0 = await probe.last_seq()  # type: ignore[attr-defined]
+    seq0 = await probe.last_seq()
     for command in spec.core.packml.commands:
         outcome = spec.packml_command(state, command)
         if outcome.result in ACCEPTED:
             continue
         code = await send(ctx, command)
-        now = await probe.state()  # type: ignore[attr-defined]
+        now = await probe.state()
         problem = None
         if code != _code(spec, outcome.result):
             problem = f"{command} in {state} answered {_name(spec, code)}, expected {outcome.result}"
@@ -337,7 +337,7 @@ async def local_authority(ctx: Context) -> Outcome:
     async def switch(to: str) -> bool:
         await ctx.tell_operator(f"Switch the control authority to {to} at the machine's panel.")
         deadline = time.monotonic() + timeout
-        while await probe.state("control_authority") != to:  # type: ignore[attr-defined]
+        while await probe.state("control_authority") != to:
             if time.monotonic() > deadline:
                 return False
             await asyncio.sleep(0.1)
@@ -346,7 +346,7 @@ async def local_authority(ctx: Context) -> Outcome:
     if not await switch("Local"):
         return Outcome(ERROR, f"operator step not done within {timeout:g} s: the authority never read Local")
     problems, evidence = [], []
-    seq0 = await probe.last_seq()  # type: ignore[attr-defined]
+    seq0 = await probe.last_seq()
     try:
         for command in [c for c in spec.core.packml.commands if spec.packml_command("Stopped", c).result in ACCEPTED]:
             code = await send(ctx, command)
@@ -374,19 +374,19 @@ async def operation_mode(ctx: Context) -> Outcome | dict[str, Outcome]:
         return blocked
     spec, probe = ctx.spec, ctx.probe
     modes = spec.enum("operation_mode")
-    before = await probe.state("operation_mode")  # type: ignore[attr-defined]
+    before = await probe.state("operation_mode")
     code = await send(ctx, "SetOperationMode", {"mode": 99})
-    after = await probe.state("operation_mode")  # type: ignore[attr-defined]
+    after = await probe.state("operation_mode")
     err = answered(spec, "SetOperationMode(mode=99)", code, "parameter_invalid",
                    "answered parameter_invalid; nothing changed",
                    (None if after == before else f"the operation mode changed from {before} to {after}",))
     target = "Maintenance" if before != "Maintenance" else "Processing"
     problems, evidence = [], []
-    seq0 = await probe.last_seq()  # type: ignore[attr-defined]
+    seq0 = await probe.last_seq()
     for mode, want in ((target, "ok"), (target, "already_in_state"), (before, "ok")):
         code = await send(ctx, "SetOperationMode", {"mode": modes.get(mode or "", 0)})
         await probe.wait_value("state.operation_mode", lambda v, m=mode: v == modes.get(m or ""), 2.0)
-        now = await probe.state("operation_mode")  # type: ignore[attr-defined]
+        now = await probe.state("operation_mode")
         evidence.append(ev("command", f"SetOperationMode({mode})", value=_name(spec, code), expected=want,
                            note=f"operation_mode now {now}"))
         if code != _code(spec, want):
@@ -408,7 +408,7 @@ async def reset_counters(ctx: Context) -> Outcome:
         return blocked
     spec, probe = ctx.spec, ctx.probe
     paths = ["counters.processed_count", "counters.good_count", "counters.defective_count"]
-    seq0 = await probe.last_seq()  # type: ignore[attr-defined]
+    seq0 = await probe.last_seq()
     code = await send(ctx, "ResetCounters")
     values = {p: await probe.wait_value(p, lambda v: v == 0, 2.0) for p in paths}
     events = await events_until(ctx, seq0, lambda e: e.get("type") == "CountersReset")
@@ -429,8 +429,8 @@ async def acknowledge_nothing(ctx: Context) -> Outcome:
     if blocked:
         return blocked
     spec, probe = ctx.spec, ctx.probe
-    await probe.refresh_alarms()  # type: ignore[attr-defined]
-    active, _ = probe.alarm_codes()  # type: ignore[attr-defined]
+    await probe.refresh_alarms()
+    active, _ = probe.alarm_codes()
     events = list(ctx.events) + await events_after(ctx, max((e.get("seq", 0) for e in ctx.events), default=0))
     touched = {(e.get("payload") or {}).get("alarm_code") for e in events if str(e.get("type")).startswith("Alarm")}
     quiet = [a.code for a in reversed(spec.alarms(ctx.cls)) if a.code not in (active or []) and a.code not in touched]
@@ -455,7 +455,7 @@ async def unknown_commands(ctx: Context) -> Outcome | dict[str, Outcome]:
     if probe.protocol == "modbus":
         unused = max(c.code for c in spec.commands.values()) + 1
         code = unused if unused > 199 else 199
-        got = await probe.raw_command(code)  # type: ignore[attr-defined]
+        got = await probe.raw_command(code)
         out["CTRL-CMD-ERR-001"] = answered(spec, f"command code {code}", got, "invalid_command",
                                            f"code {code} answered invalid_command")
     unclaimed = [p for p in ("Recipe",) if p not in ctx.claimed]
@@ -476,19 +476,19 @@ async def select_recipe(ctx: Context) -> Outcome | dict[str, Outcome]:
     if blocked:
         return blocked
     spec, probe = ctx.spec, ctx.probe
-    active = await probe.read_value("recipe.active_recipe_id")  # type: ignore[attr-defined]
+    active = await probe.read_value("recipe.active_recipe_id")
     code = await send(ctx, "SelectRecipe", {"recipe_id": NO_SUCH_RECIPE})
-    after = await probe.read_value("recipe.active_recipe_id")  # type: ignore[attr-defined]
+    after = await probe.read_value("recipe.active_recipe_id")
     err = answered(spec, f"SelectRecipe({NO_SUCH_RECIPE})", code, "no_such_object",
                    "answered no_such_object; the active recipe stayed",
                    (None if after == active else f"the active recipe changed from {active!r} to {after!r}",))
     if not active:
         return {"RECIPE-SELECT-ERR-001": err,
                 "RECIPE-SELECT-001": Outcome(ERROR, "no recipe is active: select one at the machine for this case")}
-    seq0 = await probe.last_seq()  # type: ignore[attr-defined]
+    seq0 = await probe.last_seq()
     code = await send(ctx, "SelectRecipe", {"recipe_id": active})
     events = await events_until(ctx, seq0, lambda e: e.get("type") == "RecipeActivated")
-    served = {k: await probe.read_value(f"recipe.active_recipe_{k}") for k in ("id", "version", "hash")}  # type: ignore[attr-defined]
+    served = {k: await probe.read_value(f"recipe.active_recipe_{k}") for k in ("id", "version", "hash")}
     activated = [e["payload"] for e in events if e.get("type") == "RecipeActivated"]
     problems = []
     if code != _code(spec, "ok"):
@@ -529,13 +529,13 @@ async def transfer_recipe(ctx: Context) -> Outcome | dict[str, Outcome]:
     for case, bad in (("RECIPE-TRANSFER-001", False), ("RECIPE-TRANSFER-ERR-001", True)):
         rid = f"CONFORMANCE-{stamp}{'-BAD' if bad else ''}"
         params = _recipe_parameters(ctx, bad)
-        seq0 = await probe.last_seq()  # type: ignore[attr-defined]
-        put = await probe.call("recipes.put", [json.dumps({"id": rid, "parameters": params})])  # type: ignore[attr-defined]
+        seq0 = await probe.last_seq()
+        put = await probe.call("recipes.put", [json.dumps({"id": rid, "parameters": params})])
         code = int(put[0]) if put else None
         kind = "RecipeRejected" if bad else "RecipeChanged"
         events = [e["payload"] for e in await events_until(ctx, seq0, lambda e, k=kind: e.get("type") == k)
                   if e.get("type") == kind and (e.get("payload") or {}).get("recipe_id") == rid]
-        listing = json.loads((await probe.call("recipes.list", []))[0] or "[]")  # type: ignore[attr-defined]
+        listing = json.loads((await probe.call("recipes.list", []))[0] or "[]")
         listed = [r for r in listing if isinstance(r, dict) and r.get("id") == rid]
         evidence = [ev("call", f"Recipes/Put({rid})", value=_name(spec, code), expected="parameter_invalid" if bad else "ok",
                        note=json.dumps(params)), ev("observe", kind, value=events), ev("call", "Recipes/List", value=listed)]
@@ -549,7 +549,7 @@ async def transfer_recipe(ctx: Context) -> Outcome | dict[str, Outcome]:
         if bad and listed:
             problems.append(f"the rejected recipe {rid} is listed")
         if not bad:
-            got = json.loads((await probe.call("recipes.get", [rid]))[0] or "null")  # type: ignore[attr-defined]
+            got = json.loads((await probe.call("recipes.get", [rid]))[0] or "null")
             version = (got or {}).get("version")
             computed = recipe_hash(ctx.cls, rid, version, params) if isinstance(version, int) else None
             evidence.append(ev("call", f"Recipes/Get({rid})", value=got, expected=f"hash {computed}"))
@@ -568,7 +568,7 @@ async def leave_stopped(ctx: Context) -> None:
     """After the control cases: the machine is left in Stopped, and the report says so."""
     try:
         state = await to_stopped(ctx) if await ctx.probe.state("control_authority") == "Remote" else \
-            await ctx.probe.state()  # type: ignore[attr-defined]
+            await ctx.probe.state()
     except Exception as exc:
         ctx.notes.append(f"the machine could not be brought to Stopped at the end: {exc}")
         return

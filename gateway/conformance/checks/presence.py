@@ -37,8 +37,8 @@ async def sub_unit_presence(ctx: Context) -> dict[str, Outcome]:
     cases = [c for c in ctx.catalogue.cases.values() if _is_sub_unit_case(c, "-001")]
     meta: dict[str, Any] = {}
     if ctx.mode == "native" and ctx.probe.protocol == "opcua":
-        resolved = [p for p in ctx.probe.paths() if p not in ctx.probe.unresolved]  # type: ignore[attr-defined]
-        meta = await ctx.probe.metadata(resolved)  # type: ignore[attr-defined]
+        resolved = [p for p in ctx.probe.paths() if p not in ctx.probe.unresolved]
+        meta = await ctx.probe.metadata(resolved)
     return {c.id: (_native_presence if ctx.mode == "native" else _mapped_presence)(ctx, c, meta) for c in cases}
 
 
@@ -206,7 +206,7 @@ async def modbus_map(ctx: Context) -> dict[str, Outcome]:
 
 @check("CORE-ALARM-001")
 async def alarm_set(ctx: Context) -> Outcome:
-    codes, raw = ctx.probe.alarm_codes()  # type: ignore[attr-defined]
+    codes, raw = ctx.probe.alarm_codes()
     if codes is None:
         return Outcome(FAIL, f"the active alarm set cannot be read: {raw}", [ev("read", "alarms", note=raw)])
     return Outcome(PASS, f"active alarm set readable: {raw}", [ev("read", "alarms", value=codes, note=raw)])

@@ -267,7 +267,7 @@ async def counters(ctx: Context) -> Outcome:
     if all(p in mapped for p in units):
         snapshot: dict[str, Any] = {}
         for _ in range(3):  # a unit may be counted between two reads: three tries
-            got = await probe.read_samples(units)  # type: ignore[attr-defined]
+            got = await probe.read_samples(units)
             snapshot = {p: got[p].value for p in units if p in got and isinstance(got[p].value, int)}
             if len(snapshot) == 3 and snapshot[units[0]] == snapshot[units[1]] + snapshot[units[2]]:
                 break
@@ -308,7 +308,7 @@ async def word_order(ctx: Context) -> Outcome:
 
 @check("CORE-ALARM-002")
 async def alarm_codes(ctx: Context) -> Outcome:
-    codes, raw = ctx.probe.alarm_codes()  # type: ignore[attr-defined]
+    codes, raw = ctx.probe.alarm_codes()
     if codes is None:
         return Outcome(FAIL, f"the active alarm set cannot be read: {raw}")
     known = {a.code for a in ctx.spec.alarms(ctx.cls)}

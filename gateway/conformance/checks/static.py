@@ -14,7 +14,7 @@ from interface_spec.model import SelfDescription, Tier
 
 @check("CORE-SELF-001", "CORE-SELF-002", "CORE-SELF-003")
 async def self_description(ctx: Context) -> dict[str, Outcome]:
-    text, where = await ctx.probe.self_description()  # type: ignore[attr-defined]
+    text, where = await ctx.probe.self_description()
     read = ev("read", where, value=text if text is None or len(text) <= 400 else text[:400] + "...")
     if not text:
         missing = Outcome(NOT_IMPLEMENTED, f"no self-description is served ({where})", [read])
