@@ -28,8 +28,8 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from gateway.adapters.base import Point, RawReading
 from gateway.adapters.modbus import ModbusAdapter
-from interface_spec.modbus_codec import encode, register_count
 from gateway.adapters.modbus.planner import Extent, plan
+from interface_spec.modbus_codec import encode, register_count
 from simulators.servers.modbus_server import ModbusSimServer
 
 DTYPES = ("float32", "int32", "uint16", "uint16")  # repeating pattern over the registers

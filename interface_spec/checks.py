@@ -152,9 +152,9 @@ def check_spec(core: Core, classes: dict[str, EquipmentClass], folder: Path) -> 
         for name, unit in cls.unit_processed.items():
             if unit not in units:
                 r.add(("unit_processed", name), f"unknown unit code '{unit}'")
-        for i, p in enumerate(cls.recipe):
-            if p.unit not in units:
-                r.add(("recipe", i, "unit"), f"unknown unit code '{p.unit}'")
+        for i, rp in enumerate(cls.recipe):
+            if rp.unit not in units:
+                r.add(("recipe", i, "unit"), f"unknown unit code '{rp.unit}'")
         if cls.modbus_block in block_ids:
             r.add(("modbus_block",), f"block id {cls.modbus_block} is already used by {block_ids[cls.modbus_block]}")
         block_ids[cls.modbus_block] = f"{cid}.yaml"

@@ -291,7 +291,7 @@ def render_index(spec: Spec) -> str:
         "self-description; the array sizes it also serves as count variables."
     )
     md.h(2, "Documents")
-    rows = [
+    rows: list[list[Any]] = [
         ["[core.md](core.md)", "Core: identification, status and heartbeat, state model and PackML, health, counters, "
          "commands and result codes, alarms, events, quality, units, enumerations, self-description"],
     ]
@@ -403,7 +403,7 @@ def render_core(spec: Spec) -> str:
     md.h(2, "Variables of the core")
     md.p("Columns: *Type* is the spec type (its encoding per binding is in [Data types](#data-types)); *Tier* "
          "`M` mandatory, `R` recommended, `O` optional; *Sampling* how fresh the value must be.")
-    rows = [[f"`{su.id}`", su.tier.value, len(su.variables), su.doc] for su in core.sub_units]
+    rows: list[list[Any]] = [[f"`{su.id}`", su.tier.value, len(su.variables), su.doc] for su in core.sub_units]
     md.table(["Sub-unit", "Tier", "Variables", "Description"], rows)
     subs = {su.id: su for su in core.sub_units}
 
@@ -541,15 +541,15 @@ def render_core(spec: Spec) -> str:
         "named by its id). Every command answers synchronously with a [result code](#result-codes).",
     )
     rows = []
-    for c in core.commands:
+    for cmd in core.commands:
         params = "; ".join(
             f"`{p.name}`: {p.type}{' ' + p.enum if p.enum else ''}{'' if p.required else ' (optional)'}"
             + (f" — {p.doc}" if p.doc else "")
-            for p in c.params
+            for p in cmd.params
         ) or "—"
-        t = next((t for t in pm.transitions if t.command == c.id), None)
-        what = c.doc or (f"{', '.join(t.source)} → {t.acting + ' → ' if t.acting else ''}{t.target}" if t else "")
-        rows.append([c.code, f"`{c.id}`", params, "PackML" if c.id in pm.commands else "—", what])
+        t = next((t for t in pm.transitions if t.command == cmd.id), None)
+        what = cmd.doc or (f"{', '.join(t.source)} → {t.acting + ' → ' if t.acting else ''}{t.target}" if t else "")
+        rows.append([cmd.code, f"`{cmd.id}`", params, "PackML" if cmd.id in pm.commands else "—", what])
     md.table(["Code", "Command", "Parameters", "Kind", "What it does"], rows)
     md.h(3, "Rules")
     md.bullets([

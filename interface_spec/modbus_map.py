@@ -83,7 +83,9 @@ def _place(sub_units: list[SubUnit], start: int, points: list[ModbusPoint]) -> i
             n = register_count(v)
             points.append(ModbusPoint(f"{su.id}.{v.id}", addr, dtype_of(v), n, v.access))
             addr += n
-    for su in (s for s in sub_units if s.array):
+    for su in sub_units:
+        if su.array is None:
+            continue
         size = stride(su)
         for i in range(1, su.array.max + 1):
             inst = addr + (i - 1) * size

@@ -145,7 +145,7 @@ class FaultControls:
 
     def exception(self, target: str | int, code: int | str = "device_busy", count: int | None = None) -> range:
         """Modbus exception `code` for requests touching a spec path's registers or an address range."""
-        binding = self._sim.binding
+        binding: Any = self._sim.binding  # a Modbus binding (checked below): it maps paths to registers
         if binding.protocol != "modbus":
             raise ValueError("Modbus exceptions need a Modbus simulator")
         if isinstance(code, str):

@@ -103,7 +103,7 @@ def oee(
             calc = OeeCalculator(store, spec, machines)
             ids = [equipment] if equipment else None
             report = await calc.report(t0, t1, ids)
-            if by_shift:
+            if by_shift and cfg.shifts is not None:  # refused above when asked without a calendar
                 report["shifts"] = await calc.shift_report(cfg.shifts, t0, t1, ids)
             return report
 

@@ -52,7 +52,7 @@ stage's OEE, since that stage sets the line's output.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,7 +175,7 @@ class MachineResult:
 class OeeCalculator:
     """Computes the figures of a line's machines from a store; one instance per request, no state kept."""
 
-    def __init__(self, store: Any, spec: Spec, machines: dict[str, str]):
+    def __init__(self, store: Any, spec: Spec, machines: Mapping[str, str]):
         self.store = store
         self.spec = spec
         self.machines = machines  # equipment id -> class, in line order
@@ -344,7 +344,7 @@ def summarize(results: list[MachineResult], t0: float, t1: float) -> dict[str, A
 
 def bottleneck(results: list[MachineResult], stages: dict[str, Tally]) -> dict[str, Any] | None:
     """The stage (and its busiest machine) with the largest active share, with the evidence for every stage."""
-    evidence = []
+    evidence: list[dict[str, Any]] = []
     for cls, t in stages.items():
         share = t.active_share()
         if share is None:

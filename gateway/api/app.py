@@ -83,8 +83,9 @@ def create_app(view: LineView, store: Any, spec: Spec, api_config: Api | None = 
     app.include_router(live.router, prefix=API_PREFIX)  # authenticates itself: browsers cannot send headers there
     dashboard.install(app)
 
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    # Starlette types a handler as taking any Exception; these take the one they are registered for.
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     return app
 
 

@@ -51,7 +51,7 @@ def time_weighted(rows: Iterable[dict[str, Any]], start: float, end: float, buck
         value = r.get("value")
         good = r.get("quality", GOOD) == GOOD and isinstance(value, (int, float)) and not isinstance(value, bool) \
             and math.isfinite(value)
-        prev_ts, prev_value = ts, (float(value) if good else None)
+        prev_ts, prev_value = ts, (float(value) if good and value is not None else None)
         if ts >= start:
             holding.add(math.floor(ts / bucket_s) * bucket_s)
     if prev_ts is not None and prev_value is not None:

@@ -75,6 +75,10 @@ class Relay:
     async def close(self) -> None:
         await self.cut()
 
+    def is_open(self) -> bool:
+        """Whether the relay passes connections now (a cut may have come during any await)."""
+        return self._open
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self._open:
             writer.transport.abort()
@@ -84,7 +88,7 @@ class Relay:
         except OSError:
             writer.transport.abort()  # the machine refuses: so does the relay
             return
-        if not self._open:  # cut while connecting upstream
+        if not self.is_open():  # cut while connecting upstream
             writer.transport.abort()
             up_writer.transport.abort()
             return

@@ -90,7 +90,7 @@ def to_line(s: Sample, line: str, classes: dict[str, str]) -> str:
     return f"{_esc_tag(measurement)},{tagtext} {','.join(fields)} {round(s.source_ts * 1e9)}"
 
 
-def _retry_after(e: ApiException) -> float | None:
+def _retry_after(e: BaseException) -> float | None:
     """Seconds from a Retry-After header (seconds or an HTTP date), None without one."""
     value = getattr(e, "retry_after", None)
     if not value:
@@ -170,7 +170,7 @@ class InfluxForwarder:
         await self._write(api, run)
 
     async def run(self) -> None:
-        from influxdb_client import InfluxDBClient
+        from influxdb_client.client.influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
         cursor = self._stats["cursor"] = await self.store.register_consumer(self.cfg.consumer)
         token = os.environ.get(self.cfg.token_env, "") if self.cfg.token_env else ""

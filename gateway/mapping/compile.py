@@ -120,7 +120,7 @@ def load_mapping(path: str | Path, spec: Spec) -> Mapping:
     node = yaml_node(path)
     errors = []
 
-    def err(loc: tuple, msg: str) -> None:
+    def err(loc: tuple[Any, ...], msg: str) -> None:
         errors.append(f"{path}:{line_of(node, loc)}: {'.'.join(str(p) for p in loc)}: {msg}")
 
     for i, vm in enumerate(m.variables):
@@ -171,7 +171,7 @@ def load_mapping(path: str | Path, spec: Spec) -> Mapping:
     return m
 
 
-def _payload_refs(template: Any, loc: tuple) -> list[tuple[tuple, str]]:
+def _payload_refs(template: Any, loc: tuple[Any, ...]) -> list[tuple[tuple[Any, ...], str]]:
     """Every spec path a payload template reads, with its location."""
     if isinstance(template, str) and template.startswith("$"):
         return [(loc, template[1:].removeprefix("before:"))]
@@ -209,7 +209,7 @@ def _source_point(key: str, src: Source, m: Mapping, index: int | None) -> Point
     if src.address is not None:
         address = src.address + ((index - 1) * (src.stride or 0) if index else 0)
         order = src.order or (m.modbus.order if m.modbus else "ABCD")
-        opts = {"table": src.table, "address": address, "order": order}
+        opts: dict[str, Any] = {"table": src.table, "address": address, "order": order}
         if src.dtype:
             opts["dtype"] = src.dtype
         if src.count:
@@ -245,6 +245,7 @@ def _instances(spec: Spec, cls: str, path: str, counts: dict[str, int]) -> list[
         return [(path, None)]
     sub_unit = path.split("[", 1)[0]
     arr = next(su.array for su in spec.array_sub_units(cls) if su.id == sub_unit)
+    assert arr is not None  # array_sub_units holds only sub-units with an array
     return [(path.replace("[*]", f"[{i}]"), i) for i in range(1, counts.get(sub_unit, arr.max) + 1)]
 
 
@@ -270,7 +271,7 @@ def mapped_plan(spec: Spec, equipment: str, mapping: Mapping, counts: dict[str, 
                 f, o = CONVERSIONS[(vm.from_unit, t.unit)]
                 t.scale, t.offset = t.scale * f, t.offset * f + o
             if vm.enum is not None:
-                members = spec.enum(spec.variable(cls, path).var.enum)
+                members = spec.enum(spec.variable(cls, path).var.enum or "")  # load_mapping refused enum maps on non-enums
                 t.enum_map = {code: members[name] for code, name in vm.enum.items()}
             targets.setdefault(key, []).append(t)
     plan = Plan(equipment, cls, mapping.protocol, False, list(points.values()), targets, counts=counts)

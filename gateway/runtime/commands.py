@@ -105,7 +105,7 @@ async def _send(dev: Device, command: str, params: dict[str, Any]) -> int:
     spec, adapter, plan = dev.spec, dev.adapter, dev.plan
     assert adapter is not None and plan is not None
     cmd = spec.commands[command]
-    args = [spec.enum(p.enum)[params[p.name]] if p.type == "enum" and isinstance(params.get(p.name), str)
+    args = [spec.enum(p.enum or "")[params[p.name]] if p.type == "enum" and isinstance(params.get(p.name), str)
             else params.get(p.name) for p in cmd.params]
     if plan.native:
         assert dev.link is not None
@@ -119,5 +119,6 @@ async def _send(dev: Device, command: str, params: dict[str, Any]) -> int:
     if mapped.call is not None:
         out = await adapter.call(f"cmd:{command}", list(mapped.call.args) + [a for a in args if a is not None])
         return int(out[0]) if out and isinstance(out[0], int) else spec.result_codes["accepted_completes_later"]
+    assert mapped.write is not None  # a mapped command is a call or a write (the mapping model requires one)
     await adapter.write(f"cmdw:{command}", mapped.write.value)
     return spec.result_codes["accepted_completes_later"]

@@ -14,7 +14,7 @@ import contextlib
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -75,13 +75,13 @@ class Device:
         self.alarms = AlarmTracker(spec, eq.cls, self._alarm_changed)
         self.state_changed = asyncio.Condition()
         self.ready = asyncio.Event()
-        self._records: asyncio.Queue[tuple[str, tuple]] = asyncio.Queue(RECORD_QUEUE)
+        self._records: asyncio.Queue[tuple[str, tuple[Any, ...]]] = asyncio.Queue(RECORD_QUEUE)
         self.records_dropped = 0
         self._last_seq = 0
         self._events_wakeup = asyncio.Event()
         self.link: NativeLink | None = None  # requests to the machine's shared windows (commands, mailbox)
         self._background: set[asyncio.Task[None]] = set()  # owned: kept until done, cancelled on stop
-        self._heartbeat_seen = (None, 0.0)  # (value, gateway time of last change)
+        self._heartbeat_seen: tuple[Any, float] = (None, 0.0)  # (value, gateway time of last change)
         self._heartbeat_timeout = spec.core.heartbeat_timeout_s
         self._stall_marked: dict[str, Sample] = {}  # path -> the good sample a stall marked uncertain
         self._link_up = False
@@ -93,7 +93,7 @@ class Device:
         self._data_fault: str | None = None  # what data_fault() said last, to log its changes once
         # path -> (source_ts, quality, value, reason) of the last sample read and stored: a value re-read at
         # connect or restart with the same source timestamp, value and quality is not stored twice.
-        self._stored: dict[str, tuple] = {}
+        self._stored: dict[str, tuple[float | None, Quality, Any, str]] = {}
         self._settings = dict(eq.adapter)
         sec = eq.security
         if sec.mode != "None" or sec.username:
@@ -248,7 +248,7 @@ class Device:
                 return self.store.room()  # the store is behind: the adapter waits before reading more
         return None
 
-    def _stalled(self, samples: list[Sample] = ()) -> bool:
+    def _stalled(self, samples: Sequence[Sample] = ()) -> bool:
         """Connected but frozen: the heartbeat has not moved within the spec's timeout, nor in `samples`."""
         value, seen = self._heartbeat_seen
         if value is None or time.monotonic() - seen <= self._heartbeat_timeout:
@@ -351,7 +351,7 @@ class Device:
         self.publish(LiveMessage("state", self.eq.id, {
             "variable": variable, "value": name, "previous": prev_name, "source_ts": ts,
             "state": dict(self.view.state), "available": self.view.available}))
-        if not self.plan.native and prev is not None:
+        if self.plan is not None and not self.plan.native and prev is not None:
             self._emit_event("StateChanged", ts, {"variable": variable, "previous": prev_name, "current": name})
 
     def _triggered(self, path: str, s: Sample, triggers: list[Trigger], before: dict[str, Any]) -> None:
@@ -526,7 +526,7 @@ class Device:
             self._emit_event(kind, ts, {"alarm_code": occ.code, "occurrence_id": occ.occurrence_id})
 
     # --- records: store writes that happen off the hot path -------------------------
-    def _record(self, kind: str, args: tuple) -> None:
+    def _record(self, kind: str, args: tuple[Any, ...]) -> None:
         try:
             self._records.put_nowait((kind, args))
         except asyncio.QueueFull:

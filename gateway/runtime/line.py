@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from gateway.backoff import Backoff
@@ -80,7 +80,7 @@ class LineRuntime:
             raise LookupError(f"no equipment '{equipment_id}' on line {self.line_id} (known: {', '.join(self.devices)})")
         return await commands.execute(dev, command, params, user, role)
 
-    async def live(self, max_queue: int = 1000) -> AsyncIterator[LiveMessage]:
+    async def live(self, max_queue: int = 1000) -> AsyncGenerator[LiveMessage, None]:
         q: asyncio.Queue[LiveMessage] = asyncio.Queue(max_queue)
         self._subscribers.add(q)
         try:

@@ -7,7 +7,7 @@ internals. Samples are `gateway.samples.Sample`; the store is a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -66,7 +66,7 @@ class LineView(Protocol):
         self, equipment_id: str, command: str, params: dict[str, Any], user: str, role: str
     ) -> CommandResult: ...
 
-    def live(self, max_queue: int = 1000) -> AsyncIterator[LiveMessage]:
+    def live(self, max_queue: int = 1000) -> AsyncGenerator[LiveMessage, None]:
         """Live messages for one subscriber; a slow subscriber loses the oldest (counted)."""
 
     def health(self) -> dict[str, Any]: ...

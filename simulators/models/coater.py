@@ -154,7 +154,7 @@ class CoaterModel(ProcessModel):
         self.foil_id = f"{e.foil_prefix}-{self.seed}-{self.foil_number:04d}"
         self.roll_len = 0.0
         self.roll_sum = self.roll_sq = self.roll_n = 0.0
-        self.roll_batches = []
+        self.roll_batches: list[str] = []
         m.set("rewinder.roll_id", self.roll_id)
         m.set("unwinder.roll_id", self.foil_id)
         m.set("coating_head.die_gap", e.die_gap)

@@ -114,7 +114,8 @@ def compile_projections(dialect: Dialect, machine: Machine) -> dict[str, list[Pr
     for f in dialect.variables:
         if "[*]" in f.path:
             sub_unit = f.path.split("[", 1)[0]
-            instances = [(f.path.replace("[*]", f"[{i}]"), i) for i in range(1, machine.counts[sub_unit] + 1)]
+            instances: list[tuple[str, int | None]] = [(f.path.replace("[*]", f"[{i}]"), i)
+                                                         for i in range(1, machine.counts[sub_unit] + 1)]
         else:
             instances = [(f.path, None)]
         for path, index in instances:

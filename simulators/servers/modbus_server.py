@@ -298,7 +298,7 @@ class ModbusSimServer:
                 server.transport.close()  # the listening socket only
                 server.transport = None  # type: ignore[assignment]
             return
-        if server.transport is None and self._relisten is None:
+        if getattr(server, "transport", None) is None and self._relisten is None:  # pymodbus types it as never None
             self._relisten = asyncio.get_running_loop().create_task(self._listen_again(server))
 
     async def _listen_again(self, server: ModbusTcpServer) -> None:

@@ -105,7 +105,7 @@ class _Session(InternalSession):
 
     @property
     def _faults(self) -> OpcUaFaults:
-        return self.iserver.sim_faults  # type: ignore[attr-defined]
+        return self.iserver.sim_faults
 
     async def read(self, params: ua.ReadParameters) -> list[ua.DataValue]:
         await self._faults.pause()
@@ -212,7 +212,7 @@ class OpcUaSimServer:
             return
         if self.port == 0:
             self.port = free_port(self.host)
-        users = _Users(self.security.username, self.security.password) if self.security.username else None
+        users = _Users(self.security.username, self.security.password or "") if self.security.username else None
         faults = self.faults
         server = Server(iserver=_InternalServer(faults, users))
         await server.init()

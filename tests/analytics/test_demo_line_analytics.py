@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 
 
 async def test_oee_and_a_cells_record_answer_for_real_machines_with_consistent_figures(line):  # noqa: F811
-    client, runtime, *_ = line
+    client, _runtime, *_ = line
     t0 = time.time() - 1
 
     async def cell_from_rolls():

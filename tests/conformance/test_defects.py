@@ -170,7 +170,7 @@ async def test_a_machine_without_the_recipe_profile_answers_not_supported():
 
 
 async def test_a_defect_is_for_the_binding_that_can_have_it():
-    with pytest.raises(ValueError, match="wrong_unit.*opcua"):
+    with pytest.raises(ValueError, match=r"wrong_unit.*opcua"):
         await SimLine().start([SimConfig("x", "winder", "modbus", defects=["wrong_unit"])])
     with pytest.raises(ValueError, match="unknown defect 'no_such_defect'"):
         await SimLine().start([SimConfig("y", "winder", "modbus", defects=["no_such_defect"])])

@@ -150,7 +150,7 @@ async def test_an_alarm_raised_and_cleared_by_the_simulator_is_recorded(line):
 
 async def test_a_cell_traces_back_to_its_electrode_rolls(line):
     """Cells of the first trays are made from placeholder inputs; one made on this line must appear."""
-    client, runtime, *_ = line
+    client, _runtime, *_ = line
 
     def levels(node: dict, depth: int = 0) -> set[tuple[int, str]]:
         """(depth, unit type) of every unit in the tree that a machine of this line made."""

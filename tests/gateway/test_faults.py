@@ -69,7 +69,7 @@ async def others_still_served(runtime: LineRuntime, faulty: str) -> None:
     t0 = time.time()
     for eq, path in CHANGING.items():
         if eq != faulty:
-            await wait_for(lambda: fresh(runtime, eq, path, t0) and runtime.get(eq).available,
+            await wait_for(lambda eq=eq, path=path: fresh(runtime, eq, path, t0) and runtime.get(eq).available,
                            f"{eq} still served while {faulty} is faulty")
 
 
@@ -204,7 +204,7 @@ async def test_opcua_restart_with_new_namespace_indexes_is_survived(line):
     assert server.ns == ns + 1  # the restarted server really moved the machine's namespace
     await wait_for(lambda: runtime.devices["coater1"].adapter.health().reconnects > reconnects, "a reconnect")
     for path in ("status.heartbeat", "web.line_speed"):  # read through the new namespace index
-        await wait_for(lambda: fresh(runtime, "coater1", path, t0), f"coater1 {path} after the restart")
+        await wait_for(lambda path=path: fresh(runtime, "coater1", path, t0), f"coater1 {path} after the restart")
     assert runtime.get("coater1").available
 
 

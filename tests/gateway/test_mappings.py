@@ -455,7 +455,7 @@ async def _drive(line: Line, dev: Device, sim: Simulator) -> list[tuple[str, str
         out.append(("accepted" if r.result in ACCEPTED else r.result, r.state_after))
         if target is not None:
             assert r.confirmed and r.state_after == target, f"{dev.eq.id} {command}: {r}"
-            await wait_for(lambda: sim.machine.state() == target, f"{dev.eq.id} machine {target}")
+            await wait_for(lambda target=target: sim.machine.state() == target, f"{dev.eq.id} machine {target}")
     sim.machine.set_control_authority("Local")
     await wait_for(lambda: dev.view.state.get("control_authority") == "Local", f"{dev.eq.id} Local seen")
     r = await _command(line, dev, "Stop")
@@ -497,6 +497,6 @@ async def test_alarms_raised_on_the_machine_are_seen_and_cleared_through_the_map
             continue
         code = codes[am.alarm]
         p.dsim.machine.raise_alarm(code)
-        await wait_for(lambda: set(p.mapped.alarms.active) == {code}, f"{name}: {am.alarm} seen through its code")
+        await wait_for(lambda code=code: set(p.mapped.alarms.active) == {code}, f"{name}: {am.alarm} seen through its code")
         p.dsim.machine.clear_alarm(code)
         await wait_for(lambda: not p.mapped.alarms.active, f"{name}: {am.alarm} cleared")

@@ -90,7 +90,7 @@ async def test_reconnects_and_restarts_store_no_value_twice(tmp_path):
             adapter = runtime.devices[EQ].adapter
             for n in (1, 2):
                 sims.simulators[EQ].faults.drop_connections()
-                await wait_for(lambda: adapter.health().reconnects >= n and runtime.get(EQ).available,
+                await wait_for(lambda n=n: adapter.health().reconnects >= n and runtime.get(EQ).available,
                                f"reconnect {n}", timeout=60)
                 await settled(runtime)
 

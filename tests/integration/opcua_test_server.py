@@ -254,7 +254,7 @@ def _monitor_items(session: InternalSession, ts: EquipmentServer, cap: int | Non
         granted, refused = params.ItemsToCreate[:room], params.ItemsToCreate[room:]
         params.ItemsToCreate = granted
         results = list(await inner(params)) if granted else []
-        for item in refused:
+        for _ in refused:
             res = ua.MonitoredItemCreateResult()
             res.StatusCode = ua.StatusCode(ua.StatusCodes.BadTooManyMonitoredItems)
             results.append(res)

@@ -13,8 +13,8 @@ import pytest
 
 from gateway.adapters.base import AdapterError, Point, RawReading
 from gateway.adapters.modbus import ModbusAdapter
-from interface_spec.modbus_codec import encode, register_count
 from gateway.adapters.modbus.planner import Extent, Limits, plan
+from interface_spec.modbus_codec import encode, register_count
 from simulators.servers.modbus_server import ModbusSimServer
 from tests.conftest import find_free_port
 

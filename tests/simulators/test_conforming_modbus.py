@@ -104,7 +104,7 @@ async def test_values_change_while_the_machine_runs(reader, coater, spec):
     assert await reader.value("state.packml_state") == spec.enum("packml_state")["Execute"]
     assert await reader.value("state.item_state") == spec.enum("item_state")["Executing"]
     speed = await reader.value("web.line_speed")
-    lo, hi = spec.variable("coater", "web.line_speed").var.range
+    _lo, hi = spec.variable("coater", "web.line_speed").var.range
     assert 10 < speed <= hi and speed == pytest.approx(coater.machine.get("web.line_speed"), rel=1e-6)
     weight = await reader.value("lane[2].areal_weight")
     assert weight == pytest.approx(coater.machine.get("lane[2].areal_weight"), rel=1e-6) and weight > 5

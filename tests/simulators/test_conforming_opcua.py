@@ -98,7 +98,7 @@ async def test_every_spec_variable_is_served_with_its_type(client, coater, spec)
         nodes.append(await machine_node(client, spec, *relative_path(d.sub_unit, var.id, index)))
         paths.append(path)
     values = await client.read_values(nodes)
-    for path, node, value in zip(paths, nodes, values):
+    for path, _node, value in zip(paths, nodes, values):
         assert value == pytest.approx(m.values[path]) if isinstance(value, float) else value == m.values[path], path
     speed = nodes[paths.index("web.line_speed")]
     assert (await speed.read_data_type_as_variant_type()).name == opcua_type(m.variables["web.line_speed"])

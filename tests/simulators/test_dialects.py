@@ -12,8 +12,8 @@ import pytest_asyncio
 from asyncua import Client, ua
 from pymodbus.client import AsyncModbusTcpClient
 
-from interface_spec import modbus_codec as codec
 from interface_spec import SpecError
+from interface_spec import modbus_codec as codec
 from simulators.dialects import dialect_names, format_node, load_dialect
 from simulators.dialects.model import Dialect, Source, VariableField
 from simulators.line import SimConfig

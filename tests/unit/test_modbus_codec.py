@@ -108,9 +108,9 @@ def test_bits_of_a_register() -> None:
     assert codec.decode([0x8000], "bit", bit=15) is True
     assert codec.encode(True, "bit", bit=3) == [0b1000]
     assert codec.encode(0, "bit", bit=3) == [0]
-    with pytest.raises(ValueError, match="0..15"):
+    with pytest.raises(ValueError, match=r"0\.\.15"):
         codec.decode([1], "bit", bit=16)
-    with pytest.raises(ValueError, match="0..15"):
+    with pytest.raises(ValueError, match=r"0\.\.15"):
         codec.decoder("bit")
     with pytest.raises(ValueError, match="not a bit value"):
         codec.encode(2, "bit", bit=0)

@@ -31,10 +31,10 @@ def minimum_requests(extents: list[Extent], limits: Limits) -> int:
         pts = sorted(members, key=lambda e: (e.address, e.address + e.count))
 
         @cache
-        def best(i: int) -> int:
+        def best(i: int, pts: tuple[Extent, ...] = tuple(pts)) -> int:
             if i == len(pts):
                 return 0
-            return min(1 + best(j) for j in range(i + 1, len(pts) + 1) if _feasible(pts[i:j], limits))
+            return min(1 + best(j) for j in range(i + 1, len(pts) + 1) if _feasible(list(pts[i:j]), limits))
 
         total += best(0)
     return total

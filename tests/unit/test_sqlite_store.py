@@ -353,7 +353,7 @@ async def consumer_and_old_and_new_samples(s: SqliteStore, now: float) -> tuple[
 async def test_retention_deletes_old_samples_but_waits_for_outbox_consumers(tmp_path):
     now = time.time()
     async with SqliteStore(tmp_path / "store.sqlite", retention_days=1) as s:
-        old, new = await consumer_and_old_and_new_samples(s, now)
+        _old, new = await consumer_and_old_and_new_samples(s, now)
         assert await s.apply_retention() == 0  # the consumer has not read anything yet
         assert s.stats()["retention_held_by"] == "mqtt"
 

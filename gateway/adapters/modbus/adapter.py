@@ -36,25 +36,26 @@ Faults stay as small as they are:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import repeat
 from struct import Struct
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeGuard, TypeVar
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 
 from gateway.adapters.base import AdapterError, AdapterHealth, LinkCallback, Point, RawReading, ReadingsCallback
-from interface_spec import modbus_codec as codec
 from gateway.adapters.modbus.planner import BIT_TABLES, MAX_REGISTERS, Extent, Limits, Request, check_extent, plan
 from gateway.backoff import Backoff, wait_or_reachable
 from gateway.endpoint import SCHEMES
 from gateway.endpoint import parse_endpoint as endpoint_of
+from interface_spec import modbus_codec as codec
 
 log = logging.getLogger("linegw.modbus")
 T = TypeVar("T")
@@ -118,7 +119,7 @@ class Settings:
     scan_interval_s: float = 1.0
     timeout_s: float = 1.0
     retries: int = 0
-    limits: Limits = Limits()
+    limits: Limits = field(default_factory=Limits)
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     pause_after_connect_s: float = 0.0
@@ -192,7 +193,7 @@ def _bit_list(bits: Sequence[bool]) -> list[bool]:
     return [bool(b) for b in bits]
 
 
-def _whole(value: Any) -> bool:
+def _whole(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -335,8 +336,8 @@ class _Collector:
             else:
                 self.failed.setdefault(it.key, reason)
 
-    def take(self, step: _Step, data: list[Any]) -> None:
-        if step.unpack is not None:
+    def take(self, step: _Step, data: Sequence[Any]) -> None:
+        if step.unpack is not None and step.pack is not None:
             values = step.unpack(step.pack(*data))
             self.out += map(_new_reading, zip(step.keys, values, _NONE, _NO_ERROR))
             self.ok += len(values)
@@ -348,7 +349,7 @@ class _Collector:
             else:
                 self._part(it, data)
 
-    def _part(self, it: _Item, data: list[Any]) -> None:
+    def _part(self, it: _Item, data: Sequence[Any]) -> None:
         buf = self.parts.setdefault(it.key, [0] * it.size)
         buf[it.into:it.into + it.end - it.start] = data[it.start:it.end]
         if not it.last:
@@ -744,21 +745,21 @@ class ModbusAdapter:
             )
         return client
 
-    async def _request(self, req: Request) -> list[Any]:
+    async def _request(self, req: Request) -> Sequence[Any]:
         """One planned read; the registers (or bits) it asked for."""
         reader = getattr(self._client, _READER[req.table])
         async with self._lock:
             rr = await self._exchange(lambda: reader(req.address, count=req.count, device_id=req.device_id))
         fc = _READ_FUNCTION[req.table]
         if req.table in BIT_TABLES:
-            data = rr.bits
-            if rr.function_code != fc or len(data) < req.count:
-                raise self._garbled(f"asked for {req.count} bits with function {fc}, got {len(data)} with {rr.function_code}")
-            return data[:req.count]
-        data = rr.registers
-        if rr.function_code != fc or len(data) != req.count:
-            raise self._garbled(f"asked for {req.count} registers with function {fc}, got {len(data)} with {rr.function_code}")
-        return data
+            bits = rr.bits
+            if rr.function_code != fc or len(bits) < req.count:
+                raise self._garbled(f"asked for {req.count} bits with function {fc}, got {len(bits)} with {rr.function_code}")
+            return bits[:req.count]
+        registers = rr.registers
+        if rr.function_code != fc or len(registers) != req.count:
+            raise self._garbled(f"asked for {req.count} registers with function {fc}, got {len(registers)} with {rr.function_code}")
+        return registers
 
     async def _exchange(self, send: Callable[[], Awaitable[ModbusPDU]]) -> ModbusPDU:
         """Send one request and wait for its answer; the caller holds the lock.
@@ -870,7 +871,7 @@ class ModbusAdapter:
         e = p.extent
         for i in range(0, len(regs), MAX_WRITE_REGISTERS):
             chunk = regs[i:i + MAX_WRITE_REGISTERS]
-            await self._exchange(lambda a=e.address + i, c=chunk: self._client.write_registers(a, c, device_id=e.device_id))
+            await self._exchange(functools.partial(self._client.write_registers, e.address + i, chunk, device_id=e.device_id))
 
     async def _write_bit(self, p: _Point, value: Any) -> None:
         """Read-modify-write of one register bit; the lock keeps our own requests out in between."""

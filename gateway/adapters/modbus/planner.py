@@ -32,7 +32,7 @@ class Extent(NamedTuple):
     device_id: int
     table: str
     address: int  # 0-based
-    count: int  # registers, or bits in a bit table
+    count: int  # type: ignore[assignment]  # registers, or bits in a bit table (named like tuple.count on purpose)
 
 
 class Span(NamedTuple):
@@ -40,7 +40,7 @@ class Span(NamedTuple):
 
     point: int  # index of the point in the planned sequence
     offset: int  # first register (or bit) of the part within the response
-    count: int  # registers (or bits) of the part
+    count: int  # type: ignore[assignment]  # registers (or bits) of the part (named like tuple.count on purpose)
     into: int  # where the part starts within the point: 0 unless the point is split
 
 

@@ -262,9 +262,8 @@ class OpcUaAdapter:
         backoff = Backoff(s.backoff_initial_s, s.backoff_max_s)
         try:
             while True:
-                self._up_since = None
                 try:
-                    await self._serve()
+                    await self._serve()  # resets _up_since first: a session that never came up was never healthy
                 except LinkLost as exc:
                     reason = str(exc)
                 except Exception as exc:  # a device must never stop the loop; defects get a traceback
@@ -461,6 +460,7 @@ class OpcUaAdapter:
     # --- one session --------------------------------------------------------------------
     async def _serve(self) -> None:
         """Connect, resolve, subscribe, then wait until the link is lost; always raises."""
+        self._up_since = None
         s = self.settings
         client = Client(self.endpoint, timeout=s.request_timeout_s, watchdog_intervall=_ASYNCUA_PROBE_S)
         client.application_uri = APPLICATION_URI
@@ -607,8 +607,9 @@ class OpcUaAdapter:
         that swallows its cancellation (once in about 160 kit runs, a stop waited for ever here)."""
         done, _ = await asyncio.wait({task}, timeout=self.settings.request_timeout_s)
         for t in done:
-            if not t.cancelled() and t.exception() is not None:
-                log.debug("%s: %s ended with %s", self.endpoint, t.get_name(), describe(t.exception()))
+            exc = None if t.cancelled() else t.exception()
+            if exc is not None:
+                log.debug("%s: %s ended with %s", self.endpoint, t.get_name(), describe(exc))
         if not done:
             log.warning("%s: %s did not end %g s after it was cancelled; left behind", self.endpoint,
                         task.get_name(), self.settings.request_timeout_s)

@@ -57,7 +57,7 @@ class Identity:
 
 async def gateway_identity(pki: Path) -> Identity:
     """The gateway certificate and key, created when missing or no longer valid."""
-    pki = pki.expanduser().resolve()
+    pki = pki.expanduser().resolve()  # noqa: ASYNC240  (once per connect, before any I/O: no stall worth a thread)
     lock = _dir_locks.setdefault(pki, asyncio.Lock())
     own = pki / "own"
     cert, key = own / "cert.der", own / "key.pem"

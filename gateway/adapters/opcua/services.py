@@ -118,7 +118,7 @@ class Services:
             part = list(items[i : i + n])
             self.counter.requests += 1
             try:
-                results = await self._send(call(part))
+                results: list[R] = await self._send(_coroutine(call(part)))
             except ua.uaerrors.BadTooManyOperations:
                 if n <= 1:
                     raise
@@ -203,7 +203,7 @@ class Services:
                 break
             known = builtin_of(current)
             if known is not False:
-                found = known  # type: ignore[assignment]
+                found = known if isinstance(known, ua.VariantType) else None
                 break
             current = await self.supertype(current)
         self._supertypes[datatype] = found
@@ -269,3 +269,8 @@ def _limit(dv: ua.DataValue) -> int:
         return 0
     value = dv.Value.Value if dv.Value is not None else None
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+async def _coroutine(awaitable: Awaitable[R]) -> R:
+    """An awaitable as a coroutine, which is what a task is made of."""
+    return await awaitable

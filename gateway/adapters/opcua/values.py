@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 from asyncua import ua
 from asyncua.ua import status_codes
@@ -83,7 +83,7 @@ def reading(key: str, dv: ua.DataValue) -> RawReading:
 
 # --- values going to the server --------------------------------------------------------
 
-VT = ua.VariantType
+VT: TypeAlias = ua.VariantType  # asyncua is read as untyped (see pyproject): this names its type for the checker
 _INT_RANGES = {
     VT.SByte: (-(2**7), 2**7 - 1),
     VT.Byte: (0, 2**8 - 1),

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, WebSocket
@@ -81,7 +81,7 @@ def outgoing(msg: LiveMessage, classes: dict[str, str], presenter: Presenter, eq
 
 
 async def _send_loop(ws: WebSocket, view: LineView, presenter: Presenter, equipment: str | None, paths: PathFilter,
-                     stream: AsyncIterator[LiveMessage]) -> None:
+                     stream: AsyncGenerator[LiveMessage, None]) -> None:
     classes = {eq.id: eq.cls for eq in view.equipment()}
     # Subscribe before taking the snapshot, so nothing falls between the two: the generator
     # registers its queue when it first runs, which the sleep(0) lets happen.
@@ -129,7 +129,7 @@ async def live(
     sender = asyncio.create_task(_send_loop(ws, view, app.state.presenter, equipment, PathFilter(paths), stream))
     closer = asyncio.create_task(_until_closed(ws))
     try:
-        done, _ = await asyncio.wait({sender, closer}, return_when=asyncio.FIRST_COMPLETED)
+        _done, _ = await asyncio.wait({sender, closer}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in (sender, closer):
             task.cancel()

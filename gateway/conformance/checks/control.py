@@ -56,7 +56,8 @@ def tour(spec: Spec, start: str = "Stopped") -> list[tuple[str, str, str]]:
 
     def route(src: str, goal: Any) -> list[tuple[str, str, str]] | None:
         """Shortest path of edges from src to a state where goal(state) holds (breadth first, spec order)."""
-        seen, queue = {src}, deque([(src, [])])
+        seen = {src}
+        queue: deque[tuple[str, list[tuple[str, str, str]]]] = deque([(src, [])])
         while queue:
             state, path = queue.popleft()
             if goal(state):
@@ -513,6 +514,7 @@ def _recipe_parameters(ctx: Context, bad: bool = False) -> dict[str, Any]:
         params[p.name] = int(value) if p.type == "int" else value
     if bad:
         first = next(p for p in ctx.spec.get_class(ctx.cls).recipe if p.type != "string" and p.range)
+        assert first.range is not None  # picked for having one
         params[first.name] = first.range[1] * 2 + 1
     return params
 

@@ -478,7 +478,7 @@ async def active_recipe_hash(ctx: Context) -> Outcome:
     evidence.append(ev("call", f"Recipes/Get({rid!r})", value=doc))
     if not isinstance(doc, dict):
         return Outcome(FAIL, f"Recipes/Get({rid!r}) returns no recipe, though it is the active one", evidence)
-    computed = recipe_hash(ctx.cls, rid, doc.get("version"), doc.get("parameters"))
+    computed = recipe_hash(ctx.cls, rid, doc.get("version"), doc.get("parameters"))  # type: ignore[arg-type]  # the machine's own values, hashed as given: a wrong type is a wrong hash
     evidence.append(ev("compute", "canonical JSON SHA-256, first 16 hex digits", value=computed, expected=value))
     if computed != value or doc.get("hash") != value or doc.get("version") != version:
         return Outcome(FAIL, f"the active recipe {rid} v{doc.get('version')} hashes to {computed}; the machine "
@@ -592,7 +592,10 @@ async def sampling_period(ctx: Context) -> Outcome:
     scan = ctx.options.scan_ms / 1000.0
     execute = ctx.spec.enum("packml_state")["Execute"]
     executing = all(s.value == execute for s in window(ctx, "state.packml_state") if s.quality != Quality.BAD)
-    slow, clear, evidence, measured = [], [], [], 0
+    slow: list[str] = []
+    clear: list[str] = []
+    evidence: list[dict[str, Any]] = []
+    measured = 0
     for path, d in _sample_variables(ctx):
         # Changes within the window only: the value held at its start may be from long before.
         seen = [t for t, _ in changes(window(ctx, path)) if t >= ctx.t0]

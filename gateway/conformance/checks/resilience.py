@@ -179,7 +179,7 @@ async def _event_during_outage(ctx: Context, before: int, state: str | None) -> 
         return None
     names = {code: name for name, code in ctx.spec.result_codes.items()}
     return WARNING, (f"the machine was in {state}; SetOperationMode {other} and back answered "
-                     f"{', '.join(names.get(a, str(a)) for a in answers)} and recorded no event")
+                     f"{', '.join(names.get(a, str(a)) if a is not None else 'nothing' for a in answers)} and recorded no event")
 
 
 async def _replay(ctx: Context, gateway: GatewayRuntime, watch: Watch, mark: int, before: int, during: int,

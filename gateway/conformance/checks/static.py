@@ -53,7 +53,7 @@ def _agrees(ctx: Context, doc: dict[str, Any]) -> Outcome:
     compare("spec_version vs identification.spec_version", version, probe.value("identification.spec_version"))
     if not isinstance(version, str) or version.split(".")[0] != spec.version.split(".")[0]:
         problems.append(f"spec_version {version!r} is not a {spec.version.split('.')[0]}.x version (the kit checks {spec.version})")
-    profiles = doc.get("profiles") if isinstance(doc.get("profiles"), list) else []
+    profiles: list[Any] = doc["profiles"] if isinstance(doc.get("profiles"), list) else []
     known = set(spec.profiles(cls))
     unknown = [p for p in profiles if p not in known]
     if unknown:
@@ -64,16 +64,15 @@ def _agrees(ctx: Context, doc: dict[str, Any]) -> Outcome:
     ident = probe.value("identification.supported_profiles")
     ident_list = [p.strip() for p in ident.split(",")] if isinstance(ident, str) else None
     compare("profiles vs identification.supported_profiles", sorted(profiles), sorted(ident_list or []))
-    counts = doc.get("counts") if isinstance(doc.get("counts"), dict) else {}
-    arrays = {su.id: su for su in spec.array_sub_units(cls)}
+    counts: dict[str, Any] = doc["counts"] if isinstance(doc.get("counts"), dict) else {}
+    arrays = {su.id: su.array for su in spec.array_sub_units(cls) if su.array is not None}
     for su_id, n in counts.items():
         if su_id not in arrays:
             problems.append(f"counts names '{su_id}', not an array sub-unit of {cls}")
             continue
-        assert arrays[su_id].array is not None
-        hi = arrays[su_id].array.max
-        served = probe.value(arrays[su_id].array.count_variable)
-        compare(f"counts.{su_id} vs {arrays[su_id].array.count_variable}", n, served)
+        hi = arrays[su_id].max
+        served = probe.value(arrays[su_id].count_variable)
+        compare(f"counts.{su_id} vs {arrays[su_id].count_variable}", n, served)
         if not isinstance(n, int) or not 1 <= n <= hi:
             problems.append(f"counts.{su_id} = {n!r} is outside 1..{hi}")
     for su_id in arrays.keys() - counts.keys():
