@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import jinja2
+
 from . import modbus_codec
 from .modbus_map import layout, stride
 from .model import Alarm, SelfDescription, SubUnit, Tier, Variable
@@ -108,6 +110,29 @@ def cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A Markdown table."""
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def code_block(text: str, lang: str = "") -> str:
+    return f"```{lang}\n{text.rstrip()}\n```"
+
+
+# The pages' prose lives in templates/ (Jinja2); the functions here compute what fills them.
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    undefined=jinja2.StrictUndefined,  # a placeholder the generator does not fill is an error, not a blank
+    keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False,
+)
+
+
+def render_template(name: str, **values: Any) -> str:
+    return _TEMPLATES.get_template(name).render(**values).rstrip() + "\n"
+
+
 class Md:
     """A Markdown document built block by block, blank line between blocks."""
 
@@ -126,12 +151,10 @@ class Md:
             self.blocks.append("\n".join(lines))
 
     def table(self, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-        out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-        out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
-        self.blocks.append("\n".join(out))
+        self.blocks.append(table(headers, rows))
 
     def code(self, text: str, lang: str = "") -> None:
-        self.blocks.append(f"```{lang}\n{text.rstrip()}\n```")
+        self.blocks.append(code_block(text, lang))
 
     def text(self) -> str:
         return "\n\n".join(self.blocks).rstrip() + "\n"
@@ -250,132 +273,52 @@ def emitted_by(spec: Spec, event_id: str) -> str:
 
 def render_index(spec: Spec) -> str:
     core = spec.core
-    md = Md()
-    md.p(GENERATED_NOTE)
-    md.h(1, f"Line interface spec {spec.version} — reference")
-    md.p(f"*{core.title}.*")
-    md.p(
-        "The line interface spec is one common interface for the machines of a lithium-ion cell production "
-        "line — slot-die electrode coaters, jelly-roll winders, formation and grading racks — whatever their "
-        "vendor. A machine that follows it is connected to the line gateway (`linegw`) with one line of "
-        "configuration: no mapping, no vendor driver. The spec says *what* a machine tells (variables with "
-        "types, units and ranges; its state; alarms; events; commands it takes) and *how* it tells it over "
-        "OPC UA or Modbus TCP, down to the browse name and the register."
-    )
-    md.p(
-        "The spec is data: YAML files next to these docs (`common.yaml`, one file per class) and JSON Schemas of "
-        "their format in [`../schema/`](../schema/). These pages are generated from those files; "
-        "where a page and a YAML file disagree, the YAML file is the standard."
-    )
-    md.h(2, "How the pieces fit")
-    md.code(
-        "\n".join([
-            "common.yaml  — the core every machine carries: identification, state model (PackML),",
-            "               commands, result codes, alarms model, events, units, quality, heartbeat",
-            "   + " + " | ".join(f"{c}.yaml" for c in spec.classes),
-            "             — a class profile: the class's sub-units and variables, alarm catalogue,",
-            "               events, unit_processed measurements, recipe parameters",
-            "   = the data model of one machine (core + its class)",
-            "",
-            "   served over ONE binding:",
-            f"     OPC UA  — opcua.md:  Objects/{core.opcua.machines_folder}/<machine>/<SubUnit>/<Variable>, methods",
-            f"     Modbus  — modbus.md: holding registers from {core.modbus.base_address}: marker, common block,",
-            f"               class block, end; self-description JSON at {core.modbus.dictionary_address}",
-            "",
-            "   + the self-description: the machine's own data dictionary (JSON), served on both",
-        ]),
-    )
-    md.p(
-        "A machine implements the core and exactly one class profile, over one binding. What it implements "
-        "beyond the mandatory elements (recommended and optional variables, array sizes) it declares in its "
-        "self-description; the array sizes it also serves as count variables."
-    )
-    md.h(2, "Documents")
-    rows: list[list[Any]] = [
+    pieces = "\n".join([
+        "common.yaml  — the core every machine carries: identification, state model (PackML),",
+        "               commands, result codes, alarms model, events, units, quality, heartbeat",
+        "   + " + " | ".join(f"{c}.yaml" for c in spec.classes),
+        "             — a class profile: the class's sub-units and variables, alarm catalogue,",
+        "               events, unit_processed measurements, recipe parameters",
+        "   = the data model of one machine (core + its class)",
+        "",
+        "   served over ONE binding:",
+        f"     OPC UA  — opcua.md:  Objects/{core.opcua.machines_folder}/<machine>/<SubUnit>/<Variable>, methods",
+        f"     Modbus  — modbus.md: holding registers from {core.modbus.base_address}: marker, common block,",
+        f"               class block, end; self-description JSON at {core.modbus.dictionary_address}",
+        "",
+        "   + the self-description: the machine's own data dictionary (JSON), served on both",
+    ])
+    documents: list[list[Any]] = [
         ["[core.md](core.md)", "Core: identification, status and heartbeat, state model and PackML, health, counters, "
          "commands and result codes, alarms, events, quality, units, enumerations, self-description"],
     ]
     for cid, cls in spec.classes.items():
-        rows.append([f"[{cid}.md]({cid}.md)", f"Class profile `{cid}`: {cls.title}"])
-    rows += [
+        documents.append([f"[{cid}.md]({cid}.md)", f"Class profile `{cid}`: {cls.title}"])
+    documents += [
         ["[opcua.md](opcua.md)", "OPC UA binding: namespace, address space, browse names, data types, EU properties, methods"],
         ["[modbus.md](modbus.md)", "Modbus TCP binding: marker, block chain, encodings, register tables, command handshake, "
          "events mailbox, alarm bits, self-description area"],
         ["[../schema/](../schema/)", "JSON Schemas: `core.schema.json` (common.yaml), `class.schema.json` (class files), "
          "`self-description.schema.json` (what a machine serves)"],
     ]
-    md.table(["Document", "Content"], rows)
-    md.h(2, "Version")
-    md.p(
-        f"This is version **{spec.version}**. A machine serves the version it implements in "
-        "`identification.spec_version` and in its self-description (`spec_version`). Versions follow semantic "
-        "versioning: a minor version only adds (optional variables, event types, enum members), a major version "
-        "may change or remove."
-    )
-    md.h(2, "Equipment classes")
-    rows = []
+    classes = []
     for cid, cls in spec.classes.items():
         vars_ = [d for d in spec.variables(cid) if d.owner == cid]
-        rows.append([f"[`{cid}`]({cid}.md)", cls.title, f"`{cls.processed_unit}`", len(cls.sub_units), len(vars_),
-                     len(cls.alarms), cls.modbus_block])
-    md.table(["Class", "Title", "Processed unit", "Sub-units", "Variables", "Alarms", "Modbus block id"], rows)
-    md.h(2, "Profiles")
-    md.p("A machine names the profiles it implements in `identification.supported_profiles` (comma-separated) "
-         "and in its self-description (`profiles`).")
+        classes.append([f"[`{cid}`]({cid}.md)", cls.title, f"`{cls.processed_unit}`", len(cls.sub_units), len(vars_),
+                        len(cls.alarms), cls.modbus_block])
     first = next(iter(spec.classes))
-    rows = [[f"`{p}`", PROFILE_MEANINGS.get(p, "")] for p in spec.profiles(first)[:-1]]
-    rows.append([", ".join(f"`{spec.profiles(c)[-1]}`" for c in spec.classes),
-                 "the class profile (one, matching `identification.equipment_class`)"])
-    md.table(["Profile", "Covers"], rows)
-    md.h(2, "Conventions")
-    md.bullets([
-        "**Paths.** A variable is named `<sub_unit>.<variable>`, e.g. `web.line_speed`. Sub-units that repeat "
-        "(dryer zones, lanes, channels) are arrays: `dryer_zone[3].air_temperature`, indexes from **1**. "
-        "Each array has a maximum and a count variable (e.g. `configuration.dryer_zone_count`) that says "
-        "how many instances this machine has.",
-        "**Tiers.** `M` mandatory — every conforming machine serves it; `R` recommended; `O` optional. "
-        "A sub-unit's tier applies to all its variables. A machine lists the `R`/`O` variables it serves in "
-        "its self-description (`optional_variables`).",
-        "**Categories** (after MTConnect): `sample` — a measured value; `event` — a discrete value "
-        "(identifiers, states, counters, results); `condition` — a health or alarm condition.",
-        "**Access.** `r` read-only; `rw` the gateway may write it (setpoints). A machine may refuse a written "
-        "value (out of range, not now): it then keeps, and serves, its own value.",
-        "**Sampling.** How fresh the value must be: the machine updates it at least this often, and the gateway "
-        "samples at this rate. *on change* values are static or change rarely; they are read at connect and "
-        "on change.",
-        "**Ranges** are plausibility limits for checks, not process specifications. A value outside its "
-        "range is recorded with quality *uncertain*.",
-        "**Units** are UCUM case-sensitive codes (`mg/cm2`, `Cel`, `/min`); values are always served in the "
-        "unit the spec gives — no scaling, no other units.",
-        "**Time** is UTC: Unix seconds in JSON, milliseconds since the Unix epoch in Modbus registers, "
-        "DateTime in OPC UA.",
-    ])
-    md.h(2, "Conformance checklist")
-    md.bullets([
-        "Serve every mandatory (`M`) variable of the core and of your class, in the spec's type and unit.",
-        "Serve `identification.*` once at start-up: `equipment_class`, `spec_version`, `supported_profiles`.",
-        f"Increment `status.heartbeat` once per {num(core.heartbeat_period_s)} s; the gateway declares the machine "
-        f"unavailable when it does not change for {num(core.heartbeat_timeout_s)} s.",
-        "Run the PackML state machine of [core.md](core.md#packml-state-machine) and answer every command with "
-        "the result code the transition table gives; take commands only while `control_authority` is Remote.",
-        "Keep the active alarm set current; emit AlarmRaised, AlarmCleared and AlarmAcknowledged.",
-        "Number every event (`seq` from 1, +1 per event), keep at least the last 1000 in a ring, and serve them "
-        "by sequence number so the gateway can replay after an outage.",
-        "Serve the self-description JSON.",
-        "Over OPC UA: follow [opcua.md](opcua.md). Over Modbus: follow [modbus.md](modbus.md).",
-    ], ordered=True)
-    md.h(2, "Anchors")
-    md.p("The spec borrows its concepts from these standards; it does not require a machine to implement them "
-         "in full.")
-    md.table(["Standard", "What the spec takes from it"], ANCHORS)
-    md.h(2, "Machine-readable files")
-    md.bullets([
-        "`interface_spec/common.yaml`, `coater.yaml`, `winder.yaml`, `formation.yaml` — the standard itself.",
-        "`interface_spec/schema/*.json` — JSON Schema (draft 2020-12) of those files and of the self-description.",
-        "`linegw spec validate [FOLDER]` checks a spec folder; `linegw spec show CLASS [--binding opcua|modbus]` "
-        "prints a class's variables or its binding map.",
-    ])
-    return md.text()
+    profiles = [[f"`{p}`", PROFILE_MEANINGS.get(p, "")] for p in spec.profiles(first)[:-1]]
+    profiles.append([", ".join(f"`{spec.profiles(c)[-1]}`" for c in spec.classes),
+                     "the class profile (one, matching `identification.equipment_class`)"])
+    return render_template(
+        "README.md.j2", generated_note=GENERATED_NOTE, version=spec.version, title=core.title,
+        pieces=code_block(pieces),
+        documents=table(["Document", "Content"], documents),
+        classes=table(["Class", "Title", "Processed unit", "Sub-units", "Variables", "Alarms", "Modbus block id"], classes),
+        profiles=table(["Profile", "Covers"], profiles),
+        heartbeat_period=num(core.heartbeat_period_s), heartbeat_timeout=num(core.heartbeat_timeout_s),
+        anchors=table(["Standard", "What the spec takes from it"], ANCHORS),
+    )
 
 
 # --- core.md ------------------------------------------------------------------------------
@@ -714,109 +657,59 @@ def example_value(spec: Spec, cid: str, name: str) -> float:
 
 def render_class(spec: Spec, cid: str) -> str:
     cls = spec.get_class(cid)
-    lay = layout(spec.core, cls)
-    md = Md()
-    md.p(GENERATED_NOTE)
-    md.h(1, f"Class profile `{cid}` — {cls.title}")
-    md.p(f"Line interface spec {spec.version}, file `{cid}.yaml`. {cls.doc}")
-    md.p(
-        f"A {cid} serves the [core](core.md) (identification, state, health, counters, recipe, job, alarms, "
-        f"events, commands) **and** everything on this page. It counts `{cls.processed_unit}`s: one "
-        f"UnitProcessed event and `counters.processed_count` + 1 per `{cls.processed_unit}` made. "
-        f"`identification.equipment_class` is `{cid}`; its profiles are "
-        f"{', '.join(f'`{p}`' for p in spec.profiles(cid))}.",
-    )
+    words = layout(spec.core, cls).areas["alarms.active"]
     own = [d for d in spec.variables(cid) if d.owner == cid]
-    tiers = {t: sum(1 for d in own if tier_text(d.var, d.sub_unit) == t.value) for t in Tier}
-    md.p(f"{len(cls.sub_units)} sub-units, {len(own)} variables ({tiers[Tier.mandatory]} mandatory, "
-         f"{tiers[Tier.recommended]} recommended, {tiers[Tier.optional]} optional), {len(cls.alarms)} alarms, "
-         f"{len(cls.recipe)} recipe parameters. Bindings: [OPC UA](opcua.md#class-{cid}), "
-         f"[Modbus](modbus.md#register-map-{cid}) (block id {cls.modbus_block}).")
-    md.h(2, "Sub-units")
-    rows = []
-    for su in cls.sub_units:
-        arr = f"1 … {su.array.max}, count in `{su.array.count_variable}`" if su.array else "—"
-        rows.append([f"[`{su.id}`](#{su.id})", su.tier.value, arr, len(su.variables), su.doc])
-    md.table(["Sub-unit", "Tier", "Array", "Variables", "Description"], rows)
-    arrays = [su for su in cls.sub_units if su.array]
-    if arrays:
-        md.p("Array sub-units repeat per instance; paths carry a 1-based index: "
-             + ", ".join(f"`{su.id}[1].{su.variables[0].id}` … `{su.id}[{su.array.max}].{su.variables[0].id}`"
-                         for su in arrays if su.array)
-             + ". A machine with fewer instances sets the count variable accordingly and serves instances 1 … count.")
-    md.h(2, "Variables")
-    for su in cls.sub_units:
-        md.h(3, su.id)
-        if su.doc:
-            md.p(su.doc)
-        md.table(VAR_HEADERS, variable_rows(spec, su, "core.md"))
+    tiers = {t.name: sum(1 for d in own if tier_text(d.var, d.sub_unit) == t.value) for t in Tier}
+    sub_units = [[f"[`{su.id}`](#{su.id})", su.tier.value,
+                  f"1 … {su.array.max}, count in `{su.array.count_variable}`" if su.array else "—", len(su.variables), su.doc]
+                 for su in cls.sub_units]
+    arrays = ", ".join(f"`{su.id}[1].{su.variables[0].id}` … `{su.id}[{su.array.max}].{su.variables[0].id}`"
+                       for su in cls.sub_units if su.array)
     enums = sorted({v.enum for su in cls.sub_units for v in su.variables if v.enum})
-    if enums:
-        md.h(3, "Enumerations used")
-        md.table(["Enum", "Members (code = name)"], [[f"[`{e}`](core.md#enum-{e})", enum_members(spec.enum(e))] for e in enums])
-
-    md.h(2, "Alarm catalogue")
-    words = lay.areas["alarms.active"]
-    md.p(
-        f"The alarms a {cid} may raise: the core alarms, then its own. *Position* is the alarm's place in this "
-        f"catalogue; over Modbus it is its bit in the alarm words (word = position ÷ 16, bit = position mod 16, "
-        f"bit 0 the least significant; word 0 at address {words.address}, reference {ref(words.address)}).",
-    )
-    rows = []
-    for i, a in enumerate(spec.alarms(cid)):
-        rows.append([i, f"{i // 16} / {i % 16}", f"{words.address + i // 16} / {ref(words.address + i // 16)}",
-                     a.code, f"`{a.id}`", a.text, a.severity, a.category, f"`{a.source}`",
-                     "yes" if a.stop_reason else "no", a.kind])
-    md.table(["Position", "Word / bit", "Address / ref", "Code", "Id", "Text", "Severity", "Category", "Source",
-              "Stop reason", "Kind"], rows)
-
-    md.h(2, "Events")
-    md.p(f"Besides the events every machine emits ({', '.join(core_events(spec))}; see "
-         f"[core.md](core.md#events)), a {cid} emits:")
-    md.table(["Code", "Event", "Description"],
-             [[spec.events[e].code, f"[`{e}`](core.md#{e.lower()}-{spec.events[e].code})", spec.events[e].doc]
-              for e in cls.events])
-    md.h(3, "UnitProcessed measurements")
-    md.p(f"`UnitProcessed.payload.measurements` of a {cid} carries these values of the `{cls.processed_unit}` "
-         "just made, each in the unit given (a number, no unit string):")
-    md.table(["Measurement", "Unit", "Unit name"],
-             [[f"`{n}`", f"`{u}`" + (f" ({spec.units[u].symbol})" if spec.units[u].symbol not in ("", u) else ""),
-               spec.units[u].name] for n, u in cls.unit_processed.items()])
-    example_measurements = {n: example_value(spec, cid, n) for n in cls.unit_processed}
-    md.p("Example event (the values are illustrative):")
-    md.code(json.dumps({
+    alarms = [[i, f"{i // 16} / {i % 16}", f"{words.address + i // 16} / {ref(words.address + i // 16)}", a.code, f"`{a.id}`",
+               a.text, a.severity, a.category, f"`{a.source}`", "yes" if a.stop_reason else "no", a.kind]
+              for i, a in enumerate(spec.alarms(cid))]
+    example_event = {
         "type": "UnitProcessed", "equipment": f"{cid}1", "source_ts": 1767225600.5, "seq": 1207,
         "payload": {"unit_type": cls.processed_unit,
                     "unit_id": "".join(w[0] for w in cls.processed_unit.split("_")).upper() + "-000123",
                     "result": "good", "made_from": ["<input id>", "<input id>"],
-                    "measurements": example_measurements, "job_id": "LOT-42"},
-    }, indent=2), "json")
-
-    md.h(2, "Recipe parameters")
-    if cls.recipe:
-        md.p(f"A {cid} recipe sets these parameters; all are required in a recipe document "
-             "(see [core.md](core.md#recipe-and-job)).")
-        md.table(["Parameter", "Type", "Unit", "Range", "Description"],
-                 [[f"`{p.name}`", p.type, unit_text(spec, p.unit), range_text(p.range), p.doc] for p in cls.recipe])
-        md.p("Example recipe document:")
-        params: dict[str, Any] = {}
-        for p in cls.recipe:
-            if p.type == "string":
-                params[p.name] = "A"
-            elif p.range:
-                mid = (p.range[0] + p.range[1]) / 2
-                params[p.name] = int(mid) if p.type == "int" else round(mid, 3)
-            else:
-                params[p.name] = 0
-        md.code(json.dumps({"id": f"{cid.upper()}-STD", "version": 1, "parameters": params}, indent=2), "json")
-    else:
-        md.p(f"A {cid} has no recipe parameters.")
-
-    md.h(2, "Self-description")
-    md.p(f"The self-description of a {cid} that has every array at its maximum and serves every recommended and "
-         "optional variable:")
-    md.code(json.dumps(self_description(spec, cid), indent=2), "json")
-    return md.text()
+                    "measurements": {n: example_value(spec, cid, n) for n in cls.unit_processed}, "job_id": "LOT-42"},
+    }
+    params: dict[str, Any] = {}
+    for p in cls.recipe:
+        if p.type == "string":
+            params[p.name] = "A"
+        elif p.range:
+            mid = (p.range[0] + p.range[1]) / 2
+            params[p.name] = int(mid) if p.type == "int" else round(mid, 3)
+        else:
+            params[p.name] = 0
+    return render_template(
+        "class.md.j2", generated_note=GENERATED_NOTE, version=spec.version, cid=cid, cls=cls,
+        profiles=", ".join(f"`{p}`" for p in spec.profiles(cid)), n_variables=len(own), tiers=tiers,
+        sub_units=table(["Sub-unit", "Tier", "Array", "Variables", "Description"], sub_units), arrays=arrays,
+        variables=[{"id": su.id, "doc": su.doc, "table": table(VAR_HEADERS, variable_rows(spec, su, "core.md"))}
+                   for su in cls.sub_units],
+        enums=table(["Enum", "Members (code = name)"], [[f"[`{e}`](core.md#enum-{e})", enum_members(spec.enum(e))] for e in enums])
+        if enums else "",
+        alarm_words_address=words.address, alarm_words_ref=ref(words.address),
+        alarms=table(["Position", "Word / bit", "Address / ref", "Code", "Id", "Text", "Severity", "Category", "Source",
+                      "Stop reason", "Kind"], alarms),
+        core_events=", ".join(core_events(spec)),
+        events=table(["Code", "Event", "Description"],
+                     [[spec.events[e].code, f"[`{e}`](core.md#{e.lower()}-{spec.events[e].code})", spec.events[e].doc]
+                      for e in cls.events]),
+        measurements=table(["Measurement", "Unit", "Unit name"],
+                           [[f"`{n}`", f"`{u}`" + (f" ({spec.units[u].symbol})" if spec.units[u].symbol not in ("", u) else ""),
+                             spec.units[u].name] for n, u in cls.unit_processed.items()]),
+        example_event=code_block(json.dumps(example_event, indent=2), "json"),
+        recipe=table(["Parameter", "Type", "Unit", "Range", "Description"],
+                     [[f"`{p.name}`", p.type, unit_text(spec, p.unit), range_text(p.range), p.doc] for p in cls.recipe])
+        if cls.recipe else "",
+        example_recipe=code_block(json.dumps({"id": f"{cid.upper()}-STD", "version": 1, "parameters": params}, indent=2), "json"),
+        self_description=code_block(json.dumps(self_description(spec, cid), indent=2), "json"),
+    )
 
 
 # --- opcua.md -----------------------------------------------------------------------------------
