@@ -718,23 +718,12 @@ def render_class(spec: Spec, cid: str) -> str:
 def render_opcua(spec: Spec) -> str:
     core = spec.core
     ua = core.opcua
-    md = Md()
-    md.p(GENERATED_NOTE)
-    md.h(1, "OPC UA binding")
-    md.p(f"Line interface spec {spec.version}. How a machine serves the [core](core.md) and its class profile "
-         "over OPC UA (OPC 10000). Every example below is the exact name a conforming server uses.")
-    md.h(2, "Namespace")
-    md.p(f"All nodes the spec defines have browse names in the namespace **`{ua.namespace_uri}`**. Its index is "
-         "whatever the server's NamespaceArray says: clients resolve it by URI at every connect, so a server may "
-         "register other namespaces before it. Standard properties (`EngineeringUnits`, `EURange`) are in "
-         "namespace 0 as OPC UA defines them.")
     arrays = [su for c in spec.classes.values() for su in c.sub_units if su.array]
     plain = next(d for d in spec.variables(next(iter(spec.classes)))
                  if d.owner != "core" and not d.sub_unit.array and d.var.category.value == "sample")
     ex_var = "/".join(relative_path(plain.sub_unit, plain.var.id))
     ex_arr = "/".join(relative_path(arrays[0], arrays[0].variables[0].id, 3)) if arrays else ""
-    md.h(2, "Address space")
-    md.code("\n".join([
+    address_space = "\n".join([
         "Objects/                                   (standard)",
         f"  {ua.machines_folder}/                                (FolderType, spec namespace)",
         "    <machine>/                             one object per machine; the name is chosen per machine",
@@ -746,53 +735,10 @@ def render_opcua(spec: Spec) -> str:
         f"      {EVENTS_FOLDER}/{EVENTS_READ}(FromSequence, MaxCount) -> String[]  events as JSON envelopes",
         f"      {RECIPES_FOLDER}/List(), Get(RecipeId), Put(Recipe)  recipe transfer",
         f"      {SELF_DESCRIPTION}                      String: the self-description JSON",
-    ]))
-    md.p("Sub-units and the folders above are Objects (BaseObjectType; `Machines` is a FolderType) referenced "
-         "from their parent with HasComponent (Organizes from folders); variables are BaseDataVariableType. "
-         "NodeIds are the server's choice: clients find nodes by browse path.")
-    md.h(2, "Naming rules")
-    md.bullets([
-        "Browse names are the spec ids in PascalCase: each `_`-separated part capitalised and joined "
-        "(" + ", ".join(f"`{x}` → `{pascal(x)}`" for x in ("line_speed", "coating_head", "e10_state")) + ").",
-        "A variable `<sub_unit>.<variable>` is at `<machine>/<SubUnit>/<Variable>`.",
-        "An array instance `<sub_unit>[i]` is the object `<SubUnit>_<NN>`, `NN` = i, 1-based, zero-padded to "
-        "the digits of the array maximum but at least 2: "
-        + ", ".join(f"`{instance_name(su, 1)}` … `{instance_name(su, su.array.max)}`" for su in arrays if su.array)
-        + ". A machine creates instances 1 … count only.",
-        "Display names equal browse names.",
-        "A recommended or optional variable the machine does not serve has no node; a machine lists the ones it "
-        "serves in its self-description.",
     ])
-    md.h(2, "Data types and attributes")
-    md.table(["Spec type", "OPC UA DataType"], [
-        ["float (any bits)", "Double"], ["int", "Int32 (Int16 / Int64 with `bits: 16` / `64`)"],
-        ["uint", "UInt32 (UInt16 / UInt64 with `bits: 16` / `64`)"], ["enum", "Int32 (the member's code)"],
-        ["bool", "Boolean"], ["string", "String"], ["timestamp", "DateTime"],
-    ])
-    md.bullets([
-        "Values are scalars (ValueRank −1). `AccessLevel` is CurrentRead, plus CurrentWrite for `rw` variables.",
-        "Every numeric variable (float, int, uint) has the properties **EngineeringUnits** (EUInformation: "
-        f"`NamespaceUri` = `{EU_NAMESPACE_URI}`, `UnitId` from the UN/CEFACT code of its unit — see "
-        "[units](core.md#units) —, `DisplayName` = the unit symbol, `Description` = the unit name) and "
-        "**EURange** (Range: Low, High = the spec range).",
-        "A write of a value the machine refuses (out of range, not now) fails with `Bad_OutOfRange`; the value "
-        "stays as it was.",
-        "SourceTimestamp is the time the machine took the value. A value the machine cannot measure has a Bad "
-        "StatusCode (see [quality](core.md#quality)).",
-        "Servers should support subscriptions (data change) at the variable's sampling interval; the gateway "
-        "subscribes to every variable it reads.",
-    ])
-    md.h(2, "Commands")
-    md.p(f"One method per command in `<machine>/{COMMANDS_FOLDER}`, browse name = the command id. Inputs are "
-         "the command's parameters in order; the one output is `ResultCode` (Int32), a "
-         "[result code](core.md#result-codes). Optional arguments may be omitted from the end of the argument list.")
-    rows = []
-    for c in core.commands:
-        args = ", ".join(f"{a.name}: {a.data_type}" for a in command_inputs(c.params)) or "—"
-        rows.append([f"`{COMMANDS_FOLDER}/{c.id}`", args, f"{COMMAND_RESULT.name}: {COMMAND_RESULT.data_type}", c.code])
-    md.table(["Method", "Inputs", "Output", "Modbus code"], rows)
-    md.h(2, "Alarms, events, recipes, self-description")
-    md.table(["Node", "Kind", "Type / signature", "Meaning"], [
+    commands = [[f"`{COMMANDS_FOLDER}/{c.id}`", ", ".join(f"{a.name}: {a.data_type}" for a in command_inputs(c.params)) or "—",
+                 f"{COMMAND_RESULT.name}: {COMMAND_RESULT.data_type}", c.code] for c in core.commands]
+    binding_nodes = [
         [f"`{ALARMS_FOLDER}/{ACTIVE_ALARMS}`", "Variable", "UInt32[] (ValueRank 1)", "the codes of the active alarms, in any order; empty when none"],
         [f"`{EVENTS_FOLDER}/{EVENTS_LAST_SEQ}`", "Variable", "UInt32", "seq of the newest event; 0 before the first"],
         *[[f"`{m.folder}/{m.name}`", "Method",
@@ -800,59 +746,24 @@ def render_opcua(spec: Spec) -> str:
            f"{', '.join(a.name + ': ' + a.data_type + ('[]' if a.array else '') for a in m.outputs)}", m.doc]
           for m in BINDING_METHODS],
         [f"`{SELF_DESCRIPTION}`", "Variable", "String", "the [self-description](core.md#self-description), compact JSON"],
-    ])
-    md.p("Reading events: call `Events/Read(FromSequence, MaxCount)` with the first `seq` wanted. The answer "
-         "holds the events with `seq` ≥ FromSequence still in the ring, oldest first, at most MaxCount (a server "
-         "may return fewer; it must return at least one when there is one). Each string is one JSON envelope "
-         "(`type` as the event type id, `source_ts` in Unix seconds). An empty array means nothing newer. If "
-         "FromSequence is older than the ring, the answer starts at the oldest event still held.")
-    md.h(2, "Worked examples")
+    ]
+    # The worked examples: the first class's first writable float, and its first array.
     first = next(iter(spec.classes))
     cls = spec.get_class(first)
     var = next(d for d in spec.variables(first) if d.owner == first and not d.sub_unit.array
                and d.var.type == "float" and d.var.access == "rw")
-    arr = next((su for su in cls.sub_units if su.array), None)
-    machine = f"{first.capitalize()}1"
-    ns = ua.namespace_uri
-    rel = relative_path(var.sub_unit, var.var.id)
     unit = spec.units[var.var.unit]
-    start = spec.commands.get("Start")
-    md.h(3, "Read a variable")
-    md.p(f"`{var.path()}` of a {first} whose machine object is `{machine}`: translate the browse path "
-         f"`/Objects/{ua.machines_folder}/{machine}/{'/'.join(rel)}` (every element after `Objects` in namespace "
-         f"`{ns}`) and read its Value: a Double in {unit.name} ({unit.symbol}). Its EngineeringUnits property has "
-         f"UnitId {unece_unit_id(unit.unece)} (UN/CEFACT `{unit.unece}`), its EURange "
-         f"{range_text(var.var.range)}. It is writable (`rw`): writing Double 12.5 sets it.")
+    example = {"path": var.path(), "cls": first, "machine": f"{first.capitalize()}1",
+               "browse": "/".join(relative_path(var.sub_unit, var.var.id)), "unit": unit,
+               "unit_id": unece_unit_id(unit.unece), "range": range_text(var.var.range)}
+    arr = next((su for su in cls.sub_units if su.array), None)
+    example_array = None
     if arr is not None and arr.array:
         v0 = arr.variables[0]
-        md.p(f"`{arr.id}[3].{v0.id}` is at `{machine}/{'/'.join(relative_path(arr, v0.id, 3))}`; "
-             f"instance {arr.array.max} at `{machine}/{'/'.join(relative_path(arr, v0.id, arr.array.max))}`.")
-    if start is not None:
-        md.h(3, "Start the machine")
-        md.bullets([
-            "Read `State/ControlAuthority`: it must be 2 (Remote). Read `State/PackmlState`: Start is accepted "
-            "in Idle (4).",
-            f"Call `{machine}/{COMMANDS_FOLDER}/Start` on the object `{machine}/{COMMANDS_FOLDER}` with the input "
-            "argument `job_id` = \"LOT-42\" (String).",
-            "The output ResultCode is 4 (`accepted_completes_later`): `State/PackmlState` goes to 3 (Starting), "
-            "then 6 (Execute); an event CommandCompleted `{\"command\": \"Start\", \"result\": \"ok\"}` follows, "
-            "and JobStarted `{\"job_id\": \"LOT-42\"}`.",
-            "Called in Execute, Start answers 5 (`already_in_state`); called while ControlAuthority is Local, "
-            "2 (`cannot_perform_now`).",
-        ], ordered=True)
-    md.h(3, "Fetch events")
-    md.bullets([
-        f"Read `{machine}/{EVENTS_FOLDER}/{EVENTS_LAST_SEQ}`, e.g. 57; the last seq you stored is 50.",
-        f"Call `{machine}/{EVENTS_FOLDER}/{EVENTS_READ}(51, 100)` → 7 strings, seq 51 … 57, e.g. "
-        "`{\"type\":\"AlarmRaised\",\"equipment\":\"coater1\",\"source_ts\":1767225600.125,\"seq\":51,"
-        "\"payload\":{\"alarm_code\":1001,\"occurrence_id\":\"…\"}}`.",
-        "Store them, remember 57, and repeat when LastSequence changes (subscribe to it).",
-    ], ordered=True)
-    md.h(2, "Browse names of every class")
-    md.p("Paths are relative to the machine object. Arrays are shown once, as instance `NN`; see the naming rule "
-         "above. *UnitId* is the EngineeringUnits UnitId (−1: the unit has no UN/CEFACT code).")
+        example_array = {"first_path": f"{arr.id}[3].{v0.id}", "first_browse": "/".join(relative_path(arr, v0.id, 3)),
+                         "max": arr.array.max, "last_browse": "/".join(relative_path(arr, v0.id, arr.array.max))}
+    classes = []
     for cid in spec.classes:
-        md.h(3, f"Class {cid}")
         rows = []
         for d in spec.variables(cid):
             if d.var.origin != "equipment":
@@ -864,13 +775,25 @@ def render_opcua(spec: Spec) -> str:
             eu = f"{u.symbol or '1'} / {unece_unit_id(u.unece)}" if numeric else "—"
             rows.append([f"`{d.template}`", f"`{folder}/{pascal(v.id)}`", opcua_type(v), eu,
                          range_text(v.range) if numeric else "—", "read/write" if v.access == "rw" else "read"])
-        md.table(["Spec path", "Browse path", "DataType", "EU symbol / UnitId", "EURange", "Access"], rows)
-        for su in spec.array_sub_units(cid):
-            if su.array:
-                md.p(f"`{pascal(su.id)}_{'N' * max(2, len(str(su.array.max)))}`: instances "
-                     f"`{instance_name(su, 1)}` … `{instance_name(su, su.array.max)}`, as many as "
-                     f"`{su.array.count_variable}` says.")
-    return md.text()
+        classes.append({
+            "id": cid,
+            "table": table(["Spec path", "Browse path", "DataType", "EU symbol / UnitId", "EURange", "Access"], rows),
+            "arrays": [{"folder": f"{pascal(su.id)}_{'N' * max(2, len(str(su.array.max)))}", "first": instance_name(su, 1),
+                        "last": instance_name(su, su.array.max), "count_variable": su.array.count_variable}
+                       for su in spec.array_sub_units(cid) if su.array],
+        })
+    names = {"commands": COMMANDS_FOLDER, "machines": ua.machines_folder, "events": EVENTS_FOLDER,
+             "last_seq": EVENTS_LAST_SEQ, "read": EVENTS_READ}
+    return render_template(
+        "opcua.md.j2", generated_note=GENERATED_NOTE, version=spec.version, ns=ua.namespace_uri, n=names,
+        address_space=code_block(address_space),
+        pascal_examples=", ".join(f"`{x}` → `{pascal(x)}`" for x in ("line_speed", "coating_head", "e10_state")),
+        array_instances=", ".join(f"`{instance_name(su, 1)}` … `{instance_name(su, su.array.max)}`" for su in arrays if su.array),
+        eu_namespace=EU_NAMESPACE_URI,
+        commands=table(["Method", "Inputs", "Output", "Modbus code"], commands),
+        binding_nodes=table(["Node", "Kind", "Type / signature", "Meaning"], binding_nodes),
+        ex=example, arr=example_array, has_start="Start" in spec.commands, classes=classes,
+    )
 
 
 # --- modbus.md -----------------------------------------------------------------------------------
