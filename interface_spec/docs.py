@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -324,166 +325,38 @@ def render_index(spec: Spec) -> str:
 # --- core.md ------------------------------------------------------------------------------
 
 
+STATE_ENUMS = [
+    ("item_state", "OPC 40001-1 MachineryItemState: is the machine executing its task?"),
+    ("operation_mode", "OPC 40001-1 MachineryOperationMode: what the machine is set up to do"),
+    ("control_authority", "SEMI E30 control state: who may command the machine. Commands are taken only in Remote."),
+    ("e10_state", "SEMI E10 time state: PRD productive, SBY standby, ENG engineering, SDT scheduled downtime, "
+     "UDT unscheduled downtime, NST non-scheduled"),
+    ("packml_state", "OPC 30050 PackML state, see [PackML state machine](#packml-state-machine)"),
+    ("unit_mode", "OPC 30050 PackML unit mode"),
+]
+
+
 def render_core(spec: Spec) -> str:
     core = spec.core
-    md = Md()
-    md.p(GENERATED_NOTE)
-    md.h(1, "Core — what every machine serves")
-    md.p(f"Line interface spec {spec.version}, file `common.yaml`. Every machine carries the core, whatever its "
-         "class; the class profiles ([coater](coater.md), [winder](winder.md), [formation](formation.md)) add "
-         "their own sub-units. How each element is reached over a protocol is in [opcua.md](opcua.md) and "
-         "[modbus.md](modbus.md).")
-    md.h(2, "Contents")
-    md.bullets([
-        "[Variables of the core](#variables-of-the-core)", "[Identification](#identification)",
-        "[Status, heartbeat and availability](#status-heartbeat-and-availability)", "[State model](#state-model)",
-        "[PackML state machine](#packml-state-machine)", "[Health](#health)", "[Counters](#counters)",
-        "[Recipe and job](#recipe-and-job)", "[Commands](#commands)", "[Result codes](#result-codes)",
-        "[Alarms](#alarms)", "[Events](#events)", "[Quality](#quality)", "[Units](#units)",
-        "[Enumerations](#enumerations)", "[Data types](#data-types)", "[Self-description](#self-description)",
-    ])
-
-    md.h(2, "Variables of the core")
-    md.p("Columns: *Type* is the spec type (its encoding per binding is in [Data types](#data-types)); *Tier* "
-         "`M` mandatory, `R` recommended, `O` optional; *Sampling* how fresh the value must be.")
-    rows: list[list[Any]] = [[f"`{su.id}`", su.tier.value, len(su.variables), su.doc] for su in core.sub_units]
-    md.table(["Sub-unit", "Tier", "Variables", "Description"], rows)
-    subs = {su.id: su for su in core.sub_units}
-
-    md.h(2, "Identification")
-    md.p(subs["identification"].doc if "identification" in subs else "",
-         "",
-         "Strings are ASCII, at most the given number of characters. `equipment_class` is the class id "
-         f"({', '.join(f'`{c}`' for c in spec.classes)}), `spec_version` the spec version the machine "
-         f"implements (`{spec.version}`), `supported_profiles` the profiles it claims, comma-separated.")
-    if "identification" in subs:
-        md.table(VAR_HEADERS, variable_rows(spec, subs["identification"], ""))
-
-    md.h(2, "Status, heartbeat and availability")
-    if "status" in subs:
-        md.table(VAR_HEADERS, variable_rows(spec, subs["status"], ""))
-    md.bullets([
-        f"**Heartbeat.** The machine increments `status.heartbeat` by one every **{num(core.heartbeat_period_s)} s** "
-        "(wrapping from 4294967295 to 0), from its own clock, whatever it is doing. It proves that the machine's "
-        "control program runs, not just its communication stack.",
-        f"**Availability** is decided by the gateway, never served by the machine: `UNAVAILABLE` when the "
-        f"connection is down, or when `status.heartbeat` has not changed for **{num(core.heartbeat_timeout_s)} s** "
-        "(reason `heartbeat_stopped`); `AVAILABLE` again as soon as the link is up and the heartbeat moves.",
-        "While a machine is unavailable the gateway refuses commands to it (`cannot_perform_now`); when the "
-        "connection drops it marks every value of the machine *bad* with reason `link_down`.",
-    ])
-
-    md.h(2, "State model")
-    if "state" in subs:
-        md.p(subs["state"].doc)
-        md.table(VAR_HEADERS, variable_rows(spec, subs["state"], ""))
-    md.p("The state variables, their enumerations and what they come from:")
-    state_enums = [
-        ("item_state", "OPC 40001-1 MachineryItemState: is the machine executing its task?"),
-        ("operation_mode", "OPC 40001-1 MachineryOperationMode: what the machine is set up to do"),
-        ("control_authority", "SEMI E30 control state: who may command the machine. Commands are taken only in Remote."),
-        ("e10_state", "SEMI E10 time state: PRD productive, SBY standby, ENG engineering, SDT scheduled downtime, "
-         "UDT unscheduled downtime, NST non-scheduled"),
-        ("packml_state", "OPC 30050 PackML state, see [PackML state machine](#packml-state-machine)"),
-        ("unit_mode", "OPC 30050 PackML unit mode"),
-    ]
-    md.table(["Variable", "Members (code = name)", "Meaning"],
-             [[f"`state.{n}`", enum_members(core.enums[n]), m] for n, m in state_enums if n in core.enums])
-    md.bullets([
-        "Each `state.previous_<x>` holds the value `state.<x>` had before its last change; at power-on both are equal.",
-        "Every change of `item_state`, `operation_mode`, `control_authority`, `e10_state` or `packml_state` emits a "
-        "[StateChanged](#statechanged-1) event with the previous and the current member names.",
-        "`e10_state` and `item_state` follow from the PackML state and the operation mode; for example Execute is "
-        "Executing/PRD, Idle and Stopped are NotExecuting/SBY, Held and Aborted count as downtime (UDT when an "
-        "alarm stopped the machine, SDT when a person did), the Maintenance operation mode is OutOfService/SDT.",
-    ])
-
     pm = core.packml
-    md.h(2, "PackML state machine")
-    md.p("The control state machine after OPC 30050 (ISA-TR88.00.02). *Acting* states are transient: the machine "
-         "enters them on a command and leaves them by itself to the target state when the action is done "
-         "(PackML \"state complete\"). *Wait* states last until the next command. The machine powers up in "
-         "**Stopped**.")
-    rows = []
-    for name, code in sorted(pm.states.items(), key=lambda kv: kv[1]):
-        kind = "acting" if name in pm.acting_states else "wait"
-        if name == "Undefined":
-            kind = "— (state not known, e.g. during start-up)"
-        rows.append([code, name, kind])
-    md.table(["Code", "State", "Kind"], rows)
-    md.h(3, "Transition table")
-    md.p("A command is accepted in its source states; the machine then enters the acting state and, when the "
-         "action is done, the target state.")
-    md.table(["Command", "Code", "Source states", "Acting state", "Target state"],
-             [[t.command, spec.commands[t.command].code if t.command in spec.commands else "",
-               ", ".join(t.source), t.acting or "—", t.target] for t in pm.transitions])
+    subs = {su.id: su for su in core.sub_units}
+    by_code = itemgetter(1)  # (name, code) pairs in code order
+    states = [[code, name, "— (state not known, e.g. during start-up)" if name == "Undefined"
+               else "acting" if name in pm.acting_states else "wait"]
+              for name, code in sorted(pm.states.items(), key=by_code)]
     reach = {t.target for t in pm.transitions} | {t.acting for t in pm.transitions if t.acting} | {"Stopped"}
-    outside = [s for s in pm.states if s not in reach and s != "Undefined"]
-    if outside:
-        md.p(f"No command leads to {', '.join(outside)}: a machine that runs finite jobs may enter them by "
-             "itself (Execute → Completing → Complete when the job is done); others never do.")
-    md.h(3, "Result of every command in every state")
-    md.p("The result code the machine answers (with control authority Remote). This table follows from the "
-         "transition table: a command from one of its source states is accepted; in its own target state "
-         "(when that is not a source) it is `already_in_state`; anywhere else `cannot_perform_now`.")
-    legend = sorted({(spec.result_codes[spec.packml_command(s, c).result], spec.packml_command(s, c).result)
-                     for s in pm.states for c in pm.commands})
-    rows = []
-    for name, _ in sorted(pm.states.items(), key=lambda kv: kv[1]):
+    outside = [st for st in pm.states if st not in reach and st != "Undefined"]
+    legend = sorted({(spec.result_codes[spec.packml_command(st, c).result], spec.packml_command(st, c).result)
+                     for st in pm.states for c in pm.commands})
+    results = []
+    for name, _ in sorted(pm.states.items(), key=by_code):
         row = [name]
         for c in pm.commands:
             out = spec.packml_command(name, c)
             code = spec.result_codes[out.result]
             row.append(f"**{code}**" if out.result in ("ok", "accepted_completes_later") else str(code))
-        rows.append(row)
-    md.table(["State \\ Command", *pm.commands], rows)
-    md.p("Legend: " + "; ".join(f"`{code}` {name}" for code, name in legend) + ". Bold: accepted.")
-    md.h(3, "Unit modes")
-    md.table(["Code", "Unit mode"], [[c, n] for n, c in sorted(pm.unit_modes.items(), key=lambda kv: kv[1])])
-
-    md.h(2, "Health")
-    if "health" in subs:
-        md.table(VAR_HEADERS, variable_rows(spec, subs["health"], ""))
-    if "device_health" in core.enums:
-        md.p("After NAMUR NE107:")
-        md.table(["Code", "Status", "Meaning"],
-                 [[c, n, HEALTH_MEANINGS.get(n, "")] for n, c in sorted(core.enums["device_health"].items(), key=lambda kv: kv[1])])
-
-    md.h(2, "Counters")
-    if "counters" in subs:
-        md.p(subs["counters"].doc)
-        md.table(VAR_HEADERS, variable_rows(spec, subs["counters"], ""))
-        md.p("`processed_count` = `good_count` + `defective_count`; a unit is what the class profile names its "
-             "*processed unit* (an electrode roll, a jelly roll, a cell). Counters wrap at 4294967295. "
-             "`time_<x>` count the whole seconds spent in each E10 state; they only grow (and wrap).")
-
-    md.h(2, "Recipe and job")
-    for sid in ("recipe", "job"):
-        if sid in subs:
-            md.h(3, f"`{sid}`")
-            md.p(subs[sid].doc)
-            md.table(VAR_HEADERS, variable_rows(spec, subs[sid], ""))
-    md.p(
-        "A recipe is a named, versioned set of the class's recipe parameters (listed in each class page). "
-        "As a JSON document:",
-    )
-    md.code(json.dumps({"id": "NMC811-A", "version": 3, "hash": "<16 hex digits>",
-                        "parameters": {"<name>": "<value>", "...": "..."}}, indent=2), "json")
-    md.p(
-        "`hash` is the first 16 hex digits (lower case) of the SHA-256 of the canonical JSON of "
-        "`{\"equipment_class\", \"id\", \"parameters\", \"version\"}`: keys sorted, no spaces "
-        "(separators `,` and `:`), UTF-8. Storing a recipe emits RecipeChanged (or RecipeRejected with the "
-        "reason), selecting one with SelectRecipe emits RecipeActivated and updates `recipe.active_recipe_*`. "
-        "Starting a job with `Start(job_id)` sets `job.job_id`; the job ends at Stopped (JobCompleted) or "
-        "Aborted (JobAborted)."
-    )
-
-    md.h(2, "Commands")
-    md.p(
-        "Commands are fixed verbs with a numeric code (used by the Modbus handshake; over OPC UA each is a method "
-        "named by its id). Every command answers synchronously with a [result code](#result-codes).",
-    )
-    rows = []
+        results.append(row)
+    commands = []
     for cmd in core.commands:
         params = "; ".join(
             f"`{p.name}`: {p.type}{' ' + p.enum if p.enum else ''}{'' if p.required else ' (optional)'}"
@@ -492,150 +365,50 @@ def render_core(spec: Spec) -> str:
         ) or "—"
         t = next((t for t in pm.transitions if t.command == cmd.id), None)
         what = cmd.doc or (f"{', '.join(t.source)} → {t.acting + ' → ' if t.acting else ''}{t.target}" if t else "")
-        rows.append([cmd.code, f"`{cmd.id}`", params, "PackML" if cmd.id in pm.commands else "—", what])
-    md.table(["Code", "Command", "Parameters", "Kind", "What it does"], rows)
-    md.h(3, "Rules")
-    md.bullets([
-        "A machine takes commands only while `state.control_authority` is **Remote**; otherwise every command "
-        "answers `cannot_perform_now`. The machine's own panel is not bound by this.",
-        "A PackML command answers what the [transition table](#result-of-every-command-in-every-state) gives. "
-        "When it is accepted through an acting state it answers `accepted_completes_later` (4) at once, and "
-        "emits a [CommandCompleted](#commandcompleted-5) event (`result: ok`) when the target state is reached.",
-        "Parameters are checked before anything happens: a missing required parameter, a wrong type or an "
-        "unknown enum code answers `parameter_invalid` and changes nothing. Optional parameters may be left "
-        "empty (empty string, or 0 over Modbus).",
-        "Enum parameters are sent as their code (e.g. `SetOperationMode(mode=3)` for Processing).",
-        "An unknown command answers `invalid_command`; a command this machine does not implement `not_supported`.",
-    ])
-
-    md.h(2, "Result codes")
-    md.p("After SEMI E30 HCACK. The same codes answer every command over both bindings.")
-    md.table(["Code", "Name", "Meaning"],
-             [[c, f"`{n}`", RESULT_MEANINGS.get(n, "")] for n, c in sorted(core.result_codes.items(), key=lambda kv: kv[1])])
-
-    md.h(2, "Alarms")
-    md.p(
-        "An alarm is a condition from a fixed catalogue: the core alarms below, then the class's own (see the "
-        "class pages). Codes 1–999 are core, 1000 and up belong to classes. Each alarm has:",
+        commands.append([cmd.code, f"`{cmd.id}`", params, "PackML" if cmd.id in pm.commands else "—", what])
+    events = [{"id": e.id, "code": e.code, "doc": e.doc, "payload": bool(e.payload),
+               "table": table(["Field", "Type", "Required", "Description"],
+                              [[f"`{f.name}`", f.type, "yes" if f.required else "optional", f.doc] for f in e.payload])}
+              for e in core.events]
+    example_class = next(iter(spec.classes))
+    return render_template(
+        "core.md.j2", generated_note=GENERATED_NOTE, version=spec.version,
+        core_sub_units=table(["Sub-unit", "Tier", "Variables", "Description"],
+                             [[f"`{su.id}`", su.tier.value, len(su.variables), su.doc] for su in core.sub_units]),
+        docs={sid: su.doc for sid, su in subs.items()},
+        vars={sid: table(VAR_HEADERS, variable_rows(spec, su, "")) for sid, su in subs.items()},
+        class_list=", ".join(f"`{c}`" for c in spec.classes),
+        heartbeat_period=num(core.heartbeat_period_s), heartbeat_timeout=num(core.heartbeat_timeout_s),
+        state_enums=table(["Variable", "Members (code = name)", "Meaning"],
+                          [[f"`state.{n}`", enum_members(core.enums[n]), m] for n, m in STATE_ENUMS if n in core.enums]),
+        packml_states=table(["Code", "State", "Kind"], states),
+        transitions=table(["Command", "Code", "Source states", "Acting state", "Target state"],
+                          [[t.command, spec.commands[t.command].code if t.command in spec.commands else "",
+                            ", ".join(t.source), t.acting or "—", t.target] for t in pm.transitions]),
+        outside=", ".join(outside),
+        command_results=table(["State \\ Command", *pm.commands], results),
+        legend="; ".join(f"`{code}` {name}" for code, name in legend),
+        unit_modes=table(["Code", "Unit mode"], [[c, n] for n, c in sorted(pm.unit_modes.items(), key=by_code)]),
+        health_states=table(["Code", "Status", "Meaning"],
+                            [[c, n, HEALTH_MEANINGS.get(n, "")] for n, c in sorted(core.enums["device_health"].items(), key=by_code)]),
+        commands=table(["Code", "Command", "Parameters", "Kind", "What it does"], commands),
+        result_codes=table(["Code", "Name", "Meaning"],
+                           [[c, f"`{n}`", RESULT_MEANINGS.get(n, "")] for n, c in sorted(core.result_codes.items(), key=by_code)]),
+        core_alarms=table(["Code", "Id", "Text", "Severity", "Category", "Source", "Stop reason", "Kind"], alarm_rows(core.alarms)),
+        event_types=table(["Code", "Type", "Emitted by", "Description"],
+                          [[e.code, f"[`{e.id}`](#{e.id.lower()}-{e.code})", emitted_by(spec, e.id), e.doc] for e in core.events]),
+        events=events,
+        quality_members=enum_members(core.enums["quality"]),
+        quality=table(["Quality", "Reason", "When"], [[q, f"`{r}`" if r else "—", w] for q, r, w in QUALITY_RULES]),
+        eu_namespace=EU_NAMESPACE_URI,
+        units=table(["UCUM code", "Name", "Symbol", "UN/CEFACT", "OPC UA UnitId"],
+                    [[f"`{u.code}`", u.name, u.symbol or "—", u.unece or "— (none)",
+                      unece_unit_id(u.unece) if u.unece else "-1"] for u in core.units]),
+        enums=[(name, table(["Code", "Member"], [[c, n] for n, c in sorted(members.items(), key=by_code)]))
+               for name, members in core.enums.items()],
+        example_class=example_class,
+        example_self_description=code_block(json.dumps(self_description(spec, example_class), indent=2), "json"),
     )
-    md.table(["Field", "Meaning"], [
-        ["`code`", "number, unique across core and class; what the machine reports"],
-        ["`id`", "identifier"],
-        ["`text`", "English text for operators"],
-        ["`severity`", "1–1000, the OPC UA severity band (1000 most severe)"],
-        ["`category`", "process, equipment, safety, quality, utility or communication"],
-        ["`source`", "the sub-unit it concerns, or `machine`"],
-        ["`stop_reason`", "the alarm stops production: the machine leaves Execute (to Held, or to Aborted for a safety alarm)"],
-        ["`kind`", "`alarm`, or `warning` (informs; never stops the machine)"],
-    ])
-    md.p("Life cycle of one occurrence:")
-    md.bullets([
-        "**raised** — the condition appears: the code joins the active set; event AlarmRaised with a new "
-        "`occurrence_id` (unique string, e.g. a UUID).",
-        "**cleared** — the condition is gone: the code leaves the active set; event AlarmCleared.",
-        "**acknowledged** — an operator (locally, or with the AcknowledgeAlarm command) has seen it; event "
-        "AlarmAcknowledged. Acknowledging does not clear; an occurrence is over when it is both cleared and "
-        "acknowledged. Raising an active alarm again does nothing.",
-    ])
-    md.p("The *active set* — the codes of the alarms active now — is served as a list of codes over OPC UA "
-         "(`Alarms/ActiveCodes`) and as bits over Modbus (bit *n* = the *n*-th alarm of the class's catalogue, "
-         "core alarms first; see [modbus.md](modbus.md#alarm-bit-words)).")
-    md.h(3, "Core alarm catalogue")
-    md.table(["Code", "Id", "Text", "Severity", "Category", "Source", "Stop reason", "Kind"], alarm_rows(core.alarms))
-
-    md.h(2, "Events")
-    md.p(
-        "Everything that happens — a state change, an alarm, a unit produced — is an event. Every event has the "
-        "same envelope:",
-    )
-    md.table(["Field", "Type", "Meaning"], [
-        ["`type`", "string", "the event type id, e.g. `UnitProcessed` (over Modbus: its numeric code)"],
-        ["`equipment`", "string", "the machine's name for itself (informational; the gateway keys events by its own equipment id)"],
-        ["`source_ts`", "number", "when it happened, Unix seconds UTC with fraction (over Modbus: milliseconds, uint64)"],
-        ["`seq`", "integer", "sequence number: 1 for the first event, +1 for each event, never reused"],
-        ["`payload`", "object", "the fields of the event type, below"],
-    ])
-    md.code(json.dumps({"type": "AlarmRaised", "equipment": "coater1", "source_ts": 1767225600.125, "seq": 42,
-                        "payload": {"alarm_code": 1001, "occurrence_id": "3f2b8e9c-1d4a-4c1e-9a57-0e6f1b2c3d4e"}},
-                       indent=2), "json")
-    md.bullets([
-        "The machine keeps at least the last **1000** events in a ring buffer and serves any of them by `seq`, so "
-        "that the gateway can fetch events it missed during an outage, in order.",
-        "`seq` keeps counting across restarts of the machine (persist it): the gateway resumes from the last "
-        "`seq` it stored.",
-        "The newest `seq` is served as a variable (OPC UA `Events/LastSequence`, Modbus `events.last_seq`); "
-        "0 before the first event.",
-        "Payload fields marked optional may be left out; no other fields may be added.",
-    ])
-    md.h(3, "Event types")
-    md.table(["Code", "Type", "Emitted by", "Description"],
-             [[e.code, f"[`{e.id}`](#{e.id.lower()}-{e.code})", emitted_by(spec, e.id), e.doc] for e in core.events])
-    for e in core.events:
-        md.h(4, f"{e.id} ({e.code})")
-        if e.doc:
-            md.p(e.doc)
-        if e.payload:
-            md.table(["Field", "Type", "Required", "Description"],
-                     [[f"`{f.name}`", f.type, "yes" if f.required else "optional", f.doc] for f in e.payload])
-        else:
-            md.p("Payload: `{}` (no fields).")
-    md.p("The class pages list the `measurements` each class carries in UnitProcessed.")
-
-    md.h(2, "Quality")
-    if "quality" in core.enums:
-        md.p("Every value the gateway records has a quality: " + enum_members(core.enums["quality"]) + ". "
-             "Machines do not send a quality; the gateway assigns it when it reads a value, with a reason "
-             "when it is not good:")
-    md.table(["Quality", "Reason", "When"], [[q, f"`{r}`" if r else "—", w] for q, r, w in QUALITY_RULES])
-    md.p("A machine that cannot measure a value says so: over OPC UA with a Bad StatusCode on the value (e.g. "
-         "`BadSensorFailure`), over Modbus with NaN for floats. It never serves a stale value as fresh.")
-
-    md.h(2, "Units")
-    md.p("Units are UCUM case-sensitive codes. OPC UA servers publish them as EUInformation with the "
-         f"UN/CEFACT common code (namespace `{EU_NAMESPACE_URI}`); *UnitId* is that code as OPC UA encodes it.")
-    md.table(["UCUM code", "Name", "Symbol", "UN/CEFACT", "OPC UA UnitId"],
-             [[f"`{u.code}`", u.name, u.symbol or "—", u.unece or "— (none)",
-               unece_unit_id(u.unece) if u.unece else "-1"] for u in core.units])
-
-    md.h(2, "Enumerations")
-    md.p("Enum values are served as their integer code.")
-    for name, members in core.enums.items():
-        md.h(4, f"Enum {name}")
-        md.table(["Code", "Member"], [[c, n] for n, c in sorted(members.items(), key=lambda kv: kv[1])])
-
-    md.h(2, "Data types")
-    md.table(["Spec type", "JSON", "OPC UA", "Modbus", "Notes"], [
-        ["float", "number", "Double", "float32 (2 registers); float64 with `bits: 64`", "IEEE 754"],
-        ["int", "integer", "Int32 (Int16/Int64 with `bits`)", "int32 (2); int16 (1) / int64 (4) with `bits`", "two's complement"],
-        ["uint", "integer", "UInt32 (UInt16/UInt64 with `bits`)", "uint32 (2); uint16 (1) / uint64 (4) with `bits`", ""],
-        ["enum", "integer", "Int32", "uint16 (1)", "the member's code"],
-        ["bool", "boolean", "Boolean", "uint16 (1): 0 or 1", ""],
-        ["string", "string", "String", "`length`/2 registers, 2 ASCII characters each", "at most `length` characters"],
-        ["timestamp", "number (Unix s)", "DateTime", "uint64 (4): ms since 1970-01-01 UTC", ""],
-    ])
-
-    md.h(2, "Self-description")
-    md.p(
-        "Every machine serves a JSON document that describes itself (after SEMI E172): which spec version, class "
-        "and profiles it implements, how many instances each array has, which recommended and optional variables "
-        "it serves, and its vendor extensions. The gateway reads it at connect. Over OPC UA it is the "
-        "`SelfDescription` variable (String), over Modbus the text at the self-description area. Schema: "
-        "[`../schema/self-description.schema.json`](../schema/self-description.schema.json).",
-    )
-    md.table(["Field", "Type", "Meaning"], [
-        ["`spec_version`", "string", "the spec version implemented, e.g. `" + spec.version + "`"],
-        ["`equipment_class`", "string", "the class id"],
-        ["`profiles`", "string[]", "the profiles implemented"],
-        ["`counts`", "object", "array sub-unit id → instances this machine has (1 … max)"],
-        ["`optional_variables`", "string[]", "paths of the `R`/`O` variables served; arrays as `lane[].dry_thickness`"],
-        ["`vendor_variables`", "object[]", "extensions outside the spec: `{id: \"<vendor>:<name>\", type, unit, doc}`"],
-        ["`vendor_substates`", "object", "PackML state → the vendor's sub-states of it"],
-        ["`native_status_map`", "object", "vendor status code → spec state name"],
-    ])
-    cls0 = next(iter(spec.classes))
-    md.p(f"Example (a {cls0} with every array at its maximum):")
-    md.code(json.dumps(self_description(spec, cls0), indent=2), "json")
-    return md.text()
 
 
 def alarm_rows(alarms: Iterable[Alarm]) -> list[list[Any]]:
