@@ -5,6 +5,11 @@ writes them. The reader is a vendor engineer who implements a conforming
 machine and never sees this code, so every table is taken from the spec files
 and every worked example is computed from the same register layout and
 browse-name rules the gateway and the simulators use.
+
+The pages' prose lives in `templates/` (Jinja2, one per page; the class page
+serves every class); the functions here compute the tables and values that
+fill them, so a change of wording is a change of a template and a change of
+data never touches a paragraph.
 """
 
 from __future__ import annotations
@@ -128,37 +133,12 @@ _TEMPLATES = jinja2.Environment(
     undefined=jinja2.StrictUndefined,  # a placeholder the generator does not fill is an error, not a blank
     keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False,
 )
+_TEMPLATES.filters["ref"] = lambda address: ref(address)
 
 
 def render_template(name: str, **values: Any) -> str:
+    """A page from its template; `ref` turns a 0-based register address into its 1-based reference."""
     return _TEMPLATES.get_template(name).render(**values).rstrip() + "\n"
-
-
-class Md:
-    """A Markdown document built block by block, blank line between blocks."""
-
-    def __init__(self) -> None:
-        self.blocks: list[str] = []
-
-    def h(self, level: int, text: str) -> None:
-        self.blocks.append(f"{'#' * level} {text}")
-
-    def p(self, *lines: str) -> None:
-        self.blocks.append("\n".join(lines))
-
-    def bullets(self, items: Iterable[str], ordered: bool = False) -> None:
-        lines = [f"{i}. {t}" if ordered else f"- {t}" for i, t in enumerate(items, 1)]
-        if lines:
-            self.blocks.append("\n".join(lines))
-
-    def table(self, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-        self.blocks.append(table(headers, rows))
-
-    def code(self, text: str, lang: str = "") -> None:
-        self.blocks.append(code_block(text, lang))
-
-    def text(self) -> str:
-        return "\n\n".join(self.blocks).rstrip() + "\n"
 
 
 # --- value formatting ------------------------------------------------------------------
@@ -647,37 +627,11 @@ def render_modbus(spec: Spec) -> str:
     first = next(iter(spec.classes))
     lay0 = layout(core, spec.get_class(first))
     A = lay0.areas
-    md = Md()
-    md.p(GENERATED_NOTE)
-    md.h(1, "Modbus TCP binding")
-    md.p(f"Line interface spec {spec.version}. How a machine serves the [core](core.md) and its class profile "
-         "over Modbus TCP: a fixed, self-describing map of holding registers in the style of SunSpec. Every "
-         "address below is computed from the spec; a conforming machine uses exactly these.")
-    md.h(2, "Addressing")
-    md.bullets([
-        "Everything is in **holding registers**, read with function 3 (Read Holding Registers) and written "
-        "with function 16 (Write Multiple Registers); function 6 (Write Single Register) should be accepted "
-        "too. A read takes at most 125 registers, so large areas are read in several requests.",
-        "**Address** is the 0-based register address sent in the request (the PDU address). **Ref** is the "
-        "1-based register number many tools show (Ref = Address + 1). In the six-digit \"4xxxxx\" notation "
-        f"holding register address {mb.base_address} is {400001 + mb.base_address}.",
-        "The gateway addresses unit id 1 unless its line file says otherwise; a machine answers on that unit id.",
-        "Reading registers that the map reserves returns 0. Writing registers that are not writable is refused "
-        "or ignored; the gateway never does it.",
-    ])
-    md.h(2, "Encodings")
-    md.table(["dtype", "Registers", "Encoding"], [
-        ["uint16 / int16", 1, "one register; int16 two's complement. Enums and bools are uint16 (bool: 0 or 1)"],
-        ["uint32 / int32", 2, f"big-endian, high word first (\"{mb.word_order}\")"],
-        ["uint64 / int64", 4, "big-endian, highest word first; timestamps are uint64 milliseconds since 1970-01-01 UTC"],
-        ["float32", 2, "IEEE 754 single, high word first (12.5 = 0x4148 0x0000)"],
-        ["float64", 4, "IEEE 754 double, highest word first"],
-        ["string", "length/2", "ASCII, two characters per register, first character in the high byte, "
-         "padded with NUL (0x00) to the full length"],
-    ])
-    md.h(2, "Block chain")
-    md.p(f"At address **{mb.base_address}** (ref {ref(mb.base_address)}) the marker, then blocks. Every block "
-         "starts with a two-register header: block id, length in registers (not counting the header).")
+
+    def area_table(areas: dict[str, Any]) -> str:
+        return table(["Register", "Address", "Ref", "dtype", "Count", "Access"],
+                     [[f"`{n}`", p.address, ref(p.address), p.dtype, p.count, _access(p.access)] for n, p in areas.items()])
+
     cls_rows = []
     for c in spec.classes.values():
         lay = layout(core, c)
@@ -685,177 +639,77 @@ def render_modbus(spec: Spec) -> str:
         cls_rows.append([f"`{c.id}`: class block header, data", f"{hdr.address}–{hdr.end - 1}, {lay.class_start}–{lay.class_end - 1}",
                          f"[{c.modbus_block}, {c.modbus_length}], then the class's variables (arrays last), the rest reserved"])
         cls_rows.append([f"`{c.id}`: end header", f"{end.address}–{end.end - 1}", f"[{mb.end_block}, 0] (0x{mb.end_block:04X}, 0)"])
-    md.table(["What", "Address", "Registers"], [
-        ["marker", f"{A['marker'].address}–{A['marker'].end - 1}",
-         f"\"{mb.marker}\" = {hexregs(regs_string(mb.marker, 2))}"],
-        ["common block header", f"{A['common.header'].address}–{A['common.header'].end - 1}",
-         f"[{mb.common_block}, {mb.common_length}]"],
+    chain = table(["What", "Address", "Registers"], [
+        ["marker", f"{A['marker'].address}–{A['marker'].end - 1}", f"\"{mb.marker}\" = {hexregs(regs_string(mb.marker, 2))}"],
+        ["common block header", f"{A['common.header'].address}–{A['common.header'].end - 1}", f"[{mb.common_block}, {mb.common_length}]"],
         ["common block data", f"{lay0.common_start}–{lay0.common_start + mb.common_length - 1}",
          "core variables, then alarm words, command area, events mailbox; the rest reserved"],
         *cls_rows,
-        ["self-description", f"{A['dictionary.length'].address}–{A['dictionary.text'].end - 1}",
-         "length, then JSON text; outside the chain"],
+        ["self-description", f"{A['dictionary.length'].address}–{A['dictionary.text'].end - 1}", "length, then JSON text; outside the chain"],
     ])
-    md.p("To discover a machine: read 4 registers at the base address; check the marker; the common block id "
-         f"must be {mb.common_block}. Read the header after the common block (base + 4 + common length): its id "
-         "tells the class (" + ", ".join(f"{c.modbus_block} = {c.id}" for c in spec.classes.values())
-         + f"). Follow the lengths until the id {mb.end_block}. Addresses never depend on how many array instances "
-         "a machine has: space is reserved for the maximum.")
-    md.h(2, "Placement rules")
-    md.bullets([
-        "Inside a block, variables take registers in the order the spec declares them, sub-unit by sub-unit, "
-        "with no gaps; array sub-units come after all others.",
-        "An array takes `stride` registers per instance for `max` instances; the stride is the instance's "
-        "registers rounded up to an even number. Instance i of a variable is at (its instance-1 address) + "
-        "(i − 1) × stride.",
-        "Gateway-derived variables (`status.availability`) have no registers.",
-        "Every variable keeps its registers whether the machine serves it or not: a recommended or optional "
-        "variable it does not serve reads 0 (strings: empty). The self-description says which ones it serves.",
-        "In the common block the binding areas follow the core variables: alarm words, command area, events "
-        "mailbox.",
-    ])
-
-    md.h(2, "Command handshake")
     cmd = {n: A[n] for n in A if n.startswith("command.")}
     first_cmd = cmd["command.code"].address
-    span = cmd["command.param_text"].end - first_cmd
-    md.table(["Register", "Address", "Ref", "dtype", "Count", "Access"],
-             [[f"`{n}`", p.address, ref(p.address), p.dtype, p.count, _access(p.access)] for n, p in cmd.items()])
-    md.p("Step by step (the gateway is the only writer; it sends one command at a time):")
-    md.bullets([
-        "Choose a sequence number `seq` (1 … 65535) different from the previous one (e.g. the previous + 1).",
-        "Write `command.code`, `command.param_int` and `command.param_text` — the parameters the command needs; "
-        "0 and an empty text for the others. Enum parameters go to `param_int` as their code, int parameters "
-        "too; string parameters go to `param_text`.",
-        f"Write `command.seq` **last**, or write everything at once: one function-16 write of {span} registers "
-        f"at address {first_cmd} (ref {ref(first_cmd)}): `[code, seq, param_int high, param_int low, "
-        f"param_text × {cmd['command.param_text'].count}]`.",
-        "The machine acts on a write that covers `command.seq`, after the whole write is stored. It runs the "
-        "command once per distinct `seq`: writing the same `seq` again does not run it again (a retry is safe).",
-        "It then sets `command.result_code`, and `command.result_seq` = `seq` last.",
-        "Poll `command.result_seq` and `command.result_code` (one read of 2 registers) until `result_seq` equals "
-        "your `seq`; `result_code` is the [result code](core.md#result-codes). The gateway gives up after its "
-        "command timeout.",
-    ], ordered=True)
-    start = spec.commands.get("Start")
-    if start is not None:
-        seq = 17
-        text = "LOT-42"
-        regs = [start.code, seq, 0, 0] + regs_string(text, cmd["command.param_text"].count)
-        md.p(f"**Example — start the machine with job \"{text}\".** Start is code {start.code}; its parameter "
-             f"`job_id` is a string. With seq {seq}, write {len(regs)} registers at address {first_cmd} "
-             f"(ref {ref(first_cmd)}):")
-        md.code(f"{regs[:4]} + \"{text}\" {hexregs(regs[4:7])} + {len(regs) - 7} × 0x0000\n"
-                f"= [{', '.join(str(r) for r in regs)}]")
-        md.p(f"Then read 2 registers at {cmd['command.result_seq'].address} (ref {ref(cmd['command.result_seq'].address)}) "
-             f"until they read `[{seq}, 4]`: result_seq {seq}, result code 4 `accepted_completes_later`. "
-             "`state.packml_state` then goes 3 (Starting) → 6 (Execute). In a state where Start is not allowed "
-             f"the answer is `[{seq}, 2]` (`cannot_perform_now`).")
+    command = {"first": first_cmd, "span": cmd["command.param_text"].end - first_cmd,
+               "text_count": cmd["command.param_text"].count, "result_seq": cmd["command.result_seq"].address}
+    start = None
+    if (start_cmd := spec.commands.get("Start")) is not None:
+        seq, text = 17, "LOT-42"
+        regs = [start_cmd.code, seq, 0, 0] + regs_string(text, cmd["command.param_text"].count)
+        start = {"text": text, "code": start_cmd.code, "seq": seq, "regs": regs,
+                 "block": code_block(f"{regs[:4]} + \"{text}\" {hexregs(regs[4:7])} + {len(regs) - 7} × 0x0000\n"
+                                     f"= [{', '.join(str(r) for r in regs)}]")}
     ack = spec.commands.get("AcknowledgeAlarm")
-    if ack is not None:
-        md.p(f"**Example — acknowledge alarm 1001.** Write `[{ack.code}, 18, 0, 1001]` at {first_cmd} "
-             f"(code {ack.code}, seq 18, `param_int` = 1001 as int32 = 0x0000 0x03E9); text registers are "
-             "left as they are or zeroed.")
-
-    md.h(2, "Events mailbox")
     ev = {n: A[n] for n in A if n.startswith("events.")}
-    md.table(["Register", "Address", "Ref", "dtype", "Count", "Access"],
-             [[f"`{n}`", p.address, ref(p.address), p.dtype, p.count, _access(p.access)] for n, p in ev.items()])
-    window = ev["events.payload"].end - ev["events.seq"].address
-    md.p("The mailbox shows one event at a time, chosen by the reader. Step by step:")
-    md.bullets([
-        "Read `events.last_seq` (uint32) — the seq of the newest event (0: none yet). The gateway reads it "
-        "with the values, at every scan.",
-        "Then, for each seq from (the last seq you stored + 1) up to `last_seq`, do steps 3 to 6.",
-        f"Write the seq to `events.request_seq` (uint32, 2 registers at {ev['events.request_seq'].address}).",
-        "The machine presents that event: it fills `events.type`, `events.source_ts`, `events.payload_len`, "
-        "`events.payload`, and sets `events.seq` to the seq — or sets `events.seq` to 0 (and clears the rest) "
-        "when its ring no longer holds that event.",
-        f"Read `events.seq` … `events.payload` ({window} registers from {ev['events.seq'].address}, in two "
-        "requests of at most 125). Take the event only if `events.seq` equals the seq you asked for; 0 means it "
-        "is lost — skip ahead to the oldest the ring holds (`last_seq` − 999).",
-        "The payload is the JSON of the event's `payload` object (not the whole envelope), ASCII, its first "
-        "`payload_len` characters. `events.type` is the event type's [code](core.md#event-types).",
-    ], ordered=True)
-    md.p(f"A payload must fit in {mb.event_payload_chars} characters; keep `made_from` lists and texts short "
-         "enough. The mailbox and the command area are one shared window each: read and write them from one "
-         "client at a time.")
-    js = json.dumps({"job_id": "LOT-42"}, separators=(",", ":"))
-    jt = spec.events.get("JobStarted")
-    if jt is not None:
+    events = {"request": ev["events.request_seq"].address, "seq": ev["events.seq"].address,
+              "window": ev["events.payload"].end - ev["events.seq"].address}
+    job_started = None
+    if (jt := spec.events.get("JobStarted")) is not None:
+        js = json.dumps({"job_id": "LOT-42"}, separators=(",", ":"))
         ts = 1767225600125
-        md.p(f"**Example.** `events.last_seq` reads `[0, 7]` (7). Write `[0, 7]` at {ev['events.request_seq'].address}; "
-             f"then read from {ev['events.seq'].address}: `events.seq` = [0, 7], `events.type` = {jt.code} "
-             f"(JobStarted), `events.source_ts` = {regs_uint(ts, 4)} ({ts} ms), `events.payload_len` = {len(js)}, "
-             f"`events.payload` = `{js}` = {hexregs(regs_string(js, (len(js) + 1) // 2))} followed by NUL registers.")
-
-    md.h(2, "Alarm bit words")
-    aw = A["alarms.active"]
-    md.p(f"{aw.count} registers at address {aw.address} (ref {ref(aw.address)}), read-only: {aw.count * 16} bits, "
-         "one per alarm of the class's catalogue (core alarms first, then the class's, in the order the spec "
-         "lists them). Bit *n* is bit *n* mod 16 of word *n* ÷ 16; bit 0 is the least significant bit of a "
-         "register. A set bit means the alarm is active now. The class pages list every alarm's position.")
+        job_started = {"code": jt.code, "ts": ts, "ts_regs": regs_uint(ts, 4), "payload": js,
+                       "payload_regs": hexregs(regs_string(js, (len(js) + 1) // 2))}
     cls0 = spec.get_class(first)
     alarms0 = spec.alarms(first)
+    alarm = None
     if len(alarms0) > len(core.alarms) and cls0.alarms:
-        a = cls0.alarms[0]
-        pos = alarms0.index(a)
-        md.p(f"**Example.** In a {first}, alarm {a.code} `{a.id}` has position {pos}: word {pos // 16}, bit "
-             f"{pos % 16}. While it is the only active alarm, address {aw.address + pos // 16} reads "
-             f"{1 << (pos % 16)} (0x{1 << (pos % 16):04X}) and the other words read 0. Acknowledge it with the "
-             "AcknowledgeAlarm command; the bit clears when the condition is gone.")
-
-    md.h(2, "Self-description area")
+        pos = alarms0.index(cls0.alarms[0])
+        alarm = {"code": cls0.alarms[0].code, "id": cls0.alarms[0].id, "pos": pos, "value": 1 << (pos % 16),
+                 "hex": f"0x{1 << (pos % 16):04X}"}
     dl, dt = A["dictionary.length"], A["dictionary.text"]
-    md.table(["Register", "Address", "Ref", "dtype", "Count", "Access"],
-             [["`dictionary.length`", dl.address, ref(dl.address), dl.dtype, dl.count, "read"],
-              ["`dictionary.text`", dt.address, ref(dt.address), dt.dtype, dt.count, "read"]])
     desc = json.dumps(self_description(spec, first), separators=(",", ":"), ensure_ascii=True)
-    md.p(f"`dictionary.length` is the number of characters of the [self-description](core.md#self-description) "
-         f"JSON (compact, ASCII, at most {mb.dictionary_max_chars}); `dictionary.text` holds it, two characters "
-         f"per register, NUL-padded. These are holding registers, like the rest of the map (the address only "
-         f"looks like an input-register number). Read the length, then ⌈length / 2⌉ registers from {dt.address}.")
-    md.p(f"For example a {first} serving everything has a self-description of {len(desc)} characters: "
-         f"`dictionary.length` reads {len(desc)}, and {(len(desc) + 1) // 2} registers from {dt.address} hold "
-         f"`{desc[:48]}…`.")
-
-    md.h(2, "Worked examples")
-    cls = spec.get_class(first)
     var = next(d for d in spec.variables(first) if d.owner == first and not d.sub_unit.array
                and d.var.type == "float" and d.var.access == "rw")
-    p = lay0.point(var.path())
-    md.p(f"**Read a value.** `{var.path()}` of a {first} is a float32 at address {p.address} (ref {ref(p.address)}), "
-         f"in {spec.units[var.var.unit].name}. Reading 2 registers there that hold {hexregs(regs_float32(12.5))} "
-         f"gives 12.5. It is `rw`: writing {hexregs(regs_float32(12.5))} at {p.address} sets it to 12.5; read it "
-         "back to see whether the machine took it.")
-    arr = next((su for su in cls.sub_units if su.array), None)
+    value = {"path": var.path(), "address": lay0.point(var.path()).address, "unit": spec.units[var.var.unit].name}
+    arr = next((su for su in cls0.sub_units if su.array), None)
+    example_array = None
     if arr is not None and arr.array:
         v0 = arr.variables[0]
-        p1 = lay0.point(f"{arr.id}[1].{v0.id}")
-        p3 = lay0.point(f"{arr.id}[3].{v0.id}")
-        md.p(f"**Read an array instance.** `{arr.id}[1].{v0.id}` is at {p1.address}, the stride of `{arr.id}` is "
-             f"{stride(arr)}, so `{arr.id}[3].{v0.id}` is at {p1.address} + 2 × {stride(arr)} = {p3.address} "
-             f"(ref {ref(p3.address)}). First read `{arr.array.count_variable}` to know how many instances exist.")
-    st = lay0.point("state.packml_state")
-    md.p(f"**Read the PackML state.** `state.packml_state` is a uint16 at {st.address} (ref {ref(st.address)}); "
-         "6 is Execute (see [PackML states](core.md#packml-state-machine)).")
-
+        example_array = {"id": arr.id, "var": v0.id, "first": lay0.point(f"{arr.id}[1].{v0.id}").address, "stride": stride(arr),
+                         "third": lay0.point(f"{arr.id}[3].{v0.id}").address, "count_variable": arr.array.count_variable}
+    classes = []
     for cid in spec.classes:
         c = spec.get_class(cid)
         lay = layout(core, c)
-        md.h(2, f"Register map {cid}")
-        md.p(f"Class `{cid}` ({c.title}): class block id {c.modbus_block}, {c.modbus_length} registers from "
-             f"{lay.class_start} (header at {lay.areas['class.header'].address}); end header at "
-             f"{lay.areas['end.header'].address}. The common block is the same for every class. Arrays are shown "
-             "as their first instance; the note gives the address of instance i. The self-description area "
-             f"({A['dictionary.length'].address}…) is listed [above](#self-description-area).")
-        md.table(["Address", "Ref", "Name", "dtype", "Regs", "Access", "Unit", "Notes"], modbus_rows(spec, cid))
-        arrays = [su for su in c.sub_units if su.array]
-        if arrays:
-            md.p("Arrays: " + "; ".join(
-                f"`{su.id}` stride {stride(su)}, {su.array.max} instances, {stride(su) * su.array.max} registers from "
-                f"{lay.point(f'{su.id}[1].{su.variables[0].id}').address}" for su in arrays if su.array) + ".")
-    return md.text()
+        classes.append({
+            "id": cid, "title": c.title, "block": c.modbus_block, "length": c.modbus_length, "start": lay.class_start,
+            "header": lay.areas["class.header"].address, "end": lay.areas["end.header"].address,
+            "table": table(["Address", "Ref", "Name", "dtype", "Regs", "Access", "Unit", "Notes"], modbus_rows(spec, cid)),
+            "arrays": "; ".join(f"`{su.id}` stride {stride(su)}, {su.array.max} instances, {stride(su) * su.array.max} registers "
+                                f"from {lay.point(f'{su.id}[1].{su.variables[0].id}').address}"
+                                for su in c.sub_units if su.array),
+        })
+    return render_template(
+        "modbus.md.j2", generated_note=GENERATED_NOTE, version=spec.version, mb=mb,
+        float_example=" ".join(f"0x{r:04X}" for r in regs_float32(12.5)), float_regs=hexregs(regs_float32(12.5)),
+        chain=chain, class_block_ids=", ".join(f"{c.modbus_block} = {c.id}" for c in spec.classes.values()),
+        command_area=area_table(cmd), cmd=command, start=start, ack_code=ack.code if ack is not None else None,
+        mailbox=area_table(ev), ev=events, job_started=job_started, aw=A["alarms.active"], first=first, alarm=alarm,
+        dictionary=table(["Register", "Address", "Ref", "dtype", "Count", "Access"],
+                         [["`dictionary.length`", dl.address, ref(dl.address), dl.dtype, dl.count, "read"],
+                          ["`dictionary.text`", dt.address, ref(dt.address), dt.dtype, dt.count, "read"]]),
+        dict_text=dt.address, dict_length=dl.address, desc=desc, desc_registers=(len(desc) + 1) // 2,
+        value=value, arr=example_array, packml_state=lay0.point("state.packml_state").address, classes=classes,
+    )
 
 
 # --- all together ----------------------------------------------------------------------------------
