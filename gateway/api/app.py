@@ -83,9 +83,8 @@ def create_app(view: LineView, store: Any, spec: Spec, api_config: Api | None = 
     app.include_router(live.router, prefix=API_PREFIX)  # authenticates itself: browsers cannot send headers there
     dashboard.install(app)
 
-    # Starlette types a handler as taking any Exception; these take the one they are registered for.
-    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]  # Starlette types handlers for any Exception
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]  # the same
     return app
 
 

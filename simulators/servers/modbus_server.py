@@ -201,7 +201,7 @@ class ModbusSimServer:
         server = ModbusTcpServer(_Store(self), address=(self.host, self.port))
         if not await server.listen():
             raise OSError(f"modbus simulator cannot listen on {self.host}:{self.port}")
-        bound = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        bound = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]  # pymodbus types the transport as a BaseTransport; it is an asyncio Server
         if bound != self.port:
             self.port = bound
             # Later re-listens (refuse off) must take this port, not "any".
@@ -296,7 +296,7 @@ class ModbusSimServer:
                 self._relisten = None
             if server.transport is not None:
                 server.transport.close()  # the listening socket only
-                server.transport = None  # type: ignore[assignment]
+                server.transport = None  # type: ignore[assignment]  # pymodbus declares it never None; None makes it listen again
             return
         if getattr(server, "transport", None) is None and self._relisten is None:  # pymodbus types it as never None
             self._relisten = asyncio.get_running_loop().create_task(self._listen_again(server))

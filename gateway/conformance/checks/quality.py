@@ -393,7 +393,7 @@ def envelope_problems(ctx: Context, env: dict[str, Any], now: float) -> list[str
     extra = set(env) - ENVELOPE
     if extra and ctx.probe.protocol == "opcua":
         out.append(f"{where}: envelope fields {sorted(extra)} are not in the spec")
-    etype = spec.events.get(env.get("type"))  # type: ignore[arg-type]
+    etype = spec.events.get(str(env.get("type")))
     if etype is None:
         return out + [f"{where}: '{env.get('type')}' is not a spec event type"]
     if etype.id not in allowed:
