@@ -127,7 +127,8 @@ def _decode_float16() -> Decoder:
     pack, unpack = _REG1.pack, half.unpack
 
     def dec(r: Sequence[int]) -> float:
-        return unpack(pack(r[0]))[0]
+        result: float = unpack(pack(r[0]))[0]
+        return result
 
     return dec
 

@@ -23,7 +23,8 @@ from interface_spec import Spec
 
 
 async def get_view(conn: HTTPConnection) -> LineView:
-    return conn.app.state.view
+    result: LineView = conn.app.state.view
+    return result
 
 
 async def get_store(conn: HTTPConnection) -> Any:
@@ -31,11 +32,13 @@ async def get_store(conn: HTTPConnection) -> Any:
 
 
 async def get_spec(conn: HTTPConnection) -> Spec:
-    return conn.app.state.spec
+    result: Spec = conn.app.state.spec
+    return result
 
 
 async def get_presenter(conn: HTTPConnection) -> Presenter:
-    return conn.app.state.presenter
+    result: Presenter = conn.app.state.presenter
+    return result
 
 
 async def forward_status(conn: HTTPConnection) -> dict[str, Any]:

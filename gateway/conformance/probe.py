@@ -490,7 +490,8 @@ class NativeProbe(Probe):
             entry["error"] = str(exc)
             raise
         entry["result"] = out
-        return out
+        result: list[Any] = out
+        return result
 
     def _result_name(self, code: int | None) -> str | None:
         if code is None:

@@ -48,7 +48,8 @@ def adapter_factory(protocol: str) -> Callable[[str, list[Point], dict[str, Any]
     """Find an adapter by entry-point name: built-in and third-party adapters alike."""
     for ep in entry_points(group="linegw.adapters"):
         if ep.name == protocol:
-            return ep.load()
+            result: Callable[[str, list[Point], dict[str, Any]], Adapter] = ep.load()
+            return result
     known = ", ".join(sorted(ep.name for ep in entry_points(group="linegw.adapters")))
     raise LookupError(f"no adapter '{protocol}' is installed (entry point group linegw.adapters: {known})")
 
@@ -177,7 +178,8 @@ class Device:
             rows = await self.store.history(self.eq.id, path, t - span, t, limit=100_000)
             reads = [r for r in rows if r.get("reason") != LINK_DOWN]
             if reads:
-                return reads[-1]
+                result: dict[str, Any] | None = reads[-1]
+                return result
         return None
 
     def _unseen(self, samples: list[Sample]) -> list[Sample]:
@@ -245,7 +247,8 @@ class Device:
                 samples = [s._replace(quality=Quality.UNCERTAIN, reason=STALLED) if s.quality == Quality.GOOD else s
                            for s in samples]
             if self._accept(samples, now):
-                return self.store.room()  # the store is behind: the adapter waits before reading more
+                result: Awaitable[None] | None = self.store.room()  # the store is behind: the adapter waits before reading more
+                return result
         return None
 
     def _stalled(self, samples: Sequence[Sample] = ()) -> bool:

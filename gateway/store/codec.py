@@ -111,7 +111,8 @@ class Columns(NamedTuple):
     def values(self) -> list[Any]:
         """Every row's value as a Python object (float, int, None or str), in row order."""
         if len(self.floats) == len(self.kind):
-            return self.floats.tolist()  # the common case: a series of floats
+            result: list[Any] = self.floats.tolist()  # the common case: a series of floats
+            return result
         out: list[Any] = [None] * len(self.kind)
         for k, src in ((K_FLOAT, self.floats.tolist()), (K_INT, self.ints.tolist()), (K_TEXT, self.texts)):
             idx = np.flatnonzero(self.kind == k).tolist()
@@ -127,7 +128,8 @@ def take(c: Columns, idx: np.ndarray) -> Columns:
 
     def pick(k: int, src: np.ndarray) -> np.ndarray:
         pos = np.cumsum(c.kind == k) - 1  # row -> index among the rows of kind k
-        return src[pos[idx[kind == k]]]
+        result: np.ndarray = src[pos[idx[kind == k]]]
+        return result
 
     text_pos = (np.cumsum(c.kind == K_TEXT) - 1)[idx[kind == K_TEXT]].tolist()
     return Columns(c.ts[idx], c.gw[idx], c.q[idx], kind, pick(K_FLOAT, c.floats), pick(K_INT, c.ints),
@@ -137,7 +139,8 @@ def take(c: Columns, idx: np.ndarray) -> Columns:
 def _array(a: np.ndarray) -> bytes:
     if len(a) < PCO_MIN:
         return bytes((_RAW,)) + a.tobytes()
-    return bytes((_PCO,)) + pco.simple_compress(np.ascontiguousarray(a), _PCO_CONFIG)
+    result: bytes = bytes((_PCO,)) + pco.simple_compress(np.ascontiguousarray(a), _PCO_CONFIG)
+    return result
 
 
 def _unarray(b: bytes, dtype: type) -> np.ndarray:

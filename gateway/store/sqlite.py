@@ -1472,8 +1472,10 @@ class SqliteStore:
                 while self._retention_chunk(conn, now - self.retention_days * 86400.0):
                     pass
             self._records_retention(conn, now)
-            return self._stats["retention_deleted"] - before
-        return await self._write(op)
+            result: int = self._stats["retention_deleted"] - before
+            return result
+        result: int = await self._write(op)
+        return result
 
     # --- compaction (its own thread; it writes through the writer) ---------------------------
     def _compact_conn(self) -> sqlite3.Connection:
@@ -1529,7 +1531,8 @@ class SqliteStore:
 
         self._check_running()
         await asyncio.to_thread(run)
-        return self._stats["sealed_samples"] - before
+        result: int = self._stats["sealed_samples"] - before
+        return result
 
     def _write_sync(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """`_write` for threads other than the event loop's: hand the writer an operation, wait for its commit."""
@@ -1663,9 +1666,12 @@ class SqliteStore:
         start, end = max(start, -_FAR), min(end, _FAR)  # "everything" as +-inf stays within integer cells
         if not end > start or limit <= 0:
             return []
+        rows: list[dict[str, Any]]
         if bucket_s is None:
-            return await self._read(lambda c: self._raw(c, equipment, path, start, end, limit))
-        return await self._read(lambda c: self._bucketed(c, equipment, path, start, end, bucket_s, aggs, limit))
+            rows = await self._read(lambda c: self._raw(c, equipment, path, start, end, limit))
+        else:
+            rows = await self._read(lambda c: self._bucketed(c, equipment, path, start, end, bucket_s, aggs, limit))
+        return rows
 
     @staticmethod
     def _sid(conn: sqlite3.Connection, equipment: str, path: str) -> int | None:
@@ -1786,7 +1792,8 @@ class SqliteStore:
                 return conn.execute("SELECT equipment, path, unit FROM series ORDER BY equipment, path").fetchall()
             return conn.execute("SELECT equipment, path, unit FROM series WHERE equipment = ? ORDER BY path",
                                 (equipment,)).fetchall()
-        return await self._read(q)
+        result: list[tuple[str, str, str]] = await self._read(q)
+        return result
 
     # --- alarms --------------------------------------------------------------------------
     async def record_alarm(self, equipment: str, occurrence_id: str, code: int, text: str, severity: int,
@@ -1838,7 +1845,8 @@ class SqliteStore:
                             "stop_reason": bool(stop), "raised_ts": raised, "cleared_ts": cleared, "acked_ts": acked,
                             "acked_by": by, "active": cleared is None, "acknowledged": acked is not None})
             return out
-        return await self._read(q)
+        result: list[dict[str, Any]] = await self._read(q)
+        return result
 
     # --- events --------------------------------------------------------------------------
     async def record_event(self, equipment: str, event_type: str, source_ts: float, seq: int,
@@ -1853,15 +1861,17 @@ class SqliteStore:
                 "INSERT INTO events (equipment, type, source_ts, seq, payload, recorded_ts) VALUES (?,?,?,?,?,?) "
                 "ON CONFLICT DO NOTHING", (equipment, event_type, source_ts, int(seq), text, recorded))
             if cur.rowcount == 0:
-                return conn.execute("SELECT id FROM events WHERE equipment = ? AND seq = ? AND type = ? AND source_ts = ?",
-                                    (equipment, int(seq), event_type, source_ts)).fetchone()[0]
+                known: int = conn.execute("SELECT id FROM events WHERE equipment = ? AND seq = ? AND type = ? AND source_ts = ?",
+                                          (equipment, int(seq), event_type, source_ts)).fetchone()[0]
+                return known
             event_id = cur.lastrowid
             assert event_id is not None  # an INSERT that inserted a row
             conn.executemany("INSERT OR IGNORE INTO event_ids (id_value, event_id) VALUES (?, ?)",
                              [(v, event_id) for v in id_values])
             return event_id
 
-        return await self._write(op)
+        result: int = await self._write(op)
+        return result
 
     @staticmethod
     def _event_rows(cur: Iterable[Row]) -> list[dict[str, Any]]:
@@ -1888,13 +1898,15 @@ class SqliteStore:
         sql = ("SELECT id, equipment, type, source_ts, seq, payload, recorded_ts FROM events" +
                (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY source_ts DESC, id DESC LIMIT ?")
         params.append(limit)
-        return await self._read(lambda c: self._event_rows(c.execute(sql, params)))
+        result: list[dict[str, Any]] = await self._read(lambda c: self._event_rows(c.execute(sql, params)))
+        return result
 
     async def events_referencing(self, id_value: str) -> list[dict[str, Any]]:
         """Every event that mentions a unit, material or job ID, oldest first."""
         sql = ("SELECT e.id, e.equipment, e.type, e.source_ts, e.seq, e.payload, e.recorded_ts "
                "FROM event_ids x JOIN events e ON e.id = x.event_id WHERE x.id_value = ? ORDER BY e.source_ts, e.id")
-        return await self._read(lambda c: self._event_rows(c.execute(sql, (str(id_value),))))
+        result: list[dict[str, Any]] = await self._read(lambda c: self._event_rows(c.execute(sql, (str(id_value),))))
+        return result
 
     # --- audit ---------------------------------------------------------------------------
     async def record_audit(self, ts: float, user: str, role: str, equipment: str, command: str, args: dict[str, Any],
@@ -1919,7 +1931,8 @@ class SqliteStore:
             return [{"id": i, "ts": ts, "user": u, "role": r, "equipment": eq, "command": cmd, "args": json.loads(a),
                      "result_code": code, "result": res, "detail": d}
                     for i, ts, u, r, eq, cmd, a, code, res, d in conn.execute(sql, params)]
-        return await self._read(q)
+        result: list[dict[str, Any]] = await self._read(q)
+        return result
 
     # --- link status ---------------------------------------------------------------------
     async def record_link(self, equipment: str, ts: float, up: bool, reason: str) -> None:
@@ -1948,7 +1961,8 @@ class SqliteStore:
                 down["up_ts"] = after[0] if after else None
                 out.append(down)
             return out
-        return await self._read(q)
+        result: list[dict[str, Any]] = await self._read(q)
+        return result
 
     # --- outbox --------------------------------------------------------------------------
     async def read_since(self, cursor: int, limit: int) -> tuple[list[tuple[int, Sample]], int]:
@@ -1967,13 +1981,15 @@ class SqliteStore:
                 eq, path, unit = meta[sid]
                 out.append((seq, Sample(eq, path, _decode(value, text, qv), unit, ts, gw, _quality(qv), reason or "")))
             return out, rows[-1][0]
-        return await self._read(q)
+        result: tuple[list[tuple[int, Sample]], int] = await self._read(q)
+        return result
 
     async def get_cursor(self, name: str) -> int | None:
         def q(conn: sqlite3.Connection) -> int | None:
             row = conn.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
             return row[0] if row else None
-        return await self._read(q)
+        result: int | None = await self._read(q)
+        return result
 
     async def set_cursor(self, name: str, value: int) -> None:
         await self._write(lambda c: c.execute(
@@ -1986,8 +2002,10 @@ class SqliteStore:
         def op(conn: sqlite3.Connection) -> int:
             conn.execute("INSERT INTO cursors (name, value, consumer, updated_ts) VALUES (?, 0, 1, ?) "
                          "ON CONFLICT DO UPDATE SET consumer = 1", (name, time.time()))
-            return conn.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()[0]
-        return await self._write(op)
+            result: int = conn.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()[0]
+            return result
+        result: int = await self._write(op)
+        return result
 
     async def outbox_backlog(self, cursor: int) -> tuple[int, float | None]:
         """Samples stored after `cursor`, and the recording time of the oldest of them.
@@ -2001,7 +2019,8 @@ class SqliteStore:
                 return 0, None
             oldest = conn.execute("SELECT gw FROM samples WHERE rowid > ? ORDER BY rowid LIMIT 1", (cursor,)).fetchone()
             return top - max(cursor, head - 1), oldest[0]
-        return await self._read(q)
+        result: tuple[int, float | None] = await self._read(q)
+        return result
 
     async def record_reject(self, consumer: str, seq: int, point: str, error: str) -> None:
         """Keep a point a sink refused for good, with the sink's reason."""
@@ -2016,7 +2035,8 @@ class SqliteStore:
             cur = conn.execute(f"SELECT ts, consumer, seq, point, error FROM forward_rejects {where} "
                                "ORDER BY id DESC LIMIT ?", (*args, limit))
             return [dict(zip(("ts", "consumer", "seq", "point", "error"), r)) for r in cur]
-        return await self._read(q)
+        result: list[dict[str, Any]] = await self._read(q)
+        return result
 
     async def reject_counts(self) -> dict[str, int]:
         return dict(await self._read(lambda c: c.execute(

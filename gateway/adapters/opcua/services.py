@@ -144,7 +144,8 @@ class Services:
                 rv.NodeId = nodeid
                 rv.AttributeId = attr
                 params.NodesToRead.append(rv)
-            return await self.ua.read(params)
+            result: list[Any] = await self.ua.read(params)
+            return result
 
         return await self.chunked("read", items, call)
 
@@ -162,14 +163,16 @@ class Services:
                 # or timestamps (BadWriteNotSupported).
                 wv.Value = ua.DataValue(variant, StatusCode=None)
                 params.NodesToWrite.append(wv)
-            return await self.ua.write(params)
+            result: list[Any] = await self.ua.write(params)
+            return result
 
         return await self.chunked("write", items, call)
 
     # --- View services --------------------------------------------------------
     async def translate(self, paths: Sequence[ua.BrowsePath]) -> list[ua.BrowsePathResult]:
         async def call(part: list[ua.BrowsePath]) -> list[ua.BrowsePathResult]:
-            return await self.ua.translate_browsepaths_to_nodeids(part)
+            result: list[Any] = await self.ua.translate_browsepaths_to_nodeids(part)
+            return result
 
         return await self.chunked("translate", paths, call)
 
@@ -212,7 +215,8 @@ class Services:
     # --- Method services --------------------------------------------------------
     async def call(self, requests: Sequence[ua.CallMethodRequest]) -> list[ua.CallMethodResult]:
         async def call(part: list[ua.CallMethodRequest]) -> list[ua.CallMethodResult]:
-            return await self.ua.call(part)
+            result: list[Any] = await self.ua.call(part)
+            return result
 
         return await self.chunked("call", requests, call)
 
@@ -228,7 +232,8 @@ class Services:
             params.TimestampsToReturn = ua.TimestampsToReturn.Both
             params.ItemsToCreate = part
             try:
-                return await self.ua.create_monitored_items(params)
+                result: list[Any] = await self.ua.create_monitored_items(params)
+                return result
             except ua.UaStatusCodeError as exc:
                 if exc.code not in REFUSALS:
                     raise

@@ -27,4 +27,5 @@ async def get_rejects(
         if sink not in forward:
             raise HTTPException(404, f"sink='{sink}': this line forwards to {', '.join(forward) or 'nothing'}")
         consumer = forward[sink]["consumer"]
-    return await store.rejects(consumer, limit)
+    result: list[dict[str, Any]] = await store.rejects(consumer, limit)
+    return result

@@ -216,9 +216,11 @@ async def _rows(store: Any, eq: EquipmentView, path: str, t0: float, t1: float, 
                 aggs: list[str] | None, limit: int) -> list[dict[str, Any]]:
     """Raw samples, or buckets with the store's aggregates and the route's (twa) side by side."""
     if aggs is None or bucket_s is None:
-        return await store.history(eq.id, path, t0, t1, bucket_s=None, limit=limit)
+        samples: list[dict[str, Any]] = await store.history(eq.id, path, t0, t1, bucket_s=None, limit=limit)
+        return samples
     store_aggs = [a for a in aggs if a in AGGREGATES]
-    rows = await store.history(eq.id, path, t0, t1, bucket_s=bucket_s, agg=store_aggs or ["count"], limit=limit)
+    rows: list[dict[str, Any]] = await store.history(eq.id, path, t0, t1, bucket_s=bucket_s, agg=store_aggs or ["count"],
+                                                     limit=limit)
     if "twa" not in aggs:
         return rows
     # One bucket back: the sample before the range says what value held when it began.

@@ -160,7 +160,8 @@ def missing_reason(ctx: Context, path: str) -> str | None:
 
     probe: Any = ctx.probe
     if path in getattr(probe, "unresolved", {}):
-        return probe.unresolved[path]
+        result: str | None = probe.unresolved[path]
+        return result
     history = probe.history.get(path, [])
     if not history:
         return "never read"
@@ -169,4 +170,5 @@ def missing_reason(ctx: Context, path: str) -> str | None:
         if s.quality != Quality.BAD or s.reason in ("nan", "infinite", "wrong_type", "unknown_enum_code") \
                 or s.reason.startswith("unknown_vendor_code"):
             return None
-    return history[-1].reason
+    reason: str | None = history[-1].reason
+    return reason

@@ -125,7 +125,8 @@ async def settle(ctx: Context, target: str, timeout: float | None = None) -> str
     while True:
         state = await probe.state()
         if state == target or time.monotonic() > deadline:
-            return state
+            result: str | None = state
+            return result
         await asyncio.sleep(0.05)
 
 

@@ -78,7 +78,8 @@ def top_of(ctx: Context, path: str) -> int:
     var = ctx.spec.variable(ctx.cls, path).var
     if var.range:
         return int(var.range[1])
-    return 2 ** (var.bits or 32) - 1
+    result: int = 2 ** (var.bits or 32) - 1
+    return result
 
 
 def step(a: int, b: int) -> int:
