@@ -8,11 +8,12 @@ the key ring and drops per-app caches.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -33,6 +34,7 @@ from gateway.api.routes import (  # line intelligence
     history,
     line,
     live,
+    metrics,
     oee,
     ready,  # readiness for probes, beside /health
     record,
@@ -72,6 +74,21 @@ def create_app(view: LineView, store: Any, spec: Spec, api_config: Api | None = 
     app.state.keys = keys
     app.state.forwarding = forwarding  # gateway.forward.service.Forwarding, or None
     app.state.presenter = Presenter(spec)
+    app.state.request_latency = metrics.request_latency()
+
+    @app.middleware("http")
+    async def time_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        # By route template, never by raw path: /equipment/{equipment_id} is one series, not one per machine.
+        # FastAPI hands over the route as its router declared it, without the prefix it was included under.
+        template = getattr(request.scope.get("route"), "path", None)
+        if template is None:
+            template = "unmatched"
+        elif request.url.path.startswith(API_PREFIX + "/") and not template.startswith(API_PREFIX + "/"):
+            template = API_PREFIX + template
+        metrics.observe_latency(app, started, template, request.method)
+        return response
 
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(caller)])
     for module in (line, equipment, history, alarms, events, trace, commands, audit, spec_routes, forward, health,
@@ -80,6 +97,7 @@ def create_app(view: LineView, store: Any, spec: Spec, api_config: Api | None = 
     v1.include_router(oee.router)
     v1.include_router(record.router)
     app.include_router(v1)
+    app.include_router(metrics.router)  # /metrics, where Prometheus looks by default
     app.include_router(live.router, prefix=API_PREFIX)  # authenticates itself: browsers cannot send headers there
     dashboard.install(app)
 

@@ -78,6 +78,8 @@ class Device:
         self.ready = asyncio.Event()
         self._records: asyncio.Queue[tuple[str, tuple[Any, ...]]] = asyncio.Queue(RECORD_QUEUE)
         self.records_dropped = 0
+        self.samples_read = 0  # validated samples from the machine (for /metrics)
+        self.samples_stored = 0  # of those, the ones handed to the store (new values)
         self._last_seq = 0
         self._events_wakeup = asyncio.Event()
         self.link: NativeLink | None = None  # requests to the machine's shared windows (commands, mailbox)
@@ -262,6 +264,8 @@ class Device:
         """Store validated samples, update the live picture and fan them out; True when the store is behind."""
         fresh = self._unseen(samples)
         behind = self.store.write_samples(fresh) if fresh else False
+        self.samples_read += len(samples)
+        self.samples_stored += len(fresh)
         self.view.last_data_ts = now
         latest = self.latest
         changed_state = False
@@ -588,6 +592,10 @@ class Device:
                 env = {"type": "invalid_envelope", "seq": first + i, "source_ts": time.time(), "payload": {"invalid_envelope": env}}
             out.append(env)
         return out
+
+    def record_queue(self) -> int:
+        """Alarm and event records waiting for the store."""
+        return self._records.qsize()
 
     # --- helpers for commands ---------------------------------------------------------------
     def state_name(self, variable: str) -> str | None:

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,11 +21,12 @@ import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from gateway.api.app import create_app
-from gateway.api.auth import ApiConfigError
+from gateway.api.auth import KEY_HEADER, ApiConfigError
 from gateway.config import Api, ApiKey, LineConfig
 from gateway.runtime.line import LineRuntime
 from gateway.store.sqlite import SqliteStore
@@ -555,3 +557,61 @@ async def test_dashboard_is_served_with_the_line(client, tmp_path):
         check = subprocess.run(["node", "--check", str(copy)], capture_output=True, text=True)
         assert check.returncode == 0, (name, check.stderr)
     assert (await client.get("/docs")).status_code == 200
+
+
+async def scrape(client) -> dict[str, list]:
+    """GET /metrics parsed by prometheus-client's own parser: family name -> samples."""
+    r = await client.get("/metrics")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/plain; version=")  # the Prometheus text format
+    return {f.name: f.samples for f in text_string_to_metric_families(r.text)}
+
+
+def sample(families: dict[str, list], name: str, **labels: str) -> float:
+    family = families.get(name) or families.get(name.removesuffix("_total").removesuffix("_count"), [])
+    found = [s.value for s in family if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+    assert len(found) == 1, f"{name}{labels}: {found} in {sorted(families)}"
+    return found[0]
+
+
+async def test_metrics_for_prometheus_cover_machines_store_and_api(client, gateway):
+    assert (await client.get("/api/v1/line")).status_code == 200  # one request whose latency is observed
+    m = await scrape(client)
+    for eid, cls, proto, _, _ in MACHINES:
+        assert sample(m, "linegw_machine_available", equipment=eid, **{"class": cls}, protocol=proto) == 1.0
+        assert sample(m, "linegw_machine_link_up", equipment=eid) == 1.0
+        assert sample(m, "linegw_machine_samples_total", equipment=eid) > 0
+        assert sample(m, "linegw_machine_samples_stored_total", equipment=eid) > 0
+        assert sample(m, "linegw_machine_last_data_timestamp_seconds", equipment=eid) > time.time() - 60
+        assert sample(m, "linegw_adapter_reconnects_total", equipment=eid) >= 0
+        assert sample(m, "linegw_adapter_errors_total", equipment=eid, kind="read") >= 0
+    assert sample(m, "linegw_adapter_scans_total", equipment="winder1") > 0  # Modbus scans
+    assert sample(m, "linegw_adapter_overruns_total", equipment="winder1") >= 0
+    assert sample(m, "linegw_store_written_total") > 0
+    assert sample(m, "linegw_store_running") == 1.0
+    assert sample(m, "linegw_build_info", line=LINE) == 1.0
+    # Latency by route template: one series for /api/v1/line, none per raw path.
+    assert sample(m, "linegw_api_request_duration_seconds_count", route="/api/v1/line", method="GET") >= 1
+    assert not any(s.labels.get("route", "").startswith("/api/v1/equipment/coater1")
+                   for s in m.get("linegw_api_request_duration_seconds", []))
+
+
+async def test_metrics_move_with_the_machines(client, gateway):
+    before = sample(await scrape(client), "linegw_adapter_reconnects_total", equipment="winder1")
+    read_before = sample(await scrape(client), "linegw_machine_samples_total", equipment="winder1")
+    gateway.sims.simulators["winder1"].faults.drop_connections()
+
+    async def reconnected():
+        m = await scrape(client)
+        return (sample(m, "linegw_adapter_reconnects_total", equipment="winder1") > before
+                and sample(m, "linegw_machine_available", equipment="winder1") == 1.0)
+
+    await wait_for(reconnected, "winder1's reconnect counted in /metrics", timeout=60)
+    after = await scrape(client)
+    assert sample(after, "linegw_machine_samples_total", equipment="winder1") > read_before
+
+
+async def test_metrics_need_a_key_where_keys_are_configured(keyed_client):
+    assert (await keyed_client.get("/metrics")).status_code == 401
+    r = await keyed_client.get("/metrics", headers={KEY_HEADER: VIEWER_KEY})
+    assert r.status_code == 200 and "linegw_machine_available" in r.text
