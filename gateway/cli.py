@@ -14,17 +14,34 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from gateway import __version__
 from gateway.analytics.cli import report_app
-from gateway.clitools import DEMO_LINE, console, fail, load_or_fail, parse_duration
+from gateway.clitools import DEMO_LINE, Overrides, apply_overrides, console, fail, load_or_fail, parse_duration
 from gateway.conformance.cli import conformance
 from gateway.logs import configure as configure_logging
-from interface_spec import Spec, SpecError
+from interface_spec import Spec, SpecError, load_spec
 from interface_spec.cli import spec_app
 
 if TYPE_CHECKING:
     from gateway.config import LineConfig
 
 app = typer.Typer(help="linegw: a line gateway for lithium-ion cell production lines.", no_args_is_help=True)
+
+HOST_OPTION = typer.Option(None, "--host", help="address the API listens on (over api.host; env LINEGW_HOST)")
+PORT_OPTION = typer.Option(None, "--port", help="API port, 0 for a free one (over api.port; env LINEGW_PORT)")
+STORE_OPTION = typer.Option(None, "--store", help="the embedded store's file (over store.path; env LINEGW_STORE)")
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"linegw {__version__} (line interface spec {load_spec().version})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """linegw: a line gateway for lithium-ion cell production lines."""
 
 
 
@@ -43,7 +60,7 @@ def check_config(line_file: Path = typer.Argument(..., help="line configuration 
         console.print(f"  forward to MQTT {cfg.forward.mqtt.host}:{cfg.forward.mqtt.port} under '{cfg.forward.mqtt.base_topic}/'")
 
 
-def _listen_or_fail(cfg: Any, line_file: Path) -> socket.socket:
+def _listen_or_fail(cfg: Any, line_file: Path, over: Overrides | None = None) -> socket.socket:
     """The API's listening socket, bound before anything starts: an address that is not this
     machine's, or a port in use, is one `file:line: field` message instead of a server's traceback."""
     from gateway.config import located
@@ -65,7 +82,11 @@ def _listen_or_fail(cfg: Any, line_file: Path) -> socket.socket:
             sock.close()
             in_use = exc.errno == errno.EADDRINUSE
             field = ("api", "port") if in_use else ("api", "host")
-            why = f"cannot listen on {host} port {port}: {exc.strerror}" + ("; is another gateway running?" if in_use else "")
+            why = f"cannot listen on {host} port {port}: {exc.strerror}" + (
+                "; is another gateway running? Choose another port with --port (or LINEGW_PORT)" if in_use else "")
+    given = (over.sources() if over is not None else {}).get(field[1])
+    if given:  # not the line file's value: name the option it came from, not a line of the file
+        fail(SpecError(f"{given}: {why}"))
     fail(SpecError(located(line_file, yaml_node(line_file), [(field, why)])))
 
 
@@ -145,11 +166,13 @@ def _api_url(cfg: Any, server: Any) -> str:
 
 @app.command()
 def run(line_file: Path = typer.Argument(..., help="line configuration YAML"),
-        log_level: str = typer.Option("info", help="debug, info, warning")) -> None:
+        log_level: str = typer.Option("info", help="debug, info, warning"),
+        host: str | None = HOST_OPTION, port: int | None = PORT_OPTION, store: Path | None = STORE_OPTION) -> None:
     """Run the gateway for a line: adapters, store and API."""
     configure_logging(log_level)
     cfg, spec = load_or_fail(line_file)
-    sock = _listen_or_fail(cfg, line_file)
+    cfg, over = apply_overrides(cfg, host, port, store)
+    sock = _listen_or_fail(cfg, line_file, over)
 
     async def main() -> None:
         stop = _stop_event(None)
@@ -219,11 +242,13 @@ def simulate(line_file: Path = typer.Argument(..., help="line configuration YAML
 
 @app.command()
 def demo(line_file: Path = typer.Option(DEMO_LINE, "--line", help="line file to simulate and serve"),
-         duration: str = typer.Option(None, "--for", help="stop by itself after this long, e.g. 30s")) -> None:
+         duration: str = typer.Option(None, "--for", help="stop by itself after this long, e.g. 30s"),
+         host: str | None = HOST_OPTION, port: int | None = PORT_OPTION, store: Path | None = STORE_OPTION) -> None:
     """Start the demo line's simulators and the gateway together, on the embedded store."""
     configure_logging("warning")
     cfg, spec = load_or_fail(line_file)
-    sock = _listen_or_fail(cfg, line_file)
+    cfg, over = apply_overrides(cfg, host, port, store)
+    sock = _listen_or_fail(cfg, line_file, over)
 
     async def main() -> None:
         stop = _stop_event(parse_duration(duration) if duration else None)

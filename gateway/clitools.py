@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.markup import escape
 
@@ -67,3 +69,35 @@ def fail(exc: Exception) -> NoReturn:
     for line in str(exc).splitlines():  # one problem per line, never wrapped: file:line: field: what
         err_console.print(f"[red]error:[/red] {escape(line)}", highlight=False, markup=True)
     raise typer.Exit(1)
+
+
+class Overrides(BaseSettings):
+    """What `run` and `demo` take over the line file: command-line options, else LINEGW_* environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="LINEGW_", extra="ignore")
+
+    host: str | None = None
+    port: int | None = Field(default=None, ge=0, le=65535)
+    store: Path | None = None
+
+    def sources(self) -> dict[str, str]:
+        """Each overridden setting, as the user would name where it came from."""
+        return {name: f"--{name} / LINEGW_{name.upper()}" for name in ("host", "port", "store")
+                if getattr(self, name) is not None}
+
+
+def apply_overrides(cfg: LineConfig, host: str | None, port: int | None, store: Path | None) -> tuple[LineConfig, Overrides]:
+    """The line file's configuration with the overrides applied (checked like the file's own values)."""
+    from gateway.config import Api, Store
+
+    given: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "store": store}.items() if v is not None}
+    try:
+        over = Overrides(**given)  # options win over the environment
+        api = Api.model_validate({**cfg.api.model_dump(), **{k: getattr(over, k) for k in ("host", "port")
+                                                             if getattr(over, k) is not None}})
+        store_cfg = cfg.store if over.store is None else Store.model_validate(
+            {**cfg.store.model_dump(), "path": str(over.store.expanduser().resolve())})
+    except ValidationError as exc:
+        fail(SpecError("\n".join(f"{'.'.join(str(x) for x in e['loc'])} (option or LINEGW_ variable): {e['msg']}"
+                                 for e in exc.errors())))
+    return cfg.model_copy(update={"api": api, "store": store_cfg}), over
