@@ -167,10 +167,14 @@ def _api_url(cfg: Any, server: Any) -> str:
 @app.command()
 def run(line_file: Path = typer.Argument(..., help="line configuration YAML"),
         log_level: str = typer.Option("info", help="debug, info, warning"),
-        host: str | None = HOST_OPTION, port: int | None = PORT_OPTION, store: Path | None = STORE_OPTION) -> None:
+        host: str | None = HOST_OPTION, port: int | None = PORT_OPTION, store: Path | None = STORE_OPTION,
+        log_format: str = typer.Option("text", "--log-format", help="text, or json: one object per line with "
+                                       "ts, level, logger, message and the machine's ID as `equipment`")) -> None:
     """Run the gateway for a line: adapters, store and API."""
-    configure_logging(log_level)
+    if log_format not in ("text", "json"):
+        raise typer.BadParameter(f"'{log_format}' is not a log format: text or json", param_hint="--log-format")
     cfg, spec = load_or_fail(line_file)
+    configure_logging(log_level, log_format, [eq.id for eq in cfg.equipment])
     cfg, over = apply_overrides(cfg, host, port, store)
     sock = _listen_or_fail(cfg, line_file, over)
 

@@ -19,7 +19,10 @@ the reason. The protocol libraries speak only at DEBUG:
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
 
 LIBRARIES = ("asyncua", "pymodbus")
 QUIET = ("uvicorn.access",)
@@ -40,9 +43,35 @@ class LibraryOneLine(logging.Filter):
         return True
 
 
-def configure(level: str = "info") -> None:
+class JsonLines(logging.Formatter):
+    """One JSON object per record, for log collectors: time (UTC), level, logger, message, and `equipment`
+    when the record is about one machine (the gateway's own lines start with the machine's ID)."""
+
+    def __init__(self, equipment: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.equipment = frozenset(equipment)
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname, "logger": record.name, "message": record.getMessage(),
+        }
+        args = record.args
+        if isinstance(record.msg, str) and record.msg.startswith("%s: ") and isinstance(args, tuple) and args \
+                and args[0] in self.equipment:
+            out["equipment"] = args[0]
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def configure(level: str = "info", fmt: str = "text", equipment: Iterable[str] = ()) -> None:
+    """Levels and filters for the process; `fmt` "json" writes JSON lines (`equipment` names the machines)."""
     debug = level.upper() == "DEBUG"
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if fmt == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonLines(equipment))
     logging.getLogger("pymodbus").setLevel(logging.DEBUG if debug else logging.CRITICAL + 1)
     # Its warnings ("close_session was called but connection is closed") are the adapter's link reasons.
     logging.getLogger("asyncua").setLevel(logging.WARNING if debug else logging.ERROR)

@@ -4,6 +4,7 @@ options or LINEGW_* variables, and a port already taken said in one line that na
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import sys
@@ -101,3 +102,29 @@ async def test_an_override_out_of_range_is_refused_naming_it(tmp_path):
     assert code == 1
     assert err.strip().splitlines() == [
         "error: port (option or LINEGW_ variable): Input should be less than or equal to 65535"]
+
+
+async def test_json_logs_carry_the_machine_as_a_field(tmp_path):
+    path = line_file(tmp_path, 0, tmp_path / "line.sqlite")  # w1's endpoint has nothing listening
+    gateway = await linegw("run", str(path), "--log-format", "json")
+    try:
+        await line_starting(gateway, "linegw: line 'ops' API on ")
+        async with asyncio.timeout(60):
+            while True:
+                text = (await gateway.stderr.readline()).decode()
+                assert text, "the gateway ended before logging about w1"
+                record = json.loads(text)  # every line is one JSON object
+                assert {"ts", "level", "logger", "message"} <= record.keys(), record
+                if record.get("equipment") == "w1":
+                    break
+        assert record["message"].startswith("w1: ") and record["level"] in ("WARNING", "INFO", "ERROR"), record
+    finally:
+        code, err = await stop(gateway)
+    assert code == 0, err
+    for text in err.splitlines():
+        json.loads(text)  # the shutdown's lines too
+
+
+async def test_an_unknown_log_format_is_refused():
+    code, _, err = await finished(await linegw("run", "deploy/lines/demo.yaml", "--log-format", "xml"))
+    assert code == 2 and "'xml' is not a log format: text or json" in err
