@@ -18,6 +18,7 @@ from gateway.backoff import Backoff
 from gateway.config import LineConfig
 from gateway.runtime import commands
 from gateway.runtime.device import Device
+from gateway.runtime.looplag import LoopLag
 from gateway.runtime.view import CommandResult, EquipmentView, LiveMessage
 from gateway.samples import Sample
 from interface_spec import Spec
@@ -39,9 +40,11 @@ class LineRuntime:
         self.live_dropped = 0
         self.started_ts = time.time()
         self.restarts: dict[str, int] = {eq.id: 0 for eq in config.equipment}
+        self.loop_lag = LoopLag()
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
+            tg.create_task(self.loop_lag.run(), name="loop-lag")
             for dev in self.devices.values():
                 tg.create_task(self._supervise(dev), name=f"supervise:{dev.eq.id}")
 
@@ -117,6 +120,7 @@ class LineRuntime:
                 }
                 for d in self.devices.values()
             },
+            "loop_lag": self.loop_lag.summary(),
             "live_subscribers": len(self._subscribers),
             "live_dropped": self.live_dropped,
             "store": self.store.stats(),

@@ -49,6 +49,12 @@ class Snapshot(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield InfoMetricFamily("linegw_build", "the gateway's version", value={"version": __version__, "line": self.line})
+        lag = self.runtime.get("loop_lag") or {}
+        if lag:
+            yield GaugeMetricFamily("linegw_event_loop_lag_seconds", "how late the event loop woke, last measure",
+                                    value=lag.get("last_ms", 0.0) / 1000)
+            yield GaugeMetricFamily("linegw_event_loop_lag_max_seconds", "the worst event loop lag within the last minute",
+                                    value=lag.get("max_1m_ms", 0.0) / 1000)
         yield from self._machines()
         yield from self._store()
         yield from self._forward()
