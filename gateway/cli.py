@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 
 from gateway import __version__
 from gateway.analytics.cli import report_app
-from gateway.clitools import DEMO_LINE, Overrides, apply_overrides, console, fail, load_or_fail, parse_duration
+from gateway.clitools import DEMO_LINE, Overrides, apply_overrides, console, err_console, fail, load_or_fail, parse_duration
 from gateway.conformance.cli import conformance
 from gateway.logs import configure as configure_logging
 from interface_spec import Spec, SpecError, load_spec
@@ -47,9 +48,19 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 @app.command("check-config")
-def check_config(line_file: Path = typer.Argument(..., help="line configuration YAML")) -> None:
+def check_config(line_file: Path = typer.Argument(..., help="line configuration YAML"),
+                 strict: bool = typer.Option(False, "--strict", help="mandatory variables a mapping leaves unmapped "
+                                             "are errors, not warnings")) -> None:
     """Check a line file, the mapping files and the secrets it names; errors give file:line: field."""
-    cfg, _ = load_or_fail(line_file)
+    from gateway.mapping.compile import load_mapping, unmapped_mandatory
+
+    cfg, spec = load_or_fail(line_file)
+    gaps = {eq.id: (Path(eq.mapping).name, unmapped_mandatory(spec, load_mapping(eq.mapping, spec)))
+            for eq in cfg.equipment if eq.mapping}
+    gaps = {eid: gap for eid, gap in gaps.items() if gap[1]}
+    if strict and gaps:
+        fail(SpecError("\n".join(f"{eid}: {name} leaves {len(paths)} mandatory variables unmapped: {', '.join(paths)}"
+                                 for eid, (name, paths) in gaps.items())))
     console.print(f"[green]OK[/green] {line_file}: line '{cfg.line}', {len(cfg.equipment)} machines")
     for eq in cfg.equipment:
         console.print(f"  {eq.id:<12} {eq.cls:<10} {eq.protocol:<7} {eq.endpoint}  "
@@ -58,6 +69,11 @@ def check_config(line_file: Path = typer.Argument(..., help="line configuration 
         console.print(f"  forward to InfluxDB {cfg.forward.influx.url} bucket '{cfg.forward.influx.bucket}'")
     if cfg.forward and cfg.forward.mqtt:
         console.print(f"  forward to MQTT {cfg.forward.mqtt.host}:{cfg.forward.mqtt.port} under '{cfg.forward.mqtt.base_topic}/'")
+    for eid, (name, paths) in gaps.items():
+        # Not an error: a vendor machine may lack them. The integration conformance run reports each one
+        # unless it is declared absent (--absent); --strict refuses the file instead.
+        err_console.print(f"[yellow]warning:[/yellow] {eid}: {name} leaves {len(paths)} mandatory variables unmapped: "
+                          f"{escape(', '.join(paths))}", highlight=False)
 
 
 def _listen_or_fail(cfg: Any, line_file: Path, over: Overrides | None = None) -> socket.socket:

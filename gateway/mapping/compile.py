@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.adapters.base import Point
-from interface_spec import Spec, SpecError, VarDef
+from interface_spec import Spec, SpecError, VarDef, split_path
+from interface_spec.model import Tier
 from interface_spec.loader import line_of, load_model, yaml_node
 
 from .model import CommandMap, EventTrigger, Mapping, Source
@@ -111,6 +112,17 @@ def target(spec: Spec, cls: str, path: str) -> Target:
 def equipment_variables(spec: Spec, cls: str, counts: dict[str, int]) -> dict[str, VarDef]:
     """The variables a machine of the class serves itself (not those the gateway derives), by path."""
     return {p: d for p, d in spec.instances(cls, counts) if d.var.origin == "equipment"}
+
+
+def unmapped_mandatory(spec: Spec, mapping: Mapping) -> list[str]:
+    """Mandatory variables of the class (core included) that the mapping neither maps nor gives as a nameplate
+    value, as path templates ("lane[*].areal_weight"). Recipe and job count only for a machine claiming those
+    profiles, which the integration conformance run judges; they are left out here."""
+    mapped = {split_path(vm.path.replace("[*]", "[1]"))[0] for vm in mapping.variables}
+    mapped |= {f"identification.{k}" for k in mapping.identification}
+    return [d.template.replace("[]", "[*]") for d in spec.variables(mapping.cls)
+            if d.var.origin == "equipment" and d.var.tier == Tier.mandatory and d.sub_unit.tier == Tier.mandatory
+            and d.template not in mapped]
 
 
 def load_mapping(path: str | Path, spec: Spec) -> Mapping:

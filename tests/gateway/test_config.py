@@ -362,3 +362,34 @@ def test_bad_mapping_is_rejected_with_its_line(tmp_path, edit, expected):
     with pytest.raises(SpecError) as exc:
         load_mapping(write(tmp_path, "m.yaml", MAPPING.replace(*edit)), load_spec())
     assert expected in str(exc.value)
+
+
+def unmapped_warning(stderr: str, eid: str) -> list[str]:
+    """The mandatory variables check-config says a machine's mapping leaves unmapped."""
+    [line] = [x for x in stderr.splitlines() if x.startswith(f"warning: {eid}: ")]
+    return line.split(" unmapped: ", 1)[1].split(", ")
+
+
+def test_check_config_lists_the_mandatory_variables_a_mapping_leaves_unmapped_and_strict_refuses(tmp_path):
+    (tmp_path / "lines").mkdir()
+    shutil.copytree(DEMO_LINE.parent.parent / "mappings", tmp_path / "mappings")
+    line_file = write(tmp_path / "lines", "demo.yaml", DEMO_LINE.read_text())
+    before = linegw("check-config", str(line_file))
+    assert before.returncode == 0, before.stderr
+    gaps = unmapped_warning(before.stderr, "winder1")
+    assert "winding.speed" not in gaps and "identification.equipment_class" in gaps
+    assert f"winder1: tobu-winder-modbus.yaml leaves {len(gaps)} mandatory variables unmapped" in before.stderr
+
+    # One mandatory variable taken out of the mapping: named at once, not first by the conformance kit.
+    mapping = tmp_path / "mappings" / "tobu-winder-modbus.yaml"
+    mapping.write_text("\n".join(x for x in mapping.read_text().splitlines() if "path: winding.speed," not in x) + "\n")
+    after = linegw("check-config", str(line_file))
+    assert after.returncode == 0
+    assert sorted(unmapped_warning(after.stderr, "winder1")) == sorted([*gaps, "winding.speed"])
+
+    strict = linegw("check-config", str(line_file), "--strict")
+    assert strict.returncode == 1
+    errors = strict.stderr.strip().splitlines()
+    assert errors[0] == f"error: winder1: tobu-winder-modbus.yaml leaves {len(gaps) + 1} mandatory variables unmapped: " \
+                        + ", ".join(unmapped_warning(after.stderr, "winder1"))
+    assert errors[1].startswith("error: winder2: sztp-winder-opcua.yaml leaves ")
