@@ -16,8 +16,8 @@ from typing import Any
 
 from gateway.adapters.base import Point
 from interface_spec import Spec, SpecError, VarDef, split_path
-from interface_spec.model import Tier
 from interface_spec.loader import line_of, load_model, yaml_node
+from interface_spec.model import Tier
 
 from .model import CommandMap, EventTrigger, Mapping, Source
 
