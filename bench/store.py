@@ -55,7 +55,7 @@ from gateway.store import (
     SqliteStore,
     codec,
 )
-from gateway.store.sqlite import _INSERT_CHUNK, _chunk_rows
+from gateway.store.sqlite.schema import INSERT_CHUNK, chunk_rows
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DAY = 86400
@@ -148,7 +148,7 @@ async def fill_day(path: Path, racks: int, t0: float) -> dict[str, Any]:
         nums = [None if isinstance(v, str) else (int(v) if isinstance(v, bool) else v) for v in values]
         c = codec.columns([s.source_ts for s in rows], [s.gateway_ts for s in rows], nums, texts,
                           [4 if isinstance(v, bool) else 0 for v in values], [""] * len(rows))
-        blobs[path_] = _chunk_rows(0, 0, c)
+        blobs[path_] = chunk_rows(0, 0, c)
     w0 = time.perf_counter()
     values = 0
     for w in range(DAY // RACK_WINDOW_S):
@@ -159,7 +159,7 @@ async def fill_day(path: Path, racks: int, t0: float) -> dict[str, Any]:
                 sid = sids[(f"rack{r + 1}", path_)]
                 for row in rows:
                     moved = (sid, 0, row[2] + shift, row[3] + shift, row[4] + shift, row[5] + shift, *row[6:])
-                    conn.execute(_INSERT_CHUNK, moved)
+                    conn.execute(INSERT_CHUNK, moved)
                     values += row[6]
         conn.execute("COMMIT")
     conn.close()

@@ -58,6 +58,7 @@ from typing import Any
 
 from gateway.analytics import timeline as tl
 from gateway.analytics.shifts import Shifts, occurrences
+from gateway.store.base import Store
 from interface_spec import Spec
 
 E10_STATES = ("PRD", "SBY", "ENG", "SDT", "UDT", "NST")
@@ -175,7 +176,7 @@ class MachineResult:
 class OeeCalculator:
     """Computes the figures of a line's machines from a store; one instance per request, no state kept."""
 
-    def __init__(self, store: Any, spec: Spec, machines: Mapping[str, str]):
+    def __init__(self, store: Store, spec: Spec, machines: Mapping[str, str]):
         self.store = store
         self.spec = spec
         self.machines = machines  # equipment id -> class, in line order

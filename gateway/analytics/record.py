@@ -36,6 +36,7 @@ from typing import Any
 from gateway.analytics import timeline as tl
 from gateway.api.routes.trace import MadeIntoNode, Tracer
 from gateway.api.timeparams import iso
+from gateway.store.base import Store
 from interface_spec import Spec
 
 SEQUENTIAL_START = ("UnitProcessed", "JobStarted")
@@ -64,7 +65,7 @@ def _template(path: str) -> str:
 class RecordBuilder:
     """Builds records from a store; one instance per request, no state kept."""
 
-    def __init__(self, store: Any, spec: Spec, machines: dict[str, str], max_points: int = 2000):
+    def __init__(self, store: Store, spec: Spec, machines: dict[str, str], max_points: int = 2000):
         self.store = store
         self.spec = spec
         self.machines = machines  # equipment id -> class

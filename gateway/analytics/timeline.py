@@ -27,6 +27,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from gateway.store.base import Store
+
 T = TypeVar("T")
 BAD = 2  # Quality.BAD as the store returns it
 US = 1_000_000
@@ -75,7 +77,7 @@ def bucket_for(t0: float, t1: float, smallest: float = 10.0) -> float:
     return max(smallest, 10.0 * -(-span // (10.0 * MAX_BUCKETS)))
 
 
-async def raw_rows(store: Any, equipment: str, path: str, t0: float, t1: float) -> AsyncIterator[dict[str, Any]]:
+async def raw_rows(store: Store, equipment: str, path: str, t0: float, t1: float) -> AsyncIterator[dict[str, Any]]:
     """Every raw sample with t0 <= ts < t1, oldest first, paged (rows sharing a timestamp are not lost)."""
     start, skip = t0, 0
     while True:
@@ -91,7 +93,7 @@ async def raw_rows(store: Any, equipment: str, path: str, t0: float, t1: float) 
         start, skip = last, same
 
 
-async def value_before(store: Any, equipment: str, path: str, t: float) -> Any:
+async def value_before(store: Store, equipment: str, path: str, t: float) -> Any:
     """The last GOOD numeric value of a series before t (None when there is none within 30 days)."""
     for span in LOOKBACKS_S:
         rows = await store.history(equipment, path, t - span, t, bucket_s=span, agg=["last"])
@@ -101,7 +103,7 @@ async def value_before(store: Any, equipment: str, path: str, t: float) -> Any:
     return None
 
 
-async def changes(store: Any, equipment: str, path: str, t0: float, t1: float,
+async def changes(store: Store, equipment: str, path: str, t0: float, t1: float,
                   initial: Any) -> list[tuple[float, Any]]:
     """(ts, new value) of every change in [t0, t1) after `initial`; a BAD sample changes it to None."""
     bucket = bucket_for(t0, t1)
@@ -128,7 +130,7 @@ async def changes(store: Any, equipment: str, path: str, t0: float, t1: float,
     return out
 
 
-async def _read_buckets(store: Any, equipment: str, path: str, starts: list[float], bucket: float,
+async def _read_buckets(store: Store, equipment: str, path: str, starts: list[float], bucket: float,
                         t0: float, t1: float) -> list[list[dict[str, Any]]]:
     """The raw samples of the given buckets, those less than MERGE_GAP_S apart read as one range."""
     ranges: list[list[float]] = []
@@ -213,13 +215,13 @@ def at(line: Timeline, t_us: int) -> Any:
     return line[i].value if 0 <= i < len(line) and t_us < line[i].end else None
 
 
-async def state_line(store: Any, equipment: str, path: str, t0: float, t1: float) -> Timeline:
+async def state_line(store: Store, equipment: str, path: str, t0: float, t1: float) -> Timeline:
     """The timeline of one state series over [t0, t1) (link-down intervals not yet applied)."""
     initial = await value_before(store, equipment, path, t0)
     return build(t0, t1, initial, await changes(store, equipment, path, t0, t1, initial))
 
 
-async def link_gaps(store: Any, equipment: str, t0: float, t1: float) -> list[tuple[int, int]]:
+async def link_gaps(store: Store, equipment: str, t0: float, t1: float) -> list[tuple[int, int]]:
     """Link-down intervals (µs), clipped to [t0, t1); one still down runs to t1."""
     out = []
     for row in await store.link_history(equipment, t0, t1):
@@ -229,7 +231,7 @@ async def link_gaps(store: Any, equipment: str, t0: float, t1: float) -> list[tu
     return out
 
 
-async def increments(store: Any, equipment: str, path: str, t0: float, t1: float) -> list[tuple[float, int]]:
+async def increments(store: Store, equipment: str, path: str, t0: float, t1: float) -> list[tuple[float, int]]:
     """(ts, units added) of a resettable counter over [t0, t1).
 
     A value below the one before is a reset (counted from 0), or a wrap of the

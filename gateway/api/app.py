@@ -43,6 +43,7 @@ from gateway.api.routes import (  # line intelligence
 from gateway.api.routes import spec as spec_routes
 from gateway.config import Api
 from gateway.runtime.view import LineView
+from gateway.store.base import Store
 from interface_spec import Spec
 
 log = logging.getLogger("linegw.api")
@@ -50,7 +51,7 @@ log = logging.getLogger("linegw.api")
 API_PREFIX = "/api/v1"
 
 
-def create_app(view: LineView, store: Any, spec: Spec, api_config: Api | None = None, forwarding: Any = None) -> FastAPI:
+def create_app(view: LineView, store: Store, spec: Spec, api_config: Api | None = None, forwarding: Any = None) -> FastAPI:
     api_config = api_config or Api()
     keys = KeyRing(api_config)  # fails now, naming the variable, rather than on the first request
 

@@ -19,6 +19,7 @@ from starlette.requests import HTTPConnection
 from gateway.api.auth import KEY_HEADER, AuthError, KeyRing, Principal, command_refusal, identify
 from gateway.api.present import Presenter
 from gateway.runtime.view import EquipmentView, LineView
+from gateway.store.base import Store as StoreProtocol
 from interface_spec import Spec
 
 
@@ -27,8 +28,9 @@ async def get_view(conn: HTTPConnection) -> LineView:
     return result
 
 
-async def get_store(conn: HTTPConnection) -> Any:
-    return conn.app.state.store
+async def get_store(conn: HTTPConnection) -> StoreProtocol:
+    store: StoreProtocol = conn.app.state.store
+    return store
 
 
 async def get_spec(conn: HTTPConnection) -> Spec:
@@ -48,7 +50,7 @@ async def forward_status(conn: HTTPConnection) -> dict[str, Any]:
 
 
 View = Annotated[LineView, Depends(get_view)]
-Store = Annotated[Any, Depends(get_store)]
+Store = Annotated[StoreProtocol, Depends(get_store)]
 SpecDep = Annotated[Spec, Depends(get_spec)]
 PresenterDep = Annotated[Presenter, Depends(get_presenter)]
 ForwardStatus = Annotated[dict[str, Any], Depends(forward_status)]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,6 +26,7 @@ from gateway.runtime.ingest import to_samples
 from gateway.runtime.view import EquipmentView, LiveMessage
 from gateway.samples import Quality, Sample
 from gateway.store import StoreClosed
+from gateway.store.base import Store
 from interface_spec import Spec
 
 log = logging.getLogger("linegw.device")
@@ -62,7 +62,7 @@ def event_ids(payload: dict[str, Any]) -> list[str]:
 
 
 class Device:
-    def __init__(self, spec: Spec, eq: Equipment, store: Any, publish: Callable[[LiveMessage], None]):
+    def __init__(self, spec: Spec, eq: Equipment, store: Store, publish: Callable[[LiveMessage], None]):
         self.spec = spec
         self.eq = eq
         self.store = store
@@ -152,9 +152,7 @@ class Device:
             # must not hold the machine's start); it is in latest() only once committed.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.store.flush(), SEED_FLUSH_S)
-            latest = self.store.latest(self.eq.id)
-            if inspect.isawaitable(latest):
-                latest = await latest
+            latest = await self.store.latest(self.eq.id)
         except StoreClosed as exc:
             log.warning("%s: the store's latest values are not available (%s); values re-read now are stored "
                         "again", self.eq.id, exc)

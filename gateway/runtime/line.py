@@ -21,6 +21,7 @@ from gateway.runtime.device import Device
 from gateway.runtime.looplag import LoopLag
 from gateway.runtime.view import CommandResult, EquipmentView, LiveMessage
 from gateway.samples import Sample
+from gateway.store.base import Store
 from interface_spec import Spec
 
 log = logging.getLogger("linegw.runtime")
@@ -30,7 +31,7 @@ RESTART_MAX_S = 60.0
 
 
 class LineRuntime:
-    def __init__(self, config: LineConfig, spec: Spec, store: Any):
+    def __init__(self, config: LineConfig, spec: Spec, store: Store):
         self.config = config
         self.line_id = config.line
         self.spec = spec

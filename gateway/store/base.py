@@ -13,6 +13,10 @@ Rules every store follows:
     and a link-down marker (a BAD sample, reason "link_down") stays in place.
   * The outbox (`read_since`) hands out stored samples in commit order with a
     sequence number; forwarders keep their position as a named cursor.
+
+The protocol is made of parts (lifecycle, sample writer, history, records,
+outbox, upkeep) so that each consumer can say which part it uses, and a
+store's contract tests (tests/store/) run against the whole.
 """
 
 from __future__ import annotations
@@ -28,8 +32,7 @@ AGGREGATES: tuple[str, ...] = ("avg", "min", "max", "last", "first", "count")
 
 
 @runtime_checkable
-class Store(Protocol):
-    # --- lifecycle -------------------------------------------------------------
+class Lifecycle(Protocol):
     async def start(self) -> None:
         """Open (creating if needed) and start accepting writes."""
 
@@ -39,7 +42,14 @@ class Store(Protocol):
     async def flush(self) -> None:
         """Return once everything enqueued so far is durable."""
 
-    # --- samples ---------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """queued, written, dropped, batches, db_size_bytes, last_commit_ts, and store-specific figures."""
+
+
+@runtime_checkable
+class SampleWriter(Protocol):
+    """The hot path: acquisition hands samples over without waiting, or waits for room."""
+
     def write_samples(self, samples: list[Sample]) -> bool:
         """Enqueue without blocking; a full queue drops the list and counts it.
 
@@ -51,6 +61,11 @@ class Store(Protocol):
 
     async def write_samples_async(self, samples: list[Sample]) -> None:
         """Enqueue, waiting for room when the queue is full (back-pressure)."""
+
+
+@runtime_checkable
+class SampleHistory(Protocol):
+    """Samples read back: history raw or in buckets (the rollups), the newest values, the series."""
 
     async def history(
         self,
@@ -75,9 +90,13 @@ class Store(Protocol):
     async def series(self, equipment: str | None = None) -> list[tuple[str, str, str]]:
         """(equipment, path, unit) of every stored series."""
 
-    # --- alarms, events, audit, links -------------------------------------------
+
+@runtime_checkable
+class Records(Protocol):
+    """What happened to machines, units and commands: alarms, events, the audit log, link status."""
+
     async def record_alarm(self, equipment: str, occurrence_id: str, code: int, text: str, severity: int,
-                           state: AlarmState, ts: float, stop_reason: bool, by: str | None) -> None: ...
+                           state: AlarmState, ts: float, stop_reason: bool, by: str | None = None) -> None: ...
 
     async def alarms(self, equipment: str | None = None, active_only: bool = False, start: float | None = None,
                      end: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
@@ -102,7 +121,11 @@ class Store(Protocol):
     async def link_history(self, equipment: str, start: float, end: float) -> list[dict[str, Any]]:
         """Link-down intervals overlapping [start, end): {"down_ts", "up_ts" (None: still down), "reason"}."""
 
-    # --- outbox ----------------------------------------------------------------
+
+@runtime_checkable
+class Outbox(Protocol):
+    """Stored samples handed to forwarders in commit order, each under its own named cursor."""
+
     async def read_since(self, cursor: int, limit: int) -> tuple[list[tuple[int, Sample]], int]:
         """Stored samples with sequence > cursor in commit order, and the cursor to pass next."""
 
@@ -115,9 +138,30 @@ class Store(Protocol):
 
     async def unregister_consumer(self, name: str) -> None: ...
 
+    async def outbox_backlog(self, cursor: int) -> tuple[int, float | None]:
+        """Samples stored after `cursor`, and the recording time (gateway_ts) of the oldest of them."""
+
+    async def record_reject(self, consumer: str, seq: int, point: str, error: str) -> None:
+        """Keep a point a sink refused for good, with the sink's reason."""
+
+    async def rejects(self, consumer: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Points set aside by forwarders, newest first: ts, consumer, seq, point, error."""
+
+    async def reject_counts(self) -> dict[str, int]:
+        """Per consumer: points set aside."""
+
     async def discards(self, since: float | None = None) -> dict[str, int]:
         """Per consumer: samples the disk budget deleted before the consumer had them (recorded since a time)."""
 
-    # --- health ----------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
-        """queued, written, dropped, batches, db_size_bytes, last_commit_ts, and store-specific figures."""
+
+@runtime_checkable
+class Upkeep(Protocol):
+    """Retention by age (the store also runs it on its own) and the disk budget (reported in stats())."""
+
+    async def apply_retention(self, now: float | None = None) -> int:
+        """Run retention to the end now; returns the samples deleted."""
+
+
+@runtime_checkable
+class Store(Lifecycle, SampleWriter, SampleHistory, Records, Outbox, Upkeep, Protocol):
+    """Everything the gateway asks of a store. Parts of the gateway that need less ask for the part they use."""

@@ -1,6 +1,6 @@
 """The block codec: one series' samples as one compact, exactly reversible blob.
 
-The store seals the samples of a series into chunks (see gateway/store/sqlite.py);
+The store seals the samples of a series into chunks (see gateway/store/sqlite/compactor.py);
 this module turns the chunk's columns into bytes and back, column-wise with numpy,
 never a Python loop per value.
 

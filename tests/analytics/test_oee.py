@@ -17,7 +17,7 @@ from gateway.analytics.oee import OeeCalculator, derive_e10
 from gateway.analytics.shifts import Shifts, occurrences
 from gateway.store import SqliteStore
 from tests.analytics.script import PACKML, SPEC, Machine, alarm
-from tests.unit.test_sqlite_store import SealingStore
+from tests.store.stores import SealingStore
 
 T0 = 1_700_003_003.5
 T1 = T0 + 3600

@@ -19,7 +19,7 @@ from gateway.samples import Quality, Sample
 from gateway.store import SqliteStore
 from tests.analytics.script import SPEC, alarm
 from tests.analytics.test_oee_api import line_file
-from tests.unit.test_sqlite_store import SealingStore
+from tests.store.stores import SealingStore
 
 T0 = 1_700_100_000.25
 MACHINES = {"coater1": "coater", "winder1": "winder", "formation1": "formation"}

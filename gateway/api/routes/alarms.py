@@ -22,6 +22,7 @@ from gateway.api.present import Presenter
 from gateway.api.routes.commands import RESPONSES, run_command
 from gateway.api.timeparams import iso, optional_range, time_range
 from gateway.runtime.view import EquipmentView, LineView
+from gateway.store.base import Store as StoreProtocol
 from interface_spec import Spec
 
 router = APIRouter(tags=["alarms"])
@@ -31,7 +32,7 @@ CSV_FIELDS = ["equipment", "occurrence_id", "code", "id", "text", "severity", "s
 PARETO_SCAN = 100_000  # occurrences counted at most for one Pareto
 
 
-async def _alarm_rows(view: LineView, store: Any, spec: Spec, presenter: Presenter, equipment: str | None,
+async def _alarm_rows(view: LineView, store: StoreProtocol, spec: Spec, presenter: Presenter, equipment: str | None,
                       active: bool | None, t0: float | None, t1: float | None, min_severity: int | None,
                       limit: int) -> list[dict[str, Any]]:
     classes = {eq.id: eq.cls for eq in view.equipment()}
@@ -138,7 +139,7 @@ async def ack_alarm(eq: Machine, code: int, view: View, store: Store, spec: Spec
     return await _ack_cleared(store, eq, code, occurrence_id, who)
 
 
-async def _ack_cleared(store: Any, eq: EquipmentView, code: int, occurrence_id: str | None, who: Principal) -> JSONResponse:
+async def _ack_cleared(store: StoreProtocol, eq: EquipmentView, code: int, occurrence_id: str | None, who: Principal) -> JSONResponse:
     await store.flush()  # a clear the runtime has just seen is in the write queue
     rows = [r for r in await store.alarms(equipment=eq.id, limit=10000) if r["code"] == code]
     if occurrence_id is not None:

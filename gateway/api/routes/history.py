@@ -27,6 +27,7 @@ from gateway.api.timeparams import iso, parse_duration, time_range
 from gateway.api.twa import time_weighted
 from gateway.runtime.view import EquipmentView, LineView
 from gateway.store.base import AGGREGATES
+from gateway.store.base import Store as StoreProtocol
 from interface_spec import Spec, split_path
 
 router = APIRouter(tags=["history"])
@@ -83,7 +84,7 @@ def natural_key(path: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
 
 
-async def known_paths(spec: Spec, view: LineView, store: Any, eq: EquipmentView) -> set[str]:
+async def known_paths(spec: Spec, view: LineView, store: StoreProtocol, eq: EquipmentView) -> set[str]:
     """Every concrete path of the machine: the spec's, the extensions it serves, and what the store holds.
 
     Arrays count as many members as the machine reported; before it has (never connected), as many as
@@ -103,7 +104,7 @@ async def known_paths(spec: Spec, view: LineView, store: Any, eq: EquipmentView)
     return out
 
 
-async def expand_paths(spec: Spec, view: LineView, store: Any, eq: EquipmentView, given: list[str]) -> list[str]:
+async def expand_paths(spec: Spec, view: LineView, store: StoreProtocol, eq: EquipmentView, given: list[str]) -> list[str]:
     """Paths as asked, globs expanded in numeric order; 404 for a glob that matches nothing."""
     out: list[str] = []
     known: set[str] | None = None
@@ -212,7 +213,7 @@ async def get_history(
                       bucket_s=bucket_s, agg=aggs, series=series)
 
 
-async def _rows(store: Any, eq: EquipmentView, path: str, t0: float, t1: float, bucket_s: float | None,
+async def _rows(store: StoreProtocol, eq: EquipmentView, path: str, t0: float, t1: float, bucket_s: float | None,
                 aggs: list[str] | None, limit: int) -> list[dict[str, Any]]:
     """Raw samples, or buckets with the store's aggregates and the route's (twa) side by side."""
     if aggs is None or bucket_s is None:
@@ -241,7 +242,7 @@ def _csv_header(aggs: list[str] | None) -> list[str]:
     return head + (["value", "quality", "reason"] if aggs is None else [*aggs, "bad"])
 
 
-async def _csv_rows(store: Any, presenter: Presenter, eq: EquipmentView, paths: list[str], t0: float, t1: float,
+async def _csv_rows(store: StoreProtocol, presenter: Presenter, eq: EquipmentView, paths: list[str], t0: float, t1: float,
                     bucket_s: float | None, aggs: list[str] | None) -> AsyncIterator[list[Any]]:
     """Path by path, so that only one series is in memory while the answer streams; the same bound as JSON."""
     budget = MAX_POINTS

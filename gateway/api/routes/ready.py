@@ -7,8 +7,6 @@ or shutting down, does not. HTTP 200 when ready, 503 when not.
 
 from __future__ import annotations
 
-import inspect
-
 from fastapi import APIRouter, Response
 
 from gateway.api.deps import Store, View
@@ -22,10 +20,7 @@ router = APIRouter(tags=["health"])
             summary="200 once the store is open and the runtime started, 503 before and while shutting down")
 async def get_ready(view: View, store: Store, response: Response) -> ReadyOut:
     reasons = []
-    stats = store.stats() if hasattr(store, "stats") else None
-    if inspect.isawaitable(stats):
-        stats = await stats
-    if isinstance(stats, dict) and not stats.get("running", True):
+    if not store.stats().get("running", True):
         reasons.append("the store is not open")
     machines = (view.health().get("equipment") or {}) if hasattr(view, "health") else {}
     waiting = [eq for eq, e in machines.items() if not e.get("started", True)]

@@ -22,6 +22,7 @@ from gateway.api.csvout import FORMAT_DOC, csv_response, wants_csv
 from gateway.api.deps import SpecDep, Store, View
 from gateway.api.models import TraceNode
 from gateway.api.timeparams import iso
+from gateway.store.base import Store as StoreProtocol
 from interface_spec import Spec
 
 router = APIRouter(tags=["traceability"])
@@ -61,7 +62,7 @@ def _payload(row: Any) -> dict[str, Any]:
 
 
 class Tracer:
-    def __init__(self, store: Any, spec: Spec, classes: dict[str, str]):
+    def __init__(self, store: StoreProtocol, spec: Spec, classes: dict[str, str]):
         self.store = store
         self.spec = spec
         self.classes = classes  # equipment id -> class, for the measurement units

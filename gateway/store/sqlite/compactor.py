@@ -1,0 +1,213 @@
+"""Sealing the head into compressed chunks, on the compactor's own thread.
+
+A window is the head rows committed at least ``seal_after_s`` ago, once the
+oldest of them is ``seal_span_s`` older again (at most ``seal_rows``): SQLite
+sorts it by (series, ts, rowid) (spilling to a temporary file if it is large),
+the codec packs each series' rows (gateway/store/codec.py), and the writer
+stores the chunks and moves the sealed sequence (``meta.sealed``) in one
+transaction, so a crash can never leave a window half sealed or sealed twice.
+Rows up to the sealed sequence are read from chunks only; the head keeps them
+for the outbox until every registered consumer has passed them, then the
+compactor has the writer drop them a range at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+import time
+from itertools import groupby
+from operator import itemgetter
+
+from gateway.store import codec
+from gateway.store.sqlite import schema
+from gateway.store.sqlite.database import Database
+from gateway.store.sqlite.schema import CELL_S, CHUNK_N, INSERT_CHUNK, Row, chunk_rows
+from gateway.store.sqlite.writer import StoreClosed, Writer
+
+log = logging.getLogger("linegw.store")
+_SID = itemgetter(0)
+
+
+class Compactor:
+    """The compactor thread of one store; it reads on its own connection and writes through the writer."""
+
+    def __init__(self, db: Database, writer: Writer, *, seal_after_s: float, seal_span_s: float, seal_rows: int,
+                 compact_check_s: float, trim_rows: int) -> None:
+        self.db = db
+        self.writer = writer
+        self.stats = writer.stats
+        self.path = db.path
+        self.seal_after_s = seal_after_s
+        self.seal_span_s = seal_span_s
+        self.seal_rows = seal_rows
+        self.compact_check_s = compact_check_s
+        self.retention_chunk_rows = trim_rows  # head rows deleted per transaction
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._main, name="sqlite-store-compactor", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = self.db.connect()
+        conn.execute("PRAGMA query_only = ON")
+        # A window's sort can be larger than memory should hold: SQLite spills it to a temporary file.
+        conn.execute("PRAGMA temp_store = FILE")
+        return conn
+
+    def _main(self) -> None:
+        self.stats["compactor"] = "running"
+        conn: sqlite3.Connection | None = None
+        try:
+            conn, gen = self._connect(), self.db.generation
+            while not self._stop.wait(self.compact_check_s):
+                if gen != self.db.generation:  # the writer opened the file at the path again (removed, replaced)
+                    conn.close()
+                    conn, gen = self._connect(), self.db.generation
+                try:
+                    while not self._stop.is_set() and self._step(conn):
+                        pass
+                except (sqlite3.Error, codec.CodecError) as exc:
+                    # The samples stay in the head, where history and the outbox read them; tried again later.
+                    self.stats["compact_errors"] += 1
+                    self.stats["last_error"] = f"compaction: {type(exc).__name__}: {exc}"
+                    log.error("%s: sealing samples into chunks failed (%s); they stay in the head, tried again in "
+                              "%.0f s", self.path, exc, self.compact_check_s)
+            self.stats["compactor"] = "stopped"
+        except StoreClosed as exc:
+            self.stats["compactor"] = f"stopped: {exc}"
+        except BaseException as exc:
+            self.stats["compactor"] = f"failed: {type(exc).__name__}: {exc}"
+            log.exception("%s: the compactor stopped; samples are kept in the head from now on", self.path)
+            raise
+        finally:
+            if conn is not None:
+                conn.close()
+
+    async def run_now(self) -> int:
+        """Seal into chunks and trim from the head now whatever is due; returns the samples sealed.
+
+        The compactor thread does the same on its own every compact_check_s.
+        """
+        before = self.stats["sealed_samples"]
+
+        def run() -> None:
+            conn = self._connect()
+            try:
+                while self._step(conn):
+                    pass
+            finally:
+                conn.close()
+
+        self.writer.check_running()
+        await asyncio.to_thread(run)
+        result: int = self.stats["sealed_samples"] - before
+        return result
+
+    def _step(self, conn: sqlite3.Connection) -> bool:
+        """Trim the head of what is sealed and passed, else seal one window; True when it did either."""
+        with self._lock:
+            conn.execute("BEGIN")
+            try:
+                head, top = conn.execute("SELECT min(rowid), max(rowid) FROM samples").fetchone()
+                sealed = schema.sealed(conn)
+            finally:
+                conn.execute("COMMIT")
+            if head is None:
+                return False
+            while self.writer.commits and len(self.writer.commits) > 1 and self.writer.commits[0][0] <= sealed:
+                self.writer.commits.popleft()
+            if min(sealed, top - 1) >= head:
+                trimmed = self.writer.write_sync(self._trim_head)
+                if trimmed:
+                    self.stats["head_trimmed"] += trimmed
+                    return True
+            window = self._window(max(sealed + 1, head), top)
+            if window is None:
+                return False
+            a, b = window
+            t0 = time.perf_counter()
+            encoded = self._encode_window(conn, a, b)
+            if encoded is None:
+                return False  # stopping
+            chunks, cells = encoded
+            if not self.writer.write_sync(lambda c: self._seal(c, sealed, a, b, chunks, cells)):
+                return False  # rows of the window went meanwhile (retention, disk budget): the next pass sees
+            st = self.stats
+            st["sealed_seq"] = b
+            st["sealed_samples"] += sum(c[CHUNK_N] for c in chunks)
+            st["chunks_written"] += len(chunks)
+            st["last_compact_ms"] = round((time.perf_counter() - t0) * 1000, 3)
+            return True
+
+    def _window(self, a: int, top: int) -> tuple[int, int] | None:
+        """The head rows [a, b] to seal now: committed seal_after_s ago, and a window's worth of them."""
+        now = time.monotonic()
+        commits = list(self.writer.commits)
+        old = [hi for hi, t in commits if t <= now - self.seal_after_s]
+        if not old:
+            return None
+        b = min(max(old), top)
+        if b < a:
+            return None
+        first = next((t for hi, t in commits if hi >= a), now)
+        if b - a + 1 < self.seal_rows and now - first < self.seal_after_s + self.seal_span_s:
+            return None
+        return a, min(b, a + self.seal_rows - 1)
+
+    def _encode_window(self, conn: sqlite3.Connection, a: int, b: int) -> tuple[list[Row], list[Row]] | None:
+        """The chunks of head rows [a, b], per series in (time, sequence) order; None when stopping."""
+        chunks: list[Row] = []
+        cells: list[Row] = []
+        conn.execute("BEGIN")
+        try:
+            cur = conn.execute("SELECT series_id, ts, gw, value, value_text, q, reason FROM samples "
+                               "WHERE rowid BETWEEN ? AND ? ORDER BY series_id, ts, rowid", (a, b))
+            for sid, group in groupby(cur, key=_SID):
+                if self._stop.is_set():
+                    return None
+                rows = list(group)
+                _, ts, gw, value, text, q, reason = zip(*rows)
+                chunks += chunk_rows(sid, b, codec.columns(ts, gw, value, text, q, reason))
+                cells.append((sid, int(rows[0][1] / CELL_S), int(rows[-1][1] / CELL_S), b))
+        finally:
+            conn.execute("COMMIT")
+        return chunks, cells
+
+    def _seal(self, conn: sqlite3.Connection, sealed: int, a: int, b: int, chunks: list[Row],
+              cells: list[Row]) -> bool:
+        """In the writer: store a window's chunks and move the sealed sequence to b, if its rows are all still there."""
+        head = conn.execute("SELECT min(rowid) FROM samples").fetchone()[0]
+        if schema.sealed(conn) != sealed or head is None or head > a:
+            return False
+        conn.executemany(INSERT_CHUNK, chunks)
+        # Blocks wholly within the window point at sealed rows only; one straddling b stays for the rest.
+        conn.executemany("DELETE FROM blocks WHERE series_id = ? AND cell BETWEEN ? AND ? AND hi <= ?", cells)
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'sealed'", (str(b),))
+        return True
+
+    def _trim_head(self, conn: sqlite3.Connection) -> int:
+        """In the writer: delete head rows that are sealed and passed by every outbox consumer, a chunk at a time."""
+        head, top = conn.execute("SELECT min(rowid), max(rowid) FROM samples").fetchone()
+        if head is None:
+            return 0
+        # The newest row stays so that rowids (the outbox sequence) never restart.
+        upto = min(schema.sealed(conn), top - 1, head + self.retention_chunk_rows - 1)
+        hold = conn.execute("SELECT min(value) FROM cursors WHERE consumer = 1").fetchone()[0]
+        if hold is not None:
+            upto = min(upto, hold)
+        if upto < head:
+            return 0
+        return conn.execute("DELETE FROM samples WHERE rowid <= ?", (upto,)).rowcount

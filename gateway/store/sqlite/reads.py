@@ -1,0 +1,185 @@
+"""Reading samples back: history over chunks and the head, the newest sample of each series.
+
+History = the chunks over the range, in sealing order, then the head's rows
+above the sealed sequence: raw queries decode the chunks (numpy), bucketed ones
+aggregate column-wise (gateway/store/aggregate.py) and take a chunk's summary
+whole when the chunk lies within one bucket. Every function here takes a read
+connection inside its transaction (Database.read).
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from gateway.samples import Sample
+from gateway.store import codec
+from gateway.store.aggregate import QMASK, Agg, partials
+from gateway.store.base import AGGREGATES
+from gateway.store.sqlite.schema import BOOL_FLAG, CELL_S, FAR, Row, decode_value, quality_of, sealed
+
+# The chunks of one series that may hold samples in [start, end), in sealing order.
+CHUNKS_IN_RANGE = "SELECT {cols} FROM chunks WHERE series_id = ? AND t1 >= ? AND t0 < ? ORDER BY id"
+
+# The head's rows of one series in a range of cells: blocks point at contiguous rowid ranges; rows up
+# to the sealed sequence are in chunks (the head keeps them only for the outbox until passed).
+SERIES_ROWS = """
+FROM blocks b JOIN samples s ON s.rowid BETWEEN b.lo AND b.hi
+WHERE b.series_id = :sid AND b.cell BETWEEN :c0 AND :c1 AND b.hi > :sealed
+  AND s.series_id = :sid AND s.ts >= :start AND s.ts < :end AND s.rowid > :sealed
+"""
+
+
+def checked_aggregates(agg: str | Sequence[str], bucket_s: float | None) -> list[str]:
+    """The aggregates asked for, or ValueError saying what is allowed."""
+    aggs = [agg] if isinstance(agg, str) else list(agg)
+    unknown = [a for a in aggs if a not in AGGREGATES]
+    if unknown or not aggs:
+        raise ValueError(f"agg {unknown or aggs}: use {', '.join(AGGREGATES)}")
+    if bucket_s is not None and not bucket_s > 0:
+        raise ValueError(f"bucket_s={bucket_s}: must be positive")
+    return aggs
+
+
+def bounded(start: float, end: float) -> tuple[float, float]:
+    """"Everything" as +-inf stays within integer cells."""
+    return max(start, -FAR), min(end, FAR)
+
+
+def series(conn: sqlite3.Connection, equipment: str | None) -> list[tuple[str, str, str]]:
+    if equipment is None:
+        return conn.execute("SELECT equipment, path, unit FROM series ORDER BY equipment, path").fetchall()
+    return conn.execute("SELECT equipment, path, unit FROM series WHERE equipment = ? ORDER BY path",
+                        (equipment,)).fetchall()
+
+
+def series_id(conn: sqlite3.Connection, equipment: str, path: str) -> int | None:
+    row = conn.execute("SELECT id FROM series WHERE equipment = ? AND path = ?", (equipment, path)).fetchone()
+    return row[0] if row else None
+
+def head_rows(conn: sqlite3.Connection, sid: int, start: float, end: float) -> list[Row]:
+    """(ts, gw, value, value_text, q, reason) of the head's unsealed rows of a series, in (time, sequence) order."""
+    params = {"sid": sid, "c0": int(start / CELL_S), "c1": int(end / CELL_S), "start": start, "end": end,
+              "sealed": sealed(conn)}
+    return conn.execute(f"SELECT s.ts, s.gw, s.value, s.value_text, s.q, s.reason {SERIES_ROWS} "
+                        "ORDER BY s.ts, s.rowid", params).fetchall()
+
+def raw(conn: sqlite3.Connection, equipment: str, path: str, start: float, end: float,
+         limit: int) -> list[dict[str, Any]]:
+    sid = series_id(conn, equipment, path)
+    if sid is None:
+        return []
+    ts_parts: list[np.ndarray] = []
+    gw_parts: list[np.ndarray] = []
+    q_parts: list[np.ndarray] = []
+    values: list[Any] = []
+    reasons: list[str] = []
+    # Chunks in sealing order, then the head: within equal times that is sequence order, which the
+    # stable sort below keeps.
+    for (data,) in conn.execute(CHUNKS_IN_RANGE.format(cols="data"), (sid, start, end)):
+        c = codec.decode(data)
+        lo, hi = np.searchsorted(c.ts, (start, end)).tolist()
+        if lo == hi:
+            continue
+        ts_parts.append(c.ts[lo:hi])
+        gw_parts.append(c.gw[lo:hi])
+        q_parts.append(c.q[lo:hi].astype(np.int64))
+        values += c.values()[lo:hi]
+        reasons += c.reasons[lo:hi]
+    head = head_rows(conn, sid, start, end)
+    if head:
+        ts, gw, value, text, qcol, reason = zip(*head)
+        ts_parts.append(np.array(ts, dtype=np.float64))
+        gw_parts.append(np.array(gw, dtype=np.float64))
+        q_parts.append(np.array(qcol, dtype=np.int64))
+        values += [v if t is None else t for v, t in zip(value, text)]
+        reasons += [r or "" for r in reason]
+    if not ts_parts:
+        return []
+    all_ts = np.concatenate(ts_parts)
+    order = np.argsort(all_ts, kind="stable")[:limit]
+    q = np.concatenate(q_parts)[order]
+    picked = order.tolist()
+    if picked != list(range(len(picked))):
+        values = [values[i] for i in picked]
+        reasons = [reasons[i] for i in picked]
+    if (q & BOOL_FLAG).any():
+        values = [bool(v) if f else v for v, f in zip(values, (q & BOOL_FLAG).tolist())]
+    return [{"ts": t, "value": v, "quality": qv, "reason": r, "gateway_ts": g} for t, v, qv, r, g in
+            zip(all_ts[order].tolist(), values, (q & QMASK).tolist(), reasons, np.concatenate(gw_parts)[order].tolist())]
+
+def bucketed(conn: sqlite3.Connection, equipment: str, path: str, start: float, end: float,
+              bucket_s: float, aggs: list[str], limit: int) -> list[dict[str, Any]]:
+    sid = series_id(conn, equipment, path)
+    if sid is None:
+        return []
+    bucket = float(bucket_s)
+    buckets: dict[int, Agg] = {}
+    pending: list[tuple[np.ndarray, ...]] = []  # decoded (ts, q, kind, number) runs, in sequence order
+
+    def flush() -> None:
+        # Runs that follow one another in time are aggregated in one pass; overlapping ones (late
+        # data) one by one. Either way partials are merged in sequence order: first/last ties go by it.
+        if not pending:
+            return
+        ordered = all(pending[i][0][0] >= pending[i - 1][0][-1] for i in range(1, len(pending)))
+        for run in ([pending] if ordered else [[p] for p in pending]):
+            ts, q, kind, num = (np.concatenate(col) for col in zip(*run))
+            for k, p in partials(np.floor(ts / bucket).astype(np.int64), ts, q, kind, num):
+                b = buckets.get(k)
+                if b is None:
+                    b = buckets[k] = Agg()
+                b.merge(p)
+        pending.clear()
+
+    for t0, t1, *summary, data in conn.execute(
+            CHUNKS_IN_RANGE.format(cols="t0, t1, ng, nv, nbad, sm, mn, mx, ft, fv, lt, lv, data"),
+            (sid, start, end)):
+        k0 = math.floor(t0 / bucket)
+        if t0 >= start and t1 < end and k0 == math.floor(t1 / bucket):
+            # The whole chunk in one bucket: its summary is the answer, nothing to decode.
+            flush()
+            b = buckets.get(k0)
+            if b is None:
+                b = buckets[k0] = Agg()
+            b.merge(summary)
+            continue
+        c = codec.decode(data, texts=False, gw=False)
+        lo, hi = np.searchsorted(c.ts, (start, end)).tolist()
+        if lo < hi:
+            pending.append((c.ts[lo:hi], c.q[lo:hi], c.kind[lo:hi], c.numbers()[lo:hi]))
+    head = head_rows(conn, sid, start, end)
+    if head:
+        c = codec.columns(*zip(*head))
+        pending.append((c.ts, c.q, c.kind, c.numbers()))
+    flush()
+    return [buckets[k].row(k * bucket, aggs) for k in sorted(buckets)[:limit]]
+
+
+def latest(conn: sqlite3.Connection, series_meta: dict[int, tuple[str, str, str]]) -> dict[int, Sample]:
+    """The newest stored sample of every series, by id: the head's above the sealed sequence, or its newest chunk's."""
+    top_sealed = sealed(conn)
+    sql = """SELECT s.ts, s.gw, s.value, s.value_text, s.q, s.reason
+             FROM blocks b JOIN samples s ON s.rowid BETWEEN b.lo AND b.hi
+             WHERE b.series_id = ?1 AND s.series_id = ?1 AND s.rowid > ?2
+               AND b.cell = (SELECT max(cell) FROM blocks WHERE series_id = ?1 AND hi > ?2)
+             ORDER BY s.ts DESC, s.rowid DESC LIMIT 1"""
+    newest_chunk = "SELECT data FROM chunks WHERE series_id = ? ORDER BY t1 DESC, id DESC LIMIT 1"
+    out = {}
+    for sid, (eq, path, unit) in series_meta.items():
+        row = conn.execute(sql, (sid, top_sealed)).fetchone()
+        chunk = conn.execute(newest_chunk, (sid,)).fetchone()
+        if chunk and (row is None or row[0] < codec.decode(chunk[0], texts=False).ts[-1]):
+            # Rows are in (time, sequence) order in a chunk: its last is its newest.
+            c = codec.decode(chunk[0])
+            i = len(c.ts) - 1
+            q = int(c.q[i])
+            row = (float(c.ts[i]), float(c.gw[i]), c.values()[i], None, q, c.reasons[i])
+        if row:
+            ts, gw, value, text, q, reason = row
+            out[sid] = Sample(eq, path, decode_value(value, text, q), unit, ts, gw, quality_of(q), reason or "")
+    return out

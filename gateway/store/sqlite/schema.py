@@ -1,0 +1,291 @@
+"""The store file's layout, and how values are kept in its rows.
+
+Tables, the version of the layout and its migration, the SQL that more than one
+part of the store runs, chunk rows, and values to and from SQLite columns.
+See gateway/store/sqlite/__init__.py for the design.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gateway.samples import Quality
+from gateway.store import codec
+from gateway.store.aggregate import QMASK, partials
+
+log = logging.getLogger("linegw.store")
+
+Row = tuple[Any, ...]  # a row of SQLite parameters or results
+
+CELL_S = 10  # width of a block's time cell, seconds
+SCHEMA_VERSION = 2  # 1: rollup cells, no chunks (migrated at open); 2: sealed chunks
+BOOL_FLAG = 4  # q flag: the value is a bool stored as 0/1
+RETENTION_CHECK_S = 30.0
+SEAL_AFTER_S = 120.0  # rows committed this long ago may be sealed into chunks
+SEAL_SPAN_S = 600.0  # ... once the oldest of them is this much older again: a window's worth
+SEAL_ROWS = 4_000_000  # at most this many head rows sealed in one window
+PAGE_SIZE = 16_384  # bytes, for new files
+CHUNK_BYTES = 2_048  # a chunk's blob at most about this large: about eight rows to a page
+CHUNK_ROWS = 16_384  # at most this many samples in one chunk: a short query decodes little
+COMPACT_CHECK_S = 5.0
+BUDGET_CHECK_S = 1.0  # how often the writer looks at the disk budget while writing
+FILE_CHECK_S = 1.0  # how often the writer checks that its file is still the one at the path
+FAR = 1e13  # seconds: beyond any real timestamp, small enough for integer cell numbers
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    equipment TEXT NOT NULL,
+    path TEXT NOT NULL,
+    unit TEXT NOT NULL DEFAULT '',
+    UNIQUE (equipment, path)
+);
+-- value has no declared type on purpose: ints and floats keep their storage class.
+CREATE TABLE IF NOT EXISTS samples (
+    series_id INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    gw REAL NOT NULL,
+    value,
+    value_text TEXT,
+    q INTEGER NOT NULL,
+    reason TEXT
+);
+CREATE TABLE IF NOT EXISTS blocks (
+    series_id INTEGER NOT NULL,
+    cell INTEGER NOT NULL,  -- CAST(ts / {CELL_S} AS INTEGER)
+    lo INTEGER NOT NULL,
+    hi INTEGER NOT NULL,
+    PRIMARY KEY (series_id, cell, lo)
+) WITHOUT ROWID;
+-- Sealed samples: one row per (series, window of the head), the rows' columns as one codec blob
+-- (gateway/store/codec.py) and the summary of its GOOD numbers, as aggregate.partials gives it.
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY,
+    series_id INTEGER NOT NULL,
+    t0 REAL NOT NULL,        -- oldest source time
+    t1 REAL NOT NULL,        -- newest source time
+    gw0 REAL NOT NULL,       -- oldest gateway time: retention
+    gw1 REAL NOT NULL,       -- newest gateway time
+    hi INTEGER NOT NULL,     -- the sealed sequence of its window: every sample in it has a lower or equal one
+    n INTEGER NOT NULL,      -- samples
+    ng INTEGER NOT NULL,     -- GOOD samples
+    nv INTEGER NOT NULL,     -- GOOD samples with a numeric value
+    nbad INTEGER NOT NULL,   -- UNCERTAIN or BAD samples
+    sm REAL NOT NULL,
+    mn, mx,
+    ft REAL, fv,
+    lt REAL, lv,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_series ON chunks (series_id, t1);
+CREATE INDEX IF NOT EXISTS chunks_gw ON chunks (gw0);
+CREATE INDEX IF NOT EXISTS chunks_hi ON chunks (hi);
+CREATE TABLE IF NOT EXISTS alarms (
+    equipment TEXT NOT NULL,
+    occurrence_id TEXT NOT NULL,
+    code INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    severity INTEGER NOT NULL,
+    stop_reason INTEGER NOT NULL,
+    raised_ts REAL,
+    cleared_ts REAL,
+    acked_ts REAL,
+    acked_by TEXT,
+    PRIMARY KEY (equipment, occurrence_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS alarms_raised ON alarms (raised_ts);
+CREATE INDEX IF NOT EXISTS alarms_active ON alarms (equipment, raised_ts) WHERE cleared_ts IS NULL;
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    equipment TEXT NOT NULL,
+    type TEXT NOT NULL,
+    source_ts REAL NOT NULL,
+    seq INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    recorded_ts REAL NOT NULL,
+    UNIQUE (equipment, seq, type, source_ts)
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events (source_ts);
+CREATE INDEX IF NOT EXISTS events_eq_ts ON events (equipment, source_ts);
+CREATE INDEX IF NOT EXISTS events_type_ts ON events (type, source_ts);
+CREATE TABLE IF NOT EXISTS event_ids (
+    id_value TEXT NOT NULL,
+    event_id INTEGER NOT NULL,
+    PRIMARY KEY (id_value, event_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    user TEXT NOT NULL,
+    role TEXT NOT NULL,
+    equipment TEXT NOT NULL,
+    command TEXT NOT NULL,
+    args TEXT NOT NULL,
+    result_code INTEGER NOT NULL,
+    result TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_eq ON audit (equipment, id);
+CREATE TABLE IF NOT EXISTS links (
+    id INTEGER PRIMARY KEY,
+    equipment TEXT NOT NULL,
+    ts REAL NOT NULL,
+    up INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS links_eq_ts ON links (equipment, ts);
+CREATE TABLE IF NOT EXISTS cursors (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL,
+    consumer INTEGER NOT NULL DEFAULT 0,  -- 1: an outbox consumer that holds retention
+    updated_ts REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox_discards (  -- samples the disk budget deleted before a consumer had them
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    consumer TEXT NOT NULL,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    samples INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS forward_rejects (  -- points a sink refused for good (4xx), set aside
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    consumer TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    point TEXT NOT NULL,
+    error TEXT NOT NULL
+);
+"""
+
+# Optional retention of the records, by their time axis; an alarm still active is kept however old.
+RECORD_RETENTION = {
+    "alarms": "DELETE FROM alarms WHERE cleared_ts IS NOT NULL AND cleared_ts < ?",
+    "events": "DELETE FROM events WHERE source_ts < ?",
+    "audit": "DELETE FROM audit WHERE ts < ?",
+}
+
+# A sealed chunk: the columns of its samples as one codec blob and the summary of its GOOD numbers.
+INSERT_CHUNK = ("INSERT INTO chunks (series_id, hi, t0, t1, gw0, gw1, n, ng, nv, nbad, sm, mn, mx, ft, fv, lt, lv, "
+                "data) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+CHUNK_N = 6  # where n is in a chunk row
+
+
+def chunk_rows(sid: int, hi: int, c: codec.Columns) -> list[Row]:
+    """Chunk rows for INSERT_CHUNK from a series' columns in (time, sequence) order.
+
+    A blob larger than CHUNK_BYTES is cut into as many chunks of equal rows as it takes:
+    a row that fills most of a page leaves the rest of the page empty.
+    """
+    n = len(c.ts)
+    blob = codec.pack(c) if n <= CHUNK_ROWS else b""
+    parts = max(-(-n // CHUNK_ROWS), -(-len(blob) // CHUNK_BYTES), 1)
+    step = -(-n // parts)
+    out = []
+    for i in range(0, n, step):
+        part = c if parts == 1 else codec.take(c, np.arange(i, min(i + step, n)))
+        _, summary = next(partials(np.zeros(len(part.ts), np.int64), part.ts, part.q, part.kind, part.numbers()))
+        out.append((sid, hi, float(part.ts[0]), float(part.ts[-1]), float(part.gw.min()), float(part.gw.max()),
+                    len(part.ts), *summary, blob if parts == 1 else codec.pack(part)))
+    return out
+
+
+@contextlib.contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction: committed at the end of the block, rolled back if it raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+class QualityCodes(dict[Any, int]):
+    """Quality as a plain int (binding an IntEnum takes a slower path in sqlite3); unknown ones are BAD."""
+
+    def __missing__(self, key: Any) -> int:
+        return int(Quality.BAD)
+
+
+QUALITY_CODE = QualityCodes({0: 0, 1: 1, 2: 2})
+
+
+def encode_value(value: Any) -> tuple[Any, str | None, int]:
+    """(numeric, text, flag) for a value of a type outside the fast path."""
+    if value is None:
+        return None, None, 0
+    if isinstance(value, bool):
+        return int(value), None, BOOL_FLAG
+    if isinstance(value, int):
+        # SQLite integers are 64-bit; larger ones keep their magnitude as a float.
+        return (value if -(2**63) <= value < 2**63 else float(value)), None, 0
+    if isinstance(value, float):
+        return value, None, 0
+    if isinstance(value, str):
+        return None, value, 0
+    if isinstance(value, (bytes, bytearray)):
+        return None, bytes(value).hex(), 0
+    # Lists and other structured values (arrays read from a device) are kept as JSON text.
+    try:
+        return None, json.dumps(value, default=str), 0
+    except (TypeError, ValueError):  # e.g. a list that contains itself
+        return None, repr(value), 0
+
+
+def decode_value(value: Any, text: str | None, q: int) -> Any:
+    if q & BOOL_FLAG:
+        return bool(value)
+    if value is None:
+        return text
+    return value
+
+
+def quality_of(q: int) -> Quality:
+    try:
+        return Quality(q & QMASK)
+    except ValueError:
+        return Quality.BAD
+
+
+
+def sealed(conn: sqlite3.Connection) -> int:
+    """The outbox sequence up to which samples are in chunks (history reads the head only above it)."""
+    return int(conn.execute("SELECT value FROM meta WHERE key = 'sealed'").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Create the tables, or bring an older layout up to this one; refuse a newer one, saying what to do."""
+    has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+    version = None
+    if has_meta:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        version = int(row[0]) if row else None
+    if version is not None and version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"{path}: store layout {version} was written by a newer linegw; this version reads layouts 1 "
+            f"to {SCHEMA_VERSION}. Run that newer version, or move the file away to start an empty store.")
+    conn.executescript(SCHEMA)  # IF NOT EXISTS throughout: a layout 1 file gains the new tables, idempotently
+    with immediate(conn):
+        if version == 1:
+            # Layout 1 kept a rollup row per (series, 10 s cell); the samples and blocks stay as they are
+            # (the head, all unsealed) and the compactor seals them into chunks as it goes.
+            log.warning("%s: store layout 1 migrated to %d: rollup cells dropped; the compactor seals the "
+                        "existing samples into chunks from now on", path, SCHEMA_VERSION)
+            conn.execute("DROP TABLE IF EXISTS rollup")
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('cell_s', ?), ('sealed', '0')", (str(CELL_S),))
+    cell = conn.execute("SELECT value FROM meta WHERE key = 'cell_s'").fetchone()[0]
+    if int(cell) != CELL_S:
+        raise sqlite3.DatabaseError(f"{path}: written with {cell} s cells, this version uses {CELL_S} s")
