@@ -1,14 +1,17 @@
 """Benchmark: a day of one variable charted on the dashboard, and what the whole UI weighs.
 
 A store is filled with 24 h of one variable at 2 Hz (172,800 samples, as
-web.line_speed is sampled); the gateway serves it on uvicorn. Reported:
+web.line_speed is sampled), as a running gateway's store holds it: all but the
+last minutes sealed into chunks (the compactor seals what was committed
+seal_after_s + seal_span_s ago), the newest 12 minutes in the head. The gateway
+serves it on uvicorn. Reported:
 
 * api: the trend's query (24 h in the buckets the page asks for) through HTTP;
 * browser: the page's own Trend.load in headless chromium, from the request
   to the drawn chart (fetch, JSON, gap detection, uPlot draw);
 * weight: bytes of every file the dashboard loads (pages, modules, uPlot).
 
-Run: .venv/bin/python bench/dashboard_trend.py [--repeat 10]   (needs /usr/bin/chromium)
+Run: .venv/bin/python bench/dashboard_trend.py [--repeat 10] [--unsealed]   (needs /usr/bin/chromium)
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from interface_spec import load_spec
 DAY_S = 86400
 RATE_HZ = 2.0
 PATH = "web.line_speed"
+HEAD_S = 720  # the newest samples, not sealed yet: about seal_after_s + seal_span_s
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -47,16 +51,24 @@ def ms(values: list[float]) -> str:
 async def serve(tmp: Path, started: threading.Event, stop: threading.Event, out: dict) -> None:
     cfg = LineConfig.model_validate({"line": "bench", "store": {"path": str(tmp / "s.sqlite")}, "equipment": [
         {"id": "coater1", "class": "coater", "protocol": "opcua", "endpoint": "opc.tcp://127.0.0.1:1/c"}]})
-    store = SqliteStore(cfg.store.path)
+    # Sealing on demand only (compact()), so that the split between chunks and head is the one a day's store has.
+    store = SqliteStore(cfg.store.path, seal_after_s=0, seal_span_s=0, compact_check_s=3600)
     await store.start()
     now = time.time()
     t0 = time.perf_counter()
     n = int(DAY_S * RATE_HZ)
-    for i in range(0, n, 10_000):
-        batch = [Sample("coater1", PATH, 30.0 + (k % 600) / 100, "m/min", now - DAY_S + k / RATE_HZ,
-                        now - DAY_S + k / RATE_HZ, Quality.GOOD) for k in range(i, min(n, i + 10_000))]
-        await store.write_samples_async(batch)
-    await store.flush()
+    head = int(HEAD_S * RATE_HZ)
+
+    async def fill(a: int, b: int) -> None:
+        for i in range(a, b, 10_000):
+            batch = [Sample("coater1", PATH, 30.0 + (k % 600) / 100, "m/min", now - DAY_S + k / RATE_HZ,
+                            now - DAY_S + k / RATE_HZ, Quality.GOOD) for k in range(i, min(b, i + 10_000))]
+            await store.write_samples_async(batch)
+        await store.flush()
+
+    await fill(0, n - head)
+    out["sealed"] = 0 if out["unsealed"] else await store.compact()
+    await fill(n - head, n)
     out["fill_s"] = time.perf_counter() - t0
     runtime = LineRuntime(cfg, load_spec(), store)
     server = uvicorn.Server(uvicorn.Config(create_app(runtime, store, runtime.spec, cfg.api), host="127.0.0.1", port=0,
@@ -76,8 +88,10 @@ async def serve(tmp: Path, started: threading.Event, stop: threading.Event, out:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--unsealed", action="store_true",
+                    help="keep the whole day in the head (a store whose compactor has not run yet): the worst case")
     args = ap.parse_args()
-    out: dict = {}
+    out: dict = {"unsealed": args.unsealed}
     started, stop = threading.Event(), threading.Event()
     with tempfile.TemporaryDirectory() as tmp:
         thread = threading.Thread(target=lambda: asyncio.run(serve(Path(tmp), started, stop, out)), daemon=True)
@@ -85,16 +99,17 @@ def main() -> None:
         if not started.wait(600):
             raise SystemExit("the gateway did not start")
         try:
-            run(out["url"], args.repeat, out["fill_s"])
+            run(out["url"], args.repeat, out["fill_s"], out["sealed"])
         finally:
             stop.set()
             thread.join(60)
 
 
-def run(url: str, repeat: int, fill_s: float) -> None:
+def run(url: str, repeat: int, fill_s: float, sealed: int) -> None:
     from playwright.sync_api import sync_playwright
 
-    print(f"store: {int(DAY_S * RATE_HZ):,} samples of {PATH} over 24 h, written in {fill_s:.1f} s")
+    print(f"store: {int(DAY_S * RATE_HZ):,} samples of {PATH} over 24 h, written in {fill_s:.1f} s; "
+          f"{sealed:,} sealed in chunks, the newest {HEAD_S} s in the head")
     api = []
     with httpx.Client(timeout=30) as c:
         for _ in range(repeat):

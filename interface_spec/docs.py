@@ -163,8 +163,9 @@ def unit_text(spec: Spec, code: str) -> str:
     return f"`{code}` ({u.symbol})" if u.symbol and u.symbol != code else f"`{code}`"
 
 
-def range_text(rng: tuple[float, float] | None) -> str:
-    return f"{num(rng[0])} … {num(rng[1])}" if rng else "—"
+def range_text(rng: tuple[float, float] | None, resolution: float | None = None) -> str:
+    text = f"{num(rng[0])} … {num(rng[1])}" if rng else "—"
+    return text if resolution is None else f"{text}, step {num(resolution)}"
 
 
 def sampling_text(ms: int | None) -> str:
@@ -189,7 +190,8 @@ def path_text(su: SubUnit, v: Variable) -> str:
 
 def variable_rows(spec: Spec, su: SubUnit, enum_link: str) -> list[list[str]]:
     return [
-        [path_text(su, v), type_text(v, enum_link), unit_text(spec, v.unit), range_text(v.range), v.category.value,
+        [path_text(su, v), type_text(v, enum_link), unit_text(spec, v.unit), range_text(v.range, v.resolution),
+         v.category.value,
          v.access, sampling_text(v.sampling_ms), tier_text(v, su), describe(v)]
         for v in su.variables
     ]

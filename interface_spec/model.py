@@ -7,6 +7,7 @@ validate their own files without running our code.
 
 from __future__ import annotations
 
+import math
 import re
 from enum import Enum
 from typing import Literal
@@ -56,6 +57,8 @@ class Variable(Strict):
     type: DataType
     unit: str = "1"
     range: tuple[float, float] | None = None
+    # Floats: the step the value is meaningful to (a power of ten); readings are shown rounded to it.
+    resolution: float | None = Field(default=None, gt=0)
     enum: str | None = None  # name of an enumeration in common.yaml
     category: Category = Category.sample
     access: Literal["r", "rw"] = "r"
@@ -68,6 +71,11 @@ class Variable(Strict):
     origin: Literal["equipment", "gateway"] = "equipment"
     doc: str = ""
 
+    @property
+    def decimals(self) -> int | None:
+        """Decimal places of the resolution (0.0001 V: 4); None without one."""
+        return None if self.resolution is None else max(0, -round(math.log10(self.resolution)))
+
     @model_validator(mode="after")
     def _consistent(self) -> Variable:
         if self.type == "enum" and not self.enum:
@@ -78,6 +86,12 @@ class Variable(Strict):
             raise ValueError(f"variable '{self.id}': type string needs 'length' (characters)")
         if self.type != "string" and self.length:
             raise ValueError(f"variable '{self.id}': 'length' is only for type string")
+        if self.resolution is not None:
+            if self.type != "float":
+                raise ValueError(f"variable '{self.id}': a resolution is for type float (integers are exact)")
+            if not math.isclose(10 ** round(math.log10(self.resolution)), self.resolution):
+                raise ValueError(f"variable '{self.id}': resolution {self.resolution:g} is not a power of ten "
+                                 "(0.001, 0.1, 1, 10, ...)")
         if self.range is not None:
             lo, hi = self.range
             if self.type not in ("float", "int", "uint"):
@@ -86,6 +100,14 @@ class Variable(Strict):
                 raise ValueError(f"variable '{self.id}': range [{_num(lo)}, {_num(hi)}] is empty (low must be < high)")
             if self.type == "uint" and lo < 0:
                 raise ValueError(f"variable '{self.id}': range low {_num(lo)} is negative for type uint")
+            if self.resolution is not None:
+                # Every step of the range must survive the encoding: a float32 holds 24 bits of mantissa.
+                bits = self.bits or 32
+                steps = max(abs(lo), abs(hi)) / self.resolution
+                if steps > 2 ** (24 if bits == 32 else 53):
+                    raise ValueError(f"variable '{self.id}': resolution {_num(self.resolution)} over range "
+                                     f"[{_num(lo)}, {_num(hi)}] is finer than float{bits} can carry"
+                                     + (" (bits: 64 would)" if bits == 32 and steps <= 2**53 else ""))
             if self.type in ("int", "uint"):
                 # The range must be representable in the encoding both bindings use.
                 bits = self.bits or 32

@@ -1,4 +1,5 @@
-"""How values look at the edge: enum names with codes, UCUM units with symbols, named quality.
+"""How values look at the edge: enum names with codes, UCUM units with symbols, named quality,
+floats rounded to the resolution the spec gives (1500.0000000000002 is shown as 1500.0).
 
 The spec is the only source of names and units; lookups are cached per
 (class, path) because the live stream presents every sample it sends.
@@ -7,6 +8,7 @@ The spec is the only source of names and units; lookups are cached per
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable
 from functools import lru_cache
@@ -17,6 +19,7 @@ from gateway.samples import Quality, Sample
 from interface_spec import Spec
 
 QUALITY_NAMES = {int(q): q.name.lower() for q in Quality}
+ROUNDED_AGGREGATES = ("avg", "min", "max", "first", "last", "twa")  # values of the variable; count and bad are not
 JSON_FIELDS = ("payload", "args", "params")
 
 
@@ -24,6 +27,7 @@ class Presenter:
     def __init__(self, spec: Spec):
         self.spec = spec
         self._vars: dict[tuple[str, str], tuple[str | None, str]] = {}
+        self._decimals: dict[tuple[str, str], int | None] = {}
 
     def unit(self, code: str | None) -> dict[str, str]:
         code = code or "1"  # samples carry "" for dimensionless and enums; the spec writes "1"
@@ -43,12 +47,34 @@ class Presenter:
             self._vars[key] = info
         return info
 
+    def decimals(self, cls: str, path: str) -> int | None:
+        """Decimal places of the variable's resolution; None when the spec gives none (or the path is not the spec's)."""
+        key = (cls, path)
+        if key not in self._decimals:
+            try:
+                self._decimals[key] = self.spec.variable(cls, path).var.decimals
+            except KeyError:
+                self._decimals[key] = None
+        return self._decimals[key]
+
+    def rounded(self, cls: str, path: str, value: Any) -> Any:
+        """A float to the variable's resolution; anything else as it is."""
+        if type(value) is float and math.isfinite(value):
+            places = self.decimals(cls, path)
+            if places is not None:
+                return round(value, places)
+        return value
+
+    def bucket(self, cls: str, path: str, row: dict[str, Any]) -> dict[str, Any]:
+        """A history bucket with its value aggregates rounded."""
+        return {k: self.rounded(cls, path, v) if k in ROUNDED_AGGREGATES else v for k, v in row.items()}
+
     def enum_value(self, cls: str, path: str, value: Any) -> tuple[Any, int | None]:
-        """(shown value, raw code): an enum code becomes its member name."""
+        """(shown value, raw code): an enum code becomes its member name, a float is rounded to its resolution."""
         enum, _ = self.var_info(cls, path)
         if enum and isinstance(value, int) and not isinstance(value, bool):
             return self.spec.enum_name(enum, value) or value, value
-        return value, None
+        return self.rounded(cls, path, value), None
 
     def sample(self, cls: str, s: Sample) -> dict[str, Any]:
         value, raw = self.enum_value(cls, s.path, s.value)

@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 
 from gateway.api.app import create_app
+from gateway.api.present import Presenter
 from gateway.config import LineConfig
 from gateway.runtime.device import event_ids
 from gateway.runtime.line import LineRuntime
@@ -50,6 +51,9 @@ async def client(tmp_path_factory):
         for i in range(60):
             ts = T0 + i * STEP
             samples.append(Sample("coater1", "web.line_speed", 30.0 + i % 7, "m/min", ts, ts, Quality.GOOD))
+            # A value as a scaled register gives it: 0.1 m/min per count, with the float's own error (32.300000000000004).
+            samples.append(Sample("coater1", "web.line_speed_setpoint", 323 * 0.1, "m/min", ts, ts, Quality.GOOD))
+            samples.append(Sample("coater1", "vendor.raw_speed", 323 * 0.1, "m/min", ts, ts, Quality.GOOD))
             for ch in range(1, CHANNELS + 1):
                 samples.append(Sample("form1", f"channel[{ch}].voltage", 3.0 + ch / 100, "V", ts, ts, Quality.GOOD))
         store.write_samples(samples)
@@ -108,6 +112,26 @@ async def test_history_as_csv_matches_the_json(client):
         assert list(rows[0]) == ["equipment", "path", "unit", "ts", "time", "value", "quality", "reason"]
         assert [float(x["value"]) for x in rows] == [p["value"] for p in points]
         assert {x["unit"] for x in rows} == {"m/min"} and {x["quality"] for x in rows} == {"good"}
+
+
+async def test_floats_are_shown_to_the_resolution_the_spec_gives(client):
+    assert 323 * 0.1 == 32.300000000000004  # what is stored
+    params = {"path": "web.line_speed_setpoint", "start": "-1h"}
+    raw = (await client.get("/api/v1/equipment/coater1/history", params=params)).json()["series"][0]["points"]
+    assert {p["value"] for p in raw} == {32.3}  # resolution 0.1
+    buckets = (await client.get("/api/v1/equipment/coater1/history",
+                                params={**params, "bucket": "1min", "agg": "avg,min,max,last,twa,count"})).json()
+    rows = buckets["series"][0]["points"]
+    assert {(p["avg"], p["min"], p["max"], p["last"]) for p in rows} == {(32.3, 32.3, 32.3, 32.3)}
+    assert {p["twa"] for p in rows if p["twa"] is not None} == {32.3} and sum(p["count"] for p in rows) == 60
+    csv_rows = table((await client.get("/api/v1/equipment/coater1/history", params={**params, "format": "csv"})).text)
+    assert {x["value"] for x in csv_rows} == {"32.3"}
+    # Live values and the current picture go through the same presenter; a path the spec does not know has no
+    # resolution, and its value is shown as stored.
+    present = Presenter(load_spec())
+    for path, shown in (("web.line_speed_setpoint", 32.3), ("vendor.raw_speed", 32.300000000000004)):
+        assert present.sample("coater", Sample("coater1", path, 323 * 0.1, "m/min", T0, T0, Quality.GOOD))["value"] == shown
+        assert present.live_row("coater", [path, 323 * 0.1, "m/min", 0, "", T0])["value"] == shown
 
 
 async def test_bucketed_csv_with_a_spelled_out_bucket(client):

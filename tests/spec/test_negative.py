@@ -72,8 +72,8 @@ def test_string_without_length(spec_copy: SpecCopy) -> None:
 
 
 def test_range_low_not_below_high(spec_copy: SpecCopy) -> None:
-    spec_copy.replace("formation.yaml", "{id: voltage, type: float, unit: V, range: [0, 5]}",
-                      "{id: voltage, type: float, unit: V, range: [5, 5]}")
+    spec_copy.replace("formation.yaml", "{id: voltage, type: float, unit: V, range: [0, 5],",
+                      "{id: voltage, type: float, unit: V, range: [5, 5],")
     line = spec_copy.line("formation.yaml", "{id: voltage")
     assert errors(spec_copy) == [
         at(spec_copy, "formation.yaml", line,
@@ -98,6 +98,31 @@ def test_range_that_does_not_fit_its_encoding(spec_copy: SpecCopy) -> None:
     assert errors(spec_copy) == [
         at(spec_copy, "coater.yaml", line,
            "sub_units[0].variables[1]: variable 'lane_count': range [1, 70000] does not fit uint16 (0..65535)"),
+    ]
+
+
+@pytest.mark.parametrize("given, problem", [
+    ("range: [0, 5], resolution: 0.0005", "resolution 0.0005 is not a power of ten (0.001, 0.1, 1, 10, ...)"),
+    ("range: [0, 5], resolution: 0.0000001", "resolution 1e-07 over range [0, 5] is finer than float32 can carry "
+                                             "(bits: 64 would)"),
+    ("range: [0, 5], resolution: 0", "resolution: Input should be greater than 0"),
+])
+def test_a_resolution_the_encoding_or_the_rule_refuses(spec_copy: SpecCopy, given: str, problem: str) -> None:
+    spec_copy.replace("formation.yaml", "{id: voltage, type: float, unit: V, range: [0, 5], resolution: 0.0001}",
+                      f"{{id: voltage, type: float, unit: V, {given}}}")
+    line = spec_copy.line("formation.yaml", "{id: voltage")
+    found = errors(spec_copy)
+    assert len(found) == 1 and found[0].startswith(at(spec_copy, "formation.yaml", line, "")[:-1]), found
+    assert problem in found[0], found
+
+
+def test_a_resolution_on_an_integer(spec_copy: SpecCopy) -> None:
+    spec_copy.replace("coater.yaml", "{id: lane_count, type: uint, bits: 16, range: [1, 8]",
+                      "{id: lane_count, type: uint, bits: 16, range: [1, 8], resolution: 1")
+    line = spec_copy.line("coater.yaml", "{id: lane_count")
+    assert errors(spec_copy) == [
+        at(spec_copy, "coater.yaml", line,
+           "sub_units[0].variables[1]: variable 'lane_count': a resolution is for type float (integers are exact)"),
     ]
 
 
