@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,18 @@ from rich.markup import escape
 
 from gateway import __version__
 from gateway.analytics.cli import report_app
-from gateway.clitools import DEMO_LINE, Overrides, apply_overrides, console, err_console, fail, load_or_fail, parse_duration
+from gateway.clitools import (
+    DEMO_LINE,
+    Overrides,
+    apply_overrides,
+    console,
+    err_console,
+    fail,
+    load_config,
+    load_or_fail,
+    overridden,
+    parse_duration,
+)
 from gateway.conformance.cli import conformance
 from gateway.logs import configure as configure_logging
 from interface_spec import Spec, SpecError, load_spec
@@ -25,6 +37,8 @@ from interface_spec.cli import spec_app
 
 if TYPE_CHECKING:
     from gateway.config import LineConfig
+
+log = logging.getLogger("linegw")
 
 app = typer.Typer(help="linegw: a line gateway for lithium-ion cell production lines.", no_args_is_help=True)
 
@@ -107,7 +121,9 @@ def _listen_or_fail(cfg: Any, line_file: Path, over: Overrides | None = None) ->
 
 
 async def _serve_gateway(cfg: LineConfig, spec: Spec, stop: asyncio.Event, on_ready: Callable[[Any], None] | None = None,
-                         sock: socket.socket | None = None) -> None:
+                         sock: socket.socket | None = None, line_file: Path | None = None,
+                         over: Overrides | None = None) -> None:
+    """The gateway until `stop`. With `line_file`, SIGHUP and POST /api/v1/reload read it again and apply it."""
     import uvicorn
 
     from gateway.api.app import create_app
@@ -121,9 +137,19 @@ async def _serve_gateway(cfg: LineConfig, spec: Spec, stop: asyncio.Event, on_re
                         records_retention_days=cfg.store.records_retention_days.days())
     await store.start()
     runtime = LineRuntime(cfg, spec, store)
-    forwarding = Forwarding(store, cfg.forward, cfg.line, {eq.id: eq.cls for eq in cfg.equipment})
+    classes: dict[str, str] = {eq.id: eq.cls for eq in cfg.equipment}  # the forwarders' tags; a reload keeps it current
+    forwarding = Forwarding(store, cfg.forward, cfg.line, classes)
+    reload = None
+    if line_file is not None:
+        async def reload() -> dict[str, list[str]]:
+            new, _ = await asyncio.to_thread(load_config, line_file)
+            result = await runtime.reload(overridden(new, over) if over is not None else new)
+            classes.update({eq.id: eq.cls for eq in runtime.config.equipment})
+            return result
+
+        _reload_on_sighup(reload)
     try:
-        api = create_app(runtime, store, spec, cfg.api, forwarding)
+        api = create_app(runtime, store, spec, cfg.api, forwarding, reload)
     except ApiConfigError as exc:
         await store.close()
         fail(exc)
@@ -147,6 +173,28 @@ async def _serve_gateway(cfg: LineConfig, spec: Spec, stop: asyncio.Event, on_re
         await store.close()
         if sock is not None:
             sock.close()
+
+
+def _reload_on_sighup(reload: Callable[[], Awaitable[dict[str, list[str]]]]) -> None:
+    """SIGHUP reads the line file again; a file that does not load is logged and the running line stays."""
+    from gateway.runtime.line import ReloadRefused
+
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
+
+    async def apply() -> None:
+        try:
+            await reload()  # logs what it did
+        except (SpecError, ReloadRefused, OSError) as exc:
+            log.error("SIGHUP: the line file was not applied, the running line is unchanged:\n%s", exc)
+
+    def on_signal() -> None:
+        task = loop.create_task(apply(), name="reload")
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGHUP, on_signal)
 
 
 def _api_server_class() -> type[Any]:
@@ -198,7 +246,7 @@ def run(line_file: Path = typer.Argument(..., help="line configuration YAML"),
         stop = _stop_event(None)
         await _serve_gateway(cfg, spec, stop,
                              lambda s: console.print(f"linegw: line '{cfg.line}' API on {_api_url(cfg, s)}/api/v1  dashboard {_api_url(cfg, s)}/"),
-                             sock)
+                             sock, line_file, over)
 
     asyncio.run(main())
 

@@ -88,16 +88,21 @@ class Overrides(BaseSettings):
 
 def apply_overrides(cfg: LineConfig, host: str | None, port: int | None, store: Path | None) -> tuple[LineConfig, Overrides]:
     """The line file's configuration with the overrides applied (checked like the file's own values)."""
-    from gateway.config import Api, Store
-
     given: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "store": store}.items() if v is not None}
     try:
         over = Overrides(**given)  # options win over the environment
-        api = Api.model_validate({**cfg.api.model_dump(), **{k: getattr(over, k) for k in ("host", "port")
-                                                             if getattr(over, k) is not None}})
-        store_cfg = cfg.store if over.store is None else Store.model_validate(
-            {**cfg.store.model_dump(), "path": str(over.store.expanduser().resolve())})
+        return overridden(cfg, over), over
     except ValidationError as exc:
         fail(SpecError("\n".join(f"{'.'.join(str(x) for x in e['loc'])} (option or LINEGW_ variable): {e['msg']}"
                                  for e in exc.errors())))
-    return cfg.model_copy(update={"api": api, "store": store_cfg}), over
+
+
+def overridden(cfg: LineConfig, over: Overrides) -> LineConfig:
+    """`cfg` with the overrides in place; raises ValidationError for a value its field refuses."""
+    from gateway.config import Api, Store
+
+    api = Api.model_validate({**cfg.api.model_dump(), **{k: getattr(over, k) for k in ("host", "port")
+                                                         if getattr(over, k) is not None}})
+    store_cfg = cfg.store if over.store is None else Store.model_validate(
+        {**cfg.store.model_dump(), "path": str(over.store.expanduser().resolve())})
+    return cfg.model_copy(update={"api": api, "store": store_cfg})

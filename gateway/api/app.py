@@ -40,6 +40,7 @@ from gateway.api.routes import (  # line intelligence
     record,
     trace,
 )
+from gateway.api.routes import reload as reload_routes
 from gateway.api.routes import spec as spec_routes
 from gateway.config import Api
 from gateway.runtime.view import LineView
@@ -51,7 +52,8 @@ log = logging.getLogger("linegw.api")
 API_PREFIX = "/api/v1"
 
 
-def create_app(view: LineView, store: Store, spec: Spec, api_config: Api | None = None, forwarding: Any = None) -> FastAPI:
+def create_app(view: LineView, store: Store, spec: Spec, api_config: Api | None = None, forwarding: Any = None,
+               reload: Callable[[], Awaitable[dict[str, list[str]]]] | None = None) -> FastAPI:
     api_config = api_config or Api()
     keys = KeyRing(api_config)  # fails now, naming the variable, rather than on the first request
 
@@ -75,6 +77,7 @@ def create_app(view: LineView, store: Store, spec: Spec, api_config: Api | None 
     app.state.keys = keys
     app.state.forwarding = forwarding  # gateway.forward.service.Forwarding, or None
     app.state.presenter = Presenter(spec)
+    app.state.reload = reload  # reads the line file again and applies it (linegw run); None without a file
     app.state.request_latency = metrics.request_latency()
 
     @app.middleware("http")
@@ -93,7 +96,7 @@ def create_app(view: LineView, store: Store, spec: Spec, api_config: Api | None 
 
     v1 = APIRouter(prefix=API_PREFIX, dependencies=[Depends(caller)])
     for module in (line, equipment, history, alarms, events, trace, commands, audit, spec_routes, forward, health,
-                   ready):
+                   ready, reload_routes):
         v1.include_router(module.router)
     v1.include_router(oee.router)
     v1.include_router(record.router)

@@ -93,6 +93,19 @@ async def _audit_refusal(conn: HTTPConnection, principal: Principal, reason: str
 Commander = Annotated[Principal, Depends(commander)]
 
 
+async def engineer(conn: HTTPConnection, principal: Caller) -> Principal:
+    """Changing the line itself (reloading its file) is an engineer's: an operator runs machines, not the gateway."""
+    reason = command_refusal(principal, conn.client.host if conn.client else None)
+    if reason is None and principal.role != "engineer":
+        reason = f"user '{principal.user}' has role '{principal.role}'; changing the line needs role engineer"
+    if reason:
+        raise HTTPException(403, reason)
+    return principal
+
+
+Engineer = Annotated[Principal, Depends(engineer)]
+
+
 async def machine(view: View, equipment_id: Annotated[str, Path(description="equipment id from the line file")]) -> EquipmentView:
     eq = view.get(equipment_id)
     if eq is None:

@@ -217,3 +217,12 @@ class AuditRecord(_Out):
     result_code: int
     result: str
     detail: str
+
+
+class ReloadOut(_Out):
+    added: list[str] = Field(description="machines started")
+    changed: list[str] = Field(description="machines restarted: their entry or mapping file changed")
+    removed: list[str] = Field(description="machines stopped")
+    unchanged: list[str] = Field(description="machines left running, untouched")
+    needs_restart: list[str] = Field(description="sections that changed but apply only when the gateway restarts "
+                                                 "(api, store, forward); they keep their running values")

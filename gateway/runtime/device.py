@@ -93,6 +93,7 @@ class Device:
         self._alarm_words: list[int] = []
         self.started = False  # run() was entered once: the machine's task is up (readiness)
         self.running = False  # run() is running now
+        self.since: float | None = None  # when this machine's task started: a reload that leaves it alone keeps it
         self._data_fault: str | None = None  # what data_fault() said last, to log its changes once
         # path -> (source_ts, quality, value, reason) of the last sample read and stored: a value re-read at
         # connect or restart with the same source timestamp, value and quality is not stored twice.
@@ -110,6 +111,8 @@ class Device:
     # --- lifecycle -----------------------------------------------------------
     async def run(self) -> None:
         self.started = self.running = True
+        if self.since is None:
+            self.since = time.time()
         try:
             await self._run()
         finally:

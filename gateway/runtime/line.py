@@ -4,18 +4,25 @@ Implements `LineView` for the API. A device that fails is restarted with
 backoff by its own supervisor; it never takes the others down. The backoff
 (gateway/backoff.py) has jitter and starts over once the machine's task has
 run well for a minute, so a crash after a good day waits a second, not the cap.
+
+`reload` applies a new line configuration while running: a machine whose entry
+(or mapping file) changed is restarted, a new one started, a removed one
+stopped; every other machine's task is not touched, so its data has no gap.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
 from collections.abc import AsyncGenerator
+from pathlib import Path
 from typing import Any
 
 from gateway.backoff import Backoff
-from gateway.config import LineConfig
+from gateway.config import Equipment, LineConfig
 from gateway.runtime import commands
 from gateway.runtime.device import Device
 from gateway.runtime.looplag import LoopLag
@@ -28,6 +35,18 @@ log = logging.getLogger("linegw.runtime")
 
 RESTART_FIRST_S = 1.0
 RESTART_MAX_S = 60.0
+RESTART_ONLY = ("api", "store", "forward")  # sections a running gateway cannot take over; a restart applies them
+
+
+class ReloadRefused(ValueError):
+    """The new configuration cannot be applied while running; the running one stays."""
+
+
+def fingerprint(eq: Equipment) -> str:
+    """What a machine's task is built from: its entry, and the content of its mapping file."""
+    entry = json.dumps(eq.model_dump(mode="json", by_alias=True), sort_keys=True)
+    mapping = hashlib.sha256(Path(eq.mapping).read_bytes()).hexdigest() if eq.mapping else ""
+    return f"{entry}|{mapping}"
 
 
 class LineRuntime:
@@ -42,12 +61,63 @@ class LineRuntime:
         self.started_ts = time.time()
         self.restarts: dict[str, int] = {eq.id: 0 for eq in config.equipment}
         self.loop_lag = LoopLag()
+        self._group: asyncio.TaskGroup | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._reload_lock = asyncio.Lock()
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
+            self._group = tg
             tg.create_task(self.loop_lag.run(), name="loop-lag")
             for dev in self.devices.values():
-                tg.create_task(self._supervise(dev), name=f"supervise:{dev.eq.id}")
+                self._start(dev)
+        self._group = None
+
+    def _start(self, dev: Device) -> None:
+        assert self._group is not None
+        self._tasks[dev.eq.id] = self._group.create_task(self._supervise(dev), name=f"supervise:{dev.eq.id}")
+
+    async def _stop(self, equipment_id: str) -> None:
+        task = self._tasks.pop(equipment_id, None)
+        if task is not None:
+            task.cancel()
+            # A cancelled child does not cancel its TaskGroup: the other machines go on.
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def reload(self, new: LineConfig) -> dict[str, list[str]]:
+        """Apply a new line configuration to the running line; what was added, changed, removed, left alone.
+
+        Devices for the new and changed entries are built before anything stops, so an entry
+        that cannot be built refuses the whole reload and the running line stays as it was.
+        Sections only a restart can apply (api, store, forward) are named in "needs_restart"
+        and keep their running values.
+        """
+        if self._group is None:
+            raise ReloadRefused("the line is not running")
+        if new.line != self.line_id:
+            raise ReloadRefused(f"line: '{new.line}' is not the running line '{self.line_id}'; another line name "
+                                "needs a restart")
+        async with self._reload_lock:
+            old = {eq.id: fingerprint(eq) for eq in self.config.equipment}
+            fresh = {eq.id: fingerprint(eq) for eq in new.equipment}
+            added = [i for i in fresh if i not in old]
+            removed = [i for i in old if i not in fresh]
+            changed = [i for i in fresh if i in old and fresh[i] != old[i]]
+            built = {eq.id: Device(self.spec, eq, self.store, self._publish) for eq in new.equipment
+                     if eq.id in added or eq.id in changed}
+            for equipment_id in removed + changed:
+                await self._stop(equipment_id)
+                self.restarts.pop(equipment_id, None)
+            self.devices = {eq.id: built.get(eq.id) or self.devices[eq.id] for eq in new.equipment}
+            for equipment_id in added + changed:
+                self.restarts[equipment_id] = 0
+                self._start(self.devices[equipment_id])
+            needs_restart = [s for s in RESTART_ONLY if getattr(new, s) != getattr(self.config, s)]
+            self.config = new.model_copy(update={s: getattr(self.config, s) for s in needs_restart})
+        result = {"added": added, "changed": changed, "removed": removed,
+                  "unchanged": [i for i in fresh if i in old and i not in changed], "needs_restart": needs_restart}
+        log.info("line reloaded: %s", "; ".join(f"{k} {', '.join(v)}" for k, v in result.items() if v) or "no change")
+        return result
 
     async def _supervise(self, dev: Device) -> None:
         # Healthy after a minute of running: then a crash starts the delays over.
@@ -115,6 +185,7 @@ class LineRuntime:
                     "samples": d.samples_read,
                     "samples_stored": d.samples_stored,
                     "started": d.started,
+                    "since": d.since,
                     "running": d.running,
                     "data_fault": d.data_fault(),
                     "adapter": d.adapter.health().__dict__ if d.adapter else None,
