@@ -102,6 +102,7 @@ def create_app(view: LineView, store: Store, spec: Spec, api_config: Api | None 
     v1.include_router(record.router)
     app.include_router(v1)
     app.include_router(metrics.router)  # /metrics, where Prometheus looks by default
+    app.include_router(ready.probes)  # /livez, /readyz: no key, no details, for a cluster's probes
     app.include_router(live.router, prefix=API_PREFIX)  # authenticates itself: browsers cannot send headers there
     dashboard.install(app)
 

@@ -612,6 +612,19 @@ async def test_metrics_move_with_the_machines(client, gateway):
     assert sample(after, "linegw_machine_samples_total", equipment="winder1") > read_before
 
 
+async def test_probes_answer_without_a_key_and_say_nothing_more(keyed_client):
+    assert (await keyed_client.get("/api/v1/ready")).status_code == 401
+    for path, word in (("/readyz", "ready"), ("/livez", "alive")):
+        r = await keyed_client.get(path)
+        assert (r.status_code, r.text) == (200, word)
+
+
+async def test_reloading_the_line_needs_an_engineer(keyed_client):
+    r = await keyed_client.post("/api/v1/reload", headers={KEY_HEADER: OPERATOR_KEY})
+    assert_reason(r, 403, "operator1", "operator", "engineer")
+    assert_reason(await keyed_client.post("/api/v1/reload"), 401, "X-API-Key")
+
+
 async def test_metrics_need_a_key_where_keys_are_configured(keyed_client):
     assert (await keyed_client.get("/metrics")).status_code == 401
     r = await keyed_client.get("/metrics", headers={KEY_HEADER: VIEWER_KEY})

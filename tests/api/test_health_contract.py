@@ -121,6 +121,9 @@ async def test_ready_is_503_before_the_runtime_starts_and_after_it_stops(tmp_pat
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw", timeout=30) as c:
             async def ready() -> tuple[int, dict]:
                 r = await c.get("/api/v1/ready")
+                # The probes' answer, without a key and without details, follows it step by step.
+                probe = await c.get("/readyz")
+                assert (probe.status_code, probe.text) == ((200, "ready") if r.status_code == 200 else (503, "not ready"))
                 return r.status_code, r.json()
 
             code, body = await ready()
