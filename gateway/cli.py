@@ -127,7 +127,7 @@ async def _serve_gateway(cfg: LineConfig, spec: Spec, stop: asyncio.Event, on_re
     import uvicorn
 
     from gateway.api.app import create_app
-    from gateway.api.auth import ApiConfigError
+    from gateway.api.auth import ApiConfigError, KeyRing
     from gateway.forward.service import Forwarding
     from gateway.runtime.line import LineRuntime
     from gateway.store.sqlite import SqliteStore
@@ -143,7 +143,11 @@ async def _serve_gateway(cfg: LineConfig, spec: Spec, stop: asyncio.Event, on_re
     if line_file is not None:
         async def reload() -> dict[str, list[str]]:
             new, _ = await asyncio.to_thread(load_config, line_file)
-            result = await runtime.reload(overridden(new, over) if over is not None else new)
+            new = overridden(new, over) if over is not None else new
+            ring = KeyRing(new.api)  # load_config checked the keys: built before anything changes
+            result = await runtime.reload(new)
+            if result["applied"]:
+                api.state.keys = ring  # rotated keys: the next request is checked against the new ring
             classes.update({eq.id: eq.cls for eq in runtime.config.equipment})
             return result
 
@@ -339,6 +343,33 @@ def demo(line_file: Path = typer.Option(DEMO_LINE, "--line", help="line file to 
 
 
 # Sub-commands that live with what they are about (the spec, the reports, the kit).
+keys_app = typer.Typer(help="API keys for the line file's api.keys.", no_args_is_help=True)
+
+
+@keys_app.command("new")
+def keys_new(user: str = typer.Option(..., help="who the key is for"),
+             role: str = typer.Option(..., help="viewer, operator or engineer")) -> None:
+    """Make a random API key: the key for its holder, once, and the api.keys entry with only its hash.
+
+    The line file then holds no secret; a new entry (or a changed hash) takes effect with
+    `systemctl reload linegw`, SIGHUP or POST /api/v1/reload, without a restart.
+    """
+    import hashlib
+    import secrets
+
+    from gateway.config import ApiKey
+
+    if role not in ("viewer", "operator", "engineer"):
+        raise typer.BadParameter(f"'{role}' is not a role: viewer, operator or engineer", param_hint="--role")
+    key = secrets.token_urlsafe(32)  # 256 random bits
+    entry = ApiKey(user=user, role=role, key_sha256=hashlib.sha256(key.encode()).hexdigest())
+    console.print(f"key (give it to {user}; it is not stored anywhere): {key}", highlight=False, soft_wrap=True)
+    console.print("api.keys entry for the line file:", highlight=False)
+    console.print(f"    - {{user: {entry.user}, role: {entry.role}, key_sha256: {entry.key_sha256}}}",
+                  highlight=False, soft_wrap=True)
+
+
+app.add_typer(keys_app, name="keys")
 app.add_typer(spec_app, name="spec", help="Validate, show and document the line interface spec.")
 app.add_typer(report_app, name="report")
 app.command("conformance")(conformance)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from gateway.analytics.shifts import Shifts
 from gateway.endpoint import SCHEMES, host_problem, parse_endpoint
@@ -119,7 +119,24 @@ class Api(_Strict):
 class ApiKey(_Strict):
     user: str
     role: Literal["viewer", "operator", "engineer"]
-    key_env: str  # environment variable holding the key
+    # Exactly one of: the environment variable holding the key, or the key's SHA-256 (hex) written in the
+    # line file itself (`linegw keys new` makes a key and its hash): then no secret is stored anywhere.
+    key_env: str | None = None
+    key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ApiKey:
+        if (self.key_env is None) == (self.key_sha256 is None):
+            raise ValueError(f"user '{self.user}': give the key as key_env (an environment variable) or as "
+                             "key_sha256 (its hash, from `linegw keys new`), one of the two")
+        return self
+
+    def digest(self) -> bytes | None:
+        """The key's SHA-256: from the file, or of the variable's value; None when that variable is unset."""
+        if self.key_sha256 is not None:
+            return bytes.fromhex(self.key_sha256)
+        value = os.environ.get(self.key_env or "")
+        return hashlib.sha256(value.encode()).digest() if value else None
 
 
 class RecordRetention(_Strict):
@@ -180,7 +197,7 @@ def load_line(path: str | Path, secrets: bool = True, spec: Spec | None = None) 
         if eq.mapping is None and eq.protocol == "opcua" and not eq.machine:
             eq.machine = eq.id
     problems = equipment_problems(cfg, spec)
-    problems += key_collisions(cfg.api, [os.environ.get(k.key_env) for k in cfg.api.keys] if secrets else None)
+    problems += key_collisions(cfg.api, [k.digest() for k in cfg.api.keys] if secrets else None)
     if secrets:
         problems += missing_secrets(cfg)
         problems += api_host_problems(cfg.api)
@@ -194,36 +211,42 @@ def located(path: Path, node: Any, problems: list[tuple[tuple[Any, ...], str]]) 
     return "\n".join(f"{path}:{line_of(node, loc)}: {format_loc(loc)}: {one_line(what)}" for loc, what in problems)
 
 
-def key_collisions(api: Api, values: list[str | None] | None) -> list[tuple[tuple[Any, ...], str]]:
+def key_collisions(api: Api, digests: list[bytes | None] | None) -> list[tuple[tuple[Any, ...], str]]:
     """(field location, what is wrong) for every API key entry that is not the only one of its kind.
 
     A key must name one user with one role: two entries that share a variable, a user or a key
     value would let whoever holds that key act as either (the later entry used to win, so a
-    viewer's key carried an engineer's rights). `values` are the keys themselves, in entry order,
-    when they are at hand; the message never contains one.
+    viewer's key carried an engineer's rights). `digests` are the keys' SHA-256, in entry order,
+    when they are at hand: equal keys are found without keeping or comparing the keys themselves,
+    and the message never contains one.
     """
     problems: list[tuple[tuple[Any, ...], str]] = []
     first_env: dict[str, int] = {}
     first_user: dict[str, int] = {}
     first_value: dict[bytes, int] = {}
     for i, key in enumerate(api.keys):
-        j = first_env.setdefault(key.key_env, i)
-        if j != i:
-            problems.append((("api", "keys", i, "key_env"),
-                             f"environment variable {key.key_env} already holds the key of api.keys[{j}] "
-                             f"(user '{api.keys[j].user}'); each key entry needs a variable of its own"))
+        shared = False
+        if key.key_env is not None:
+            j = first_env.setdefault(key.key_env, i)
+            shared = j != i  # the same key as that entry: reported here, once
+            if shared:
+                problems.append((("api", "keys", i, "key_env"),
+                                 f"environment variable {key.key_env} already holds the key of api.keys[{j}] "
+                                 f"(user '{api.keys[j].user}'); each key entry needs a variable of its own"))
         j = first_user.setdefault(key.user, i)
         if j != i:
             problems.append((("api", "keys", i, "user"),
                              f"user '{key.user}' already has a key, api.keys[{j}]; give each user one key and one role"))
-        value = values[i] if values is not None else None
-        if value and first_env[key.key_env] == i:  # a shared variable is reported above, once
-            # Compared by digest: equal keys are found without keeping or comparing the keys themselves.
-            j = first_value.setdefault(hashlib.sha256(value.encode()).digest(), i)
+        digest = digests[i] if digests is not None else None
+        if digest and not shared:
+            j = first_value.setdefault(digest, i)
             if j != i:
-                problems.append((("api", "keys", i, "key_env"),
-                                 f"the key in {key.key_env} is the same as the key of api.keys[{j}] "
-                                 f"(user '{api.keys[j].user}', {api.keys[j].key_env}); each user needs a key of its own"))
+                other = api.keys[j]
+                this = (("key_env", f"the key in {key.key_env}") if key.key_env is not None
+                        else ("key_sha256", "this key_sha256"))
+                problems.append((("api", "keys", i, this[0]),
+                                 f"{this[1]} is the same as the key of api.keys[{j}] (user '{other.user}'"
+                                 f"{', ' + other.key_env if other.key_env else ''}); each user needs a key of its own"))
     return problems
 
 
@@ -322,7 +345,7 @@ def missing_secrets(cfg: LineConfig) -> list[tuple[tuple[Any, ...], str]]:
         except SecretError as exc:
             problems.append((("equipment", i, "security", exc.field), exc.what))
     for i, key in enumerate(cfg.api.keys):
-        if not os.environ.get(key.key_env):
+        if key.key_env is not None and not os.environ.get(key.key_env):
             problems.append((("api", "keys", i, "key_env"),
                              f"environment variable {key.key_env} (key of user '{key.user}') is not set or empty"))
     influx = cfg.forward.influx if cfg.forward else None

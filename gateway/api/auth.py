@@ -9,9 +9,9 @@ user "local" with role "engineer".
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
-import os
 from dataclasses import dataclass
 
 from gateway.config import Api, key_collisions
@@ -41,21 +41,26 @@ ANONYMOUS = Principal("anonymous", "viewer")
 
 
 class KeyRing:
-    """The configured keys, read once from their environment variables."""
+    """The configured keys, kept as their SHA-256 digests only: a memory dump or a log holds no key.
+
+    Keys come from environment variables (read once, hashed at once) or as `key_sha256` from the
+    line file itself. API keys are long random strings (`linegw keys new` makes 32 random bytes),
+    so one SHA-256 is enough: there is nothing to guess that a slow hash would protect.
+    """
 
     def __init__(self, api: Api):
         self._keys: list[tuple[bytes, Principal]] = []
-        values: list[str | None] = []
+        digests: list[bytes | None] = []
         for i, k in enumerate(api.keys):
-            value = os.environ.get(k.key_env)
-            if not value:
+            digest = k.digest()
+            if digest is None:
                 raise ApiConfigError(
                     f"api.keys[{i}].key_env: environment variable {k.key_env} (key of user '{k.user}') is not set or empty"
                 )
-            values.append(value)
-            self._keys.append((value.encode(), Principal(k.user, k.role, via_key=True)))
+            digests.append(digest)
+            self._keys.append((digest, Principal(k.user, k.role, via_key=True)))
         # Refused here as well as at load: a key matching two entries would act with the rights of either.
-        collisions = key_collisions(api, values)
+        collisions = key_collisions(api, digests)
         if collisions:
             raise ApiConfigError("\n".join(f"{format_loc(loc)}: {what}" for loc, what in collisions))
 
@@ -65,9 +70,9 @@ class KeyRing:
 
     def lookup(self, key: str) -> Principal | None:
         found = None
-        given = key.encode()
-        for value, principal in self._keys:  # compare with every key: timing says nothing about which matched
-            if hmac.compare_digest(value, given):
+        given = hashlib.sha256(key.encode()).digest()
+        for digest, principal in self._keys:  # compare with every key: timing says nothing about which matched
+            if hmac.compare_digest(digest, given):
                 found = principal  # at most one: the ring holds no two equal keys
         return found
 

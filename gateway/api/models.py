@@ -224,5 +224,6 @@ class ReloadOut(_Out):
     changed: list[str] = Field(description="machines restarted: their entry or mapping file changed")
     removed: list[str] = Field(description="machines stopped")
     unchanged: list[str] = Field(description="machines left running, untouched")
+    applied: list[str] = Field(description="settings taken live beside the machines: api.keys (rotated keys)")
     needs_restart: list[str] = Field(description="sections that changed but apply only when the gateway restarts "
                                                  "(api, store, forward); they keep their running values")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.backoff import Backoff
-from gateway.config import Equipment, LineConfig
+from gateway.config import Api, Equipment, LineConfig
 from gateway.runtime import commands
 from gateway.runtime.device import Device
 from gateway.runtime.looplag import LoopLag
@@ -40,6 +40,11 @@ RESTART_ONLY = ("api", "store", "forward")  # sections a running gateway cannot 
 
 class ReloadRefused(ValueError):
     """The new configuration cannot be applied while running; the running one stays."""
+
+
+def _but_keys(section: Any) -> Any:
+    """A section as a restart would see it: the API's keys are applied live."""
+    return section.model_copy(update={"keys": []}) if isinstance(section, Api) else section
 
 
 def fingerprint(eq: Equipment) -> str:
@@ -112,10 +117,16 @@ class LineRuntime:
             for equipment_id in added + changed:
                 self.restarts[equipment_id] = 0
                 self._start(self.devices[equipment_id])
-            needs_restart = [s for s in RESTART_ONLY if getattr(new, s) != getattr(self.config, s)]
-            self.config = new.model_copy(update={s: getattr(self.config, s) for s in needs_restart})
+            # API keys are taken live (the API swaps its key ring); the rest of those sections waits for a restart.
+            needs_restart = [s for s in RESTART_ONLY if _but_keys(getattr(new, s)) != _but_keys(getattr(self.config, s))]
+            applied = ["api.keys"] if new.api.keys != self.config.api.keys else []
+            kept = {s: getattr(self.config, s) for s in needs_restart}
+            if "api" in kept:
+                kept["api"] = kept["api"].model_copy(update={"keys": new.api.keys})
+            self.config = new.model_copy(update=kept)
         result = {"added": added, "changed": changed, "removed": removed,
-                  "unchanged": [i for i in fresh if i in old and i not in changed], "needs_restart": needs_restart}
+                  "unchanged": [i for i in fresh if i in old and i not in changed], "applied": applied,
+                  "needs_restart": needs_restart}
         log.info("line reloaded: %s", "; ".join(f"{k} {', '.join(v)}" for k, v in result.items() if v) or "no change")
         return result
 

@@ -14,7 +14,7 @@ import time
 import httpx
 
 from simulators.line import SimConfig, SimLine
-from tests.e2e.linegw_process import serving, stop
+from tests.e2e.linegw_process import line_starting, serving, start, stop
 from tests.waiting import wait_for
 
 HEAD = """\
@@ -83,7 +83,7 @@ async def test_sighup_and_the_api_apply_a_changed_line_file_and_leave_the_rest_r
             r = await c.post(f"{api}/reload")
             assert r.status_code == 200, r.text
             assert r.json() == {"added": [], "changed": [], "removed": ["winder2"], "unchanged": ["winder1", "winder3"],
-                                "needs_restart": ["api"]}
+                                "applied": [], "needs_restart": ["api"]}
             assert set(await machines(c, api)) == {"winder1", "winder3"}
             entries = [(a["result"], a["detail"]) for a in (await c.get(f"{api}/audit")).json()
                        if a["command"] == "ReloadLine"]
@@ -117,3 +117,70 @@ async def test_sighup_and_the_api_apply_a_changed_line_file_and_leave_the_rest_r
 async def _all_up(c: httpx.AsyncClient, api: str, expected: set[str]) -> bool:
     found = await machines(c, api)
     return set(found) == expected and all(found.values())
+
+
+KEYED = """\
+line: keys
+api:
+  host: 127.0.0.1
+  port: 0
+  keys:
+{keys}
+store: {{path: {db}}}
+equipment:
+  - id: winder1
+    class: winder
+    protocol: modbus
+    endpoint: {endpoint}
+"""
+
+
+async def new_key(user: str, role: str) -> tuple[str, str]:
+    """`linegw keys new`: the key, and the api.keys entry with only its hash."""
+    proc = await start("keys", "new", "--user", user, "--role", role)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    key = lines[0].rsplit(": ", 1)[1]
+    entry = lines[2].strip()
+    assert entry.startswith(f"- {{user: {user}, role: {role}, key_sha256: ") and key not in out.decode().split("\n", 1)[1]
+    return key, entry
+
+
+async def test_keys_rotate_without_a_restart(tmp_path):
+    sims = SimLine()
+    await sims.start([SimConfig(equipment_id="winder1", cls="winder", protocol="modbus", port=0, seed=4, time_scale=10)])
+    (old_key, old_entry), (new_key_, new_entry) = await new_key("scada", "viewer"), await new_key("scada", "viewer")
+    eng_key, eng_entry = await new_key("engineer1", "engineer")
+    line_file = tmp_path / "line.yaml"
+
+    def write(*entries: str) -> None:
+        line_file.write_text(KEYED.format(keys="\n".join(f"    {e}" for e in entries), db=tmp_path / "line.sqlite",
+                                          endpoint=sims.endpoints()["winder1"]))
+
+    write(old_entry, eng_entry)
+    assert old_key not in line_file.read_text()  # the file holds hashes only
+    gateway = await start("run", str(line_file))
+    try:
+        api = (await line_starting(gateway, "linegw: line 'keys' API on ")).split()[5]
+        async with httpx.AsyncClient(timeout=10) as c:
+            async def status(key: str) -> int:
+                return (await c.get(f"{api}/line", headers={"X-API-Key": key})).status_code
+
+            assert await status(old_key) == 200 and await status(new_key_) == 401
+            write(new_entry, eng_entry)
+            r = await c.post(f"{api}/reload", headers={"X-API-Key": eng_key})
+            assert r.status_code == 200 and r.json()["applied"] == ["api.keys"] and r.json()["needs_restart"] == [], r.text
+            assert await status(old_key) == 401 and await status(new_key_) == 200
+            audit = (await c.get(f"{api}/audit", headers={"X-API-Key": eng_key})).json()
+            assert audit[0]["command"] == "ReloadLine" and audit[0]["user"] == "engineer1"
+            assert "applied: api.keys" in audit[0]["detail"]
+        code, err = await stop(gateway)
+        assert code == 0, err
+        gateway = None
+        for key in (old_key, new_key_, eng_key):
+            assert key not in err  # the log never holds a key
+    finally:
+        if gateway is not None:
+            await stop(gateway)
+        await sims.stop()

@@ -393,3 +393,33 @@ def test_check_config_lists_the_mandatory_variables_a_mapping_leaves_unmapped_an
     assert errors[0] == f"error: winder1: tobu-winder-modbus.yaml leaves {len(gaps) + 1} mandatory variables unmapped: " \
                         + ", ".join(unmapped_warning(after.stderr, "winder1"))
     assert errors[1].startswith("error: winder2: sztp-winder-opcua.yaml leaves ")
+
+
+HASH = "4c8f2e1a" * 8  # a key's SHA-256, as `linegw keys new` writes it
+
+
+@pytest.mark.parametrize("keys, expected", [
+    (f"    - {{user: a, role: viewer, key_env: LINEGW_TEST_VIEWER_KEY, key_sha256: {HASH}}}\n",
+     "line.yaml:4: api.keys[0]: user 'a': give the key as key_env (an environment variable) or as "
+     "key_sha256 (its hash, from `linegw keys new`), one of the two"),
+    ("    - {user: a, role: viewer}\n",
+     "line.yaml:4: api.keys[0]: user 'a': give the key as key_env (an environment variable) or as "
+     "key_sha256 (its hash, from `linegw keys new`), one of the two"),
+    ("    - {user: a, role: viewer, key_sha256: abc}\n",
+     "line.yaml:4: api.keys[0].key_sha256: String should match pattern '^[0-9a-f]{64}$'"),
+    (f"    - {{user: a, role: viewer, key_sha256: {HASH}}}\n    - {{user: b, role: engineer, key_sha256: {HASH}}}\n",
+     "line.yaml:5: api.keys[1].key_sha256: this key_sha256 is the same as the key of api.keys[0] (user 'a'); "
+     "each user needs a key of its own"),
+])
+def test_a_key_given_by_its_hash_or_wrongly(tmp_path, monkeypatch, keys, expected):
+    monkeypatch.setenv("LINEGW_TEST_VIEWER_KEY", "viewer-key-0123")
+    path = write(tmp_path, "line.yaml", "line: test\napi:\n  keys:\n" + keys + GOOD.removeprefix("line: test\n"))
+    with pytest.raises(SpecError) as exc:
+        load_line(path)
+    assert str(exc.value) == f"{path}:{expected.removeprefix('line.yaml:')}"
+
+
+def test_a_key_by_its_hash_needs_no_secret(tmp_path):
+    path = write(tmp_path, "line.yaml", f"line: test\napi:\n  keys:\n    - {{user: a, role: viewer, key_sha256: {HASH}}}\n"
+                 + GOOD.removeprefix("line: test\n"))
+    assert load_line(path).api.keys[0].digest() == bytes.fromhex(HASH)
