@@ -101,11 +101,18 @@ class Equipment(_Strict):
         return value
 
 
+class CommandLimits(_Strict):
+    """Commands (and alarm acknowledgements) accepted per minute; past a limit the API answers 429."""
+    per_caller_per_min: int = Field(default=60, ge=1)
+    per_machine_per_min: int = Field(default=120, ge=1)
+
+
 class Api(_Strict):
     host: str = "127.0.0.1"  # localhost unless configured otherwise
     port: int = Field(default=8080, ge=0, le=65535)  # 0: a free port, printed at start (tests, demos)
     # API keys: header X-API-Key. Without any, only localhost clients may command, as role "engineer".
     keys: list[ApiKey] = []
+    command_limits: CommandLimits = CommandLimits()
 
     @field_validator("host")
     @classmethod

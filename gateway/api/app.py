@@ -22,6 +22,7 @@ from gateway.api.auth import KeyRing
 from gateway.api.deps import caller
 from gateway.api.models import Problem
 from gateway.api.present import Presenter
+from gateway.api.ratelimit import Limiter
 from gateway.api.routes import (  # line intelligence
     alarms,
     audit,
@@ -75,6 +76,7 @@ def create_app(view: LineView, store: Store, spec: Spec, api_config: Api | None 
     app.state.store = store
     app.state.spec = spec
     app.state.keys = keys
+    app.state.limiter = Limiter(api_config.command_limits.per_caller_per_min, api_config.command_limits.per_machine_per_min)
     app.state.forwarding = forwarding  # gateway.forward.service.Forwarding, or None
     app.state.presenter = Presenter(spec)
     app.state.reload = reload  # reads the line file again and applies it (linegw run); None without a file

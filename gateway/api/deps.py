@@ -9,6 +9,7 @@ read never races a write from another thread.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Annotated, Any
 
@@ -18,6 +19,7 @@ from starlette.requests import HTTPConnection
 
 from gateway.api.auth import KEY_HEADER, AuthError, KeyRing, Principal, command_refusal, identify
 from gateway.api.present import Presenter
+from gateway.api.ratelimit import Limiter
 from gateway.runtime.view import EquipmentView, LineView
 from gateway.store.base import Store as StoreProtocol
 from interface_spec import Spec
@@ -75,6 +77,14 @@ async def commander(conn: HTTPConnection, principal: Caller) -> Principal:
     if reason:
         await _audit_refusal(conn, principal, reason)
         raise HTTPException(403, reason)
+    limiter: Limiter = conn.app.state.limiter
+    machine = conn.path_params.get("equipment_id", "")
+    refused = limiter.take(principal.user, machine)
+    if refused:
+        why, wait = refused
+        if limiter.first_refusal(principal.user, machine):
+            await _audit_refusal(conn, principal, why)
+        raise HTTPException(429, why, headers={"Retry-After": str(max(1, math.ceil(wait)))})
     return principal
 
 
@@ -82,7 +92,8 @@ async def _audit_refusal(conn: HTTPConnection, principal: Principal, reason: str
     """A command refused for the caller's role goes into the audit log in the caller's name, as the
     runtime records its own refusals: who tried what is the point of the log. Only callers a key
     identified: an anonymous client could otherwise fill the log at will."""
-    equipment_id, command = conn.path_params.get("equipment_id"), conn.path_params.get("command")
+    equipment_id = conn.path_params.get("equipment_id")
+    command = conn.path_params.get("command") or ("AcknowledgeAlarm" if "code" in conn.path_params else None)
     if not principal.via_key or command is None or conn.app.state.view.get(equipment_id) is None:
         return
     spec: Spec = conn.app.state.spec

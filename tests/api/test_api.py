@@ -27,7 +27,7 @@ from websockets.exceptions import InvalidStatus
 
 from gateway.api.app import create_app
 from gateway.api.auth import KEY_HEADER, ApiConfigError
-from gateway.config import Api, ApiKey, LineConfig
+from gateway.config import Api, ApiKey, CommandLimits, LineConfig
 from gateway.runtime.line import LineRuntime
 from gateway.store.sqlite import SqliteStore
 from interface_spec import load_spec
@@ -337,6 +337,28 @@ async def test_api_keys_roles_and_reasons(keyed_client):
 
     r = await command(keyed_client, "winder1", "Teleport", headers={"X-API-Key": OPERATOR_KEY})
     assert r.status_code == 422 and r.json()["user"] == "operator1"
+
+
+async def test_commands_past_a_callers_limit_are_refused_with_429_and_audited_once(gateway, monkeypatch):
+    monkeypatch.setenv(OPERATOR_ENV, OPERATOR_KEY)
+    monkeypatch.setenv(VIEWER_ENV, VIEWER_KEY)
+    api = Api(keys=[ApiKey(user="operator1", role="operator", key_env=OPERATOR_ENV),
+                    ApiKey(user="viewer1", role="viewer", key_env=VIEWER_ENV)],
+              command_limits=CommandLimits(per_caller_per_min=3, per_machine_per_min=100))
+    app = create_app(gateway.runtime, gateway.store, gateway.spec, api)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw", timeout=60) as c:
+        op = {KEY_HEADER: OPERATOR_KEY}
+        for _ in range(3):  # refused or not by the machine's state, each counts
+            assert (await command(c, "winder1", "Hold", headers=op)).status_code != 429
+        audit_before = len(await gateway.store.audit(limit=1000))
+        for _ in range(3):
+            r = await command(c, "winder1", "Hold", headers=op)
+            assert_reason(r, 429, "user 'operator1' had 3 commands in the last minute",
+                          "api.command_limits.per_caller_per_min: 3")
+            assert 1 <= int(r.headers["Retry-After"]) <= 60
+        refusals = (await gateway.store.audit(limit=1000))[:len(await gateway.store.audit(limit=1000)) - audit_before]
+        assert [(a["user"], a["command"], a["result"]) for a in refusals] == [("operator1", "Hold", "cannot_perform_now")]
+        assert "per_caller_per_min" in refusals[0]["detail"]
 
 
 async def test_without_keys_only_loopback_clients_may_command(gateway):

@@ -59,6 +59,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "unknown equipment"},
     409: {"model": CommandOut, "description": "refused by interlock or state: cannot_perform_now, already_in_state"},
     422: {"model": CommandOut, "description": "parameter_invalid or invalid_command"},
+    429: {"model": Problem, "description": "past api.command_limits for the caller or the machine; see Retry-After"},
     501: {"model": CommandOut, "description": "not_supported by this machine"},
 }
 
