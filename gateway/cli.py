@@ -157,8 +157,11 @@ async def _serve_gateway(cfg: LineConfig, spec: Spec, stop: asyncio.Event, on_re
     except ApiConfigError as exc:
         await store.close()
         fail(exc)
+    tls = cfg.api.tls
     server = _api_server_class()(uvicorn.Config(api, host=cfg.api.host, port=cfg.api.port, log_level="warning",
-                                                lifespan="on", ws="websockets-sansio"))
+                                                lifespan="on", ws="websockets-sansio",
+                                                ssl_certfile=tls.cert_file if tls else None,
+                                                ssl_keyfile=tls.key_file if tls else None))
     try:
         async with asyncio.TaskGroup() as tg:
             rt = tg.create_task(runtime.run(), name="runtime")
@@ -229,7 +232,7 @@ def _api_url(cfg: Any, server: Any) -> str:
     port = cfg.api.port
     if port == 0 and server.servers:
         port = server.servers[0].sockets[0].getsockname()[1]
-    return f"http://{cfg.api.host}:{port}"
+    return f"{'https' if cfg.api.tls else 'http'}://{cfg.api.host}:{port}"
 
 
 @app.command()

@@ -107,12 +107,22 @@ class CommandLimits(_Strict):
     per_machine_per_min: int = Field(default=120, ge=1)
 
 
+class Tls(_Strict):
+    """HTTPS for the API: a PEM certificate (chain) and its private key, paths relative to the line file.
+
+    With it the port speaks TLS only: a plain HTTP request gets no answer but a failed handshake.
+    """
+    cert_file: str
+    key_file: str
+
+
 class Api(_Strict):
     host: str = "127.0.0.1"  # localhost unless configured otherwise
     port: int = Field(default=8080, ge=0, le=65535)  # 0: a free port, printed at start (tests, demos)
     # API keys: header X-API-Key. Without any, only localhost clients may command, as role "engineer".
     keys: list[ApiKey] = []
     command_limits: CommandLimits = CommandLimits()
+    tls: Tls | None = None
 
     @field_validator("host")
     @classmethod
@@ -203,11 +213,15 @@ def load_line(path: str | Path, secrets: bool = True, spec: Spec | None = None) 
             eq.mapping = str(mapping)
         if eq.mapping is None and eq.protocol == "opcua" and not eq.machine:
             eq.machine = eq.id
+    if cfg.api.tls is not None:
+        tls = cfg.api.tls
+        tls.cert_file, tls.key_file = (str((path.parent / f).resolve()) for f in (tls.cert_file, tls.key_file))
     problems = equipment_problems(cfg, spec)
     problems += key_collisions(cfg.api, [k.digest() for k in cfg.api.keys] if secrets else None)
     if secrets:
         problems += missing_secrets(cfg)
         problems += api_host_problems(cfg.api)
+        problems += tls_problems(cfg.api)
     if problems:
         raise SpecError(located(path, node, problems))
     return cfg
@@ -340,6 +354,25 @@ def api_host_problems(api: Api) -> list[tuple[tuple[Any, ...], str]]:
         socket.getaddrinfo(api.host, api.port or None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         return [(("api", "host"), f"'{api.host}' does not resolve to an address ({exc.strerror})")]
+    return []
+
+
+def tls_problems(api: Api) -> list[tuple[tuple[Any, ...], str]]:
+    """The certificate and key must load together: found now, not as a traceback when the API starts."""
+    if api.tls is None:
+        return []
+    import ssl
+
+    missing = [(("api", "tls", field), f"{name} does not exist")
+               for field, name in (("cert_file", api.tls.cert_file), ("key_file", api.tls.key_file))
+               if not Path(name).is_file()]
+    if missing:
+        return missing
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(api.tls.cert_file, api.tls.key_file)
+    except (ssl.SSLError, OSError) as exc:
+        return [(("api", "tls"), f"the certificate {api.tls.cert_file} and key {api.tls.key_file} do not load "
+                                 f"together ({getattr(exc, 'reason', None) or exc})")]
     return []
 
 
