@@ -372,7 +372,60 @@ def keys_new(user: str = typer.Option(..., help="who the key is for"),
                   highlight=False, soft_wrap=True)
 
 
+certs_app = typer.Typer(help="The OPC UA server certificates the gateway trusts (security.trust: list).",
+                        no_args_is_help=True)
+CERT_DIR_OPTION = typer.Option(None, "--dir", help="the certificate directory (security.certificate_dir); "
+                                                   "default: the gateway's own")
+
+
+def _cert_dir(given: Path | None) -> Path:
+    from gateway.adapters.opcua.settings import default_certificate_dir
+
+    return given or default_certificate_dir()
+
+
+@certs_app.command("list")
+def certs_list(cert_dir: Path | None = CERT_DIR_OPTION) -> None:
+    """Trusted and rejected server certificates: thumbprint, endpoint first seen at, subject, expiry."""
+    from gateway.adapters.opcua.security import certificates
+
+    pki = _cert_dir(cert_dir)
+    found = certificates(pki)
+    if not found:
+        console.print(f"no server certificates under {pki}")
+        return
+    # One certificate a line, never cut to the terminal's width: thumbprints are copied from here.
+    for c in found:
+        console.print(f"{c.status:<9} {c.thumbprint}  {c.endpoint or '-'}  {c.subject}  valid until {c.not_after}",
+                      highlight=False, soft_wrap=True)
+
+
+@certs_app.command("trust")
+def certs_trust(thumbprint: str = typer.Argument(..., help="the thumbprint, or enough of its start to be unique"),
+                cert_dir: Path | None = CERT_DIR_OPTION) -> None:
+    """Trust a certificate: the machine showing it is accepted at its next connect."""
+    _move_cert(thumbprint, cert_dir, "trusted")
+
+
+@certs_app.command("reject")
+def certs_reject(thumbprint: str = typer.Argument(..., help="the thumbprint, or enough of its start to be unique"),
+                 cert_dir: Path | None = CERT_DIR_OPTION) -> None:
+    """Stop trusting a certificate: a session with it is refused from its next connect."""
+    _move_cert(thumbprint, cert_dir, "rejected")
+
+
+def _move_cert(thumbprint: str, cert_dir: Path | None, to: str) -> None:
+    from gateway.adapters.opcua.security import move
+
+    try:
+        cert = move(_cert_dir(cert_dir), thumbprint, to)
+    except ValueError as exc:
+        fail(exc)
+    console.print(f"{to}: {cert.thumbprint} {cert.subject} ({cert.path})", highlight=False, soft_wrap=True)
+
+
 app.add_typer(keys_app, name="keys")
+app.add_typer(certs_app, name="certs")
 app.add_typer(spec_app, name="spec", help="Validate, show and document the line interface spec.")
 app.add_typer(report_app, name="report")
 app.command("conformance")(conformance)

@@ -42,7 +42,11 @@ class SecretError(SpecError):
 
 class Security(_Strict):
     mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
-    policy: Literal["Basic256Sha256"] = "Basic256Sha256"
+    policy: Literal["Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"] = "Basic256Sha256"
+    # Server certificates: "first_use" keeps the first one an endpoint shows and refuses a change;
+    # "list" accepts only those trusted beforehand (`linegw certs trust`), an unknown one is kept aside
+    # under rejected/ for the engineer to look at.
+    trust: Literal["first_use", "list"] = "first_use"
     username: str | None = None
     password_env: str | None = None  # name of an environment variable holding the password
     password_file: str | None = None  # path of a file holding the password

@@ -101,7 +101,8 @@ class Device:
         self._settings = dict(eq.adapter)
         sec = eq.security
         if sec.mode != "None" or sec.username:
-            self._settings.update(security_mode=sec.mode, security_policy=sec.policy, username=sec.username)
+            self._settings.update(security_mode=sec.mode, security_policy=sec.policy, username=sec.username,
+                                  trust=sec.trust)
             if sec.certificate_dir:
                 self._settings["certificate_dir"] = sec.certificate_dir
             pw = sec.password()

@@ -4,7 +4,7 @@ It knows nothing of the interface spec: a `populate(server, ns)` callback
 builds the address space after every (re)start, in namespace index `ns`.
 What it adds to a plain asyncua server:
 
-* security: None and Basic256Sha256 Sign / SignAndEncrypt endpoints with a
+* security: None, and Sign / SignAndEncrypt endpoints (Basic256Sha256 or an Aes policy) with a
   self-signed certificate made at first start, and an optional
   username/password user manager (anonymous access is then refused);
 * faults, switchable while clients are connected: slow responses
@@ -42,11 +42,12 @@ log = logging.getLogger("linegw.sim.opcua")
 
 Populate = Callable[[Server, int], Awaitable[None]]
 
-SECURITY_MODES: dict[str, ua.SecurityPolicyType] = {
-    "None": ua.SecurityPolicyType.NoSecurity,
-    "Sign": ua.SecurityPolicyType.Basic256Sha256_Sign,
-    "SignAndEncrypt": ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
-}
+SECURITY_MODES = ("None", "Sign", "SignAndEncrypt")
+POLICIES = ("Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss")
+
+
+def policy_type(mode: str, policy: str) -> ua.SecurityPolicyType:
+    return ua.SecurityPolicyType.NoSecurity if mode == "None" else ua.SecurityPolicyType[f"{policy}_{mode}"]
 LIMIT_NODES = {
     "max_nodes_per_read": ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead,
     "max_monitored_items_per_call": ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall,
@@ -58,14 +59,17 @@ DEFAULT_LIMIT = 10_000  # what asyncua announces when nothing is set
 class OpcUaSecurity:
     """Endpoints offered and who may connect."""
 
-    modes: list[str] = field(default_factory=lambda: ["None"])  # "None", "Sign", "SignAndEncrypt" (Basic256Sha256)
+    modes: list[str] = field(default_factory=lambda: ["None"])  # "None", "Sign", "SignAndEncrypt"
     username: str | None = None
     password: str | None = None
+    policy: str = "Basic256Sha256"  # of the Sign and SignAndEncrypt endpoints: or Aes128Sha256RsaOaep, Aes256Sha256RsaPss
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.modes if m not in SECURITY_MODES]
         if unknown or not self.modes:
             raise ValueError(f"security modes {unknown or self.modes} not supported (use {', '.join(SECURITY_MODES)})")
+        if self.policy not in POLICIES:
+            raise ValueError(f"security policy {self.policy} not supported (use {', '.join(POLICIES)})")
         if (self.username is None) != (self.password is None):
             raise ValueError("give both username and password, or neither")
 
@@ -159,7 +163,7 @@ def free_port(host: str) -> int:
 
 
 def _self_signed(app_uri: str, host: str, name: str) -> tuple[bytes, bytes]:
-    """A server certificate (DER) and key (PEM) made now, for the Basic256Sha256 endpoints."""
+    """A server certificate (DER) and key (PEM) made now, for the signing endpoints."""
     import ipaddress
 
     key = cert_gen.generate_private_key()
@@ -219,7 +223,7 @@ class OpcUaSimServer:
         server.set_endpoint(self.url)
         server.set_server_name(self.name)
         await server.set_application_uri(self.app_uri)
-        server.set_security_policy([SECURITY_MODES[m] for m in self.security.modes])
+        server.set_security_policy([policy_type(m, self.security.policy) for m in self.security.modes])
         secured = any(m != "None" for m in self.security.modes)
         if users is not None:
             server.set_identity_tokens([ua.UserNameIdentityToken])

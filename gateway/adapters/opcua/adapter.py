@@ -412,6 +412,7 @@ class OpcUaAdapter:
                 "poll_fallback": dict(self._fallback),
                 "subscriptions": list(self._subscriptions),
                 "security_mode": self.settings.security_mode,
+                "security_policy": self.settings.security_policy if self.settings.security_mode != "None" else "None",
                 "certificate_thumbprint": self._own_thumbprint,
                 "server_certificate_thumbprint": self._server_thumbprint,
             },
@@ -632,7 +633,7 @@ class OpcUaAdapter:
             ) from None
         if not ep.ServerCertificate:
             raise LinkLost("security: the server endpoint carries no certificate")
-        trust = security.TrustStore(pki, self._host, self._port, s.server_certificate)
+        trust = security.TrustStore(pki, self._host, self._port, s.server_certificate, first_use=s.trust == "first_use")
         server_der = security.first_certificate(ep.ServerCertificate)
         self._server_thumbprint = trust.check(server_der)
         # Handing the certificate over makes asyncua compare it with the one the

@@ -5,16 +5,21 @@ The gateway has one application instance certificate (application URI
 use and reused afterwards: equipment administrators trust it once on their
 server, and a new certificate at every start would undo that.
 
-Server certificates are trusted on first use: the first certificate seen at an
-endpoint is stored under `trusted/` and from then on only a trusted certificate
-is accepted there. A certificate copied into `trusted/` by hand is trusted too.
-A `server_certificate` setting pins one exact certificate instead.
+Server certificates are trusted on first use by default: the first certificate
+seen at an endpoint is stored under `trusted/` and from then on only a trusted
+certificate is accepted there. With the trust mode "list" nothing is trusted
+by being seen: an unknown certificate is refused and kept under `rejected/`,
+where `linegw certs list` shows it and `linegw certs trust` moves it to
+`trusted/` (`linegw certs reject` moves a trusted one back). A certificate
+copied into `trusted/` by hand is trusted too. A `server_certificate` setting
+pins one exact certificate instead.
 
 Layout of the certificate directory:
 
     own/cert.der        the gateway certificate (DER)
     own/key.pem         its private key (PEM, mode 0600)
     trusted/*.der       accepted server certificates
+    rejected/*.der      certificates refused (trust mode "list"), for an engineer to trust or leave
 """
 
 from __future__ import annotations
@@ -89,10 +94,13 @@ def first_certificate(der: bytes) -> bytes:
 class TrustStore:
     """Decides whether a server certificate is accepted at one endpoint."""
 
-    def __init__(self, pki: Path, endpoint_host: str, endpoint_port: int, pinned: Path | None) -> None:
+    def __init__(self, pki: Path, endpoint_host: str, endpoint_port: int, pinned: Path | None,
+                 first_use: bool = True) -> None:
         self.dir = pki.expanduser() / "trusted"
+        self.rejected = pki.expanduser() / "rejected"
         self.slug = re.sub(r"[^A-Za-z0-9.-]", "_", f"{endpoint_host}_{endpoint_port}")
         self.pinned = pinned
+        self.first_use = first_use
 
     def check(self, der: bytes) -> str:
         """Accept `der` or raise TrustError; returns the thumbprint."""
@@ -120,8 +128,56 @@ class TrustStore:
                 f"(trusted: {', '.join(p.name for p in remembered)}); "
                 f"copy the new certificate into {self.dir} to accept it"
             )
-        path = self.dir / f"{self.slug}_{tp[:16]}.der"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(der)
-        tmp.replace(path)
+        if not self.first_use:
+            _write(self.rejected / f"{self.slug}_{tp[:16]}.der", der)
+            raise TrustError(f"server certificate {tp} is not trusted (trust: list); see it with `linegw certs list "
+                             f"--dir {self.dir.parent}` and accept it with `linegw certs trust {tp[:16]} --dir "
+                             f"{self.dir.parent}`")
+        _write(self.dir / f"{self.slug}_{tp[:16]}.der", der)
         return tp
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+@dataclass(frozen=True)
+class StoredCertificate:
+    status: str  # "trusted" or "rejected"
+    thumbprint: str
+    endpoint: str  # host_port the certificate was first seen at (from the file name), or "" if copied in
+    subject: str
+    not_after: str
+    path: Path
+
+
+def certificates(pki: Path) -> list[StoredCertificate]:
+    """Every certificate under trusted/ and rejected/, trusted first."""
+    out = []
+    for status in ("trusted", "rejected"):
+        for path in sorted((pki.expanduser() / status).glob("*.der")):
+            der = path.read_bytes()
+            try:
+                cert = x509.load_der_x509_certificate(der)
+                subject, not_after = cert.subject.rfc4514_string(), cert.not_valid_after_utc.isoformat()
+            except ValueError:
+                subject, not_after = "(not a certificate)", ""
+            endpoint = path.stem.rsplit("_", 1)[0] if "_" in path.stem else ""
+            out.append(StoredCertificate(status, thumbprint(der), endpoint, subject, not_after, path))
+    return out
+
+
+def move(pki: Path, prefix: str, to: str) -> StoredCertificate:
+    """Move the one certificate whose thumbprint starts with `prefix` into trusted/ or rejected/."""
+    found = [c for c in certificates(pki) if c.thumbprint.startswith(prefix.lower())]
+    if len(found) != 1:
+        raise ValueError(f"{len(found)} certificates under {pki} have a thumbprint starting with '{prefix}'"
+                         + (": give more of it" if found else "; `linegw certs list` shows them"))
+    cert = found[0]
+    target = pki.expanduser() / to / cert.path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    cert.path.replace(target)
+    return StoredCertificate(to, cert.thumbprint, cert.endpoint, cert.subject, cert.not_after, target)

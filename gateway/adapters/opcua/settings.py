@@ -17,6 +17,7 @@ SECURITY_MODES = ("None", "Sign", "SignAndEncrypt")
 # Policies asyncua implements that are still considered secure; the older
 # Basic128Rsa15/Basic256 are deprecated by the OPC Foundation and not offered.
 SECURITY_POLICIES = ("Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss")
+TRUST_MODES = ("first_use", "list")
 APPLICATION_URI = "urn:linegw:gateway"
 MODES = ("subscribe", "poll")
 
@@ -44,6 +45,7 @@ class OpcUaSettings:
     security_policy: str = "Basic256Sha256"
     certificate_dir: Path | None = None
     server_certificate: Path | None = None
+    trust: str = "first_use"  # or "list": only certificates trusted beforehand
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     watchdog_s: float | None = None  # None: derived from the revised subscription timing
@@ -111,6 +113,7 @@ class OpcUaSettings:
             security_policy=choice("security_policy", "Basic256Sha256", SECURITY_POLICIES),
             certificate_dir=Path(cert_dir) if cert_dir else None,
             server_certificate=Path(server_cert) if server_cert else None,
+            trust=choice("trust", "first_use", TRUST_MODES),
             username=text("username"),
             password=text("password"),
             watchdog_s=None if watchdog is None else num("watchdog_s", 0.0),
