@@ -6,10 +6,11 @@ BIN      = $(VENV)/bin
 STAMP    = $(VENV)/.installed-stamp
 # Debian packages the tests start as real servers or use as foreign peers
 # (nginx-light: a reverse proxy with a body limit in front of victoria-metrics; chromium: the
-# headless browser the dashboard's tests drive).
-DEB_PKGS = mbpoll mosquitto victoria-metrics nginx-light chromium
+# headless browser the dashboard's tests drive; nodejs: runs Eclipse Tahu's Sparkplug decoder, tests/node).
+DEB_PKGS = mbpoll mosquitto victoria-metrics nginx-light chromium nodejs
+NODE_PEERS = tests/node/node_modules/.installed-stamp
 
-.PHONY: demo test lint system-deps venv docs clean kit-stress
+.PHONY: demo test lint system-deps venv docs clean kit-stress node-peers
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +21,19 @@ venv: $(STAMP)
 
 system-deps:
 	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+
+# The npm packages the tests check linegw against (tests/node/package.json, versions locked).
+$(NODE_PEERS): tests/node/package.json tests/node/package-lock.json
+	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+	touch $@
+
+node-peers: system-deps $(NODE_PEERS)
 
 demo: $(STAMP)
 	$(BIN)/linegw demo
@@ -36,7 +45,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check --quiet $(LINT_PATHS)
 	$(BIN)/mypy
 
-test: $(STAMP) system-deps lint
+test: $(STAMP) system-deps node-peers lint
 	$(BIN)/pytest
 
 docs: $(STAMP)

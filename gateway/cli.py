@@ -138,7 +138,7 @@ async def _serve_gateway(cfg: LineConfig, spec: Spec, stop: asyncio.Event, on_re
     await store.start()
     runtime = LineRuntime(cfg, spec, store)
     classes: dict[str, str] = {eq.id: eq.cls for eq in cfg.equipment}  # the forwarders' tags; a reload keeps it current
-    forwarding = Forwarding(store, cfg.forward, cfg.line, classes)
+    forwarding = Forwarding(store, cfg.forward, cfg.line, classes, spec, runtime)
     reload = None
     if line_file is not None:
         async def reload() -> dict[str, list[str]]:

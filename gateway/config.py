@@ -397,8 +397,9 @@ def missing_secrets(cfg: LineConfig) -> list[tuple[tuple[Any, ...], str]]:
         problems.append((("forward", "influx", "token_env"),
                          f"environment variable {influx.token_env} (the InfluxDB token) is not set or empty; "
                          "token_env: null for a server that takes writes without a token"))
-    mqtt = cfg.forward.mqtt if cfg.forward else None
-    if mqtt and mqtt.password_env and not os.environ.get(mqtt.password_env):
-        problems.append((("forward", "mqtt", "password_env"),
-                         f"environment variable {mqtt.password_env} (the MQTT password) is not set or empty"))
+    for name in ("mqtt", "sparkplug"):
+        sink = getattr(cfg.forward, name) if cfg.forward else None
+        if sink and sink.password_env and not os.environ.get(sink.password_env):
+            problems.append((("forward", name, "password_env"),
+                             f"environment variable {sink.password_env} (the MQTT password) is not set or empty"))
     return problems

@@ -53,7 +53,7 @@ class MqttForwarder:
         return dict(self._stats)
 
     async def run(self) -> None:
-        cursor = self._stats["cursor"] = await self.store.register_consumer(self.consumer)
+        self._stats["cursor"] = await self.store.register_consumer(self.consumer)
         password = os.environ.get(self.cfg.password_env, "") if self.cfg.password_env else None
         while True:
             try:
@@ -62,7 +62,8 @@ class MqttForwarder:
                     await c.publish(self.status_topic, b"online", qos=1, retain=True)
                     self._outage.recovered()
                     try:
-                        cursor = await self._forward(c, cursor)
+                        # Resumes after the last batch the broker acknowledged: a reconnect resends at most one.
+                        await self._forward(c, self._stats["cursor"])
                     except asyncio.CancelledError:
                         await self._say_offline(c)
                         raise
@@ -73,7 +74,7 @@ class MqttForwarder:
                                            "check username and password_env" if refused else "")
                 await asyncio.sleep(wait)
 
-    async def _forward(self, c: aiomqtt.Client, cursor: int) -> int:
+    async def _forward(self, c: aiomqtt.Client, cursor: int) -> None:
         while True:
             batch, nxt = await self.store.read_since(cursor, self.batch_size)
             if not batch:

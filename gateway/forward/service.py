@@ -18,6 +18,8 @@ from typing import Any
 
 from gateway.backoff import Backoff
 from gateway.forward.config import ForwardConfig
+from gateway.runtime.view import LineView
+from interface_spec import Spec
 
 log = logging.getLogger("linegw.forward")
 
@@ -27,7 +29,8 @@ RESTART_MAX_S = 120.0
 
 
 class Forwarding:
-    def __init__(self, store: Any, cfg: ForwardConfig | None, line: str, classes: dict[str, str]) -> None:
+    def __init__(self, store: Any, cfg: ForwardConfig | None, line: str, classes: dict[str, str],
+                 spec: Spec | None = None, view: LineView | None = None) -> None:
         self.store = store
         self.sinks: dict[str, Any] = {}
         if cfg is not None and cfg.influx is not None:
@@ -36,6 +39,10 @@ class Forwarding:
         if cfg is not None and cfg.mqtt is not None:
             from gateway.forward.mqtt import MqttForwarder
             self.sinks["mqtt"] = MqttForwarder(store, cfg.mqtt, line)
+        if cfg is not None and cfg.sparkplug is not None:
+            from gateway.forward.sparkplug import SparkplugForwarder
+            from interface_spec import load_spec
+            self.sinks["sparkplug"] = SparkplugForwarder(store, cfg.sparkplug, line, classes, spec or load_spec(), view)
         consumers = [f.consumer for f in self.sinks.values()]
         if len(set(consumers)) != len(consumers):
             raise ValueError(f"forward: two sinks share the outbox cursor name {consumers}; give each its own 'consumer'")

@@ -197,3 +197,31 @@ async def test_broker_restart_loses_nothing(tmp_path: Path, mosquitto: Mosquitto
         assert (await store.outbox_backlog(fwd.stats()["cursor"]))[0] == 0
     finally:
         await store.close()
+
+
+async def test_a_reconnect_resumes_after_the_last_batch_sent_not_from_the_session_start(tmp_path: Path,
+                                                                                        mosquitto: Mosquitto) -> None:
+    store = SqliteStore(tmp_path / "g.db")
+    await store.start()
+    try:
+        t = time.time()
+        await store.write_samples_async([Sample("w1", "winding.speed", float(i), "m/min", t + i, t + i, Quality.GOOD)
+                                         for i in range(20)])
+        await store.flush()
+        fwd = MqttForwarder(store, MqttForward(port=mosquitto.port, backoff_max_s=0.5), "L1", poll_s=0.05)
+        task = asyncio.create_task(fwd.run())
+        try:
+            await wait_for(lambda: fwd.stats()["published"] == 20, "the first samples", timeout=30)
+            mosquitto.stop()  # the broker goes away and comes back on the same port
+            await store.write_samples_async([Sample("w1", "winding.speed", 99.0, "m/min", t + 50, t + 50,
+                                                    Quality.GOOD)])
+            await wait_for(lambda: fwd.stats()["reconnects"] >= 1, "the lost connection noticed", timeout=30)
+            mosquitto.start()
+            await wait_for(lambda: fwd.stats()["cursor"] == 21, "the new sample sent", timeout=30)
+            # Only the new sample: the 20 the broker had acknowledged are not sent again.
+            assert fwd.stats()["published"] == 21
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await store.close()
