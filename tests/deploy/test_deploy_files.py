@@ -250,3 +250,11 @@ def test_the_image_s_python_is_one_the_package_supports():
     version = image["FROM"].split(":")[1].split("-")[0]
     major, minor = (int(x) for x in version.split("."))
     assert (major, minor) >= (3, 11) and sys.version_info[:2] >= (3, 11)
+
+
+def test_the_sparkplug_example_is_two_lines_of_one_group_under_one_primary_host():
+    lines = [load_line(ROOT / "deploy" / "sparkplug" / f"line{n}.yaml", secrets=False, spec=load_spec()) for n in (1, 2)]
+    nodes = {(c.forward.sparkplug.group_id, c.forward.sparkplug.edge_node_id or c.line) for c in lines}
+    assert len(nodes) == 2 and {g for g, _ in nodes} == {"plant1"}  # two edge nodes of one group
+    assert {c.forward.sparkplug.primary_host_id for c in lines} == {"scada"}
+    assert lines[0].api.port != lines[1].api.port and lines[0].store.path != lines[1].store.path

@@ -327,3 +327,43 @@ async def test_commands_from_the_backbone_are_refused_and_audited_when_off(tmp_p
         assert "forward.sparkplug.commands" in entry["detail"]
     finally:
         await store.close()
+
+
+async def test_commands_from_the_backbone_run_through_the_interlocks_as_the_configured_identity(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """A real winder behind a running line: Stop from the backbone goes through the runtime like a REST command."""
+    from gateway.config import LineConfig
+    from gateway.forward.config import BackboneCommands
+    from gateway.runtime.line import LineRuntime
+    from simulators.line import SimConfig, SimLine
+
+    sims = SimLine()
+    await sims.start([SimConfig(equipment_id="winder1", cls="winder", protocol="modbus", port=0, seed=8,
+                                time_scale=10)])
+    store = SqliteStore(tmp_path / "g.db")
+    await store.start()
+    runtime = LineRuntime(LineConfig.model_validate({"line": "L1", "equipment": [
+        {"id": "winder1", "class": "winder", "protocol": "modbus", "endpoint": sims.endpoints()["winder1"]}]}),
+        load_spec(), store)
+    line = asyncio.create_task(runtime.run())
+    try:
+        await wait_for(lambda: runtime.get("winder1").available, "winder1 available", timeout=30)
+        cfg = SparkplugForward(port=mosquitto.port, group_id="plant", poll_s=0.05,
+                               commands=BackboneCommands(user="scada", role="operator"))
+        fwd = SparkplugForwarder(store, cfg, "L1", {"winder1": "winder"}, runtime.spec, runtime)
+        async with listening(mosquitto.port) as backbone, forwarding(fwd):
+            await wait_for(lambda: "DBIRTH/winder1" in backbone.kinds(), "winder1 born", timeout=30)
+            await publish(mosquitto.port, "spBv1.0/plant/DCMD/L1/winder1", command("Command/Stop"))
+            await publish(mosquitto.port, "spBv1.0/plant/DCMD/L1/winder1", command("Command/Teleport"))
+            await wait_for(lambda: fwd.stats()["commands_run"] == 1 and fwd.stats()["commands_refused"] == 1,
+                           "one run, one refused", timeout=30)
+        birth = next(p for topic, p in backbone.decoded() if topic.endswith("/DBIRTH/L1/winder1"))
+        assert {"Command/Start", "Command/Stop", "Command/Reset"} <= {m["name"] for m in birth["metrics"]}
+        audit = {a["command"]: a for a in await store.audit()}
+        assert (audit["Stop"]["user"], audit["Stop"]["role"]) == ("scada", "operator")  # the runtime's own entry
+        assert audit["Teleport"]["result"] == "not_supported" and "not a command" in audit["Teleport"]["detail"]
+    finally:
+        line.cancel()
+        await asyncio.gather(line, return_exceptions=True)
+        await store.close()
+        await sims.stop()
