@@ -20,6 +20,8 @@ from interface_spec import Spec
 
 QUALITY_NAMES = {int(q): q.name.lower() for q in Quality}
 ROUNDED_AGGREGATES = ("avg", "min", "max", "first", "last", "twa")  # values of the variable; count and bad are not
+MEANS = ("avg", "twa")  # a mean is finer than one reading: kept two places past the resolution
+MEAN_EXTRA_PLACES = 2
 JSON_FIELDS = ("payload", "args", "params")
 
 
@@ -57,17 +59,24 @@ class Presenter:
                 self._decimals[key] = None
         return self._decimals[key]
 
-    def rounded(self, cls: str, path: str, value: Any) -> Any:
-        """A float to the variable's resolution; anything else as it is."""
+    def rounded(self, cls: str, path: str, value: Any, extra_places: int = 0) -> Any:
+        """A float to the variable's resolution (and `extra_places` finer); anything else as it is."""
         if type(value) is float and math.isfinite(value):
             places = self.decimals(cls, path)
             if places is not None:
-                return round(value, places)
+                return round(value, places + extra_places)
         return value
+
+    def aggregate(self, cls: str, path: str, name: str, value: Any) -> Any:
+        """One aggregate of a bucket as shown: readings (min, max, first, last) to the resolution, means two
+        places finer (the mean of 10.1 and 10.2 is 10.15), counts as they are."""
+        if name not in ROUNDED_AGGREGATES:
+            return value
+        return self.rounded(cls, path, value, MEAN_EXTRA_PLACES if name in MEANS else 0)
 
     def bucket(self, cls: str, path: str, row: dict[str, Any]) -> dict[str, Any]:
         """A history bucket with its value aggregates rounded."""
-        return {k: self.rounded(cls, path, v) if k in ROUNDED_AGGREGATES else v for k, v in row.items()}
+        return {k: self.aggregate(cls, path, k, v) for k, v in row.items()}
 
     def enum_value(self, cls: str, path: str, value: Any) -> tuple[Any, int | None]:
         """(shown value, raw code): an enum code becomes its member name, a float is rounded to its resolution."""

@@ -22,7 +22,7 @@ from fastapi.responses import StreamingResponse
 from gateway.api.csvout import FORMAT_DOC, csv_response, wants_csv
 from gateway.api.deps import Machine, PresenterDep, SpecDep, Store, View
 from gateway.api.models import HistoryOut, HistorySeries
-from gateway.api.present import QUALITY_NAMES, ROUNDED_AGGREGATES, PathFilter, Presenter
+from gateway.api.present import QUALITY_NAMES, PathFilter, Presenter
 from gateway.api.timeparams import iso, parse_duration, time_range
 from gateway.api.twa import time_weighted
 from gateway.runtime.view import EquipmentView, LineView
@@ -256,7 +256,6 @@ async def _csv_rows(store: StoreProtocol, presenter: Presenter, eq: EquipmentVie
                 value, _ = presenter.enum_value(eq.cls, p, r["value"])
                 yield head + [value, QUALITY_NAMES.get(r["quality"], r["quality"]), r.get("reason") or ""]
             else:
-                yield head + [presenter.rounded(eq.cls, p, r.get(a)) if a in ROUNDED_AGGREGATES else r.get(a)
-                              for a in aggs] + [r.get("bad", 0)]
+                yield head + [presenter.aggregate(eq.cls, p, a, r.get(a)) for a in aggs] + [r.get("bad", 0)]
         if budget <= 0:
             return  # the raw-size check above refused what it could foresee; on-change series stop at the bound

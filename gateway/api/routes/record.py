@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from gateway.analytics.record import RecordBuilder
-from gateway.api.deps import SpecDep, Store, View
+from gateway.api.deps import PresenterDep, SpecDep, Store, View
 
 router = APIRouter(tags=["line intelligence"])
 
@@ -27,14 +27,21 @@ def _unknown(unit_id: str) -> HTTPException:
             responses={404: {"description": "no event mentions this ID"}})
 async def get_record(
     unit_id: Annotated[str, Path(description="cell, jelly roll or electrode roll ID")],
-    view: View, store: Store, spec: SpecDep,
+    view: View, store: Store, spec: SpecDep, presenter: PresenterDep,
     max_points: Annotated[int, Query(ge=1, le=100_000, description="raw points per series at most; above it, "
                                                                     "bucket averages")] = 2000,
 ) -> dict[str, Any]:
-    builder = RecordBuilder(store, spec, {eq.id: eq.cls for eq in view.equipment()}, max_points)
-    record = await builder.record(unit_id)
+    classes = {eq.id: eq.cls for eq in view.equipment()}
+    record = await RecordBuilder(store, spec, classes, max_points).record(unit_id)
     if record is None:
         raise _unknown(unit_id)
+    # Values as the history route shows them: floats to the resolution the spec gives.
+    for stage in record["stages"]:
+        cls = classes.get(stage["equipment"], "")
+        for path, pv in stage["process_values"].items():
+            pv["points"] = [[ts, presenter.rounded(cls, path, v)] for ts, v in pv["points"]]
+            pv["min"], pv["max"] = presenter.rounded(cls, path, pv["min"]), presenter.rounded(cls, path, pv["max"])
+            pv["mean"] = presenter.aggregate(cls, path, "avg", pv["mean"])
     return record
 
 
