@@ -36,7 +36,12 @@ class _Broker(_Sink):
 
 
 class MqttForward(_Broker):
+    # A Unified Namespace in the ISA-95 shape: enterprise/site/area here, then <line>/<machine>/<path>.
     base_topic: str = Field("linegw", pattern=r"^[^#+]+$")
+    # Every value retained (the current value for a subscriber that comes late), not only identity and state.
+    retain_values: bool = False
+    # Retained `<topic>/$meta` beside each variable: unit, datatype, range, resolution, description.
+    metadata: bool = False
     batch_size: int = Field(1000, ge=1)
     consumer: str = "mqtt"
 

@@ -1,5 +1,11 @@
 """MQTT forwarder: outbox -> `<base>/<line>/<equipment>/<sub_unit>/<variable>`, JSON payloads.
 
+For a Unified Namespace, `base_topic` is the ISA-95 path above the line
+(enterprise/site/area), `retain_values` keeps every variable's current value
+retained, and `metadata` publishes beside each variable a retained
+`<topic>/$meta` with its unit, datatype, range, resolution and description from
+the spec, once per variable and connection.
+
 The array index becomes its own topic level (`channel/12/voltage`). Identity,
 state, availability and health are published retained, so a subscriber that
 comes late learns what each machine is and what it is doing without waiting
@@ -25,6 +31,7 @@ import aiomqtt
 from gateway.forward.config import MqttForward
 from gateway.forward.outage import Outage
 from gateway.samples import Sample
+from interface_spec import Spec
 
 log = logging.getLogger("linegw.forward.mqtt")
 _INDEX = re.compile(r"\[(\d+)\]")
@@ -41,9 +48,27 @@ def payload_for(s: Sample) -> bytes:
                        "source_ts": s.source_ts, "gateway_ts": s.gateway_ts}).encode()
 
 
+def metadata_for(spec: Spec, cls: str | None, s: Sample) -> bytes | None:
+    """The retained `$meta` of a variable: what the spec says of it; None for a path outside the spec."""
+    if cls is None:
+        return None
+    try:
+        var = spec.variable(cls, s.path).var
+    except KeyError:
+        return None
+    unit = spec.units.get(var.unit)
+    return json.dumps({"unit": var.unit, "unit_symbol": unit.symbol if unit else var.unit, "type": var.type,
+                       "bits": var.bits, "enum": var.enum, "range": list(var.range) if var.range else None,
+                       "resolution": var.resolution, "sampling_ms": var.sampling_ms, "description": var.doc,
+                       "spec_version": spec.version}).encode()
+
+
 class MqttForwarder:
-    def __init__(self, store: Any, cfg: MqttForward, line: str, poll_s: float = 0.5) -> None:
+    def __init__(self, store: Any, cfg: MqttForward, line: str, poll_s: float = 0.5,
+                 classes: dict[str, str] | None = None, spec: Spec | None = None) -> None:
         self.store, self.cfg, self.line, self.consumer = store, cfg, line, cfg.consumer
+        self.classes, self.spec = classes or {}, spec
+        self._described: set[tuple[str, str]] = set()  # (machine, path) whose $meta went out on this connection
         self.batch_size, self.poll_s = cfg.batch_size, poll_s
         self.status_topic = f"{cfg.base_topic}/{line}/$gateway/status"
         self._stats: dict[str, Any] = {"published": 0, "reconnects": 0, "cursor": 0}
@@ -60,6 +85,7 @@ class MqttForwarder:
                 async with aiomqtt.Client(self.cfg.host, self.cfg.port, username=self.cfg.username, password=password,
                                           will=aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True)) as c:
                     await c.publish(self.status_topic, b"online", qos=1, retain=True)
+                    self._described.clear()  # a broker that restarted without persistence lost them
                     self._outage.recovered()
                     try:
                         # Resumes after the last batch the broker acknowledged: a reconnect resends at most one.
@@ -81,8 +107,14 @@ class MqttForwarder:
                 await asyncio.sleep(self.poll_s)
                 continue
             for _, s in batch:
-                await c.publish(topic_for(self.cfg.base_topic, self.line, s), payload_for(s), qos=1,
-                                retain=s.path.startswith(RETAINED))
+                topic = topic_for(self.cfg.base_topic, self.line, s)
+                if self.cfg.metadata and self.spec is not None and (s.equipment, s.path) not in self._described:
+                    meta = metadata_for(self.spec, self.classes.get(s.equipment), s)
+                    if meta is not None:
+                        await c.publish(f"{topic}/$meta", meta, qos=1, retain=True)
+                    self._described.add((s.equipment, s.path))
+                await c.publish(topic, payload_for(s), qos=1,
+                                retain=self.cfg.retain_values or s.path.startswith(RETAINED))
             cursor = nxt
             await self.store.set_cursor(self.consumer, cursor)
             self._stats.update(published=self._stats["published"] + len(batch), cursor=cursor)

@@ -38,14 +38,21 @@ class Forwarding:
             self.sinks["influx"] = InfluxForwarder(store, cfg.influx, line, classes)
         if cfg is not None and cfg.mqtt is not None:
             from gateway.forward.mqtt import MqttForwarder
-            self.sinks["mqtt"] = MqttForwarder(store, cfg.mqtt, line)
+            self.sinks["mqtt"] = MqttForwarder(store, cfg.mqtt, line, classes=classes,
+                                               spec=self._spec(spec) if cfg.mqtt.metadata else spec)
         if cfg is not None and cfg.sparkplug is not None:
             from gateway.forward.sparkplug import SparkplugForwarder
-            from interface_spec import load_spec
-            self.sinks["sparkplug"] = SparkplugForwarder(store, cfg.sparkplug, line, classes, spec or load_spec(), view)
+            self.sinks["sparkplug"] = SparkplugForwarder(store, cfg.sparkplug, line, classes, self._spec(spec), view)
         consumers = [f.consumer for f in self.sinks.values()]
         if len(set(consumers)) != len(consumers):
             raise ValueError(f"forward: two sinks share the outbox cursor name {consumers}; give each its own 'consumer'")
+
+    @staticmethod
+    def _spec(given: Spec | None) -> Spec:
+        """The spec the sinks describe variables by (the gateway passes its own; a bare Forwarding loads it)."""
+        from interface_spec import load_spec
+
+        return given if given is not None else load_spec()
 
     async def run(self) -> None:
         """Run every forwarder until cancelled; one failing is logged and restarted, never fatal to the rest."""

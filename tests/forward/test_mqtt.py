@@ -14,11 +14,13 @@ import time
 from pathlib import Path
 
 import aiomqtt
+import pytest
 
 from gateway.forward.config import MqttForward
 from gateway.forward.mqtt import MqttForwarder
 from gateway.samples import Quality, Sample
 from gateway.store.sqlite import SqliteStore
+from interface_spec import load_spec
 from tests.forward.conftest import Mosquitto, retained
 from tests.waiting import wait_for
 
@@ -223,5 +225,35 @@ async def test_a_reconnect_resumes_after_the_last_batch_sent_not_from_the_sessio
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await store.close()
+
+
+async def test_a_unified_namespace_keeps_current_values_and_describes_each_variable(tmp_path: Path,
+                                                                                    mosquitto: Mosquitto) -> None:
+    store = SqliteStore(tmp_path / "g.db")
+    await store.start()
+    try:
+        t = time.time()
+        await store.write_samples_async([Sample("form1", "channel[1].voltage", 3.71, "V", t, t, Quality.GOOD),
+                                         Sample("form1", "vendor.raw_word", 17, "", t, t, Quality.GOOD)])
+        await store.flush()
+        cfg = MqttForward(port=mosquitto.port, base_topic="acme/site1/area2", retain_values=True, metadata=True)
+        fwd = MqttForwarder(store, cfg, "L1", poll_s=0.05, classes={"form1": "formation"}, spec=load_spec())
+        task = asyncio.create_task(fwd.run())
+        try:
+            await wait_for(lambda: fwd.stats()["published"] == 2, "two samples published", timeout=30)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        root = "acme/site1/area2/L1/form1"
+        # A subscriber that comes after: the current value and what it is, both retained.
+        value = json.loads(await retained(mosquitto.port, f"{root}/channel/1/voltage"))
+        assert value["value"] == 3.71 and value["unit"] == "V" and value["quality"] == "GOOD"
+        meta = json.loads(await retained(mosquitto.port, f"{root}/channel/1/voltage/$meta"))
+        assert (meta["unit"], meta["type"], meta["range"], meta["resolution"]) == ("V", "float", [0.0, 5.0], 0.0001)
+        assert json.loads(await retained(mosquitto.port, f"{root}/vendor/raw_word"))["value"] == 17
+        with pytest.raises(TimeoutError):  # a path outside the spec has nothing to describe it
+            await retained(mosquitto.port, f"{root}/vendor/raw_word/$meta", timeout=1.0)
     finally:
         await store.close()
