@@ -20,8 +20,6 @@ from interface_spec import Spec
 
 QUALITY_NAMES = {int(q): q.name.lower() for q in Quality}
 ROUNDED_AGGREGATES = ("avg", "min", "max", "first", "last", "twa")  # values of the variable; count and bad are not
-MEANS = ("avg", "twa")  # a mean is finer than one reading: kept two places past the resolution
-MEAN_EXTRA_PLACES = 2
 JSON_FIELDS = ("payload", "args", "params")
 
 
@@ -59,20 +57,18 @@ class Presenter:
                 self._decimals[key] = None
         return self._decimals[key]
 
-    def rounded(self, cls: str, path: str, value: Any, extra_places: int = 0) -> Any:
-        """A float to the variable's resolution (and `extra_places` finer); anything else as it is."""
+    def rounded(self, cls: str, path: str, value: Any) -> Any:
+        """A float to the variable's resolution; anything else as it is."""
         if type(value) is float and math.isfinite(value):
             places = self.decimals(cls, path)
             if places is not None:
-                return round(value, places + extra_places)
+                return round(value, places)
         return value
 
     def aggregate(self, cls: str, path: str, name: str, value: Any) -> Any:
-        """One aggregate of a bucket as shown: readings (min, max, first, last) to the resolution, means two
-        places finer (the mean of 10.1 and 10.2 is 10.15), counts as they are."""
-        if name not in ROUNDED_AGGREGATES:
-            return value
-        return self.rounded(cls, path, value, MEAN_EXTRA_PLACES if name in MEANS else 0)
+        """One aggregate of a bucket as shown: values of the variable (means too) to its resolution, counts as
+        they are. One rounding for all keeps min <= avg <= max true of what is shown (rounding is monotonic)."""
+        return self.rounded(cls, path, value) if name in ROUNDED_AGGREGATES else value
 
     def bucket(self, cls: str, path: str, row: dict[str, Any]) -> dict[str, Any]:
         """A history bucket with its value aggregates rounded."""

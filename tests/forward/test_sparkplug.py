@@ -367,3 +367,44 @@ async def test_commands_from_the_backbone_run_through_the_interlocks_as_the_conf
         await asyncio.gather(line, return_exceptions=True)
         await store.close()
         await sims.stop()
+
+
+async def test_a_real_link_drop_is_the_machine_s_ddeath_and_its_return_a_dbirth(tmp_path: Path,
+                                                                               mosquitto: Mosquitto) -> None:
+    """A simulated winder pulled off the network under a running line: its DDEATH, then a DBIRTH when it is back,
+    and no DDATA for it in between."""
+    from gateway.config import LineConfig
+    from gateway.runtime.line import LineRuntime
+    from simulators.line import SimConfig, SimLine
+
+    sims = SimLine()
+    await sims.start([SimConfig(equipment_id="winder1", cls="winder", protocol="modbus", port=0, seed=9,
+                                time_scale=10)])
+    store = SqliteStore(tmp_path / "g.db")
+    await store.start()
+    runtime = LineRuntime(LineConfig.model_validate({"line": "L1", "equipment": [
+        {"id": "winder1", "class": "winder", "protocol": "modbus", "endpoint": sims.endpoints()["winder1"],
+         "adapter": {"scan_interval_ms": 200, "timeout_s": 1}}]}), load_spec(), store)
+    line = asyncio.create_task(runtime.run())
+    try:
+        await wait_for(lambda: runtime.get("winder1").available, "winder1 available", timeout=30)
+        fwd = SparkplugForwarder(store, SparkplugForward(port=mosquitto.port, group_id="plant", poll_s=0.05),
+                                 "L1", {"winder1": "winder"}, runtime.spec, runtime)
+        async with listening(mosquitto.port) as backbone, forwarding(fwd):
+            await wait_for(lambda: "DDATA/winder1" in backbone.kinds(), "winder1's data", timeout=30)
+            faults = sims.simulators["winder1"].faults
+            faults.refuse(True)
+            faults.drop_connections()
+            await wait_for(lambda: "DDEATH/winder1" in backbone.kinds(), "winder1's DDEATH", timeout=30)
+            faults.refuse(False)
+            await wait_for(lambda: backbone.kinds().count("DBIRTH/winder1") == 2, "winder1 born again", timeout=30)
+            await wait_for(lambda: backbone.kinds()[-1] == "DDATA/winder1", "its data again", timeout=30)
+        kinds = backbone.kinds()
+        death, rebirth = kinds.index("DDEATH/winder1"), len(kinds) - 1 - kinds[::-1].index("DBIRTH/winder1")
+        assert death < rebirth and "DDATA/winder1" not in kinds[death:rebirth]
+        check_seq(backbone.decoded())
+    finally:
+        line.cancel()
+        await asyncio.gather(line, return_exceptions=True)
+        await store.close()
+        await sims.stop()
