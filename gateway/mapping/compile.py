@@ -8,15 +8,17 @@ mapped equipment end up in the same shape; only commands and events differ.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.adapters.base import Point
 from interface_spec import Spec, SpecError, VarDef, split_path
-from interface_spec.loader import line_of, load_model, yaml_node
+from interface_spec.loader import format_loc, line_of, load_model, yaml_node
+from interface_spec.modbus_codec import DTYPES, register_count
 from interface_spec.model import Tier
 
 from .model import CommandMap, EventTrigger, Mapping, Source
@@ -133,7 +135,7 @@ def load_mapping(path: str | Path, spec: Spec) -> Mapping:
     errors = []
 
     def err(loc: tuple[Any, ...], msg: str) -> None:
-        errors.append(f"{path}:{line_of(node, loc)}: {'.'.join(str(p) for p in loc)}: {msg}")
+        errors.append(f"{path}:{line_of(node, loc)}: {format_loc(loc)}: {msg}")  # the notation line files use
 
     for i, vm in enumerate(m.variables):
         template = vm.path.replace("[*]", "[1]")
@@ -154,6 +156,8 @@ def load_mapping(path: str | Path, spec: Spec) -> Mapping:
                         err(("variables", i, "enum", code), f"'{name}' is not a member of {d.var.enum} ({', '.join(members)})")
         if vm.from_unit and (vm.from_unit, d.var.unit) not in CONVERSIONS and vm.from_unit != d.var.unit:
             err(("variables", i, "from_unit"), f"no conversion from '{vm.from_unit}' to '{d.var.unit}'")
+    for loc, msg in modbus_problems(m, spec):
+        err(loc, msg)
     alarm_ids = {a.id for a in spec.alarms(m.cls)}
     for i, am in enumerate(m.alarms):
         if am.alarm not in alarm_ids:
@@ -181,6 +185,74 @@ def load_mapping(path: str | Path, spec: Spec) -> Mapping:
     if errors:
         raise SpecError("\n".join(errors))
     return m
+
+
+class _Span(NamedTuple):
+    table: str
+    device: int | None
+    start: int
+    end: int  # exclusive
+    bits: tuple[int, int] | None  # a bit field's [lo, hi) within the registers, None for the whole value
+    var: int  # variables[var]
+    instance: int
+
+
+def modbus_problems(m: Mapping, spec: Spec) -> list[tuple[tuple[Any, ...], str]]:
+    """(location, what is wrong) for Modbus sources that would read wrongly at run time: an unknown dtype,
+    a bit table for a value it cannot hold, and registers that two variables both claim (array instances
+    1 and 2 included, so a stride that is too short shows). Bit fields of one register may share it."""
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    spans: list[_Span] = []
+    for i, vm in enumerate(m.variables):
+        src = vm.source
+        if src.address is None:
+            continue
+        loc = ("variables", i, "source")
+        if src.dtype is not None and src.dtype not in DTYPES:
+            near = difflib.get_close_matches(src.dtype, sorted(DTYPES), n=1)
+            problems.append((loc + ("dtype",), f"unknown dtype '{src.dtype}'"
+                             + (f"; did you mean '{near[0]}'?" if near else f" (one of {', '.join(sorted(DTYPES))})")))
+            continue
+        if src.table in ("coil", "discrete"):
+            if src.dtype not in (None, "bit"):
+                problems.append((loc + ("dtype",), f"a {src.table} holds one bit, not a {src.dtype}: read it from a "
+                                                   "holding or input register"))
+                continue
+            try:
+                kind = spec.variable(m.cls, vm.path.replace("[*]", "[1]")).var.type
+            except KeyError:
+                continue  # reported with the path
+            if kind in ("float", "string", "timestamp"):
+                problems.append((loc + ("table",), f"'{vm.path}' is a {kind}; a {src.table} holds one bit"))
+                continue
+            width = 1
+        else:
+            width = register_count(src.dtype or "uint16", src.count)
+        bits = (src.bit, src.bit + src.bits) if src.bit is not None else None
+        for n in ([1, 2] if "[*]" in vm.path and src.stride else [1]):
+            start = src.address + (n - 1) * (src.stride or 0)
+            spans.append(_Span(src.table, src.device_id, start, start + width, bits, i, n))
+    spans.sort(key=lambda s: (s.table, s.device if s.device is not None else -1, s.start))
+    reported: set[int] = set()
+    for k, b in enumerate(spans):
+        for a in spans[:k]:
+            if (a.table, a.device) != (b.table, b.device) or a.end <= b.start or b.var in reported:
+                continue
+            if a.var == b.var and a.instance == b.instance:
+                continue
+            shared_bits = (a.bits is not None and b.bits is not None and (a.start, a.end) == (b.start, b.end)
+                           and (a.bits[1] <= b.bits[0] or b.bits[1] <= a.bits[0]))
+            if shared_bits:
+                continue
+            what = (f"instances 1 and 2 of '{m.variables[b.var].path}' overlap: stride "
+                    f"{m.variables[b.var].source.stride} is shorter than the value's registers") \
+                if a.var == b.var else \
+                (f"{b.table} registers {b.start}..{b.end - 1} overlap those of variables[{a.var}] "
+                 f"('{m.variables[a.var].path}', {a.start}..{a.end - 1}); each register feeds one variable "
+                 "(bit fields of one register excepted)")
+            problems.append((("variables", b.var, "source", "address"), what))
+            reported.add(b.var)
+    return problems
 
 
 def _payload_refs(template: Any, loc: tuple[Any, ...]) -> list[tuple[tuple[Any, ...], str]]:

@@ -343,19 +343,19 @@ def test_mapping_compiles_transforms_into_targets(tmp_path):
 @pytest.mark.parametrize(
     "edit, expected",
     [
-        (("winding.speed", "winding.sped"), "m.yaml:6: variables.0.path: winder has no variable 'winding.sped'"),
-        (("3: Execute", "3: Running"), "m.yaml:11: variables.1.enum.3: 'Running' is not a member of packml_state"),
-        (("alarm: separator_break", "alarm: web_break"), "m.yaml:19: alarms.0.alarm: 'web_break' is not an alarm of winder"),
+        (("winding.speed", "winding.sped"), "m.yaml:6: variables[0].path: winder has no variable 'winding.sped'"),
+        (("3: Execute", "3: Running"), "m.yaml:11: variables[1].enum[3]: 'Running' is not a member of packml_state"),
+        (("alarm: separator_break", "alarm: web_break"), "m.yaml:19: alarms[0].alarm: 'web_break' is not an alarm of winder"),
         (("  Start:", "  Launch:"), "m.yaml:21: commands.Launch: 'Launch' is not a spec command"),
-        (("from_unit: K", "from_unit: bar"), "m.yaml:17: variables.3.from_unit: no conversion from 'bar' to 'Cel'"),
+        (("from_unit: K", "from_unit: bar"), "m.yaml:17: variables[3].from_unit: no conversion from 'bar' to 'Cel'"),
         (("{address: 100, dtype: int16}", "{address: 100}"), "m.yaml:7: variables[0].source: a Modbus source needs 'dtype'"),
         (("{manufacturer: Acme", "{maker: Acme"), "m.yaml:22: identification.maker: 'maker' is not an identification variable"),
         (("$before:material.cathode_roll_id", "$before:material.cathode_roll"),
-         "m.yaml:26: events.0.payload.made_from.0: winder has no variable 'material.cathode_roll'"),
+         "m.yaml:26: events[0].payload.made_from[0]: winder has no variable 'material.cathode_roll'"),
         (("on_change: jelly_roll.roll_id", "on_change: jelly_roll[*].roll_id"),
-         "m.yaml:24: events.0.on_change: 'jelly_roll' is not an array sub-unit"),
+         "m.yaml:24: events[0].on_change: 'jelly_roll' is not an array sub-unit"),
         (("unit_id: $jelly_roll.roll_id", 'unit_id: "$channel[*].cell_id"'),
-         "m.yaml:26: events.0.payload.unit_id: 'channel[*].cell_id': '[*]' needs an on_change path with '[*]'"),
+         "m.yaml:26: events[0].payload.unit_id: 'channel[*].cell_id': '[*]' needs an on_change path with '[*]'"),
     ],
 )
 def test_bad_mapping_is_rejected_with_its_line(tmp_path, edit, expected):
@@ -423,3 +423,35 @@ def test_a_key_by_its_hash_needs_no_secret(tmp_path):
     path = write(tmp_path, "line.yaml", f"line: test\napi:\n  keys:\n    - {{user: a, role: viewer, key_sha256: {HASH}}}\n"
                  + GOOD.removeprefix("line: test\n"))
     assert load_line(path).api.keys[0].digest() == bytes.fromhex(HASH)
+
+
+@pytest.mark.parametrize("edit, line, expected", [
+    (("source: {address: 104, dtype: float32}", "source: {address: 104, dtype: flaot32}"), 16,
+     "variables[3].source.dtype: unknown dtype 'flaot32'; did you mean 'float32'?"),
+    (("source: {address: 104, dtype: float32}", "source: {address: 104, table: coil}"), 16,
+     "variables[3].source.table: 'environment.dew_point' is a float; a coil holds one bit"),
+    (("source: {address: 104, dtype: float32}", "source: {address: 104, table: discrete, dtype: uint16}"), 16,
+     "variables[3].source.dtype: a discrete holds one bit, not a uint16: read it from a holding or input register"),
+    (("source: {address: 104, dtype: float32}", "source: {address: 99, dtype: float32}"), 7,
+     "variables[0].source.address: holding registers 100..100 overlap those of variables[3] "
+     "('environment.dew_point', 99..100); each register feeds one variable (bit fields of one register excepted)"),
+])
+def test_modbus_sources_that_would_read_wrongly_are_refused_at_their_line(tmp_path, edit, line, expected):
+    with pytest.raises(SpecError) as exc:
+        load_mapping(write(tmp_path, "m.yaml", MAPPING.replace(*edit)), load_spec())
+    assert str(exc.value) == f"{tmp_path / 'm.yaml'}:{line}: {expected}"
+
+
+def test_bit_fields_of_one_register_share_it_and_a_short_stride_is_found(tmp_path):
+    shared = MAPPING.replace("source: {address: 102, dtype: uint16, bit: 2}", "source: {address: 101, dtype: uint16, bit: 2}")
+    with pytest.raises(SpecError, match=r"variables\[2\]\.source\.address: holding registers 101\.\.101 overlap"):
+        load_mapping(write(tmp_path, "m.yaml", shared), load_spec())  # packml_state reads all of 101
+    fields = MAPPING.replace("source: {address: 101, dtype: uint16}", "source: {address: 102, dtype: uint16, bit: 0, bits: 2}")
+    assert load_mapping(write(tmp_path, "m.yaml", fields), load_spec())  # bits 0-1 and bit 2 of register 102
+    lanes = MAPPING.replace("identification: {manufacturer: Acme Winding}",
+                            "identification: {manufacturer: Acme Winding}").replace(
+        "  - path: environment.dew_point\n", "  - path: electrode_feed[*].tension\n    source: {address: 300, dtype: float32, stride: 1}\n"
+        "  - path: environment.dew_point\n")
+    with pytest.raises(SpecError, match=r"instances 1 and 2 of 'electrode_feed\[\*\]\.tension' overlap: stride 1 is "
+                                        r"shorter than the value's registers"):
+        load_mapping(write(tmp_path, "m.yaml", lanes), load_spec())
