@@ -71,7 +71,10 @@ def _iso(ts: float) -> str:
 
 
 def _canonical(doc: dict[str, Any]) -> bytes:
-    return _json(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    """The bytes a report's hash is over. The document is taken as its JSON reads back (integer keys such as alarm
+    codes become strings, tuples lists), so that `verify` of the written file hashes exactly what was hashed here."""
+    as_read = json.loads(_json(doc))
+    return _json(as_read, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
 def sha256(data: bytes) -> str:

@@ -104,3 +104,23 @@ def test_any_evidence_round_trips_through_every_report(evidence, text):
         pre = Pre()
         pre.feed(paths["html"].read_text(encoding="utf-8"))
         assert [json.loads(t) for t in pre.found] == evidence
+
+
+def test_verify_accepts_reports_whose_evidence_has_alarm_code_keys():
+    """Evidence keyed by alarm code (ints) reads back with string keys: the hash is over what reads back, so the
+    report the kit wrote verifies, and an edit of one of those values still does not."""
+    evidence = [[{"kind": "read", "target": "alarms.active", "value": {1001: "active", 2: "cleared"}}],
+                [{"kind": "observe", "target": "events", "value": (1, 2.5, None)}], [], []]
+    run = a_run(evidence, "alarm codes")
+    with tempfile.TemporaryDirectory() as folder:
+        paths = write_reports(run, folder)
+        for kind in ("json", "junit", "html", "statement"):
+            assert verify(paths[kind])[0], kind
+        doc = json.loads(paths["json"].read_text(encoding="utf-8"))
+        tests = {t["id"]: t for p in doc["results"].values() for u in p.values() for t in u["tests"]}
+        assert tests[CASES[0].id]["evidence"][0]["value"] == {"1001": "active", "2": "cleared"}
+        edited = paths["json"].read_text(encoding="utf-8").replace('"1001": "active"', '"1001": "cleared"')
+        assert edited != paths["json"].read_text(encoding="utf-8")
+        paths["json"].write_text(edited, encoding="utf-8")
+        ok, carried, actual = verify(paths["json"])
+        assert not ok and carried != actual
