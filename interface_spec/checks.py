@@ -85,6 +85,29 @@ def _check_packml(r: _Report, core: Core) -> None:
             r.add(("commands",), f"PackML command '{c}' has no entry in commands")
 
 
+def _check_derivation(r: _Report, core: Core) -> None:
+    d = core.state_derivation
+    items, e10 = core.enums.get("item_state", {}), {*core.enums.get("e10_state", {}), "DOWN"}
+    for state in sorted(set(core.packml.states) - set(d.packml)):
+        r.add(("state_derivation", "packml"), f"PackML state '{state}' has no derived item_state/e10_state")
+    for key, table, names in (("packml", d.packml, core.packml.states), ("operation_mode", d.operation_mode,
+                                                                          core.enums.get("operation_mode", {}))):
+        for name, derived in table.items():
+            if name not in names:
+                r.add(("state_derivation", key, name), f"'{name}' is not a member of {key}")
+            if key == "packml" and (derived.item_state is None or derived.e10_state is None):
+                r.add(("state_derivation", key, name), "a PackML state must give both item_state and e10_state")
+            if derived.item_state is not None and derived.item_state not in items:
+                r.add(("state_derivation", key, name, "item_state"), f"'{derived.item_state}' is not an item_state")
+            if derived.e10_state is not None and derived.e10_state not in e10:
+                r.add(("state_derivation", key, name, "e10_state"), f"'{derived.e10_state}' is not an e10_state (or DOWN)")
+    for mode, unit_mode in d.unit_mode.items():
+        if mode not in core.enums.get("operation_mode", {}) or unit_mode not in core.packml.unit_modes:
+            r.add(("state_derivation", "unit_mode", mode), f"'{mode}: {unit_mode}' is not an operation mode and a unit mode")
+    if not core.changelog or core.changelog[0].version != core.version:
+        r.add(("changelog",), f"the newest changelog entry must be this version, {core.version}")
+
+
 def _unique(r: _Report, items: list[Any], attr: str, key: str) -> None:
     counts = Counter(getattr(x, attr) for x in items)
     for i, x in enumerate(items):
@@ -97,6 +120,8 @@ def check_spec(core: Core, classes: dict[str, EquipmentClass], folder: Path) -> 
     core_paths = {f"{su.id}.{v.id}" for su in core.sub_units for v in su.variables}
     _check_sub_units(cr, core.sub_units, core, core_paths, "sub_units")
     _check_packml(cr, core)
+    _check_derivation(cr, core)
+    _unique(cr, core.rules, "id", "rules")
     _unique(cr, core.commands, "code", "commands")
     _unique(cr, core.commands, "id", "commands")
     _unique(cr, core.events, "code", "events")

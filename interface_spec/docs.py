@@ -24,6 +24,7 @@ import jinja2
 
 from . import modbus_codec
 from .modbus_map import layout, stride
+from .recipes import canonical_text, recipe_document, recipe_hash
 from .model import Alarm, SelfDescription, SubUnit, Tier, Variable
 from .opcua_map import (
     ACTIVE_ALARMS,
@@ -158,7 +159,7 @@ def type_text(v: Variable, enum_link: str = "core.md") -> str:
 
 def unit_text(spec: Spec, code: str) -> str:
     if code == "1":
-        return "—"
+        return "`1`"  # dimensionless: a unit like any other (the rule opcua.unitless)
     u = spec.units[code]
     return f"`{code}` ({u.symbol})" if u.symbol and u.symbol != code else f"`{code}`"
 
@@ -318,6 +319,20 @@ STATE_ENUMS = [
 ]
 
 
+def rules_text(spec: Spec, section: str) -> str:
+    """The spec's rules of one section, as a list with their ids (the conformance kit's coverage cites them)."""
+    return "\n".join(f"- {r.text} *(rule `{r.id}`)*" for r in spec.core.rules if r.section == section)
+
+
+def hash_vectors(spec: Spec) -> str:
+    rows = []
+    for v in spec.core.recipe_hash.vectors:
+        doc = recipe_document(v.equipment_class, v.id, v.version, dict(v.parameters))
+        rows.append([f"`{json.dumps(doc, ensure_ascii=False)}`", f"`{canonical_text(doc).decode('utf-8')}`",
+                     f"`{recipe_hash(v.equipment_class, v.id, v.version, dict(v.parameters))}`"])
+    return table(["Recipe (as YAML/JSON reads it)", "RFC 8785 text", "hash"], rows)
+
+
 def render_core(spec: Spec) -> str:
     core = spec.core
     pm = core.packml
@@ -389,6 +404,17 @@ def render_core(spec: Spec) -> str:
         enums=[(name, table(["Code", "Member"], [[c, n] for n, c in sorted(members.items(), key=by_code)]))
                for name, members in core.enums.items()],
         example_class=example_class,
+        rules={section: rules_text(spec, section) for section in {r.section for r in core.rules}},
+        derivation_packml=table(["PackML state", "item_state", "e10_state"],
+                                [[st, d.item_state, d.e10_state] for st, d in
+                                 sorted(core.state_derivation.packml.items(), key=lambda kv: pm.states[kv[0]])]),
+        derivation_mode=table(["Operation mode", "item_state", "e10_state"],
+                              [[m, d.item_state or "—", d.e10_state or "—"]
+                               for m, d in core.state_derivation.operation_mode.items()]),
+        derivation_unit_mode=", ".join(f"{m} → {u}" for m, u in core.state_derivation.unit_mode.items()),
+        derivation_authority=core.state_derivation.authority,
+        hash_vectors=hash_vectors(spec),
+        changelog="\n\n".join(f"### {c.version}\n\n" + "\n".join(f"- {x}" for x in c.changes) for c in core.changelog),
         example_self_description=code_block(json.dumps(self_description(spec, example_class), indent=2), "json"),
     )
 
@@ -541,6 +567,7 @@ def render_opcua(spec: Spec) -> str:
              "last_seq": EVENTS_LAST_SEQ, "read": EVENTS_READ}
     return render_template(
         "opcua.md.j2", generated_note=GENERATED_NOTE, version=spec.version, ns=ua.namespace_uri, n=names,
+        rules=rules_text(spec, "opcua"),
         address_space=code_block(address_space),
         pascal_examples=", ".join(f"`{x}` → `{pascal(x)}`" for x in ("line_speed", "coating_head", "e10_state")),
         array_instances=", ".join(f"`{instance_name(su, 1)}` … `{instance_name(su, su.array.max)}`" for su in arrays if su.array),
@@ -663,7 +690,7 @@ def render_modbus(spec: Spec) -> str:
     ack = spec.commands.get("AcknowledgeAlarm")
     ev = {n: A[n] for n in A if n.startswith("events.")}
     events = {"request": ev["events.request_seq"].address, "seq": ev["events.seq"].address,
-              "window": ev["events.payload"].end - ev["events.seq"].address}
+              "window": ev["events.seq_check"].end - ev["events.seq"].address}
     job_started = None
     if (jt := spec.events.get("JobStarted")) is not None:
         js = json.dumps({"job_id": "LOT-42"}, separators=(",", ":"))
@@ -711,6 +738,7 @@ def render_modbus(spec: Spec) -> str:
                           ["`dictionary.text`", dt.address, ref(dt.address), dt.dtype, dt.count, "read"]]),
         dict_text=dt.address, dict_length=dl.address, desc=desc, desc_registers=(len(desc) + 1) // 2,
         value=value, arr=example_array, packml_state=lay0.point("state.packml_state").address, classes=classes,
+        rules=rules_text(spec, "modbus"),
     )
 
 

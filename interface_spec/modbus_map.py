@@ -117,6 +117,9 @@ def _areas(core: Core, start: int) -> tuple[dict[str, ModbusPoint], int]:
         ("events.source_ts", "uint64", 4, "r"),
         ("events.payload_len", "uint16", 1, "r"),
         ("events.payload", "string", payload_regs, "r"),
+        # 1.1: the seq again, at the end of the window, so a client sees another client's selection in between
+        # (the rule modbus.mailbox.check). Appended: every 1.0 register keeps its address.
+        ("events.seq_check", "uint32", 2, "r"),
     ]
     areas: dict[str, ModbusPoint] = {}
     addr = start

@@ -220,6 +220,45 @@ class PackML(Strict):
     unit_modes: dict[str, int]
 
 
+class DerivedState(Strict):
+    item_state: str | None = None
+    e10_state: str | None = None  # an e10_state member, or "DOWN": UDT after a stop-reason alarm, SDT otherwise
+
+
+class StateDerivation(Strict):
+    """item_state and e10_state as a function of the PackML state and the operation mode."""
+
+    packml: dict[str, DerivedState]
+    operation_mode: dict[str, DerivedState]
+    unit_mode: dict[str, str]
+    authority: str
+
+
+class RecipeVector(Strict):
+    equipment_class: str
+    id: str
+    version: int = Field(ge=0, le=65535)
+    parameters: dict[str, float | int | str | bool]
+
+
+class RecipeHash(Strict):
+    method: str
+    vectors: list[RecipeVector]
+
+
+class Rule(Strict):
+    """A normative answer the tables do not carry; the kit's coverage matrix names what checks it."""
+
+    id: str = Field(pattern=r"^[a-z0-9-]+(\.[a-z0-9-]+)+$")
+    section: str
+    text: str
+
+
+class ChangelogEntry(Strict):
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    changes: list[str]
+
+
 class ModbusBinding(Strict):
     base_address: int = Field(ge=0, le=65535)  # 0-based holding-register address of the marker
     marker: str = Field(min_length=4, max_length=4)
@@ -253,6 +292,10 @@ class Core(Strict):
     sub_units: list[SubUnit]
     alarms: list[Alarm]
     packml: PackML
+    state_derivation: StateDerivation
+    recipe_hash: RecipeHash
+    rules: list[Rule]
+    changelog: list[ChangelogEntry]
     commands: list[Command]
     result_codes: dict[str, int]
     events: list[EventType]

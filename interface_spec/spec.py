@@ -131,6 +131,24 @@ class Spec:
             return CommandOutcome("cannot_perform_now")
         return CommandOutcome("accepted_completes_later" if t.acting else "ok", t.acting, t.target)
 
+    def derived_states(self, packml: str, operation_mode: str, alarm_stopped: bool | None = None) -> tuple[str, set[str]]:
+        """(item_state, the e10_states allowed) per the derivation table. Downtime is UDT when a stop-reason alarm
+        stopped the machine and SDT when a person did; `alarm_stopped=None` (not known) allows both."""
+        d = self.core.state_derivation
+        row = d.packml[packml]
+        item, e10 = row.item_state or "", row.e10_state or ""
+        override = d.operation_mode.get(operation_mode)
+        if override is not None:
+            item = override.item_state or item
+            e10 = override.e10_state or e10
+        if e10 == "DOWN":
+            return item, {"UDT", "SDT"} if alarm_stopped is None else {"UDT" if alarm_stopped else "SDT"}
+        return item, {e10}
+
+    def unit_mode_of(self, operation_mode: str) -> str | None:
+        """The PackML unit mode an operation mode implies; None: it leaves unit_mode as it is."""
+        return self.core.state_derivation.unit_mode.get(operation_mode)
+
     def profiles(self, cls: str) -> list[str]:
         """Every profile a fully featured machine of this class can claim."""
         return ["Core", "Control", "Recipe", "Traceability", "DataCollection", self._cls(cls).capitalize()]

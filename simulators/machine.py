@@ -24,8 +24,6 @@ Behaviour the spec leaves open, decided here:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 import uuid
@@ -36,37 +34,7 @@ from typing import Any
 
 from interface_spec import Spec
 from interface_spec.model import Alarm, SelfDescription, Tier, Variable
-
-# PackML state -> (Machinery item state, E10 state). "DOWN" is downtime: UDT
-# when an alarm stopped the machine, SDT when a person did.
-DOWN = "DOWN"
-DERIVED_STATES: dict[str, tuple[str, str]] = {
-    "Undefined": ("NotAvailable", "NST"),
-    "Starting": ("Executing", "PRD"),
-    "Execute": ("Executing", "PRD"),
-    "Unholding": ("Executing", "PRD"),
-    "Unsuspending": ("Executing", "PRD"),
-    "Completing": ("Executing", "PRD"),
-    "Idle": ("NotExecuting", "SBY"),
-    "Stopped": ("NotExecuting", "SBY"),
-    "Resetting": ("NotExecuting", "SBY"),
-    "Stopping": ("NotExecuting", "SBY"),
-    "Complete": ("NotExecuting", "SBY"),
-    "Suspending": ("NotExecuting", "SBY"),
-    "Suspended": ("NotExecuting", "SBY"),
-    "Holding": ("NotExecuting", DOWN),
-    "Held": ("NotExecuting", DOWN),
-    "Aborting": ("OutOfService", DOWN),
-    "Aborted": ("OutOfService", DOWN),
-    "Clearing": ("OutOfService", DOWN),
-}
-# Operation modes that override the derived states: (item state or None to keep, E10 state).
-MODE_OVERRIDES: dict[str, tuple[str | None, str]] = {
-    "Maintenance": ("OutOfService", "SDT"),
-    "Setup": (None, "ENG"),
-}
-# Operation mode -> PackML unit mode it implies.
-UNIT_MODE_OF: dict[str, str] = {"Processing": "Production", "Maintenance": "Maintenance", "Setup": "Manual"}
+from interface_spec.recipes import recipe_hash
 
 STATE = "state"
 PACKML, ITEM, E10, MODE, AUTHORITY, UNIT_MODE = (
@@ -104,13 +72,6 @@ class Recipe:
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "version": self.version, "hash": self.hash, "parameters": dict(self.parameters)}
-
-
-def recipe_hash(equipment_class: str, recipe_id: str, version: int, parameters: dict[str, Any]) -> str:
-    """First 16 hex digits of SHA-256 over the canonical JSON (sorted keys, no spaces) of the recipe."""
-    doc = {"equipment_class": equipment_class, "id": recipe_id, "parameters": parameters, "version": version}
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _default_value(spec: Spec, var: Variable) -> Any:
@@ -163,7 +124,6 @@ class Machine:
         self.counts = self._resolve_counts(counts or {})
         self.processed_unit = spec.get_class(cls).processed_unit
         self.profiles = self._resolve_profiles(profiles)
-        self._check_state_tables()
 
         # Values by spec path, and the paths changed since the last take_changes().
         self.values: dict[str, Any] = {}
@@ -202,6 +162,8 @@ class Machine:
 
         # Alarms: occurrences by code (active, or cleared but not yet acknowledged).
         self.occurrences: dict[int, Occurrence] = {}
+        # Cleared, unacknowledged occurrences that a new raising of their code took the place of, oldest first.
+        self._older_unacked: dict[int, list[Occurrence]] = {}
         self.alarms_version = 0  # bumped on every change of the active set
 
         # Recipes, job, counters.
@@ -261,12 +223,6 @@ class Machine:
             raise ValueError(f"profiles {unknown} are not profiles of a {self.cls} (known: {', '.join(known)})")
         return [p for p in known if p in profiles or p in ("Core", self.cls.capitalize())]
 
-    def _check_state_tables(self) -> None:
-        states = set(self.spec.core.packml.states)
-        missing = states - set(DERIVED_STATES)
-        if missing:
-            raise ValueError(f"no item/E10 state derived for PackML states {sorted(missing)}")
-
     # --- values ------------------------------------------------------------------------
     def set(self, path: str, value: Any) -> None:
         """Set a value by spec path; strings longer than the spec allows are a programming error."""
@@ -301,10 +257,16 @@ class Machine:
         """Concrete paths of one array variable, for every instance this machine has."""
         return [f"{sub_unit}[{i}].{var_id}" for i in range(1, self.counts[sub_unit] + 1)]
 
+    def write_locked(self, path: str) -> bool:
+        """A set-point write needs control authority Remote (the rule write.authority); identification does not."""
+        return not path.startswith("identification.") and self._state[AUTHORITY] != "Remote"
+
     def write(self, path: str, value: Any) -> bool:
         """A client writes a writable variable; False (value unchanged) if it is not writable or not valid."""
         var = self._writable.get(path)
         if var is None:
+            return False
+        if self.write_locked(path):
             return False
         if var.type in ("float", "int", "uint"):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
@@ -356,13 +318,8 @@ class Machine:
             self.emit("StateChanged", {"variable": var, "previous": old, "current": member})
 
     def _derive_states(self, initial: bool = False) -> None:
-        item, e10 = DERIVED_STATES[self._state[PACKML]]
-        override = MODE_OVERRIDES.get(self._state[MODE])
-        if override is not None:
-            item = override[0] or item
-            e10 = override[1]
-        if e10 == DOWN:
-            e10 = "UDT" if self._stop_reason is not None else "SDT"
+        item, e10s = self.spec.derived_states(self._state[PACKML], self._state[MODE], self._stop_reason is not None)
+        (e10,) = e10s
         self._put_state(ITEM, item, initial)
         self._put_state(E10, e10, initial)
         if not initial:
@@ -518,7 +475,7 @@ class Machine:
         if self._state[ITEM] == "Executing":
             return "cannot_perform_now"
         self._put_state(MODE, mode)
-        unit_mode = UNIT_MODE_OF.get(mode)
+        unit_mode = self.spec.unit_mode_of(mode)
         if unit_mode is not None:
             self._put_state(UNIT_MODE, unit_mode)
         self._derive_states()
@@ -538,12 +495,9 @@ class Machine:
         if code not in self.alarm_by_code:
             return "no_such_object"
         occ = self.occurrences.get(code)
-        if occ is None:
+        if occ is None and not self._older_unacked.get(code):
             return "no_such_object"
-        if occ.acked:
-            return "already_in_state"
-        self.acknowledge_alarm(code)
-        return "ok"
+        return "ok" if self.acknowledge_alarm(code) else "already_in_state"
 
     def _cmd_ResetCounters(self, params: dict[str, Any]) -> str:
         for p in COUNTS:
@@ -562,6 +516,8 @@ class Machine:
         occ = self.occurrences.get(code)
         if occ is not None and occ.active:
             return occ
+        if occ is not None and not occ.acked:
+            self._older_unacked.setdefault(code, []).append(occ)
         occ = Occurrence(alarm, str(uuid.uuid4()), self.clock())
         self.occurrences[code] = occ
         self.alarms_version += 1
@@ -579,7 +535,7 @@ class Machine:
             command = "Abort"
         elif self.spec.packml_command(state, "Hold").result == "accepted_completes_later":
             command = "Hold"
-        elif DERIVED_STATES[state][1] == "PRD":
+        elif "PRD" in self.spec.derived_states(state, "Processing")[1]:
             command = "Abort"
         else:
             return
@@ -600,14 +556,15 @@ class Machine:
         self._derive_health()
 
     def acknowledge_alarm(self, code: int) -> bool:
+        """Acknowledge every unacknowledged occurrence of the code, oldest first (the rule command.ack.several)."""
         occ = self.occurrences.get(code)
-        if occ is None or occ.acked:
-            return False
-        occ.acked = True
-        self.emit("AlarmAcknowledged", {"alarm_code": code, "occurrence_id": occ.occurrence_id})
-        if not occ.active:
+        pending = self._older_unacked.pop(code, []) + ([occ] if occ is not None and not occ.acked else [])
+        for o in pending:
+            o.acked = True
+            self.emit("AlarmAcknowledged", {"alarm_code": code, "occurrence_id": o.occurrence_id})
+        if occ is not None and occ.acked and not occ.active:
             del self.occurrences[code]
-        return True
+        return bool(pending)
 
     def active_alarm_codes(self) -> list[int]:
         return [code for code, occ in self.occurrences.items() if occ.active]
@@ -629,7 +586,7 @@ class Machine:
             health = "OFF_SPEC"
         elif any(a.kind == "warning" and a.category == "equipment" for a in active):
             health = "MAINTENANCE_REQUIRED"
-        elif self._state[MODE] in MODE_OVERRIDES:
+        elif self._state[MODE] in ("Maintenance", "Setup"):  # the rule health.from-alarms
             health = "CHECK_FUNCTION"
         else:
             health = "NORMAL"
@@ -677,6 +634,12 @@ class Machine:
         old = self.recipes.get(recipe_id)
         if version is None:
             version = old.version + 1 if old else 1
+        elif old is not None and old.version == version:  # the rule recipe.put.existing
+            if old.parameters == parameters:
+                return codes["ok"], ""
+            problem = f"version {version} of {recipe_id} is stored with other parameters; store a new version"
+            self.emit("RecipeRejected", {"recipe_id": recipe_id, "reason": problem})
+            return codes["parameter_invalid"], problem
         recipe = Recipe(recipe_id, version, dict(parameters), recipe_hash(self.cls, recipe_id, version, parameters))
         self.recipes[recipe_id] = recipe
         self.emit("RecipeChanged", {"recipe_id": recipe.id, "version": recipe.version, "hash": recipe.hash})

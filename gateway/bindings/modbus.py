@@ -4,7 +4,9 @@ Values live at fixed holding registers; the active alarms are bit words in the c
 order; a command is a handshake (code and parameters, then seq last, then wait for
 result_seq == seq); an event is read by writing its seq to the mailbox's request register
 and reading the window back. The command area and the mailbox are one window for every
-client, so each read of the mailbox is taken only when it reads the same twice.
+client: a read of the mailbox is taken when `events.seq` (first request) and `events.seq_check` (last
+request) both show the asked seq (spec 1.1), or, from a machine that leaves `seq_check` at 0 (1.0), when it
+reads the same twice.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from interface_spec.modbus_map import layout
 
 log = logging.getLogger("linegw.bindings.modbus")
 
-EVENT_KEYS = ["events.seq", "events.type", "events.source_ts", "events.payload_len", "events.payload"]
+EVENT_KEYS = ["events.seq", "events.type", "events.source_ts", "events.payload_len", "events.payload",
+              "events.seq_check"]
 KIT_AREAS = ("marker", "common.header", "class.header", "end.header", "dictionary.length", "dictionary.text")
 POLL_S = 0.02  # how often a command's result is asked for
 TORN_READS = 5  # how many times a mailbox read torn by another client is taken again
@@ -113,13 +116,18 @@ class ModbusBinding(Binding):
     async def mailbox(self, io: NativeIO, spec: Spec, seq: int) -> Envelope | None:
         """Present one event in the mailbox and read it; None when the ring no longer holds it."""
         async with io.lock:
-            # The mailbox is one window for every client: a read is taken as the event only when it
-            # shows the asked seq twice alike, not torn by another client selecting another event.
+            # The mailbox is one window for every client: a read is taken as the event only when it was not torn
+            # by another client selecting another event between its two requests.
             for _ in range(TORN_READS):
                 await io.select("events.request_seq", seq)
                 r = await io.read(EVENT_KEYS)
-                again = await io.read(EVENT_KEYS)
-                if [x.value for x in r.values()] == [x.value for x in again.values()] and r["events.seq"].value in (seq, 0):
+                shown, check = r["events.seq"].value, r["events.seq_check"].value
+                if shown == check == seq:
+                    break
+                if check != 0:  # another client's selection showed in one of the two requests
+                    continue
+                again = await io.read(EVENT_KEYS)  # a 1.0 machine (no seq_check), or an event no longer held
+                if [x.value for x in r.values()] == [x.value for x in again.values()] and shown in (seq, 0):
                     break
         bad = [x.error for x in r.values() if x.error]
         if bad:

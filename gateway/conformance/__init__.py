@@ -11,4 +11,4 @@
 The vendor guide is README.md beside this file.
 """
 
-KIT_VERSION = "1.0.0"
+KIT_VERSION = "1.1.0"

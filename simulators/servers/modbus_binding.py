@@ -130,7 +130,7 @@ class ModbusBinding:
         self._put_area("dictionary.length", len(text))
         self._put_area("dictionary.text", text)
         for name in ("command.result_seq", "command.result_code", "events.seq", "events.type",
-                     "events.source_ts", "events.payload_len"):
+                     "events.source_ts", "events.payload_len", "events.seq_check"):
             self._put_area(name, 0)
         self._put_area("events.payload", "")
 
@@ -213,7 +213,7 @@ class ModbusBinding:
     def _present_event(self, seq: int) -> None:
         env = self.machine.event(seq) if seq > 0 else None
         if env is None:
-            for name in ("events.seq", "events.type", "events.source_ts", "events.payload_len"):
+            for name in ("events.seq", "events.type", "events.source_ts", "events.payload_len", "events.seq_check"):
                 self._put_area(name, 0)
             self._put_area("events.payload", "")
             return
@@ -228,3 +228,4 @@ class ModbusBinding:
         self._put_area("events.payload_len", len(text))
         self._put_area("events.payload", text)
         self._put_area("events.seq", seq)
+        self._put_area("events.seq_check", seq)

@@ -201,6 +201,8 @@ class OpcUaBinding:
             if path is None or wv.AttributeId != ua.AttributeIds.Value:
                 continue
             value = wv.Value.Value.Value if wv.Value and wv.Value.Value else None
+            if self.machine.write_locked(path):
+                raise ServiceError(ua.StatusCodes.BadUserAccessDenied)
             if not self.machine.write(path, value):
                 raise ServiceError(ua.StatusCodes.BadOutOfRange)
 
@@ -218,8 +220,9 @@ class OpcUaBinding:
 
     async def _read_events(self, parent: ua.NodeId, *args: Any) -> list[ua.Variant]:
         first = int(_variant_value(args[0])) if args else 1
-        limit = int(_variant_value(args[1])) if len(args) > 1 else EVENTS_READ_MAX
-        envelopes = self.machine.events_from(first, min(max(limit, 0), EVENTS_READ_MAX))
+        limit = int(_variant_value(args[1])) if len(args) > 1 else 0
+        # MaxCount 0 (or less): no limit of the client's, the server's own applies (the rule opcua.events-read.zero).
+        envelopes = self.machine.events_from(first, min(limit, EVENTS_READ_MAX) if limit > 0 else EVENTS_READ_MAX)
         texts = [json.dumps(e, separators=(",", ":")) for e in envelopes]
         return [ua.Variant(texts, ua.VariantType.String, is_array=True)]
 

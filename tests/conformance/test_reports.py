@@ -74,7 +74,7 @@ async def test_json_keeps_profile_unit_test_with_evidence_and_the_stamp(reports)
         run = reports["runs"][kind]
         doc = json.loads(reports["paths"][kind]["json"].read_text())
         assert doc["verdict"] == ("pass" if kind == "good" else "fail")
-        assert doc["spec_version"] == "1.0.0" and doc["kit_version"] == run.kit_version
+        assert doc["spec_version"] == SPEC.version and doc["kit_version"] == run.kit_version
         eq = doc["equipment"]
         assert eq["class"] == run.options.cls and eq["identity"]["manufacturer"] and eq["identity"]["serial_number"]
         assert doc["software_version"] == eq["identity"]["software_revision"] != ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -209,3 +210,75 @@ async def test_writes_reach_writable_variables_only(reader, coater, spec):
     marker = reader.lay.areas["marker"]
     await reader.write(marker.address, [0, 0])  # read-only: put back
     assert codec.decode(await reader.regs(marker.address, 2), "string") == "LnGw"
+
+
+async def read_window(reader: Reader, seq: int, between=None) -> tuple[int, dict | None, int]:
+    """Select `seq` and read the mailbox window in its two requests (events.seq first, events.seq_check last);
+    `between` runs between the two requests. Returns (events.seq, the event as read, events.seq_check)."""
+    a = reader.lay.areas
+    start, end = a["events.seq"].address, a["events.seq_check"].end
+    assert end - start == 2 * MAX_REGS, "the window is read in exactly two requests"
+    await reader.write(a["events.request_seq"].address, codec.encode(seq, "uint32"))
+    regs = (await reader.regs(start, MAX_REGS))
+    if between is not None:
+        await between()
+    regs += await reader.regs(start + MAX_REGS, MAX_REGS)
+
+    def field(name: str):
+        p = a[name]
+        return codec.decode(regs[p.address - start:p.end - start], p.dtype,
+                            count=p.count if p.dtype == "string" else None)
+
+    n = field("events.payload_len")
+    payload = json.loads(field("events.payload")[:n]) if n else {}
+    return field("events.seq"), {"type": field("events.type"), "payload": payload}, field("events.seq_check")
+
+
+async def test_a_second_client_cannot_tear_an_event_read(coater, spec):
+    """Spec 1.1 (rule modbus.mailbox.check): the window ends with events.seq_check. A second client selecting
+    another event between a reader's two requests shows there, so the reader never takes a torn event; two
+    readers running at once each get every event as the machine holds it."""
+    m = coater.machine
+    m.execute("Reset")
+    await run_until(coater, lambda: m.state() == "Idle", "Idle")
+    await coater.publish()
+    last = m.last_seq
+    assert last >= 4
+    clients = [AsyncModbusTcpClient("127.0.0.1", port=coater.binding.port) for _ in range(2)]
+    try:
+        for c in clients:
+            assert await c.connect()
+        lay = layout(spec.core, spec.get_class("coater"))
+        a, b = (Reader(c, lay) for c in clients)
+        expected = {e["seq"]: e for e in m.events}
+
+        # A torn read, made on purpose: b selects another event between a's two requests.
+        async def b_selects_another() -> None:
+            await b.write(lay.areas["events.request_seq"].address, codec.encode(last, "uint32"))
+
+        shown, event, check = await read_window(a, 1, between=b_selects_another)
+        assert shown == 1 and check == last != 1, "the second request shows b's selection: a reader ignoring it takes a torn event"
+
+        # Two readers at once, each taking an event only when seq and seq_check both show its seq.
+        async def read_all(r: Reader) -> tuple[dict[int, dict], int]:
+            got, retries = {}, 0
+            for _ in range(3):
+                for seq in range(1, last + 1):
+                    while True:
+                        shown, event, check = await read_window(r, seq)
+                        if shown == check == seq:
+                            got[seq] = event
+                            break
+                        retries += 1
+                        assert retries < 1000
+            return got, retries
+
+        (got_a, _), (got_b, _) = await asyncio.gather(read_all(a), read_all(b))
+        for got in (got_a, got_b):
+            assert sorted(got) == list(range(1, last + 1))
+            for seq, event in got.items():
+                assert event["payload"] == expected[seq]["payload"], seq
+                assert event["type"] == spec.events[expected[seq]["type"]].code, seq
+    finally:
+        for c in clients:
+            c.close()

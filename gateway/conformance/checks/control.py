@@ -554,12 +554,15 @@ async def transfer_recipe(ctx: Context) -> Outcome | dict[str, Outcome]:
         if not bad:
             got = json.loads((await probe.call("recipes.get", [rid]))[0] or "null")
             version = (got or {}).get("version")
-            computed = recipe_hash(ctx.cls, rid, version, params) if isinstance(version, int) else None
-            evidence.append(ev("call", f"Recipes/Get({rid})", value=got, expected=f"hash {computed}"))
+            computed, text = recipe_hash(ctx, rid, version, params) if isinstance(version, int) else (None, "")
+            evidence.append(ev("call", f"Recipes/Get({rid})", value=got, expected=f"hash {computed}", note=text))
             if not listed:
                 problems.append(f"{rid} is not listed after Put")
-            if not isinstance(got, dict) or got.get("parameters") != params or got.get("hash") != computed:
-                problems.append(f"Recipes/Get({rid}) returns {got}, expected its parameters and hash {computed}")
+            if not isinstance(got, dict) or got.get("parameters") != params:
+                problems.append(f"Recipes/Get({rid}) returns {got}, expected the parameters {params} it was given")
+            elif got.get("hash") != computed:
+                problems.append(f"Recipes/Get({rid}) carries hash {got.get('hash')}; its parameters hash to {computed} "
+                                f"(canonical text {text})")
             elif events and events[0].get("hash") != computed:
                 problems.append(f"RecipeChanged carries hash {events[0].get('hash')}, expected {computed}")
         out[case] = verdict(problems, evidence, f"Put {rid}: {want}, {kind} emitted" +

@@ -31,6 +31,7 @@ from gateway.conformance.checks import (
 from gateway.conformance.context import Context
 from gateway.conformance.probe import advance, in_seq_order
 from gateway.samples import Quality, Sample
+from interface_spec.recipes import canonical_text, hash_rule, recipe_document
 
 FLOAT32_MIN_NORMAL = 1.1754943508222875e-38
 TYPE_CHECKS = {
@@ -456,11 +457,31 @@ async def event_envelopes(ctx: Context) -> Outcome:
 
 # --- recipe, traceability ------------------------------------------------------------------------------------
 
-def recipe_hash(equipment_class: str, recipe_id: str, version: int, parameters: dict[str, Any]) -> str:
-    """The spec's rule, written here from the spec text: the kit does not share this code with any machine."""
-    doc = {"equipment_class": equipment_class, "id": recipe_id, "parameters": parameters, "version": version}
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+def recipe_hash(ctx: Context, recipe_id: str, version: Any, parameters: Any) -> tuple[str, str]:
+    """(hash, the canonical text hashed) by the rule of the spec version the machine declares: RFC 8785 from 1.1,
+    1.0's Python-style JSON for a machine that declares 1.0. The machine's own values are hashed as given: a wrong
+    type is a wrong hash."""
+    rule = hash_rule(str(ctx.probe.value("identification.spec_version") or ""))
+    doc = recipe_document(ctx.cls, recipe_id, version, parameters)
+    try:
+        text = canonical_text(doc, rule)
+    except (TypeError, ValueError) as exc:  # e.g. NaN, which RFC 8785 cannot write
+        return f"(no canonical text: {exc})", ""
+    return hashlib.sha256(text).hexdigest()[:16], text.decode("utf-8")
+
+
+def hash_difference(computed: str, text: str, served: Any, document: dict[str, Any], version: Any) -> str:
+    """What differs when a recipe's hash does not agree: the served hash, the document's, the version, or the
+    parameters' canonical text."""
+    parts = []
+    if document.get("version") != version:
+        parts.append(f"the document is version {document.get('version')}, the active version is {version}")
+    if document.get("hash") != served:
+        parts.append(f"the document carries hash {document.get('hash')}, the active hash is {served}")
+    if computed != served:
+        parts.append(f"its parameters hash to {computed} (canonical text {text}), not {served}: the machine hashed "
+                     f"other parameters or another text")
+    return "; ".join(parts)
 
 
 @check("RECIPE-ACTIVE-003")
@@ -479,11 +500,12 @@ async def active_recipe_hash(ctx: Context) -> Outcome:
     evidence.append(ev("call", f"Recipes/Get({rid!r})", value=doc))
     if not isinstance(doc, dict):
         return Outcome(FAIL, f"Recipes/Get({rid!r}) returns no recipe, though it is the active one", evidence)
-    computed = recipe_hash(ctx.cls, rid, doc.get("version"), doc.get("parameters"))  # type: ignore[arg-type]  # the machine's own values, hashed as given: a wrong type is a wrong hash
-    evidence.append(ev("compute", "canonical JSON SHA-256, first 16 hex digits", value=computed, expected=value))
+    computed, text = recipe_hash(ctx, rid, doc.get("version"), doc.get("parameters"))
+    evidence.append(ev("compute", "SHA-256 of the canonical text, first 16 hex digits", value=computed, expected=value,
+                       note=text))
     if computed != value or doc.get("hash") != value or doc.get("version") != version:
-        return Outcome(FAIL, f"the active recipe {rid} v{doc.get('version')} hashes to {computed}; the machine "
-                             f"serves {value} (document says {doc.get('hash')}, version {version})", evidence)
+        return Outcome(FAIL, f"the active recipe {rid}: {hash_difference(computed, text, value, doc, version)}",
+                       evidence)
     return Outcome(PASS, f"recipe {rid} v{version}: hash {value} recomputed from its document", evidence)
 
 
