@@ -24,7 +24,6 @@ import jinja2
 
 from . import modbus_codec
 from .modbus_map import layout, stride
-from .recipes import canonical_text, recipe_document, recipe_hash
 from .model import Alarm, SelfDescription, SubUnit, Tier, Variable
 from .opcua_map import (
     ACTIVE_ALARMS,
@@ -45,6 +44,7 @@ from .opcua_map import (
     relative_path,
     unece_unit_id,
 )
+from .recipes import canonical_text, recipe_document, recipe_hash
 from .spec import Spec
 
 DOCS_DIR = Path(__file__).parent / "docs"
