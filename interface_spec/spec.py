@@ -145,6 +145,18 @@ class Spec:
             return item, {"UDT", "SDT"} if alarm_stopped is None else {"UDT" if alarm_stopped else "SDT"}
         return item, {e10}
 
+    def device_health(self, active: list[Alarm], operation_mode: str) -> str:
+        """`health.device_health` as the rule health.from-alarms gives it, the first that applies."""
+        if any(a.stop_reason and a.kind == "alarm" for a in active):
+            return "FAILURE"
+        if any(a.category == "quality" for a in active):
+            return "OFF_SPEC"
+        if any(a.kind == "warning" and a.category == "equipment" for a in active):
+            return "MAINTENANCE_REQUIRED"
+        if operation_mode in ("Maintenance", "Setup"):
+            return "CHECK_FUNCTION"
+        return "NORMAL"
+
     def unit_mode_of(self, operation_mode: str) -> str | None:
         """The PackML unit mode an operation mode implies; None: it leaves unit_mode as it is."""
         return self.core.state_derivation.unit_mode.get(operation_mode)

@@ -445,6 +445,54 @@ async def _no_reconnect(sim: Simulator) -> None:
     _wrap(sim.machine, "tick", make)
 
 
+# --- spec 1.1 clauses ---------------------------------------------------------------------------------------
+
+@defect("e10_not_derived", "state.e10_state serves SBY whatever the PackML state (the derivation table says PRD "
+                           "in Execute)")
+async def _e10_not_derived(sim: Simulator, member: str = "SBY") -> None:
+    sim.faults.values.overrides["state.e10_state"] = sim.machine.spec.enum("e10_state")[member]
+    await sim.publish()
+
+
+@defect("health_not_derived", "health.device_health serves CHECK_FUNCTION whatever the alarms and the mode (in "
+                              "Processing the rule never gives it)")
+async def _health_not_derived(sim: Simulator, member: str = "CHECK_FUNCTION") -> None:
+    sim.faults.values.overrides["health.device_health"] = sim.machine.spec.enum("device_health")[member]
+    await sim.publish()
+
+
+@defect("recipe_hash_1_0_text", "recipe hashes over 1.0's Python-style JSON (75.0, not RFC 8785's 75) on a machine "
+                                "that declares 1.1", bindings=("opcua",))
+async def _recipe_hash_1_0_text(sim: Simulator) -> None:
+    from interface_spec.recipes import recipe_hash
+    from simulators.machine import Recipe
+
+    m = sim.machine
+    for rid, r in list(m.recipes.items()):
+        m.recipes[rid] = Recipe(r.id, r.version, r.parameters,
+                                recipe_hash(m.cls, r.id, r.version, r.parameters, rule="1.0"))
+    if m.active_recipe is not None:
+        m.activate_recipe(m.active_recipe.id)
+    await sim.publish()
+
+
+@defect("mailbox_without_check", "the events mailbox leaves events.seq_check at 0 (a 1.0 mailbox on a machine that "
+                                 "declares 1.1)", bindings=("modbus",))
+async def _mailbox_without_check(sim: Simulator) -> None:
+    def make(put: Callable[..., None]) -> Callable[..., None]:
+        def without_check(name: str, value: Any) -> None:
+            put(name, 0 if name == "events.seq_check" else value)
+        return without_check
+
+    _wrap(sim.binding, "_put_area", make)
+
+
+@defect("zeros_outside_map", "registers outside the map read 0 instead of answering exception 2",
+        bindings=("modbus",))
+async def _zeros_outside_map(sim: Simulator) -> None:
+    sim.binding.server.served = {}
+
+
 def catalogue() -> list[tuple[str, str, str]]:
     """(name, bindings, what it breaks), for documentation and listings."""
     return [(d.name, "/".join(d.bindings), d.doc) for d in DEFECTS.values()]

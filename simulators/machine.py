@@ -579,17 +579,7 @@ class Machine:
         return words
 
     def _derive_health(self) -> None:
-        active = [self.alarm_by_code[c] for c in self.active_alarm_codes()]
-        if any(a.stop_reason and a.kind == "alarm" for a in active):
-            health = "FAILURE"
-        elif any(a.category == "quality" for a in active):
-            health = "OFF_SPEC"
-        elif any(a.kind == "warning" and a.category == "equipment" for a in active):
-            health = "MAINTENANCE_REQUIRED"
-        elif self._state[MODE] in ("Maintenance", "Setup"):  # the rule health.from-alarms
-            health = "CHECK_FUNCTION"
-        else:
-            health = "NORMAL"
+        health = self.spec.device_health([self.alarm_by_code[c] for c in self.active_alarm_codes()], self._state[MODE])
         self.set(HEALTH, self.spec.enum(self.variables[HEALTH].enum or "")[health])
 
     # --- recipes ----------------------------------------------------------------------------------

@@ -32,6 +32,18 @@ POLL_S = 0.02  # how often a command's result is asked for
 TORN_READS = 5  # how many times a mailbox read torn by another client is taken again
 
 
+def outside_map(spec: Spec, cls: str) -> dict[str, int]:
+    """A register just outside each edge of a class's map, by where it is."""
+    lay = layout(spec.core, spec.get_class(cls))
+    a = lay.areas
+    out = {"after the end header": a["end.header"].end, "after the self-description": a["dictionary.text"].end}
+    if a["marker"].address > 0:
+        out["before the marker"] = a["marker"].address - 1
+    if a["dictionary.length"].address > 0 and a["dictionary.length"].address - 1 >= a["end.header"].end:
+        out["before the self-description"] = a["dictionary.length"].address - 1
+    return {k: v for k, v in out.items() if 0 <= v < 65536}
+
+
 class ModbusBinding(Binding):
     protocol = "modbus"
 
@@ -76,6 +88,10 @@ class ModbusBinding(Binding):
             dtype, count = ("uint32", 2) if name.endswith(".header") else (a.dtype, a.count)
             out.append(Point(f"area:{name}", {"table": "holding", "address": a.address, "dtype": dtype, "count": count,
                                               "scan": False}))
+        # One register just outside each edge of the map: each must answer exception 2 (rule modbus.outside-map).
+        for name, address in outside_map(spec, cls).items():
+            out.append(Point(f"outside:{name}", {"table": "holding", "address": address, "dtype": "uint16",
+                                                 "scan": False}))
         return out
 
     # --- commands -----------------------------------------------------------------------------

@@ -86,7 +86,10 @@ class OpcUaBinding(Binding):
         return out
 
     async def command(self, io: NativeIO, spec: Spec, name: str, args: list[Any], timeout: float) -> int | None:
-        out = await io.call(f"cmd:{name}", [a for a in args if a is not None])
+        # Every argument is sent, an optional one left out as its empty value: "" or 0 (the rule opcua.arguments).
+        params = spec.commands[name].params
+        sent = [("" if p.type == "string" else 0) if a is None else a for a, p in zip(args, params)]
+        out = await io.call(f"cmd:{name}", sent)
         return int(out[0]) if out else None
 
     async def read_events(self, io: NativeIO, spec: Spec, first: int, count: int) -> list[Envelope]:

@@ -160,6 +160,36 @@ def _fixed() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
                  description="The alarm bit words, the command handshake registers, the events mailbox and the "
                              "self-description area answer reads (no exception) and the self-description length is "
                              "within 1..8000."),
+            dict(id="CORE-MODBUS-004", title="The events mailbox echoes its seq in events.seq_check", layer="behaviour",
+                 severity="critical", bindings=modbus, clause="common.yaml § rules[modbus.mailbox.check]",
+                 doc="modbus.md#events-mailbox",
+                 description="From a machine of spec 1.1 or later: selecting the newest event shows its seq in both "
+                             "`events.seq` and `events.seq_check`, and selecting seq 0 (no event) shows 0 in both. "
+                             "Not applicable to a machine that declares 1.0."),
+            dict(id="CORE-MODBUS-005", title="Reads outside the map answer exception 2", layer="negative",
+                 severity="major", bindings=modbus, clause="common.yaml § rules[modbus.outside-map]",
+                 doc="modbus.md#events-mailbox",
+                 description="A read of one holding register just outside each edge of the map (before the marker, "
+                             "after the end header, around the self-description) answers Modbus exception 2 "
+                             "(Illegal Data Address), not zeros a client would take as values."),
+        ]),
+        ("CORE-STATE", "Core", "State model", [
+            dict(id="CORE-STATE-003", title="Item and E10 state as the derivation table gives", layer="data_quality",
+                 severity="critical", modes=both, clause="common.yaml § state_derivation; rules[state.derivation]",
+                 doc="core.md#derivation-of-item-state-and-e10-state",
+                 description="Every reading of the state variables, taken together, has the `item_state` and "
+                             "`e10_state` that the derivation table gives for its `packml_state` and `operation_mode` "
+                             "(downtime: UDT or SDT; UDT while a stop-reason alarm is active), and the `unit_mode` "
+                             "the operation mode implies. Checked on the served values now and on every StateChanged "
+                             "chain position the events allow."),
+        ]),
+        ("CORE-HEALTH", "Core", "Health", [
+            dict(id="CORE-HEALTH-003", title="Device health follows from the alarms and the mode", layer="data_quality",
+                 severity="major", modes=both, clause="common.yaml § rules[health.from-alarms]", doc="core.md#health",
+                 description="`device_health`, read together with the active alarm set and the operation mode, is what "
+                             "the rule gives: FAILURE with a stop-reason alarm, OFF_SPEC with a quality alarm, "
+                             "MAINTENANCE_REQUIRED with an equipment warning, CHECK_FUNCTION in Maintenance or Setup, "
+                             "NORMAL otherwise."),
         ]),
         ("CORE-STATUS", "Core", "Heartbeat", [
             dict(id="CORE-STATUS-003", title="Heartbeat ticks once per period", layer="data_quality", severity="critical",
@@ -197,7 +227,8 @@ def _fixed() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
             dict(id="CORE-EVENT-001", title="Event sequence and read access", layer="presence", severity="critical",
                  clause="common.yaml § events (envelope, seq); binding events area", doc="core.md#events",
                  description="The newest sequence number is served (OPC UA `Events/LastSequence`, Modbus "
-                             "`events.last_seq`) and the newest event can be read by its seq (`Events/Read`, mailbox)."),
+                             "`events.last_seq`) and the newest event can be read by its seq (`Events/Read`, mailbox); over OPC UA "
+                             "`Events/Read` with MaxCount 0 answers at least that event (no client limit)."),
             dict(id="CORE-EVENT-002", title="Events in order, numbered without gaps", layer="data_quality",
                  severity="critical", clause="common.yaml § events (seq, ring of 1000)", doc="core.md#events",
                  description="Events read by seq come oldest first with consecutive seq numbers up to the newest; "
@@ -305,7 +336,9 @@ def _fixed() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
                  bindings=opcua, clause="common.yaml § events[RecipeRejected]; <class>.yaml § recipe",
                  doc="core.md#recipe-and-job",
                  description="Put of a recipe with a parameter outside its range answers parameter_invalid, a "
-                             "RecipeRejected event follows and the recipe is not listed."),
+                             "RecipeRejected event follows and the recipe is not listed. A Put of a stored id and "
+                             "version with other parameters answers parameter_invalid with RecipeRejected, and the "
+                             "stored recipe stays as it was."),
         ]),
         ("TRACE-JOB", "Traceability", "Job", [
             dict(id="TRACE-JOB-003", title="Jobs start and end with their events", layer="behaviour", needs_control=True,
@@ -313,7 +346,7 @@ def _fixed() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
                  doc="core.md#recipe-and-job",
                  description="Each Start the kit sends with its own job id gives a JobStarted event with that id and "
                              "`job.job_id` serves it; the job ends with JobCompleted (good and defective counts) or "
-                             "JobAborted (reason) carrying the same id."),
+                             "JobAborted (reason) carrying the same id; after it ended, `job.job_id` still serves that id."),
         ]),
         ("TRACE-UNIT", "Traceability", "Units made", [
             dict(id="TRACE-UNIT-001", title="UnitProcessed links each unit to its inputs", layer="data_quality",

@@ -111,10 +111,20 @@ def conformance(
                                         "the kit's; a source time going back by more is the clock's, not an order"),
     list_: bool = typer.Option(False, "--list", help="print the catalogue (of --class, if given) and exit"),
     verify_: Path | None = typer.Option(None, "--verify", help="check the SHA-256 a report carries and exit"),
+    coverage: bool = typer.Option(False, "--coverage", help="print the coverage matrix (every clause of the spec and "
+                                                            "the case that checks it) as Markdown and exit"),
 ) -> None:
     """Check that a machine implements the line interface spec; write JUnit, JSON, HTML and a compliance statement."""
     if list_:
         _list(cls)
+        return
+    if coverage:
+        from gateway.conformance.catalogue import build_catalogue
+        from gateway.conformance.coverage import markdown
+        from interface_spec import load_spec
+
+        spec = load_spec()
+        print(markdown(spec, build_catalogue(spec)), end="")
         return
     if verify_ is not None:
         _verify(verify_)

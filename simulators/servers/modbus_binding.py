@@ -60,6 +60,12 @@ class ModbusBinding:
         spec = machine.spec
         self.lay = layout(spec.core, spec.get_class(machine.cls))
         self.server = ModbusSimServer(host, port, on_write=self._on_write)
+        # The map: marker to end header, and the self-description; anything else answers exception 2
+        # (the rule modbus.outside-map). The other tables are not part of the map at all.
+        areas = self.lay.areas
+        self.server.served = {"holding": [range(areas["marker"].address, areas["end.header"].end),
+                                          range(areas["dictionary.length"].address, areas["dictionary.text"].end)],
+                              "input": [], "coil": [], "discrete": []}
         self.image = RegisterImage(self.server)
         self.host = host
         by_name = {p.name: p for p in self.lay.points}

@@ -141,6 +141,9 @@ class _Store(ModbusServerContext):
             return ExcCodes.ILLEGAL_VALUE
         if address < 0 or address + count > self._sim.size:
             return ExcCodes.ILLEGAL_ADDRESS
+        served = self._sim.served.get(table)
+        if served is not None and not any(address >= r.start and address + count <= r.stop for r in served):
+            return ExcCodes.ILLEGAL_ADDRESS  # outside the device's map
         return None
 
     async def async_getValues(self, device_id: int, func_code: int, address: int, count: int = 1):
@@ -188,6 +191,9 @@ class ModbusSimServer:
         self._default = self.banks[ids[0]]
         self.on_write = on_write
         self.faults = Faults(self)
+        # table -> the address ranges the device's map has; a request reaching outside them answers exception 2.
+        # A table not listed serves its whole size.
+        self.served: dict[str, list[range]] = {}
         self._server: ModbusTcpServer | None = None
         self._stopped = asyncio.Event()
         self._relisten: asyncio.Task | None = None

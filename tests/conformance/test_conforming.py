@@ -23,6 +23,7 @@ from .conftest import CLASSES, PARALLEL, PROTOCOLS, SPEC, at_most, failures, onl
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 SUBJECTS = [(cls, protocol) for cls in CLASSES for protocol in PROTOCOLS]
+MAINTENANCE_DUE = next(a.code for a in SPEC.core.alarms if a.id == "maintenance_due")
 
 
 @dataclass
@@ -53,6 +54,10 @@ async def subjects() -> Any:
 
     async def both(line: SimLine) -> Subject:
         sim = only(line)
+        # An alarm in use, so that the alarm cases have something to judge (with none they warn "nothing to
+        # judge"): a warning (maintenance due), raised at the panel; it does not stop the machine.
+        sim.machine.raise_alarm(MAINTENANCE_DUE)
+        await sim.publish()
         before = snapshot(sim)
         passive = await run_kit(line)
         after = snapshot(sim)
@@ -88,7 +93,8 @@ async def test_without_allow_control_no_command_reaches_the_machine(subjects, cl
     assert s.after_passive == s.before  # no command run, no state, recipe or set point changed
     assert s.after_passive["state"] == "Execute"
     assert not [q for q in s.passive.requests if q["kind"] in ("command", "write")]
-    assert {q.get("method") for q in s.passive.requests} <= {"recipes.get"}  # reading the active recipe only
+    # Reading only: the active recipe, and the events (Events/Read with MaxCount 0, CORE-EVENT-001).
+    assert {q.get("method") for q in s.passive.requests} <= {"recipes.get", "events.read"}
     control_cases = [r for r in s.passive.results if r.case.needs_control and protocol in r.case.bindings]
     assert control_cases and all(r.status == "not_tested" and "--allow-control" in r.message
                                  for r in control_cases)

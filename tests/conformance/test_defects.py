@@ -104,6 +104,17 @@ EXPECT = [
     # Published every 1.5 s, sampled every 250 ms: a window of 9 s sees five or more intervals, even when loaded.
     Expect("slow_sampling", "winder", "opcua", "DC-SAMPLING-002", "<class>.yaml § sub_units[*].variables[*].sampling_ms",
            ("tension.cathode changes every", "sampling 250 ms"), options={"only": ["DC-SAMPLING"], "observe_s": 9.0}),
+    # Spec 1.1 clauses.
+    Expect("e10_not_derived", "coater", "opcua", "CORE-STATE-003", "common.yaml § state_derivation; rules[state.derivation]",
+           ("e10_state is SBY in Execute", "the derivation table gives PRD"), options={"only": ["CORE-STATE"]}),
+    Expect("health_not_derived", "formation", "opcua", "CORE-HEALTH-003", "common.yaml § rules[health.from-alarms]",
+           ("device_health is CHECK_FUNCTION", "in Processing"), options={"only": ["CORE-HEALTH"]}),
+    Expect("recipe_hash_1_0_text", "winder", "opcua", "RECIPE-ACTIVE-003", "common.yaml § sub_units[recipe].active_recipe_hash",
+           ("its parameters hash to", "canonical text"), options={"only": ["RECIPE-ACTIVE"]}),
+    Expect("mailbox_without_check", "formation", "modbus", "CORE-MODBUS-004",
+           "common.yaml § rules[modbus.mailbox.check]", ("events.seq_check 0",), options={"only": ["CORE-MODBUS"]}),
+    Expect("zeros_outside_map", "coater", "modbus", "CORE-MODBUS-005", "common.yaml § rules[modbus.outside-map]",
+           ("reads 0", "must answer exception 2"), options={"only": ["CORE-MODBUS"]}),
     Expect("unsupported_command_answers", "coater", "opcua", "CTRL-CMD-ERR-002",
            "common.yaml § result_codes.not_supported",
            ("SelectRecipe without the Recipe profile answered no_such_object", "expected not_supported"),

@@ -11,7 +11,6 @@ import base64
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,23 +29,18 @@ from gateway.samples import Quality, Sample
 from gateway.store.sqlite import SqliteStore
 from interface_spec import load_spec
 from tests.forward.conftest import Mosquitto
+from tests.node_peers import run_node
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-DECODER = ROOT / "tests" / "node" / "decode_sparkplug.js"
 CLASSES = {"form1": "formation", "winder1": "winder"}
 UP, DOWN = 1, 0  # the spec's availability codes
 
 
 def tahu_decode(payloads: list[bytes]) -> list[dict[str, Any]]:
     """Decode with sparkplug-payload (tests/node, installed by `make test`)."""
-    node = shutil.which("node")
-    if node is None or not (ROOT / "tests" / "node" / "node_modules" / "sparkplug-payload").is_dir():
-        pytest.fail("the Sparkplug decoder needs node and tests/node/node_modules: run `make node-peers` "
-                    "(Debian package nodejs, then npm ci in tests/node)")
-    text = "".join(base64.b64encode(p).decode() + "\n" for p in payloads)
-    done = subprocess.run([node, str(DECODER)], input=text, capture_output=True, text=True, timeout=60, check=True)
-    out = [json.loads(line) for line in done.stdout.splitlines()]
+    lines = run_node("decode_sparkplug.js", "sparkplug-payload", [base64.b64encode(p).decode() for p in payloads])
+    out = [json.loads(line) for line in lines]
     assert len(out) == len(payloads) and not [o for o in out if "error" in o], out
     return out
 

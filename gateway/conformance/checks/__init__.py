@@ -69,6 +69,12 @@ def verdict(problems: list[str], evidence: list[dict[str, Any]], ok: str, what: 
     return Outcome(status, f"{len(problems)} {plural}: {head}{more}", evidence)
 
 
+def unobserved(what: str, how: str, evidence: list[dict[str, Any]] | None = None) -> Outcome:
+    """A case whose observation held nothing to judge is not a pass: a warning saying what was missing and how to
+    exercise the clause."""
+    return Outcome(WARNING, f"nothing to judge: {what}. To exercise it: {how}", evidence or [])
+
+
 def graded(problems: list[str], doubts: list[str], evidence: list[dict[str, Any]], ok: str, what: str,
            doubt: str) -> Outcome:
     """Fail naming the problems (the doubts after them); else a warning naming the doubts, what the kit

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.conformance.checks import FAIL, Outcome, check, ev, verdict
+from gateway.conformance.checks import FAIL, NOT_APPLICABLE, WARNING, Outcome, check, ev, unobserved, verdict
 from gateway.conformance.context import Context
 from gateway.conformance.probe import in_seq_order
 
@@ -102,5 +102,87 @@ async def alarm_events(ctx: Context) -> Outcome:
     for code in codes:
         if code > 0 and code not in newest and complete:
             problems.append(f"alarm {code} is active without an AlarmRaised event")
+    if not codes and not newest:
+        return unobserved("no alarm was active and no alarm event was recorded", "raise and clear an alarm on the "
+                          "machine during the observation", evidence)
     return verdict(problems, evidence, f"{len(codes)} active alarms agree with {len(newest)} alarm histories",
                    "inconsistency")
+
+
+@check("CORE-STATE-003")
+async def derived_states(ctx: Context) -> Outcome:
+    probe: Any = ctx.probe
+    mapped = set(probe.paths())
+    names = [n for n in ("packml_state", "operation_mode", "item_state", "e10_state", "unit_mode")
+             if f"state.{n}" in mapped]
+    if not {"packml_state", "operation_mode"} <= set(names):
+        why = "packml_state and operation_mode are needed to derive the others, and are not served"
+        # Through a mapping, what a machine lacks is declared and reported by the presence cases.
+        return Outcome(FAIL if ctx.mode == "native" else NOT_APPLICABLE, why)
+    # One picture: the states read the same twice in a row (a change between two reads is not a mismatch).
+    picture: dict[str, Any] = {}
+    for _ in range(5):
+        first = {n: await probe.state(n) for n in names}
+        again = {n: await probe.state(n) for n in names}
+        if first == again:
+            picture = first
+            break
+    evidence = [ev("read", "state.*", value=picture)]
+    if not picture:
+        return Outcome(WARNING, "the states kept changing across five pairs of reads: no still picture to judge",
+                       evidence)
+    packml, mode = picture["packml_state"], picture["operation_mode"]
+    if packml not in ctx.spec.core.state_derivation.packml:
+        return Outcome(FAIL, f"packml_state {packml!r} is not a PackML state", evidence)
+    item, e10s = ctx.spec.derived_states(packml, mode)
+    problems = []
+    if "item_state" in picture and picture["item_state"] != item:
+        problems.append(f"item_state is {picture['item_state']} in {packml}/{mode}; the derivation table gives {item}")
+    if "e10_state" in picture and picture["e10_state"] not in e10s:
+        problems.append(f"e10_state is {picture['e10_state']} in {packml}/{mode}; the derivation table gives "
+                        f"{' or '.join(sorted(e10s))}")
+    unit_mode = ctx.spec.unit_mode_of(mode)
+    if "unit_mode" in picture and unit_mode is not None and picture["unit_mode"] != unit_mode:
+        problems.append(f"unit_mode is {picture['unit_mode']} in operation mode {mode}; it implies {unit_mode}")
+    evidence.append(ev("compute", "state_derivation", value={"item_state": item, "e10_state": sorted(e10s),
+                                                              "unit_mode": unit_mode}))
+    return verdict(problems, evidence, f"{packml} in {mode}: item_state {item}, e10_state {picture.get('e10_state')} "
+                                       f"as the derivation table gives", "inconsistency")
+
+
+@check("CORE-HEALTH-003")
+async def health_from_alarms(ctx: Context) -> Outcome:
+    probe: Any = ctx.probe
+    if "health.device_health" not in probe.paths():
+        return Outcome(FAIL if ctx.mode == "native" else NOT_APPLICABLE, "health.device_health is not served")
+    by_code = {a.code: a for a in ctx.spec.alarms(ctx.cls)}
+    with_mode = "state.operation_mode" in probe.paths()
+
+    async def look() -> tuple[Any, ...]:
+        if ctx.mode == "native":  # through the gateway the alarm set is the gateway's latest
+            await probe.refresh_alarms()
+        return (await probe.state("operation_mode") if with_mode else None, probe.alarm_codes()[0],
+                await _health(ctx))
+
+    picture: tuple[Any, ...] = ()
+    for _ in range(5):  # health, mode and alarms still across two reads: one picture
+        first = await look()
+        again = await look()
+        if first == again:
+            picture = first
+            break
+    if not picture:
+        return Outcome(WARNING, "health, mode and alarms kept changing across five pairs of reads: no still picture")
+    mode, codes, health = picture
+    evidence = [ev("read", "operation_mode, active alarms, device_health", value=[mode, codes, health])]
+    if codes is None:
+        return Outcome(FAIL, "the active alarm set cannot be read", evidence)
+    want = ctx.spec.device_health([by_code[c] for c in codes if c in by_code], mode or "")
+    problems = [] if health == want else [f"device_health is {health} with alarms {sorted(codes)} in {mode}; the rule "
+                                          f"health.from-alarms gives {want}"]
+    return verdict(problems, evidence, f"device_health {health} with alarms {sorted(codes)} in {mode}", "inconsistency")
+
+
+async def _health(ctx: Context) -> str | None:
+    code = await ctx.probe.read_value("health.device_health")
+    return ctx.spec.enum_name("device_health", code) if isinstance(code, int) else None

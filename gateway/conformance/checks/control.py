@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.conformance.checks import ERROR, FAIL, NOT_APPLICABLE, Outcome, check, ev, plural, verdict
+from gateway.conformance.checks import ERROR, FAIL, NOT_APPLICABLE, PASS, Outcome, check, ev, plural, verdict
 from gateway.conformance.checks.quality import recipe_hash
 from gateway.conformance.context import Context
 from interface_spec import Spec
@@ -262,6 +262,11 @@ async def packml_tour(ctx: Context) -> Outcome | dict[str, Outcome]:
                                    f"({want[-1][0]})")
         _jobs(ctx, f, command, params, events, job)
         if command in ("Stop", "Abort") and job:
+            if "job.job_id" in probe.paths():  # the ended job's id stays until the next Start (rule job.id.after)
+                served = await probe.read_value("job.job_id")
+                f.add("TRACE-JOB-003", None if served == job else
+                      f"after {command} ended job {job}, job.job_id reads {served!r}: it keeps the last job's id",
+                      ev("read", f"job.job_id after {command}", value=served, expected=job))
             job = None
         if reached != target:
             stopped_at = f"the tour stopped after {command} from {src}: the machine is in {reached}, not {target}"
@@ -567,7 +572,45 @@ async def transfer_recipe(ctx: Context) -> Outcome | dict[str, Outcome]:
                 problems.append(f"RecipeChanged carries hash {events[0].get('hash')}, expected {computed}")
         out[case] = verdict(problems, evidence, f"Put {rid}: {want}, {kind} emitted" +
                             ("" if bad else ", listed, hash as the spec's rule gives"))
+    out["RECIPE-TRANSFER-ERR-001"] = await _put_existing_version(ctx, f"CONFORMANCE-{stamp}",
+                                                                 out["RECIPE-TRANSFER-ERR-001"])
     return out
+
+
+async def _put_existing_version(ctx: Context, rid: str, so_far: Outcome) -> Outcome:
+    """A Put of a stored id and version with other parameters is refused, and the stored recipe stays (rule
+    recipe.put.existing): added to what the invalid recipe's Put found."""
+    spec, probe = ctx.spec, ctx.probe
+    stored = json.loads((await probe.call("recipes.get", [rid]))[0] or "null")
+    if not isinstance(stored, dict) or not isinstance(stored.get("version"), int):
+        return so_far  # the valid Put failed: RECIPE-TRANSFER-001 says so
+    number = next((p for p in spec.get_class(ctx.cls).recipe if p.type != "string" and p.range), None)
+    if number is None or number.range is None:
+        return so_far
+    other = {**stored["parameters"], number.name: number.range[0] if stored["parameters"].get(number.name) !=
+             number.range[0] else number.range[1]}
+    if number.type == "int":
+        other[number.name] = int(other[number.name])
+    seq0 = await probe.last_seq()
+    put = await probe.call("recipes.put", [json.dumps({"id": rid, "version": stored["version"], "parameters": other})])
+    code = int(put[0]) if put else None
+    rejected = [e for e in await events_until(ctx, seq0, lambda e: e.get("type") == "RecipeRejected")
+                if e.get("type") == "RecipeRejected" and (e.get("payload") or {}).get("recipe_id") == rid]
+    after = json.loads((await probe.call("recipes.get", [rid]))[0] or "null")
+    problems = []
+    if code != _code(spec, "parameter_invalid"):
+        problems.append(f"Recipes/Put of {rid} version {stored['version']} (stored) with other parameters answered "
+                        f"{_name(spec, code)}, expected parameter_invalid")
+    if not rejected:
+        problems.append(f"no RecipeRejected for the Put of {rid} version {stored['version']} with other parameters")
+    if after != stored:
+        problems.append(f"the stored {rid} changed: {after}, was {stored}")
+    evidence = so_far.evidence + [ev("call", f"Recipes/Put({rid}, version {stored['version']}, other parameters)",
+                                     value=_name(spec, code), expected="parameter_invalid", note=json.dumps(other))]
+    if not problems:
+        return Outcome(so_far.status, so_far.message + f"; a Put of {rid} v{stored['version']} with other parameters "
+                                                       f"refused", evidence)
+    return verdict(([so_far.message] if so_far.status != PASS else []) + problems, evidence, "", "recipe problem")
 
 
 async def leave_stopped(ctx: Context) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.bindings.modbus import outside_map
 from gateway.conformance.checks import (
     FAIL,
+    NOT_APPLICABLE,
     NOT_IMPLEMENTED,
     PASS,
     WARNING,
@@ -22,6 +24,7 @@ from gateway.conformance.checks import (
 from gateway.conformance.context import Context
 from gateway.samples import Quality
 from interface_spec.opcua_map import opcua_type, unece_unit_id
+from interface_spec.recipes import hash_rule
 
 # Paths without which the gateway cannot run a machine at all (CORE-MAPPING-002).
 GATEWAY_NEEDS = ("status.heartbeat", "state.packml_state", "state.control_authority", "counters.processed_count",
@@ -225,4 +228,52 @@ async def event_access(ctx: Context) -> Outcome:
     evidence.append(ev("read", f"event {last}", value=got[:1]))
     if not got or got[0].get("seq") != last:
         return Outcome(FAIL, f"event {last} (the newest) cannot be read: got {got[:1]}", evidence)
+    if probe.protocol == "opcua":  # MaxCount 0 sets no client limit (rule opcua.events-read.zero)
+        out = await probe.call("events.read", [last, 0])
+        items = out[0] if out and isinstance(out[0], list) else out
+        evidence.append(ev("call", f"Events/Read({last}, 0)", value=len(items or []), expected=">= 1"))
+        if not items:
+            return Outcome(FAIL, f"Events/Read({last}, 0) answers no event; MaxCount 0 sets no limit of the client's, "
+                                 f"and event {last} is in the ring", evidence)
     return Outcome(PASS, f"the newest event {last} ({got[0].get('type')}) reads by its seq", evidence)
+
+
+@check("CORE-MODBUS-004")
+async def mailbox_check(ctx: Context) -> Outcome:
+    probe: Any = ctx.probe
+    declared = str(probe.value("identification.spec_version") or "")
+    if hash_rule(declared) == "1.0":
+        return Outcome(NOT_APPLICABLE, f"the machine declares spec {declared}: events.seq_check came in 1.1")
+    last = await probe.last_seq()
+    problems, evidence = [], []
+    async with probe.io.lock:  # the mailbox is one window: the kit's own reads of it wait
+        for asked in ([last] if last else []) + [0]:
+            await probe.io.select("events.request_seq", asked)
+            got = await probe.read(["events.seq", "events.seq_check"])
+            seq, check_ = (got[k].error or got[k].value for k in ("events.seq", "events.seq_check"))
+            evidence.append(ev("read", f"events.seq, events.seq_check after selecting {asked}", value=[seq, check_],
+                               expected=[asked, asked]))
+            if [seq, check_] != [asked, asked]:
+                problems.append(f"selecting {asked} shows events.seq {seq} and events.seq_check {check_}, "
+                                f"expected {asked} in both")
+    if not last:
+        problems.append("no event to select (events.last_seq is 0): a machine emits events from power-on")
+    return verdict(problems, evidence, f"events.seq_check echoes the selected seq ({last}, and 0)", "mailbox problem")
+
+
+@check("CORE-MODBUS-005")
+async def outside_the_map(ctx: Context) -> Outcome:
+    probe: Any = ctx.probe
+    where = outside_map(ctx.spec, ctx.cls)
+    got = await probe.read([f"outside:{name}" for name in where])
+    problems, evidence = [], []
+    for name, address in where.items():
+        r = got[f"outside:{name}"]
+        evidence.append(ev("read", f"holding register {address} ({name})", value=r.error or r.value,
+                           expected="exception 2"))
+        if not r.error:
+            problems.append(f"register {address} ({name}) reads {r.value}; outside the map it must answer exception 2")
+        elif "exception 2" not in r.error:
+            problems.append(f"register {address} ({name}) answers {r.error}, expected exception 2")
+    return verdict(problems, evidence, f"{len(where)} registers just outside the map answer exception 2",
+                   "register (outside the map)")

@@ -26,6 +26,7 @@ from gateway.conformance.checks import (
     plural,
     served_paths,
     sub_unit_of,
+    unobserved,
     verdict,
 )
 from gateway.conformance.context import Context
@@ -316,7 +317,16 @@ async def alarm_codes(ctx: Context) -> Outcome:
     known = {a.code for a in ctx.spec.alarms(ctx.cls)}
     problems = [f"bit {-c - 1} is set, beyond the {len(known)} alarms of the catalogue" if c < 0 else
                 f"code {c} is not an alarm of {ctx.cls}" for c in codes if c not in known]
-    return verdict(problems, [ev("read", "active alarms", value=codes, note=raw)],
+    evidence = [ev("read", "active alarms", value=codes, note=raw)]
+    raised = [e for e in ctx.events if e.get("type") == "AlarmRaised"]
+    if not codes and not raised:
+        return unobserved("no alarm was active and none was raised, so the alarm layout (bits or codes) was never "
+                          "seen in use", "raise an alarm on the machine during the observation (e.g. open a door)",
+                          evidence)
+    if not codes:  # raised and cleared before the read: the events say which codes the machine uses
+        problems += [f"AlarmRaised (event {e.get('seq')}) carries code {code}, not an alarm of {ctx.cls}"
+                     for e in raised if (code := (e.get("payload") or {}).get("alarm_code")) not in known]
+    return verdict(problems, evidence,
                    f"{len(codes)} active alarms, all from the {ctx.cls} catalogue")
 
 
@@ -490,7 +500,9 @@ async def active_recipe_hash(ctx: Context) -> Outcome:
     rid, version, value = (probe.value(f"recipe.active_recipe_{k}") for k in ("id", "version", "hash"))
     evidence = [ev("read", "recipe.active_recipe_*", value={"id": rid, "version": version, "hash": value})]
     if not rid:
-        return Outcome(PASS, "no recipe is active (empty id)", evidence)
+        return unobserved("no recipe is active (empty id), so no hash to recompute",
+                          "select a recipe on the machine, or run with --allow-control (the RECIPE-SELECT and "
+                          "RECIPE-TRANSFER cases check the hash of what they store)", evidence)
     if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{16}", value):
         return Outcome(FAIL, f"recipe.active_recipe_hash {value!r} is not 16 lower-case hex digits", evidence)
     if probe.protocol != "opcua":
@@ -632,6 +644,9 @@ async def sampling_period(ctx: Context) -> Outcome:
             (clear if executing and d.var.type == "float" else slow).append(text)
             evidence.append(ev("observe", path, value=round(typical, 3), expected=f"<= {limit:.2f} s",
                                note=f"{len(seen)} changes in {ctx.t1 - ctx.t0:.1f} s"))
+    if not measured:
+        return unobserved("no sample value changed three times in the window, so no period could be measured",
+                          "observe longer (--observe) while the machine executes", evidence)
     return graded(clear, slow, evidence, f"{measured} changing values refresh within three times their sampling period",
                   "slow value (updated less often than its sampling period)",
                   "slow variable (an integer may stand still, or the machine was not executing)")
