@@ -131,6 +131,16 @@ async def _wrong_unit(sim: Simulator, path: str = "web.line_speed") -> None:
         ua.DataValue(ua.Variant(eu, ua.VariantType.ExtensionObject)))
 
 
+@defect("wrong_access", "a read-only variable whose AccessLevel lets clients write it", ("opcua",))
+async def _wrong_access(sim: Simulator, path: str = "counters.processed_count") -> None:
+    from asyncua import ua
+
+    b: Any = sim.binding
+    level = ua.AccessLevel.CurrentRead.mask | ua.AccessLevel.CurrentWrite.mask
+    await b.server.server.iserver.aspace.write_attribute_value(
+        b.nodes[path], ua.AttributeIds.AccessLevel, ua.DataValue(ua.Variant(level, ua.VariantType.Byte)))
+
+
 @defect("word_order", "32- and 64-bit values with the low word first (CDAB) instead of ABCD", ("modbus",))
 async def _word_order(sim: Simulator) -> None:
     b: Any = sim.binding
@@ -452,6 +462,20 @@ async def _no_reconnect(sim: Simulator) -> None:
 async def _e10_not_derived(sim: Simulator, member: str = "SBY") -> None:
     sim.faults.values.overrides["state.e10_state"] = sim.machine.spec.enum("e10_state")[member]
     await sim.publish()
+
+
+@defect("units_counted_twice", "every unit made adds 2 to its counter (the UnitProcessed events say 1)")
+async def _units_counted_twice(sim: Simulator) -> None:
+    m = sim.machine
+
+    def make(made: Callable[..., None]) -> Callable[..., None]:
+        def twice(unit_id: str, good: bool, *args: Any, **kwargs: Any) -> None:
+            made(unit_id, good, *args, **kwargs)
+            path = COUNTS[1] if good else COUNTS[2]
+            m.set(path, m.values[path] + 1)
+        return twice
+
+    _wrap(m, "unit_processed", make)
 
 
 @defect("health_not_derived", "health.device_health serves CHECK_FUNCTION whatever the alarms and the mode (in "

@@ -356,6 +356,12 @@ def _fixed() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
                              "mapping) has the class's `unit_type`, a non-empty unique `unit_id`, `result` good or "
                              "reject, a non-empty `made_from` list of input ids and numeric `measurements` named as the "
                              "class profile says. The machine must make at least one unit during the observation."),
+            dict(id="TRACE-UNIT-002", title="The counters total the units reported", layer="data_quality",
+                 severity="critical", clause="common.yaml § sub_units[counters]; events[UnitProcessed]",
+                 doc="core.md#counters",
+                 description="Between two still readings of the counters and the newest seq, `good_count` grows by the "
+                             "UnitProcessed events with result good and `defective_count` by those with result reject "
+                             "(no CountersReset between). With no unit made in the wait: a warning, nothing to judge."),
         ]),
         ("DC-SAMPLING", "DataCollection", "Sampling", [
             dict(id="DC-SAMPLING-001", title="Process values are live", layer="data_quality", severity="critical",
@@ -402,7 +408,8 @@ def _sub_unit_cases(spec: Spec, owner: str, su: SubUnit) -> tuple[str, str, str,
         TestCase(id=f"{uid}-001", title=f"{su.id}: variables present with type, unit and range", layer="presence",
                  severity="critical" if tier == "M" else "major", clause=clause,
                  description=f"Every mandatory variable of `{su.id}` ({len(served)} in the spec), and every optional one "
-                             f"the machine declares, is served{array}: OPC UA with its DataType and, for numbers, "
+                             f"the machine declares, is served{array}: OPC UA with its DataType, an AccessLevel that "
+                             f"lets clients write it exactly when its access is rw and, for numbers, "
                              f"EngineeringUnits UnitId and EURange; Modbus with registers that answer. Through a "
                              f"mapping: mapped and read with good quality.", **common),
         TestCase(id=f"{uid}-002", title=f"{su.id}: values valid", layer="data_quality", clause=f"{clause}.variables",

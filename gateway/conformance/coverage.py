@@ -38,8 +38,8 @@ class Clause:
 NO_CATEGORY = ("the category (MTConnect sample, event, condition) says how the gateway files a value; it asks "
                "nothing of the machine a client could observe")
 NO_RESOLUTION = "the resolution is the step the gateway shows values to; a machine may send finer values"
-NO_ACCESS = ("the kit writes no set-point: a write changes production. Read access is checked by every read; "
-             "write access by the simulators' own tests")
+NO_ACCESS = ("the kit writes no set-point: a write changes production. Over OPC UA the AccessLevel is checked "
+             "(<sub-unit>-001); a Modbus register cannot say it is read-only without being written")
 NO_POWER_CYCLE = ("needs the machine switched off and on, which the kit cannot do and which would stop production; "
                   "a link drop (CORE-LINK-002) shows the ring and the chain across an outage only")
 NO_PANEL = "needs the machine's panel (its key switch or buttons), which only a person at the machine can use"
@@ -64,7 +64,7 @@ EVENT_CASES = {
     "JobStarted": ("TRACE-JOB-003",),
     "JobCompleted": ("TRACE-JOB-003",),
     "JobAborted": ("TRACE-JOB-003",),
-    "UnitProcessed": ("TRACE-UNIT-001",),
+    "UnitProcessed": ("TRACE-UNIT-001", "TRACE-UNIT-002"),
 }
 EVENT_REASONS = {
     "AlarmAcknowledged": "an acknowledgement needs an occurrence to acknowledge, which only the machine can raise; "
@@ -142,7 +142,7 @@ def _variable_clauses(spec: Spec, catalogue: Catalogue) -> list[Clause]:
                 ("unit", present, ""),
                 ("range", present + values, ""),
                 ("resolution", (), NO_RESOLUTION),
-                ("access", (), NO_ACCESS),
+                ("access", present, ""),
                 ("category", (), NO_CATEGORY),
                 ("tier", present, ""),
                 ("sampling", ("DC-SAMPLING-002",) if samples and owner != "core" else ("CORE-STATUS-003",)

@@ -98,6 +98,7 @@ class Meta:
     unit_symbol: str | None
     eu_range: tuple[float, float] | None
     error: str = ""
+    writable: bool | None = None  # AccessLevel CurrentWrite; None: not read
 
 
 class Probe:
@@ -416,7 +417,7 @@ class NativeProbe(Probe):
         return {s.path: s for s in samples}
 
     async def metadata(self, paths: list[str]) -> dict[str, Meta]:
-        """OPC UA: DataType, EngineeringUnits and EURange of the nodes behind these paths."""
+        """OPC UA: DataType, AccessLevel, EngineeringUnits and EURange of the nodes behind these paths."""
         types = await self.adapter.data_types(paths)
         numeric = [p for p in paths if self.spec.variable(self.cls, p).var.type in ("float", "int", "uint")]
         props = await self.read([f"{k}:{p}" for p in numeric for k in ("eu", "range")])
@@ -439,7 +440,7 @@ class NativeProbe(Probe):
                     errors.append(f"EURange: {r.error}")
                 elif hasattr(r.value, "Low"):
                     rng = (float(r.value.Low), float(r.value.High))
-            out[p] = Meta(types[p], unit_id, symbol, rng, "; ".join(errors))
+            out[p] = Meta(types[p][0], unit_id, symbol, rng, "; ".join(errors), types[p][1])
         return out
 
     async def self_description(self) -> tuple[str | None, str]:

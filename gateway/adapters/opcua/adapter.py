@@ -363,21 +363,25 @@ class OpcUaAdapter:
             raise AdapterError(f"call {key}: {status_name(code)}{detail}")
         return [plain(v.Value) for v in result.OutputArguments or []]
 
-    async def data_types(self, keys: list[str]) -> dict[str, str | None]:
-        """Built-in type name ("Double", "UInt32") behind the DataType of each resolved value point; None
-        when the server gives no DataType that leads to one. Unresolved points are left out. For
-        conformance checks: readings carry plain Python values, which cannot tell UInt32 from Int32."""
+    async def data_types(self, keys: list[str]) -> dict[str, tuple[str | None, bool | None]]:
+        """(built-in type name such as "Double" or "UInt32" behind the DataType, whether the AccessLevel lets a
+        client write the value) of each resolved value point; None where the server gives nothing to go by.
+        Unresolved points are left out. For conformance checks: readings carry plain Python values, which cannot
+        tell UInt32 from Int32."""
         sess = self._session
         if sess is None:
             raise AdapterError(f"data types: not connected ({self._last_error or 'connecting'})")
         found = [k for k in keys if k in sess.nodes]
         try:
-            dvs = await sess.services.read([(sess.nodes[k], ua.AttributeIds.DataType) for k in found])
-            out: dict[str, str | None] = {}
-            for key, dv in zip(found, dvs):
+            dvs = await sess.services.read([(sess.nodes[k], attr) for k in found
+                                            for attr in (ua.AttributeIds.DataType, ua.AttributeIds.AccessLevel)])
+            out: dict[str, tuple[str | None, bool | None]] = {}
+            for key, dv, access in zip(found, dvs[::2], dvs[1::2]):
                 dt = dv.Value.Value if dv.Value is not None else None
                 vtype = await sess.services.builtin_type(dt) if isinstance(dt, ua.NodeId) else None
-                out[key] = vtype.name if vtype is not None else None
+                level = access.Value.Value if access.Value is not None else None
+                out[key] = (vtype.name if vtype is not None else None,
+                            bool(level & ua.AccessLevel.CurrentWrite.mask) if isinstance(level, int) else None)
         except Exception as exc:
             if not _expected(exc):
                 log.exception("%s: reading data types failed", self.endpoint)

@@ -8,6 +8,8 @@ the served states again after the events and starts over while they move.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from gateway.conformance.checks import FAIL, NOT_APPLICABLE, WARNING, Outcome, check, ev, unobserved, verdict
@@ -186,3 +188,54 @@ async def health_from_alarms(ctx: Context) -> Outcome:
 async def _health(ctx: Context) -> str | None:
     code = await ctx.probe.read_value("health.device_health")
     return ctx.spec.enum_name("device_health", code) if isinstance(code, int) else None
+
+
+COUNTS = ("counters.good_count", "counters.defective_count")
+
+
+async def _totals(ctx: Context) -> tuple[int, dict[str, Any]] | None:
+    """(newest seq, the unit counters) read as one picture: the seq the same before and after the counters."""
+    probe: Any = ctx.probe
+    for _ in range(5):
+        before = await probe.last_seq()
+        got = await probe.read_samples(list(COUNTS))
+        after = await probe.last_seq()
+        values = {p: got[p].value for p in COUNTS if p in got}
+        if before == after and isinstance(before, int) and all(isinstance(v, int) for v in values.values()) \
+                and len(values) == len(COUNTS):
+            return before, values
+    return None
+
+
+@check("TRACE-UNIT-002")
+async def counters_total_units(ctx: Context) -> Outcome:
+    probe: Any = ctx.probe
+    if not set(COUNTS) <= set(probe.paths()):
+        return Outcome(NOT_APPLICABLE, "good_count and defective_count are not both served")
+    first = await _totals(ctx)
+    if first is None:
+        return Outcome(WARNING, "the counters and the newest seq never read still together: no picture to judge")
+    seq0, counts0 = first
+    deadline = time.monotonic() + ctx.options.unit_wait_s
+    made: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not made:
+        await asyncio.sleep(0.5)
+        made = [e for e in await probe.events_since(seq0 + 1) if e.get("type") == "UnitProcessed"]
+    second = await _totals(ctx)
+    evidence = [ev("read", "newest seq, counters", value=[seq0, counts0])]
+    if second is None or not made:
+        return unobserved(f"no unit was made within {ctx.options.unit_wait_s:g} s" if not made else
+                          "the counters never read still again", "let the machine produce during the check", evidence)
+    seq1, counts1 = second
+    events = [e for e in await probe.events_since(seq0 + 1) if isinstance(e.get("seq"), int) and e["seq"] <= seq1]
+    evidence.append(ev("read", "newest seq, counters", value=[seq1, counts1]))
+    if any(e.get("type") == "CountersReset" for e in events):
+        return unobserved("the counters were reset between the two readings", "run the check again", evidence)
+    units = [(e.get("payload") or {}).get("result") for e in events if e.get("type") == "UnitProcessed"]
+    want = {"counters.good_count": units.count("good"), "counters.defective_count": units.count("reject")}
+    grew = {p: counts1[p] - counts0[p] for p in COUNTS}
+    evidence.append(ev("observe", f"UnitProcessed events {seq0 + 1}..{seq1}", value=want, note=f"counters grew {grew}"))
+    problems = [f"{p} grew by {grew[p]} while {want[p]} UnitProcessed events with result "
+                f"{'good' if p.endswith('good_count') else 'reject'} were reported (events {seq0 + 1}..{seq1})"
+                for p in COUNTS if grew[p] != want[p]]
+    return verdict(problems, evidence, f"{len(units)} units reported, the counters grew by as many", "inconsistency")

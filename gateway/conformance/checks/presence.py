@@ -69,6 +69,11 @@ def _native_presence(ctx: Context, case: Any, meta: dict[str, Any]) -> Outcome:
         if m.data_type != want_type:
             problems.append(f"{path} has DataType {m.data_type}, the spec says {want_type}")
             evidence.append(ev("read", f"{path} DataType", value=m.data_type, expected=want_type))
+        if m.writable is not None and m.writable != (var.access == "rw"):
+            problems.append(f"{path} is {'writable' if m.writable else 'read-only'} (AccessLevel), the spec says "
+                            f"access {var.access}")
+            evidence.append(ev("read", f"{path} AccessLevel CurrentWrite", value=m.writable,
+                               expected=var.access == "rw"))
         if var.type in ("float", "int", "uint"):
             unit = spec.units[var.unit]
             want_id = unece_unit_id(unit.unece)
@@ -86,7 +91,7 @@ def _native_presence(ctx: Context, case: Any, meta: dict[str, Any]) -> Outcome:
         n = ctx.probe.counts.get(su.id)
         evidence.append(ev("read", su.array.count_variable, value=ctx.probe.value(su.array.count_variable),
                            note=f"instances checked: 1..{n}"))
-    how = "DataType, EngineeringUnits and EURange as the spec says" if meta else "registers answer"
+    how = "DataType, AccessLevel, EngineeringUnits and EURange as the spec says" if meta else "registers answer"
     return verdict(problems, evidence, f"{checked} variables served; {how}", "missing or wrong variable")
 
 
