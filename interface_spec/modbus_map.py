@@ -4,7 +4,8 @@ A self-describing map in the style of SunSpec: at `base_address` (0-based
 holding registers) a 2-register marker, then blocks, each a header
 (block id, length in registers) followed by its data: first the common block,
 then the class block, then the end header (0xFFFF, 0). Inside a block,
-variables take registers in the order the spec declares them; array
+variables take registers in the order the spec declares them (in the common
+block, sub-units a minor version added follow the binding areas); array
 sub-units come last, `stride` registers per instance, space reserved for the
 maximum count so that addresses never depend on how many a machine has.
 
@@ -143,9 +144,11 @@ def layout(core: Core, cls: EquipmentClass) -> ModbusLayout:
     }
     points: list[ModbusPoint] = []
     common_start = base + 4
-    used = _place(core.sub_units, common_start, points)
+    used = _place([su for su in core.sub_units if not su.since], common_start, points)
     binding, used = _areas(core, used)
     areas.update(binding)
+    # Sub-units a minor version added come after the binding areas: no earlier register moves.
+    used = _place([su for su in core.sub_units if su.since], used, points)
     areas["common.used_end"] = ModbusPoint("common.used_end", used, "uint16", 0)
     class_header = common_start + mb.common_length
     areas["class.header"] = ModbusPoint("class.header", class_header, "uint16", 2)

@@ -137,6 +137,9 @@ class SubUnit(Strict):
     doc: str = ""
     array: ArraySpec | None = None
     tier: Tier = Tier.mandatory
+    # The minor version that added this sub-unit: its Modbus registers follow the binding areas, so that every
+    # register of an earlier version keeps its address, and a machine declaring an earlier version need not serve it.
+    since: str | None = Field(default=None, pattern=r"^\d+\.\d+$")
     variables: list[Variable]
 
 

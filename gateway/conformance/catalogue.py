@@ -34,6 +34,7 @@ CORE_SUB_UNITS = {
     "counters": ("Core", "COUNTERS", "counters"),
     "recipe": ("Recipe", "ACTIVE", "recipe-and-job"),
     "job": ("Traceability", "JOB", "recipe-and-job"),
+    "meter": ("Core", "METER", "meter"),
 }
 DOCS = "interface_spec/docs/"
 

@@ -79,12 +79,26 @@ class ProcessModel:
         if first is not None:
             self.machine.activate_recipe(first)
 
+    def power_kw(self) -> float:
+        """Electrical power the machine draws now, auxiliaries included: what its meter reads. Models give theirs."""
+        return 0.0
+
     def step(self, dt: float) -> None:
         """Advance the process by `dt` simulated seconds."""
         if dt <= 0:
             return
         self.faults.step(dt)
         self.physics(dt)
+        self._meter(dt)
+
+    def _meter(self, dt: float) -> None:
+        """The core's electricity meter (spec 1.1): power now, energy integrated over simulated time."""
+        if "meter.active_power" not in self.machine.values:
+            return
+        power = max(self.power_kw(), 0.0)
+        self.meter_energy = getattr(self, "meter_energy", 0.0) + power * dt / 3600.0
+        self.machine.set("meter.active_power", round(power, 2))
+        self.machine.set("meter.active_energy", round(self.meter_energy, 6))
 
 
 class AlarmSchedule:

@@ -32,6 +32,7 @@ NOMINAL_OHM = 0.020
 THERMAL_K_PER_W = 8.0
 UNLOAD_S = 120.0  # simulated seconds to swap a tray
 MAX_SUBSTEP_S = 30.0
+AUXILIARY_KW = 1.5  # what the meter sees beyond the process: controls, HVAC share, pumps
 # Program steps: index -> (channel status, step type), by spec enum member name.
 STEPS = {0: ("idle", "none"), 1: ("cc_charge", "cc_charge"), 2: ("cv_charge", "cv_charge"), 3: ("rest", "rest"),
          4: ("cc_discharge", "cc_discharge"), 5: ("finished", "none")}
@@ -81,6 +82,7 @@ class FormationModel(ProcessModel):
                         "discharge_current": 5.0, "discharge_voltage": 2.75}
         self.rack_temp = 25.0
         self.energy_total = 0.0
+        self.power = AUXILIARY_KW
         self.tray_number = 0
         self.placeholder_number = 0
         self.unload_left = 0.0
@@ -262,6 +264,9 @@ class FormationModel(ProcessModel):
             target = rack + current * current * r * THERMAL_K_PER_W
             temp[i] = target + (temp[i] - target) * cool
 
+    def power_kw(self) -> float:
+        return self.power
+
     def physics(self, dt: float) -> None:
         m = self.machine
         running = m.producing
@@ -281,6 +286,9 @@ class FormationModel(ProcessModel):
         heat = sum(a * a * r for a, r in zip(self.amps, self.res))
         self.rack_temp += (25.0 + heat * 0.05 - self.rack_temp) * (1.0 - math.exp(-dt / 900.0))
         power_kw = sum(v * a for v, a in zip(self.volts, self.amps)) / 1000.0
+        # The meter: the rack's converters draw what the cells take (discharge energy is not returned to the grid
+        # here) at 90 % efficiency, plus the rack's auxiliaries (fans, control).
+        self.power = abs(power_kw) / 0.9 + AUXILIARY_KW
         self.energy_total += abs(power_kw) * dt / 3600.0
         m.set("rack.temperature", round(self.rack_temp, 2))
         m.set("rack.power", round(power_kw, 4))

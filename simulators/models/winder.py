@@ -154,6 +154,11 @@ class WinderModel(ProcessModel):
             self.streak_clear_in = 60.0  # the operator clears the cause
 
     # --- physics ------------------------------------------------------------------------------------
+    def power_kw(self) -> float:
+        """Drives in proportion to the winding speed, the hi-pot and handling while indexing, a standby load."""
+        winding = self.machine.producing and self.phase == "winding"
+        return 2.0 + (6.0 + 0.02 * self.speed if winding else 1.5 if self.machine.producing else 0.0)
+
     def physics(self, dt: float) -> None:
         m, rng = self.machine, self.rng
         self.clock += dt

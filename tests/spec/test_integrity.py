@@ -522,3 +522,21 @@ def test_docs_show_every_variable_and_register(spec: Spec) -> None:
             assert f"| `{d.template}` |" in opcua
         for i, a in enumerate(spec.alarms(cls)):
             assert f"| {i} | {i // 16} / {i % 16} |" in page and f"`{a.id}`" in page
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_a_minor_version_moves_no_register(spec: Spec, cls: str) -> None:
+    """What 1.1 added (sub-units with `since`, events.seq_check) comes after every register 1.0 had: the map
+    without the additions is the same map, address for address, as the one with them."""
+    c = spec.get_class(cls)
+    added = {su.id for su in spec.core.sub_units if su.since}
+    assert added, "the spec has sub-units a minor version added"
+    earlier = spec.core.model_copy(update={"sub_units": [su for su in spec.core.sub_units if not su.since]})
+    before, now = layout(earlier, c), layout(spec.core, c)
+    assert {p.name: p.address for p in before.points} == \
+        {p.name: p.address for p in now.points if p.name.split(".")[0] not in added}
+    assert all(now.areas[n].address == a.address for n, a in before.areas.items() if n != "common.used_end")
+    # Addresses the 1.0 documents published (modbus.md): the events mailbox and the state.
+    assert (now.areas["events.seq"].address, now.areas["events.payload"].address) == (40287, 40295)
+    first_added = min(p.address for p in now.points if p.name.split(".")[0] in added)
+    assert first_added >= now.areas["events.seq_check"].end > now.areas["events.payload"].end

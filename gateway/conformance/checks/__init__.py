@@ -144,9 +144,21 @@ def is_required(ctx: Context, d: Any) -> bool:
     """Must the machine serve this variable: mandatory in the spec, or optional and declared served."""
     from interface_spec.model import Tier
 
+    if d.sub_unit.since and ctx.mode == "native" and not declares_at_least(ctx, d.sub_unit.since):
+        return d.template in ctx.declared()  # added after the version the machine implements
     if d.var.tier == Tier.mandatory and (d.sub_unit.tier == Tier.mandatory or d.sub_unit.id in ("recipe", "job")):
         return True
     return d.template in ctx.declared()
+
+
+def declares_at_least(ctx: Context, version: str) -> bool:
+    """Does the machine declare (identification.spec_version) this minor version or a later one?"""
+    def minor(text: str) -> tuple[int, ...]:
+        parts = text.split(".")[:2]
+        return tuple(int(p) for p in parts if p.isdigit())
+
+    declared = str(ctx.probe.value("identification.spec_version") or "")
+    return minor(declared) >= minor(version) if minor(declared) else True  # unknown: judged by the kit's version
 
 
 def declared_absent(ctx: Context, template: str) -> str | None:
