@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
+from gateway.analytics.energy_settings import EnergySettings
 from gateway.analytics.shifts import Shifts
 from gateway.endpoint import SCHEMES, host_problem, parse_endpoint
 from gateway.forward.config import ForwardConfig
@@ -184,6 +185,7 @@ class LineConfig(_Strict):
     store: Store = Store()
     forward: ForwardConfig | None = None  # copy stored samples to InfluxDB and/or MQTT
     shifts: Shifts | None = None  # shift calendar for per-shift OEE (gateway/analytics/shifts.py)
+    energy: EnergySettings | None = None  # grid emission factor, idle-energy rule (gateway/analytics/energy.py)
     equipment: list[Equipment] = Field(min_length=1)
 
     @field_validator("equipment")

@@ -114,3 +114,68 @@ def oee(
     _print(report, f"line '{cfg.line}' {iso(t0)} .. {iso(t1)}")
     for row in report.get("shifts", []):
         _print(row, f"shift {row['shift']}" + (f" of {row['day']}" if row["day"] else ", all days"))
+
+
+@report_app.command("energy")
+def energy(
+    line_file: Path = typer.Argument(DEMO_LINE, help="line configuration YAML (its store.path is read)"),
+    range_: str = typer.Option("24h", "--range", help="START..END or a duration back from now, e.g. 8h"),
+    cell: str | None = typer.Option(None, "--cell", help="a cell's id: its energy and carbon by stage"),
+    idle: str | None = typer.Option(None, "--idle", help="time, count or none: how idle energy is spread "
+                                                         "(default: the line file's energy.idle, else time)"),
+    factor: float | None = typer.Option(None, "--factor", min=0, help="grid emission factor, kgCO2e/kWh"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON (what GET /api/v1/energy serves)"),
+) -> None:
+    """Each machine's metered energy attributed to the units made, energy and carbon per cell, reconciled."""
+    from gateway.analytics.energy import EnergyReport
+    from gateway.analytics.energy_settings import EnergySettings
+
+    cfg, spec = load_or_fail(line_file, secrets=False)
+    t0, t1 = parse_range(range_, time.time())
+    if idle is not None and idle not in ("time", "count", "none"):
+        raise typer.BadParameter(f"--idle {idle}: give time, count or none")
+    if not Path(cfg.store.path).exists():
+        raise typer.BadParameter(f"{line_file}: store.path {cfg.store.path} does not exist; nothing was recorded")
+    changes: dict[str, Any] = {"idle": idle} if idle else {}
+    if factor is not None:
+        changes.update(emission_factor=factor, emission_factors_by_hour=None)
+    settings = (cfg.energy or EnergySettings()).model_copy(update=changes)
+
+    async def main() -> dict[str, Any]:
+        from gateway.store.sqlite import SqliteStore
+
+        async with SqliteStore(cfg.store.path) as store:
+            machines: dict[str, str] = {eq.id: eq.cls for eq in cfg.equipment}
+            return await EnergyReport(store, spec, machines, settings).report(t0, t1, cell)
+
+    report = asyncio.run(main())
+    if as_json:
+        print(json.dumps(report, indent=1))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"line '{cfg.line}' {iso(t0)} .. {iso(t1)}: energy (kWh)", title_justify="left")
+    for col in ("machine", "class", "metered", "to units", "idle", "idle spread", "unfinished", "units", "kgCO2e"):
+        table.add_column(col, justify="left" if col in ("machine", "class") else "right")
+    for eq, m in report["machines"].items():
+        if not m["metered"]:
+            table.add_row(eq, m["class"], "no meter", "", "", "", "", "", "")
+            continue
+        table.add_row(eq, m["class"], *(f"{m[k]:.3f}" for k in ("metered_kwh", "attributed_kwh", "idle_kwh",
+                                                                "idle_spread_kwh", "unfinished_kwh")),
+                      str(m["units"]), f"{m['kg_co2e']:.3f}")
+    console.print(table)
+    cells, rec = report["cells"], report["reconciliation"]
+    per = cells["per_cell"]
+    console.print(f"{cells['count']} cells: {cells['kwh']:.3f} kWh"
+                  + (f", {per['kwh']:.4f} kWh and {per['kg_co2e']:.4f} kgCO2e per cell" if per else ""))
+    console.print(f"reconciled: meters {rec['meters_kwh']:.3f} = cells {rec['cells_kwh']:.3f} + in process "
+                  f"{rec['in_process_kwh']:.3f} + unattributed {rec['unattributed_kwh']:.3f} "
+                  f"(difference {rec['difference_kwh']:.2e})")
+    if cell is not None:
+        if report["cell"] is None:
+            console.print(f"cell {cell}: no energy reached it in this range")
+        else:
+            stages = ", ".join(f"{k} {v['kwh']:.4f}" for k, v in report["cell"]["by_stage"].items())
+            console.print(f"cell {cell}: {report['cell']['kwh']:.4f} kWh, {report['cell']['kg_co2e']:.4f} kgCO2e "
+                          f"({stages})")

@@ -28,6 +28,7 @@ from gateway.api.routes import (  # line intelligence
     audit,
     commands,
     dashboard,
+    energy,
     equipment,
     events,
     forward,
@@ -101,6 +102,7 @@ def create_app(view: LineView, store: Store, spec: Spec, api_config: Api | None 
                    ready, reload_routes):
         v1.include_router(module.router)
     v1.include_router(oee.router)
+    v1.include_router(energy.router)
     v1.include_router(record.router)
     app.include_router(v1)
     app.include_router(metrics.router)  # /metrics, where Prometheus looks by default
