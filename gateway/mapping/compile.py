@@ -20,6 +20,7 @@ from interface_spec import Spec, SpecError, VarDef, split_path
 from interface_spec.loader import format_loc, line_of, load_model, yaml_node
 from interface_spec.modbus_codec import DTYPES, register_count
 from interface_spec.model import Tier
+from interface_spec.ucum import ucum_problem
 
 from .model import CommandMap, EventTrigger, Mapping, Source
 
@@ -44,6 +45,19 @@ CONVERSIONS: dict[tuple[str, str], tuple[float, float]] = {
     ("L/h", "mL/min"): (1000 / 60, 0.0),
     ("kN", "N"): (1000.0, 0.0),
 }
+
+def unit_problem(given: str, target: str) -> str:
+    """Why a vendor unit cannot feed a spec variable: not a UCUM code at all (with the nearest it may have meant),
+    or a unit the gateway converts no further (with those it does)."""
+    known = sorted({a for a, b in CONVERSIONS if b == target} | {target})
+    near = difflib.get_close_matches(given, known + sorted({a for a, _ in CONVERSIONS}), n=1, cutoff=0.5)
+    hint = f"; did you mean '{near[0]}'?" if near else ""
+    problem = ucum_problem(given)
+    if problem:
+        return f"unknown unit '{given}': not a UCUM code ({problem}){hint} Units that convert to '{target}': " \
+               f"{', '.join(known)}"
+    return f"no conversion from '{given}' to '{target}' (units that convert to it: {', '.join(known)})"
+
 
 KIND = {"float": "num", "int": "num", "uint": "num", "enum": "enum", "bool": "bool", "string": "str", "timestamp": "num"}
 
@@ -155,7 +169,7 @@ def load_mapping(path: str | Path, spec: Spec) -> Mapping:
                     if name not in members:
                         err(("variables", i, "enum", code), f"'{name}' is not a member of {d.var.enum} ({', '.join(members)})")
         if vm.from_unit and (vm.from_unit, d.var.unit) not in CONVERSIONS and vm.from_unit != d.var.unit:
-            err(("variables", i, "from_unit"), f"no conversion from '{vm.from_unit}' to '{d.var.unit}'")
+            err(("variables", i, "from_unit"), unit_problem(vm.from_unit, d.var.unit))
     for loc, msg in modbus_problems(m, spec):
         err(loc, msg)
     alarm_ids = {a.id for a in spec.alarms(m.cls)}

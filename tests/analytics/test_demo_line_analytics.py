@@ -74,3 +74,13 @@ async def test_oee_and_a_cells_record_answer_for_real_machines_with_consistent_f
     assert machines["formation1"]["counts"]["processed"] >= 1  # the cell recorded above was counted
     assert machines["coater1"]["time_s"]["PRD"] > 0
     assert report["bottleneck"]["stage"] in ("coater", "winder", "formation")
+
+    # Energy: the native machines' meters (spec 1.1) attributed and reconciled; the dialect winders have none.
+    r = await client.get("/api/v1/energy", params={"start": repr(t0 - 600), "end": repr(t1)})
+    assert r.status_code == 200, r.text
+    energy = r.json()
+    assert energy["machines"]["coater1"]["metered"] and energy["machines"]["coater1"]["metered_kwh"] > 0
+    assert energy["machines"]["formation1"]["metered_kwh"] > 0
+    assert not energy["machines"]["winder1"]["metered"]  # its vendor's map has no meter
+    rec = energy["reconciliation"]
+    assert abs(rec["difference_kwh"]) < 1e-6 * max(rec["meters_kwh"], 1.0), rec

@@ -283,3 +283,41 @@ def test_api_docs_work_without_internet(tab, line):
     assert page.locator(".swagger-ui .opblock").count() > 20
     assert outside == [], f"/docs reached outside the gateway: {outside}"
     tab.check("api-docs")
+
+
+def test_performance_shows_oee_and_energy_per_machine(tab, line):
+    poll(lambda: get_json(f"{line.url}/api/v1/oee?start=-1h")["machines"][0]["time_s"]["PRD"] > 0,
+         "some production recorded")
+    page = tab.open("#/performance")
+    page.wait_for_selector("#oee-table tbody tr")
+    page.wait_for_selector("#energy-table tbody tr")
+    rows = {r.get_attribute("data-eq"): r.inner_text() for r in page.locator("#oee-table tbody tr").all()}
+    assert set(rows) == {"coater1", "winder1", "winder2", "formation1"}, rows
+    assert "%" in rows["coater1"] and page.locator("#oee-table .e10bar span").count() >= 4
+    energy = page.locator("#energy-table").inner_text()
+    assert "coater1" in energy and "no meter" in energy  # the dialect winders have no meter
+    assert "difference" in page.locator("#energy-reconciled").inner_text()
+    assert page.locator("#line-oee").inner_text().endswith("%")
+    tab.check("performance")
+
+
+def test_a_cells_record_shows_each_stage_with_its_values_and_energy(tab, line):
+    def cell_with_stages() -> str | None:
+        for e in get_json(f"{line.url}/api/v1/events?equipment=formation1&type=UnitProcessed&limit=200"):
+            rec = get_json(f"{line.url}/api/v1/record/{e['payload']['unit_id']}")
+            if len(rec["stages"]) >= 2:
+                return rec["unit_id"]
+        return None
+    cell = poll(cell_with_stages, "a cell recorded with its upstream stages", timeout=150)
+    page = tab.open(f"#/trace/{cell}")
+    page.click("#t-record")
+    page.wait_for_selector(".stage-record")
+    assert page.url.endswith(f"#/record/{cell}")
+    stages = page.locator(".stage-record")
+    assert stages.count() >= 2
+    first = stages.first.inner_text()
+    assert cell in first and "formation1" in first and "mean" in first, first
+    assert page.locator(".stage-record table.pv tbody tr").count() > 0
+    page.wait_for_selector("#r-energy")
+    assert "kWh" in page.locator("#r-energy").inner_text()
+    tab.check("record")

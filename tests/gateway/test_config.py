@@ -347,7 +347,11 @@ def test_mapping_compiles_transforms_into_targets(tmp_path):
         (("3: Execute", "3: Running"), "m.yaml:11: variables[1].enum[3]: 'Running' is not a member of packml_state"),
         (("alarm: separator_break", "alarm: web_break"), "m.yaml:19: alarms[0].alarm: 'web_break' is not an alarm of winder"),
         (("  Start:", "  Launch:"), "m.yaml:21: commands.Launch: 'Launch' is not a spec command"),
-        (("from_unit: K", "from_unit: bar"), "m.yaml:17: variables[3].from_unit: no conversion from 'bar' to 'Cel'"),
+        (("from_unit: K", "from_unit: bar"), "m.yaml:17: variables[3].from_unit: no conversion from 'bar' to 'Cel' "
+                                             "(units that convert to it: Cel, K, [degF])"),
+        (("from_unit: K", "from_unit: Kel"), "m.yaml:17: variables[3].from_unit: unknown unit 'Kel': not a UCUM code "
+                                             "('Kel' is not a UCUM unit atom (with optional prefix and exponent)); "
+                                             "did you mean 'Cel'? Units that convert to 'Cel': Cel, K, [degF]"),
         (("{address: 100, dtype: int16}", "{address: 100}"), "m.yaml:7: variables[0].source: a Modbus source needs 'dtype'"),
         (("{manufacturer: Acme", "{maker: Acme"), "m.yaml:22: identification.maker: 'maker' is not an identification variable"),
         (("$before:material.cathode_roll_id", "$before:material.cathode_roll"),

@@ -1,6 +1,6 @@
 // The dashboard's entry: hash routes to pages. Pages are modules under pages/, each exporting
 // mount(root, ...params) -> cleanup function. Views have URLs (#/line, #/equipment/<id>, #/alarms,
-// #/trace/<id>) so they can be bookmarked and shared.
+// #/trace/<id>, #/record/<id>, #/performance) so they can be bookmarked and shared.
 import { $, api, keyInput, session, showError } from "./lib.js";
 
 // --- routes ---------------------------------------------------------------------------------
@@ -9,6 +9,8 @@ const routes = [
   [/^#\/equipment\/([^/]+)$/, "line", () => import("./pages/machine.js")],
   [/^#\/alarms$/, "alarms", () => import("./pages/alarms.js")],
   [/^#\/trace(?:\/(.+))?$/, "trace", () => import("./pages/trace.js")],
+  [/^#\/record(?:\/(.+))?$/, "trace", () => import("./pages/record.js")],
+  [/^#\/performance$/, "performance", () => import("./pages/performance.js")],
 ];
 let cleanup = null;
 

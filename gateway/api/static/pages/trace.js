@@ -28,7 +28,8 @@ export async function mount(root, unitId) {
     <section class="panel">
       <form class="toolbar" id="t-form"><label>cell, jelly roll or electrode roll ID
         <input type="text" id="t-id" size="28" value="${esc(unitId || "")}" required></label>
-        <button class="primary" type="submit">Trace</button><button type="button" id="t-csv" ${unitId ? "" : "disabled"}>CSV</button></form>
+        <button class="primary" type="submit">Trace</button><button type="button" id="t-csv" ${unitId ? "" : "disabled"}>CSV</button>
+        ${unitId ? `<a id="t-record" href="#/record/${encodeURIComponent(unitId)}">manufacturing record</a>` : ""}</form>
       <div class="small"><span class="muted">recently made:</span> <span id="recent"></span></div>
     </section>
     <div id="t-out"></div>`;
