@@ -61,6 +61,16 @@ def event_ids(payload: dict[str, Any]) -> list[str]:
     return [str(i) for i in ids if i]
 
 
+SPEC_VERSION = "identification.spec_version"
+NOT_IN_VERSION = "not_in_spec_version"  # the reason of a value its machine's declared spec version does not have
+
+
+def _minor(version: str) -> tuple[int, ...]:
+    """(major, minor) of "1.1.0"; () when it is not a version."""
+    parts = version.split(".")[:2]
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else ()
+
+
 class Device:
     def __init__(self, spec: Spec, eq: Equipment, store: Store, publish: Callable[[LiveMessage], None]):
         self.spec = spec
@@ -86,6 +96,8 @@ class Device:
         self._background: set[asyncio.Task[None]] = set()  # owned: kept until done, cancelled on stop
         self._heartbeat_seen: tuple[Any, float] = (None, 0.0)  # (value, gateway time of last change)
         self._heartbeat_timeout = spec.core.heartbeat_timeout_s
+        # Core sub-units a minor version added, and that version: a machine declaring an earlier one has none of them.
+        self._since = {su.id: su.since for su in spec.core.sub_units if su.since}
         self._stall_marked: dict[str, Sample] = {}  # path -> the good sample a stall marked uncertain
         self._link_up = False
         self._mapped_seq = int(time.time() * 1000)
@@ -245,6 +257,8 @@ class Device:
         now = time.time()
         samples = to_samples(self.eq.id, plan.targets, readings, now)
         self._special(readings, now)
+        if samples and plan.native:
+            samples = self._before_their_version(samples)
         if samples:
             if self._stalled(samples):
                 # Re-read from a frozen machine: the same value again, not a fresh one.
@@ -254,6 +268,25 @@ class Device:
                 result: Awaitable[None] | None = self.store.room()  # the store is behind: the adapter waits before reading more
                 return result
         return None
+
+    def _before_their_version(self, samples: list[Sample]) -> list[Sample]:
+        """Values of a sub-unit a later minor version added (the meter, 1.1), read from a machine that declares an
+        earlier version: its registers read 0 there, which is no reading. They are kept, marked bad with the reason."""
+        declared = next((s.value for s in samples if s.path == SPEC_VERSION), None)
+        if declared is None and SPEC_VERSION in self.latest:
+            declared = self.latest[SPEC_VERSION].value
+        if not isinstance(declared, str) or not declared:
+            return samples
+        older = _minor(declared)
+        if not older:
+            return samples
+        out = []
+        for s in samples:
+            since = self._since.get(s.path.split(".", 1)[0].split("[", 1)[0])
+            if since is not None and older < _minor(since) and s.quality != Quality.BAD:
+                s = s._replace(quality=Quality.BAD, reason=f"{NOT_IN_VERSION} {declared}")
+            out.append(s)
+        return out
 
     def _stalled(self, samples: Sequence[Sample] = ()) -> bool:
         """Connected but frozen: the heartbeat has not moved within the spec's timeout, nor in `samples`."""

@@ -107,3 +107,27 @@ def test_a_bit_field_that_does_not_fit_is_refused_with_its_line(tmp_path, source
     with pytest.raises(SpecError) as exc:
         load_mapping(tmp_path / "m.yaml", load_spec())
     assert "m.yaml:9: variables[1].source: " in str(exc.value) and message in str(exc.value)
+
+
+@pytest.mark.parametrize("declared, quality", [("1.0.0", Quality.BAD), ("1.1.0", Quality.GOOD)])
+async def test_a_machine_declaring_1_0_has_no_meter_however_its_registers_read(tmp_path, declared, quality):
+    """The meter came in 1.1, after the mailbox: a 1.0 machine's registers there read 0, which is no reading. The
+    gateway keeps those samples, bad, with the reason; the machine's other values are untouched."""
+    from gateway.config import Equipment
+    from gateway.runtime.device import Device
+    from gateway.store import SqliteStore
+
+    spec = load_spec()
+    async with SqliteStore(tmp_path / "s.sqlite") as store:
+        dev = Device(spec, Equipment.model_validate({"id": "w1", "class": "winder", "protocol": "modbus",
+                                                     "endpoint": "127.0.0.1:1502"}), store, lambda message: None)
+        dev.plan = dev._build_plan({})
+        dev._on_readings([RawReading("identification.spec_version", declared, 1000.0),
+                          RawReading("meter.active_energy", 0.0, 1000.0), RawReading("tension.cathode", 5.0, 1000.0)])
+        meter, tension = dev.latest["meter.active_energy"], dev.latest["tension.cathode"]
+        assert meter.quality == quality and tension.quality == Quality.GOOD
+        if quality == Quality.BAD:
+            assert meter.reason == "not_in_spec_version 1.0.0" and meter.value == 0.0  # kept, not dropped
+        await store.flush()
+        [row] = await store.history("w1", "meter.active_energy", 0, 2000)
+        assert row["quality"] == int(quality)
