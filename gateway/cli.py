@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 
 from gateway import __version__
-from gateway.analytics.cli import report_app
+from gateway.analytics.cli import export_app, report_app
 from gateway.clitools import (
     DEMO_LINE,
     Overrides,
@@ -428,6 +428,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(certs_app, name="certs")
 app.add_typer(spec_app, name="spec", help="Validate, show and document the line interface spec.")
 app.add_typer(report_app, name="report")
+app.add_typer(export_app, name="export")
 app.command("conformance")(conformance)
 
 

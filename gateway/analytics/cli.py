@@ -179,3 +179,76 @@ def energy(
             stages = ", ".join(f"{k} {v['kwh']:.4f}" for k, v in report["cell"]["by_stage"].items())
             console.print(f"cell {cell}: {report['cell']['kwh']:.4f} kWh, {report['cell']['kg_co2e']:.4f} kgCO2e "
                           f"({stages})")
+
+
+export_app = typer.Typer(help="Exports computed from a line's stored records: the feature table, passports.",
+                         no_args_is_help=True)
+
+
+def _store_of(line_file: Path) -> tuple[Any, Any]:
+    cfg, spec = load_or_fail(line_file, secrets=False)
+    if not Path(cfg.store.path).exists():
+        raise typer.BadParameter(f"{line_file}: store.path {cfg.store.path} does not exist; nothing was recorded")
+    return cfg, spec
+
+
+@export_app.command("cells")
+def export_cells(
+    line_file: Path = typer.Argument(DEMO_LINE, help="line configuration YAML (its store.path is read)"),
+    range_: str = typer.Option("24h", "--range", help="cells graded in START..END or a duration back from now"),
+    fmt: str = typer.Option("parquet", "--format", help="parquet or csv"),
+    out: Path = typer.Option(..., "--out", help="the file to write"),
+) -> None:
+    """The quality feature table: one row per graded cell with its grade, results and upstream stage statistics."""
+    from gateway.analytics.features import FeatureTable, to_csv, to_parquet
+
+    if fmt not in ("parquet", "csv"):
+        raise typer.BadParameter(f"--format {fmt}: give parquet or csv")
+    cfg, spec = _store_of(line_file)
+    t0, t1 = parse_range(range_, time.time())
+
+    async def main() -> tuple[list[dict[str, Any]], Any]:
+        from gateway.store.sqlite import SqliteStore
+
+        async with SqliteStore(cfg.store.path) as store:
+            machines: dict[str, str] = {eq.id: eq.cls for eq in cfg.equipment}
+            return await FeatureTable(store, spec, machines).rows(t0, t1)
+
+    rows, columns = asyncio.run(main())
+    if fmt == "csv":
+        out.write_text(to_csv(rows, columns), encoding="utf-8")
+    else:
+        out.write_bytes(to_parquet(rows, columns, {"from": iso(t0) or "", "to": iso(t1) or "",
+                                                   "method": "gateway/analytics/features.py"}))
+    console.print(f"{len(rows)} cells, {len(columns)} columns -> {out}")
+
+
+@export_app.command("passport")
+def export_passport(
+    unit_id: str = typer.Argument(..., help="a cell's id, or a lot or roll: the passports of every cell made from it"),
+    line_file: Path = typer.Option(DEMO_LINE, "--line", help="line configuration YAML (its store.path is read)"),
+    out: Path = typer.Option(..., "--out", help="the AAS JSON file to write"),
+) -> None:
+    """The manufacturing part of the battery passport as Asset Administration Shell JSON."""
+    from gateway.analytics.passport import PassportBuilder, to_json
+
+    cfg, spec = _store_of(line_file)
+
+    async def main() -> tuple[Any, int]:
+        from gateway.store.sqlite import SqliteStore
+
+        async with SqliteStore(cfg.store.path) as store:
+            machines: dict[str, str] = {eq.id: eq.cls for eq in cfg.equipment}
+            builder = PassportBuilder(store, spec, machines, cfg.line, cfg.energy)
+            one = await builder.cell(unit_id)
+            if one is not None:
+                return one, 1
+            lot = await builder.lot(unit_id)
+            return (lot[0], len(lot[1])) if lot else (None, 0)
+
+    objects, cells = asyncio.run(main())
+    if objects is None or not cells:
+        console.print(f"[red]no cell was graded as '{unit_id}' or made from it[/red]")
+        raise typer.Exit(1)
+    out.write_text(to_json(objects), encoding="utf-8")
+    console.print(f"passport of {cells} cell{'s' if cells != 1 else ''} -> {out}")

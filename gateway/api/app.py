@@ -26,6 +26,7 @@ from gateway.api.ratelimit import Limiter
 from gateway.api.routes import (  # line intelligence
     alarms,
     audit,
+    cells,
     commands,
     dashboard,
     energy,
@@ -103,6 +104,7 @@ def create_app(view: LineView, store: Store, spec: Spec, api_config: Api | None 
         v1.include_router(module.router)
     v1.include_router(oee.router)
     v1.include_router(energy.router)
+    v1.include_router(cells.router)
     v1.include_router(record.router)
     app.include_router(v1)
     app.include_router(metrics.router)  # /metrics, where Prometheus looks by default

@@ -75,6 +75,18 @@ def time_range(start: str | None, end: str | None, now: float, default_span: flo
     return t_start, t_end
 
 
+def report_range(start: str | None, end: str | None, now: float, default_span: float,
+                 max_span: float) -> tuple[float, float]:
+    """A report's range: it must last, and last at most `max_span` (one request stays seconds, not minutes)."""
+    t0, t1 = time_range(start, end, now, default_span)
+    if t1 <= t0:
+        raise HTTPException(422, "start and end are the same time; give a range that lasts")
+    if t1 - t0 > max_span:
+        raise HTTPException(422, f"the range lasts {(t1 - t0) / 86400:.0f} days; ask at most "
+                                 f"{max_span / 86400:.0f} days at once, e.g. month by month")
+    return t0, t1
+
+
 def optional_range(start: str | None, end: str | None, now: float) -> tuple[float | None, float | None]:
     """Both ends optional (open range); still 422 when end is before start."""
     t_start = parse_time(start, "start", now) if start else None

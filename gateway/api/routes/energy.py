@@ -16,7 +16,7 @@ from gateway.analytics.energy import EnergyReport
 from gateway.analytics.energy_settings import EnergySettings
 from gateway.api.deps import SpecDep, Store, View
 from gateway.api.routes.oee import MAX_SPAN_S
-from gateway.api.timeparams import time_range
+from gateway.api.timeparams import report_range
 
 router = APIRouter(tags=["line intelligence"])
 
@@ -35,12 +35,7 @@ async def get_energy(
     factor: Annotated[float | None, Query(ge=0, description="grid emission factor, kgCO2e/kWh; default the line "
                                                             "file's")] = None,
 ) -> dict[str, Any]:
-    t0, t1 = time_range(start, end, time.time(), DEFAULT_SPAN_S)
-    if t1 <= t0:
-        raise HTTPException(422, "start and end are the same time; give a range that lasts")
-    if t1 - t0 > MAX_SPAN_S:
-        raise HTTPException(422, f"the range lasts {(t1 - t0) / 86400:.0f} days; ask at most "
-                                 f"{MAX_SPAN_S / 86400:.0f} days at once")
+    t0, t1 = report_range(start, end, time.time(), DEFAULT_SPAN_S, MAX_SPAN_S)
     settings = getattr(getattr(view, "config", None), "energy", None) or EnergySettings()
     changes: dict[str, Any] = {}
     if idle is not None:

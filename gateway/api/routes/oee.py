@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from gateway.analytics.oee import OeeCalculator
 from gateway.api.deps import SpecDep, Store, View, equipment_filter
-from gateway.api.timeparams import iso, time_range
+from gateway.api.timeparams import iso, report_range
 
 router = APIRouter(tags=["line intelligence"])
 
@@ -44,12 +44,7 @@ async def get_oee(
     by: Annotated[Literal["range", "shift"], Query(description="shift: also per shift of the line file's calendar")] = "range",
 ) -> dict[str, Any]:
     equipment_filter(view, equipment)
-    t0, t1 = time_range(start, end, time.time(), DEFAULT_SPAN_S)
-    if t1 <= t0:
-        raise HTTPException(422, "start and end are the same time; give a range that lasts")
-    if t1 - t0 > MAX_SPAN_S:
-        raise HTTPException(422, f"the range lasts {(t1 - t0) / 86400:.0f} days; ask at most {MAX_SPAN_S / 86400:.0f} "
-                                 "days at once (a quarter), e.g. month by month")
+    t0, t1 = report_range(start, end, time.time(), DEFAULT_SPAN_S, MAX_SPAN_S)
     shifts = _shifts(view)
     if by == "shift" and shifts is None:
         raise HTTPException(422, "by=shift: the line file has no shifts: section (a calendar of named shifts)")
