@@ -1,0 +1,157 @@
+"""The API fuzzed from its own OpenAPI schema (schemathesis) on a running demo line, with and without a key.
+
+`linegw demo` runs as a process of its own with API keys configured; every operation of the published schema is
+called with requests generated from the schema (and derived from it: bad types, missing parameters): as an
+engineer with a key, and as a caller without one. No answer is a 5xx, every 4xx says why (a non-empty `detail`),
+and every answer the schema documents conforms to it. The examples are derandomized: the same run each time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+
+from tests.e2e.test_demo_command import demo_line_on_free_ports
+
+pytestmark = pytest.mark.slow
+
+KEY = "fuzz-engineer-key-0123456789abcdef"
+EXAMPLES = 12  # per operation and caller: the whole file stays near a minute on two cores
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("fuzz")
+    line_file = demo_line_on_free_ports(tmp)
+    digest = hashlib.sha256(KEY.encode()).hexdigest()
+    text = line_file.read_text().replace(
+        "api: {host: 127.0.0.1, port: 0}",
+        "api:\n  host: 127.0.0.1\n  port: 0\n"
+        f"  keys: [{{user: fuzzer, role: engineer, key_sha256: {digest}}}]\n"
+        "  command_limits: {per_caller_per_min: 100000, per_machine_per_min: 100000}")
+    assert "key_sha256" in text, "the demo line's api: line changed; adapt the fuzz line file"
+    line_file.write_text(text)
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "demo", "--line", str(line_file), "--for", "15m"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        deadline = time.monotonic() + 90
+        assert proc.stdout is not None
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"linegw demo ended: {proc.stderr.read() if proc.stderr else ''}")
+            m = re.search(r"(http://127\.0\.0\.1:\d+)/api/v1", line)
+            url = m.group(1) if m else None
+        assert url, "linegw demo did not print its API address within 90 s"
+        while time.monotonic() < deadline:
+            r = httpx.get(f"{url}/api/v1/line", headers={"X-API-Key": KEY}, timeout=5)
+            if r.status_code == 200 and all(m["available"] for m in r.json()["machines"]):
+                break
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def fuzz(url: str, headers: dict[str, str], calls: list[str] | None = None) -> list[str]:
+    """Every operation, EXAMPLES generated requests each: what went wrong, as sentences; `calls` gets every
+    operation called."""
+    schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+    problems: list[str] = []
+    calls = calls if calls is not None else []
+    for result in schema.get_all_operations():
+        _fuzz_operation(result.ok(), url, headers, problems, calls)
+    return problems
+
+
+def _fuzz_operation(operation, url: str, headers: dict[str, str], problems: list[str], calls: list[str]) -> None:
+    @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(case=operation.as_strategy())
+    def run(case) -> None:
+        # The schema declares the key header: the generated one gives way to the caller's (or to none).
+        case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "x-api-key"} | headers
+        response = case.call(base_url=url, timeout=30)
+        calls.append(f"{case.method} {operation.path}")
+        where = f"{case.method} {case.formatted_path} {case.query or ''}"
+        if response.status_code >= 500:
+            problems.append(f"{where}: {response.status_code} {response.text[:200]}")
+        elif response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = {}
+            if not (isinstance(body, dict) and isinstance(body.get("detail"), (str, list)) and body["detail"]):
+                problems.append(f"{where}: {response.status_code} without a reason: {response.text[:200]}")
+        else:
+            try:
+                case.validate_response(response, checks=[schemathesis.checks.response_schema_conformance])
+            except Exception as exc:  # a FailureGroup naming what does not conform
+                problems.append(f"{where}: {response.status_code} does not conform: {str(exc)[:300]}")
+
+    run()
+
+
+def test_no_request_built_from_the_schema_breaks_the_api_with_a_key(api):
+    calls: list[str] = []
+    assert fuzz(api, {"X-API-Key": KEY}, calls) == []
+    operations = set(calls)
+    # Every route of the API was tried, commands and the reload included, several times each.
+    assert len(operations) >= 25 and len(calls) >= 4 * len(operations), (len(operations), len(calls))
+    assert any(c.startswith("POST") and "commands" in c for c in operations)
+
+
+def test_without_a_key_every_refusal_says_why(api):
+    assert fuzz(api, {}) == []
+    r = httpx.get(f"{api}/api/v1/line", timeout=5)
+    assert r.status_code == 401 and r.json()["detail"]
+
+
+def test_the_fuzzer_reports_a_5xx_and_a_refusal_without_a_reason(tmp_path):
+    """The checker can fail: a small API with a route that breaks and one that refuses without saying why."""
+    import threading
+
+    import uvicorn
+    from fastapi import FastAPI, Query
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI()
+
+    @app.get("/boom", response_model=None)
+    def boom(n: int = Query(0)):
+        raise RuntimeError("broken")
+
+    @app.get("/mute", response_model=None)
+    def mute(n: int = Query(0)):
+        return JSONResponse({"error": True}, status_code=400)
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        problems = fuzz(f"http://127.0.0.1:{port}", {})
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+    assert any("/boom" in p and ": 500" in p for p in problems), problems
+    assert any("/mute" in p and "without a reason" in p for p in problems), problems
