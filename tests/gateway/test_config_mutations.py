@@ -7,7 +7,6 @@ added, a line of text duplicated or dropped.
 
 from __future__ import annotations
 
-import copy
 import re
 import shutil
 from pathlib import Path
@@ -23,59 +22,13 @@ from gateway.clitools import load_config
 from gateway.config import load_line
 from gateway.runtime.device import Device, adapter_factory
 from interface_spec import SpecError, load_spec
+from tests.mutations import mutate, paths, text_mutate, values
 
 SPEC = load_spec()
 DEMO = yaml.safe_load(DEMO_LINE.read_text(encoding="utf-8"))
 DEMO_TEXT = yaml.safe_dump(DEMO, sort_keys=False)
 
-scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**40), max_value=2**40),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
-    st.sampled_from(["", "0", "-4", "::1", "[::1]", "fe80::1", "127.0.0.l", "modbus://h:70000", "opc.tcp://",
-                     "viewer", "LINEGW_NOT_SET", "../mappings/nowhere.yaml", "../mappings", ".", "/dev/null",
-                     "../mappings/sztp-winder-opcua.yaml"]),
-)
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                       st.dictionaries(st.text(max_size=8), inner, max_size=3)),
-                      max_leaves=6)
-
-
-def paths(node: Any, here: tuple = ()) -> list[tuple]:
-    """Every place in the parsed file: mapping keys and list items, the root excluded."""
-    out = [here] if here else []
-    if isinstance(node, dict):
-        for k, v in node.items():
-            out += paths(v, here + (k,))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out += paths(v, here + (i,))
-    return out
-
-
 PATHS = paths(DEMO)
-
-
-def mutate(data: Any, where: tuple, how: str, value: Any) -> Any:
-    data = copy.deepcopy(data)
-    parent = data
-    for part in where[:-1]:
-        parent = parent[part]
-    last = where[-1]
-    if how == "replace":
-        parent[last] = value
-    elif how == "remove":
-        del parent[last]
-    elif isinstance(parent, dict):  # "add": a key the format may not have
-        parent[f"{last}_extra"] = value
-    else:
-        parent.append(value)
-    return data
-
-
-def text_mutate(text: str, line: int, how: str) -> str:
-    lines = text.splitlines(keepends=True)
-    i = line % len(lines)
-    return "".join(lines[:i] + ([lines[i]] * 2 if how == "duplicate" else []) + lines[i + 1:])
 
 
 def check(path: Path, text: str) -> None:
