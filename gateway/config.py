@@ -128,6 +128,9 @@ class Api(_Strict):
     keys: list[ApiKey] = []
     command_limits: CommandLimits = CommandLimits()
     tls: Tls | None = None
+    # Live messages waiting for one WebSocket client; a client that lets more pile up is dropped (close 1013),
+    # so a client that never reads holds no more than this (the dashboard reconnects by itself).
+    live_queue: int = Field(default=1000, ge=10, le=100_000)
 
     @field_validator("host")
     @classmethod

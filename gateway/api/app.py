@@ -81,6 +81,7 @@ def create_app(view: LineView, store: Store, spec: Spec, api_config: Api | None 
     app.state.limiter = Limiter(api_config.command_limits.per_caller_per_min, api_config.command_limits.per_machine_per_min)
     app.state.forwarding = forwarding  # gateway.forward.service.Forwarding, or None
     app.state.presenter = Presenter(spec)
+    app.state.live_queue = api_config.live_queue
     app.state.reload = reload  # reads the line file again and applies it (linegw run); None without a file
     app.state.request_latency = metrics.request_latency()
 

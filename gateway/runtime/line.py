@@ -61,7 +61,7 @@ class LineRuntime:
         self.spec = spec
         self.store = store
         self.devices = {eq.id: Device(spec, eq, store, self._publish) for eq in config.equipment}
-        self._subscribers: set[asyncio.Queue[LiveMessage]] = set()
+        self._subscribers: dict[asyncio.Queue[LiveMessage], asyncio.Event | None] = {}
         self.live_dropped = 0
         self.started_ts = time.time()
         self.restarts: dict[str, int] = {eq.id: 0 for eq in config.equipment}
@@ -165,20 +165,22 @@ class LineRuntime:
             raise LookupError(f"no equipment '{equipment_id}' on line {self.line_id} (known: {', '.join(self.devices)})")
         return await commands.execute(dev, command, params, user, role)
 
-    async def live(self, max_queue: int = 1000) -> AsyncGenerator[LiveMessage, None]:
+    async def live(self, max_queue: int = 1000, overflow: asyncio.Event | None = None) -> AsyncGenerator[LiveMessage, None]:
         q: asyncio.Queue[LiveMessage] = asyncio.Queue(max_queue)
-        self._subscribers.add(q)
+        self._subscribers[q] = overflow
         try:
             while True:
                 yield await q.get()
         finally:
-            self._subscribers.discard(q)
+            self._subscribers.pop(q, None)
 
     def _publish(self, msg: LiveMessage) -> None:
-        for q in self._subscribers:
+        for q, overflow in self._subscribers.items():
             if q.full():
-                q.get_nowait()  # a slow subscriber loses the oldest, counted
+                q.get_nowait()  # a slow subscriber loses the oldest, counted; its owner is told
                 self.live_dropped += 1
+                if overflow is not None:
+                    overflow.set()
             q.put_nowait(msg)
 
     def health(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ internals. Samples are `gateway.samples.Sample`; the store is a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -66,7 +67,7 @@ class LineView(Protocol):
         self, equipment_id: str, command: str, params: dict[str, Any], user: str, role: str
     ) -> CommandResult: ...
 
-    def live(self, max_queue: int = 1000) -> AsyncGenerator[LiveMessage, None]:
-        """Live messages for one subscriber; a slow subscriber loses the oldest (counted)."""
+    def live(self, max_queue: int = 1000, overflow: asyncio.Event | None = None) -> AsyncGenerator[LiveMessage, None]:
+        """Live messages for one subscriber; a slow subscriber loses the oldest (counted), and `overflow` is set."""
 
     def health(self) -> dict[str, Any]: ...

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -26,8 +27,17 @@ from tests.e2e.test_demo_command import demo_line_on_free_ports
 pytestmark = pytest.mark.slow
 
 KEY = "fuzz-engineer-key-0123456789abcdef"
+LIVE_QUEUE = 20  # live messages kept per WebSocket client: small, so a client that never reads overflows soon
+CLIENTS = 200
 EXAMPLES = 12  # per operation and caller: the whole file stays near a minute on two cores
 ROOT = Path(__file__).resolve().parents[2]
+
+
+_PID: list[int] = []
+
+
+def api_pid() -> int:
+    return _PID[-1]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +49,8 @@ def api(tmp_path_factory) -> Iterator[str]:
         "api: {host: 127.0.0.1, port: 0}",
         "api:\n  host: 127.0.0.1\n  port: 0\n"
         f"  keys: [{{user: fuzzer, role: engineer, key_sha256: {digest}}}]\n"
-        "  command_limits: {per_caller_per_min: 100000, per_machine_per_min: 100000}")
+        "  command_limits: {per_caller_per_min: 100000, per_machine_per_min: 100000}\n"
+        f"  live_queue: {LIVE_QUEUE}")
     assert "key_sha256" in text, "the demo line's api: line changed; adapt the fuzz line file"
     line_file.write_text(text)
     proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "demo", "--line", str(line_file), "--for", "15m"],
@@ -60,6 +71,7 @@ def api(tmp_path_factory) -> Iterator[str]:
             if r.status_code == 200 and all(m["available"] for m in r.json()["machines"]):
                 break
             time.sleep(0.5)
+        _PID.append(proc.pid)  # the gateway's process, for its memory
         yield url
     finally:
         proc.terminate()
@@ -155,3 +167,74 @@ def test_the_fuzzer_reports_a_5xx_and_a_refusal_without_a_reason(tmp_path):
         thread.join(timeout=20)
     assert any("/boom" in p and ": 500" in p for p in problems), problems
     assert any("/mute" in p and "without a reason" in p for p in problems), problems
+
+
+def small_socket(url: str) -> socket.socket:
+    """A connected socket with a small receive buffer: a client that never reads fills it after a few messages,
+    as a stalled client on a real network would after more."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    return sock
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def live_subscribers(url: str) -> int:
+    return httpx.get(f"{url}/api/v1/health", headers={"X-API-Key": KEY}, timeout=10).json()["runtime"][
+        "live_subscribers"]
+
+
+async def test_clients_that_never_read_are_dropped_and_memory_stays_flat(api):
+    """Two rounds of 200 WebSocket clients that never read: each is dropped once LIVE_QUEUE messages wait for it
+    (close 1013; about 40 s, while the server's socket buffers fill), a client that reads keeps receiving, and the
+    gateway's memory after the second round is about what it was after the first: nothing is kept per dropped
+    client."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
+    ws_url = api.replace("http://", "ws://") + f"/api/v1/live?key={KEY}"
+    received = 0
+
+    async def reader(stop: asyncio.Event) -> None:
+        nonlocal received
+        async with connect(ws_url, max_size=None) as ws:
+            while not stop.is_set():
+                await asyncio.wait_for(ws.recv(), 30)
+                received += 1
+
+    async def a_round() -> int:
+        sleepers = [await connect(ws_url, max_queue=1, sock=small_socket(api)) for _ in range(CLIENTS)]  # never recv()
+        try:
+            assert live_subscribers(api) >= CLIENTS
+            deadline = asyncio.get_running_loop().time() + 120
+            while live_subscribers(api) > 1 and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(1)
+            left = live_subscribers(api)
+            assert left <= 1, f"{left} live clients still subscribed: the ones that never read were not dropped"
+        finally:
+            for ws in sleepers:
+                ws.transport.abort()
+        return rss_kb(api_pid())
+
+    stop = asyncio.Event()
+    reading = asyncio.create_task(reader(stop))
+    try:
+        first = await a_round()
+        second = await a_round()
+        got = received
+        await asyncio.sleep(3)
+        assert received > got, "the client that reads stopped receiving"
+        grown_mb = (second - first) / 1024
+        assert grown_mb < 30, f"the gateway grew {grown_mb:.0f} MB over a second round of {CLIENTS} clients"
+    finally:
+        stop.set()
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)

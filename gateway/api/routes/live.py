@@ -15,13 +15,15 @@ values still sees state changes and alarms. Messages are JSON: first
   "raised"|"acknowledged"|"cleared", occurrence_id, code, id, text, severity,
   stop_reason, raised_ts, acknowledged, ts}`
 * `event`: a lot/unit event: `{type, source_ts, seq, payload}`
-A slow client is not buffered here: the runtime's bounded queue behind
-`view.live()` drops the oldest messages for it, and counts them.
+A slow client is not buffered without bound: the runtime keeps at most
+`api.live_queue` messages for it (1000 by default); when more pile up, it is
+dropped (close code 1013, "too slow") and the messages it missed are counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -39,7 +41,7 @@ from gateway.runtime.view import LineView, LiveMessage
 router = APIRouter(tags=["live"])
 log = logging.getLogger("linegw.api.live")
 
-LIVE_QUEUE = 1000  # messages the runtime keeps for one client before it drops the oldest
+LIVE_QUEUE = 1000  # messages kept for one client when the app has no api.live_queue
 
 
 async def _deny(ws: WebSocket, status: int, detail: str) -> None:
@@ -125,16 +127,27 @@ async def live(
         await _deny(ws, 404, f"equipment='{equipment}': no such machine on line '{view.line_id}' (known: {known})")
         return
     await ws.accept()
-    stream = view.live(max_queue=LIVE_QUEUE)
+    overflow = asyncio.Event()
+    queue = getattr(app.state, "live_queue", LIVE_QUEUE)
+    stream = view.live(max_queue=queue, overflow=overflow)
     sender = asyncio.create_task(_send_loop(ws, view, app.state.presenter, equipment, PathFilter(paths), stream))
     closer = asyncio.create_task(_until_closed(ws))
+    slow = asyncio.create_task(overflow.wait())
     try:
-        _done, _ = await asyncio.wait({sender, closer}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({sender, closer, slow}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (sender, closer):
+        for task in (sender, closer, slow):
             task.cancel()
-        results = await asyncio.gather(sender, closer, return_exceptions=True)
+        results = await asyncio.gather(sender, closer, slow, return_exceptions=True)
         await stream.aclose()  # unsubscribes from the runtime
+    if slow in done:
+        # More than `queue` messages waited for this client: it does not keep up (or does not read at all).
+        # It is dropped, so no client holds the gateway's memory; a dashboard reconnects by itself.
+        log.info("dropped a live client %s: more than %d messages waited for it",
+                 ws.client.host if ws.client else "?", queue)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2):  # a client that never reads may not take the close frame either
+                await ws.close(code=1013, reason=f"too slow: more than {queue} live messages waited")
     for r in results:
         # A client that went away mid-send is the normal end of a stream, not an error.
         if isinstance(r, Exception) and not isinstance(r, (asyncio.CancelledError, WebSocketDisconnect, OSError, RuntimeError)):
