@@ -28,3 +28,6 @@ class Sample(NamedTuple):
     gateway_ts: float  # Unix seconds, when the gateway received it
     quality: Quality
     reason: str = ""  # why quality is not GOOD: "out_of_range", "nan", "link_down", ...
+    # What the machine sent, where the gateway changed it (a vendor's enum code, an unscaled number, the word a bit
+    # field came from); None where the value is what it sent. Shown live, not stored.
+    raw: Any = None

@@ -83,6 +83,7 @@ class Presenter:
 
     def sample(self, cls: str, s: Sample) -> dict[str, Any]:
         value, raw = self.enum_value(cls, s.path, s.value)
+        raw = s.raw if s.raw is not None else raw  # what the machine sent, where the gateway changed it
         return {
             "path": s.path,
             "value": value,
@@ -97,9 +98,11 @@ class Presenter:
         }
 
     def live_row(self, cls: str, row: list[Any]) -> dict[str, Any]:
-        """One row of a live 'samples' message: [path, value, unit, quality, reason, source_ts]."""
+        """One row of a live 'samples' message: [path, value, unit, quality, reason, source_ts, raw]."""
         path, value, unit, quality, reason, source_ts = row[:6]
         shown, raw = self.enum_value(cls, path, value)
+        if len(row) > 6 and row[6] is not None:
+            raw = row[6]  # what the machine sent, where the gateway changed it
         return {"path": path, "value": shown, "raw": raw, "unit": self.unit(unit or self.var_info(cls, path)[1]),
                 "quality": QUALITY_NAMES.get(quality, str(quality)), "reason": reason, "source_ts": source_ts}
 

@@ -327,7 +327,7 @@ class Device:
             LiveMessage(
                 "samples",
                 self.eq.id,
-                {"samples": [[s.path, s.value, s.unit, int(s.quality), s.reason, s.source_ts] for s in samples]},
+                {"samples": [[s.path, s.value, s.unit, int(s.quality), s.reason, s.source_ts, s.raw] for s in samples]},
             )
         )
 

@@ -18,6 +18,14 @@ GOOD, UNCERTAIN, BAD = Quality.GOOD, Quality.UNCERTAIN, Quality.BAD
 
 
 def convert(equipment: str, t: Target, raw: object, source_ts: float, gateway_ts: float) -> Sample:
+    s = _convert(equipment, t, raw, source_ts, gateway_ts)
+    # What the machine sent rides along where the gateway changed it (not for plain values: the hot path).
+    if t.enum_map is not None or t.bit is not None or t.scale != 1.0 or t.offset != 0.0:
+        return s._replace(raw=raw)
+    return s
+
+
+def _convert(equipment: str, t: Target, raw: object, source_ts: float, gateway_ts: float) -> Sample:
     kind = t.kind
     if t.bit is not None and isinstance(raw, int) and not isinstance(raw, bool):
         raw = (raw >> t.bit) & t.bit_mask

@@ -131,3 +131,30 @@ async def test_a_machine_declaring_1_0_has_no_meter_however_its_registers_read(t
         await store.flush()
         [row] = await store.history("w1", "meter.active_energy", 0, 2000)
         assert row["quality"] == int(quality)
+
+
+def test_raw_is_what_the_machine_sent_where_the_gateway_changed_it():
+    """A vendor's enum code, mapped to the spec's member, and an unscaled number keep what the machine sent as
+    `raw`; the API shows it beside the spec's value. A value the gateway did not change has no raw of its own."""
+    from pathlib import Path
+
+    from gateway.api.present import Presenter
+
+    spec = load_spec()
+    mapping = load_mapping(Path(__file__).resolve().parents[2] / "deploy" / "mappings" / "tobu-winder-modbus.yaml", spec)
+    plan = mapped_plan(spec, "w1", mapping, {})
+    [state_key] = [k for k, ts in plan.targets.items() if [t.path for t in ts] == ["state.packml_state"]]
+    [s] = to_samples("w1", plan.targets, [RawReading(state_key, 30, 1000.0)], 2000.0)  # Tobu's 30 is Execute
+    assert (s.value, s.raw, s.quality) == (spec.enum("packml_state")["Execute"], 30, Quality.GOOD)
+    shown = Presenter(spec).sample("winder", s)
+    assert (shown["value"], shown["raw"]) == ("Execute", 30)
+    live = Presenter(spec).live_row("winder", [s.path, s.value, s.unit, int(s.quality), s.reason, s.source_ts, s.raw])
+    assert (live["value"], live["raw"]) == ("Execute", 30)
+    scaled = [(k, t) for k, ts in plan.targets.items() for t in ts if t.scale != 1.0 and t.kind == "num"]
+    assert scaled, "the Tobu map scales some of its values"
+    key, target = scaled[0]
+    [v] = to_samples("w1", {key: [target]}, [RawReading(key, 1234, 1000.0)], 2000.0)
+    assert v.raw == 1234 and v.value == pytest.approx(1234 * target.scale + target.offset)
+    native = ModbusBinding().plan(spec, "w1", "winder", "w1", {}).targets
+    [n] = to_samples("w1", native, [RawReading("state.packml_state", 6, 1000.0)], 2000.0)
+    assert n.raw is None and Presenter(spec).sample("winder", n)["raw"] == 6  # the spec's code, as it was sent

@@ -105,7 +105,7 @@ def _well_formed(samples: list[Sample]) -> bool:
 
 
 def _sample_ok(s: Any) -> bool:
-    return (isinstance(s, tuple) and len(s) == 8 and all(type(s[i]) is str for i in (0, 1, 3))
+    return (isinstance(s, tuple) and len(s) in (8, 9) and all(type(s[i]) is str for i in (0, 1, 3))
             and all(type(s[i]) in _NUMBER and math.isfinite(s[i]) for i in (4, 5)))
 
 class _Op:
@@ -630,7 +630,7 @@ class Writer:
                     s = flat[i]
                     prev = latest.get(sid)
                     if prev is None or s[4] >= prev.source_ts:
-                        latest[sid] = s if type(s) is Sample else Sample._make(s)
+                        latest[sid] = s if type(s) is Sample else Sample(*s)
         st = self.stats
         st["written"] += len(batch.order)
         st["batches"] += 1
