@@ -15,7 +15,7 @@ from gateway.config import load_line
 from gateway.runtime.line import LineRuntime
 from gateway.samples import Quality
 from gateway.store.sqlite import SqliteStore
-from interface_spec import load_spec
+from interface_spec import SpecError, load_spec
 
 PACKAGE = Path(__file__).parent / "example_adapter"
 
@@ -164,3 +164,22 @@ async def test_a_third_party_protocol_serves_the_spec_natively(installed_adapter
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await store.close()
+
+
+@pytest.mark.parametrize("settings, message", [
+    ("{scan_intervall_ms: 50}", "line.yaml:6: equipment[0].adapter.scan_intervall_ms: not a setting of the jsonfile "
+                                "adapter; did you mean scan_interval_ms?"),
+    ("{scan_interval_ms: 1}", "line.yaml:6: equipment[0].adapter.scan_interval_ms: jsonfile setting scan_interval_ms: "
+                              "Input should be greater than or equal to 10"),
+])
+def test_a_plugins_declared_settings_are_checked_at_their_line(installed_adapter, tmp_path, settings, message):
+    """The plug-in declares its settings (a pydantic model, `JsonFileAdapter.Settings`): the line file is checked
+    against it, as the built-in adapters' settings are, and a good one passes."""
+    (tmp_path / "line.yaml").write_text(
+        f"line: plugin\nequipment:\n  - id: w7\n    class: winder\n    protocol: jsonfile\n"
+        f"    adapter: {settings}\n    endpoint: file://{tmp_path / 'w.json'}\n")
+    with pytest.raises(SpecError) as exc:
+        load_line(tmp_path / "line.yaml")
+    assert message in str(exc.value)
+    (tmp_path / "line.yaml").write_text((tmp_path / "line.yaml").read_text().replace(settings, "{scan_interval_ms: 50}"))
+    assert load_line(tmp_path / "line.yaml").equipment[0].adapter == {"scan_interval_ms": 50}

@@ -15,15 +15,29 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from gateway.adapters.base import AdapterError, AdapterHealth, LinkCallback, Point, RawReading, ReadingsCallback
 
 
+class Settings(BaseModel):
+    """The settings this adapter takes (`adapter:` of a machine in the line file). Declared as the class's
+    `Settings`, `linegw check-config` checks them too: a misspelt name or a value out of range is named there,
+    at its file and line, instead of being ignored or failing at run time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scan_interval_ms: int = Field(default=200, ge=10, le=60_000, description="how often the file is read")
+
+
 class JsonFileAdapter:
+    Settings = Settings
+
     def __init__(self, endpoint: str, points: list[Point], settings: dict[str, Any]):
         self.path = Path(endpoint.removeprefix("file://"))
         self.points = {p.key: p.options.get("node", p.key) for p in points}
         self.scan_keys = [p.key for p in points if p.options.get("scan", True)]
-        self.interval = settings.get("scan_interval_ms", 200) / 1000
+        self.interval = Settings.model_validate(settings).scan_interval_ms / 1000
         self._health = AdapterHealth()
 
     def _load(self) -> dict[str, Any]:
