@@ -133,7 +133,7 @@ class GatewayProbe(Probe):
         now = time.time()
         if msg.kind == "samples":
             samples = [Sample("dut", path, value, unit, ts, now, Quality(q), reason)
-                       for path, value, unit, q, reason, ts in msg.data["samples"]]
+                       for path, value, unit, q, reason, ts, *_raw in msg.data["samples"]]
             # The gateway stamps Modbus readings when its scan delivers them: sampled after its previous delivery.
             asked, self._delivered = self._delivered, now
             self.take(samples, asked, self._unstamped(samples))

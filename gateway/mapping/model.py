@@ -148,10 +148,16 @@ class AlarmMap(_Strict):
 
 
 class CommandWrite(_Strict):
-    address: int | None = None
+    address: int | None = Field(default=None, ge=0, le=65535)
     dtype: str = "uint16"
     node: str | None = None
     value: Any
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> CommandWrite:
+        if (self.address is None) == (self.node is None):
+            raise ValueError("give either 'address' (Modbus) or 'node' (OPC UA) to write the command to")
+        return self
 
 
 class CommandCall(_Strict):

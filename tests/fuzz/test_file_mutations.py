@@ -64,7 +64,8 @@ def test_every_shipped_mapping_passes_as_dumped(folder):
     assert len(PLACES) > 300
 
 
-@settings(max_examples=250, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=250, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(place=st.sampled_from(PLACES), how=st.sampled_from(["replace", "remove", "add"]), value=values)
 def test_a_mutated_mapping_is_accepted_or_refused_with_file_and_line(folder, place, how, value):
     name, where = place
@@ -72,7 +73,8 @@ def test_a_mutated_mapping_is_accepted_or_refused_with_file_and_line(folder, pla
                                                 allow_unicode=True))
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mapping=st.sampled_from(MAPPINGS), line=st.integers(0, 10_000), how=st.sampled_from(["duplicate", "drop"]))
 def test_a_mapping_line_duplicated_or_dropped_is_accepted_or_refused(folder, mapping, line, how):
     check_mapping(folder / mapping.name, text_mutate(mapping.read_text(encoding="utf-8"), line, how))
@@ -92,7 +94,8 @@ def check_spec(folder: Path, name: str, text: str) -> None:
     build_catalogue(spec)
 
 
-@settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=120, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(place=st.sampled_from(SPEC_PLACES), how=st.sampled_from(["replace", "remove", "add"]), value=values)
 def test_a_mutated_spec_is_accepted_or_refused_with_file_and_line(tmp_path_factory, place, how, value):
     name, where = place

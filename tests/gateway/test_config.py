@@ -459,3 +459,14 @@ def test_bit_fields_of_one_register_share_it_and_a_short_stride_is_found(tmp_pat
     with pytest.raises(SpecError, match=r"instances 1 and 2 of 'electrode_feed\[\*\]\.tension' overlap: stride 1 is "
                                         r"shorter than the value's registers"):
         load_mapping(write(tmp_path, "m.yaml", lanes), load_spec())
+
+
+def test_a_command_write_without_a_place_is_refused_at_its_line(tmp_path):
+    """Found by the mapping mutation test (tests/fuzz): a command `write` with neither address nor node loaded, and
+    then broke building the plan with a raw validation error."""
+    text = MAPPING.replace("Start: {write: {address: 200, value: 1}}", "Start: {write: {value: 1}}")
+    assert text != MAPPING
+    with pytest.raises(SpecError) as exc:
+        load_mapping(write(tmp_path, "m.yaml", text), load_spec())
+    assert "m.yaml:21: commands.Start.write: " in str(exc.value)
+    assert "give either 'address' (Modbus) or 'node' (OPC UA) to write the command to" in str(exc.value)
