@@ -39,7 +39,7 @@ demo: $(STAMP)
 	$(BIN)/linegw demo
 
 # Lint and types first: a finding fails `make test` before the suite runs.
-LINT_PATHS = gateway interface_spec simulators tests bench
+LINT_PATHS = gateway interface_spec simulators tests bench deploy
 
 lint: $(STAMP)
 	$(BIN)/ruff check --quiet $(LINT_PATHS)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from interface_spec import load_spec  # noqa: E402
+from interface_spec import load_spec
 
 OUT = Path(__file__).with_name("linegw-influx.json")
 DS = {"type": "influxdb", "uid": "linegw-influx"}
