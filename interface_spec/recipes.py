@@ -14,6 +14,8 @@ from typing import Any
 
 import rfc8785
 
+from .spec import minor_version
+
 
 def recipe_document(equipment_class: str, recipe_id: str, version: int, parameters: dict[str, Any]) -> dict[str, Any]:
     return {"equipment_class": equipment_class, "id": recipe_id, "parameters": parameters, "version": version}
@@ -35,6 +37,4 @@ def recipe_hash(equipment_class: str, recipe_id: str, version: int, parameters: 
 
 def hash_rule(spec_version: str | None) -> str:
     """The rule a machine of this spec version hashes by: "1.0" for 1.0.x, "1.1" from 1.1 on."""
-    major, _, rest = (spec_version or "").partition(".")
-    minor = rest.partition(".")[0]
-    return "1.0" if (major, minor) == ("1", "0") else "1.1"
+    return "1.0" if minor_version(spec_version) == (1, 0) else "1.1"

@@ -166,6 +166,12 @@ class Spec:
         return ["Core", "Control", "Recipe", "Traceability", "DataCollection", self._cls(cls).capitalize()]
 
 
+def minor_version(version: str | None) -> tuple[int, ...]:
+    """(major, minor) of a spec version such as "1.1.0" or "1.1"; () when it is not one."""
+    parts = (version or "").split(".")[:2]
+    return tuple(int(p) for p in parts) if len(parts) == 2 and all(p.isdigit() for p in parts) else ()
+
+
 def split_path(path: str) -> tuple[str, int | None]:
     """"lane[3].areal_weight" -> ("lane[].areal_weight", 3)."""
     head, _, tail = path.partition(".")

@@ -136,10 +136,7 @@ def energy(
         raise typer.BadParameter(f"--idle {idle}: give time, count or none")
     if not Path(cfg.store.path).exists():
         raise typer.BadParameter(f"{line_file}: store.path {cfg.store.path} does not exist; nothing was recorded")
-    changes: dict[str, Any] = {"idle": idle} if idle else {}
-    if factor is not None:
-        changes.update(emission_factor=factor, emission_factors_by_hour=None)
-    settings = (cfg.energy or EnergySettings()).model_copy(update=changes)
+    settings = (cfg.energy or EnergySettings()).asked(idle, factor)
 
     async def main() -> dict[str, Any]:
         from gateway.store.sqlite import SqliteStore

@@ -140,21 +140,18 @@ class EnergyReport:
             unattributed.add(rest)
             meters_total.add(Amount(row["metered_kwh"], row["kg_co2e"]))
         cells, in_process = await self._down_the_genealogy(units)
-        cells_total, process_total = Amount(), Amount()
-        for bundle in cells.values():
-            for a in bundle.values():
-                cells_total.add(a)
-        for a in in_process.values():
-            process_total.add(a)
+        cells_total = _sum(a for bundle in cells.values() for a in bundle.values())
+        process_total = _sum(in_process.values())
         out: dict[str, Any] = {
             "from": iso(t0), "to": iso(t1), "method": __doc__.split("Method, for a time range:")[1].strip()
             if __doc__ else "",
             "settings": self.settings.model_dump(),
             "machines": machines,
-            "cells": {"count": len(cells), **_amount(cells_total),
-                      "per_cell": _amount(_mean(cells_total, len(cells))) if cells else None},
-            "in_process": {"count": len(in_process), **_amount(process_total)},
-            "unattributed": _amount(unattributed),
+            "cells": {"count": len(cells), **cells_total.out(),
+                      "per_cell": Amount(cells_total.kwh / len(cells), cells_total.kg / len(cells)).out() if cells
+                      else None},
+            "in_process": {"count": len(in_process), **process_total.out()},
+            "unattributed": unattributed.out(),
             "reconciliation": {
                 "meters_kwh": meters_total.kwh,
                 "cells_kwh": cells_total.kwh, "in_process_kwh": process_total.kwh,
@@ -167,8 +164,8 @@ class EnergyReport:
         if cell is not None:
             reached = cells.get(cell)
             out["cell"] = None if reached is None else {
-                "cell_id": cell, **_amount(_sum(reached.values())),
-                "by_stage": {stage: _amount(a) for stage, a in sorted(reached.items())}}
+                "cell_id": cell, **_sum(reached.values()).out(),
+                "by_stage": {stage: a.out() for stage, a in sorted(reached.items())}}
         return out
 
     async def _machine(self, eq: str, cls: str, t0: float, t1: float) -> tuple[dict[str, Any], dict[str, Unit], Amount]:
@@ -273,19 +270,11 @@ class EnergyReport:
         return ""
 
 
-def _amount(a: Amount) -> dict[str, float]:
-    return a.out()
-
-
 def _sum(amounts: Any) -> Amount:
     out = Amount()
     for a in amounts:
         out.add(a)
     return out
-
-
-def _mean(a: Amount, n: int) -> Amount:
-    return Amount(a.kwh / n, a.kg / n)
 
 
 __all__ = ["EnergyReport", "EnergySettings", "Meter"]

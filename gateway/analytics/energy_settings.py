@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.analytics.shifts import TimeZone
 
 
 class EnergySettings(BaseModel):
@@ -26,17 +28,15 @@ class EnergySettings(BaseModel):
     emission_factor: float = Field(default=0.0, ge=0, description="grid emission factor, kgCO2e per kWh")
     # 24 factors, local hours 0..23, when the grid's mix changes over the day; overrides emission_factor.
     emission_factors_by_hour: list[float] | None = Field(default=None, min_length=24, max_length=24)
-    timezone: str = "UTC"
+    timezone: TimeZone = "UTC"
     idle: Literal["time", "count", "none"] = "time"
 
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"'{value}' is not an IANA time zone (e.g. Europe/Berlin)") from None
-        return value
+    def asked(self, idle: str | None = None, factor: float | None = None) -> EnergySettings:
+        """These settings with what one request or command asks instead: an idle rule, one emission factor."""
+        changes: dict[str, object] = {"idle": idle} if idle else {}
+        if factor is not None:
+            changes.update(emission_factor=factor, emission_factors_by_hour=None)
+        return self.model_copy(update=changes)
 
     def factor(self, t: float) -> float:
         if self.emission_factors_by_hour is None:

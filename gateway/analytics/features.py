@@ -33,7 +33,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from gateway.analytics import timeline as tl
-from gateway.analytics.record import RecordBuilder, _natural, _template, process_variables, summary
+from gateway.analytics.record import RecordBuilder, _natural, summary
 from gateway.api.timeparams import iso
 from gateway.store.base import Store
 from interface_spec import Spec
@@ -90,13 +90,6 @@ class _Records(RecordBuilder):
                             found.setdefault(r["value"], int(m.group(1)))
             self._trays[key] = found
         return self._trays[key].get(unit_id)
-
-    async def _paths(self, eq: str, cls: str, channel: int | None) -> list[str]:
-        wanted = set(process_variables(self.spec, cls)) if cls in self.spec.classes else set()
-        out = [path for _, path, _ in await self.series(eq) if _template(path) in wanted
-               and not (cls == "formation" and path.startswith("channel[")
-                        and (channel is None or not path.startswith(f"channel[{channel}].")))]
-        return sorted(out, key=_natural)
 
 
 class FeatureTable:

@@ -21,7 +21,6 @@ A lot's passport is the passport of every cell made from it, in one file.
 from __future__ import annotations
 
 import io
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -177,10 +176,4 @@ def to_json(objects: Objects) -> str:
     return buf.getvalue()
 
 
-def summary(objects: Objects) -> dict[str, Any]:
-    """The JSON as a document, for an API answer."""
-    parsed: dict[str, Any] = json.loads(to_json(objects))
-    return parsed
-
-
-__all__ = ["PassportBuilder", "summary", "to_json"]
+__all__ = ["PassportBuilder", "to_json"]

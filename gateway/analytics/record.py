@@ -124,9 +124,13 @@ class RecordBuilder:
                 return max(found), "from the previous UnitProcessed or JobStarted of this machine to its UnitProcessed", None
         return end - FALLBACK_WINDOW_S, f"no start event found: the {FALLBACK_WINDOW_S:.0f} s before its UnitProcessed", None
 
+    async def series(self, eq: str) -> list[tuple[str, str, str]]:
+        """The machine's stored series (a subclass that builds many records keeps them)."""
+        return await self.store.series(eq)
+
     async def _channel(self, eq: str, unit_id: str, start: float, end: float) -> int | None:
         """The channel whose cell_id showed the unit while the tray was in (None when no channel did)."""
-        for _, path, _ in await self.store.series(eq):
+        for _, path, _ in await self.series(eq):
             m = re.fullmatch(r"channel\[(\d+)\]\.cell_id", path)
             if not m:
                 continue
@@ -138,7 +142,7 @@ class RecordBuilder:
     async def _paths(self, eq: str, cls: str, channel: int | None) -> list[str]:
         wanted = set(process_variables(self.spec, cls)) if cls in self.spec.classes else set()
         out = []
-        for _, path, _ in await self.store.series(eq):
+        for _, path, _ in await self.series(eq):
             if _template(path) not in wanted:
                 continue
             if cls == "formation" and path.startswith("channel["):

@@ -20,11 +20,24 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def iana_zone(value: str) -> str:
+    """A time zone setting: an IANA name, checked where it is read."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"'{value}' is not an IANA time zone (e.g. UTC, Europe/Berlin, Asia/Shanghai)") from None
+    return value
+
+
+TimeZone = Annotated[str, AfterValidator(iana_zone)]
 
 
 class Shift(BaseModel):
@@ -51,17 +64,8 @@ class Shift(BaseModel):
 class Shifts(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    timezone: str = "UTC"
+    timezone: TimeZone = "UTC"
     calendar: list[Shift] = Field(min_length=1)
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"'{value}' is not an IANA time zone (e.g. UTC, Europe/Berlin, Asia/Shanghai)") from None
-        return value
 
     @model_validator(mode="after")
     def _no_overlap(self) -> Shifts:

@@ -77,6 +77,7 @@ class Target:
     bit_mask: int = 1  # the field's width as a mask
     enum_map: dict[int, int] | None = None  # vendor code -> spec code
     enum_codes: frozenset[int] | None = None  # valid spec codes
+    keeps_raw: bool = False  # the mapping changes the value: its samples carry what the machine sent
 
 
 @dataclass(slots=True)
@@ -371,6 +372,7 @@ def mapped_plan(spec: Spec, equipment: str, mapping: Mapping, counts: dict[str, 
             if vm.enum is not None:
                 members = spec.enum(spec.variable(cls, path).var.enum or "")  # load_mapping refused enum maps on non-enums
                 t.enum_map = {code: members[name] for code, name in vm.enum.items()}
+            t.keeps_raw = t.enum_map is not None or t.bit is not None or t.scale != 1.0 or t.offset != 0.0
             targets.setdefault(key, []).append(t)
     plan = Plan(equipment, cls, mapping.protocol, False, list(points.values()), targets, counts=counts)
     if only is not None:

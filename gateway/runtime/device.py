@@ -27,7 +27,7 @@ from gateway.runtime.view import EquipmentView, LiveMessage
 from gateway.samples import Quality, Sample
 from gateway.store import StoreClosed
 from gateway.store.base import Store
-from interface_spec import Spec
+from interface_spec import Spec, minor_version
 
 log = logging.getLogger("linegw.device")
 
@@ -65,12 +65,6 @@ SPEC_VERSION = "identification.spec_version"
 NOT_IN_VERSION = "not_in_spec_version"  # the reason of a value its machine's declared spec version does not have
 
 
-def _minor(version: str) -> tuple[int, ...]:
-    """(major, minor) of "1.1.0"; () when it is not a version."""
-    parts = version.split(".")[:2]
-    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else ()
-
-
 class Device:
     def __init__(self, spec: Spec, eq: Equipment, store: Store, publish: Callable[[LiveMessage], None]):
         self.spec = spec
@@ -98,6 +92,7 @@ class Device:
         self._heartbeat_timeout = spec.core.heartbeat_timeout_s
         # Core sub-units a minor version added, and that version: a machine declaring an earlier one has none of them.
         self._since = {su.id: su.since for su in spec.core.sub_units if su.since}
+        self._not_served: dict[str, str] | None = None  # such sub-units -> why; None until the machine's version is read
         self._stall_marked: dict[str, Sample] = {}  # path -> the good sample a stall marked uncertain
         self._link_up = False
         self._mapped_seq = int(time.time() * 1000)
@@ -271,21 +266,23 @@ class Device:
 
     def _before_their_version(self, samples: list[Sample]) -> list[Sample]:
         """Values of a sub-unit a later minor version added (the meter, 1.1), read from a machine that declares an
-        earlier version: its registers read 0 there, which is no reading. They are kept, marked bad with the reason."""
-        declared = next((s.value for s in samples if s.path == SPEC_VERSION), None)
-        if declared is None and SPEC_VERSION in self.latest:
-            declared = self.latest[SPEC_VERSION].value
-        if not isinstance(declared, str) or not declared:
-            return samples
-        older = _minor(declared)
-        if not older:
+        earlier version: its registers read 0 there, which is no reading. They are kept, marked bad with the reason.
+        The version is looked for until the machine has said it (at connect); after that a batch costs nothing
+        unless the machine is older."""
+        if self._not_served is None:
+            declared = next((s.value for s in samples if s.path == SPEC_VERSION), None)
+            if declared is None and SPEC_VERSION in self.latest:
+                declared = self.latest[SPEC_VERSION].value
+            if not isinstance(declared, str) or not minor_version(declared):
+                return samples
+            self._not_served = {sub: f"{NOT_IN_VERSION} {declared}" for sub, since in self._since.items()
+                                if minor_version(declared) < minor_version(since)}
+        if not self._not_served:
             return samples
         out = []
         for s in samples:
-            since = self._since.get(s.path.split(".", 1)[0].split("[", 1)[0])
-            if since is not None and older < _minor(since) and s.quality != Quality.BAD:
-                s = s._replace(quality=Quality.BAD, reason=f"{NOT_IN_VERSION} {declared}")
-            out.append(s)
+            reason = self._not_served.get(s.path.split(".", 1)[0])
+            out.append(s._replace(quality=Quality.BAD, reason=reason) if reason and s.quality != Quality.BAD else s)
         return out
 
     def _stalled(self, samples: Sequence[Sample] = ()) -> bool:
@@ -457,8 +454,8 @@ class Device:
             self._accept([Sample(self.eq.id, path, value, self.spec.variable(self.eq.cls, path).var.unit, now, now,
                                  Quality.GOOD, "from_mapping") for path, value in self.plan.nameplate.items()], now)
         if not up:
-            # A heartbeat is judged afresh on the new connection.
-            self._heartbeat_seen, self._stall_marked = (None, 0.0), {}
+            # A heartbeat is judged afresh on the new connection, and the spec version the machine declares.
+            self._heartbeat_seen, self._stall_marked, self._not_served = (None, 0.0), {}, None
             # The gap is recorded as such: every value goes BAD "link_down" once.
             now = time.time()
             marks = [

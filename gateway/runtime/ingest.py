@@ -18,14 +18,6 @@ GOOD, UNCERTAIN, BAD = Quality.GOOD, Quality.UNCERTAIN, Quality.BAD
 
 
 def convert(equipment: str, t: Target, raw: object, source_ts: float, gateway_ts: float) -> Sample:
-    s = _convert(equipment, t, raw, source_ts, gateway_ts)
-    # What the machine sent rides along where the gateway changed it (not for plain values: the hot path).
-    if t.enum_map is not None or t.bit is not None or t.scale != 1.0 or t.offset != 0.0:
-        return s._replace(raw=raw)
-    return s
-
-
-def _convert(equipment: str, t: Target, raw: object, source_ts: float, gateway_ts: float) -> Sample:
     kind = t.kind
     if t.bit is not None and isinstance(raw, int) and not isinstance(raw, bool):
         raw = (raw >> t.bit) & t.bit_mask
@@ -72,11 +64,14 @@ def to_samples(
                 # OPC UA Uncertain*: the value is usable but not trusted; keep it, say why.
                 for t in ts_list:
                     s = convert(equipment, t, r.value, ts, gateway_ts)
-                    append(s._replace(quality=max(s.quality, UNCERTAIN), reason=s.reason or r.error))
+                    append(s._replace(quality=max(s.quality, UNCERTAIN), reason=s.reason or r.error,
+                                      raw=r.value if t.keeps_raw else None))
                 continue
             for t in ts_list:
                 append(Sample(equipment, t.path, None, t.unit, ts, gateway_ts, BAD, r.error))
             continue
         for t in ts_list:
-            append(convert(equipment, t, r.value, ts, gateway_ts))
+            # What the machine sent rides along only where the gateway changed it: plain values pay nothing.
+            append(convert(equipment, t, r.value, ts, gateway_ts) if not t.keeps_raw
+                   else convert(equipment, t, r.value, ts, gateway_ts)._replace(raw=r.value))
     return out

@@ -36,13 +36,7 @@ async def get_energy(
                                                             "file's")] = None,
 ) -> dict[str, Any]:
     t0, t1 = report_range(start, end, time.time(), DEFAULT_SPAN_S, MAX_SPAN_S)
-    settings = getattr(getattr(view, "config", None), "energy", None) or EnergySettings()
-    changes: dict[str, Any] = {}
-    if idle is not None:
-        changes["idle"] = idle
-    if factor is not None:
-        changes.update(emission_factor=factor, emission_factors_by_hour=None)
-    settings = settings.model_copy(update=changes)
+    settings = (getattr(getattr(view, "config", None), "energy", None) or EnergySettings()).asked(idle, factor)
     report = await EnergyReport(store, spec, {eq.id: eq.cls for eq in view.equipment()}, settings).report(t0, t1, cell)
     if cell is not None and report["cell"] is None:
         raise HTTPException(404, f"no energy reached cell '{cell}' in this range: no cell of that id was made from "

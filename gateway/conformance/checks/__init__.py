@@ -153,12 +153,10 @@ def is_required(ctx: Context, d: Any) -> bool:
 
 def declares_at_least(ctx: Context, version: str) -> bool:
     """Does the machine declare (identification.spec_version) this minor version or a later one?"""
-    def minor(text: str) -> tuple[int, ...]:
-        parts = text.split(".")[:2]
-        return tuple(int(p) for p in parts if p.isdigit())
+    from interface_spec import minor_version
 
-    declared = str(ctx.probe.value("identification.spec_version") or "")
-    return minor(declared) >= minor(version) if minor(declared) else True  # unknown: judged by the kit's version
+    declared = minor_version(str(ctx.probe.value("identification.spec_version") or ""))
+    return declared >= minor_version(version) if declared else True  # unknown: judged by the kit's version
 
 
 def declared_absent(ctx: Context, template: str) -> str | None:
