@@ -32,6 +32,7 @@ from gateway.clitools import (
 )
 from gateway.conformance.cli import conformance
 from gateway.logs import configure as configure_logging
+from gateway.mapping.cli import mapping_app
 from interface_spec import Spec, SpecError, load_spec
 from interface_spec.cli import spec_app
 
@@ -269,7 +270,7 @@ def _sim_configs(cfg: Any) -> list[Any]:
         where = parse_endpoint(eq.endpoint)
         out.append(SimConfig(
             equipment_id=eq.id, cls=eq.cls, protocol=eq.protocol, host=where.host, port=where.port or 0,
-            dialect=eq.simulate.dialect, seed=eq.simulate.seed, time_scale=eq.simulate.time_scale,
+            dialect=eq.simulate.dialect or eq.mapping or "conforming", seed=eq.simulate.seed, time_scale=eq.simulate.time_scale,
             counts=dict(eq.counts), faults=list(eq.simulate.faults),
             machine_name=eq.simulate.machine_name or eq.machine or eq.id,
             options=dict(eq.simulate.options),
@@ -424,6 +425,7 @@ def _move_cert(thumbprint: str, cert_dir: Path | None, to: str) -> None:
     console.print(f"{to}: {cert.thumbprint} {cert.subject} ({cert.path})", highlight=False, soft_wrap=True)
 
 
+app.add_typer(mapping_app, name="mapping")
 app.add_typer(keys_app, name="keys")
 app.add_typer(certs_app, name="certs")
 app.add_typer(spec_app, name="spec", help="Validate, show and document the line interface spec.")

@@ -33,6 +33,7 @@ from gateway.endpoint import SCHEMES, host_problem, parse_endpoint
 from gateway.forward.config import ForwardConfig
 from interface_spec.loader import SpecError, format_loc, line_of, load_model, one_line, yaml_node
 from interface_spec.spec import Spec
+from interface_spec.vendor import VENDOR_DIR, vendor_names, vendor_path
 
 ID = r"^[A-Za-z][A-Za-z0-9_-]*$"
 NETWORK_SCHEMES = {scheme for schemes in SCHEMES.values() for scheme in schemes}
@@ -79,7 +80,10 @@ class Security(_Strict):
 class Simulate(_Strict):
     """How `linegw simulate` / `linegw demo` serve this machine without hardware."""
 
-    dialect: str = "conforming"  # or a dialect file name from simulators/dialects/
+    # The vendor file the simulator serves: a shipped vendor's name (interface_spec/vendors/) or a path.
+    # Unset: the entry's own `mapping` (one file, read by the gateway and served by the simulator), or
+    # the spec's native profile ("conforming") for a machine without one.
+    dialect: str | None = None
     seed: int = 1
     time_scale: float = Field(default=1.0, gt=0)
     faults: list[str] = []
@@ -93,7 +97,7 @@ class Equipment(_Strict):
     protocol: str = Field(pattern=r"^[a-z][a-z0-9_]*$")  # adapter entry-point name: opcua, modbus, ...
     endpoint: str
     machine: str | None = None  # OPC UA native profile: the machine object under Machines/
-    mapping: str | None = None  # vendor mapping file; none = the spec's native profile
+    mapping: str | None = None  # vendor file (a path, or a shipped vendor's name); none = the spec's native profile
     # Array sizes, 1 or more (at most the spec's maximum, checked with the spec); discovered from the machine when absent.
     counts: dict[str, Annotated[int, Field(ge=1)]] = {}
     adapter: dict[str, Any] = {}  # adapter settings: scan_interval_ms, timeouts, limits...
@@ -223,10 +227,13 @@ def load_line(path: str | Path, secrets: bool = True, spec: Spec | None = None) 
     node = yaml_node(path)
     for i, eq in enumerate(cfg.equipment):
         if eq.mapping:
-            mapping = (path.parent / eq.mapping).resolve()
+            shipped = vendor_path(eq.mapping)
+            mapping = (shipped if shipped.parent == VENDOR_DIR else path.parent / eq.mapping).resolve()
             if not mapping.is_file():
                 line = line_of(node, ("equipment", i, "mapping"))
                 what = "is not a file" if mapping.exists() else "does not exist"
+                if shipped.parent == VENDOR_DIR:
+                    what += f" (shipped vendor files: {', '.join(vendor_names())}; or give a path ending in .yaml)"
                 raise SpecError(f"{path}:{line}: equipment[{i}].mapping: file {mapping} {what}")
             eq.mapping = str(mapping)
         if eq.mapping is None and eq.protocol == "opcua" and not eq.machine:

@@ -37,7 +37,7 @@ class SimConfig:
     protocol: str = "opcua"  # opcua | modbus
     host: str = "127.0.0.1"
     port: int = 0  # 0: a free port, chosen at start
-    dialect: str = "conforming"  # or a dialect file name (simulators/dialects/<name>.yaml) or path
+    dialect: str = "conforming"  # or a vendor file: a shipped name (interface_spec/vendors/<name>.yaml) or a path
     seed: int = 1
     time_scale: float = 1.0  # simulated seconds per wall second
     counts: dict[str, int] = field(default_factory=dict)  # array sizes, e.g. {"channel": 64}

@@ -15,7 +15,7 @@ scalars = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
     st.sampled_from(["", "0", "-4", "::1", "[::1]", "fe80::1", "127.0.0.l", "modbus://h:70000", "opc.tcp://",
                      "viewer", "LINEGW_NOT_SET", "../mappings/nowhere.yaml", "../mappings", ".", "/dev/null",
-                     "../mappings/sztp-winder-opcua.yaml"]),
+                     "../mappings/sztp-winder-opcua.yaml", "sztp-winder-opcua", "tobu-winder-modbus"]),
 )
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                        st.dictionaries(st.text(max_size=8), inner, max_size=3)),

@@ -2,7 +2,7 @@
 
     linegw conformance --opcua opc.tcp://10.0.0.21:4840/linegw/coater1 --class coater --out reports/
     linegw conformance --modbus 10.0.0.31:502 --unit-id 1 --class winder --allow-control
-    linegw conformance --modbus 10.0.0.32:502 --class winder --mapping deploy/mappings/tobu-winder-modbus.yaml
+    linegw conformance --modbus 10.0.0.32:502 --class winder --mapping tobu-winder-modbus
     linegw conformance --list [--class coater]
     linegw conformance --verify reports/report.json
 
@@ -91,7 +91,7 @@ def conformance(
     out: Path = typer.Option(Path("conformance-report"), "--out", help="directory for the reports"),
     machine: str | None = typer.Option(None, "--machine", help="OPC UA machine object under Objects/Machines "
                                                                    "(default: last segment of the endpoint path)"),
-    mapping: Path | None = typer.Option(None, "--mapping", help="integration mode: the machine's mapping file"),
+    mapping: Path | None = typer.Option(None, "--mapping", help="integration mode: the machine's vendor file (a path, or a shipped name)"),
     absent: list[str] | None = typer.Option(None, "--absent", help="integration mode: a mandatory variable the "
                                                                        "machine does not have (repeatable; spec path, "
                                                                        "* matches anything: state.previous_*); "

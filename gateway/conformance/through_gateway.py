@@ -21,13 +21,13 @@ from typing import Any
 
 from gateway.config import Equipment
 from gateway.mapping.compile import load_mapping
-from gateway.mapping.model import Mapping
 from gateway.runtime.device import Device
 from gateway.runtime.ingest import to_samples
 from gateway.runtime.view import LiveMessage
 from gateway.samples import Quality, Sample
 from gateway.store.sqlite import SqliteStore
 from interface_spec import Spec, SpecError
+from interface_spec.vendor import Mapping, vendor_path
 
 from .probe import Probe, ProbeError
 
@@ -96,7 +96,7 @@ class GatewayProbe(Probe):
         super().__init__(spec, cls)
         self.protocol = protocol
         self.endpoint = endpoint
-        self.mapping_path = str(mapping)
+        self.mapping_path = str(vendor_path(mapping))  # a path, or a shipped vendor file's name
         self.timeout_s = timeout_s
         self.settings = {"scan_interval_ms": scan_ms, "publishing_interval_ms": scan_ms,
                          "sampling_ms": min(scan_ms, 250), "device_id": unit_id, **(settings or {})}

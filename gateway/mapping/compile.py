@@ -21,30 +21,8 @@ from interface_spec.loader import format_loc, line_of, load_model, yaml_node
 from interface_spec.modbus_codec import DTYPES, register_count
 from interface_spec.model import Tier
 from interface_spec.ucum import ucum_problem
+from interface_spec.vendor import CONVERSIONS, CommandMap, EventTrigger, Mapping, Source
 
-from .model import CommandMap, EventTrigger, Mapping, Source
-
-# Linear unit conversions: (vendor unit, spec unit) -> (factor, offset).
-CONVERSIONS: dict[tuple[str, str], tuple[float, float]] = {
-    ("K", "Cel"): (1.0, -273.15),
-    ("[degF]", "Cel"): (5 / 9, -32 * 5 / 9),
-    ("m/s", "m/min"): (60.0, 0.0),
-    ("mm/s", "m/min"): (0.06, 0.0),
-    ("m/min", "mm/s"): (1000 / 60, 0.0),
-    ("mm", "um"): (1000.0, 0.0),
-    ("um", "mm"): (0.001, 0.0),
-    ("g/m2", "mg/cm2"): (0.1, 0.0),
-    ("W", "kW"): (0.001, 0.0),
-    ("W.h", "kW.h"): (0.001, 0.0),
-    ("mV", "V"): (0.001, 0.0),
-    ("mA", "A"): (0.001, 0.0),
-    ("mA.h", "A.h"): (0.001, 0.0),
-    ("mW.h", "W.h"): (0.001, 0.0),
-    ("Ohm", "mOhm"): (1000.0, 0.0),
-    ("uOhm", "mOhm"): (0.001, 0.0),
-    ("L/h", "mL/min"): (1000 / 60, 0.0),
-    ("kN", "N"): (1000.0, 0.0),
-}
 
 def unit_problem(given: str, target: str) -> str:
     """Why a vendor unit cannot feed a spec variable: not a UCUM code at all (with the nearest it may have meant),
@@ -166,17 +144,32 @@ def load_mapping(path: str | Path, spec: Spec) -> Mapping:
                 err(("variables", i, "enum"), f"'{vm.path}' is not an enum variable")
             else:
                 members = spec.enum(d.var.enum)
-                for code, name in vm.enum.items():
-                    if name not in members:
-                        err(("variables", i, "enum", code), f"'{name}' is not a member of {d.var.enum} ({', '.join(members)})")
+                seen: set[str] = set()
+                for code, names in vm.members().items():
+                    for name in names:
+                        if name not in members:
+                            err(("variables", i, "enum", code), f"'{name}' is not a member of {d.var.enum} ({', '.join(members)})")
+                        elif name in seen:
+                            err(("variables", i, "enum", code), f"'{name}' has two codes: a machine shows one")
+                        seen.add(name)
+        if vm.writable and d.var.access != "rw":
+            err(("variables", i, "writable"), f"'{vm.path}' is read-only in the spec")
         if vm.from_unit and (vm.from_unit, d.var.unit) not in CONVERSIONS and vm.from_unit != d.var.unit:
             err(("variables", i, "from_unit"), unit_problem(vm.from_unit, d.var.unit))
     for loc, msg in modbus_problems(m, spec):
         err(loc, msg)
     alarm_ids = {a.id for a in spec.alarms(m.cls)}
     for i, am in enumerate(m.alarms):
-        if am.alarm not in alarm_ids:
+        if am.alarm != "*" and am.alarm not in alarm_ids:
             err(("alarms", i, "alarm"), f"'{am.alarm}' is not an alarm of {m.cls}")
+    if m.alarm_code is not None:
+        for key in m.alarm_code.codes:
+            if key not in alarm_ids:
+                err(("alarm_code", "codes", key), f"'{key}' is not an alarm of {m.cls}")
+        if m.alarm_code.source.is_bit:
+            err(("alarm_code", "source"), "the alarm code is a number register or node, not a bit")
+        if len(set(m.alarm_code.codes.values())) != len(m.alarm_code.codes) or 0 in m.alarm_code.codes.values():
+            err(("alarm_code", "codes"), "alarm codes are unique and not 0 (0 is no alarm)")
     for name in m.commands:
         if name not in spec.commands:
             err(("commands", name), f"'{name}' is not a spec command ({', '.join(spec.commands)})")
@@ -348,6 +341,15 @@ def _instances(spec: Spec, cls: str, path: str, counts: dict[str, int]) -> list[
     return [(path.replace("[*]", f"[{i}]"), i) for i in range(1, counts.get(sub_unit, arr.max) + 1)]
 
 
+def alarm_reads(m: Mapping) -> list[tuple[str, Source, Any]]:
+    """(alarm, source, value when active) for every alarm the gateway reads: its own entry, else its code."""
+    own = [(am.alarm, am.source, am.active_value) for am in m.alarms if am.alarm != "*"]
+    listed = {alarm for alarm, _, _ in own}
+    if m.alarm_code is not None:
+        own += [(alarm, m.alarm_code.source, code) for alarm, code in m.alarm_code.codes.items() if alarm not in listed]
+    return own
+
+
 def mapped_plan(spec: Spec, equipment: str, mapping: Mapping, counts: dict[str, int], only: set[str] | None = None) -> Plan:
     """The plan of a mapped machine; with `only`, just those (non-array) variables, e.g. to read array sizes."""
     cls = mapping.cls
@@ -365,13 +367,10 @@ def mapped_plan(spec: Spec, equipment: str, mapping: Mapping, counts: dict[str, 
                 pt.options.setdefault("sampling_ms", sampling)  # the spec's rate, as for native machines
             points.setdefault(key, Point(key, pt.options))
             t = target(spec, cls, path)
-            t.scale, t.offset, t.bit, t.bit_mask = vm.scale, vm.offset, vm.source.bit, (1 << vm.source.bits) - 1
-            if vm.from_unit and vm.from_unit != t.unit:
-                f, o = CONVERSIONS[(vm.from_unit, t.unit)]
-                t.scale, t.offset = t.scale * f, t.offset * f + o
+            (t.scale, t.offset), t.bit, t.bit_mask = vm.transform(t.unit), vm.source.bit, (1 << vm.source.bits) - 1
             if vm.enum is not None:
                 members = spec.enum(spec.variable(cls, path).var.enum or "")  # load_mapping refused enum maps on non-enums
-                t.enum_map = {code: members[name] for code, name in vm.enum.items()}
+                t.enum_map = {code: members[names[0]] for code, names in vm.members().items()}
             t.keeps_raw = t.enum_map is not None or t.bit is not None or t.scale != 1.0 or t.offset != 0.0
             targets.setdefault(key, []).append(t)
     plan = Plan(equipment, cls, mapping.protocol, False, list(points.values()), targets, counts=counts)
@@ -379,13 +378,13 @@ def mapped_plan(spec: Spec, equipment: str, mapping: Mapping, counts: dict[str, 
         return plan
     plan.nameplate = {f"identification.{k}": v for k, v in mapping.identification.items()}
     codes = {a.id: a.code for a in spec.alarms(cls)}
-    for am in mapping.alarms:
-        pt = _source_point("", am.source, mapping, None)
+    for alarm, src, active in alarm_reads(mapping):
+        pt = _source_point("", src, mapping, None)
         key = _source_key(pt)
         if key not in points:
             points[key] = Point(key, pt.options)
             plan.points.append(points[key])
-        plan.alarm_sources.setdefault(key, []).append(AlarmSource(codes[am.alarm], am.source.bit, am.active_value))
+        plan.alarm_sources.setdefault(key, []).append(AlarmSource(codes[alarm], src.bit, active))
     for name, cm in mapping.commands.items():
         plan.commands[name] = cm
         if cm.call is not None and mapping.opcua is not None:

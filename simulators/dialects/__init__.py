@@ -1,8 +1,12 @@
-"""Vendor dialects as data: one YAML file per vendor view of an equipment class.
+"""Vendor dialects: a simulated machine served as a vendor describes it.
 
-`load_dialect(name_or_path)` reads `simulators/dialects/<name>.yaml` (or a
-path), checks its grammar (`model.py`) and then everything that needs the
-spec, and reports every problem as `file:line: field: message`.
+A dialect is a vendor file (`interface_spec/vendors/<name>.yaml`, the format
+in `interface_spec/vendor.py`): the same file the gateway reads the machine
+by. `load_dialect(name_or_path)` reads it, turns it into the serving model
+(`model.py`) and checks what serving needs on top of reading: a code for
+every enum member (or a `default`), the OPC UA type of each node, one
+register or node for command codes. Every problem is reported as
+`file:line: field: message`, at the place in the vendor file.
 """
 
 from __future__ import annotations
@@ -10,44 +14,135 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
 
 from interface_spec import Spec, SpecError, load_spec, split_path
-from interface_spec.loader import line_of, load_model, yaml_node
+from interface_spec.loader import format_loc, line_of, load_model, yaml_node
+from interface_spec.opcua_map import opcua_type
+from interface_spec.vendor import Mapping, vendor_names, vendor_path
 
-from .model import Dialect, Source
+from .model import AlarmCode, AlarmField, Commands, Dialect, ModbusDefaults, OpcUaDefaults, Source, VariableField
 
-DIALECT_DIR = Path(__file__).parent
 _INDEX = re.compile(r"\{i(?::[^}]*)?\}")
+Loc = tuple[str | int, ...]
 
 
 def dialect_names() -> list[str]:
-    """The dialects shipped with the simulators."""
-    return sorted(p.stem for p in DIALECT_DIR.glob("*.yaml"))
-
-
-def dialect_path(name_or_path: str | Path) -> Path:
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.parent != Path("."):
-        return p
-    return DIALECT_DIR / f"{name_or_path}.yaml"
+    """The dialects the simulators can serve: the shipped vendor files."""
+    return vendor_names()
 
 
 def load_dialect(name_or_path: str | Path, spec: Spec | None = None) -> Dialect:
-    """A checked dialect; raises SpecError naming file, line and field."""
-    path = dialect_path(name_or_path)
+    """A checked dialect from a vendor file; raises SpecError naming file, line and field."""
+    path = vendor_path(name_or_path)
     if not path.exists():
-        raise SpecError(f"{path}: no such dialect (shipped: {', '.join(dialect_names())})")
+        raise SpecError(f"{path}: no such vendor file (shipped: {', '.join(dialect_names())})")
     return _load(str(path.resolve()), spec or load_spec())
 
 
 @functools.lru_cache(maxsize=64)
 def _load(path: str, spec: Spec) -> Dialect:
-    dialect = load_model(path, Dialect)
-    errors = check_dialect(dialect, spec)
-    if errors:
+    vendor = load_model(path, Mapping)
+    errors: list[tuple[Loc, str]] = []
+    dialect = from_vendor(vendor, spec, errors)
+    if dialect is not None and not errors:
+        errors = [(_in_vendor_file(loc, vendor), msg) for loc, msg in check_dialect(dialect, spec)]
+    if errors or dialect is None:
         node = yaml_node(path)
-        raise SpecError("\n".join(f"{path}:{line_of(node, loc) or 1}: {_dotted(loc)}: {msg}" for loc, msg in errors))
+        raise SpecError("\n".join(f"{path}:{line_of(node, loc) or 1}: {format_loc(loc)}: {msg}" for loc, msg in errors))
     return dialect
+
+
+def _source(src: Any, var_type: str | None, **extra: Any) -> dict[str, Any]:
+    """The serving source of a vendor source: the same place, with the OPC UA type filled in."""
+    out: dict[str, Any] = {k: getattr(src, k) for k in ("address", "dtype", "order", "count", "bit", "stride", "node")
+                           if getattr(src, k, None) is not None}
+    if src.address is not None:
+        out["table"] = src.table
+    else:
+        out["type"] = src.type or var_type or "Int32"
+    return {**out, **extra}
+
+
+def from_vendor(v: Mapping, spec: Spec, errors: list[tuple[Loc, str]]) -> Dialect | None:
+    """The serving model of a vendor file; what cannot be served goes to `errors` (vendor-file locations)."""
+    if v.cls not in spec.classes:
+        errors.append((("class",), f"unknown equipment class '{v.cls}' (known: {', '.join(spec.classes)})"))
+        return None
+
+    def build(loc: Loc, model: Any, **fields: Any) -> Any:
+        try:
+            return model.model_validate(fields)
+        except ValidationError as exc:
+            for e in exc.errors(include_url=False):
+                errors.append((loc, e["msg"].removeprefix("Value error, ")))
+            return None
+
+    variables = []
+    for i, vm in enumerate(v.variables):
+        loc: Loc = ("variables", i)
+        try:
+            var = spec.variable(v.cls, vm.path.replace("[*]", "[1]")).var
+        except KeyError as exc:
+            errors.append((loc + ("path",), str(exc.args[0])))
+            continue
+        if vm.source.bits != 1 or vm.source.device_id is not None:
+            errors.append((loc + ("source",), "the simulators serve one-bit fields and the machine's own unit id only"))
+            continue
+        scale, offset = vm.transform(var.unit) if var.type in ("float", "int", "uint") else (1.0, 0.0)
+        f = build(loc, VariableField, path=vm.path, scale=scale, offset=offset, enum=vm.enum, default=vm.default,
+                  wrap=vm.wrap, writable=var.access == "rw" if vm.writable is None else vm.writable,
+                  **_source(vm.source, opcua_type(var)))
+        if f is not None:
+            variables.append(f)
+    alarms = []
+    for i, am in enumerate(v.alarms):
+        if am.active_value is not True:
+            errors.append((("alarms", i, "active_value"), "the simulators serve alarm codes from 'alarm_code'"))
+            continue
+        a = build(("alarms", i), AlarmField, alarm=am.alarm, **_source(am.source, "Boolean"))
+        if a is not None:
+            alarms.append(a)
+    alarm_code = None
+    if v.alarm_code is not None:
+        alarm_code = build(("alarm_code",), AlarmCode, codes=v.alarm_code.codes, **_source(v.alarm_code.source, "Int32"))
+    writes = {name: cm.write for name, cm in v.commands.items() if cm.write is not None}
+    register = None
+    places = {(w.address, w.node) for w in writes.values()}
+    if len(places) > 1:
+        errors.append((("commands",), "the simulators serve command codes on one register or node: "
+                                     f"these writes go to {len(places)}"))
+        writes = {}
+    elif writes:
+        w = next(iter(writes.values()))
+        register = {"address": w.address, "dtype": w.dtype} if w.address is not None else {"node": w.node, "type": w.type}
+    commands = build(("commands",), Commands, register=register, codes={n: int(w.value) for n, w in writes.items()},
+                     methods={n: cm.call.method for n, cm in v.commands.items() if cm.call is not None})
+    modbus = ModbusDefaults(order=v.modbus.order, device_id=v.modbus.device_id) if v.modbus else None
+    opcua = None
+    if v.opcua is not None:
+        opcua = OpcUaDefaults(namespace_uri=v.opcua.namespace_uri, root=v.opcua.root.strip("/").removeprefix("Objects/"),
+                              node_ids=v.opcua.node_ids)
+    if v.protocol == "modbus" and modbus is None:
+        modbus = ModbusDefaults()
+    if errors or commands is None:
+        return None
+    return build((), Dialect, dialect=v.mapping, cls=v.cls, protocol=v.protocol, doc=v.doc,
+                 identification=v.identification, modbus=modbus, opcua=opcua, variables=variables, alarms=alarms,
+                 alarm_code=alarm_code, commands=commands)
+
+
+def _in_vendor_file(loc: Loc, v: Mapping) -> Loc:
+    """Where a problem of the serving model sits in the vendor file."""
+    if loc[:1] == ("variables",) and len(loc) > 2 and loc[2] in ("stride", "node", "count", "address", "dtype"):
+        return loc[:2] + ("source",) + loc[2:]
+    if loc[:1] == ("commands",):
+        return ("commands",) + loc[2:3]
+    if loc[:1] == ("alarm_code",) and loc[1:2] != ("codes",):
+        return ("alarm_code", "source")
+    return loc
 
 
 def _dotted(loc: tuple[str | int, ...]) -> str:
@@ -220,4 +315,4 @@ def format_node(node: str, index: int | None) -> str:
     return _INDEX.sub(lambda mo: format(index, mo.group(0)[3:-1] if ":" in mo.group(0) else ""), node)
 
 
-__all__ = ["DIALECT_DIR", "Dialect", "check_dialect", "dialect_names", "dialect_path", "format_node", "load_dialect"]
+__all__ = ["Dialect", "check_dialect", "dialect_names", "format_node", "from_vendor", "load_dialect"]

@@ -1,12 +1,13 @@
-"""The dialect file format: how one vendor serves a machine of a class, as data.
+"""How the simulators serve a vendor's dialect: the serving model of a vendor file.
 
-A dialect names, per spec path, where and how the vendor serves the value:
-the Modbus register (address, table, dtype, word order, bit, stride for
-arrays) or the OPC UA node (relative browse path, builtin type), and the
-transform `spec value = raw * scale + offset`, with vendor enum codes
-(`enum: {vendor code: spec member or [members]}`). Alarms are bits, Boolean
-nodes or one alarm-code register; commands are a register (or node) written
-with a vendor code, or vendor methods. See README.md beside this file.
+`load_dialect` builds it from a vendor file (`interface_spec/vendors/`, the
+format in `interface_spec/vendor.py`). Per spec path it says where the
+machine serves the value — the Modbus register (address, table, dtype, word
+order, bit, stride for arrays) or the OPC UA node (browse path, builtin
+type) — and `spec value = raw * scale + offset` with the unit conversion
+folded in, with vendor enum codes (`enum: {vendor code: member or
+[members]}`). Alarms are bits, Boolean nodes or one alarm-code register;
+commands are a register (or node) written with a vendor code, or methods.
 
 The grammar is checked here; what needs the spec (paths, enum members,
 alarm ids, commands, overlapping registers) is checked by `load_dialect`.
@@ -18,9 +19,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from interface_spec.vendor import OPCUA_TYPES
+
 MODBUS_DTYPES = ("int16", "uint16", "int32", "uint32", "int64", "uint64", "float16", "float32", "float64", "string")
-OPCUA_TYPES = ("Boolean", "SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64", "Float", "Double",
-               "String")
 Order = Literal["ABCD", "DCBA", "BADC", "CDAB"]
 
 

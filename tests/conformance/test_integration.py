@@ -21,13 +21,14 @@ import yaml
 
 from gateway.conformance.runner import Run
 from interface_spec.model import Tier
+from interface_spec.vendor import VENDOR_DIR
 from simulators.dialects import dialect_names, load_dialect
 from simulators.line import SimConfig, SimLine
 
 from .conftest import COUNTS, OPTIONS, PARALLEL, SPEC, TIME_SCALE, at_most, failures, run_kit, start
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-MAPPINGS = Path(__file__).resolve().parents[2] / "deploy" / "mappings"
+MAPPINGS = VENDOR_DIR
 DIALECTS = dialect_names()
 
 # (dialect, what is done to its mapping, the case that must fail, what its message must name)

@@ -23,10 +23,11 @@ from gateway.runtime.device import adapter_factory
 from interface_spec import SpecError, load_spec
 from interface_spec.modbus_map import layout
 from interface_spec.spec import SPEC_DIR
+from interface_spec.vendor import VENDOR_DIR
 from tests.mutations import mutate, paths, text_mutate, values
 
 SPEC = load_spec()
-MAPPINGS = sorted((Path(__file__).resolve().parents[2] / "deploy" / "mappings").glob("*.yaml"))
+MAPPINGS = sorted(VENDOR_DIR.glob("*.yaml"))
 PARSED = {p.name: yaml.safe_load(p.read_text(encoding="utf-8")) for p in MAPPINGS}
 PLACES = [(name, where) for name, doc in PARSED.items() for where in paths(doc)]
 SPEC_FILES = sorted(SPEC_DIR.glob("*.yaml"))

@@ -10,7 +10,6 @@ uncertain or bad with a reason.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,9 +21,10 @@ from gateway.mapping.compile import load_mapping, mapped_plan
 from gateway.runtime.ingest import to_samples
 from gateway.samples import Quality
 from interface_spec import load_spec
+from interface_spec.vendor import VENDOR_DIR
 
 SPEC = load_spec()
-MAPPINGS = Path(__file__).resolve().parents[2] / "deploy" / "mappings"
+MAPPINGS = VENDOR_DIR
 
 
 def plans() -> list:

@@ -13,6 +13,7 @@ from gateway.cli import DEMO_LINE
 from gateway.config import load_line
 from gateway.mapping.compile import load_mapping, mapped_plan
 from interface_spec import SpecError, load_spec
+from interface_spec.vendor import VENDOR_DIR
 
 GOOD = """\
 line: test
@@ -164,18 +165,23 @@ def test_a_wrong_api_host_is_one_message_from_run(tmp_path, api, expected):
 
 
 @pytest.mark.parametrize("mapping, expected", [
+    ("sztp-winder-opcua", "equipment[1].mapping: sztp-winder-opcua.yaml maps opcua addresses, but winder1 speaks modbus"),
     ("../mappings/sztp-winder-opcua.yaml", "equipment[1].mapping: sztp-winder-opcua.yaml maps opcua addresses, but winder1 speaks modbus"),
     ("../mappings", "equipment[1].mapping: file {mappings} is not a file"),
+    ("tobu-winder-modbuss", "equipment[1].mapping: file {vendors}/tobu-winder-modbuss.yaml does not exist (shipped vendor "
+                            "files: cellforge-formation-opcua, hanmo-coater-modbus, kawa-coater-opcua, sztp-winder-opcua, "
+                            "tobu-winder-modbus, voltra-formation-modbus; or give a path ending in .yaml)"),
 ])
 def test_a_mapping_that_does_not_fit_its_machine_is_refused_at_its_line(tmp_path, mapping, expected):
-    """Copied beside the demo's mappings: the winder over Modbus given the OPC UA winder's mapping, or a folder."""
+    """The winder over Modbus given the OPC UA winder's vendor file (shipped, or a copy), a folder, a misspelt name."""
     (tmp_path / "lines").mkdir()
-    shutil.copytree(DEMO_LINE.parent.parent / "mappings", tmp_path / "mappings")
-    text = DEMO_LINE.read_text().replace("mapping: ../mappings/tobu-winder-modbus.yaml", f"mapping: {mapping}")
+    shutil.copytree(VENDOR_DIR, tmp_path / "mappings")
+    text = DEMO_LINE.read_text().replace("mapping: tobu-winder-modbus", f"mapping: {mapping}")
     line_file = write(tmp_path / "lines", "demo.yaml", text)
     proc = linegw("check-config", str(line_file))
     assert proc.returncode == 1
-    assert proc.stderr.strip() == f"error: {line_file}:22: " + expected.format(mappings=tmp_path / "mappings")
+    assert proc.stderr.strip() == f"error: {line_file}:24: " + expected.format(mappings=tmp_path / "mappings",
+                                                                              vendors=VENDOR_DIR)
 
 
 def test_missing_mapping_file_is_named(tmp_path):
@@ -376,8 +382,9 @@ def unmapped_warning(stderr: str, eid: str) -> list[str]:
 
 def test_check_config_lists_the_mandatory_variables_a_mapping_leaves_unmapped_and_strict_refuses(tmp_path):
     (tmp_path / "lines").mkdir()
-    shutil.copytree(DEMO_LINE.parent.parent / "mappings", tmp_path / "mappings")
-    line_file = write(tmp_path / "lines", "demo.yaml", DEMO_LINE.read_text())
+    shutil.copytree(VENDOR_DIR, tmp_path / "mappings")
+    text = DEMO_LINE.read_text().replace("mapping: tobu-winder-modbus", "mapping: ../mappings/tobu-winder-modbus.yaml")
+    line_file = write(tmp_path / "lines", "demo.yaml", text)
     before = linegw("check-config", str(line_file))
     assert before.returncode == 0, before.stderr
     gaps = unmapped_warning(before.stderr, "winder1")

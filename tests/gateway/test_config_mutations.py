@@ -22,6 +22,7 @@ from gateway.clitools import load_config
 from gateway.config import load_line
 from gateway.runtime.device import Device, adapter_factory
 from interface_spec import SpecError, load_spec
+from interface_spec.vendor import VENDOR_DIR
 from tests.mutations import mutate, paths, text_mutate, values
 
 SPEC = load_spec()
@@ -48,10 +49,10 @@ def check(path: Path, text: str) -> None:
 
 @pytest.fixture(scope="module")
 def line_path(tmp_path_factory: Any) -> Path:
-    """Where each mutated file is written, beside a copy of the demo's ../mappings/."""
+    """Where each mutated file is written, beside a copy of the shipped vendor files as ../mappings/."""
     root = tmp_path_factory.mktemp("mutations")
     (root / "lines").mkdir()
-    shutil.copytree(DEMO_LINE.parent.parent / "mappings", root / "mappings")
+    shutil.copytree(VENDOR_DIR, root / "mappings")
     return root / "lines" / "demo.yaml"
 
 

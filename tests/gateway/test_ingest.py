@@ -10,6 +10,7 @@ from gateway.mapping.compile import load_mapping, mapped_plan
 from gateway.runtime.ingest import to_samples
 from gateway.samples import Quality
 from interface_spec import SpecError, load_spec
+from interface_spec.vendor import vendor_path
 
 
 @pytest.fixture(scope="module")
@@ -136,12 +137,11 @@ async def test_a_machine_declaring_1_0_has_no_meter_however_its_registers_read(t
 def test_raw_is_what_the_machine_sent_where_the_gateway_changed_it():
     """A vendor's enum code, mapped to the spec's member, and an unscaled number keep what the machine sent as
     `raw`; the API shows it beside the spec's value. A value the gateway did not change has no raw of its own."""
-    from pathlib import Path
 
     from gateway.api.present import Presenter
 
     spec = load_spec()
-    mapping = load_mapping(Path(__file__).resolve().parents[2] / "deploy" / "mappings" / "tobu-winder-modbus.yaml", spec)
+    mapping = load_mapping(vendor_path("tobu-winder-modbus"), spec)
     plan = mapped_plan(spec, "w1", mapping, {})
     [state_key] = [k for k, ts in plan.targets.items() if [t.path for t in ts] == ["state.packml_state"]]
     [s] = to_samples("w1", plan.targets, [RawReading(state_key, 30, 1000.0)], 2000.0)  # Tobu's 30 is Execute

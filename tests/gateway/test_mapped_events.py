@@ -10,7 +10,6 @@ array instance, with values from before the change where the mapping asks.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,9 +19,10 @@ from gateway.config import Equipment
 from gateway.runtime.device import Device
 from gateway.store.sqlite import SqliteStore
 from interface_spec import load_spec
+from interface_spec.vendor import VENDOR_DIR
 from tests.waiting import wait_for
 
-MAPPINGS = Path(__file__).resolve().parents[2] / "deploy" / "mappings"
+MAPPINGS = VENDOR_DIR
 
 
 class Fed:

@@ -1,9 +1,9 @@
-"""Every shipped mapping against its dialect: the same common view as a conforming machine.
+"""Every shipped vendor file, served and read: the same common view as a conforming machine.
 
-For each dialect in simulators/dialects/ one simulator serves a machine in that
-dialect, and a twin of the same class, protocol and seed serves the spec's
-native profile. One gateway reads both: the first through
-deploy/mappings/<dialect>.yaml, the twin natively. The tests compare what the
+For each shipped vendor file (interface_spec/vendors/) one simulator serves a
+machine in that vendor's dialect, and a twin of the same class, protocol and
+seed serves the spec's native profile. One gateway reads both: the first
+through the same vendor file, the twin natively. The tests compare what the
 gateway makes of the two: paths, units, quality, identity, array sizes and
 state; values pushed through every transform and enum code; alarms; commands;
 and the units made, which the gateway derives from value changes.
@@ -16,20 +16,19 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from gateway.config import LineConfig
-from gateway.mapping.compile import load_mapping, mapped_plan
-from gateway.mapping.model import Mapping
+from gateway.mapping.compile import alarm_reads, load_mapping, mapped_plan
 from gateway.runtime.device import Device
 from gateway.runtime.line import LineRuntime
 from gateway.samples import Quality
 from gateway.store.sqlite import SqliteStore
 from interface_spec import load_spec
+from interface_spec.vendor import VENDOR_DIR, Mapping
 from simulators.dialects import dialect_names, load_dialect
 from simulators.dialects.model import Dialect, VariableField
 from simulators.line import SimConfig, SimLine
@@ -37,7 +36,7 @@ from simulators.servers.dialect import Projection, compile_projections
 from simulators.simulator import Simulator
 from tests.waiting import wait_for
 
-MAPPINGS = Path(__file__).resolve().parents[2] / "deploy" / "mappings"
+MAPPINGS = VENDOR_DIR
 DIALECTS = dialect_names()
 SPEC = load_spec()
 SEED = 7
@@ -57,80 +56,26 @@ def mapping_of(name: str) -> Mapping:
     return load_mapping(MAPPINGS / f"{name}.yaml", SPEC)
 
 
-# --- the mapping covers the dialect, field by field ----------------------------------------------
-
-
-def _effective_order(field_order: str | None, default: Any) -> str:
-    return field_order or (default.order if default else "ABCD")
+# --- one vendor file: what the gateway reads is what the simulator serves ------------------------
 
 
 @pytest.mark.parametrize("name", DIALECTS)
-def test_each_dialect_has_a_mapping_for_everything_it_serves(name):
+def test_each_vendor_file_serves_what_the_gateway_reads_from_it(name):
     d, m = load_dialect(name, SPEC), mapping_of(name)
     assert (m.cls, m.protocol) == (d.cls, d.protocol)
-    served = {f.path for f in d.variables}
-    mapped = {vm.path for vm in m.variables}
-    assert served == mapped, f"{name}: served but not mapped {sorted(served - mapped)}, mapped but not served {sorted(mapped - served)}"
-    alarms = {a.alarm for a in d.alarms if a.alarm != "*"} | set(d.alarm_code.codes if d.alarm_code else {})
-    assert {a.alarm for a in m.alarms} == alarms
+    assert {f.path for f in d.variables} == {vm.path for vm in m.variables}
+    served_alarms = {a.alarm for a in d.alarms} | set(d.alarm_code.codes if d.alarm_code else {})
+    assert {alarm for alarm, _, _ in alarm_reads(m)} <= served_alarms
     assert set(m.commands) == set(d.commands.codes) | set(d.commands.methods)
-    # The gateway knows who made the machine: read from it, or from the nameplate in the mapping.
-    ident = {p.split(".", 1)[1] for p in mapped if p.startswith("identification.")} | set(m.identification)
+    # The gateway knows who made the machine: read from it, or from the nameplate in the file.
+    ident = {vm.path.split(".", 1)[1] for vm in m.variables if vm.path.startswith("identification.")} | set(m.identification)
     assert {"manufacturer", "model"} <= ident
-    assert all(d.identification[k] == v for k, v in m.identification.items())
-
-
-@pytest.mark.parametrize("name", DIALECTS)
-def test_each_mapping_reads_the_dialects_addresses_with_its_transforms(name):
-    d, m = load_dialect(name, SPEC), mapping_of(name)
-    plan = mapped_plan(SPEC, "x", m, {})
-    targets = {t.path: t for ts in plan.targets.values() for t in ts}
-    by_path = {vm.path: vm for vm in m.variables}
-    if d.protocol == "modbus":
-        assert m.modbus is not None and d.modbus is not None and m.modbus.device_id == d.modbus.device_id
-    else:
-        assert m.opcua is not None and d.opcua is not None
-        assert (m.opcua.namespace_uri, m.opcua.root) == (d.opcua.namespace_uri, f"/Objects/{d.opcua.root}")
+    # The file's transforms are the simulator's and the gateway's alike.
+    targets = {t.path: t for ts in mapped_plan(SPEC, "x", m, {}).targets.values() for t in ts}
     for f in d.variables:
-        src, where = by_path[f.path].source, f"{name}: {f.path}"
-        if d.protocol == "modbus":
-            assert (src.table, src.address, src.stride, src.bit, src.count) == (f.table, f.address, f.stride, f.bit, f.count), where
-            assert src.dtype == (f.dtype or ("uint16" if f.bit is not None else None)), where
-            if f.bit is None and f.dtype not in (None, "int16", "uint16", "string"):
-                assert _effective_order(src.order, m.modbus) == _effective_order(f.order, d.modbus), where
-        else:
-            assert src.node == f.node, where
         t = targets[f.path.replace("[*]", "[1]")]
-        assert t.scale == pytest.approx(f.scale, rel=1e-9) and t.offset == pytest.approx(f.offset, abs=1e-9), where
-        if f.enum is not None:
-            members = SPEC.enum(SPEC.variable(d.cls, f.path.replace("[*]", "[1]")).var.enum or "")
-            names = {code: ([n] if isinstance(n, str) else n) for code, n in f.enum.items()}
-            unlisted = set(members) - {n for ns in names.values() for n in ns}
-            if unlisted:  # served as the default code, which may also stand for listed members
-                default = f.default if f.default is not None else 0
-                names[default] = names.get(default, []) + sorted(unlisted)
-            read = by_path[f.path].enum or {}
-            assert set(read) == set(names), f"{where}: vendor codes {sorted(names)}, mapped {sorted(read)}"
-            for code, member in read.items():
-                assert member in names[code], f"{where}: code {code} stands for {names[code]}, mapped to {member}"
-    alarm_src = {a.alarm: a for a in m.alarms}
-    for a in d.alarms:
-        if a.alarm == "*":
-            continue
-        src = alarm_src[a.alarm].source
-        assert (src.address, src.table, src.bit, src.node) == (a.address, a.table, a.bit, a.node), f"{name}: {a.alarm}"
-    if d.alarm_code is not None:
-        for alarm, code in d.alarm_code.codes.items():
-            am = alarm_src[alarm]
-            if am.source.bit is None and am.active_value is not True:
-                assert (am.source.address, am.source.node, am.active_value) == (d.alarm_code.address, d.alarm_code.node, code)
-    reg = d.commands.register_
-    for command, cm in m.commands.items():
-        if command in d.commands.methods:
-            assert cm.call is not None and cm.call.method == d.commands.methods[command]
-        else:
-            assert reg is not None and cm.write is not None
-            assert (cm.write.address, cm.write.node, cm.write.value) == (reg.address, reg.node, d.commands.codes[command])
+        if f.enum is None and t.kind == "num":
+            assert (t.scale, t.offset) == pytest.approx((f.scale, f.offset), rel=1e-12, abs=1e-12), f.path
 
 
 # --- the same machine twice: in its dialect and natively ------------------------------------------
@@ -481,7 +426,8 @@ async def test_alarms_raised_on_the_machine_are_seen_and_cleared_through_the_map
     p = line.pairs[name]
     codes = {a.id: a.code for a in SPEC.alarms(p.dialect.cls)}
     # Alarms with a bit or Boolean node of their own, all at once: a bit read wrongly shows the wrong alarm.
-    own = {codes[a.alarm] for a in p.mapping.alarms if a.active_value is True}
+    reads = alarm_reads(p.mapping)
+    own = {codes[alarm] for alarm, src, active in reads if active is True}
     for sim in (p.dsim, p.nsim):
         for code in own:
             sim.machine.raise_alarm(code)
@@ -492,11 +438,11 @@ async def test_alarms_raised_on_the_machine_are_seen_and_cleared_through_the_map
             sim.machine.clear_alarm(code)
     await wait_for(lambda: not p.mapped.alarms.active, f"{name}: every alarm cleared")
     # Alarms known only as a vendor alarm code, one at a time (the code shows the most severe).
-    for am in p.mapping.alarms:
-        if am.active_value is True:
+    for alarm, _, active in reads:
+        if active is True:
             continue
-        code = codes[am.alarm]
+        code = codes[alarm]
         p.dsim.machine.raise_alarm(code)
-        await wait_for(lambda code=code: set(p.mapped.alarms.active) == {code}, f"{name}: {am.alarm} seen through its code")
+        await wait_for(lambda code=code: set(p.mapped.alarms.active) == {code}, f"{name}: {alarm} seen through its code")
         p.dsim.machine.clear_alarm(code)
-        await wait_for(lambda: not p.mapped.alarms.active, f"{name}: {am.alarm} cleared")
+        await wait_for(lambda: not p.mapped.alarms.active, f"{name}: {alarm} cleared")

@@ -37,46 +37,71 @@ def test_every_dialect_file_loads_and_each_class_has_both_protocols(spec):
 
 
 BROKEN = {
-    "unknown path": ("""dialect: broken
+    "unknown path": ("""mapping: broken
 class: coater
 protocol: modbus
 variables:
-  - {path: web.line_speed, address: 10, dtype: float32}
-  - {path: web.speed, address: 12, dtype: float32}
+  - {path: web.line_speed, source: {address: 10, dtype: float32}}
+  - {path: web.speed, source: {address: 12, dtype: float32}}
 """, 6, "variables[1].path", "web.speed"),
-    "missing dtype": ("""dialect: broken
+    "missing dtype": ("""mapping: broken
 class: winder
 protocol: modbus
 variables:
-  - {path: winding.speed, address: 10, dtype: float32}
+  - {path: winding.speed, source: {address: 10, dtype: float32}}
   - {path: winding.cycle_time,
-     address: 12}
-""", 6, "variables[1]", "dtype"),
-    "enum member": ("""dialect: broken
+     source: {address: 12}}
+""", 7, "variables[1].source", "dtype"),
+    "enum member": ("""mapping: broken
 class: winder
 protocol: modbus
 variables:
   - path: state.packml_state
-    address: 1
-    dtype: uint16
-    enum: {1: Stopped, 2: Running}
+    source: {address: 1, dtype: uint16}
+    enum: {0: Undefined, 1: Stopped, 2: Running}
     default: 0
-""", 8, "variables[0].enum.2", "Running"),
-    "overlap": ("""dialect: broken
+""", 7, "variables[0].enum.2", "Running"),
+    # Reading needs a code only for what the machine shows; serving needs one for every member.
+    "member without a code": ("""mapping: broken
+class: winder
+protocol: modbus
+variables:
+  - path: state.packml_state
+    source: {address: 1, dtype: uint16}
+    enum: {1: Stopped, 2: [Idle, Resetting]}
+""", 7, "variables[0].enum", "list them or give 'default'"),
+    "overlap": ("""mapping: broken
 class: formation
 protocol: modbus
 variables:
-  - {path: "channel[*].voltage", address: 100, stride: 2, dtype: float32}
-  - {path: rack.temperature, address: 101, dtype: int16}
+  - {path: "channel[*].voltage", source: {address: 100, stride: 2, dtype: float32}}
+  - {path: rack.temperature, source: {address: 101, dtype: int16}}
 """, 6, "variables[1]", "register 101"),
-    "array without index": ("""dialect: broken
+    "array without index": ("""mapping: broken
 class: formation
 protocol: opcua
-opcua: {namespace_uri: "urn:x", root: Rack}
+opcua: {namespace_uri: "urn:x", root: /Objects/Rack}
 variables:
-  - {path: "channel[*].voltage", node: Channels/U, type: Double}
-""", 6, "variables[0].node", "{i}"),
-    "not yaml": ("""dialect: broken
+  - {path: "channel[*].voltage", source: {node: Channels/U}}
+""", 6, "variables[0].source.node", "{i}"),
+    "two command registers": ("""mapping: broken
+class: winder
+protocol: modbus
+variables:
+  - {path: winding.speed, source: {address: 10, dtype: float32}}
+commands:
+  Start: {write: {address: 100, value: 1}}
+  Stop: {write: {address: 101, value: 2}}
+""", 7, "commands", "one register or node"),
+    "an alarm code outside alarm_code": ("""mapping: broken
+class: winder
+protocol: modbus
+variables:
+  - {path: winding.speed, source: {address: 10, dtype: float32}}
+alarms:
+  - {alarm: door_open, source: {address: 20, dtype: uint16}, active_value: 7}
+""", 7, "alarms[0].active_value", "alarm_code"),
+    "not yaml": ("""mapping: broken
 class: coater
 variables: [
 """, 4, "", "not valid YAML"),
@@ -84,7 +109,7 @@ variables: [
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN))
-def test_a_broken_dialect_file_is_refused_naming_file_and_line(spec, tmp_path, case):
+def test_a_broken_vendor_file_is_refused_naming_file_and_line(spec, tmp_path, case):
     text, line, field, words = BROKEN[case]
     path = tmp_path / f"{case.replace(' ', '-')}.yaml"
     path.write_text(text)
@@ -98,7 +123,7 @@ def test_a_broken_dialect_file_is_refused_naming_file_and_line(spec, tmp_path, c
 def test_config_and_dialect_must_agree(spec):
     with pytest.raises(ValueError, match="not a winder over opcua"):
         Simulator(SimConfig("x", "winder", "opcua", dialect="tobu-winder-modbus"), spec)
-    with pytest.raises(SpecError, match="no such dialect"):
+    with pytest.raises(SpecError, match="no such vendor file"):
         Simulator(SimConfig("x", "winder", "modbus", dialect="no-such-vendor"), spec)
 
 

@@ -1,7 +1,11 @@
-"""The mapping file format: a vendor's addresses onto spec paths, as data.
+"""The vendor file format: how one vendor's machine model serves the spec, as data.
 
 Equipment that implements the spec's native profile needs no file. For the
-rest, an integrator writes one file per machine model:
+rest, one file per machine model says where the machine keeps each spec
+path and how its values differ. The same file has two uses: the gateway
+reads a machine through it (`mapping:` of a line file entry), and the
+simulators serve the vendor's dialect from it (`linegw simulate`), so the
+description a simulator is tested against is the one the gateway reads by.
 
     mapping: acme-winder-modbus
     class: winder
@@ -15,7 +19,10 @@ rest, an integrator writes one file per machine model:
         scale: 0.1                        # spec = raw * scale + offset
       - path: state.packml_state
         source: {address: 100, dtype: uint16}
-        enum: {1: Stopped, 2: Idle, 3: Execute}   # vendor code -> spec enum member
+        # vendor code -> spec enum member; a list when one code stands for several
+        # members: a reader takes the first, the machine shows the code for any of them
+        enum: {0: Undefined, 1: [Stopped, Stopping], 2: [Idle, Resetting], 3: [Execute, Starting]}
+        default: 0                        # the code the machine shows for members not listed
       - path: state.control_authority
         source: {address: 101, dtype: uint16, bit: 2}
         enum: {0: Local, 1: Remote}
@@ -27,6 +34,10 @@ rest, an integrator writes one file per machine model:
     alarms:
       - {alarm: web_break, source: {address: 110, dtype: uint16, bit: 0}}
       - {alarm: door_open, source: {address: 111, dtype: uint16}, active_value: 101}  # alarm-code register
+      - {alarm: "*", source: {address: 101, dtype: uint16, bit: 7}}  # any alarm: served, not needed to read
+    alarm_code:                           # the code of the most severe active alarm (0: none); read
+      source: {address: 112, dtype: uint16}   # for the alarms listed here that have no entry of their own
+      codes: {emergency_stop: 1, air_pressure_low: 2}
     commands:
       Start: {write: {address: 200, dtype: uint16, value: 1}}
     events:
@@ -41,7 +52,9 @@ rest, an integrator writes one file per machine model:
     #     map: {result: {A: good, NG: reject}}  # payload key -> {value: payload value}; null drops the key
 
 Modbus sources in coils and discrete inputs are one bit each and take no
-`dtype`. An alarm source without `bit` is active when it reads `active_value`:
+`dtype`. A variable is writable (a set point) when the spec says `rw`;
+`writable: false` says the machine refuses writes all the same. `wrap: true`
+says an integer counts round instead of stopping at its top (a watchdog). An alarm source without `bit` is active when it reads `active_value`:
 a Boolean node (true), or a vendor alarm-code register showing that alarm's code.
 
 Events are for machines that cannot send their own: the gateway emits one
@@ -66,16 +79,47 @@ one variable (all its instances, with "[*]") in its source:
 `mode: poll` in `opcua:` for a server without subscriptions); `sampling_ms`
 defaults to the spec's sampling interval of the variable; points with the
 same `publishing_ms` share one subscription. Unset, the line file's
-`adapter:` settings decide.
+`adapter:` settings decide. `type` in a node source is the OPC UA builtin
+type the machine serves (default: the native profile's type for the
+variable); the gateway reads any numeric type, the simulators serve this
+one. `opcua.node_ids: numeric` says the machine numbers its nodes (the
+gateway finds them by browse path either way).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+VENDOR_DIR = Path(__file__).parent / "vendors"  # the shipped vendor files
 _DTYPE_BITS = {"int16": 16, "uint16": 16, "int32": 32, "uint32": 32, "int64": 64, "uint64": 64}
+# The OPC UA builtin types a vendor may serve a value as.
+OPCUA_TYPES = ("Boolean", "SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64", "Float", "Double",
+               "String")
+
+# Linear unit conversions: (vendor unit, spec unit) -> (factor, offset).
+CONVERSIONS: dict[tuple[str, str], tuple[float, float]] = {
+    ("K", "Cel"): (1.0, -273.15),
+    ("[degF]", "Cel"): (5 / 9, -32 * 5 / 9),
+    ("m/s", "m/min"): (60.0, 0.0),
+    ("mm/s", "m/min"): (0.06, 0.0),
+    ("m/min", "mm/s"): (1000 / 60, 0.0),
+    ("mm", "um"): (1000.0, 0.0),
+    ("um", "mm"): (0.001, 0.0),
+    ("g/m2", "mg/cm2"): (0.1, 0.0),
+    ("W", "kW"): (0.001, 0.0),
+    ("W.h", "kW.h"): (0.001, 0.0),
+    ("mV", "V"): (0.001, 0.0),
+    ("mA", "A"): (0.001, 0.0),
+    ("mA.h", "A.h"): (0.001, 0.0),
+    ("mW.h", "W.h"): (0.001, 0.0),
+    ("Ohm", "mOhm"): (1000.0, 0.0),
+    ("uOhm", "mOhm"): (0.001, 0.0),
+    ("L/h", "mL/min"): (1000 / 60, 0.0),
+    ("kN", "N"): (1000.0, 0.0),
+}
 
 
 class _Strict(BaseModel):
@@ -106,6 +150,7 @@ class Source(OpcUaReading):
     device_id: int | None = Field(default=None, ge=0, le=255)
     # OPC UA
     node: str | None = None
+    type: str | None = None  # the builtin type the machine serves the node as
 
     @model_validator(mode="after")
     def _one_kind(self) -> Source:
@@ -123,7 +168,17 @@ class Source(OpcUaReading):
                 raise ValueError(f"bit {self.bit} + bits {self.bits} do not fit in a {self.dtype} ({width} bits)")
         if self.address is not None and self.options():
             raise ValueError(f"{', '.join(self.options())}: only for OPC UA sources ('node'); Modbus is read every scan")
+        if self.type is not None:
+            if self.node is None:
+                raise ValueError("'type' is for OPC UA nodes; Modbus registers take 'dtype'")
+            if self.type not in OPCUA_TYPES:
+                raise ValueError(f"type '{self.type}' is not one of {', '.join(OPCUA_TYPES)}")
         return self
+
+    @property
+    def is_bit(self) -> bool:
+        """One bit: a bit of a register, a coil or discrete input, or a Boolean node."""
+        return (self.bit is not None and self.bits == 1) or self.table in ("coil", "discrete") or self.type == "Boolean"
 
 
 class VariableMap(_Strict):
@@ -132,11 +187,36 @@ class VariableMap(_Strict):
     scale: float = 1.0
     offset: float = 0.0
     from_unit: str | None = None  # vendor unit, converted to the spec's unit
-    enum: dict[int, str] | None = None  # vendor code -> spec enum member name
+    enum: dict[int, str | list[str]] | None = None  # vendor code -> spec member(s); a reader takes the first
+    default: int | None = None  # the code the machine shows for members the enum does not list
+    writable: bool | None = None  # None: as the spec's access (rw set points are written)
+    wrap: bool = False  # an integer that counts round instead of stopping at its top
+
+    @model_validator(mode="after")
+    def _enum(self) -> VariableMap:
+        if self.scale == 0:
+            raise ValueError("scale must not be 0")
+        if self.default is not None and (self.enum is None or self.default not in self.enum):
+            raise ValueError("'default' is the code shown for members not listed: it must be one of the enum's codes")
+        if self.enum is not None and any(isinstance(v, list) and not v for v in self.enum.values()):
+            raise ValueError("enum: a code needs at least one member")
+        return self
+
+    def members(self) -> dict[int, list[str]]:
+        """Vendor code -> the spec members it stands for (the first is what a reader takes)."""
+        return {code: [names] if isinstance(names, str) else list(names) for code, names in (self.enum or {}).items()}
+
+    def transform(self, unit: str) -> tuple[float, float]:
+        """(scale, offset) from the machine's number to the spec's unit: spec = raw * scale + offset."""
+        scale, offset = self.scale, self.offset
+        if self.from_unit and self.from_unit != unit:
+            f, o = CONVERSIONS[(self.from_unit, unit)]
+            scale, offset = scale * f, offset * f + o
+        return scale, offset
 
 
 class AlarmMap(_Strict):
-    alarm: str  # spec alarm id
+    alarm: str  # spec alarm id; "*" is the machine's any-alarm summary (served, nothing to read)
     source: Source  # a bit (Modbus) or a Boolean node (OPC UA)
     active_value: int | bool = True
 
@@ -147,10 +227,18 @@ class AlarmMap(_Strict):
         return self
 
 
+class AlarmCode(_Strict):
+    """One register or node with the vendor code of the most severe active alarm (0: none)."""
+
+    source: Source
+    codes: dict[str, int]  # spec alarm id -> vendor code
+
+
 class CommandWrite(_Strict):
     address: int | None = Field(default=None, ge=0, le=65535)
     dtype: str = "uint16"
     node: str | None = None
+    type: Literal["Int16", "UInt16", "Int32", "UInt32"] = "Int32"  # of the command node, as the machine serves it
     value: Any
 
     @model_validator(mode="after")
@@ -193,6 +281,7 @@ class ModbusDefaults(_Strict):
 class OpcUaDefaults(OpcUaReading):
     namespace_uri: str
     root: str  # browse path of the vendor's machine object, e.g. "/Objects/KawaCoater"
+    node_ids: Literal["string", "numeric"] = "string"  # how the machine names its nodes
 
 
 class Mapping(_Strict):
@@ -206,6 +295,7 @@ class Mapping(_Strict):
     identification: dict[str, str] = {}  # nameplate values the machine does not serve
     variables: list[VariableMap]
     alarms: list[AlarmMap] = []
+    alarm_code: AlarmCode | None = None
     commands: dict[str, CommandMap] = {}
     events: list[EventTrigger] = []
 
@@ -216,3 +306,16 @@ class Mapping(_Strict):
         if self.protocol == "opcua" and self.opcua is None:
             raise ValueError("an OPC UA mapping needs an 'opcua' section (namespace_uri, root)")
         return self
+
+
+def vendor_names() -> list[str]:
+    """The shipped vendor files, by name."""
+    return sorted(p.stem for p in VENDOR_DIR.glob("*.yaml"))
+
+
+def vendor_path(name_or_path: str | Path) -> Path:
+    """A shipped vendor file by name (`tobu-winder-modbus`), or any file by its path."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.parent != Path("."):
+        return p
+    return VENDOR_DIR / f"{name_or_path}.yaml"
