@@ -32,7 +32,7 @@ from gateway.clitools import (
 )
 from gateway.conformance.cli import conformance
 from gateway.logs import configure as configure_logging
-from gateway.mapping.cli import mapping_app
+from gateway.mapping.cli import discover, mapping_app
 from interface_spec import Spec, SpecError, load_spec
 from interface_spec.cli import spec_app
 
@@ -425,6 +425,7 @@ def _move_cert(thumbprint: str, cert_dir: Path | None, to: str) -> None:
     console.print(f"{to}: {cert.thumbprint} {cert.subject} ({cert.path})", highlight=False, soft_wrap=True)
 
 
+app.command("discover")(discover)
 app.add_typer(mapping_app, name="mapping")
 app.add_typer(keys_app, name="keys")
 app.add_typer(certs_app, name="certs")

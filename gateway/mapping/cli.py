@@ -55,3 +55,41 @@ def validate(file: str = typer.Argument(..., help="a vendor file, or a shipped v
     if gaps:
         err_console.print(f"[yellow]warning:[/yellow] {Path(path).name} leaves {len(gaps)} mandatory variables unmapped: "
                           f"{escape(', '.join(gaps))}", highlight=False)
+
+
+def discover(cls: str = typer.Option(..., "--class", help="the equipment class the machine is (coater, winder, formation)"),
+             opcua: str | None = typer.Option(None, "--opcua", help="browse this OPC UA server (opc.tcp://host:port/path)"),
+             modbus: str | None = typer.Option(None, "--modbus", help="read this Modbus TCP device (host:port)"),
+             unit_id: int = typer.Option(1, "--unit-id", min=0, max=255, help="Modbus unit id"),
+             ranges: str = typer.Option("holding:0-999,input:0-999", "--ranges",
+                                        help="Modbus registers to read, e.g. holding:4000-4499,input:0-99"),
+             out: Path | None = typer.Option(None, "--out", help="write the draft here (default: print it)")) -> None:
+    """Draft a vendor file from a machine: names and units matched to the spec, the rest listed to do."""
+    import asyncio
+
+    from gateway.endpoint import parse_endpoint
+    from gateway.mapping.discover import discover_modbus, discover_opcua, parse_ranges
+
+    spec = load_spec()
+    if cls not in spec.classes:
+        fail(SpecError(f"--class: unknown equipment class '{cls}' (known: {', '.join(spec.classes)})"))
+    if (opcua is None) == (modbus is None):
+        fail(SpecError("give one of --opcua URL or --modbus HOST:PORT"))
+    try:
+        if opcua is not None:
+            draft, source = asyncio.run(discover_opcua(spec, cls, opcua)), opcua
+        else:
+            assert modbus is not None
+            where = parse_endpoint(modbus if "://" in modbus else f"modbus://{modbus}")
+            draft = asyncio.run(discover_modbus(spec, cls, where.host, where.port or 502, unit_id, parse_ranges(ranges)))
+            source = f"modbus://{modbus.removeprefix('modbus://')} unit {unit_id} ({ranges})"
+    except (OSError, ValueError, TimeoutError) as exc:
+        fail(SpecError(f"{opcua or modbus}: {exc}"))
+    text = draft.text(source)
+    if out is None:
+        console.print(text, end="", markup=False, highlight=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+    err_console.print(f"drafted {len(draft.variables)} variables, {len(draft.alarms)} alarms, {len(draft.commands)} "
+                      f"commands; {len(draft.todo)} mandatory variables to do"
+                      + (f"; written to {out}" if out else ""), highlight=False)
