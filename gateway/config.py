@@ -21,12 +21,12 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from gateway.adapters import declared_model, model_problems
 from gateway.analytics.energy_settings import EnergySettings
 from gateway.analytics.shifts import Shifts
 from gateway.endpoint import SCHEMES, host_problem, parse_endpoint
@@ -308,9 +308,10 @@ def equipment_problems(cfg: LineConfig, spec: Spec | None) -> list[tuple[tuple[A
             problems.append((("equipment", i, "protocol"),
                              f"no adapter '{eq.protocol}' is installed (known: {', '.join(sorted(installed))})"))
         check = _SETTINGS_CHECKS.get(eq.protocol)
-        model = None if check is not None or eq.protocol not in installed else _declared_settings(eq.protocol)
+        model = None if check is not None or eq.protocol not in installed else declared_model(eq.protocol, "Settings")
         if model is not None:  # a plug-in that declares its settings: checked here as its adapter will read them
-            problems += _model_problems(model, eq.adapter, eq.protocol, ("equipment", i, "adapter"))
+            problems += model_problems(model, eq.adapter, f"a setting of the {eq.protocol} adapter",
+                                       ("equipment", i, "adapter"))
         if check is not None:
             raw = _AskedKeys(eq.adapter)
             try:
@@ -337,36 +338,6 @@ def equipment_problems(cfg: LineConfig, spec: Spec | None) -> list[tuple[tuple[A
                     problems.append((("equipment", i, "counts", name),
                                      f"{count} {name}s; a {eq.cls} has at most {arrays[name]}"))
     return problems
-
-
-def _declared_settings(protocol: str) -> type[BaseModel] | None:
-    """The pydantic model a plug-in adapter declares for its settings (its class's `Settings`), if any."""
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group="linegw.adapters"):
-        if ep.name == protocol:
-            declared = getattr(ep.load(), "Settings", None)
-            return declared if isinstance(declared, type) and issubclass(declared, BaseModel) else None
-    return None
-
-
-def _model_problems(model: type[BaseModel], raw: dict[str, Any], protocol: str,
-                    where: tuple[Any, ...]) -> list[tuple[tuple[Any, ...], str]]:
-    """A plug-in's settings against its model: each refusal at its field; a name it does not know with the nearest."""
-    try:
-        model.model_validate(raw)
-    except ValidationError as exc:
-        out = []
-        for err in exc.errors():
-            name = str(err["loc"][0]) if err["loc"] else ""
-            if err["type"] == "extra_forbidden":
-                near = difflib.get_close_matches(name, sorted(model.model_fields), n=1)
-                hint = f"did you mean {near[0]}?" if near else f"known: {', '.join(sorted(model.model_fields))}"
-                out.append((where + (name,), f"not a setting of the {protocol} adapter; {hint}"))
-            else:
-                out.append((where + ((name,) if name else ()), f"{protocol} setting {name}: {err['msg']}"))
-        return out
-    return []
 
 
 class _AskedKeys(dict[str, Any]):

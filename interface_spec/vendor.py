@@ -79,7 +79,10 @@ one variable (all its instances, with "[*]") in its source:
 `mode: poll` in `opcua:` for a server without subscriptions); `sampling_ms`
 defaults to the spec's sampling interval of the variable; points with the
 same `publishing_ms` share one subscription. Unset, the line file's
-`adapter:` settings decide. `type` in a node source is the OPC UA builtin
+`adapter:` settings decide. A machine read by a plug-in adapter is addressed
+by `node` (one string in the adapter's own syntax) or by `point`, the fields
+of the `Address` model the adapter declares (`source: {point: {tag: N7:0,
+type: INT}}`), checked when the file loads. `type` in a node source is the OPC UA builtin
 type the machine serves (default: the native profile's type for the
 variable); the gateway reads any numeric type, the simulators serve this
 one. `opcua.node_ids: numeric` says the machine numbers its nodes (the
@@ -151,11 +154,14 @@ class Source(OpcUaReading):
     # OPC UA
     node: str | None = None
     type: str | None = None  # the builtin type the machine serves the node as
+    # A plug-in adapter's own address fields, checked against the `Address` model it declares
+    point: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Source:
-        if (self.address is None) == (self.node is None):
-            raise ValueError("give either 'address' (Modbus) or 'node' (OPC UA)")
+        if sum(x is not None for x in (self.address, self.node, self.point)) != 1:
+            raise ValueError("give one of 'address' (Modbus), 'node' (OPC UA, or a plug-in's address as one string) "
+                             "or 'point' (a plug-in's address fields)")
         if self.address is not None and self.dtype is None and self.table not in ("coil", "discrete"):
             raise ValueError("a Modbus source needs 'dtype'")
         if self.bits > 1 and self.bit is None:

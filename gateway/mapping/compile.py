@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from gateway.adapters import declared_model, model_problems
 from gateway.adapters.base import Point
 from interface_spec import Spec, SpecError, VarDef, split_path
 from interface_spec.loader import format_loc, line_of, load_model, yaml_node
@@ -156,7 +157,7 @@ def load_mapping(path: str | Path, spec: Spec) -> Mapping:
             err(("variables", i, "writable"), f"'{vm.path}' is read-only in the spec")
         if vm.from_unit and (vm.from_unit, d.var.unit) not in CONVERSIONS and vm.from_unit != d.var.unit:
             err(("variables", i, "from_unit"), unit_problem(vm.from_unit, d.var.unit))
-    for loc, msg in modbus_problems(m, spec):
+    for loc, msg in modbus_problems(m, spec) + point_problems(m):
         err(loc, msg)
     alarm_ids = {a.id for a in spec.alarms(m.cls)}
     for i, am in enumerate(m.alarms):
@@ -193,6 +194,27 @@ def load_mapping(path: str | Path, spec: Spec) -> Mapping:
     if errors:
         raise SpecError("\n".join(errors))
     return m
+
+
+def point_problems(m: Mapping) -> list[tuple[tuple[Any, ...], str]]:
+    """Typed point addresses against the `Address` model their plug-in adapter declares."""
+    places: list[tuple[tuple[Any, ...], Source]] = [(("variables", i, "source"), vm.source) for i, vm in enumerate(m.variables)]
+    places += [(("alarms", i, "source"), am.source) for i, am in enumerate(m.alarms)]
+    if m.alarm_code is not None:
+        places.append((("alarm_code", "source"), m.alarm_code.source))
+    places = [(loc, src) for loc, src in places if src.point is not None]
+    if not places:
+        return []
+    if m.protocol in ("modbus", "opcua"):
+        return [(loc + ("point",), f"'point' is a plug-in adapter's address; {m.protocol} takes "
+                                   f"{'address' if m.protocol == 'modbus' else 'node'}") for loc, _ in places]
+    model = declared_model(m.protocol, "Address")
+    if model is None:
+        return [(loc + ("point",), f"the {m.protocol} adapter declares no typed address (an Address model): give "
+                                   "its address as one string in 'node'") for loc, _ in places]
+    return [problem for loc, src in places
+            for problem in model_problems(model, src.point or {}, f"an address field of the {m.protocol} adapter",
+                                          loc + ("point",))]
 
 
 class _Span(NamedTuple):
@@ -310,6 +332,8 @@ def _source_point(key: str, src: Source, m: Mapping, index: int | None) -> Point
         if device is not None:
             opts["device_id"] = device
         return Point(key, opts)
+    if src.point is not None:  # a plug-in adapter's typed address, checked against its model at load
+        return Point(key, {**src.point, **src.options()})
     assert src.node is not None
     if m.opcua is None:  # a plug-in adapter: the node is its own address syntax
         return Point(key, {"node": _node_for(src.node, index), **src.options()})
@@ -326,6 +350,8 @@ def _source_point(key: str, src: Source, m: Mapping, index: int | None) -> Point
 
 def _source_key(point: Point) -> str:
     o = point.options
+    if "browse_path" not in o and "node" not in o and "table" not in o:  # a plug-in's typed address
+        return "point:" + ",".join(f"{k}={o[k]!r}" for k in sorted(o))
     if "address" in o:
         return f"{o['table']}:{o.get('device_id', '')}:{o['address']}:{o.get('dtype') or 'bit'}:{o.get('order', '')}"
     return f"node:{o.get('browse_path') or o['node']}"

@@ -33,6 +33,10 @@ variables:
   - path: state.control_authority
     source: {node: remote}
     enum: {0: Local, 1: Remote}
+  - path: tension.cathode
+    source: {point: {key: tensions_n, index: 0}}
+  - path: tension.anode
+    source: {point: {key: tensions_n, index: 1}}
 commands:
   Start: {write: {node: command, value: start}}
 """
@@ -61,7 +65,7 @@ async def wait_for(predicate, what: str, timeout: float = 10.0):
 
 async def test_machine_runs_through_a_plugin_adapter(installed_adapter, tmp_path):
     machine = tmp_path / "winder.json"
-    machine.write_text(json.dumps({"speed_dmm_s": 1234, "state": 1, "remote": 1}))
+    machine.write_text(json.dumps({"speed_dmm_s": 1234, "state": 1, "remote": 1, "tensions_n": [11.5, 12.25]}))
     (tmp_path / "mapping.yaml").write_text(MAPPING)
     (tmp_path / "line.yaml").write_text(
         f"line: plugin\nequipment:\n  - id: w9\n    class: winder\n    protocol: jsonfile\n"
@@ -79,6 +83,9 @@ async def test_machine_runs_through_a_plugin_adapter(installed_adapter, tmp_path
         speed = dev.latest["winding.speed"]
         assert (speed.value, speed.unit, speed.quality) == (pytest.approx(123.4), "mm/s", Quality.GOOD)
         assert runtime.get("w9").state["packml_state"] == "Idle"
+        # Typed addresses: the plug-in's own fields, elements of one list value.
+        await wait_for(lambda: "tension.anode" in dev.latest, "the typed points")
+        assert (dev.latest["tension.cathode"].value, dev.latest["tension.anode"].value) == (11.5, 12.25)
 
         # A command goes through the same interlocks and is written by the plug-in.
         async def machine_follows() -> None:
@@ -169,7 +176,7 @@ async def test_a_third_party_protocol_serves_the_spec_natively(installed_adapter
 @pytest.mark.parametrize("settings, message", [
     ("{scan_intervall_ms: 50}", "line.yaml:6: equipment[0].adapter.scan_intervall_ms: not a setting of the jsonfile "
                                 "adapter; did you mean scan_interval_ms?"),
-    ("{scan_interval_ms: 1}", "line.yaml:6: equipment[0].adapter.scan_interval_ms: jsonfile setting scan_interval_ms: "
+    ("{scan_interval_ms: 1}", "line.yaml:6: equipment[0].adapter.scan_interval_ms: "
                               "Input should be greater than or equal to 10"),
 ])
 def test_a_plugins_declared_settings_are_checked_at_their_line(installed_adapter, tmp_path, settings, message):
@@ -183,3 +190,38 @@ def test_a_plugins_declared_settings_are_checked_at_their_line(installed_adapter
     assert message in str(exc.value)
     (tmp_path / "line.yaml").write_text((tmp_path / "line.yaml").read_text().replace(settings, "{scan_interval_ms: 50}"))
     assert load_line(tmp_path / "line.yaml").equipment[0].adapter == {"scan_interval_ms": 50}
+
+
+@pytest.mark.parametrize("point, message", [
+    ("{keey: tensions_n}", "mapping.yaml:5: variables[0].source.point.keey: not an address field of the jsonfile "
+                           "adapter; did you mean key?"),
+    ("{key: tensions_n, index: -1}", "mapping.yaml:5: variables[0].source.point.index: "
+                                     "Input should be greater than or equal to 0"),
+    ("{index: 1}", "mapping.yaml:5: variables[0].source.point.key: Field required"),
+])
+def test_a_plugins_typed_addresses_are_checked_at_their_line(installed_adapter, tmp_path, point, message):
+    """The plug-in declares its point address (`JsonFileAdapter.Address`): a vendor file's points are checked
+    against it when the file loads (check-config, `linegw mapping validate`, a machine starting), and a good
+    one passes."""
+    from gateway.mapping.compile import load_mapping, mapped_plan
+
+    path = tmp_path / "mapping.yaml"
+    path.write_text(f"mapping: m\nclass: winder\nprotocol: jsonfile\nvariables:\n"
+                    f"  - {{path: tension.cathode, source: {{point: {point}}}}}\n")
+    with pytest.raises(SpecError) as exc:
+        load_mapping(path, load_spec())
+    assert message in str(exc.value)
+    path.write_text(path.read_text().replace(point, "{key: tensions_n, index: 1}"))
+    plan = mapped_plan(load_spec(), "w7", load_mapping(path, load_spec()), {})
+    assert [p.options for p in plan.points] == [{"key": "tensions_n", "index": 1}]
+
+
+def test_a_typed_address_is_refused_where_the_adapter_declares_none(tmp_path):
+    """Modbus and OPC UA take their own addresses; 'point' is for plug-ins that declare one."""
+    from gateway.mapping.compile import load_mapping
+
+    (tmp_path / "m.yaml").write_text("mapping: m\nclass: winder\nprotocol: modbus\nvariables:\n"
+                                     "  - {path: tension.cathode, source: {point: {key: x}}}\n")
+    with pytest.raises(SpecError, match=r"m.yaml:5: variables\[0\].source.point: 'point' is a plug-in adapter's "
+                                        r"address; modbus takes address"):
+        load_mapping(tmp_path / "m.yaml", load_spec())

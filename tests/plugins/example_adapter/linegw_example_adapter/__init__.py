@@ -1,8 +1,8 @@
 """An example third-party adapter: a machine that publishes its values as a JSON file.
 
 Some line PCs write their values to a shared file. This adapter polls such a
-file (`endpoint` is its path; point options `node` are keys in the JSON
-object) and writes commands back into it. It is deliberately small: it shows
+file (`endpoint` is its path; a point is a key of the JSON object, `node: key`
+or, typed, `point: {key: ..., index: ...}`) and writes commands back into it. It is deliberately small: it shows
 everything a linegw adapter has to do and nothing else.
 """
 
@@ -30,12 +30,26 @@ class Settings(BaseModel):
     scan_interval_ms: int = Field(default=200, ge=10, le=60_000, description="how often the file is read")
 
 
+class Address(BaseModel):
+    """Where a value is in the file, as a vendor file's `source: {point: {...}}` gives it. Declared as the class's
+    `Address`, a vendor file's points are checked against it when the file loads, each refusal at its field.
+    (`source: {node: key}` is the one-string form of `{point: {key: key}}`.)"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(min_length=1, description="the key of the JSON object")
+    index: int | None = Field(default=None, ge=0, description="an element of the key's list value")
+
+
 class JsonFileAdapter:
     Settings = Settings
+    Address = Address
 
     def __init__(self, endpoint: str, points: list[Point], settings: dict[str, Any]):
         self.path = Path(endpoint.removeprefix("file://"))
-        self.points = {p.key: p.options.get("node", p.key) for p in points}
+        self.points = {p.key: Address(key=p.options["node"]) if "node" in p.options else
+                       Address.model_validate({k: v for k, v in p.options.items() if k in Address.model_fields})
+                       for p in points}
         self.scan_keys = [p.key for p in points if p.options.get("scan", True)]
         self.interval = Settings.model_validate(settings).scan_interval_ms / 1000
         self._health = AdapterHealth()
@@ -46,12 +60,24 @@ class JsonFileAdapter:
         except (OSError, ValueError) as exc:
             raise AdapterError(f"{self.path}: {exc}") from None
 
+    def _value(self, address: Address, data: dict[str, Any]) -> Any:
+        if address.key not in data:
+            raise KeyError(f"no key '{address.key}' in {self.path.name}")
+        value = data[address.key]
+        if address.index is None:
+            return value
+        if not isinstance(value, list) or address.index >= len(value):
+            raise KeyError(f"'{address.key}' has no element {address.index}")
+        return value[address.index]
+
     def _readings(self, keys: list[str], data: dict[str, Any], ts: float | None) -> list[RawReading]:
-        return [
-            RawReading(k, data[self.points[k]], ts) if self.points[k] in data
-            else RawReading(k, None, ts, f"no key '{self.points[k]}' in {self.path.name}")
-            for k in keys
-        ]
+        out = []
+        for k in keys:
+            try:
+                out.append(RawReading(k, self._value(self.points[k], data), ts))
+            except KeyError as exc:
+                out.append(RawReading(k, None, ts, str(exc.args[0])))
+        return out
 
     async def run(self, on_readings: ReadingsCallback, on_link: LinkCallback) -> None:
         up = False
@@ -82,7 +108,7 @@ class JsonFileAdapter:
 
     async def write(self, key: str, value: Any) -> None:
         data = await asyncio.to_thread(self._load)
-        data[self.points[key]] = value
+        data[self.points[key].key] = value
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data), encoding="utf-8")
         tmp.replace(self.path)  # atomic: a reader never sees half a file
