@@ -63,12 +63,15 @@ def discover(cls: str = typer.Option(..., "--class", help="the equipment class t
              unit_id: int = typer.Option(1, "--unit-id", min=0, max=255, help="Modbus unit id"),
              ranges: str = typer.Option("holding:0-999,input:0-999", "--ranges",
                                         help="Modbus registers to read, e.g. holding:4000-4499,input:0-99"),
+             registers: Path | None = typer.Option(None, "--registers", help="the vendor's Modbus register list (CSV: "
+                                                   "name, table, address, dtype, count, bit, stride, scale, unit, "
+                                                   "description): registers matched by their names"),
              out: Path | None = typer.Option(None, "--out", help="write the draft here (default: print it)")) -> None:
     """Draft a vendor file from a machine: names and units matched to the spec, the rest listed to do."""
     import asyncio
 
     from gateway.endpoint import parse_endpoint
-    from gateway.mapping.discover import discover_modbus, discover_opcua, parse_ranges
+    from gateway.mapping.discover import discover_modbus, discover_opcua, parse_ranges, read_register_list
 
     spec = load_spec()
     if cls not in spec.classes:
@@ -81,8 +84,11 @@ def discover(cls: str = typer.Option(..., "--class", help="the equipment class t
         else:
             assert modbus is not None
             where = parse_endpoint(modbus if "://" in modbus else f"modbus://{modbus}")
-            draft = asyncio.run(discover_modbus(spec, cls, where.host, where.port or 502, unit_id, parse_ranges(ranges)))
-            source = f"modbus://{modbus.removeprefix('modbus://')} unit {unit_id} ({ranges})"
+            rows = read_register_list(str(registers)) if registers is not None else None
+            draft = asyncio.run(discover_modbus(spec, cls, where.host, where.port or 502, unit_id, parse_ranges(ranges),
+                                                register_list=rows))
+            source = f"modbus://{modbus.removeprefix('modbus://')} unit {unit_id} " + (
+                f"(register list {registers.name})" if registers is not None else f"({ranges})")
     except (OSError, ValueError, TimeoutError) as exc:
         fail(SpecError(f"{opcua or modbus}: {exc}"))
     text = draft.text(source)

@@ -10,8 +10,11 @@ becomes the `from_unit` or the scale to the spec's unit. Numbered objects
 (`Zone1`, `Slot001`) are array instances (`{i}`, `{i:03d}`). Boolean nodes in
 an alarm folder are matched to the class's alarms, methods to its commands.
 
-Modbus has no names: the ranges given are read in bounded requests, four
-times a second apart, and what can be told from the values alone is drafted — a heartbeat (a
+Modbus has no names of its own. Given the vendor's register list (a CSV of
+name, table, address, dtype... as vendors document their maps), each register
+is matched by its documented name like a node, and read to see it answers.
+Without one, the ranges given are read in bounded requests, four times a
+second apart, and what can be told from the values alone is drafted — a heartbeat (a
 register counting up between the reads) and text blocks — with every other
 non-zero register listed for the integrator under its plausible decodings.
 
@@ -25,6 +28,7 @@ validate` and the integration conformance run (`linegw conformance
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import re
 import struct
@@ -189,79 +193,77 @@ def _camel(ident: str) -> str:
     return "".join(p[:1].upper() + p[1:] for p in ident.split("_"))
 
 
-def _fits(var: Any, node: Node) -> bool:
-    if node.vtype == "String":
+def _fits(var: Any, vtype: str) -> bool:
+    """Whether a value of this OPC UA builtin type can feed the variable."""
+    if vtype == "String":
         return bool(var.type == "string")
     if var.type == "string":
         return False
-    if node.vtype == "Boolean":
+    if vtype == "Boolean":
         return var.type in ("bool", "enum")
-    return node.vtype in NUMERIC and var.type != "bool"
+    return vtype in NUMERIC and var.type != "bool"
+
+
+def _greedy(scored: list[tuple[float, str, str]]) -> list[tuple[float, str, str]]:
+    """(score, key, target) above the threshold, best first, each key and each target used once."""
+    keys: set[str] = set()
+    targets: set[str] = set()
+    out = []
+    for s, key, target in sorted(scored, key=lambda t: -t[0]):
+        if s < THRESHOLD or key in keys or target in targets:
+            continue
+        keys.add(key)
+        targets.add(target)
+        out.append((s, key, target))
+    return out
+
+
+def match_variables(spec: Spec, cls: str, items: dict[str, tuple[dict[str, float], str, bool]]) -> list[tuple[float, str, str]]:
+    """(score, key, spec path) for items {key: (word bag, builtin type, stands for array instances)}."""
+    return _greedy([(similarity(b, vb), key, path) for key, (b, vtype, array) in items.items()
+                    for path, var, vb in _candidates(spec, cls) if ("[*]" in path) == array and _fits(var, vtype)])
+
+
+def match_alarms(spec: Spec, cls: str, items: dict[str, dict[str, float]]) -> list[tuple[float, str, str]]:
+    return _greedy([(similarity(b, bag([words(_camel(a.id))], [1.0], vendor=False)), key, a.id)
+                    for key, b in items.items() for a in spec.alarms(cls)])
+
+
+def _enum_note(var: Any) -> str:
+    return "; TODO: enum codes (vendor code: spec member)" if var.type == "enum" else ""
 
 
 def draft_from_nodes(spec: Spec, cls: str, namespace: str, root: str, nodes: list[Node]) -> Draft:
     """Match browsed nodes to the class's variables, alarms and commands."""
     draft = Draft(cls, "opcua", {"opcua": {"namespace_uri": namespace, "root": root}})
-    variables = [n for n in nodes if n.kind == "variable"]
+    alarm_folder = {"alarm", "alarms", "fault", "faults"}
+    in_alarms = [n for n in nodes if n.kind == "variable" and n.vtype == "Boolean" and alarm_folder & set(words(n.path[0]))]
     # One candidate per node, or per numbered group: "Dryer/Zone{i}/TempActual" stands for all its instances.
     groups: dict[str, Node] = {}
-    for n in variables:
-        groups.setdefault(n.template or n.rel, n)
-    scored = []
-    for key, n in groups.items():
-        nb = bag([words(n.path[-1]), [w for p in n.path[:-1] for w in words(p)]], [2.0, 1.0])
-        for path, var, vb in _candidates(spec, cls):
-            if ("[*]" in path) != bool(n.template) or not _fits(var, n):
-                continue
-            s = similarity(nb, vb)
-            if s >= THRESHOLD:
-                scored.append((s, key, path, var))
-    taken_nodes: set[str] = set()
-    taken_paths: set[str] = set()
-    alarm_folder = {"alarm", "alarms", "fault", "faults"}
-    for s, key, path, var in sorted(scored, key=lambda t: -t[0]):
-        n = groups[key]
-        if key in taken_nodes or path in taken_paths or (n.vtype == "Boolean" and alarm_folder & set(words(n.path[0]))):
-            continue
-        taken_nodes.add(key)
-        taken_paths.add(path)
-        source: dict[str, Any] = {"node": key}
-        entry: dict[str, Any] = {"path": path, "source": source, **unit_fields(name_unit(n.path[-1]), var.unit)}
-        note = f"matched {s:.2f}, reads {n.value!r}"
-        if var.type == "enum":
-            note += "; TODO: enum codes (vendor code: spec member)"
-        draft.variables.append((entry, note))
-    # Alarms: Boolean nodes in an alarm folder, by their words.
-    alarm_nodes = [n for n in variables if n.vtype == "Boolean" and alarm_folder & set(words(n.path[0]))]
-    alarm_scored = []
-    for n in alarm_nodes:
-        nb = bag([words(n.path[-1])], [1.0])
-        for a in spec.alarms(cls):
-            s = similarity(nb, bag([words(_camel(a.id))], [1.0], vendor=False))
-            if s >= THRESHOLD:
-                alarm_scored.append((s, n.rel, a.id))
-    for s, rel, alarm in sorted(alarm_scored, key=lambda t: -t[0]):
-        if rel in taken_nodes or alarm in taken_paths:
-            continue
-        taken_nodes.add(rel)
-        taken_paths.add(alarm)
+    for n in nodes:
+        if n.kind == "variable" and n not in in_alarms:
+            groups.setdefault(n.template or n.rel, n)
+    items = {key: (bag([words(n.path[-1]), [w for p in n.path[:-1] for w in words(p)]], [2.0, 1.0]), n.vtype,
+                   bool(n.template)) for key, n in groups.items()}
+    taken: set[str] = set()
+    for s, key, path in match_variables(spec, cls, items):
+        n, var = groups[key], spec.variable(cls, path.replace("[*]", "[1]")).var
+        taken.add(key)
+        entry = {"path": path, "source": {"node": key}, **unit_fields(name_unit(n.path[-1]), var.unit)}
+        draft.variables.append((entry, f"matched {s:.2f}, reads {n.value!r}{_enum_note(var)}"))
+    for s, rel, alarm in match_alarms(spec, cls, {n.rel: bag([words(n.path[-1])], [1.0]) for n in in_alarms}):
+        taken.add(rel)
         draft.alarms.append(({"alarm": alarm, "source": {"node": rel}}, f"matched {s:.2f}"))
-    # Commands: methods, by their words.
-    cmd_scored = []
-    for n in (n for n in nodes if n.kind == "method"):
-        nb = bag([words(n.path[-1])], [1.0])
-        for command in spec.commands:
-            s = similarity(nb, bag([words(command)], [1.0], vendor=False))
-            if s >= THRESHOLD:
-                cmd_scored.append((s, n, command))
-    for s, n, command in sorted(cmd_scored, key=lambda t: -t[0]):
-        if n.rel in taken_nodes or command in draft.commands:
-            continue
-        taken_nodes.add(n.rel)
-        draft.commands[command] = ({"call": {"object": "/".join(n.path[:-1]) or ".", "method": n.rel}}, f"matched {s:.2f}")
-    draft.todo = [p for p in _mandatory(spec, cls) if p not in taken_paths]
+    methods = {n.rel: n for n in nodes if n.kind == "method"}
+    for s, rel, command in _greedy([(similarity(bag([words(n.path[-1])], [1.0]), bag([words(c)], [1.0], vendor=False)), rel, c)
+                                    for rel, n in methods.items() for c in spec.commands]):
+        taken.add(rel)
+        draft.commands[command] = ({"call": {"object": "/".join(methods[rel].path[:-1]) or ".", "method": rel}},
+                                   f"matched {s:.2f}")
+    drafted = {entry["path"] for entry, _ in draft.variables}
+    draft.todo = [p for p in _mandatory(spec, cls) if p not in drafted]
     draft.unmatched = [f"{key} ({n.vtype or n.kind}, reads {n.value!r})" for key, n in
-                       {**groups, **{n.rel: n for n in nodes if n.kind == "method"}}.items() if key not in taken_nodes]
+                       {**groups, **{n.rel: n for n in in_alarms}, **methods}.items() if key not in taken]
     return draft
 
 
@@ -460,8 +462,106 @@ def draft_from_registers(spec: Spec, cls: str, device_id: int, reads: list[dict[
     return draft
 
 
+@dataclass
+class Register:
+    """One row of a vendor's register list: what its documentation says a register holds."""
+
+    name: str
+    table: str
+    address: int
+    dtype: str | None
+    count: int | None = None
+    bit: int | None = None
+    stride: int | None = None
+    scale: float = 1.0
+    unit: str | None = None
+    description: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.table} {self.address}" + (f" bit {self.bit}" if self.bit is not None else "")
+
+    @property
+    def vtype(self) -> str:
+        if self.bit is not None or self.table in ("coil", "discrete"):
+            return "Boolean"
+        if self.dtype == "string":
+            return "String"
+        return "Double" if (self.dtype or "").startswith("float") else "Int32"
+
+    def source(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"table": self.table, "address": self.address}
+        out |= {k: v for k, v in (("dtype", self.dtype or ("uint16" if self.bit is not None else None)),
+                                  ("count", self.count), ("bit", self.bit), ("stride", self.stride)) if v is not None}
+        return out
+
+
+def _cell(row: dict[str, str], key: str, kind: Any = int) -> Any:
+    """A number from a CSV row; None where the cell is empty."""
+    return kind(row[key]) if row.get(key) not in (None, "") else None
+
+
+def read_register_list(path: str) -> list[Register]:
+    """A vendor's register list as CSV: name, table, address, dtype, count, bit, stride, scale, unit,
+    description (a header row; only name and address are required). Raises ValueError naming the row."""
+    import csv
+
+    rows = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for n, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                num = functools.partial(_cell, row)
+                table = row.get("table") or "holding"
+                if table not in ("holding", "input", "coil", "discrete"):
+                    raise ValueError(f"table '{table}' is not holding, input, coil or discrete")
+                rows.append(Register(row["name"], table, num("address"),
+                                     row.get("dtype") or (None if table in ("coil", "discrete") else "uint16"),
+                                     num("count"), num("bit"), num("stride"), num("scale", float) or 1.0,
+                                     row.get("unit") or None, row.get("description") or ""))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{path}:{n}: {exc}") from None
+    return rows
+
+
+def draft_from_register_list(spec: Spec, cls: str, device_id: int, rows: list[Register],
+                             answered: dict[tuple[str, int], int]) -> Draft:
+    """Match a vendor's documented registers to the class's variables and alarms by their names."""
+    draft = Draft(cls, "modbus", {"modbus": {"device_id": device_id}})
+    alarm_words = {"alarm", "fault"}
+    is_alarm = {r.key: r.vtype == "Boolean" and bool(alarm_words & set(words(r.name) + words(r.description)))
+                for r in rows}
+    by_key = {r.key: r for r in rows}
+    items = {r.key: (bag([words(r.name), words(r.description)], [2.0, 1.0]), r.vtype, r.stride is not None)
+             for r in rows if not is_alarm[r.key]}
+    taken: set[str] = set()
+    for s, key, path in match_variables(spec, cls, items):
+        r, var = by_key[key], spec.variable(cls, path.replace("[*]", "[1]")).var
+        taken.add(key)
+        entry: dict[str, Any] = {"path": path, "source": r.source()}
+        fields = unit_fields(r.unit, var.unit) if var.type in ("float", "int", "uint") else {}
+        scale = r.scale * fields.pop("scale", 1.0)
+        entry |= ({"scale": scale} if scale != 1.0 else {}) | fields
+        seen = "answers" if (r.table, r.address) in answered else "did not answer"
+        draft.variables.append((entry, f"{r.name!r} matched {s:.2f}; {seen}{_enum_note(var)}"))
+    alarms = {r.key: bag([words(r.name)], [1.0]) for r in rows if is_alarm[r.key] or r.vtype == "Boolean"}
+    for s, key, alarm in match_alarms(spec, cls, {k: b for k, b in alarms.items() if k not in taken}):
+        taken.add(key)
+        draft.alarms.append(({"alarm": alarm, "source": by_key[key].source()}, f"{by_key[key].name!r} matched {s:.2f}"))
+    drafted = {entry["path"] for entry, _ in draft.variables}
+    draft.todo = [p for p in _mandatory(spec, cls) if p not in drafted]
+    draft.unmatched = [f"{r.key}: {r.name} ({r.description})" if r.description else f"{r.key}: {r.name}"
+                       for r in rows if r.key not in taken]
+    return draft
+
+
 async def discover_modbus(spec: Spec, cls: str, host: str, port: int, device_id: int,
-                          ranges: list[tuple[str, int, int]], reads: int = 4, pause_s: float = 1.1) -> Draft:
+                          ranges: list[tuple[str, int, int]], reads: int = 4, pause_s: float = 1.1,
+                          register_list: list[Register] | None = None) -> Draft:
+    if register_list is not None:  # the vendor's documentation names the registers: read only those
+        regs = [(r.table, r.address, r.address + max(1, r.count or 1) - 1) for r in register_list
+                if r.table in ("holding", "input")]
+        answered = await read_ranges(host, port, device_id, regs)
+        return draft_from_register_list(spec, cls, device_id, register_list, answered)
     seen = [await read_ranges(host, port, device_id, ranges)]
     if not seen[0]:
         raise ValueError(f"{host}:{port} unit {device_id} answered none of the registers asked")
