@@ -10,7 +10,7 @@ STAMP    = $(VENV)/.installed-stamp
 DEB_PKGS = mbpoll mosquitto victoria-metrics nginx-light chromium nodejs
 NODE_PEERS = tests/node/node_modules/.installed-stamp
 
-.PHONY: demo test lint system-deps venv docs clean kit-stress node-peers
+.PHONY: demo test lint system-deps venv docs clean kit-stress node-peers fault-matrix
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,9 @@ docs: $(STAMP)
 # alongside: prints the false failures and their count (0, or exit 1). About 25 minutes; the suite runs a smoke.
 kit-stress: $(STAMP)
 	$(BIN)/python -m tests.conformance.kit_stress --runs 20
+
+fault-matrix: $(STAMP)
+	$(BIN)/python -m tests.reliability.matrix --out bench/results/fault_matrix.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

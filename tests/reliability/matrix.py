@@ -1,0 +1,246 @@
+"""The fault matrix: each row one fault of a real simulator, switched on and off under a running gateway.
+
+Per row a simulated machine (a real OPC UA or Modbus server) is read by the gateway's line runtime into
+a real store. The fault is switched on once the line is settled, off once the gateway has seen it (or
+after a few seconds when it is one the gateway should ride out), and the row measures:
+
+* detected: seconds from the fault to the gateway showing it (the machine unavailable, or its
+  heartbeat no longer GOOD); "-" when the gateway rode it out without an outage
+* recovered: seconds from the fault's end (a restarted server listening again) to GOOD data again
+  (the heartbeat moving, GOOD); "-" when there was no outage
+* events lost: events the machine kept in its ring (seq numbers) that the store lacks; must be 0
+* duplicates: history rows stored twice (same path and source time) plus events stored twice; must be 0
+* gap: the longest stretch without a stored heartbeat, in seconds (values are read, not kept by the
+  machine: what is not read during an outage is not there to lose)
+
+`python -m tests.reliability.matrix` runs every row one after the other and prints the table (and
+writes it as JSON with `--out`); `make fault-matrix` does that into bench/results/. The suite runs the
+same rows side by side (tests/reliability/test_fault_matrix.py), asserting what must hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.config import LineConfig
+from gateway.runtime.line import LineRuntime
+from gateway.samples import Quality
+from gateway.store.sqlite import SqliteStore
+from interface_spec import load_spec
+from simulators.line import SimConfig, SimLine
+from simulators.simulator import Simulator
+
+EQ = "m1"
+ADAPTER = {"modbus": {"scan_interval_ms": 200, "timeout_s": 2.0, "backoff_max_s": 1.0},
+           "opcua": {"publishing_interval_ms": 200, "request_timeout_s": 2.0, "backoff_max_s": 1.0}}
+Switch = Callable[[Simulator], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    protocol: str
+    on: Switch
+    off: Switch
+    outage: bool  # the gateway must show it (else it must ride it out)
+    hold_s: float = 3.0  # how long a ridden-out fault stays on
+
+
+@dataclass
+class Row:
+    fault: str
+    protocol: str
+    detected_s: float | None
+    recovered_s: float | None
+    events_lost: int
+    duplicates: int
+    gap_s: float
+    events: int  # events the machine made during the row
+
+    def cells(self) -> list[str]:
+        def secs(x: float | None) -> str:
+            return "-" if x is None else f"{x:.2f}"
+        return [self.fault, self.protocol, secs(self.detected_s), secs(self.recovered_s), str(self.events_lost),
+                str(self.duplicates), f"{self.gap_s:.1f}", str(self.events)]
+
+
+async def _nothing(sim: Simulator) -> None:
+    return None
+
+
+def _call(fn: Callable[[Simulator], Any]) -> Switch:
+    async def switch(sim: Simulator) -> None:
+        result = fn(sim)
+        if asyncio.iscoroutine(result):
+            await result
+    return switch
+
+
+def _exception(code: str) -> Fault:
+    def off(sim: Simulator) -> None:
+        sim.binding.server.faults.exception_addresses.clear()  # type: ignore[attr-defined]  # a Modbus simulator's server
+    return Fault(f"Modbus exception {code} on every register", "modbus", _call(lambda s: s.faults.exception("*", code)),
+                 _call(off), outage=True)
+
+
+def _unlimited(sim: Simulator) -> Awaitable[None]:
+    return sim.faults.limits(None, None)
+
+
+FAULTS: list[Fault] = [
+    Fault("Modbus device dead (port refused)", "modbus",
+          _call(lambda s: (s.faults.refuse(True), s.faults.drop_connections())), _call(lambda s: s.faults.refuse(False)),
+          outage=True),
+    Fault("Modbus device slow (0.3 s a reply)", "modbus", _call(lambda s: s.faults.slow(0.3)),
+          _call(lambda s: s.faults.slow(0)), outage=False),
+    Fault("Modbus device slower than the timeout (5 s)", "modbus", _call(lambda s: s.faults.slow(5.0)),
+          _call(lambda s: s.faults.slow(0)), outage=True),
+    _exception("illegal_address"),
+    _exception("device_failure"),
+    _exception("device_busy"),
+    _exception("gateway_target_failed"),
+    Fault("Modbus connection dropped", "modbus", _call(lambda s: s.faults.drop_connections()), _nothing,
+          outage=False, hold_s=2.0),
+    Fault("Modbus server restart (2 s down)", "modbus", _call(lambda s: s.faults.restart(downtime_s=2.0)), _nothing,
+          outage=True),
+    Fault("OPC UA server restart, same namespaces (2 s down)", "opcua",
+          _call(lambda s: s.faults.restart(shift_namespace=False, downtime_s=2.0)), _nothing, outage=True),
+    Fault("OPC UA server restart, namespaces renumbered", "opcua",
+          _call(lambda s: s.faults.restart(shift_namespace=True, downtime_s=2.0)), _nothing, outage=True),
+    Fault("OPC UA connection dropped", "opcua", _call(lambda s: s.faults.drop_connections()), _nothing,
+          outage=False, hold_s=2.0),
+    Fault("OPC UA operation limits (BadTooManyOperations past 4 nodes)", "opcua",
+          _call(lambda s: s.faults.limits(4, 4)), _unlimited, outage=False),
+    Fault("Machine frozen (heartbeat stops, link up)", "opcua", _call(lambda s: s.faults.freeze()),
+          _call(lambda s: s.faults.unfreeze()), outage=True),
+]
+
+
+def _outage(runtime: LineRuntime) -> bool:
+    view = runtime.get(EQ)
+    hb = runtime.devices[EQ].latest.get("status.heartbeat")
+    return view is None or not view.available or hb is None or hb.quality != Quality.GOOD
+
+
+async def _until(predicate: Callable[[], bool], timeout: float) -> float | None:
+    """Seconds until predicate() holds, polled every 20 ms; None past the timeout."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        await asyncio.sleep(0.02)
+    return None
+
+
+def count_events(first: int, last: int, stored: list[int]) -> tuple[int, int]:
+    """(events the machine made, first..last, that the store lacks; events stored more than once)."""
+    if last < first - 1:
+        raise ValueError(f"no events between seq {first} and {last}")
+    lost = len(set(range(first, last + 1)) - set(stored))
+    return lost, sum(n - 1 for n in collections.Counter(stored).values() if n > 1)
+
+
+async def run_row(fault: Fault, folder: Path, seed: int = 5) -> Row:
+    """One fault against a fresh winder (many events) and a fresh store."""
+    sims = SimLine()
+    await sims.start([SimConfig(EQ, "winder", fault.protocol, port=0, seed=seed, time_scale=30)])
+    sim = sims.simulators[EQ]
+    store = SqliteStore(Path(tempfile.mkdtemp(dir=folder)) / "store.sqlite")  # a store of its own per row
+    await store.start()
+    cfg = LineConfig.model_validate({"line": "faults", "equipment": [{
+        "id": EQ, "class": "winder", "protocol": fault.protocol, "endpoint": sims.endpoints()[EQ],
+        "adapter": ADAPTER[fault.protocol]}]})
+    runtime = LineRuntime(cfg, load_spec(), store)
+    task = asyncio.create_task(runtime.run())
+    try:
+        start = time.time()
+        first_seq = sim.machine.last_seq + 1
+        if await _until(lambda: not _outage(runtime), 30) is None:
+            raise AssertionError(f"{fault.name}: the line never settled")
+        await asyncio.sleep(1.0)
+        switching = asyncio.create_task(fault.on(sim))  # a restart's downtime passes inside it
+        detected = await _until(lambda: _outage(runtime), 12 if fault.outage else fault.hold_s)
+        if detected is None and fault.outage:
+            raise AssertionError(f"{fault.name}: the gateway never showed the fault")
+        await switching
+        if detected is None:
+            await asyncio.sleep(fault.hold_s)  # ridden out so far: keep it on a while longer
+        await fault.off(sim)
+        moved_from = sim.machine.values.get("status.heartbeat")
+
+        def recovered_now() -> bool:
+            hb = runtime.devices[EQ].latest.get("status.heartbeat")
+            return not _outage(runtime) and hb is not None and hb.value != moved_from
+
+        recovered = await _until(recovered_now, 30)
+        if recovered is None:
+            raise AssertionError(f"{fault.name}: no GOOD data within 30 s of the fault's end")
+        last_seq = sim.machine.last_seq
+        deadline = time.monotonic() + 15  # events made during the outage are read back from the machine's ring
+        while True:
+            await store.flush()
+            events = await store.events(EQ, start=start - 60, limit=100_000)
+            seqs = [e["seq"] for e in events if e.get("seq") is not None]
+            if max(seqs, default=0) >= last_seq or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        lost, dup_events = count_events(first_seq, last_seq, seqs)
+        dup_rows = 0
+        for _, path, _ in await store.series(EQ):
+            rows = await store.history(EQ, path, 0, time.time() + 3600, limit=1_000_000)
+            dup_rows += sum(n - 1 for n in collections.Counter(r["ts"] for r in rows).values() if n > 1)
+        beats = sorted(r["ts"] for r in await store.history(EQ, "status.heartbeat", start, time.time() + 60,
+                                                            limit=1_000_000))
+        gap = max((b - a for a, b in zip(beats, beats[1:])), default=0.0)
+        return Row(fault.name, fault.protocol, detected, recovered if detected is not None else None, lost,
+                   dup_rows + dup_events, gap, last_seq - first_seq + 1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.close()
+        await sims.stop()
+
+
+def table(rows: list[Row]) -> str:
+    head = ["fault", "protocol", "detected (s)", "recovered (s)", "events lost", "duplicates", "longest gap (s)",
+            "events made"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r.cells()) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+async def run_all(folder: Path, side_by_side: int = 1) -> list[Row]:
+    """Every row, `side_by_side` at a time (1: the figures of one fault alone on the machine)."""
+    gate = asyncio.Semaphore(side_by_side)
+
+    async def one(fault: Fault) -> Row:
+        async with gate:
+            return await run_row(fault, folder)
+
+    return list(await asyncio.gather(*(one(f) for f in FAULTS)))
+
+
+async def _main(out: Path | None) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        rows = await run_all(Path(folder))
+    print(table(rows))
+    if out is not None:
+        out.write_text(json.dumps({"rows": [asdict(r) for r in rows], "measured": time.strftime("%Y-%m-%d")}, indent=1))
+
+
+if __name__ == "__main__":
+    import logging
+
+    logging.basicConfig(level=logging.CRITICAL)  # the faults make the adapters log by design; the table says it all
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, help="write the rows as JSON here")
+    asyncio.run(_main(parser.parse_args().out))
