@@ -10,7 +10,7 @@ STAMP    = $(VENV)/.installed-stamp
 DEB_PKGS = mbpoll mosquitto victoria-metrics nginx-light chromium nodejs
 NODE_PEERS = tests/node/node_modules/.installed-stamp
 
-.PHONY: demo test lint system-deps venv docs clean kit-stress node-peers fault-matrix
+.PHONY: demo test lint system-deps venv docs clean kit-stress node-peers fault-matrix sigkill
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,9 @@ kit-stress: $(STAMP)
 
 fault-matrix: $(STAMP)
 	$(BIN)/python -m tests.reliability.matrix --out bench/results/fault_matrix.json
+
+sigkill: $(STAMP) system-deps
+	$(BIN)/python -m tests.reliability.sigkill --kills 10 --out bench/results/sigkill.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
