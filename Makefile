@@ -10,7 +10,7 @@ STAMP    = $(VENV)/.installed-stamp
 DEB_PKGS = mbpoll mosquitto victoria-metrics nginx-light chromium nodejs
 NODE_PEERS = tests/node/node_modules/.installed-stamp
 
-.PHONY: demo test lint system-deps venv docs clean kit-stress node-peers fault-matrix sigkill
+.PHONY: demo test lint system-deps venv docs clean kit-stress node-peers fault-matrix sigkill soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,9 @@ fault-matrix: $(STAMP)
 
 sigkill: $(STAMP) system-deps
 	$(BIN)/python -m tests.reliability.sigkill --kills 10 --out bench/results/sigkill.json
+
+soak: $(STAMP)
+	$(BIN)/python -m tests.reliability.soak --minutes 30 --out bench/results/soak.json --chart bench/results/soak.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -206,6 +206,7 @@ class LineRuntime:
                 for d in self.devices.values()
             },
             "loop_lag": self.loop_lag.summary(),
+            "tasks": len(asyncio.all_tasks()),  # flat over a long run, or something leaks
             "live_subscribers": len(self._subscribers),
             "live_dropped": self.live_dropped,
             "store": self.store.stats(),

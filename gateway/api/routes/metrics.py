@@ -55,6 +55,9 @@ class Snapshot(Collector):
                                     value=lag.get("last_ms", 0.0) / 1000)
             yield GaugeMetricFamily("linegw_event_loop_lag_max_seconds", "the worst event loop lag within the last minute",
                                     value=lag.get("max_1m_ms", 0.0) / 1000)
+        if "tasks" in self.runtime:
+            yield GaugeMetricFamily("linegw_asyncio_tasks", "asyncio tasks alive in the gateway's event loop",
+                                    value=self.runtime["tasks"])
         yield from self._machines()
         yield from self._store()
         yield from self._forward()
