@@ -96,6 +96,28 @@ def _unlimited(sim: Simulator) -> Awaitable[None]:
     return sim.faults.limits(None, None)
 
 
+def _second_client() -> Fault:
+    """Another gateway reading the same Modbus machine, its own store, while the first reads on: the events
+    mailbox is one window for all clients, and neither may tear the other's reads."""
+    others: dict[int, tuple[LineRuntime, asyncio.Task[None], SqliteStore]] = {}
+
+    async def on(sim: Simulator) -> None:
+        store = SqliteStore(Path(tempfile.mkdtemp()) / "second.sqlite")
+        await store.start()
+        cfg = LineConfig.model_validate({"line": "second", "equipment": [{
+            "id": EQ, "class": "winder", "protocol": "modbus", "endpoint": sim.url, "adapter": ADAPTER["modbus"]}]})
+        runtime = LineRuntime(cfg, load_spec(), store)
+        others[id(sim)] = (runtime, asyncio.create_task(runtime.run()), store)
+
+    async def off(sim: Simulator) -> None:
+        _, task, store = others.pop(id(sim))
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.close()
+
+    return Fault("A second gateway reading the same Modbus machine", "modbus", on, off, outage=False, hold_s=6.0)
+
+
 FAULTS: list[Fault] = [
     Fault("Modbus device dead (port refused)", "modbus",
           _call(lambda s: (s.faults.refuse(True), s.faults.drop_connections())), _call(lambda s: s.faults.refuse(False)),
@@ -112,6 +134,7 @@ FAULTS: list[Fault] = [
           outage=False, hold_s=2.0),
     Fault("Modbus server restart (2 s down)", "modbus", _call(lambda s: s.faults.restart(downtime_s=2.0)), _nothing,
           outage=True),
+    _second_client(),
     Fault("OPC UA server restart, same namespaces (2 s down)", "opcua",
           _call(lambda s: s.faults.restart(shift_namespace=False, downtime_s=2.0)), _nothing, outage=True),
     Fault("OPC UA server restart, namespaces renumbered", "opcua",
