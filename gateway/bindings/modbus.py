@@ -145,6 +145,9 @@ class ModbusBinding(Binding):
                 again = await io.read(EVENT_KEYS)  # a 1.0 machine (no seq_check), or an event no longer held
                 if [x.value for x in r.values()] == [x.value for x in again.values()] and shown in (seq, 0):
                     break
+            else:
+                # Torn every time: not an event the ring lost (that would skip it), one to read again later.
+                raise AdapterError(f"event {seq}: the mailbox read was torn by another client {TORN_READS} times")
         bad = [x.error for x in r.values() if x.error]
         if bad:
             raise AdapterError(bad[0])

@@ -125,7 +125,7 @@ def _fixed() -> list[tuple[str, str, str, list[dict[str, Any]]]]:
         ]),
         ("CORE-MAPPING", "Core", "Integration mapping", [
             dict(id="CORE-MAPPING-001", title="Mapping file valid for the class", layer="static", severity="critical",
-                 modes=("integration",), clause="interface_spec/vendor.py (vendor file format)", doc="../../README.md#adding-equipment",
+                 modes=("integration",), clause="interface_spec/vendor.py (the vendor mapping file format)", doc="../../README.md#adding-equipment",
                  description="Loads the mapping file with the gateway's loader: every path, enum member, alarm, command "
                              "and event trigger is checked against the spec; its class and protocol are the ones claimed."),
             dict(id="CORE-MAPPING-002", title="What the gateway needs is mapped", layer="presence", severity="critical",
