@@ -348,11 +348,12 @@ def _source_point(key: str, src: Source, m: Mapping, index: int | None) -> Point
     )
 
 
-def _source_key(point: Point) -> str:
+def _source_key(src: Source, point: Point) -> str:
+    """One key per place read: sources that read the same place share a point."""
     o = point.options
-    if "browse_path" not in o and "node" not in o and "table" not in o:  # a plug-in's typed address
+    if src.point is not None:  # a plug-in's typed address: its fields may have any names
         return "point:" + ",".join(f"{k}={o[k]!r}" for k in sorted(o))
-    if "address" in o:
+    if src.address is not None:
         return f"{o['table']}:{o.get('device_id', '')}:{o['address']}:{o.get('dtype') or 'bit'}:{o.get('order', '')}"
     return f"node:{o.get('browse_path') or o['node']}"
 
@@ -387,7 +388,7 @@ def mapped_plan(spec: Spec, equipment: str, mapping: Mapping, counts: dict[str, 
             continue
         for path, index in _instances(spec, cls, vm.path, counts):
             pt = _source_point("", vm.source, mapping, index)
-            key = _source_key(pt)
+            key = _source_key(vm.source, pt)
             sampling = spec.variable(cls, path).var.sampling_ms
             if sampling and "browse_path" in pt.options:
                 pt.options.setdefault("sampling_ms", sampling)  # the spec's rate, as for native machines
@@ -406,7 +407,7 @@ def mapped_plan(spec: Spec, equipment: str, mapping: Mapping, counts: dict[str, 
     codes = {a.id: a.code for a in spec.alarms(cls)}
     for alarm, src, active in alarm_reads(mapping):
         pt = _source_point("", src, mapping, None)
-        key = _source_key(pt)
+        key = _source_key(src, pt)
         if key not in points:
             points[key] = Point(key, pt.options)
             plan.points.append(points[key])

@@ -115,7 +115,6 @@ class Node:
     kind: str  # variable | method
     vtype: str = ""  # builtin type of a variable
     value: Any = None
-    index: int | None = None  # the array instance a numbered object stands for
     template: str = ""  # the path with the number as {i} / {i:03d}
 
     @property
@@ -135,9 +134,6 @@ class Draft:
     commands: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict)
     todo: list[str] = field(default_factory=list)  # mandatory spec paths not drafted
     unmatched: list[str] = field(default_factory=list)  # what the machine has that matched nothing
-
-    def mapped(self) -> dict[str, dict[str, Any]]:
-        return {entry["path"]: entry for entry, _ in self.variables}
 
     def text(self, source: str) -> str:
         lines = [f"# Draft vendor file: `linegw discover` of {source}, for a {self.cls}.",
@@ -284,7 +280,6 @@ def _number(nodes: list[Node]) -> None:
             if m and len(counts[(depth, "/".join(n.path[:depth]) + "/" + m.group(1))]) > 1:
                 digits = m.group(2)
                 fmt = f"{{i:0{len(digits)}d}}" if digits.startswith("0") else "{i}"
-                n.index = int(digits)
                 n.template = "/".join(n.path[:depth] + [m.group(1) + fmt] + n.path[depth + 1:])
                 break
 
