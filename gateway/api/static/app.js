@@ -13,8 +13,10 @@ const routes = [
   [/^#\/performance$/, "performance", () => import("./pages/performance.js")],
 ];
 let cleanup = null;
+let routed = 0; // counts navigations: a page that finishes mounting after the next one began is stopped at once
 
 async function route() {
+  const mine = ++routed;
   const hash = location.hash || "#/line";
   const found = routes.find(([re]) => re.test(hash));
   if (!found) { location.replace("#/line"); return; }
@@ -23,11 +25,15 @@ async function route() {
   if (cleanup) { cleanup(); cleanup = null; }
   showError("");
   document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("current", a.dataset.nav === nav));
-  const root = $("view");
-  root.innerHTML = "";
+  // Each page gets a container of its own: one still mounting when the user moves on writes into a
+  // detached element, never over the next page.
+  const root = document.createElement("div");
+  $("view").replaceChildren(root);
   try {
     const page = await load();
-    cleanup = (await page.mount(root, ...params)) || null;
+    const stop = (await page.mount(root, ...params)) || null;
+    if (mine === routed) cleanup = stop;
+    else if (stop) stop();
   } catch (err) {
     showError(err.message);
     console.warn(err);
