@@ -44,6 +44,13 @@ EVENTS_BATCH = 100  # events read per request (OPC UA: one method call; Modbus: 
 SEED_WINDOWS_S = (1.0, 60.0, 3600.0, 86400.0, 30 * 86400.0, 1e10)  # see Device._last_read_before
 
 
+StoredKey = tuple[float | None, Quality, Any, str]  # (source_ts, quality, value, reason) of a stored sample
+
+
+def _older(a: float | None, b: float | None) -> bool:
+    return a is not None and b is not None and a < b
+
+
 def adapter_factory(protocol: str) -> Callable[[str, list[Point], dict[str, Any]], Adapter]:
     """Find an adapter by entry-point name: built-in and third-party adapters alike."""
     for ep in entry_points(group="linegw.adapters"):
@@ -102,9 +109,11 @@ class Device:
         self.running = False  # run() is running now
         self.since: float | None = None  # when this machine's task started: a reload that leaves it alone keeps it
         self._data_fault: str | None = None  # what data_fault() said last, to log its changes once
-        # path -> (source_ts, quality, value, reason) of the last sample read and stored: a value re-read at
-        # connect or restart with the same source timestamp, value and quality is not stored twice.
-        self._stored: dict[str, tuple[float | None, Quality, Any, str]] = {}
+        # path -> (source_ts, quality, value, reason) of the last two samples read and stored: a value re-read at
+        # connect or restart with the same source timestamp, value and quality is not stored twice. Two, because
+        # an OPC UA reconnect can deliver the initial read's newer value before the subscription's queued older
+        # one and then the newer one again (seen as 22 rows stored twice under load).
+        self._stored: dict[str, tuple[StoredKey, StoredKey | None]] = {}
         self._settings = dict(eq.adapter)
         sec = eq.security
         if sec.mode != "None" or sec.username:
@@ -172,12 +181,12 @@ class Device:
             if s.path == AVAILABILITY:
                 continue
             if s.reason != LINK_DOWN:
-                self._stored[s.path] = (s.source_ts, s.quality, s.value, s.reason)
+                self._stored[s.path] = ((s.source_ts, s.quality, s.value, s.reason), None)
                 continue
             # The last record is the gateway's mark of an outage: what matters is the value read before it.
             row = await self._last_read_before(s.path, s.source_ts)
             if row is not None:
-                self._stored[s.path] = (row["ts"], Quality(row["quality"]), row["value"], row["reason"])
+                self._stored[s.path] = ((row["ts"], Quality(row["quality"]), row["value"], row["reason"]), None)
 
     async def _last_read_before(self, path: str, t: float) -> dict[str, Any] | None:
         """The newest stored sample of `path` before `t` that is not a link_down mark, or None.
@@ -199,8 +208,14 @@ class Device:
         out = []
         for s in samples:
             key = (s.source_ts, s.quality, s.value, s.reason)
-            if stored.get(s.path) != key:
-                stored[s.path] = key
+            last = stored.get(s.path)
+            if last is None:
+                stored[s.path] = (key, None)
+                out.append(s)
+            elif key != last[0] and not (key == last[1] and _older(key[0], last[0][0])):
+                # The one before last is a repeat only when it is older than the last: the same value back at
+                # the same time (a quality that changed back) is news.
+                stored[s.path] = (key, last[0])
                 out.append(s)
         return out
 

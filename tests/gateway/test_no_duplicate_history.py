@@ -115,9 +115,23 @@ async def test_reconnects_and_restarts_store_no_value_twice(tmp_path):
             changed = good._replace(quality=Quality.UNCERTAIN, reason="out_of_range")
             dev._accept([changed], time.time())
             dev._accept([changed], time.time())
+            dev._accept([good], time.time())  # and back: news too, though it was stored before
             rows = (await rows_by_path(store))[slow[0]]
             at = [(r["quality"], r["reason"]) for r in rows if r["ts"] == good.source_ts]
-            assert at == [(Quality.GOOD, ""), (Quality.UNCERTAIN, "out_of_range")]
+            assert at == [(Quality.GOOD, ""), (Quality.UNCERTAIN, "out_of_range"), (Quality.GOOD, "")]
+
+            # A reconnect under load: the value changed between the subscription's creation and the initial
+            # read, so the read's newer value comes first, then the subscription's queued older one and the
+            # newer one again. Each of the two is stored once.
+            hb = dev.latest["status.heartbeat"]
+            older, newer = hb._replace(source_ts=hb.source_ts + 50, value=hb.value + 50), \
+                hb._replace(source_ts=hb.source_ts + 51, value=hb.value + 51)
+            dev._accept([older], time.time())  # stored before the drop
+            dev._accept([newer], time.time())  # the initial read
+            dev._accept([older, newer], time.time())  # the subscription's first publish
+            rows = (await rows_by_path(store))["status.heartbeat"]
+            assert [r["ts"] for r in rows].count(newer.source_ts) == 1
+            assert [r["ts"] for r in rows].count(older.source_ts) == 1
             await stopped(task)
             task = None
     finally:

@@ -273,8 +273,12 @@ async def test_a_device_refusing_its_whole_map_is_asked_a_few_points_at_a_time(m
         per_scan = [b - a for a, b in zip(rec.requests_at_scan[1:], rec.requests_at_scan[2:])]
         assert set(per_scan) <= {0, 8}, per_scan  # nothing, or eight points alone every other scan
         modbus_sim.faults.exception_addresses.clear()
+        healed_at = len(rec.scans)
         await wait_until(lambda: all(not r.error for r in rec.scans[-1].values()), "every point read again")
         assert adapter.health().extra["scan_requests"] == 1
+        # The device healed as a whole: the first reprobe round that finds its eight points answering brings
+        # the whole map back, not eight points a round (five rounds, ten scans, for these forty).
+        assert len(rec.scans) - healed_at <= 2 * 2 + 1, len(rec.scans) - healed_at
 
 
 async def test_a_refused_hole_between_points_keeps_the_split_that_avoids_it(modbus_sim: ModbusSimServer) -> None:
