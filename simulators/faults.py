@@ -162,11 +162,27 @@ class FaultControls:
         binding.server.faults.exception_addresses[span] = int(code)
         return span
 
+    def replies(self, how: str = "ok") -> None:
+        """Modbus replies as noise ("garbage") or under another transaction id ("foreign_tid"); "ok" ends it."""
+        binding: Any = self._sim.binding
+        if binding.protocol != "modbus":
+            raise ValueError("garbled replies are a Modbus fault")
+        if how not in ("ok", "garbage", "foreign_tid"):
+            raise ValueError(f"replies {how!r}: use ok, garbage or foreign_tid")
+        binding.server.faults.replies = how
+
     def refuse(self, on: bool = True) -> None:
         binding = self._sim.binding
         if binding.protocol != "modbus":
             raise ValueError("refuse is a Modbus fault; for OPC UA use restart with a downtime")
         binding.server.faults.refuse = on
+
+    def silence(self, on: bool = True) -> None:
+        """OPC UA: the subscriptions clients have now send keep-alives but no data changes (new ones work)."""
+        binding = self._sim.binding
+        if binding.protocol != "opcua":
+            raise ValueError("a silent subscription is an OPC UA fault")
+        binding.server.faults.silence(on)
 
     async def limits(self, max_nodes_per_read: int | None = None, max_monitored_items_per_call: int | None = None) -> None:
         binding = self._sim.binding

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Callable, Iterable, Sequence
 
 from pymodbus.constants import ExcCodes
@@ -64,6 +65,10 @@ class Faults:
         `oversize_exception` (3 illegal data value, or 2 as some devices do).
     refuse: stop listening (connections in place stay; drop them with
         `drop_connections()`); back to False listens again on the same port.
+    replies: how replies leave the device: "ok"; "garbage", bytes of the
+        reply's length that are no Modbus frame (a serial gateway's line
+        noise); "foreign_tid", the right reply under another transaction id
+        (a gateway mixing up its clients' requests).
     """
 
     def __init__(self, server: ModbusSimServer):
@@ -72,7 +77,9 @@ class Faults:
         self.delay_s: float = 0.0
         self.max_registers_per_request: int | None = None
         self.oversize_exception: int = int(ExcCodes.ILLEGAL_VALUE)
+        self.replies: str = "ok"
         self._refuse = False
+        self._noise = random.Random(7)
 
     @property
     def refuse(self) -> bool:
@@ -95,7 +102,19 @@ class Faults:
         self.delay_s = 0.0
         self.max_registers_per_request = None
         self.oversize_exception = int(ExcCodes.ILLEGAL_VALUE)
+        self.replies = "ok"
         self.refuse = False
+
+    def packet(self, sending: bool, data: bytes) -> bytes:
+        """pymodbus's packet hook: a reply as the `replies` fault makes it (requests pass untouched)."""
+        if not sending or self.replies == "ok":
+            return data
+        if self.replies == "garbage":
+            return self._noise.randbytes(len(data))
+        if self.replies == "foreign_tid":
+            tid = int.from_bytes(data[:2], "big")
+            return ((tid + 0x4000) & 0xFFFF).to_bytes(2, "big") + data[2:]
+        raise ValueError(f"replies={self.replies!r}: use ok, garbage or foreign_tid")
 
     def exception_for(self, address: int, count: int) -> int | None:
         """The exception code for a request over address..address+count-1, if any."""
@@ -204,7 +223,7 @@ class ModbusSimServer:
         if self._server is not None:
             return
         self._stopped = asyncio.Event()
-        server = ModbusTcpServer(_Store(self), address=(self.host, self.port))
+        server = ModbusTcpServer(_Store(self), address=(self.host, self.port), trace_packet=self.faults.packet)
         if not await server.listen():
             raise OSError(f"modbus simulator cannot listen on {self.host}:{self.port}")
         bound = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]  # pymodbus types the transport as a BaseTransport; it is an asyncio Server

@@ -81,6 +81,13 @@ class OpcUaFaults:
         self._owner = owner
         self.delay_s = 0.0
         self._limits: dict[str, int | None] = {name: None for name in LIMIT_NODES}
+        self.silenced: set[int] = set()  # subscriptions that send keep-alives but no data changes
+
+    def silence(self, on: bool = True) -> None:
+        """The subscriptions that exist now stop sending data changes but go on with keep-alives, as a
+        server's stalled subscription does; subscriptions made later work. Off: they send changes again."""
+        server = self._owner.server
+        self.silenced = set(server.iserver.subscription_service.subscriptions) if on and server is not None else set()
 
     def limit(self, name: str) -> int | None:
         return self._limits[name]
@@ -101,6 +108,7 @@ class OpcUaFaults:
 
     async def clear(self) -> None:
         self.delay_s = 0.0
+        self.silenced = set()
         await self.set_limits()
 
 
@@ -124,6 +132,21 @@ class _Session(InternalSession):
         if limit and len(params.ItemsToCreate) > limit:
             raise ServiceError(ua.StatusCodes.BadTooManyOperations)
         return await super().create_monitored_items(params)
+
+    async def create_subscription(self, params: ua.CreateSubscriptionParameters, callback: Callable[..., Any],
+                                  request_callback: Callable[..., Any] | None = None) -> ua.CreateSubscriptionResult:
+        result = await super().create_subscription(params, callback, request_callback=request_callback)
+        sub_id = result.SubscriptionId
+        sub = self.subscription_service.subscriptions[sub_id]
+        enqueue = sub.enqueue_datachange_event
+        faults = self._faults
+
+        async def maybe_enqueue(mid: int, eventdata: ua.MonitoredItemNotification, maxsize: int) -> None:
+            if sub_id not in faults.silenced:
+                await enqueue(mid, eventdata, maxsize)
+
+        sub.enqueue_datachange_event = maybe_enqueue
+        return result
 
     async def call(self, params: list[ua.CallMethodRequest]) -> list[ua.CallMethodResult]:
         await self._faults.pause()

@@ -251,10 +251,13 @@ async def test_frozen_machine_becomes_unavailable_by_its_heartbeat(line):
 
 
 async def test_a_frozen_opcua_machine_shows_its_last_values_uncertain_until_its_heartbeat_moves(line):
-    """OPC UA sends nothing for an unchanged value: the values it last sent are marked, then restored."""
+    """OPC UA sends nothing for an unchanged value: the values it last sent are marked, then restored.
+    A machine that changes nothing is quiet, not a silent subscription: the session is kept."""
     runtime, sims = line
     dev = runtime.devices["coater1"]
     faults = sims.simulators["coater1"].faults
+    adapter = dev.adapter
+    sessions, checks = adapter.health().reconnects, adapter.health().extra["silence_checks"]
     faults.freeze()
     try:
         await wait_for(lambda: not runtime.get("coater1").available, "coater1 unavailable", timeout=30)
@@ -262,6 +265,9 @@ async def test_a_frozen_opcua_machine_shows_its_last_values_uncertain_until_its_
             s = dev.latest[path]
             assert (s.quality, s.reason) == (Quality.UNCERTAIN, STALLED) and s.value is not None, path
         await others_still_served(runtime, "coater1")
+        await wait_for(lambda: adapter.health().extra["silence_checks"] > checks, "a check of the quiet subscription",
+                       timeout=30)
+        assert adapter.health().reconnects == sessions and adapter.health().extra["silent_subscriptions"] == 0
     finally:
         faults.unfreeze()
     await wait_for(lambda: runtime.get("coater1").available, "coater1 available again", timeout=30)
@@ -270,3 +276,22 @@ async def test_a_frozen_opcua_machine_shows_its_last_values_uncertain_until_its_
     # A value the machine did not change since is good again, with the time the machine gave it.
     await wait_for(lambda: dev.latest["identification.manufacturer"].quality == Quality.GOOD, "identity good again")
     assert dev.latest["identification.manufacturer"].source_ts < t1
+
+
+async def test_an_opcua_subscription_gone_silent_is_subscribed_anew(line, caplog):
+    """Keep-alives come, data changes do not, while the machine's values move (a server's stalled
+    subscription): the gateway sees it by a Read and subscribes anew, with the fault still on."""
+    runtime, sims = line
+    adapter = runtime.devices["coater1"].adapter
+    sessions = adapter.health().reconnects
+    faults = sims.simulators["coater1"].faults
+    faults.silence()  # the subscription the gateway has now; a new one works
+    try:
+        await wait_for(lambda: adapter.health().reconnects > sessions, "a new session", timeout=30)
+        assert adapter.health().extra["silent_subscriptions"] == 1
+        t1 = time.time()
+        await wait_for(lambda: fresh(runtime, "coater1", "status.heartbeat", t1), "data on the new subscription")
+    finally:
+        faults.silence(False)
+    said = [r.getMessage() for r in caplog.records if "silent" in r.getMessage()]
+    assert said and "changed on the server and was not notified" in said[0], said

@@ -130,6 +130,10 @@ FAULTS: list[Fault] = [
     _exception("device_failure"),
     _exception("device_busy"),
     _exception("gateway_target_failed"),
+    Fault("Modbus replies garbage (bytes that are no frame)", "modbus", _call(lambda s: s.faults.replies("garbage")),
+          _call(lambda s: s.faults.replies("ok")), outage=True),
+    Fault("Modbus replies under another transaction id", "modbus", _call(lambda s: s.faults.replies("foreign_tid")),
+          _call(lambda s: s.faults.replies("ok")), outage=True),
     Fault("Modbus connection dropped", "modbus", _call(lambda s: s.faults.drop_connections()), _nothing,
           outage=False, hold_s=2.0),
     Fault("Modbus server restart (2 s down)", "modbus", _call(lambda s: s.faults.restart(downtime_s=2.0)), _nothing,
@@ -143,6 +147,9 @@ FAULTS: list[Fault] = [
           outage=False, hold_s=2.0),
     Fault("OPC UA operation limits (BadTooManyOperations past 4 nodes)", "opcua",
           _call(lambda s: s.faults.limits(4, 4)), _unlimited, outage=False),
+    # Never switched off: the silenced subscription stays silent, and only the gateway subscribing anew heals it.
+    Fault("OPC UA subscription silent (keep-alives, no data changes)", "opcua", _call(lambda s: s.faults.silence()),
+          _nothing, outage=True),
     Fault("Machine frozen (heartbeat stops, link up)", "opcua", _call(lambda s: s.faults.freeze()),
           _call(lambda s: s.faults.unfreeze()), outage=True),
 ]

@@ -21,6 +21,7 @@ wait ends early once the server's port opens again after it was seen closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -38,7 +39,7 @@ from gateway.adapters.opcua.internals import publish_task, state_listener_hook
 from gateway.adapters.opcua.resolve import BrowsePathRef, Namespaces, NodeIdRef, NodeRef, Unresolved, parse_ref, target_of
 from gateway.adapters.opcua.services import REFUSALS, Counter, OperationLimits, Services
 from gateway.adapters.opcua.settings import APPLICATION_URI, MODES, OpcUaSettings
-from gateway.adapters.opcua.values import PLAIN_TYPES, plain, reading, status_name, to_variant
+from gateway.adapters.opcua.values import PLAIN_TYPES, plain, reading, status_name, timestamp, to_variant
 from gateway.backoff import Backoff, wait_or_reachable
 from gateway.endpoint import DEFAULT_PORTS, SCHEMES, EndpointError, parse_endpoint
 
@@ -51,6 +52,7 @@ _BAD = 0x80000000
 # add a Read per second per machine.
 _ASYNCUA_PROBE_S = 3600.0
 _SERVER_STATE = ua.NodeId(ua.ObjectIds.Server_ServerStatus_State)
+SILENCE_PROBES = 4  # items a silence check reads: the ones notified last, the liveliest
 # ActivateSession's answers to an identity the server does not accept.
 _LOGIN_REFUSED = frozenset(
     getattr(ua.StatusCodes, name)
@@ -155,7 +157,10 @@ class _Subscription:
     keepalive_s: float = 0.0
     watchdog_s: float = 0.0
     last_alive: float = 0.0
+    last_data: float = 0.0  # monotonic time of the last data change notified
+    last_check: float = 0.0  # and of the last check for silence
     items: int = 0
+    keys: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, float | int]:
         return {
@@ -187,6 +192,7 @@ class _Session:
     nodes: dict[str, ua.NodeId] = field(default_factory=dict)  # value points
     methods: dict[str, tuple[ua.NodeId, ua.NodeId]] = field(default_factory=dict)
     handles: dict[int, str] = field(default_factory=dict)  # monitored item client handle -> key
+    notified: dict[str, float] = field(default_factory=dict)  # key -> source time of its last notified change
     subscriptions: list[_Subscription] = field(default_factory=list)
     monitored: dict[str, MonitoredItem] = field(default_factory=dict)
     write_types: dict[str, ua.VariantType | None] = field(default_factory=dict)
@@ -238,6 +244,8 @@ class OpcUaAdapter:
         self._read_errors = 0
         self._notifications = 0
         self._publishes = 0
+        self._silence_checks = 0  # reads made to see whether a quiet subscription went silent
+        self._silent = 0  # subscriptions found silent (each one made anew)
         self._overflow = 0
         self._consumer_errors = 0
         self._last_data_ts: float | None = None
@@ -405,6 +413,8 @@ class OpcUaAdapter:
             last_data_ts=self._last_data_ts,
             extra={
                 "notifications": self._notifications,
+                "silence_checks": self._silence_checks,
+                "silent_subscriptions": self._silent,
                 "publish_responses": self._publishes,
                 "overflow": self._overflow,
                 "queued_batches": self._queue.qsize() if self._queue is not None else 0,
@@ -566,6 +576,7 @@ class OpcUaAdapter:
 
         Without subscriptions the polls watch the link: a read that fails or times out fails the session.
         """
+        quiet_s = self.settings.silence_check_s
         while True:
             remaining = None
             if sess.subscriptions:
@@ -576,12 +587,47 @@ class OpcUaAdapter:
                         f"watchdog: no data or keep-alive from the subscription for {sub.watchdog_s:g} s"
                         f" (publishing interval {sub.publishing_interval_ms:g} ms)"
                     )
+                for sub in sess.subscriptions:
+                    due = max(sub.last_data, sub.last_check) + quiet_s - time.monotonic()
+                    if due <= 0:
+                        sub.last_check = time.monotonic()
+                        await self._check_silence(sess, sub)
+                        due = quiet_s
+                    remaining = min(remaining, due)
             try:
                 async with asyncio.timeout(remaining):
                     await sess.lost.wait()
             except TimeoutError:
                 continue
             raise LinkLost(sess.reason)
+
+    async def _check_silence(self, sess: _Session, sub: _Subscription) -> None:
+        """Read the subscription's liveliest items; a change the server shows that is still not notified
+        a notification's time later means the subscription went silent while its keep-alives kept coming (the
+        "connected but no data" of servers whose subscriptions stall): LinkLost, and the reconnect subscribes
+        anew. A Read that fails is left to the watchdog and the polls."""
+        self._silence_checks += 1
+        notified = sess.notified
+        keys = sorted(sub.keys, key=lambda k: notified.get(k, 0.0), reverse=True)[:SILENCE_PROBES]
+        try:
+            dvs = await sess.services.read_values([sess.nodes[k] for k in keys]) if keys else []
+        except Exception as exc:  # the link's own checks judge a failing connection
+            log.debug("%s: silence check read failed: %s", self.endpoint, describe(exc))
+            return
+        changed = {k: ts for k, dv in zip(keys, dvs)
+                   if (ts := timestamp(dv)) is not None and (last := notified.get(k)) is not None and ts > last}
+        if not changed:
+            return  # nothing changed since it was notified: a quiet machine, not a silent subscription
+        grace = 2 * sub.publishing_interval_ms / 1000.0 + 1.0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await sess.lost.wait()
+            return  # the link went meanwhile: its own reason is the better one
+        if all(notified.get(k, 0.0) < ts for k, ts in changed.items()):
+            key = next(iter(changed))
+            self._silent += 1
+            raise LinkLost(f"subscription {sub.subscription_id} silent: {key} changed on the server and was not"
+                           f" notified within {grace:g} s, while keep-alives still came; subscribing anew")
 
     async def _teardown(self, client: Client, services: Services) -> None:
         """Close the session politely if the server still answers, the socket in any case.
@@ -763,7 +809,7 @@ class OpcUaAdapter:
         params.PublishingEnabled = True
         params.Priority = 0
         result = await sess.services.create_subscription(params, self._publish_callback(sess, sub))
-        sub.last_alive = time.monotonic()
+        sub.last_alive = sub.last_data = sub.last_check = time.monotonic()
         sub.subscription_id = result.SubscriptionId
         sub.publishing_interval_ms = result.RevisedPublishingInterval
         sub.keepalive_s = result.RevisedPublishingInterval * result.RevisedMaxKeepAliveCount / 1000.0
@@ -804,6 +850,7 @@ class OpcUaAdapter:
                 self._fallback[key] = f"monitored item refused: {status_name(res.StatusCode.value)}"
             else:
                 sub.items += 1
+                sub.keys.append(key)
                 sess.monitored[key] = MonitoredItem(
                     sub.subscription_id, sub.publishing_interval_ms, self.values[key].sampling_ms, res.RevisedSamplingInterval
                 )
@@ -819,12 +866,15 @@ class OpcUaAdapter:
         DataChange = ua.DataChangeNotification
         StatusChange = ua.StatusChangeNotification
 
+        notified = sess.notified
+
         def on_publish(result: ua.PublishResult) -> None:
             sub.last_alive = monotonic()
             self._publishes += 1
             data = result.NotificationMessage.NotificationData
             if not data:
                 return  # keep-alive
+            sub.last_data = sub.last_alive
             out: list[RawReading] = []
             append = out.append
             errors = 0
@@ -837,7 +887,7 @@ class OpcUaAdapter:
                         dv = item.Value
                         ts = dv.SourceTimestamp or dv.ServerTimestamp
                         if ts is not None:
-                            ts = ts.timestamp()
+                            ts = notified[key] = ts.timestamp()
                         var = dv.Value
                         value = var.Value if var is not None else None
                         if type(value) not in plain_types:

@@ -49,6 +49,9 @@ class OpcUaSettings:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     watchdog_s: float | None = None  # None: derived from the revised subscription timing
+    # A subscription without data changes this long is checked against a Read of its liveliest items: changes
+    # the server holds but never notified mean it went silent while sending keep-alives (a reconnect heals it).
+    silence_check_s: float = 5.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     session_timeout_ms: float = 60_000.0
@@ -117,6 +120,7 @@ class OpcUaSettings:
             username=text("username"),
             password=text("password"),
             watchdog_s=None if watchdog is None else num("watchdog_s", 0.0),
+            silence_check_s=num("silence_check_s", 5.0),
             backoff_initial_s=backoff_initial,
             backoff_max_s=backoff_max,
             session_timeout_ms=num("session_timeout_ms", 60_000.0),
