@@ -129,11 +129,13 @@ class FaultControls:
     def drop_connections(self) -> None:
         self._sim.binding.drop_connections()
 
-    async def restart(self, shift_namespace: bool = True, downtime_s: float = 0.0) -> None:
-        """Restart the server; OPC UA with a shifted namespace index unless told otherwise."""
+    async def restart(self, shift_namespace: bool = True, downtime_s: float = 0.0, new_certificate: bool = False) -> None:
+        """Restart the server; OPC UA with a shifted namespace index unless told otherwise, and with a certificate
+        made anew when asked."""
         binding = self._sim.binding
         if binding.protocol == "opcua":
-            await binding.restart(shift_namespace=shift_namespace, downtime_s=downtime_s)
+            await binding.restart(shift_namespace=shift_namespace, downtime_s=downtime_s,
+                                  new_certificate=new_certificate)
         else:
             await binding.restart(downtime_s=downtime_s)
         await self._sim.publish_all()
@@ -183,6 +185,18 @@ class FaultControls:
         if binding.protocol != "opcua":
             raise ValueError("a silent subscription is an OPC UA fault")
         binding.server.faults.silence(on)
+
+    def session_limit(self, max_sessions: int | None) -> None:
+        """OPC UA: sessions past `max_sessions` refused with BadTooManySessions (None: no limit). A session whose
+        connection dropped counts until it times out, as on real servers."""
+        binding = self._sim.binding
+        if binding.protocol != "opcua":
+            raise ValueError("a session limit is an OPC UA fault")
+        binding.server.faults.max_sessions = max_sessions
+
+    def sessions(self) -> int:
+        """OPC UA sessions the server holds now."""
+        return int(self._sim.binding.server.faults.sessions())
 
     async def limits(self, max_nodes_per_read: int | None = None, max_monitored_items_per_call: int | None = None) -> None:
         binding = self._sim.binding

@@ -82,6 +82,7 @@ class OpcUaFaults:
         self.delay_s = 0.0
         self._limits: dict[str, int | None] = {name: None for name in LIMIT_NODES}
         self.silenced: set[int] = set()  # subscriptions that send keep-alives but no data changes
+        self.max_sessions: int | None = None  # sessions past it are refused with BadTooManySessions
 
     def silence(self, on: bool = True) -> None:
         """The subscriptions that exist now stop sending data changes but go on with keep-alives, as a
@@ -106,9 +107,15 @@ class OpcUaFaults:
     def drop_connections(self) -> None:
         self._owner.drop_connections()
 
+    def sessions(self) -> int:
+        """Sessions the server holds now, those of dropped connections that keep subscriptions included."""
+        server = self._owner.server
+        return len(server.iserver.sim_sessions) if server is not None else 0
+
     async def clear(self) -> None:
         self.delay_s = 0.0
         self.silenced = set()
+        self.max_sessions = None
         await self.set_limits()
 
 
@@ -118,6 +125,17 @@ class _Session(InternalSession):
     @property
     def _faults(self) -> OpcUaFaults:
         return self.iserver.sim_faults
+
+    async def create_session(self, params: ua.CreateSessionParameters, sockname: Any = None) -> ua.CreateSessionResult:
+        limit, live = self._faults.max_sessions, self.iserver.sim_sessions
+        if limit is not None and len(live) >= limit:
+            raise ServiceError(ua.StatusCodes.BadTooManySessions)
+        live.add(self)
+        return await super().create_session(params, sockname=sockname)
+
+    async def close_session(self, delete_subs: bool = True) -> None:
+        self.iserver.sim_sessions.discard(self)
+        await super().close_session(delete_subs)
 
     async def read(self, params: ua.ReadParameters) -> list[ua.DataValue]:
         await self._faults.pause()
@@ -161,6 +179,7 @@ class _InternalServer(InternalServer):
     def __init__(self, faults: OpcUaFaults, user_manager: UserManager | None):
         super().__init__(user_manager=user_manager)
         self.sim_faults = faults
+        self.sim_sessions: set[_Session] = set()  # created and not closed
 
     def create_session(self, name: str, user: User = User(role=UserRole.Anonymous), external: bool = False) -> InternalSession:
         return _Session(self, self.aspace, self.subscription_service, name, user=user, external=external)
@@ -270,9 +289,12 @@ class OpcUaSimServer:
         if server is not None:
             await server.stop()
 
-    async def restart(self, shift_namespace: bool = True, downtime_s: float = 0.0) -> None:
-        """Stop, wait, start again; with `shift_namespace`, the simulator's namespace index grows by one."""
+    async def restart(self, shift_namespace: bool = True, downtime_s: float = 0.0, new_certificate: bool = False) -> None:
+        """Stop, wait, start again; with `shift_namespace`, the simulator's namespace index grows by one; with
+        `new_certificate`, the server comes back with a certificate made anew (a renewal, or a replaced device)."""
         await self.stop()
+        if new_certificate:
+            self._cert = None
         if downtime_s > 0:
             await asyncio.sleep(downtime_s)
         self.restarts += 1

@@ -268,7 +268,8 @@ async def test_sign_and_encrypt_with_a_persistent_gateway_certificate(tmp_path: 
     try:
         async with running(impostor.endpoint, [by_path("Temperature")], **secure) as run:
             await wait_until(lambda: run.links and not run.links[-1][0], "the refusal")
-            assert "server certificate changed" in run.links[-1][1]
+            assert "server certificate changed" in run.links[-1][1] and "linegw certs trust" in run.links[-1][1]
+            assert len(list((pki / "rejected").glob("*.der"))) == 1  # kept for `linegw certs trust`
             assert not run.latest
     finally:
         await impostor.stop()

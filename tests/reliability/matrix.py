@@ -31,12 +31,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.adapters.opcua.security import certificates, move
 from gateway.config import LineConfig
 from gateway.runtime.line import LineRuntime
 from gateway.samples import Quality
 from gateway.store.sqlite import SqliteStore
 from interface_spec import load_spec
 from simulators.line import SimConfig, SimLine
+from simulators.servers.opcua_server import OpcUaSecurity
 from simulators.simulator import Simulator
 
 EQ = "m1"
@@ -53,6 +55,9 @@ class Fault:
     off: Switch
     outage: bool  # the gateway must show it (else it must ride it out)
     hold_s: float = 3.0  # how long a ridden-out fault stays on
+    held_s: float = 0.0  # how long a shown fault stays on after the gateway showed it
+    secure: bool = False  # OPC UA under SignAndEncrypt, the server's certificate trusted on first use
+    engineer: Callable[[Path], None] | None = None  # what an engineer does to end it, given the gateway's PKI folder
 
 
 @dataclass
@@ -65,6 +70,7 @@ class Row:
     duplicates: int
     gap_s: float
     events: int  # events the machine made during the row
+    shown: str = ""  # what the gateway said: the machine's link reason, or its heartbeat's, at the fault's end
 
     def cells(self) -> list[str]:
         def secs(x: float | None) -> str:
@@ -94,6 +100,19 @@ def _exception(code: str) -> Fault:
 
 def _unlimited(sim: Simulator) -> Awaitable[None]:
     return sim.faults.limits(None, None)
+
+
+def _trust_the_rejected(pki: Path) -> None:
+    """The engineer accepts the certificate the gateway refused, as `linegw certs trust` does."""
+    (refused,) = [c for c in certificates(pki) if c.status == "rejected"]
+    move(pki, refused.thumbprint, "trusted")
+
+
+def _full_then_dropped(sim: Simulator) -> None:
+    """The server takes no more sessions than it holds, then the gateway's connection drops: its session, which
+    keeps subscriptions, stays on the server until it times out, so the reconnect is refused."""
+    sim.faults.session_limit(sim.faults.sessions())
+    sim.faults.drop_connections()
 
 
 def _second_client() -> Fault:
@@ -147,6 +166,12 @@ FAULTS: list[Fault] = [
           outage=False, hold_s=2.0),
     Fault("OPC UA operation limits (BadTooManyOperations past 4 nodes)", "opcua",
           _call(lambda s: s.faults.limits(4, 4)), _unlimited, outage=False),
+    Fault("OPC UA session limit reached (the dropped session still held)", "opcua", _call(_full_then_dropped),
+          _call(lambda s: s.faults.session_limit(None)), outage=True, held_s=3.0),
+    # Refused until an engineer accepts the new certificate: recovered is from their `linegw certs trust`.
+    Fault("OPC UA server certificate changed (restart with a new one, SignAndEncrypt)", "opcua",
+          _call(lambda s: s.faults.restart(shift_namespace=False, downtime_s=1.0, new_certificate=True)), _nothing,
+          outage=True, held_s=2.0, secure=True, engineer=_trust_the_rejected),
     # Never switched off: the silenced subscription stays silent, and only the gateway subscribing anew heals it.
     Fault("OPC UA subscription silent (keep-alives, no data changes)", "opcua", _call(lambda s: s.faults.silence()),
           _nothing, outage=True),
@@ -159,6 +184,17 @@ def _outage(runtime: LineRuntime) -> bool:
     view = runtime.get(EQ)
     hb = runtime.devices[EQ].latest.get("status.heartbeat")
     return view is None or not view.available or hb is None or hb.quality != Quality.GOOD
+
+
+def _shown(runtime: LineRuntime) -> str:
+    """What the gateway says of the fault now: the link's current reason (the adapter's health has it; the
+    machine's view keeps the reason its outage began with), or the machine's, or its heartbeat's."""
+    dev, view = runtime.devices[EQ], runtime.get(EQ)
+    if view is not None and not view.available:
+        link = dev.adapter.health() if dev.adapter is not None else None
+        return (link.last_error if link is not None and not link.connected and link.last_error else view.link_reason)
+    hb = dev.latest.get("status.heartbeat")
+    return hb.reason if hb is not None else ""
 
 
 async def _until(predicate: Callable[[], bool], timeout: float) -> float | None:
@@ -182,13 +218,17 @@ def count_events(first: int, last: int, stored: list[int]) -> tuple[int, int]:
 async def run_row(fault: Fault, folder: Path, seed: int = 5) -> Row:
     """One fault against a fresh winder (many events) and a fresh store."""
     sims = SimLine()
-    await sims.start([SimConfig(EQ, "winder", fault.protocol, port=0, seed=seed, time_scale=30)])
+    security = OpcUaSecurity(modes=["SignAndEncrypt"]) if fault.secure else None
+    await sims.start([SimConfig(EQ, "winder", fault.protocol, port=0, seed=seed, time_scale=30, security=security)])
     sim = sims.simulators[EQ]
-    store = SqliteStore(Path(tempfile.mkdtemp(dir=folder)) / "store.sqlite")  # a store of its own per row
+    own = Path(tempfile.mkdtemp(dir=folder))  # a store and a PKI folder of its own per row
+    store = SqliteStore(own / "store.sqlite")
     await store.start()
-    cfg = LineConfig.model_validate({"line": "faults", "equipment": [{
-        "id": EQ, "class": "winder", "protocol": fault.protocol, "endpoint": sims.endpoints()[EQ],
-        "adapter": ADAPTER[fault.protocol]}]})
+    entry: dict[str, Any] = {"id": EQ, "class": "winder", "protocol": fault.protocol, "endpoint": sims.endpoints()[EQ],
+                             "adapter": ADAPTER[fault.protocol]}
+    if fault.secure:
+        entry["security"] = {"mode": "SignAndEncrypt", "policy": "Basic256Sha256", "certificate_dir": str(own / "pki")}
+    cfg = LineConfig.model_validate({"line": "faults", "equipment": [entry]})
     runtime = LineRuntime(cfg, load_spec(), store)
     task = asyncio.create_task(runtime.run())
     try:
@@ -204,7 +244,12 @@ async def run_row(fault: Fault, folder: Path, seed: int = 5) -> Row:
         await switching
         if detected is None:
             await asyncio.sleep(fault.hold_s)  # ridden out so far: keep it on a while longer
+        else:
+            await asyncio.sleep(fault.held_s)
+        shown = _shown(runtime) if detected is not None else ""
         await fault.off(sim)
+        if fault.engineer is not None:
+            fault.engineer(own / "pki")
         moved_from = sim.machine.values.get("status.heartbeat")
 
         def recovered_now() -> bool:
@@ -232,7 +277,7 @@ async def run_row(fault: Fault, folder: Path, seed: int = 5) -> Row:
                                                             limit=1_000_000))
         gap = max((b - a for a, b in zip(beats, beats[1:])), default=0.0)
         return Row(fault.name, fault.protocol, detected, recovered if detected is not None else None, lost,
-                   dup_rows + dup_events, gap, last_seq - first_seq + 1)
+                   dup_rows + dup_events, gap, last_seq - first_seq + 1, shown)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

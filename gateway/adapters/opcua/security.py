@@ -123,10 +123,12 @@ class TrustStore:
                 return tp
         remembered = [p for p in known if p.name.startswith(self.slug + "_")]
         if remembered:
+            # Kept where `linegw certs` finds it: an engineer who knows the server was renewed accepts it there.
+            _write(self.rejected / f"{self.slug}_{tp[:16]}.der", der)
             raise TrustError(
                 f"server certificate changed: {tp} is not trusted for this endpoint "
-                f"(trusted: {', '.join(p.name for p in remembered)}); "
-                f"copy the new certificate into {self.dir} to accept it"
+                f"(trusted: {', '.join(p.name for p in remembered)}); if the server's certificate was renewed, "
+                f"accept it with `linegw certs trust {tp[:16]} --dir {self.dir.parent}`"
             )
         if not self.first_use:
             _write(self.rejected / f"{self.slug}_{tp[:16]}.der", der)
