@@ -69,8 +69,8 @@ class DialectOpcUaBinding:
     async def stop(self) -> None:
         await self.server.stop()
 
-    async def restart(self, shift_namespace: bool = True, downtime_s: float = 0.0) -> None:
-        await self.server.restart(shift_namespace, downtime_s)
+    async def restart(self, shift_namespace: bool = True, downtime_s: float = 0.0, new_certificate: bool = False) -> None:
+        await self.server.restart(shift_namespace, downtime_s, new_certificate)
 
     def drop_connections(self) -> None:
         self.server.drop_connections()
