@@ -1,8 +1,12 @@
-"""Write the README's table rows from bench/results/*.json, so the figures there are the measured ones.
+"""Write the READMEs' figures from bench/results/*.json, so the figures there are the measured ones.
 
-Each results file names its script; the README row whose first cell is that
-script gets its "what" and "figures" cells from the formatter below. Rows of
-scripts without results are left as they are.
+bench/README.md: each results file names its script; the row whose first cell
+is that script gets its "what" and "figures" cells from the formatter below.
+Rows of scripts without results are left as they are.
+
+README.md (Reliability): each table between `<!-- results: NAME -->` and
+`<!-- /results -->` is written from bench/results/NAME.json (the fault
+matrix, the SIGKILL series, the soak).
 
 Run: .venv/bin/python bench/report.py [--check]   (--check: exit 1 if the README is not up to date)
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +23,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
+TOP_README = HERE.parent / "README.md"
 
 
 def _mmm(d: dict[str, float], fmt: str = "{:,.0f}") -> str:
@@ -64,24 +70,94 @@ def render(readme: str, results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+# --- the README's Reliability tables -------------------------------------------------------------------------
+# Each sits between `<!-- results: NAME -->` and `<!-- /results -->` in the top README and is written from
+# bench/results/NAME.json by the formatter of that name.
+
+BLOCK = re.compile(r"(<!-- results: (\w+) -->\n)(.*?)(<!-- /results -->)", re.S)
+
+
+def _secs(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def _said(reason: str) -> str:
+    """A reason as the table shows it: no addresses, thumbprints or paths of one run, its first clause."""
+    reason = re.sub(r"\b[0-9a-f]{40}\b", "<thumbprint>", reason)
+    reason = re.sub(r"\d+\.\d+\.\d+\.\d+:\d+", "<device>", reason)
+    reason = reason.split(";", 1)[0]
+    return (reason if len(reason) <= 70 else reason[:69] + "…").replace("|", "/")
+
+
+def fault_matrix(r: dict[str, Any]) -> str:
+    head = ["fault", "detected (s)", "recovered (s)", "events lost", "duplicates", "longest gap (s)", "shown as"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in r["rows"]:
+        cells = [row["fault"], _secs(row["detected_s"]), _secs(row["recovered_s"]), str(row["events_lost"]),
+                 str(row["duplicates"]), f"{row['gap_s']:.1f}", _said(row.get("shown", "")) or "-"]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows) + f"\n\n{len(r['rows'])} rows, measured {r['measured']}.\n"
+
+
+def soak(r: dict[str, Any]) -> str:
+    names = {"rss_mb": "resident memory (MB)", "fds": "open file descriptors", "tasks": "asyncio tasks",
+             "loop_lag_ms": "worst loop lag of the minute (ms)"}
+    rows = ["| series | first → last | slope per minute | bound |", "|---|---|---|---|"]
+    for key, name in names.items():
+        first, last = (f"{x:.1f}".removesuffix(".0") for x in (r[key][0], r[key][-1]))
+        rows.append(f"| {name} | {first} → {last} | {r['slopes'][key]:+.2f} | {r['bounds'][key]:g} |")
+    return "\n".join(rows) + f"\n\n{r['minutes']:g} minutes, a sample every {r['interval_s']} s, {len(r['faults'])} faults.\n"
+
+
+def sigkill(r: dict[str, Any]) -> str:
+    rows = ["| kill | after (s) | acknowledged before it | kept after it | integrity_check |", "|---|---|---|---|---|"]
+    for i, k in enumerate(r["rounds"], 1):
+        rows.append(f"| {i} | {k['kill_after_s']:.2f} | {k['acknowledged']} | {k['kept']} | {k['integrity']} |")
+    return ("\n".join(rows) + f"\n\nAfter a clean drain: {r['stored']} heartbeats stored, {r['in_sink']} in the sink, "
+            f"{r['unsent']} unsent (seed {r['seed']}).\n")
+
+
+BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {"fault_matrix": fault_matrix, "soak": soak, "sigkill": sigkill}
+
+
+def render_blocks(text: str, results: dict[str, dict[str, Any]]) -> str:
+    def one(m: re.Match[str]) -> str:
+        name = m.group(2)
+        if name not in results or name not in BLOCKS:
+            return m.group(0)
+        return m.group(1) + BLOCKS[name](results[name]) + m.group(4)
+    return BLOCK.sub(one, text)
+
+
+def load_results(folder: Path = HERE / "results") -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(results by script, for bench/README.md rows; results by file name, for the README's blocks)."""
+    by_script, by_name = {}, {}
+    for path in sorted(folder.glob("*.json")):
+        r = json.loads(path.read_text())
+        by_script[r.get("script", f"{path.stem}.py")] = r  # a file names its script, or is named after it
+        by_name[path.stem] = r
+    return by_script, by_name
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 if the README differs from the results")
+    ap.add_argument("--check", action="store_true", help="exit 1 if a README differs from the results")
     args = ap.parse_args()
-    results = {}
-    for path in sorted((HERE / "results").glob("*.json")):
-        r = json.loads(path.read_text())
-        results[r.get("script", f"{path.stem}.py")] = r  # a file names its script, or is named after it
-    before = README.read_text()
-    after = render(before, results)
-    if args.check:
-        if after != before:
-            print(f"{README}: not what bench/results/ says; run bench/report.py", file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(after)
-    print(f"{README}: rows for {', '.join(sorted(set(results) & set(FORMATTERS)))} written from bench/results/")
-    return 0
+    by_script, by_name = load_results()
+    stale = []
+    for path in (README, TOP_README):
+        before = path.read_text()
+        after = render(before, by_script) if path == README else render_blocks(before, by_name)
+        if after == before:
+            continue
+        if args.check:
+            stale.append(path)
+        else:
+            path.write_text(after)
+            print(f"{path}: figures written from bench/results/")
+    for path in stale:
+        print(f"{path}: not what bench/results/ says; run bench/report.py", file=sys.stderr)
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

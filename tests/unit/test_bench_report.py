@@ -1,0 +1,37 @@
+"""The READMEs' measured figures are what bench/results/ holds: bench/report.py writes them, and a figure typed
+or left stale is found."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def report():  # bench/ is scripts, not a package
+    spec = importlib.util.spec_from_file_location("bench_report", ROOT / "bench" / "report.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readmes_hold_the_figures_of_bench_results():
+    done = subprocess.run([sys.executable, "bench/report.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_figure_that_is_not_the_measured_one_is_found():
+    r = report()
+    _, by_name = r.load_results()
+    readme = (ROOT / "README.md").read_text()
+    assert r.render_blocks(readme, by_name) == readme
+    for name in ("fault_matrix", "sigkill", "soak"):
+        assert f"<!-- results: {name} -->" in readme, f"the README has no {name} table"
+    typed = readme.replace("| 0 | 0 |", "| 0 | 1 |", 1)  # one duplicate typed into the fault table
+    assert typed != readme and r.render_blocks(typed, by_name) == readme
+    stale = dict(by_name, soak={**by_name["soak"], "minutes": 31.0})
+    assert "31 minutes" in r.render_blocks(readme, stale)
