@@ -28,7 +28,9 @@ class UnitOut(_Out):
 class ValueOut(_Out):
     path: str
     value: Any = Field(description="enum members as their name")
-    raw: int | None = Field(None, description="the enum code, for enum variables")
+    raw: int | float | str | None = Field(
+        None, description="what the machine sent: the code of an enum variable; where a vendor mapping changed the "
+                          "value, the vendor's own code or unscaled number")
     unit: UnitOut
     quality: Literal["good", "uncertain", "bad"] | str
     reason: str = Field("", description="why quality is not good: out_of_range, nan, link_down, ...")

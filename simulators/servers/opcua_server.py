@@ -83,6 +83,7 @@ class OpcUaFaults:
         self._limits: dict[str, int | None] = {name: None for name in LIMIT_NODES}
         self.silenced: set[int] = set()  # subscriptions that send keep-alives but no data changes
         self.max_sessions: int | None = None  # sessions past it are refused with BadTooManySessions
+        self.read_reply_delay_s = 0.0  # a Read's values are taken, then answered this much later (a busy server)
 
     def silence(self, on: bool = True) -> None:
         """The subscriptions that exist now stop sending data changes but go on with keep-alives, as a
@@ -116,6 +117,7 @@ class OpcUaFaults:
         self.delay_s = 0.0
         self.silenced = set()
         self.max_sessions = None
+        self.read_reply_delay_s = 0.0
         await self.set_limits()
 
 
@@ -142,7 +144,10 @@ class _Session(InternalSession):
         limit = self._faults.limit("max_nodes_per_read")
         if limit and len(params.NodesToRead) > limit:
             raise ServiceError(ua.StatusCodes.BadTooManyOperations)
-        return await super().read(params)
+        values = await super().read(params)
+        if self._faults.read_reply_delay_s > 0:
+            await asyncio.sleep(self._faults.read_reply_delay_s)
+        return values
 
     async def create_monitored_items(self, params: ua.CreateMonitoredItemsParameters) -> list[ua.MonitoredItemCreateResult]:
         await self._faults.pause()

@@ -138,6 +138,7 @@ def test_raw_is_what_the_machine_sent_where_the_gateway_changed_it():
     """A vendor's enum code, mapped to the spec's member, and an unscaled number keep what the machine sent as
     `raw`; the API shows it beside the spec's value. A value the gateway did not change has no raw of its own."""
 
+    from gateway.api.models import ValueOut
     from gateway.api.present import Presenter
 
     spec = load_spec()
@@ -155,6 +156,9 @@ def test_raw_is_what_the_machine_sent_where_the_gateway_changed_it():
     key, target = scaled[0]
     [v] = to_samples("w1", {key: [target]}, [RawReading(key, 1234, 1000.0)], 2000.0)
     assert v.raw == 1234 and v.value == pytest.approx(1234 * target.scale + target.offset)
+    # A vendor's number with a fraction (a float register, unscaled) is shown as sent; once, the API answered 500.
+    [f] = to_samples("w1", {key: [target]}, [RawReading(key, 90.342, 1000.0)], 2000.0)
+    assert ValueOut.model_validate(Presenter(spec).sample("winder", f)).raw == 90.342
     native = ModbusBinding().plan(spec, "w1", "winder", "w1", {}).targets
     [n] = to_samples("w1", native, [RawReading("state.packml_state", 6, 1000.0)], 2000.0)
     assert n.raw is None and Presenter(spec).sample("winder", n)["raw"] == 6  # the spec's code, as it was sent

@@ -912,8 +912,13 @@ class OpcUaAdapter:
         if not keys:
             return
         dvs = await sess.services.read_values([sess.nodes[k] for k in keys])
-        batch = [reading(k, dv) for k, dv in zip(keys, dvs)]
-        self._emit(batch, sum(1 for r in batch if r.error))
+        # Notifications that came while the Read was on its way are newer than (or as new as) what it read: the
+        # read value of such a key would go out after them and be stored again (22 rows twice, under load).
+        notified = sess.notified
+        batch = [r for k, dv in zip(keys, dvs)
+                 if (r := reading(k, dv)).source_ts is None or (seen := notified.get(k)) is None or r.source_ts > seen]
+        if batch:
+            self._emit(batch, sum(1 for r in batch if r.error))
 
     def _poll_groups(self, sess: _Session) -> dict[float, list[str]]:
         """Polled keys by period (ms): the points asking for polling and those the server would not monitor.
