@@ -65,18 +65,21 @@ async def stopped(task: asyncio.Task) -> None:
     await asyncio.gather(task, return_exceptions=True)
 
 
-async def test_reconnects_and_restarts_store_no_value_twice(tmp_path):
+async def coater(time_scale: float, **adapter: float) -> tuple[SimLine, LineConfig]:
+    """A simulated OPC UA coater past its first publish, and a line file reading it."""
     sims = SimLine()
-    # time_scale 1: most values change slowly; identification never does.
-    await sims.start([SimConfig(equipment_id=EQ, cls="coater", protocol="opcua", port=0, seed=9, time_scale=1,
+    await sims.start([SimConfig(equipment_id=EQ, cls="coater", protocol="opcua", port=0, seed=9, time_scale=time_scale,
                                 counts=COUNTS)])
     # The server's nodes carry their creation time until the machine's first tick publishes every value
     # with its own: a gateway connecting in between rightly stores both. Start after that first publish.
     await wait_for(lambda: sims.simulators[EQ].stats.ticks >= 2, "the simulator's first ticks", timeout=30)
-    cfg = LineConfig.model_validate({
+    return sims, LineConfig.model_validate({
         "line": "dups", "equipment": [{"id": EQ, "class": "coater", "protocol": "opcua",
-                                       "endpoint": sims.endpoints()[EQ], "counts": COUNTS,
-                                       "adapter": {"backoff_max_s": 1.0}}]})
+                                       "endpoint": sims.endpoints()[EQ], "counts": COUNTS, "adapter": adapter}]})
+
+
+async def test_reconnects_and_restarts_store_no_value_twice(tmp_path):
+    sims, cfg = await coater(1, backoff_max_s=1.0)  # time_scale 1: most values change slowly; identification never does
     task = None
     try:
         async with SqliteStore(tmp_path / "store.sqlite") as store:
@@ -144,14 +147,7 @@ async def test_a_reconnect_whose_first_read_is_answered_late_stores_no_value_twi
     """The server takes the initial Read's values, then answers a second later (a busy server), while the new
     subscription's notifications bring newer values: the read values, older than what was notified meanwhile,
     are not handed on after them (under load this stored 22 rows twice)."""
-    sims = SimLine()
-    await sims.start([SimConfig(equipment_id=EQ, cls="coater", protocol="opcua", port=0, seed=9, time_scale=10,
-                                counts=COUNTS)])
-    await wait_for(lambda: sims.simulators[EQ].stats.ticks >= 2, "the simulator's first ticks", timeout=30)
-    cfg = LineConfig.model_validate({
-        "line": "dups", "equipment": [{"id": EQ, "class": "coater", "protocol": "opcua",
-                                       "endpoint": sims.endpoints()[EQ], "counts": COUNTS,
-                                       "adapter": {"backoff_max_s": 0.5, "publishing_interval_ms": 100}}]})
+    sims, cfg = await coater(10, backoff_max_s=0.5, publishing_interval_ms=100)
     task = None
     try:
         async with SqliteStore(tmp_path / "store.sqlite") as store:
