@@ -96,7 +96,14 @@ def fault_matrix(r: dict[str, Any]) -> str:
         cells = [row["fault"], _secs(row["detected_s"]), _secs(row["recovered_s"]), str(row["events_lost"]),
                  str(row["duplicates"]), f"{row['gap_s']:.1f}", _said(row.get("shown", "")) or "-"]
         rows.append("| " + " | ".join(cells) + " |")
-    return "\n".join(rows) + f"\n\n{len(r['rows'])} rows, measured {r['measured']}.\n"
+    out = "\n".join(rows) + f"\n\n{len(r['rows'])} rows, measured {r['measured']}.\n"
+    if r.get("sink_rows"):
+        head = ["sink fault", "detected (s)", "recovered (s)", "samples lost", "duplicates", "backlog at the fault's end"]
+        rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        rows += [f"| {x['fault']} | {_secs(x['detected_s'])} | {_secs(x['recovered_s'])} | {x['samples_lost']} | "
+                 f"{x['duplicates']} | {x['backlog']} |" for x in r["sink_rows"]]
+        out += "\n" + "\n".join(rows) + "\n"
+    return out
 
 
 def soak(r: dict[str, Any]) -> str:

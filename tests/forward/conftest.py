@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import httpx
@@ -175,6 +176,20 @@ http {{
 
     def args(self) -> list[str]:
         return ["-c", str(self.conf), "-p", str(self.conf.parent)]
+
+
+def series_key(s: Any, cls: str) -> tuple[str, str, str, str, int]:
+    """What victoria-metrics makes of a sample of a machine of class `cls`: metric name and labels, time in ms.
+    The forwarder writes ns; victoria-metrics keeps ms, cutting the rest off (not rounding)."""
+    head, _, variable = s.path.rpartition(".")
+    sub_unit, _, index = head.partition("[")
+    return (f"{cls}_{variable}", sub_unit, index.rstrip("]"), s.unit, round(s.source_ts * 1e9) // 1_000_000)
+
+
+def vm_key(labels: tuple[tuple[str, str], ...], ts: int) -> tuple[str, str, str, str, int]:
+    """A raw victoria-metrics point keyed as series_key keys samples."""
+    m = dict(labels)
+    return (m["__name__"], m.get("sub_unit", ""), m.get("index", ""), m.get("unit", ""), ts)
 
 
 async def retained(port: int, topic: str, timeout: float = 10.0) -> bytes:

@@ -24,7 +24,7 @@ import httpx
 
 from gateway.samples import Sample
 from gateway.store.sqlite import SqliteStore
-from tests.forward.conftest import Mosquitto, VictoriaMetrics, assert_resends_identical, retained
+from tests.forward.conftest import Mosquitto, VictoriaMetrics, assert_resends_identical, retained, series_key, vm_key
 from tests.waiting import wait_for
 
 LINE = """
@@ -69,16 +69,6 @@ async def _status_when(api: str, pred, what: str = "forwarding to get on") -> di
         st = await _get(api, "forward")
         return st if pred(st) else None
     return await wait_for(probe, what, timeout=60)
-
-
-def _series_key(s: Sample) -> tuple:
-    """What victoria-metrics makes of a sample: metric name and labels, timestamp in ms.
-
-    The forwarder writes ns; victoria-metrics keeps ms, cutting the rest off (not rounding).
-    """
-    head, _, variable = s.path.rpartition(".")
-    sub_unit, _, index = head.partition("[")
-    return (f"winder_{variable}", sub_unit, index.rstrip("]"), s.unit, round(s.source_ts * 1e9) // 1_000_000)
 
 
 async def test_gateway_forwards_everything_across_a_sigkill(tmp_path: Path, vm: VictoriaMetrics,
@@ -139,7 +129,7 @@ async def test_gateway_forwards_everything_across_a_sigkill(tmp_path: Path, vm: 
     numeric = [s for s in to_influx if type(s.value) in (int, float)]
     # Both runs forwarded numbers: points from before the kill and from after the restart.
     assert any(s.gateway_ts < killed_at for s in numeric) and any(s.gateway_ts > killed_at for s in numeric)
-    want = {_series_key(s): float(s.value) for s in numeric}
+    want = {series_key(s, "winder"): float(s.value) for s in numeric}
     assert len(want) == len(numeric)  # no two samples share a series and millisecond: one key, one sample
     match = '{__name__=~"winder_.*", __name__!~".*_q"}'
     await wait_for(lambda: set(want) <= set(_vm_points(vm.points(match))), "every number searchable in vm",
@@ -164,12 +154,8 @@ async def _stored(db: Path) -> tuple[list[tuple[int, Sample]], dict[str, int]]:
 
 
 def _vm_points(points: list[tuple[tuple, int, float]]) -> dict[tuple, float]:
-    """Raw victoria-metrics points keyed as _series_key keys samples."""
-    out = {}
-    for labels, ts, value in points:
-        m = dict(labels)
-        out[(m["__name__"], m.get("sub_unit", ""), m.get("index", ""), m.get("unit", ""), ts)] = value
-    return out
+    """Raw victoria-metrics points keyed as series_key keys samples."""
+    return {vm_key(labels, ts): value for labels, ts, value in points}
 
 
 def _topic(s: Sample) -> str:

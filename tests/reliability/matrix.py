@@ -305,11 +305,15 @@ async def run_all(folder: Path, side_by_side: int = 1) -> list[Row]:
 
 
 async def _main(out: Path | None) -> None:
+    from tests.reliability.sinks import run_sinks, sink_table  # the sink rows need victoria-metrics and nginx
+
     with tempfile.TemporaryDirectory() as folder:
         rows = await run_all(Path(folder))
-    print(table(rows))
+        sink_rows = await run_sinks(Path(folder))
+    print(table(rows) + "\n\n" + sink_table(sink_rows))
     if out is not None:
-        out.write_text(json.dumps({"rows": [asdict(r) for r in rows], "measured": time.strftime("%Y-%m-%d")}, indent=1))
+        out.write_text(json.dumps({"rows": [asdict(r) for r in rows], "sink_rows": [asdict(r) for r in sink_rows],
+                                   "measured": time.strftime("%Y-%m-%d")}, indent=1))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import logging
 import pytest
 
 from tests.reliability.matrix import FAULTS, run_all, table
+from tests.reliability.sinks import SINK_FAULTS, run_sinks, sink_table
 
 
 async def test_every_fault_of_the_matrix_loses_nothing_and_recovers(tmp_path, caplog):
@@ -36,3 +37,16 @@ def test_the_matrix_would_see_a_lost_event(tmp_path):
     assert count_events(first=5, last=9, stored=[5, 6, 7, 8, 9]) == (0, 0)
     with pytest.raises(ValueError):
         count_events(first=9, last=5, stored=[])
+
+
+async def test_every_fault_of_the_sink_loses_nothing_and_catches_up(tmp_path, caplog):
+    """The sink rows (tests/reliability/sinks.py), four side by side: whatever the InfluxDB sink does, every number
+    stored reaches it once, the forwarder shows the fault, and it catches up after."""
+    caplog.set_level(logging.CRITICAL)
+    rows = await run_sinks(tmp_path, side_by_side=4)
+    print("\n" + sink_table(rows))
+    assert [r.fault for r in rows] == [f.name for f in SINK_FAULTS]
+    for fault, row in zip(SINK_FAULTS, rows):
+        assert row.forwarded > 200 and (row.samples_lost, row.duplicates) == (0, 0), row
+        if fault.shown:
+            assert row.detected_s is not None and row.recovered_s is not None, row
