@@ -197,7 +197,7 @@ def _shown(runtime: LineRuntime) -> str:
     return hb.reason if hb is not None else ""
 
 
-async def _until(predicate: Callable[[], bool], timeout: float) -> float | None:
+async def until(predicate: Callable[[], bool], timeout: float) -> float | None:
     """Seconds until predicate() holds, polled every 20 ms; None past the timeout."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
@@ -234,11 +234,11 @@ async def run_row(fault: Fault, folder: Path, seed: int = 5) -> Row:
     try:
         start = time.time()
         first_seq = sim.machine.last_seq + 1
-        if await _until(lambda: not _outage(runtime), 30) is None:
+        if await until(lambda: not _outage(runtime), 30) is None:
             raise AssertionError(f"{fault.name}: the line never settled")
         await asyncio.sleep(1.0)
         switching = asyncio.create_task(fault.on(sim))  # a restart's downtime passes inside it
-        detected = await _until(lambda: _outage(runtime), 12 if fault.outage else fault.hold_s)
+        detected = await until(lambda: _outage(runtime), 12 if fault.outage else fault.hold_s)
         if detected is None and fault.outage:
             raise AssertionError(f"{fault.name}: the gateway never showed the fault")
         await switching
@@ -256,7 +256,7 @@ async def run_row(fault: Fault, folder: Path, seed: int = 5) -> Row:
             hb = runtime.devices[EQ].latest.get("status.heartbeat")
             return not _outage(runtime) and hb is not None and hb.value != moved_from
 
-        recovered = await _until(recovered_now, 30)
+        recovered = await until(recovered_now, 30)
         if recovered is None:
             raise AssertionError(f"{fault.name}: no GOOD data within 30 s of the fault's end")
         last_seq = sim.machine.last_seq

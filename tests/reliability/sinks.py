@@ -33,6 +33,7 @@ from gateway.store.sqlite import SqliteStore
 from interface_spec import load_spec
 from simulators.line import SimConfig, SimLine
 from tests.forward.conftest import Nginx, VictoriaMetrics, series_key, vm_key
+from tests.reliability.matrix import until
 
 EQ = "m1"
 REFUSAL = '{"code":"unavailable","message":"the database is restarting"}'
@@ -163,15 +164,6 @@ def numeric(s: Sample) -> bool:
     return type(s.value) in (int, float) and math.isfinite(s.value)
 
 
-async def _until(predicate: Callable[[], bool], timeout: float) -> float | None:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if predicate():
-            return time.monotonic() - start
-        await asyncio.sleep(0.02)
-    return None
-
-
 async def run_sink_row(fault: SinkFault, folder: Path, seed: int = 5) -> SinkRow:
     """One fault of the sink under a gateway forwarding a fresh winder from a fresh store."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -195,10 +187,10 @@ async def run_sink_row(fault: SinkFault, folder: Path, seed: int = 5) -> SinkRow
     reading = asyncio.create_task(runtime.run())
     forwarding = asyncio.create_task(fwd.run())
     try:
-        if await _until(lambda: fwd.stats()["written"] > 200, 30) is None:
+        if await until(lambda: fwd.stats()["written"] > 200, 30) is None:
             raise AssertionError(f"{fault.name}: nothing forwarded before the fault")
         await fault.on(chain)
-        detected = await _until(lambda: not fwd.stats()["connected"] or fwd.stats()["failing_since"] is not None,
+        detected = await until(lambda: not fwd.stats()["connected"] or fwd.stats()["failing_since"] is not None,
                                 fault.hold_s)
         await asyncio.sleep(fault.hold_s - (detected or fault.hold_s))
         await store.flush()
@@ -214,7 +206,7 @@ async def run_sink_row(fault: SinkFault, folder: Path, seed: int = 5) -> SinkRow
         await asyncio.gather(reading, return_exceptions=True)
         await store.flush()
         rows, last = await store.read_since(0, 10**7)
-        if await _until(lambda: fwd.stats()["cursor"] >= last, 60) is None:
+        if await until(lambda: fwd.stats()["cursor"] >= last, 60) is None:
             raise AssertionError(f"{fault.name}: the forwarder did not drain the outbox ({fwd.stats()})")
         want = {series_key(s, "winder") for _, s in rows if numeric(s)}
         searchable = time.monotonic() + 20  # a point written is searchable a moment later
