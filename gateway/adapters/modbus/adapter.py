@@ -609,6 +609,7 @@ class ModbusAdapter:
         wrong costs a few requests, not one per point); the merged plan is back once they all answer."""
         keys = list(self._unreadable)[:REPROBE_BATCH]
         back: list[_Step] = []
+        answered = 0
         for key in keys:
             steps = _compile_plan([self._points[key]], self.settings.limits)
             before = len(got.out)
@@ -616,9 +617,10 @@ class ModbusAdapter:
             reason = self._unreadable.pop(key)
             if all(not r.error for r in got.out[before:]):
                 back += steps
+                answered += 1
             else:
                 self._unreadable[key] = reason  # to the end of the line: the others are tried first
-        if len(back) == len(keys) or (back and not self._unreadable):
+        if answered == len(keys):  # (a long point may take several steps: points are counted, not steps)
             # Every point tried answers again: most likely a fault of the whole device has ended. The merged
             # plan is tried at once (the next scan learns what is still refused) rather than 8 points a round,
             # which left a third of a winder's values BAD for 10 s after an exception 2 on every register.
