@@ -47,10 +47,6 @@ SEED_WINDOWS_S = (1.0, 60.0, 3600.0, 86400.0, 30 * 86400.0, 1e10)  # see Device.
 StoredKey = tuple[float | None, Quality, Any, str]  # (source_ts, quality, value, reason) of a stored sample
 
 
-def _older(a: float | None, b: float | None) -> bool:
-    return a is not None and b is not None and a < b
-
-
 def adapter_factory(protocol: str) -> Callable[[str, list[Point], dict[str, Any]], Adapter]:
     """Find an adapter by entry-point name: built-in and third-party adapters alike."""
     for ep in entry_points(group="linegw.adapters"):
@@ -111,8 +107,9 @@ class Device:
         self._data_fault: str | None = None  # what data_fault() said last, to log its changes once
         # path -> (source_ts, quality, value, reason) of the last two samples read and stored: a value re-read at
         # connect or restart with the same source timestamp, value and quality is not stored twice. Two, because
-        # an OPC UA reconnect can deliver the initial read's newer value before the subscription's queued older
-        # one and then the newer one again (seen as 22 rows stored twice under load).
+        # an OPC UA connect can deliver the initial read's newer sample before the subscription's queued older
+        # one, and the newer one again later: a changed value, or an unchanged one the server stamped anew
+        # (seen as 22 rows stored twice under load, at a reconnect after a connect during the server's first tick).
         self._stored: dict[str, tuple[StoredKey, StoredKey | None]] = {}
         self._settings = dict(eq.adapter)
         sec = eq.security
@@ -212,9 +209,9 @@ class Device:
             if last is None:
                 stored[s.path] = (key, None)
                 out.append(s)
-            elif key != last[0] and not (key == last[1] and _older(key[0], last[0][0])):
-                # The one before last is a repeat only when it is older than the last: the same value back at
-                # the same time (a quality that changed back) is news.
+            elif key != last[0] and not (key == last[1] and key[0] != last[0][0]):
+                # The one before last again is a re-delivery, unless the last has its timestamp: the same value
+                # back at the same time (a quality that changed back) is news.
                 stored[s.path] = (key, last[0])
                 out.append(s)
         return out

@@ -135,6 +135,17 @@ async def test_reconnects_and_restarts_store_no_value_twice(tmp_path):
             rows = (await rows_by_path(store))["status.heartbeat"]
             assert [r["ts"] for r in rows].count(newer.source_ts) == 1
             assert [r["ts"] for r in rows].count(older.source_ts) == 1
+
+            # The same at a connect during the server's first tick, which stamps every unchanged value anew: the
+            # read brings the value under its new timestamp, the subscription under the old one; a reconnect's
+            # read brings the new one again (22 rows twice in the fault matrix).
+            name = dev.latest[slow[1]]
+            stamped, created = name._replace(source_ts=name.source_ts + 60), name._replace(source_ts=name.source_ts + 59)
+            for batch in ([stamped], [created], [stamped], [created, stamped]):
+                dev._accept(batch, time.time())
+            rows = (await rows_by_path(store))[slow[1]]
+            assert [r["ts"] for r in rows].count(stamped.source_ts) == 1
+            assert [r["ts"] for r in rows].count(created.source_ts) == 1
             await stopped(task)
             task = None
     finally:

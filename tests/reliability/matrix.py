@@ -71,6 +71,7 @@ class Row:
     gap_s: float
     events: int  # events the machine made during the row
     shown: str = ""  # what the gateway said: the machine's link reason, or its heartbeat's, at the fault's end
+    twice: str = ""  # the first few rows stored twice (path, source time, value, when each copy was stored)
 
     def cells(self) -> list[str]:
         def secs(x: float | None) -> str:
@@ -269,15 +270,20 @@ async def run_row(fault: Fault, folder: Path, seed: int = 5) -> Row:
                 break
             await asyncio.sleep(0.2)
         lost, dup_events = count_events(first_seq, last_seq, seqs)
-        dup_rows = 0
+        dup_rows, twice = 0, []
         for _, path, _ in await store.series(EQ):
             rows = await store.history(EQ, path, 0, time.time() + 3600, limit=1_000_000)
-            dup_rows += sum(n - 1 for n in collections.Counter(r["ts"] for r in rows).values() if n > 1)
+            counts = collections.Counter(r["ts"] for r in rows)
+            dup_rows += sum(n - 1 for n in counts.values() if n > 1)
+            copies = [r for r in rows if counts[r["ts"]] > 1]
+            if copies and len(twice) < 3:
+                twice.append(f"{path} @{copies[0]['ts']:.3f} = {copies[0]['value']!r}, stored at "
+                             + ", ".join(f"{r['gateway_ts']:.3f}" for r in copies if r["ts"] == copies[0]["ts"]))
         beats = sorted(r["ts"] for r in await store.history(EQ, "status.heartbeat", start, time.time() + 60,
                                                             limit=1_000_000))
         gap = max((b - a for a, b in zip(beats, beats[1:])), default=0.0)
         return Row(fault.name, fault.protocol, detected, recovered if detected is not None else None, lost,
-                   dup_rows + dup_events, gap, last_seq - first_seq + 1, shown)
+                   dup_rows + dup_events, gap, last_seq - first_seq + 1, shown, "; ".join(twice))
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
