@@ -161,6 +161,8 @@ async def _serve_gateway(cfg: LineConfig, spec: Spec, stop: asyncio.Event, on_re
     tls = cfg.api.tls
     server = _api_server_class()(uvicorn.Config(api, host=cfg.api.host, port=cfg.api.port, log_level="warning",
                                                 lifespan="on", ws="websockets-sansio",
+                                                ws_ping_interval=cfg.api.ws_keepalive_s,
+                                                ws_ping_timeout=cfg.api.ws_keepalive_s,
                                                 ssl_certfile=tls.cert_file if tls else None,
                                                 ssl_keyfile=tls.key_file if tls else None))
     try:

@@ -144,6 +144,10 @@ class Api(_Strict):
     # Live messages waiting for one WebSocket client; a client that lets more pile up is dropped (close 1013),
     # so a client that never reads holds no more than this (the dashboard reconnects by itself).
     live_queue: int = Field(default=1000, ge=10, le=100_000)
+    # WebSocket keep-alive: a ping every this many seconds, and a client that has not answered it this many seconds
+    # later is dropped. This is what finds a client that stopped reading (a tab asleep, a half-open link): until
+    # the kernel's send buffer, which grows to megabytes, is full, its messages still leave without waiting.
+    ws_keepalive_s: float = Field(default=20.0, gt=0, le=3600)
 
     @field_validator("host")
     @classmethod
