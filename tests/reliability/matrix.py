@@ -13,6 +13,10 @@ after a few seconds when it is one the gateway should ride out), and the row mea
 * gap: the longest stretch without a stored heartbeat, in seconds (values are read, not kept by the
   machine: what is not read during an outage is not there to lose)
 
+The store's rows switch a fault of the gateway's store file instead (a full disk, a read-only file): detected
+when its commits fail, recovered when everything it held in memory is committed. They run one after the other
+in a process of their own, since a file size limit holds for a whole process.
+
 `python -m tests.reliability.matrix` runs every row one after the other and prints the table (and
 writes it as JSON with `--out`); `make fault-matrix` does that into bench/results/. The suite runs the
 same rows side by side (tests/reliability/test_fault_matrix.py), asserting what must hold.
@@ -24,6 +28,11 @@ import argparse
 import asyncio
 import collections
 import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -42,6 +51,7 @@ from simulators.servers.opcua_server import OpcUaSecurity
 from simulators.simulator import Simulator
 
 EQ = "m1"
+ROOT = Path(__file__).resolve().parents[2]
 ADAPTER = {"modbus": {"scan_interval_ms": 200, "timeout_s": 2.0, "backoff_max_s": 1.0},
            "opcua": {"publishing_interval_ms": 200, "request_timeout_s": 2.0, "backoff_max_s": 1.0}}
 Switch = Callable[[Simulator], Awaitable[None]]
@@ -58,6 +68,7 @@ class Fault:
     held_s: float = 0.0  # how long a shown fault stays on after the gateway showed it
     secure: bool = False  # OPC UA under SignAndEncrypt, the server's certificate trusted on first use
     engineer: Callable[[Path], None] | None = None  # what an engineer does to end it, given the gateway's PKI folder
+    store: Callable[[Path, bool], None] | None = None  # a fault of the gateway's store file, switched on and off
 
 
 @dataclass
@@ -181,6 +192,31 @@ FAULTS: list[Fault] = [
 ]
 
 
+def _disk_full(path: Path, on: bool) -> None:
+    """Every write to a file refused as a full disk refuses it: a file size limit of one byte (SIGXFSZ is ignored,
+    as CPython does). It holds for the whole process: these rows run one at a time, in a process of their own."""
+    _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 if on else hard, hard))
+
+
+def _read_only(path: Path, on: bool) -> None:
+    """The database and its WAL immutable (`chattr +i`, which stops root too, where chmod would not)."""
+    if shutil.which("chattr") is None or os.geteuid() != 0:
+        raise AssertionError("the read-only store row needs root and chattr (e2fsprogs)")
+    for f in (path, Path(f"{path}-wal")):
+        subprocess.run(["chattr", "+i" if on else "-i", str(f)], check=on, capture_output=True)
+
+
+# The store's own faults, under a Modbus winder: the machine stays up, the gateway holds what it reads in memory
+# (and, when that is full, leaves the events in the machine's ring) and catches up when the disk takes writes again.
+STORE_FAULTS: list[Fault] = [
+    Fault("Store disk full (every write refused)", "modbus", _nothing, _nothing, outage=True, held_s=3.0,
+          store=_disk_full),
+    Fault("Store read-only (database and WAL immutable)", "modbus", _nothing, _nothing, outage=True, held_s=3.0,
+          store=_read_only),
+]
+
+
 def _outage(runtime: LineRuntime) -> bool:
     view = runtime.get(EQ)
     hb = runtime.devices[EQ].latest.get("status.heartbeat")
@@ -223,7 +259,8 @@ async def run_row(fault: Fault, folder: Path, seed: int = 5) -> Row:
     await sims.start([SimConfig(EQ, "winder", fault.protocol, port=0, seed=seed, time_scale=30, security=security)])
     sim = sims.simulators[EQ]
     own = Path(tempfile.mkdtemp(dir=folder))  # a store and a PKI folder of its own per row
-    store = SqliteStore(own / "store.sqlite")
+    store_path = own / "store.sqlite"
+    store = SqliteStore(store_path)
     await store.start()
     entry: dict[str, Any] = {"id": EQ, "class": "winder", "protocol": fault.protocol, "endpoint": sims.endpoints()[EQ],
                              "adapter": ADAPTER[fault.protocol]}
@@ -238,8 +275,14 @@ async def run_row(fault: Fault, folder: Path, seed: int = 5) -> Row:
         if await until(lambda: not _outage(runtime), 30) is None:
             raise AssertionError(f"{fault.name}: the line never settled")
         await asyncio.sleep(1.0)
+        if fault.store is not None:
+            fault.store(store_path, True)
+
+        def faulty() -> bool:  # what the gateway shows: the machine's outage, or its store failing
+            return store.stats()["failing_since"] is not None if fault.store is not None else _outage(runtime)
+
         switching = asyncio.create_task(fault.on(sim))  # a restart's downtime passes inside it
-        detected = await until(lambda: _outage(runtime), 12 if fault.outage else fault.hold_s)
+        detected = await until(faulty, 12 if fault.outage else fault.hold_s)
         if detected is None and fault.outage:
             raise AssertionError(f"{fault.name}: the gateway never showed the fault")
         await switching
@@ -247,13 +290,18 @@ async def run_row(fault: Fault, folder: Path, seed: int = 5) -> Row:
             await asyncio.sleep(fault.hold_s)  # ridden out so far: keep it on a while longer
         else:
             await asyncio.sleep(fault.held_s)
-        shown = _shown(runtime) if detected is not None else ""
+        shown = "" if detected is None else store.stats()["last_error"] if fault.store is not None else _shown(runtime)
         await fault.off(sim)
+        if fault.store is not None:
+            fault.store(store_path, False)
         if fault.engineer is not None:
             fault.engineer(own / "pki")
         moved_from = sim.machine.values.get("status.heartbeat")
 
         def recovered_now() -> bool:
+            if fault.store is not None:  # every sample it held committed
+                st = store.stats()
+                return st["failing_since"] is None and st["held"] == 0
             hb = runtime.devices[EQ].latest.get("status.heartbeat")
             return not _outage(runtime) and hb is not None and hb.value != moved_from
 
@@ -285,6 +333,8 @@ async def run_row(fault: Fault, folder: Path, seed: int = 5) -> Row:
         return Row(fault.name, fault.protocol, detected, recovered if detected is not None else None, lost,
                    dup_rows + dup_events, gap, last_seq - first_seq + 1, shown, "; ".join(twice))
     finally:
+        if fault.store is not None:
+            fault.store(store_path, False)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await store.close()
@@ -310,11 +360,27 @@ async def run_all(folder: Path, side_by_side: int = 1) -> list[Row]:
     return list(await asyncio.gather(*(one(f) for f in FAULTS)))
 
 
+async def run_store_rows(folder: Path) -> list[Row]:
+    """The store's rows, one after the other in a process of their own: a file size limit holds for a whole process."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.reliability.matrix", "--store-rows", str(folder), cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 300)
+    if proc.returncode != 0:
+        raise AssertionError(f"the store rows' process ended with {proc.returncode}: {err.decode()[-3000:]}")
+    return [Row(**r) for r in json.loads(out.decode().strip().splitlines()[-1])]
+
+
+async def _store_rows(folder: Path) -> None:
+    rows = [await run_row(fault, folder) for fault in STORE_FAULTS]
+    print(json.dumps([asdict(r) for r in rows]))
+
+
 async def _main(out: Path | None) -> None:
     from tests.reliability.sinks import run_sinks, sink_table  # the sink rows need victoria-metrics and nginx
 
     with tempfile.TemporaryDirectory() as folder:
-        rows = await run_all(Path(folder))
+        rows = await run_all(Path(folder)) + await run_store_rows(Path(folder))
         sink_rows = await run_sinks(Path(folder))
     print(table(rows) + "\n\n" + sink_table(sink_rows))
     if out is not None:
@@ -328,4 +394,7 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.CRITICAL)  # the faults make the adapters log by design; the table says it all
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
-    asyncio.run(_main(parser.parse_args().out))
+    parser.add_argument("--store-rows", type=Path, metavar="FOLDER", help="only the store's rows, as JSON (the child "
+                        "process of run_store_rows)")
+    args = parser.parse_args()
+    asyncio.run(_store_rows(args.store_rows) if args.store_rows else _main(args.out))

@@ -11,20 +11,22 @@ time for the README's figures."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
 
-from tests.reliability.matrix import FAULTS, run_all, table
+from tests.reliability.matrix import FAULTS, STORE_FAULTS, run_all, run_store_rows, table
 from tests.reliability.sinks import SINK_FAULTS, run_sinks, sink_table
 
 
 async def test_every_fault_of_the_matrix_loses_nothing_and_recovers(tmp_path, caplog):
     caplog.set_level(logging.CRITICAL)  # the faults make the adapters log by design; the table says what happened
-    rows = await run_all(tmp_path, side_by_side=4)
+    machine_rows, store_rows = await asyncio.gather(run_all(tmp_path, side_by_side=4), run_store_rows(tmp_path))
+    rows = machine_rows + store_rows
     print("\n" + table(rows))
-    assert [r.fault for r in rows] == [f.name for f in FAULTS]
-    for fault, row in zip(FAULTS, rows):
+    assert [r.fault for r in rows] == [f.name for f in FAULTS + STORE_FAULTS]
+    for fault, row in zip(FAULTS + STORE_FAULTS, rows):
         assert row.events > 0, f"{row.fault}: the machine made no events to lose"
         assert (row.events_lost, row.duplicates) == (0, 0), f"{row}\n{row.twice}"
         if fault.outage:
