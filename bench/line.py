@@ -1,28 +1,40 @@
 """The whole gateway under a formation hall: N conforming racks of 512 channels over Modbus at a 1 s scan.
 
 `linegw simulate` serves the racks in a process of its own and `linegw run` records them on the
-embedded store, as on a line-side box. After a warm-up, the gateway's process is sampled: values/s
-written by the store, scan overruns, CPU per value (from /proc), bytes on disk per value. A figure for
-the product, not a part; run it alone on the machine.
+embedded store, as on a line-side box. After a warm-up the gateway's process is sampled every few
+seconds: values/s written by the store, scan overruns, CPU per value (from /proc), resident memory
+over time, bytes on disk per value, and the latency from each value's source timestamp to a WebSocket
+client of the API (one rack's voltages). Then the baseline: plain pymodbus reading the same racks, the
+same requests at the same scan, into nothing, in a process of its own; its CPU per value beside the
+gateway's is the ratio the issue tracker asks about. Every rack count runs `--runs` times: min, median
+and max. A figure for the product, not a part; run it alone on the machine.
 
-    .venv/bin/python bench/line.py --racks 4 --seconds 60
+    .venv/bin/python bench/line.py --racks 4 8 --runs 3 --out bench/results/line.json
+
+`bench/report.py` writes the bench README's row from the JSON; `--chart` draws memory and rate over time.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 from urllib.request import urlopen
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 TICK = os.sysconf("SC_CLK_TCK")
+SCAN_S = 1.0
 
 
 def cpu_s(pid: int) -> float:
@@ -30,36 +42,129 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def health(port: int) -> dict:
-    with urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=10) as r:  # 503 is still a body
-        return json.load(r)
+def rss_mb(pid: int) -> float:
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmRSS"))
+    return int(line.split()[1]) / 1024
 
 
-def get_health(port: int) -> dict:
+def get_health(port: int) -> dict[str, Any]:
     try:
-        return health(port)
-    except Exception as exc:
+        with urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=10) as r:
+            result: dict[str, Any] = json.load(r)
+            return result
+    except Exception as exc:  # a 503 (degraded) still has the body
         body = getattr(exc, "read", None)
         if body is None:
             raise
-        return json.loads(body())
+        result = json.loads(body())
+        return result
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--racks", type=int, default=4)
-    ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--warmup", type=float, default=20.0)
-    ap.add_argument("--api-port", type=int, default=18480)
-    ap.add_argument("--first-port", type=int, default=15300)
-    a = ap.parse_args()
+def overruns(h: dict[str, Any]) -> tuple[int, int]:
+    extra = [(e.get("adapter") or {}).get("extra") or {} for e in h["equipment"].values()]
+    return sum(int(x.get("overruns", 0)) for x in extra), sum(int(x.get("scans", 0)) for x in extra)
+
+
+def mmm(xs: list[float]) -> dict[str, float]:
+    return {"min": min(xs), "median": statistics.median(xs), "max": max(xs)}
+
+
+def percentile(xs: list[float], q: float) -> float:
+    ordered = sorted(xs)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# --- the latency client: a thread with its own loop, so that it does not sit in the sampler's way -----------------
+
+class LatencyClient(threading.Thread):
+    """Receives rack0's voltages from the API's live WebSocket and keeps (receipt - source timestamp)."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.url = f"ws://127.0.0.1:{port}/api/v1/live?equipment=rack0&paths=channel[*].voltage"
+        self.latencies_ms: list[float] = []
+        self.recording = False
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        from websockets.asyncio.client import connect
+
+        async with connect(self.url, max_size=None) as ws:
+            while not self.stop.is_set():
+                try:
+                    text = await asyncio.wait_for(ws.recv(), 1.0)
+                except TimeoutError:
+                    continue
+                now = time.time()
+                msg = json.loads(text)
+                if self.recording and msg.get("kind") == "samples":
+                    self.latencies_ms += [1000 * (now - r["source_ts"]) for r in msg["data"]["samples"]]
+
+
+# --- the bare-library baseline -------------------------------------------------------------------------------------
+
+def rack_requests() -> tuple[list[tuple[int, int]], int]:
+    """(address, count) of the requests one rack's scan makes, planned as the gateway plans them, and its values."""
+    from gateway.adapters.modbus.planner import Extent, plan
+    from gateway.bindings import binding_for
+    from interface_spec import load_spec
+    from interface_spec.modbus_codec import register_count
+
+    spec = load_spec()
+    points = binding_for("modbus").plan(spec, "rack0", "formation", "rack0", {"channel": 512}).points
+    extents = []
+    for p in points:
+        o = p.options
+        dtype = o.get("dtype", "uint16")
+        extents.append(Extent(1, "holding", o["address"], register_count(dtype, o.get("count") if dtype == "string" else None)))
+    return [(r.address, r.count) for r in plan(extents)], len(points)
+
+
+async def bare(ports: list[int], seconds: float) -> None:
+    """The child: plain pymodbus clients reading every rack at the gateway's scan; prints values and CPU seconds."""
+    from pymodbus.client import AsyncModbusTcpClient
+
+    requests, per_scan = rack_requests()
+    values = [0]
+
+    async def rack(port: int, stop_at: float) -> None:
+        client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0)
+        await client.connect()
+        loop = asyncio.get_running_loop()
+        try:
+            next_scan = loop.time()
+            while next_scan < stop_at:
+                for address, count in requests:
+                    rr = await client.read_holding_registers(address, count=count, device_id=1)
+                    if rr.isError():
+                        raise RuntimeError(f"rack at {port}: {rr}")
+                values[0] += per_scan
+                next_scan += SCAN_S
+                await asyncio.sleep(max(0.0, next_scan - loop.time()))
+        finally:
+            client.close()
+
+    await asyncio.sleep(0)
+    c0 = time.process_time()
+    stop_at = asyncio.get_running_loop().time() + seconds
+    await asyncio.gather(*(rack(p, stop_at) for p in ports))
+    print(json.dumps({"values": values[0], "cpu_s": time.process_time() - c0, "seconds": seconds}))
+
+
+# --- one run ---------------------------------------------------------------------------------------------------------
+
+def one_run(racks: int, a: argparse.Namespace, run: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="linegw-bench-"))
     db = tmp / "line.sqlite"
+    ports = [a.first_port + i for i in range(racks)]
     eq = "\n".join(
         f"  - id: rack{i}\n    class: formation\n    protocol: modbus\n"
-        f"    endpoint: modbus://127.0.0.1:{a.first_port + i}\n    counts: {{channel: 512}}\n"
-        f"    adapter: {{scan_interval_ms: 1000}}\n    simulate: {{seed: {i}, time_scale: 600}}"
-        for i in range(a.racks))
+        f"    endpoint: modbus://127.0.0.1:{port}\n    counts: {{channel: 512}}\n"
+        f"    adapter: {{scan_interval_ms: {int(SCAN_S * 1000)}}}\n    simulate: {{seed: {i}, time_scale: 600}}"
+        for i, port in enumerate(ports))
     line = tmp / "line.yaml"
     line.write_text(f"line: bench\napi: {{host: 127.0.0.1, port: {a.api_port}}}\nstore: {{path: {db}}}\n"
                     f"equipment:\n{eq}\n")
@@ -67,35 +172,137 @@ def main() -> None:
     sims = subprocess.Popen(cmd + ["simulate", str(line)], cwd=ROOT, stdout=subprocess.DEVNULL)
     time.sleep(5)
     gw = subprocess.Popen(cmd + ["run", str(line)], cwd=ROOT, stdout=subprocess.DEVNULL)
+    client = None
     try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                get_health(a.api_port)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        client = LatencyClient(a.api_port)
+        client.start()
         time.sleep(a.warmup)
+        client.recording = True
         h0, c0, t0 = get_health(a.api_port), cpu_s(gw.pid), time.monotonic()
-        time.sleep(a.seconds)
+        series = []
+        last_written, last_t = h0["store"]["written"], t0
+        while (now := time.monotonic()) < t0 + a.seconds:
+            time.sleep(min(a.sample_s, t0 + a.seconds - now))
+            h, t = get_health(a.api_port), time.monotonic()
+            series.append({"t_s": round(t - t0, 1), "rss_mb": round(rss_mb(gw.pid), 1),
+                           "values_per_s": round((h["store"]["written"] - last_written) / (t - last_t))})
+            last_written, last_t = h["store"]["written"], t
         h1, c1, t1 = get_health(a.api_port), cpu_s(gw.pid), time.monotonic()
-        rss_kb = int(next(x for x in Path(f"/proc/{gw.pid}/status").read_text().splitlines()
-                          if x.startswith("VmRSS")).split()[1])
-
-        def overruns(h: dict) -> tuple[int, int]:
-            extra = [(e.get("adapter") or {}).get("extra") or {} for e in h["equipment"].values()]
-            return sum(int(x.get("overruns", 0)) for x in extra), sum(int(x.get("scans", 0)) for x in extra)
-
+        client.recording = False
         written = h1["store"]["written"] - h0["store"]["written"]
-        o0, s0 = overruns(h0)
-        o1, s1 = overruns(h1)
-        total = h1["store"]["written"]
+        (o0, s0), (o1, s1) = overruns(h0), overruns(h1)
         size = sum(p.stat().st_size for p in tmp.glob("line.sqlite*"))
-        out = {"racks": a.racks, "seconds": round(t1 - t0, 1), "values_per_s": round(written / (t1 - t0)),
-               "cpu_pct": round(100 * (c1 - c0) / (t1 - t0), 1),
-               "cpu_us_per_value": round(1e6 * (c1 - c0) / max(written, 1), 1),
-               "scans": s1 - s0, "overruns": o1 - o0,
-               "bytes_per_value_on_disk": round(size / max(total, 1), 1), "values_stored": total,
-               "rss_mb": round(rss_kb / 1024), "status": h1["status"]}
-        print(json.dumps(out))
+        lat = client.latencies_ms
+        out: dict[str, Any] = {
+            "racks": racks, "run": run, "seconds": round(t1 - t0, 1), "values_per_s": round(written / (t1 - t0)),
+            "asked_values_per_s": None, "cpu_pct": round(100 * (c1 - c0) / (t1 - t0), 1),
+            "cpu_us_per_value": round(1e6 * (c1 - c0) / max(written, 1), 2),
+            "scans": s1 - s0, "overruns": o1 - o0,
+            "bytes_per_value_on_disk": round(size / max(h1["store"]["written"], 1), 1),
+            "rss_mb": series[-1]["rss_mb"], "rss_series": series, "status": h1["status"],
+            "latency_ms": {"samples": len(lat), "p50": round(percentile(lat, 0.5), 1) if lat else None,
+                           "p99": round(percentile(lat, 0.99), 1) if lat else None},
+        }
     finally:
-        for p in (gw, sims):
-            p.send_signal(signal.SIGTERM)
-        for p in (gw, sims):
-            p.wait(timeout=60)
+        if client is not None:
+            client.stop.set()
+        gw.send_signal(signal.SIGTERM)
+        gw.wait(timeout=60)
+    try:
+        proc = subprocess.run([sys.executable, __file__, "--bare", ",".join(map(str, ports)), "--seconds",
+                               str(a.bare_seconds)], cwd=ROOT, capture_output=True, text=True, timeout=a.bare_seconds + 120)
+        if proc.returncode != 0:
+            raise RuntimeError(f"the bare pymodbus baseline failed: {proc.stderr[-2000:]}")
+        b = json.loads(proc.stdout.strip().splitlines()[-1])
+    finally:
+        sims.send_signal(signal.SIGTERM)
+        sims.wait(timeout=60)
+    per_scan = rack_requests()[1]
+    out["asked_values_per_s"] = round(racks * per_scan / SCAN_S)
+    out["bare"] = {"values_per_s": round(b["values"] / b["seconds"]),
+                   "cpu_us_per_value": round(1e6 * b["cpu_s"] / max(b["values"], 1), 2)}
+    out["cpu_vs_bare"] = round(out["cpu_us_per_value"] / max(out["bare"]["cpu_us_per_value"], 1e-9), 2)
+    print(json.dumps({k: v for k, v in out.items() if k != "rss_series"}), flush=True)
+    return out
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    def col(f: Any) -> dict[str, float]:
+        return mmm([float(f(r)) for r in runs])
+    return {
+        "values_per_s": col(lambda r: r["values_per_s"]),
+        "asked_values_per_s": runs[0]["asked_values_per_s"],
+        "overruns": col(lambda r: r["overruns"]), "scans": col(lambda r: r["scans"]),
+        "cpu_pct": col(lambda r: r["cpu_pct"]), "cpu_us_per_value": col(lambda r: r["cpu_us_per_value"]),
+        "bare_cpu_us_per_value": col(lambda r: r["bare"]["cpu_us_per_value"]),
+        "cpu_vs_bare": col(lambda r: r["cpu_vs_bare"]),
+        "rss_mb": col(lambda r: r["rss_mb"]),
+        "rss_growth_mb": col(lambda r: r["rss_series"][-1]["rss_mb"] - r["rss_series"][0]["rss_mb"]),
+        "bytes_per_value_on_disk": col(lambda r: r["bytes_per_value_on_disk"]),
+        "latency_p50_ms": col(lambda r: r["latency_ms"]["p50"] or 0), "latency_p99_ms": col(lambda r: r["latency_ms"]["p99"] or 0),
+    }
+
+
+def chart(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (mem, rate) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    for racks, cfg in result["configs"].items():
+        for r in cfg["runs"]:
+            t = [p["t_s"] for p in r["rss_series"]]
+            label = f"{racks} racks" if r["run"] == 1 else None
+            mem.plot(t, [p["rss_mb"] for p in r["rss_series"]], color=f"C{list(result['configs']).index(racks)}", label=label)
+            rate.plot(t, [p["values_per_s"] for p in r["rss_series"]], color=f"C{list(result['configs']).index(racks)}")
+    mem.set_ylabel("gateway RSS (MB)")
+    rate.set_ylabel("values stored per s")
+    rate.set_xlabel("seconds after the warm-up")
+    mem.legend()
+    fig.suptitle("bench/line.py: formation racks over Modbus, linegw run on the embedded store")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--racks", type=int, nargs="+", default=[4, 8])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--warmup", type=float, default=20.0)
+    ap.add_argument("--sample-s", type=float, default=5.0, help="seconds between samples of memory and rate")
+    ap.add_argument("--bare-seconds", type=float, default=20.0)
+    ap.add_argument("--api-port", type=int, default=18480)
+    ap.add_argument("--first-port", type=int, default=15300)
+    ap.add_argument("--out", type=Path, help="write the results as JSON here")
+    ap.add_argument("--chart", type=Path, help="draw memory and rate over time as PNG here")
+    ap.add_argument("--bare", help=argparse.SUPPRESS)  # the baseline's child process: its racks' ports
+    a = ap.parse_args()
+    if a.bare:
+        asyncio.run(bare([int(p) for p in a.bare.split(",")], a.seconds))
+        return
+    result: dict[str, Any] = {"script": "line.py", "measured": time.strftime("%Y-%m-%d"), "configs": {},
+                              "machine": {"cpus": os.cpu_count(), "load_average_at_start": list(os.getloadavg())},
+                              "seconds": a.seconds, "warmup_s": a.warmup, "scan_s": SCAN_S}
+    for racks in a.racks:
+        runs = [one_run(racks, a, i + 1) for i in range(a.runs)]
+        result["configs"][str(racks)] = {"runs": runs, "summary": summary(runs)}
+    if a.out:
+        a.out.write_text(json.dumps(result, indent=1))
+    if a.chart:
+        chart(result, a.chart)
+    for racks, cfg in result["configs"].items():
+        print(racks, "racks:", json.dumps(cfg["summary"]))
 
 
 if __name__ == "__main__":

@@ -55,7 +55,28 @@ def store(r: dict[str, Any]) -> tuple[str, str]:
     return what, figures
 
 
-FORMATTERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {"store.py": store}
+def line(r: dict[str, Any]) -> tuple[str, str]:
+    n = len(next(iter(r["configs"].values()))["runs"])
+    what = (f"the whole gateway: `linegw simulate` (racks in their own process) and `linegw run` on the embedded store, "
+            f"N formation racks × 512 channels over Modbus at a {r['scan_s']:g} s scan, {r['seconds']:g} s after a "
+            f"{r['warmup_s']:g} s warm-up; values/s stored, scan overruns, gateway CPU per value against plain pymodbus "
+            f"reading the same requests into nothing, RSS and its growth, bytes on disk per value (the unsealed head), "
+            f"source timestamp → WebSocket client latency. {n} runs, min–max (median)")
+    parts = []
+    for racks, cfg in r["configs"].items():
+        s = cfg["summary"]
+        parts.append(
+            f"{racks} racks ({s['asked_values_per_s']:,} values/s asked): {_mmm(s['values_per_s'])} values/s, "
+            f"{_mmm(s['overruns'])} of {s['scans']['median']:,.0f} scans overrun, "
+            f"{s['cpu_pct']['median']:.0f} % CPU, {_mmm(s['cpu_us_per_value'], '{:.1f}')} µs/value = "
+            f"{s['cpu_vs_bare']['median']:.1f}× plain pymodbus ({s['bare_cpu_us_per_value']['median']:.1f}), "
+            f"RSS {s['rss_mb']['median']:,.0f} MB ({s['rss_growth_mb']['median']:+.0f} over the run), "
+            f"{s['bytes_per_value_on_disk']['median']:.1f} B/value, latency p50 {s['latency_p50_ms']['median']:,.0f} ms, "
+            f"p99 {_mmm(s['latency_p99_ms'])} ms")
+    return what, "; ".join(parts) + f" (load average {r['machine']['load_average_at_start'][0]:.1f} at start)"
+
+
+FORMATTERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {"store.py": store, "line.py": line}
 
 
 def render(readme: str, results: dict[str, dict[str, Any]]) -> str:

@@ -91,6 +91,7 @@ gateway finds them by browse path either way).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -312,6 +313,23 @@ class Mapping(_Strict):
         if self.protocol == "opcua" and self.opcua is None:
             raise ValueError("an OPC UA mapping needs an 'opcua' section (namespace_uri, root)")
         return self
+
+
+def enum_problems(enum: str, members: Iterable[str], codes: dict[Any, Any]) -> list[tuple[str, str]]:
+    """(vendor code, what is wrong) for a vendor file's table of codes for the spec enum `enum`: a name that is not
+    one of its members, or a member given two codes (a machine shows one). The gateway's mappings and the
+    simulators' dialects check their tables with it."""
+    known = list(members)
+    seen: set[str] = set()
+    out = []
+    for code, names in codes.items():
+        for name in [names] if isinstance(names, str) else names:
+            if name not in known:
+                out.append((str(code), f"'{name}' is not a member of {enum} ({', '.join(known)})"))
+            elif name in seen:
+                out.append((str(code), f"'{name}' has two codes: a machine shows one"))
+            seen.add(name)
+    return out
 
 
 def vendor_names() -> list[str]:

@@ -34,7 +34,7 @@ import re
 from typing import Any
 
 from gateway.analytics import timeline as tl
-from gateway.api.routes.trace import MadeIntoNode, Tracer
+from gateway.analytics.genealogy import MadeIntoNode, Tracer
 from gateway.api.timeparams import iso
 from gateway.store.base import Store
 from interface_spec import Spec

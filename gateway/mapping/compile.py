@@ -22,7 +22,7 @@ from interface_spec.loader import format_loc, line_of, load_model, yaml_node
 from interface_spec.modbus_codec import DTYPES, register_count
 from interface_spec.model import Tier
 from interface_spec.ucum import ucum_problem
-from interface_spec.vendor import CONVERSIONS, CommandMap, EventTrigger, Mapping, Source
+from interface_spec.vendor import CONVERSIONS, CommandMap, EventTrigger, Mapping, Source, enum_problems
 
 
 def unit_problem(given: str, target: str) -> str:
@@ -144,15 +144,8 @@ def load_mapping(path: str | Path, spec: Spec) -> Mapping:
             if not d.var.enum:
                 err(("variables", i, "enum"), f"'{vm.path}' is not an enum variable")
             else:
-                members = spec.enum(d.var.enum)
-                seen: set[str] = set()
-                for code, names in vm.members().items():
-                    for name in names:
-                        if name not in members:
-                            err(("variables", i, "enum", code), f"'{name}' is not a member of {d.var.enum} ({', '.join(members)})")
-                        elif name in seen:
-                            err(("variables", i, "enum", code), f"'{name}' has two codes: a machine shows one")
-                        seen.add(name)
+                for code, msg in enum_problems(d.var.enum, spec.enum(d.var.enum), vm.members()):
+                    err(("variables", i, "enum", int(code)), msg)
         if vm.writable and d.var.access != "rw":
             err(("variables", i, "writable"), f"'{vm.path}' is read-only in the spec")
         if vm.from_unit and (vm.from_unit, d.var.unit) not in CONVERSIONS and vm.from_unit != d.var.unit:

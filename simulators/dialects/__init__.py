@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from interface_spec import Spec, SpecError, load_spec, split_path
 from interface_spec.loader import format_loc, line_of, load_model, yaml_node
 from interface_spec.opcua_map import opcua_type
-from interface_spec.vendor import Mapping, vendor_names, vendor_path
+from interface_spec.vendor import Mapping, enum_problems, vendor_names, vendor_path
 
 from .model import AlarmCode, AlarmField, Commands, Dialect, ModbusDefaults, OpcUaDefaults, Source, VariableField
 
@@ -198,14 +198,8 @@ def check_dialect(d: Dialect, spec: Spec) -> list[tuple[tuple[str | int, ...], s
                 errors.append((loc + ("enum",), f"'{f.path}' is a {var.type}, not an enum"))
             else:
                 members = spec.enum(var.enum or "")
-                seen: set[str] = set()
-                for code, names in f.enum.items():
-                    for name in [names] if isinstance(names, str) else names:
-                        if name not in members:
-                            errors.append((loc + ("enum", str(code)), f"'{name}' is not a member of {var.enum} ({', '.join(members)})"))
-                        elif name in seen:
-                            errors.append((loc + ("enum", str(code)), f"'{name}' is mapped twice"))
-                        seen.add(name)
+                errors += [(loc + ("enum", code), msg) for code, msg in enum_problems(var.enum or "", members, f.enum)]
+                seen = {n for names in f.enum.values() for n in ([names] if isinstance(names, str) else names)}
                 if set(members) - seen and f.default is None:
                     errors.append((loc + ("enum",), f"members {sorted(set(members) - seen)} have no vendor code: list them or give 'default'"))
         textual = f.dtype == "string" or f.type == "String"

@@ -1,23 +1,34 @@
 """A live subscriber that does not keep up loses the oldest messages, counted, and its owner is told (the API then
-drops the WebSocket client with close code 1013); one that keeps up loses nothing. A real simulated coater feeds
-a real runtime."""
+drops the WebSocket client with close code 1013); one that keeps up loses nothing. A real simulated winder over
+Modbus feeds a real runtime."""
 
 from __future__ import annotations
 
 import asyncio
 
+from gateway.config import LineConfig
+from gateway.runtime.line import LineRuntime
 from gateway.runtime.view import LiveMessage
 from gateway.store.sqlite import SqliteStore
-from tests.gateway.test_no_duplicate_history import coater, started, stopped
+from interface_spec import load_spec
+from simulators.line import SimConfig, SimLine
 from tests.waiting import wait_for
+
+EQ = "w1"
 
 
 async def test_a_subscriber_that_lets_messages_pile_up_is_told_and_one_that_reads_loses_nothing(tmp_path):
-    sims, cfg = await coater(10)
+    spec = load_spec()
+    sims = SimLine(spec)
+    await sims.start([SimConfig(EQ, "winder", "modbus", port=0, seed=3, time_scale=30)])
+    cfg = LineConfig.model_validate({"line": "live", "equipment": [{
+        "id": EQ, "class": "winder", "protocol": "modbus", "endpoint": sims.endpoints()[EQ],
+        "adapter": {"scan_interval_ms": 100}}]})
     task = None
     try:
         async with SqliteStore(tmp_path / "store.sqlite") as store:
-            runtime, task = await started(cfg, store)
+            runtime = LineRuntime(cfg, spec, store)
+            task = asyncio.create_task(runtime.run())
             stuck, reading = asyncio.Event(), asyncio.Event()
             never_read = runtime.live(max_queue=10, overflow=stuck)
             read = runtime.live(max_queue=10, overflow=reading)
@@ -40,7 +51,11 @@ async def test_a_subscriber_that_lets_messages_pile_up_is_told_and_one_that_read
             await read.aclose()
             await never_read.aclose()
             await wait_for(lambda: runtime.health()["live_subscribers"] == 0, "both unsubscribed")
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            task = None
     finally:
         if task is not None:
-            await stopped(task)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         await sims.stop()
