@@ -91,6 +91,7 @@ class LatencyClient(threading.Thread):
 
     async def _main(self) -> None:
         from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed
 
         async with connect(self.url, max_size=None) as ws:
             while not self.stop.is_set():
@@ -98,6 +99,8 @@ class LatencyClient(threading.Thread):
                     text = await asyncio.wait_for(ws.recv(), 1.0)
                 except TimeoutError:
                     continue
+                except ConnectionClosed:  # the gateway stopping at the run's end (1012)
+                    return
                 now = time.time()
                 msg = json.loads(text)
                 if self.recording and msg.get("kind") == "samples":
