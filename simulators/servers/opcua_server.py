@@ -14,7 +14,10 @@ What it adds to a plain asyncua server:
   dropped connections, and a restart that can register extra namespaces
   first so that namespace indexes change, as a real server's update does;
 * `NodeBatch`: many nodes added in one AddNodes call, so a 512-channel rack
-  builds in a second.
+  builds in a second;
+* a start in a few tens of milliseconds instead of a second: the standard
+  address space (thousands of nodes asyncua builds anew at every start) is
+  read lazily from a shelf made once per asyncua version (`standard_shelf`).
 """
 
 from __future__ import annotations
@@ -23,9 +26,15 @@ import asyncio
 import datetime
 import hmac
 import logging
+import os
+import shutil
 import socket
+import tempfile
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 from asyncua import Server, ua
@@ -34,6 +43,7 @@ from asyncua.crypto import cert_gen, uacrypto
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.internal_server import InternalServer
 from asyncua.server.internal_session import InternalSession
+from asyncua.server.standard_address_space.standard_address_space import fill_address_space
 from asyncua.server.user_managers import UserManager
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -180,7 +190,18 @@ class _Session(InternalSession):
         return await super().browse(params)
 
 
-class _InternalServer(InternalServer):
+class ShelvedInternalServer(InternalServer):
+    """asyncua's internal server, its standard address space read from `standard_shelf` when there is one."""
+
+    async def load_standard_address_space(self, shelf_file: Path | None = None) -> None:
+        shelf = await standard_shelf()
+        if shelf is None:
+            await super().load_standard_address_space()
+        else:
+            self.aspace.load_aspace_shelf(shelf)  # each server reads into its own copy: nothing is shared but the file
+
+
+class _InternalServer(ShelvedInternalServer):
     def __init__(self, faults: OpcUaFaults, user_manager: UserManager | None):
         super().__init__(user_manager=user_manager)
         self.sim_faults = faults
@@ -188,6 +209,45 @@ class _InternalServer(InternalServer):
 
     def create_session(self, name: str, user: User = User(role=UserRole.Anonymous), external: bool = False) -> InternalSession:
         return _Session(self, self.aspace, self.subscription_service, name, user=user, external=external)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "linegw"
+
+
+async def standard_shelf() -> Path | None:
+    """The shelf of OPC UA's standard address space for this asyncua, made on first use; None if it cannot be."""
+    return await asyncio.to_thread(_standard_shelf)
+
+
+_SHELF_LOCK = threading.Lock()  # one builder per process; the rename below settles it between processes
+
+
+def _standard_shelf() -> Path | None:
+    folder = cache_dir() / f"opcua-standard-{version('asyncua')}"
+    shelf = folder / "aspace"
+    with _SHELF_LOCK:
+        if folder.is_dir():
+            return shelf
+        # Made in a folder of its own and renamed into place: a simulator never reads a half-written shelf.
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix=".opcua-standard-", dir=folder.parent))
+        except OSError as e:
+            log.info("no cache for OPC UA's standard address space (%s): built at every start", e)
+            return None
+        try:
+            iserver = InternalServer()
+            fill_address_space(iserver.node_mgt_service)
+            iserver.aspace.make_aspace_shelf(work / "aspace")
+            work.rename(folder)
+        except OSError:
+            if not folder.is_dir():  # another process's rename won; anything else is a cache we go without
+                log.info("could not keep OPC UA's standard address space in %s", folder)
+                return None
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return shelf
 
 
 class _Users(UserManager):

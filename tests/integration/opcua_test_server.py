@@ -45,6 +45,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from simulators.servers.opcua_server import ShelvedInternalServer
+
 NS_URI = "urn:test:equipment"
 MACHINE = "/Objects/Machines/M1"
 VARIABLES: dict[str, tuple[Any, ua.VariantType]] = {
@@ -162,7 +164,7 @@ async def start_server(
     refused one by one with BadTooManyMonitoredItems.
     """
     port = port or free_port()
-    server = Server(user_manager=_Users(users) if users else None)
+    server = Server(iserver=ShelvedInternalServer(user_manager=_Users(users) if users else None))
     await server.init()
     endpoint = f"opc.tcp://127.0.0.1:{port}/test"
     server.set_endpoint(endpoint)
