@@ -32,6 +32,7 @@ import functools
 import math
 import re
 import struct
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -384,9 +385,34 @@ async def read_ranges(host: str, port: int, device_id: int, ranges: list[tuple[s
     return out
 
 
-def _text(regs: list[int]) -> str | None:
-    raw = b"".join(r.to_bytes(2, "big") for r in regs).rstrip(b"\0 ")
-    return raw.decode() if len(raw) >= 3 and all(32 <= c < 127 for c in raw) else None
+def _text_at(regs: Iterable[int]) -> tuple[int, str] | None:
+    """The longest text the registers begin with: printable ASCII, then NUL or space padding to a register's
+    end; (registers it takes, the text), or None when it is shorter than three registers or three characters.
+    One pass over the registers it reads: a thousand contiguous registers are a thousand steps, not a billion."""
+    raw = bytearray()
+    padding = False  # a NUL was read: only NUL or space may follow
+    for value in regs:
+        pair = value.to_bytes(2, "big")
+        for c in pair:
+            padding = padding or c == 0
+            if not (c in (0, 32) or (32 < c < 127 and not padding)):
+                break
+        else:
+            raw += pair
+            continue
+        break
+    n = len(raw) // 2
+    text = bytes(raw).rstrip(b"\0 ")
+    return (n, text.decode()) if n >= 3 and len(text) >= 3 else None
+
+
+def _values_from(values: dict[tuple[str, int], int], keys: list[tuple[str, int]], k: int) -> Iterator[int]:
+    """The values of keys[k] and of the registers right after it, as far as they are contiguous."""
+    table, address = keys[k]
+    for j in range(k, len(keys)):
+        if keys[j] != (table, address + j - k):
+            return
+        yield values[keys[j]]
 
 
 def _swapped(value: int) -> int:
@@ -422,16 +448,10 @@ def draft_from_registers(spec: Spec, cls: str, device_id: int, reads: list[dict[
     k = 0
     while k < len(keys):
         table, address = keys[k]
-        run = [keys[k]]
-        while k + len(run) < len(keys) and keys[k + len(run)] == (table, address + len(run)):
-            run.append(keys[k + len(run)])
-        text = None
-        for n in range(len(run), 2, -1):
-            text = _text([first[r] for r in run[:n]])
-            if text:
-                run = run[:n]
-                break
-        if text:
+        found = _text_at(_values_from(first, keys, k))
+        if found:
+            n, text = found
+            run = keys[k:k + n]
             while first[run[-1]] == 0:  # the padding after the text belongs to no one yet
                 run.pop()
             lines.append(f"{table} {address}-{address + len(run) - 1}: text {text!r} (dtype string, count "

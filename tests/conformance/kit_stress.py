@@ -29,7 +29,7 @@ from typing import Any
 from gateway.conformance.runner import Run
 from simulators.line import SimLine
 
-from .conftest import CLASSES, PROTOCOLS, at_most, only, produce, run_kit, sim_config, start
+from .conftest import CLASSES, PARALLEL, PROTOCOLS, at_most, only, produce, run_kit, sim_config, start
 
 SUBJECTS = [(cls, protocol) for cls in CLASSES for protocol in PROTOCOLS]
 BURN = "while True: pass"  # one core kept busy: the kit must not depend on getting the CPU when it asks
@@ -91,7 +91,7 @@ async def stress(runs: int, parallel: int = 2, burn: bool = True, subjects: list
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="kit_stress", description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=20, help="kit runs per simulator (default 20)")
-    ap.add_argument("--parallel", type=int, default=2, help="kits at a time (default 2)")
+    ap.add_argument("--parallel", type=int, default=PARALLEL, help=f"kits at a time (default {PARALLEL}, as the suite)")
     ap.add_argument("--no-burn", action="store_true", help="without the CPU-burning process")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
