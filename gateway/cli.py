@@ -135,7 +135,8 @@ async def _serve_gateway(cfg: LineConfig, spec: Spec, stop: asyncio.Event, on_re
 
     Path(cfg.store.path).parent.mkdir(parents=True, exist_ok=True)
     store = SqliteStore(cfg.store.path, retention_days=cfg.store.retention_days, max_disk_mb=cfg.store.max_disk_mb,
-                        records_retention_days=cfg.store.records_retention_days.days())
+                        records_retention_days=cfg.store.records_retention_days.days(),
+                        compress_in=cfg.store.compress_in)
     await store.start()
     runtime = LineRuntime(cfg, spec, store)
     classes: dict[str, str] = {eq.id: eq.cls for eq in cfg.equipment}  # the forwarders' tags; a reload keeps it current

@@ -197,6 +197,9 @@ class Store(_Strict):
     max_disk_mb: float | None = Field(default=None, gt=0)
     # Alarms, events and the audit log are kept for ever unless given days here (traceability outlives samples).
     records_retention_days: RecordRetention = RecordRetention()
+    # Where sealed samples are compressed: "process" puts the codec's CPU on another core, off the event loop;
+    # "thread" keeps the gateway one process (a single-core box gains nothing from the other).
+    compress_in: Literal["process", "thread"] = "process"
 
 
 class LineConfig(_Strict):

@@ -62,6 +62,7 @@ class SqliteStore:
         seal_span_s: float = SEAL_SPAN_S,
         seal_rows: int = SEAL_ROWS,
         compact_check_s: float = COMPACT_CHECK_S,
+        compress_in: str = "thread",
     ):
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous={synchronous!r}: use NORMAL or FULL")
@@ -103,7 +104,7 @@ class SqliteStore:
                               max_batch_rows=max_batch_rows, commit_interval_s=commit_interval_s)
         self._compactor = Compactor(self._db, self._writer, seal_after_s=seal_after_s, seal_span_s=seal_span_s,
                                     seal_rows=seal_rows, compact_check_s=compact_check_s,
-                                    trim_rows=retention_chunk_rows)
+                                    trim_rows=retention_chunk_rows, compress_in=compress_in)
         self.max_queue = max_queue
 
     # --- lifecycle -----------------------------------------------------------------------
