@@ -142,20 +142,15 @@ class LatencyClient(threading.Thread):
 # --- the bare-library baseline -------------------------------------------------------------------------------------
 
 def rack_requests() -> tuple[list[tuple[int, int]], int]:
-    """(address, count) of the requests one rack's scan makes, planned as the gateway plans them, and its values."""
-    from gateway.adapters.modbus.planner import Extent, plan
+    """(address, count) of the requests one rack's scan makes, as the gateway's Modbus adapter plans them, and the
+    values it reads."""
+    from gateway.adapters.modbus import ModbusAdapter
     from gateway.bindings import binding_for
     from interface_spec import load_spec
-    from interface_spec.modbus_codec import register_count
 
-    spec = load_spec()
-    points = binding_for("modbus").plan(spec, "rack0", "formation", "rack0", {"channel": 512}).points
-    extents = []
-    for p in points:
-        o = p.options
-        dtype = o.get("dtype", "uint16")
-        extents.append(Extent(1, "holding", o["address"], register_count(dtype, o.get("count") if dtype == "string" else None)))
-    return [(r.address, r.count) for r in plan(extents)], len(points)
+    points = binding_for("modbus").plan(load_spec(), "rack0", "formation", "rack0", {"channel": 512}).points
+    requests = ModbusAdapter("127.0.0.1:502", points).scan_requests()
+    return [(r.address, r.count) for r in requests], len(points)
 
 
 async def bare(ports: list[int], seconds: float) -> None:
@@ -191,7 +186,7 @@ async def bare(ports: list[int], seconds: float) -> None:
 
 # --- one run ---------------------------------------------------------------------------------------------------------
 
-def one_run(racks: int, a: argparse.Namespace, run: int) -> dict[str, Any]:
+def one_run(racks: int, a: argparse.Namespace, run: int, per_scan: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="linegw-bench-"))
     db = tmp / "line.sqlite"
     ports = [a.first_port + i for i in range(racks)]
@@ -266,7 +261,6 @@ def one_run(racks: int, a: argparse.Namespace, run: int) -> dict[str, Any]:
     finally:
         sims.send_signal(signal.SIGTERM)
         sims.wait(timeout=60)
-    per_scan = rack_requests()[1]
     out["asked_values_per_s"] = round(racks * per_scan / SCAN_S)
     out["bare"] = {"values_per_s": round(b["values"] / b["seconds"]),
                    "cpu_us_per_value": round(1e6 * b["cpu_s"] / max(b["values"], 1), 2)}
@@ -337,8 +331,9 @@ def main() -> None:
                               "machine": {"cpus": os.cpu_count(), "load_average_at_start": list(os.getloadavg())},
                               "seconds": a.seconds, "warmup_s": a.warmup, "scan_s": SCAN_S,
                               "compress_in": a.compress_in}
+    per_scan = rack_requests()[1]  # values one rack's scan asks for
     for racks in a.racks:
-        runs = [one_run(racks, a, i + 1) for i in range(a.runs)]
+        runs = [one_run(racks, a, i + 1, per_scan) for i in range(a.runs)]
         result["configs"][str(racks)] = {"runs": runs, "summary": summary(runs)}
     if a.out:
         a.out.write_text(json.dumps(result, indent=1))

@@ -510,6 +510,11 @@ class ModbusAdapter:
     async def call(self, key: str, args: list[Any]) -> list[Any]:
         raise AdapterError("modbus has no methods")
 
+
+    def scan_requests(self) -> list[Request]:
+        """The requests one scan makes, as planned (a baseline that reads the same registers uses these)."""
+        return [step.request for step in self._merged_plan]
+
     def health(self) -> AdapterHealth:
         extra = {
             "endpoint": self.where,
