@@ -6,7 +6,8 @@ variables every `--change-ms`; one asyncua server process tops out around
 devices needs several. In this process, one kind of client at a time connects
 to every device and subscribes to all variables for a fixed time:
 
-- "adapter": one OpcUaAdapter per device, on_readings counting the RawReadings;
+- "adapter": one OpcUaAdapter per device, its RawReadings checked into spec Samples
+  by the runtime's ingest (gateway/runtime/ingest.py), as a running gateway does;
 - "asyncua": one plain asyncua Client per device, a Subscription with a handler
   whose datachange_notification makes the same (key, value, timestamp, error) tuple.
 
@@ -17,13 +18,17 @@ microseconds per notification (this process only; servers run in their own).
 When servers and client share too few cores, delivered rates are bounded by
 the machine; the CPU cost per notification is the figure that carries over.
 
-Run: .venv/bin/python bench/opcua_notifications.py [--devices K] [--variables N] [--seconds S]
+Each client kind runs `--runs` times (3), alternating; min, median and max. `--out` writes
+the results as JSON, from which bench/report.py writes the bench README's row.
+
+Run: .venv/bin/python bench/opcua_notifications.py [--devices K] [--variables N] [--seconds S] [--runs R] [--out F]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing as mp
 import os
 import socket
@@ -37,8 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from asyncua import Client, Server, ua
 
+from bench.figures import machine, spread, today
 from gateway.adapters.base import Point, RawReading
 from gateway.adapters.opcua import OpcUaAdapter
+from gateway.mapping.compile import Target
+from gateway.runtime.ingest import to_samples
 
 NS_URI = "urn:bench:equipment"
 TARGET = 20_000
@@ -113,8 +121,10 @@ def adapter_client(endpoint: str, n: int, interval_ms: float) -> Any:
         points = [Point(f"v{i}", {"node": f"nsu={NS_URI};s=v{i}"}) for i in range(n)]
         adapter = OpcUaAdapter(endpoint, points, {"publishing_interval_ms": interval_ms, "sampling_ms": 0, "queue_size": 1})
 
+        targets = {p.key: [Target(f"values.{p.key}", "", "num")] for p in points}
+
         def on_readings(batch: list[RawReading]) -> None:
-            count[0] += len(batch)
+            count[0] += len(to_samples("device", targets, batch, time.time()))
 
         task = asyncio.create_task(adapter.run(on_readings, lambda up, reason: None))
         await stop.wait()
@@ -172,6 +182,7 @@ def on_every(makers: list[Any]) -> Any:
 
 
 async def main(args: argparse.Namespace) -> None:
+    started_on = machine()
     ctx = mp.get_context("spawn")
     stop = ctx.Event()
     devices = []
@@ -193,19 +204,34 @@ async def main(args: argparse.Namespace) -> None:
             f"{args.devices} devices x {args.variables} variables, changed every {args.change_ms:g} ms: "
             f"{offered:,.0f} value changes/s offered ({os.cpu_count()} CPUs on this machine)"
         )
-        print(f"publishing interval {args.interval_ms:g} ms, {args.seconds:g} s per client kind:")
-        results = {}
+        print(f"publishing interval {args.interval_ms:g} ms, {args.seconds:g} s per client kind, {args.runs} runs:")
         order = ["adapter", "asyncua"] if not args.reverse else ["asyncua", "adapter"]
-        for name in order:
-            make = adapter_client if name == "adapter" else asyncua_client
-            client = on_every([make(ep, args.variables, args.interval_ms) for ep in endpoints])
-            results[name] = await measure(name, client, args.seconds, args.warmup)
-        (ra, ca), (rb, cb) = results["adapter"], results["asyncua"]
-        print(f"ratio adapter/asyncua: throughput {ra / rb:.2f}x, client CPU per notification {ca / cb:.2f}x")
+        runs = []
+        for _ in range(args.runs):
+            got = {}
+            for name in order:
+                make = adapter_client if name == "adapter" else asyncua_client
+                client = on_every([make(ep, args.variables, args.interval_ms) for ep in endpoints])
+                rate, cpu_us = await measure(name, client, args.seconds, args.warmup)
+                got[name] = {"notifications_per_s": round(rate), "cpu_us_per_notification": round(cpu_us, 2)}
+            runs.append(got)
+        summary: dict[str, Any] = {
+            name: {k: spread([r[name][k] for r in runs]) for k in ("notifications_per_s", "cpu_us_per_notification")}
+            for name in order}
+        summary["cpu_vs_asyncua"] = spread([r["adapter"]["cpu_us_per_notification"]
+                                            / r["asyncua"]["cpu_us_per_notification"] for r in runs])
+        ca = summary["adapter"]["cpu_us_per_notification"]["median"]
+        print(f"adapter+ingest/asyncua client CPU per notification, median: {summary['cpu_vs_asyncua']['median']:.2f}x")
         print(
             f"adapter capacity at {ca:.1f} µs per notification: about {1e6 / ca:,.0f} notifications/s per client core "
             f"(target {TARGET:,}/s across devices)"
         )
+        if args.out:
+            result = {"script": "opcua_notifications.py", "measured": today(), "machine": started_on,
+                      "devices": args.devices, "variables": args.variables, "change_ms": args.change_ms,
+                      "interval_ms": args.interval_ms, "seconds": args.seconds, "offered_per_s": round(offered),
+                      "runs": runs, "summary": summary}
+            args.out.write_text(json.dumps(result, indent=1) + "\n")
     finally:
         stop.set()
         for *_, proc in devices:
@@ -223,5 +249,7 @@ if __name__ == "__main__":
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--interval-ms", type=float, default=100.0)
     parser.add_argument("--reverse", action="store_true", help="measure bare asyncua first")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
     quiet()
     asyncio.run(main(parser.parse_args()))

@@ -39,7 +39,6 @@ import json
 import os
 import platform
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
@@ -49,6 +48,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.figures import spread
 from bench.linedata import scans
 from gateway.samples import Quality, Sample
 from gateway.store import (
@@ -60,10 +60,6 @@ from gateway.store.sqlite.schema import INSERT_CHUNK, chunk_rows
 RESULTS = Path(__file__).resolve().parent / "results"
 DAY = 86400
 RACK_WINDOW_S = 600
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
 def rack_scans(racks: int, seconds: int, t0: float) -> list[list[list[Sample]]]:
