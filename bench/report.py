@@ -198,7 +198,44 @@ def sigkill(r: dict[str, Any]) -> str:
             f"{r['unsent']} unsent (seed {r['seed']}).\n")
 
 
-BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {"fault_matrix": fault_matrix, "soak": soak, "sigkill": sigkill}
+def line_block(r: dict[str, Any]) -> str:
+    rows = ["| racks × 512 channels | values/s asked | stored | scans overrun | gateway CPU per value | × plain pymodbus "
+            "| latency p50 / p99 | RSS (growth) |", "|---|---|---|---|---|---|---|---|"]
+    for racks, cfg in r["configs"].items():
+        s = cfg["summary"]
+        rows.append(
+            f"| {racks} | {s['asked_values_per_s']:,} | {s['values_per_s']['median']:,.0f} | "
+            f"{s['overruns']['median']:,.0f} of {s['scans']['median']:,.0f} | {s['cpu_us_per_value']['median']:.1f} µs | "
+            f"{s['cpu_vs_bare']['median']:.1f}× | {s['latency_p50_ms']['median']:,.0f} / "
+            f"{s['latency_p99_ms']['median']:,.0f} ms | {s['rss_mb']['median']:,.0f} MB "
+            f"({s['rss_growth_mb']['median']:+.0f}) |")
+    n = len(next(iter(r["configs"].values()))["runs"])
+    return ("\n".join(rows) + f"\n\nMedians of {n} runs of {r['seconds']:g} s after a {r['warmup_s']:g} s warm-up, "
+            f"measured {r['measured']}, {r['machine']['cpus']} cores.\n")
+
+
+def line_sealing(r: dict[str, Any]) -> str:
+    rows = ["| sealed samples compressed in | values/s stored | scans overrun: whole run | ... once sealing ran "
+            "| samples sealed | CPU per value (gateway and encoder) | RSS at start → end |", "|---|---|---|---|---|---|---|"]
+    for where, res in r["variants"].items():
+        (racks, cfg), = res["configs"].items()
+        (run,) = cfg["runs"]
+        series = run["rss_series"]
+        first = next((i for i, p in enumerate(series) if p["sealed"]), None)
+        after = "none sealed" if first is None else (
+            f"{series[-1]['overruns'] - series[first - 1]['overruns']:,} of "
+            f"{series[-1]['scans'] - series[first - 1]['scans']:,} (from minute {series[first]['t_s'] / 60:.0f})")
+        rows.append(f"| {where} | {run['values_per_s']:,} | {run['overruns']:,} of {run['scans']:,} | {after} | "
+                    f"{run['sealed_samples'] / 1e6:,.1f} M | {run['cpu_us_per_value']:.1f} µs | "
+                    f"{series[0]['rss_mb']:,.0f} → {series[-1]['rss_mb']:,.0f} MB |")
+    res = next(iter(r["variants"].values()))
+    (racks, _), = res["configs"].items()
+    return ("\n".join(rows) + f"\n\n{racks} racks, one run of {res['seconds'] / 60:g} minutes each after a "
+            f"{res['warmup_s']:g} s warm-up, measured {res['measured']}.\n")
+
+
+BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {"fault_matrix": fault_matrix, "soak": soak, "sigkill": sigkill,
+                                                      "line": line_block, "line_sealing": line_sealing}
 
 
 def render_blocks(text: str, results: dict[str, dict[str, Any]]) -> str:

@@ -130,6 +130,7 @@ async def _serve_gateway(cfg: LineConfig, spec: Spec, stop: asyncio.Event, on_re
     from gateway.api.app import create_app
     from gateway.api.auth import ApiConfigError, KeyRing
     from gateway.forward.service import Forwarding
+    from gateway.runtime.gctime import settle
     from gateway.runtime.line import LineRuntime
     from gateway.store.sqlite import SqliteStore
 
@@ -159,6 +160,7 @@ async def _serve_gateway(cfg: LineConfig, spec: Spec, stop: asyncio.Event, on_re
     except ApiConfigError as exc:
         await store.close()
         fail(exc)
+    settle()  # what is built by now lives as long as the process: out of the garbage collector's passes
     tls = cfg.api.tls
     server = _api_server_class()(uvicorn.Config(api, host=cfg.api.host, port=cfg.api.port, log_level="warning",
                                                 lifespan="on", ws="websockets-sansio",

@@ -69,11 +69,14 @@ NOT_IN_VERSION = "not_in_spec_version"  # the reason of a value its machine's de
 
 
 class Device:
-    def __init__(self, spec: Spec, eq: Equipment, store: Store, publish: Callable[[LiveMessage], None]):
+    def __init__(self, spec: Spec, eq: Equipment, store: Store, publish: Callable[[LiveMessage], None],
+                 listening: Callable[[], bool] = lambda: True):
         self.spec = spec
         self.eq = eq
         self.store = store
         self.publish = publish
+        # Whether anyone takes live samples: a batch's message is thousands of lists, not built for no one.
+        self.listening = listening
         self.view = EquipmentView(
             eq.id, eq.cls, eq.protocol, eq.endpoint, "native" if not eq.mapping else eq.mapping.rsplit("/", 1)[-1]
         )
@@ -327,7 +330,7 @@ class Device:
             task = asyncio.get_running_loop().create_task(self._notify_state(), name=f"{self.eq.id}:state-notify")
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-        if self._link_up:
+        if self._link_up and self.listening():
             self._publish_samples(samples)
         return behind
 

@@ -25,6 +25,7 @@ from gateway.backoff import Backoff
 from gateway.config import Api, Equipment, LineConfig
 from gateway.runtime import commands
 from gateway.runtime.device import Device
+from gateway.runtime.gctime import GcTime
 from gateway.runtime.looplag import LoopLag
 from gateway.runtime.view import CommandResult, EquipmentView, LiveMessage
 from gateway.samples import Sample
@@ -54,13 +55,16 @@ def fingerprint(eq: Equipment) -> str:
     return f"{entry}|{mapping}"
 
 
+GC_TIME = GcTime()  # the process's collector, whichever runtime reports it
+
+
 class LineRuntime:
     def __init__(self, config: LineConfig, spec: Spec, store: Store):
         self.config = config
         self.line_id = config.line
         self.spec = spec
         self.store = store
-        self.devices = {eq.id: Device(spec, eq, store, self._publish) for eq in config.equipment}
+        self.devices = {eq.id: Device(spec, eq, store, self._publish, self._listening) for eq in config.equipment}
         self._subscribers: dict[asyncio.Queue[LiveMessage], asyncio.Event | None] = {}
         self.live_dropped = 0
         self.started_ts = time.time()
@@ -71,6 +75,7 @@ class LineRuntime:
         self._reload_lock = asyncio.Lock()
 
     async def run(self) -> None:
+        GC_TIME.install()
         async with asyncio.TaskGroup() as tg:
             self._group = tg
             tg.create_task(self.loop_lag.run(), name="loop-lag")
@@ -108,7 +113,7 @@ class LineRuntime:
             added = [i for i in fresh if i not in old]
             removed = [i for i in old if i not in fresh]
             changed = [i for i in fresh if i in old and fresh[i] != old[i]]
-            built = {eq.id: Device(self.spec, eq, self.store, self._publish) for eq in new.equipment
+            built = {eq.id: Device(self.spec, eq, self.store, self._publish, self._listening) for eq in new.equipment
                      if eq.id in added or eq.id in changed}
             for equipment_id in removed + changed:
                 await self._stop(equipment_id)
@@ -174,6 +179,9 @@ class LineRuntime:
         finally:
             self._subscribers.pop(q, None)
 
+    def _listening(self) -> bool:
+        return bool(self._subscribers)
+
     def _publish(self, msg: LiveMessage) -> None:
         for q, overflow in self._subscribers.items():
             if q.full():
@@ -206,6 +214,7 @@ class LineRuntime:
                 for d in self.devices.values()
             },
             "loop_lag": self.loop_lag.summary(),
+            "gc": GC_TIME.summary(),
             "tasks": len(asyncio.all_tasks()),  # flat over a long run, or something leaks
             "live_subscribers": len(self._subscribers),
             "live_dropped": self.live_dropped,

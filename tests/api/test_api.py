@@ -612,6 +612,7 @@ async def test_metrics_for_prometheus_cover_machines_store_and_api(client, gatew
     assert sample(m, "linegw_store_written_total") > 0
     assert sample(m, "linegw_store_running") == 1.0
     assert 0 <= sample(m, "linegw_event_loop_lag_seconds") <= sample(m, "linegw_event_loop_lag_max_seconds") < 60
+    assert all(sample(m, "linegw_gc_seconds_total", generation=str(g)) >= 0 for g in range(3))
     assert sample(m, "linegw_build_info", line=LINE) == 1.0
     # Latency by route template: one series for /api/v1/line, none per raw path.
     assert sample(m, "linegw_api_request_duration_seconds_count", route="/api/v1/line", method="GET") >= 1

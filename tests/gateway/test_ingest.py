@@ -162,3 +162,26 @@ def test_raw_is_what_the_machine_sent_where_the_gateway_changed_it():
     native = ModbusBinding().plan(spec, "w1", "winder", "w1", {}).targets
     [n] = to_samples("w1", native, [RawReading("state.packml_state", 6, 1000.0)], 2000.0)
     assert n.raw is None and Presenter(spec).sample("winder", n)["raw"] == 6  # the spec's code, as it was sent
+
+
+async def test_live_samples_are_built_only_while_someone_listens(tmp_path):
+    """A batch's live message is a list per sample: with no WebSocket client it is not made at all."""
+    from gateway.config import Equipment
+    from gateway.runtime.device import Device
+    from gateway.store import SqliteStore
+
+    sent: list = []
+    listeners = [0]
+    async with SqliteStore(tmp_path / "s.sqlite") as store:
+        dev = Device(load_spec(), Equipment.model_validate({"id": "w1", "class": "winder", "protocol": "modbus",
+                                                            "endpoint": "127.0.0.1:1502"}), store, sent.append,
+                     lambda: listeners[0] > 0)
+        dev.plan = dev._build_plan({})
+        dev._link_up = True
+        dev._on_readings([RawReading("tension.cathode", 5.0, 1000.0)])
+        assert [m for m in sent if m.kind == "samples"] == []
+        assert dev.latest["tension.cathode"].value == 5.0  # recorded all the same
+        listeners[0] = 1
+        dev._on_readings([RawReading("tension.cathode", 5.5, 1001.0)])
+        [msg] = [m for m in sent if m.kind == "samples"]
+        assert msg.data["samples"][0][:2] == ["tension.cathode", 5.5]

@@ -55,6 +55,13 @@ class Snapshot(Collector):
                                     value=lag.get("last_ms", 0.0) / 1000)
             yield GaugeMetricFamily("linegw_event_loop_lag_max_seconds", "the worst event loop lag within the last minute",
                                     value=lag.get("max_1m_ms", 0.0) / 1000)
+        gc_time = self.runtime.get("gc") or {}
+        if gc_time:
+            spent = CounterMetricFamily("linegw_gc_seconds", "time in Python's garbage collector, per generation",
+                                        labels=["generation"])
+            for generation, seconds in enumerate(gc_time["seconds"]):
+                spent.add_metric([str(generation)], seconds)
+            yield spent
         if "tasks" in self.runtime:
             yield GaugeMetricFamily("linegw_asyncio_tasks", "asyncio tasks alive in the gateway's event loop",
                                     value=self.runtime["tasks"])
