@@ -322,6 +322,9 @@ def main() -> None:
                     help="the store's compress_in: where sealed samples are compressed (default: the gateway's)")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     ap.add_argument("--chart", type=Path, help="draw memory and rate over time as PNG here")
+    ap.add_argument("--add-to", type=Path, help="keep the result under --label in this JSON of labelled runs "
+                                                "(bench/results/line_sealing.json: the README's long runs)")
+    ap.add_argument("--label", help="what the run is, for --add-to")
     ap.add_argument("--bare", help=argparse.SUPPRESS)  # the baseline's child process: its racks' ports
     a = ap.parse_args()
     if a.bare:
@@ -337,6 +340,10 @@ def main() -> None:
         result["configs"][str(racks)] = {"runs": runs, "summary": summary(runs)}
     if a.out:
         a.out.write_text(json.dumps(result, indent=1))
+    if a.add_to:
+        kept = json.loads(a.add_to.read_text()) if a.add_to.exists() else {"script": "line_sealing", "runs": {}}
+        kept["runs"][a.label or f"{'+'.join(map(str, a.racks))} racks"] = result
+        a.add_to.write_text(json.dumps(kept, indent=1) + "\n")
     if a.chart:
         chart(result, a.chart)
     for racks, cfg in result["configs"].items():

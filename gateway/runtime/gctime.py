@@ -2,16 +2,18 @@
 
 At line rates the gateway makes tens of thousands of short-lived objects a second (readings, samples,
 live messages), and the collector's full passes walk every tracked object the process holds, the
-spec model, the API's routes and the libraries' modules included. Measured with 8 formation racks
-(70,000 values/s asked): building one live message per batch took 30 % of the time the gateway held
-the GIL, nearly all of it collections its allocations set off; the same code on its own takes a
-tenth of that (bench/README.md).
+spec model, the API's routes and the libraries' modules included. Profiled with 8 formation racks
+(70,000 values/s asked), building one live message per batch took 30 % of the time the gateway held
+the GIL, nearly all of it collections its allocations set off: the same list comprehension beside
+1.5 M living tuples takes 4.2 µs a sample with the collector at its defaults, 0.47 µs with them
+frozen, 0.26 µs with no collector at all.
 
 So, once the runtime has started, `settle()` moves everything alive then out of the collector's
 sight (`gc.freeze()`: kept for the process's life, as it is anyway) and raises the first
 generation's threshold, so that a collection runs once per a few batches rather than per few
-hundred objects. `GcTime` counts collections and the time they take, per generation, for
-`/api/v1/health` and `/metrics`.
+hundred objects. bench/line.py, before and after: 8 racks 18.5 → 15.7 µs of CPU per value, 52 → 10
+scans of 270–311 overrun; 4 racks 20.7 → 18.8 µs. `GcTime` counts collections and the time they
+take, per generation, for `/api/v1/health` and `/metrics`.
 """
 
 from __future__ import annotations

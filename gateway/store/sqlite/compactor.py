@@ -11,12 +11,11 @@ for the outbox until every registered consumer has passed them, then the
 compactor has the writer drop them a range at a time.
 
 Where the window is read and encoded (``compress_in``): in the compactor's thread,
-or in a process of its own (``EncodeProcess``). Encoding costs about as much CPU
-per value as everything else the gateway does to it together (bench/store.py:
-7.6 µs sealed against 5.5 written), and in a thread it takes that from the
-event loop under the GIL: a line that one core just keeps up with overruns its
-scans once sealing starts. In a process it runs on the other core; only the
-window's bounds go there and only its compressed chunks come back.
+or in a process of its own (``EncodeProcess``). Sealing costs more CPU per value
+than writing it (bench/store.py: 7.6 µs sealed against 5.5 written), and in a
+thread its Python parts take turns with the event loop for the GIL, in bursts of
+a window (millions of rows, tens of seconds). In a process it runs on the other
+core; only the window's bounds go there and only its compressed chunks come back.
 """
 
 from __future__ import annotations
@@ -116,7 +115,9 @@ class EncodeProcess:
                     self.close()
                     return None
                 if not self._proc.is_alive():
-                    raise EncoderLost(f"the encoding process ended (exit code {self._proc.exitcode})")
+                    code = self._proc.exitcode
+                    self.close()
+                    raise EncoderLost(f"the encoding process ended (exit code {code})")
             ok, got = self._conn.recv()
         except (EOFError, OSError) as exc:
             self.close()
