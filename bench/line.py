@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,9 @@ from urllib.request import urlopen
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.figures import machine, spread, today  # noqa: E402  (the repository on the path first)
+
 TICK = os.sysconf("SC_CLK_TCK")
 SCAN_S = 1.0
 
@@ -95,10 +97,6 @@ def get_health(port: int) -> dict[str, Any]:
 def overruns(h: dict[str, Any]) -> tuple[int, int]:
     extra = [(e.get("adapter") or {}).get("extra") or {} for e in h["equipment"].values()]
     return sum(int(x.get("overruns", 0)) for x in extra), sum(int(x.get("scans", 0)) for x in extra)
-
-
-def mmm(xs: list[float]) -> dict[str, float]:
-    return {"min": min(xs), "median": statistics.median(xs), "max": max(xs)}
 
 
 def percentile(xs: list[float], q: float) -> float:
@@ -271,7 +269,7 @@ def one_run(racks: int, a: argparse.Namespace, run: int, per_scan: int) -> dict[
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     def col(f: Any) -> dict[str, float]:
-        return mmm([float(f(r)) for r in runs])
+        return spread([float(f(r)) for r in runs])
     return {
         "values_per_s": col(lambda r: r["values_per_s"]),
         "asked_values_per_s": runs[0]["asked_values_per_s"],
@@ -330,8 +328,8 @@ def main() -> None:
     if a.bare:
         asyncio.run(bare([int(p) for p in a.bare.split(",")], a.seconds))
         return
-    result: dict[str, Any] = {"script": "line.py", "measured": time.strftime("%Y-%m-%d"), "configs": {},
-                              "machine": {"cpus": os.cpu_count(), "load_average_at_start": list(os.getloadavg())},
+    result: dict[str, Any] = {"script": "line.py", "measured": today(), "configs": {},
+                              "machine": machine(),
                               "seconds": a.seconds, "warmup_s": a.warmup, "scan_s": SCAN_S,
                               "compress_in": a.compress_in}
     per_scan = rack_requests()[1]  # values one rack's scan asks for

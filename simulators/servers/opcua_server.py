@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import hmac
 import logging
 import os
@@ -198,7 +199,8 @@ class ShelvedInternalServer(InternalServer):
         if shelf is None:
             await super().load_standard_address_space()
         else:
-            self.aspace.load_aspace_shelf(shelf)  # each server reads into its own copy: nothing is shared but the file
+            # In a thread: reading the shelf's index takes 0.1 s or more, too long to hold the event loop.
+            await asyncio.to_thread(self.aspace.load_aspace_shelf, shelf)  # each server its own copy of the nodes
 
 
 class _InternalServer(ShelvedInternalServer):
@@ -223,8 +225,13 @@ async def standard_shelf() -> Path | None:
 _SHELF_LOCK = threading.Lock()  # one builder per process; the rename below settles it between processes
 
 
+@functools.cache
+def _asyncua_version() -> str:
+    return version("asyncua")  # reads the package's metadata from disk: once per process, not at every start
+
+
 def _standard_shelf() -> Path | None:
-    folder = cache_dir() / f"opcua-standard-{version('asyncua')}"
+    folder = cache_dir() / f"opcua-standard-{_asyncua_version()}"
     shelf = folder / "aspace"
     with _SHELF_LOCK:
         if folder.is_dir():
