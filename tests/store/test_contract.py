@@ -235,6 +235,28 @@ async def test_latest_is_the_newest_per_series_and_survives_a_reopen(tmp_path, s
         assert await s.latest() == first
 
 
+async def test_latest_finds_a_series_that_stopped_long_before_the_others(tmp_path, store_cls):
+    """The newest ten-second cells hold only the running series: the reopened store looks further back."""
+    path = tmp_path / "store.sqlite"
+    async with store_cls(path) as s:
+        s.write_samples([sample("stopped", 1.5, T0), sample("stopped", 2.5, T0 + 1)])
+        for k in range(60):
+            s.write_samples([sample("running", float(k), T0 + 10 * k)])
+        s.write_samples([sample("late", 7.0, T0 + 5)])  # written last, its time among the oldest
+        await s.flush()
+    async with store_cls(path) as s:
+        assert {x.path: x.value for x in await s.latest()} == {"stopped": 2.5, "running": 59.0, "late": 7.0}
+
+
+async def test_history_reads_samples_far_apart_in_time(store):
+    """A clock years off puts a sample far from the others: every one of them is read back, in time order."""
+    store.write_samples([sample("x", 2.0, T0), sample("x", 1.0, 1000.0), sample("y", 3.0, 5e5), sample("x", 0.5, -50.0)])
+    await store.flush()
+    assert [r["value"] for r in await store.history(EQ, "x", -math.inf, math.inf)] == [0.5, 1.0, 2.0]
+    assert [r["value"] for r in await store.history(EQ, "x", 500.0, 2e9)] == [1.0, 2.0]
+    assert [r["value"] for r in await store.history(EQ, "y", 0, 2e9)] == [3.0]
+
+
 # --- alarms, events, audit ----------------------------------------------------------------------------------
 
 async def test_alarm_lifecycle_raised_acknowledged_cleared(store):

@@ -115,7 +115,7 @@ async def test_a_layout_1_store_is_migrated_at_open_and_then_sealed(tmp_path, ca
     path = tmp_path / "old.sqlite"
     write_layout_1(path)
     async with SealingStore(path) as s:
-        assert "store layout 1 migrated to 2" in caplog.text
+        assert "store layout 1 migrated to 3" in caplog.text
         before = await s.history("coater1", "speed", T0, T0 + 100)
         assert [r["value"] for r in before] == [float(i) for i in range(100)]
         assert {x.path: x.value for x in await s.latest()} == {"speed": 99.0, "lot": "LOT-9"}
@@ -130,9 +130,52 @@ async def test_a_layout_1_store_is_migrated_at_open_and_then_sealed(tmp_path, ca
         _, cursor = await s.read_since(0, 10)
         assert cursor == 111  # the outbox sequence goes on from the old rows
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
     assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'rollup'").fetchone() is None
     conn.close()
+
+
+async def test_a_layout_2_store_gets_its_block_index_by_cell_at_open(tmp_path, caplog):
+    path = tmp_path / "old.sqlite"
+    async with SqliteStore(path) as s:
+        for k in range(30):
+            s.write_samples([sample("speed", float(k), T0 + 5 * k), sample("lot", f"LOT-{k}", T0 + 5 * k)])
+        await s.flush()
+        before = await s.history("coater1", "speed", T0, T0 + 200)
+        blocks = await asyncio.to_thread(lambda: sqlite3.connect(path).execute(
+            "SELECT series_id, cell, lo, hi FROM blocks ORDER BY 1, 2, 3").fetchall())
+    # As layout 2 kept them: keyed by series first.
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        DROP TABLE blocks;
+        CREATE TABLE blocks (series_id INTEGER NOT NULL, cell INTEGER NOT NULL, lo INTEGER NOT NULL,
+                             hi INTEGER NOT NULL, PRIMARY KEY (series_id, cell, lo)) WITHOUT ROWID;
+        UPDATE meta SET value = '2' WHERE key = 'schema';""")
+    conn.executemany("INSERT INTO blocks VALUES (?,?,?,?)", blocks)
+    conn.commit()
+    conn.close()
+    async with SqliteStore(path) as s:
+        assert "store layout 2 migrated to 3" in caplog.text
+        assert await s.history("coater1", "speed", T0, T0 + 200) == before
+        assert {x.path: x.value for x in await s.latest()} == {"speed": 29.0, "lot": "LOT-29"}
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
+    assert "PRIMARY KEY (cell, series_id, lo)" in conn.execute(
+        "SELECT sql FROM sqlite_master WHERE name = 'blocks'").fetchone()[0]
+    assert conn.execute("SELECT series_id, cell, lo, hi FROM blocks ORDER BY 1, 2, 3").fetchall() == blocks
+    conn.close()
+
+
+async def test_sealing_drops_the_blocks_of_every_sealed_row_even_years_apart(tmp_path):
+    async with SealingStore(tmp_path / "store.sqlite") as s:
+        s.write_samples([sample("x", 1.0, 1000.0), sample("x", 2.0, T0), sample("y", 3.0, T0 + 3600)])
+        await s.flush()  # seals every committed row
+        s.write_samples([sample("x", 4.0, T0 + 7200)])
+        await s.flush()
+        blocks = await asyncio.to_thread(lambda: sqlite3.connect(s.path).execute(
+            "SELECT count(*) FROM blocks").fetchone()[0])
+        assert blocks == 0
+        assert [r["value"] for r in await s.history("coater1", "x", 0, 2e9)] == [1.0, 2.0, 4.0]
 
 
 async def test_a_store_written_by_a_newer_version_is_refused_saying_what_to_do(tmp_path):

@@ -18,7 +18,11 @@ the rows by (series, ts) before appending them, so that the rows of one series
 in one 10-second cell are a contiguous rowid range, and records one
 ``blocks(series_id, cell, lo, hi)`` row per such range. The rowid is the
 outbox sequence (``read_since``), and commits are as small and as frequent as
-acquisition makes them.
+acquisition makes them. Blocks are keyed by (cell, series): a commit appends
+its blocks where the newest cell ends, so its cost does not grow with the head
+(keyed by series first, a 35,000-row commit took 0.27 s on an empty head and
+1.2 s at 8 M rows: each commit touched a leaf of every series). A series' head
+rows are read by walking the cells of the range, one index seek each.
 
 Chunks. A compactor thread seals the head's rows into ``chunks``: one row per
 (series, window of the head), holding the rows' columns as one blob

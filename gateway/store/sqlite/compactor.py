@@ -48,6 +48,17 @@ class EncoderLost(Exception):
     """The encoding process ended or failed; the window stays in the head and is tried again."""
 
 
+def cell_ranges(cells: list[Row]) -> list[tuple[int, int]]:
+    """The (first, last) cells of a window's series merged into disjoint ranges, in order."""
+    merged: list[list[int]] = []
+    for _, c0, c1, _ in sorted(cells, key=lambda r: r[1]):
+        if merged and c0 <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], c1)
+        else:
+            merged.append([c0, c1])
+    return [(c0, c1) for c0, c1 in merged]
+
+
 def window_connection(db: Database) -> sqlite3.Connection:
     conn = db.connect()
     conn.execute("PRAGMA query_only = ON")
@@ -298,7 +309,9 @@ class Compactor:
             return False
         conn.executemany(INSERT_CHUNK, chunks)
         # Blocks wholly within the window point at sealed rows only; one straddling b stays for the rest.
-        conn.executemany("DELETE FROM blocks WHERE series_id = ? AND cell BETWEEN ? AND ? AND hi <= ?", cells)
+        # Every block ending at or below b is sealed, whatever its series: one range of cells at a time.
+        conn.executemany("DELETE FROM blocks WHERE cell BETWEEN ? AND ? AND hi <= ?",
+                         [(c0, c1, b) for c0, c1 in cell_ranges(cells)])
         conn.execute("UPDATE meta SET value = ? WHERE key = 'sealed'", (str(b),))
         return True
 

@@ -26,12 +26,21 @@ from gateway.store.sqlite.schema import BOOL_FLAG, CELL_S, FAR, Row, decode_valu
 CHUNKS_IN_RANGE = "SELECT {cols} FROM chunks WHERE series_id = ? AND t1 >= ? AND t0 < ? ORDER BY id"
 
 # The head's rows of one series in a range of cells: blocks point at contiguous rowid ranges; rows up
-# to the sealed sequence are in chunks (the head keeps them only for the outbox until passed).
+# to the sealed sequence are in chunks (the head keeps them only for the outbox until passed). Blocks
+# are keyed by cell first (schema.BLOCKS): the query walks the cells present in [c0, c1], one seek each,
+# and seeks the series' blocks in each. `+s.series_id` keeps SQLite from building an index on samples:
+# the rowid range is the way in.
 SERIES_ROWS = """
-FROM blocks b JOIN samples s ON s.rowid BETWEEN b.lo AND b.hi
-WHERE b.series_id = :sid AND b.cell BETWEEN :c0 AND :c1 AND b.hi > :sealed
-  AND s.series_id = :sid AND s.ts >= :start AND s.ts < :end AND s.rowid > :sealed
+FROM cells c CROSS JOIN blocks b CROSS JOIN samples s
+WHERE c.cell <= :c1 AND b.cell = c.cell AND b.series_id = :sid AND b.hi > :sealed
+  AND s.rowid BETWEEN b.lo AND b.hi AND s.rowid > :sealed
+  AND +s.series_id = :sid AND s.ts >= :start AND s.ts < :end
 """
+CELLS = """WITH RECURSIVE cells(cell) AS (
+    SELECT (SELECT min(cell) FROM blocks WHERE cell >= :c0)
+    UNION ALL
+    SELECT (SELECT min(cell) FROM blocks WHERE cell > c.cell) FROM cells c WHERE c.cell < :c1
+)"""
 
 
 def checked_aggregates(agg: str | Sequence[str], bucket_s: float | None) -> list[str]:
@@ -61,11 +70,12 @@ def series_id(conn: sqlite3.Connection, equipment: str, path: str) -> int | None
     row = conn.execute("SELECT id FROM series WHERE equipment = ? AND path = ?", (equipment, path)).fetchone()
     return row[0] if row else None
 
+
 def head_rows(conn: sqlite3.Connection, sid: int, start: float, end: float) -> list[Row]:
     """(ts, gw, value, value_text, q, reason) of the head's unsealed rows of a series, in (time, sequence) order."""
     params = {"sid": sid, "c0": int(start / CELL_S), "c1": int(end / CELL_S), "start": start, "end": end,
               "sealed": sealed(conn)}
-    return conn.execute(f"SELECT s.ts, s.gw, s.value, s.value_text, s.q, s.reason {SERIES_ROWS} "
+    return conn.execute(f"{CELLS} SELECT s.ts, s.gw, s.value, s.value_text, s.q, s.reason {SERIES_ROWS} "
                         "ORDER BY s.ts, s.rowid", params).fetchall()
 
 def raw(conn: sqlite3.Connection, equipment: str, path: str, start: float, end: float,
@@ -163,16 +173,19 @@ def bucketed(conn: sqlite3.Connection, equipment: str, path: str, start: float, 
 def latest(conn: sqlite3.Connection, series_meta: dict[int, tuple[str, str, str]]) -> dict[int, Sample]:
     """The newest stored sample of every series, by id: the head's above the sealed sequence, or its newest chunk's."""
     top_sealed = sealed(conn)
+    chunk_t1 = dict(conn.execute("SELECT series_id, max(t1) FROM chunks GROUP BY series_id"))
+    newest_cell = _newest_cells(conn, set(series_meta), chunk_t1, top_sealed)
     sql = """SELECT s.ts, s.gw, s.value, s.value_text, s.q, s.reason
-             FROM blocks b JOIN samples s ON s.rowid BETWEEN b.lo AND b.hi
-             WHERE b.series_id = ?1 AND s.series_id = ?1 AND s.rowid > ?2
-               AND b.cell = (SELECT max(cell) FROM blocks WHERE series_id = ?1 AND hi > ?2)
+             FROM blocks b CROSS JOIN samples s
+             WHERE b.cell = ?1 AND b.series_id = ?2 AND b.hi > ?3
+               AND s.rowid BETWEEN b.lo AND b.hi AND +s.series_id = ?2 AND s.rowid > ?3
              ORDER BY s.ts DESC, s.rowid DESC LIMIT 1"""
     newest_chunk = "SELECT data FROM chunks WHERE series_id = ? ORDER BY t1 DESC, id DESC LIMIT 1"
     out = {}
     for sid, (eq, path, unit) in series_meta.items():
-        row = conn.execute(sql, (sid, top_sealed)).fetchone()
-        chunk = conn.execute(newest_chunk, (sid,)).fetchone()
+        cell = newest_cell.get(sid)
+        row = None if cell is None else conn.execute(sql, (cell, sid, top_sealed)).fetchone()
+        chunk = conn.execute(newest_chunk, (sid,)).fetchone() if sid in chunk_t1 else None
         if chunk and (row is None or row[0] < codec.decode(chunk[0], texts=False).ts[-1]):
             # Rows are in (time, sequence) order in a chunk: its last is its newest.
             c = codec.decode(chunk[0])
@@ -183,3 +196,24 @@ def latest(conn: sqlite3.Connection, series_meta: dict[int, tuple[str, str, str]
             ts, gw, value, text, q, reason = row
             out[sid] = Sample(eq, path, decode_value(value, text, q), unit, ts, gw, quality_of(q), reason or "")
     return out
+
+
+def _newest_cells(conn: sqlite3.Connection, wanted: set[int], chunk_t1: dict[int, float],
+                  top_sealed: int) -> dict[int, int]:
+    """The newest cell holding unsealed head rows of each series, walking the cells from the newest down.
+
+    A machine's series are all in its newest cell while it records, so the walk usually ends there;
+    it stops for a series once the cells below can only hold rows older than its newest chunk's.
+    """
+    found: dict[int, int] = {}
+    cell = conn.execute("SELECT max(cell) FROM blocks").fetchone()[0]
+    while cell is not None and wanted:
+        here = {sid for (sid,) in conn.execute("SELECT series_id FROM blocks WHERE cell = ? AND hi > ?",
+                                                (cell, top_sealed))} & wanted
+        for sid in here:
+            found[sid] = cell
+        wanted -= here
+        below = cell * CELL_S  # every row in a lower cell is older than this
+        wanted = {sid for sid in wanted if chunk_t1.get(sid, -math.inf) < below}
+        cell = conn.execute("SELECT max(cell) FROM blocks WHERE cell < ?", (cell,)).fetchone()[0]
+    return found

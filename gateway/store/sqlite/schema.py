@@ -26,7 +26,7 @@ log = logging.getLogger("linegw.store")
 Row = tuple[Any, ...]  # a row of SQLite parameters or results
 
 CELL_S = 10  # width of a block's time cell, seconds
-SCHEMA_VERSION = 2  # 1: rollup cells, no chunks (migrated at open); 2: sealed chunks
+SCHEMA_VERSION = 3  # 1: rollup cells, no chunks; 2: sealed chunks; 3: blocks keyed by cell first (both migrated)
 BOOL_FLAG = 4  # q flag: the value is a bool stored as 0/1
 RETENTION_CHECK_S = 30.0
 SEAL_AFTER_S = 120.0  # rows committed this long ago may be sealed into chunks
@@ -39,6 +39,18 @@ COMPACT_CHECK_S = 5.0
 BUDGET_CHECK_S = 1.0  # how often the writer looks at the disk budget while writing
 FILE_CHECK_S = 1.0  # how often the writer checks that its file is still the one at the path
 FAR = 1e13  # seconds: beyond any real timestamp, small enough for integer cell numbers
+
+# Keyed by cell first: a commit's blocks (one per series per cell) are appended where the newest cell
+# ends, so a commit costs the same on a head of any size. Keyed by series first (layout 2) each commit
+# inserted one row into every series' leaf: a 35,000-row commit took 0.27 s on an empty head and 1.2 s
+# on a head of 8 M rows, and the gateway fell behind as the head grew. Reads walk the cells they need.
+BLOCKS = """CREATE TABLE IF NOT EXISTS {name} (
+    series_id INTEGER NOT NULL,
+    cell INTEGER NOT NULL,  -- CAST(ts / CELL_S AS INTEGER)
+    lo INTEGER NOT NULL,
+    hi INTEGER NOT NULL,
+    PRIMARY KEY (cell, series_id, lo)
+) WITHOUT ROWID;"""
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
@@ -59,13 +71,7 @@ CREATE TABLE IF NOT EXISTS samples (
     q INTEGER NOT NULL,
     reason TEXT
 );
-CREATE TABLE IF NOT EXISTS blocks (
-    series_id INTEGER NOT NULL,
-    cell INTEGER NOT NULL,  -- CAST(ts / {CELL_S} AS INTEGER)
-    lo INTEGER NOT NULL,
-    hi INTEGER NOT NULL,
-    PRIMARY KEY (series_id, cell, lo)
-) WITHOUT ROWID;
+{BLOCKS.format(name="blocks")}
 -- Sealed samples: one row per (series, window of the head), the rows' columns as one codec blob
 -- (gateway/store/codec.py) and the summary of its GOOD numbers, as aggregate.partials gives it.
 CREATE TABLE IF NOT EXISTS chunks (
@@ -284,6 +290,15 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
             log.warning("%s: store layout 1 migrated to %d: rollup cells dropped; the compactor seals the "
                         "existing samples into chunks from now on", path, SCHEMA_VERSION)
             conn.execute("DROP TABLE IF EXISTS rollup")
+        if version in (1, 2):
+            # The same block rows under the cell-first key (a head of minutes: seconds at most).
+            log.warning("%s: store layout %d migrated to %d: the head's block index rebuilt by cell", path, version,
+                        SCHEMA_VERSION)
+            conn.execute("DROP TABLE IF EXISTS blocks_by_cell")
+            conn.execute(BLOCKS.format(name="blocks_by_cell"))
+            conn.execute("INSERT INTO blocks_by_cell SELECT series_id, cell, lo, hi FROM blocks")
+            conn.execute("DROP TABLE blocks")
+            conn.execute("ALTER TABLE blocks_by_cell RENAME TO blocks")
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         conn.execute("INSERT OR IGNORE INTO meta VALUES ('cell_s', ?), ('sealed', '0')", (str(CELL_S),))
     cell = conn.execute("SELECT value FROM meta WHERE key = 'cell_s'").fetchone()[0]

@@ -231,9 +231,7 @@ class Upkeep:
 
     def _trim_before(self, conn: sqlite3.Connection, cutoff: float) -> None:
         """Delete blocks and link records older than `cutoff` (the latest link per machine stays)."""
-        cutoff_cell = int(cutoff / CELL_S)
-        for (sid,) in conn.execute("SELECT id FROM series").fetchall():  # each by the (series, cell) key
-            conn.execute("DELETE FROM blocks WHERE series_id = ? AND cell < ?", (sid, cutoff_cell))
+        conn.execute("DELETE FROM blocks WHERE cell < ?", (int(cutoff / CELL_S),))  # a range of the key
         conn.execute("DELETE FROM links WHERE ts < ? AND id NOT IN (SELECT max(id) FROM links GROUP BY equipment)",
                      (cutoff,))
 
