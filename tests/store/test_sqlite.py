@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from gateway.samples import Quality, Sample
 from gateway.store import AGGREGATES, SqliteStore
+from gateway.store.sqlite.schema import head_span
 from tests.store.stores import EQ, T0, SealingStore, sample
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,6 +177,30 @@ async def test_sealing_drops_the_blocks_of_every_sealed_row_even_years_apart(tmp
             "SELECT count(*) FROM blocks").fetchone()[0])
         assert blocks == 0
         assert [r["value"] for r in await s.history("coater1", "x", 0, 2e9)] == [1.0, 2.0, 4.0]
+
+
+async def test_the_heads_ends_are_looked_up_not_scanned(tmp_path):
+    """The compactor, retention and the outbox's backlog ask for the head's first and last sequence every few
+    seconds: that must not read the whole head (min() and max() in one SELECT do: 3 s at 10 M rows)."""
+    path = tmp_path / "store.sqlite"
+    async with SqliteStore(path) as s:
+        s.write_samples([sample("speed", float(i), T0 + i) for i in range(1000)])
+        await s.flush()
+    conn = sqlite3.connect(path)
+    conn.execute("DELETE FROM samples WHERE rowid <= 10")
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    assert head_span(conn) == (11, 1000)
+    conn.set_trace_callback(None)
+
+    def plan(sql: str) -> str:
+        return " ".join(row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+
+    assert "SEARCH samples" in plan(statements[0]) and "SCAN samples" not in plan(statements[0])
+    assert "SCAN samples" in plan("SELECT min(rowid), max(rowid) FROM samples")  # what the check would catch
+    conn.execute("DELETE FROM samples")
+    assert head_span(conn) == (None, None)
+    conn.close()
 
 
 async def test_a_store_written_by_a_newer_version_is_refused_saying_what_to_do(tmp_path):

@@ -254,7 +254,7 @@ class Compactor:
         with self._lock:
             conn.execute("BEGIN")
             try:
-                head, top = conn.execute("SELECT min(rowid), max(rowid) FROM samples").fetchone()
+                head, top = schema.head_span(conn)
                 sealed = schema.sealed(conn)
             finally:
                 conn.execute("COMMIT")
@@ -317,7 +317,7 @@ class Compactor:
 
     def _trim_head(self, conn: sqlite3.Connection) -> int:
         """In the writer: delete head rows that are sealed and passed by every outbox consumer, a chunk at a time."""
-        head, top = conn.execute("SELECT min(rowid), max(rowid) FROM samples").fetchone()
+        head, top = schema.head_span(conn)
         if head is None:
             return 0
         # The newest row stays so that rowids (the outbox sequence) never restart.

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from gateway.samples import Sample
-from gateway.store.sqlite.schema import decode_value, quality_of
+from gateway.store.sqlite.schema import decode_value, head_span, quality_of
 
 
 def read_since(conn: sqlite3.Connection, cursor: int, limit: int) -> tuple[list[tuple[int, Sample]], int]:
@@ -62,7 +62,7 @@ def backlog(conn: sqlite3.Connection, cursor: int) -> tuple[int, float | None]:
     Rowids are the commit sequence and only the head is ever deleted, so the
     count is the difference of two rowids, not a scan of the backlog.
     """
-    head, top = conn.execute("SELECT min(rowid), max(rowid) FROM samples").fetchone()
+    head, top = head_span(conn)
     if top is None or top <= cursor:
         return 0, None
     oldest = conn.execute("SELECT gw FROM samples WHERE rowid > ? ORDER BY rowid LIMIT 1", (cursor,)).fetchone()

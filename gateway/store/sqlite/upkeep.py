@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from gateway.store import codec
-from gateway.store.sqlite.schema import CELL_S, INSERT_CHUNK, RECORD_RETENTION, chunk_rows, immediate, sealed
+from gateway.store.sqlite.schema import CELL_S, INSERT_CHUNK, RECORD_RETENTION, chunk_rows, head_span, immediate, sealed
 
 log = logging.getLogger("linegw.store")
 
@@ -90,7 +90,7 @@ class Upkeep:
         if used <= self.max_disk_bytes:
             return False
         share = (used - 0.9 * self.max_disk_bytes) / used  # down to 90 % of the budget, samples being most of it
-        head, top = conn.execute("SELECT min(rowid), max(rowid) FROM samples").fetchone()
+        head, top = head_span(conn)
         if self._budget_chunks(conn, share, used, head):
             return True
         if head is None or head == top:
@@ -176,7 +176,7 @@ class Upkeep:
 
         When no more samples are due, also trim blocks, chunks and link records.
         """
-        head, top = conn.execute("SELECT min(rowid), max(rowid) FROM samples").fetchone()
+        head, top = head_span(conn)
         more = False
         deleted = 0
         held_by = None
