@@ -217,6 +217,7 @@ def one_run(racks: int, a: argparse.Namespace, run: int, per_scan: int) -> dict[
         time.sleep(a.warmup)
         client.recording = True
         h0, c0, t0 = get_health(a.api_port), cpu_s(gw.pid), time.monotonic()
+        sim0 = cpu_s(sims.pid)
         series = []
         last_written, last_t = h0["store"]["written"], t0
         while (now := time.monotonic()) < t0 + a.seconds:
@@ -229,6 +230,7 @@ def one_run(racks: int, a: argparse.Namespace, run: int, per_scan: int) -> dict[
                            "cpu_s": round(cpu_s(gw.pid), 1)})
             last_written, last_t = h["store"]["written"], t
         h1, c1, t1 = get_health(a.api_port), cpu_s(gw.pid), time.monotonic()
+        sim1 = cpu_s(sims.pid)
         client.recording = False
         written = h1["store"]["written"] - h0["store"]["written"]
         (o0, s0), (o1, s1) = overruns(h0), overruns(h1)
@@ -237,6 +239,7 @@ def one_run(racks: int, a: argparse.Namespace, run: int, per_scan: int) -> dict[
         out: dict[str, Any] = {
             "racks": racks, "run": run, "seconds": round(t1 - t0, 1), "values_per_s": round(written / (t1 - t0)),
             "asked_values_per_s": None, "cpu_pct": round(100 * (c1 - c0) / (t1 - t0), 1),
+            "simulators_cpu_pct": round(100 * (sim1 - sim0) / (t1 - t0), 1),  # on the same cores
             "cpu_us_per_value": round(1e6 * (c1 - c0) / max(written, 1), 2),
             "scans": s1 - s0, "overruns": o1 - o0, "sealed_samples": h1["store"].get("sealed_samples", 0),
             "compact_errors": h1["store"].get("compact_errors", 0),

@@ -10,9 +10,12 @@ cell is graded (A/B/C by OCV deviation from the tray median, NG beyond) and
 reported, and the next tray starts with cells made from the jelly rolls the
 winders finished.
 
-State lives in plain lists, one entry per channel, so a 512-channel rack costs
-a few milliseconds per step. A rack you connect to is mid-program: by default
-the first tray starts part-way through its discharge step.
+State lives in numpy arrays, one entry per channel, and a step advances every
+channel at once: a 512-channel rack costs well under a millisecond per
+substep, so that racks served on the gateway's own box leave it the CPU (one
+channel at a time in Python, eight racks at 600x took half a core). A rack
+you connect to is mid-program: by default the first tray starts part-way
+through its discharge step.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from __future__ import annotations
 import math
 import statistics
 from typing import Any
+
+import numpy as np
 
 from simulators.material import JELLY_ROLL
 
@@ -48,6 +53,17 @@ def ocv(soc: float) -> float:
 def ocv_slope(soc: float) -> float:
     i = min(max(int(soc * 10.0), 0), 9)
     return (OCV_TABLE[i + 1] - OCV_TABLE[i]) * 10.0
+
+
+_OCV = np.array(OCV_TABLE)
+
+
+def ocv_and_slope(soc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`ocv` and `ocv_slope` of every channel at once (the segment by truncation, as int() takes it)."""
+    x = soc * 10.0
+    i = np.clip(x.astype(np.int64), 0, 9)
+    lo, hi = _OCV[i], _OCV[i + 1]
+    return lo + (hi - lo) * (x - i), (hi - lo) * 10.0
 
 
 class FormationModel(ProcessModel):
@@ -88,12 +104,11 @@ class FormationModel(ProcessModel):
         self.unload_left = 0.0
         self.faulted: set[int] = set()
         self._contact_code = next(a.code for a in m.alarm_catalogue if a.id == "contact_fault")
-        zeros = [0.0] * n
-        self.soc, self.cap, self.res, self.k, self.sei = list(zeros), list(zeros), list(zeros), list(zeros), list(zeros)
-        self.stage, self.t_step = [0] * n, list(zeros)
-        self.amps, self.volts, self.temp = list(zeros), list(zeros), [25.0] * n
-        self.ah_chg, self.ah_dis, self.wh_chg, self.wh_dis = list(zeros), list(zeros), list(zeros), list(zeros)
-        self.ocv_rest, self.dcir = list(zeros), list(zeros)
+        self.soc, self.cap, self.res, self.k, self.sei = (np.zeros(n) for _ in range(5))
+        self.stage, self.t_step = np.zeros(n, dtype=np.int64), np.zeros(n)
+        self.amps, self.volts, self.temp = np.zeros(n), np.zeros(n), np.full(n, 25.0)
+        self.ah_chg, self.ah_dis, self.wh_chg, self.wh_dis = (np.zeros(n) for _ in range(4))
+        self.ocv_rest, self.dcir = np.zeros(n), np.zeros(n)
         self.cells: list[str] = []
         self.sources: list[str] = []
         self._start_tray()
@@ -161,7 +176,7 @@ class FormationModel(ProcessModel):
     def _fast_forward(self) -> None:
         """Run the first tray up to part-way through its discharge step, without events."""
         for _ in range(10_000):
-            if all(s >= 4 for s in self.stage):
+            if (self.stage >= 4).all():
                 break
             self._channels(MAX_SUBSTEP_S, running=True)
         discharge_s = NOMINAL_AH / max(self.program["discharge_current"], 0.01) * 3600.0
@@ -173,18 +188,20 @@ class FormationModel(ProcessModel):
     def _finish_tray(self) -> None:
         m, rng, n = self.machine, self.rng, self.n
         aging = float(self.options["aging_days"])
-        ocvs = [self.ocv_rest[i] - self.k[i] * aging / 1000.0 + rng.gauss(0.0, 0.0003) for i in range(n)]
+        ocv_rest, k_cell, dcir = self.ocv_rest.tolist(), self.k.tolist(), self.dcir.tolist()
+        ah_chg, ah_dis = self.ah_chg.tolist(), self.ah_dis.tolist()
+        ocvs = [ocv_rest[i] - k_cell[i] * aging / 1000.0 + rng.gauss(0.0, 0.0003) for i in range(n)]
         median = statistics.median(ocvs)
         results: dict[str, list[Any]] = {k: [] for k in ("chg", "dis", "ce", "ocv", "dcir", "k", "grade")}
         for i in range(n):
-            chg, dis = self.ah_chg[i], self.ah_dis[i]
+            chg, dis = ah_chg[i], ah_dis[i]
             ce = 100.0 * dis / chg if chg > 0 else 0.0
-            k_value = self.k[i] + rng.gauss(0.0, 0.05)
+            k_value = k_cell[i] + rng.gauss(0.0, 0.05)
             dev_mv = abs(ocvs[i] - median) * 1000.0
             grade = next((g for limit, g in GRADES if dev_mv <= limit), "NG")
             if ce < 80.0 or dis < 0.8 * NOMINAL_AH:
                 grade = "NG"
-            dcir_mohm = self.dcir[i] * 1000.0
+            dcir_mohm = dcir[i] * 1000.0
             values = (chg, dis, ce, ocvs[i], dcir_mohm, k_value)
             for key, v in zip(("chg", "dis", "ce", "ocv", "dcir", "k"), values):
                 results[key].append(round(v, 4))
@@ -200,69 +217,84 @@ class FormationModel(ProcessModel):
 
     # --- physics -------------------------------------------------------------------------------------------
     def _channels(self, dt: float, running: bool) -> None:
-        """Advance every channel by dt (one substep); the hot loop."""
+        """Advance every channel by dt (one substep); the hot path, column-wise.
+
+        Each channel takes the branch of the step it is in at the start of the substep; a step it reaches
+        takes effect at the next substep. The rest step's DCIR draws come in channel order, as the random
+        stream of a seed has always given them.
+        """
         prog = self.program
         i_chg, v_chg, i_cut = prog["charge_current"], prog["charge_voltage"], prog["cutoff_current"]
         t_rest, i_dis, v_dis = prog["rest_time"], prog["discharge_current"], prog["discharge_voltage"]
-        soc, cap, res, sei, step, t_step = self.soc, self.cap, self.res, self.sei, self.stage, self.t_step
-        amps, volts, temp = self.amps, self.volts, self.temp
-        ah_chg, ah_dis, wh_chg, wh_dis = self.ah_chg, self.ah_dis, self.wh_chg, self.wh_dis
-        faulted, rack = self.faulted, self.rack_temp
+        soc, cap, res, sei, stage, t_step = self.soc, self.cap, self.res, self.sei, self.stage, self.t_step
         hours = dt / 3600.0
-        cool = math.exp(-dt / 300.0)
-        for i in range(self.n):
-            s = step[i]
-            r = res[i]
-            if not running or i in faulted or s == 0 or s == 5:
-                current = 0.0
-                v = ocv(soc[i])
-            elif s == 1:
-                current = i_chg
-                soc[i] += current * hours * (1.0 - sei[i]) / cap[i]
-                ah_chg[i] += current * hours
-                v = ocv(soc[i]) + current * r
-                if v >= v_chg:
-                    v = v_chg
-                    step[i], t_step[i] = 2, 0.0
-            elif s == 2:
-                slope = ocv_slope(soc[i])
-                gap = v_chg - ocv(soc[i])
-                if gap > 0:
-                    tau = r * cap[i] * 3600.0 / (slope * (1.0 - sei[i]))
-                    new_gap = gap * math.exp(-dt / tau)
-                    dsoc = (gap - new_gap) / slope
-                    soc[i] += dsoc
-                    ah_chg[i] += dsoc * cap[i] / (1.0 - sei[i])
-                    current = new_gap / r
-                else:
-                    current = 0.0
-                v = v_chg
-                if current <= i_cut:
-                    step[i], t_step[i] = 3, 0.0
-            elif s == 3:
-                current = 0.0
-                v = ocv(soc[i])
-                if t_step[i] + dt >= t_rest:
-                    self.ocv_rest[i] = v
-                    self.dcir[i] = r * (1.0 + self.rng.gauss(0.0, 0.02))
-                    step[i], t_step[i] = 4, 0.0
-            else:  # s == 4, CC discharge
-                current = -i_dis
-                soc[i] -= i_dis * hours / cap[i]
-                ah_dis[i] += i_dis * hours
-                v = ocv(soc[i]) - i_dis * r
-                if v <= v_dis:
-                    v = v_dis
-                    step[i], t_step[i] = 5, 0.0
-            if current > 0:
-                wh_chg[i] += v * current * hours
-            elif current < 0:
-                wh_dis[i] -= v * current * hours
-            t_step[i] += dt
-            amps[i] = current
-            volts[i] = v
-            target = rack + current * current * r * THERMAL_K_PER_W
-            temp[i] = target + (temp[i] - target) * cool
+        step = stage.copy()  # the branch of each channel, taken before any of them moves on
+        if not running:
+            step[:] = 0
+        elif self.faulted:
+            step[list(self.faulted)] = 0
+        current = np.zeros(self.n)
+        volts = np.empty(self.n)
+        # CC charge
+        m = step == 1
+        soc[m] += i_chg * hours * (1.0 - sei[m]) / cap[m]
+        self.ah_chg[m] += i_chg * hours
+        current[m] = i_chg
+        v = ocv_and_slope(soc[m])[0] + i_chg * res[m]
+        done = v >= v_chg
+        v[done] = v_chg
+        volts[m] = v
+        self._move(np.flatnonzero(m)[done], 2)
+        # CV charge: the gap to the charge voltage decays with tau = R C / slope
+        m = step == 2
+        ocv_now, slope = ocv_and_slope(soc[m])
+        gap = v_chg - ocv_now
+        amps = np.zeros(len(gap))
+        up = gap > 0
+        idx = np.flatnonzero(m)[up]
+        g, sl, r, c, loss = gap[up], slope[up], res[idx], cap[idx], 1.0 - sei[idx]
+        tau = r * c * 3600.0 / (sl * loss)
+        new_gap = g * np.exp(-dt / tau)
+        dsoc = (g - new_gap) / sl
+        soc[idx] += dsoc
+        self.ah_chg[idx] += dsoc * c / loss
+        amps[up] = new_gap / r
+        current[m] = amps
+        volts[m] = v_chg
+        self._move(np.flatnonzero(m)[amps <= i_cut], 3)
+        # Rest: open circuit; at its end the OCV and the DCIR are taken
+        m = step == 3
+        volts[m] = ocv_and_slope(soc[m])[0]
+        ending = np.flatnonzero(m & (t_step + dt >= t_rest))
+        for i in ending.tolist():
+            self.ocv_rest[i] = volts[i]
+            self.dcir[i] = res[i] * (1.0 + self.rng.gauss(0.0, 0.02))
+        self._move(ending, 4)
+        # CC discharge
+        m = step == 4
+        soc[m] -= i_dis * hours / cap[m]
+        self.ah_dis[m] += i_dis * hours
+        current[m] = -i_dis
+        v = ocv_and_slope(soc[m])[0] - i_dis * res[m]
+        done = v <= v_dis
+        v[done] = v_dis
+        volts[m] = v
+        self._move(np.flatnonzero(m)[done], 5)
+        # Idle, finished, paused or faulted: open circuit
+        m = (step == 0) | (step == 5)
+        volts[m] = ocv_and_slope(soc[m])[0]
+        power = volts * current * hours
+        self.wh_chg += np.where(current > 0, power, 0.0)
+        self.wh_dis -= np.where(current < 0, power, 0.0)
+        t_step += dt
+        self.amps, self.volts = current, volts
+        target = self.rack_temp + current * current * res * THERMAL_K_PER_W
+        self.temp = target + (self.temp - target) * math.exp(-dt / 300.0)
+
+    def _move(self, channels: np.ndarray, to: int) -> None:
+        """Channels on to program step `to`, its clock from zero (the substep's dt is added after)."""
+        self.stage[channels] = to
+        self.t_step[channels] = 0.0
 
     def power_kw(self) -> float:
         return self.power
@@ -280,12 +312,12 @@ class FormationModel(ProcessModel):
         for _ in range(substeps):
             self._channels(dt / substeps, running)
         self._publish(running)
-        if self.unload_left <= 0 and all(s == 5 for s in self.stage):
+        if self.unload_left <= 0 and (self.stage == 5).all():
             self._finish_tray()
         # Rack: heat from the channels, power drawn (charging) or returned (discharging).
-        heat = sum(a * a * r for a, r in zip(self.amps, self.res))
+        heat = float(np.dot(self.amps * self.amps, self.res))
         self.rack_temp += (25.0 + heat * 0.05 - self.rack_temp) * (1.0 - math.exp(-dt / 900.0))
-        power_kw = sum(v * a for v, a in zip(self.volts, self.amps)) / 1000.0
+        power_kw = float(np.dot(self.volts, self.amps)) / 1000.0
         # The meter: the rack's converters draw what the cells take (discharge energy is not returned to the grid
         # here) at 90 % efficiency, plus the rack's auxiliaries (fans, control).
         self.power = abs(power_kw) / 0.9 + AUXILIARY_KW
@@ -296,14 +328,15 @@ class FormationModel(ProcessModel):
 
     def _publish(self, running: bool) -> None:
         m, n, p = self.machine, self.n, self.p
-        step = self.stage
+        step = self.stage.tolist()
         in_tray = self.unload_left <= 0
-        m.set_many(p["voltage"], [round(v, 4) for v in self.volts])
-        m.set_many(p["current"], [round(a, 4) for a in self.amps])
-        charging = [s <= 3 for s in step]
-        m.set_many(p["capacity"], [round(self.ah_chg[i] if charging[i] else self.ah_dis[i], 4) for i in range(n)])
-        m.set_many(p["energy"], [round(self.wh_chg[i] if charging[i] else self.wh_dis[i], 4) for i in range(n)])
-        m.set_many(p["temperature"], [round(t, 2) for t in self.temp])
+        # np.round: within an ulp of round()'s decimal rounding, at a tenth of its cost per value.
+        m.set_many(p["voltage"], np.round(self.volts, 4).tolist())
+        m.set_many(p["current"], np.round(self.amps, 4).tolist())
+        charging = self.stage <= 3
+        m.set_many(p["capacity"], np.round(np.where(charging, self.ah_chg, self.ah_dis), 4).tolist())
+        m.set_many(p["energy"], np.round(np.where(charging, self.wh_chg, self.wh_dis), 4).tolist())
+        m.set_many(p["temperature"], np.round(self.temp, 2).tolist())
         status = []
         for i in range(n):
             s = step[i] if in_tray else 0

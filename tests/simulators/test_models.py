@@ -205,3 +205,15 @@ def test_unknown_model_options_are_refused(spec):
     m = Machine(spec, "coater", "c1")
     with pytest.raises(ValueError, match="no option"):
         model_for("coater")(m, 1, None, {"speed_of_light": 3})
+
+
+def test_the_column_wise_ocv_curve_is_the_per_cell_one():
+    """The rack's physics takes every channel's OCV at once: the same curve, segment edges and beyond its ends."""
+    import numpy as np
+
+    from simulators.models.formation import ocv, ocv_and_slope, ocv_slope
+
+    soc = np.concatenate([np.linspace(-0.35, 1.35, 1_701), [0.0, 0.1, 0.5, 0.9, 1.0, -1e-12, 1 + 1e-12]])
+    v, slope = ocv_and_slope(soc)
+    assert v.tolist() == [ocv(x) for x in soc.tolist()]
+    assert slope.tolist() == [ocv_slope(x) for x in soc.tolist()]
