@@ -191,7 +191,7 @@ def one_run(racks: int, a: argparse.Namespace, run: int, per_scan: int) -> dict[
     eq = "\n".join(
         f"  - id: rack{i}\n    class: formation\n    protocol: modbus\n"
         f"    endpoint: modbus://127.0.0.1:{port}\n    counts: {{channel: 512}}\n"
-        f"    adapter: {{scan_interval_ms: {int(SCAN_S * 1000)}}}\n    simulate: {{seed: {i}, time_scale: 600}}"
+        f"    adapter: {{scan_interval_ms: {int(SCAN_S * 1000)}}}\n    simulate: {{seed: {i}, time_scale: {a.time_scale:g}}}"
         for i, port in enumerate(ports))
     line = tmp / "line.yaml"
     line.write_text(f"line: bench\napi: {{host: 127.0.0.1, port: {a.api_port}}}\n"
@@ -323,6 +323,10 @@ def main() -> None:
                     help="the store's compress_in: where sealed samples are compressed (default: the gateway's)")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     ap.add_argument("--chart", type=Path, help="draw memory and rate over time as PNG here")
+    ap.add_argument("--time-scale", type=float, default=1.0,
+                    help="the racks' simulated time per wall second: 1 is a hall in real time (a tray of 512 cells "
+                         "ends every few hours, its 512 cell events drained over Modbus then); 600 ends one every "
+                         "~17 s per rack, 600 times a real hall's event load on the racks' connections")
     ap.add_argument("--add-to", type=Path, help="keep the result under --label in this JSON of labelled runs "
                                                 "(bench/results/line_sealing.json: the README's long runs)")
     ap.add_argument("--label", help="what the run is, for --add-to")
@@ -334,7 +338,7 @@ def main() -> None:
     result: dict[str, Any] = {"script": "line.py", "measured": today(), "configs": {},
                               "machine": machine(),
                               "seconds": a.seconds, "warmup_s": a.warmup, "scan_s": SCAN_S,
-                              "compress_in": a.compress_in}
+                              "compress_in": a.compress_in, "time_scale": a.time_scale}
     per_scan = rack_requests()[1]  # values one rack's scan asks for
     for racks in a.racks:
         runs = [one_run(racks, a, i + 1, per_scan) for i in range(a.runs)]

@@ -211,13 +211,14 @@ def line_block(r: dict[str, Any]) -> str:
             f"({s['rss_growth_mb']['median']:+.0f}) |")
     n = len(next(iter(r["configs"].values()))["runs"])
     return ("\n".join(rows) + f"\n\nMedians of {n} runs of {r['seconds']:g} s after a {r['warmup_s']:g} s warm-up, "
-            f"measured {r['measured']}, {r['machine']['cpus']} cores.\n")
+            f"racks' clock at {r.get('time_scale', 600):g}× real time, measured {r['measured']}, "
+            f"{r['machine']['cpus']} cores.\n")
 
 
 def line_sealing(r: dict[str, Any]) -> str:
     """Long runs of bench/line.py, past the store's first sealing: each labelled with what it ran."""
-    rows = ["| run | values/s asked | stored | scans overrun | ... after sealing began | samples sealed "
-            "| CPU per value | latency p99 | RSS start → end |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| run | racks' clock | values/s asked | stored | scans overrun | ... after sealing began | samples sealed "
+            "| CPU per value | latency p99 | RSS start → end |", "|---|---|---|---|---|---|---|---|---|---|"]
     for label, res in r["runs"].items():
         ((_, cfg),) = res["configs"].items()
         (run,) = cfg["runs"]
@@ -226,7 +227,7 @@ def line_sealing(r: dict[str, Any]) -> str:
         after = "none sealed" if not first else (
             f"{series[-1]['overruns'] - series[first - 1]['overruns']:,} of "
             f"{series[-1]['scans'] - series[first - 1]['scans']:,} (from minute {series[first]['t_s'] / 60:.0f})")
-        rows.append(f"| {label} | {run['asked_values_per_s']:,} | {run['values_per_s']:,} | "
+        rows.append(f"| {label} | {res.get('time_scale', 600):g}× | {run['asked_values_per_s']:,} | {run['values_per_s']:,} | "
                     f"{run['overruns']:,} of {run['scans']:,} | {after} | {run['sealed_samples'] / 1e6:,.0f} M | "
                     f"{run['cpu_us_per_value']:.1f} µs | {run['latency_ms']['p99']:,.0f} ms | "
                     f"{series[0]['rss_mb']:,.0f} → {series[-1]['rss_mb']:,.0f} MB |")
