@@ -26,7 +26,7 @@ from gateway.runtime.ingest import to_samples
 from gateway.runtime.view import EquipmentView, LiveMessage
 from gateway.samples import Quality, Sample
 from gateway.store import StoreClosed
-from gateway.store.base import Store
+from gateway.store.base import EventRecord, Store
 from interface_spec import Spec, minor_version
 
 log = logging.getLogger("linegw.device")
@@ -619,12 +619,16 @@ class Device:
                     # Gone from the machine's ring: skip to the oldest it can still hold.
                     cursor = max(cursor + 1, self._last_seq - 999)
                     continue
+                batch: list[EventRecord] = []
                 for env in envelopes:
                     payload = env.get("payload") or {}
                     ts = float(env.get("source_ts") or time.time())
-                    await self.store.record_event(self.eq.id, env["type"], ts, int(env["seq"]), payload, ids=event_ids(payload))
-                    self.publish(LiveMessage("event", self.eq.id, {"type": env["type"], "source_ts": ts, "seq": env["seq"], "payload": payload}))
-                    cursor = int(env["seq"])
+                    batch.append((env["type"], ts, int(env["seq"]), payload, event_ids(payload)))
+                await self.store.record_events(self.eq.id, batch)  # one commit for the batch read
+                for event_type, ts, seq, payload, _ in batch:
+                    self.publish(LiveMessage("event", self.eq.id, {"type": event_type, "source_ts": ts, "seq": seq,
+                                                                   "payload": payload}))
+                cursor = batch[-1][2]
                 await self.store.set_cursor(cursor_name, cursor)
 
     async def _read_events(self, first: int) -> list[dict[str, Any]]:

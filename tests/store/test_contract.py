@@ -300,6 +300,22 @@ async def test_events_and_the_ids_they_reference(store):
     assert len(await store.events(limit=1)) == 1
 
 
+async def test_a_batch_of_events_is_stored_in_order_in_one_commit(store):
+    """A tray's end: hundreds of cell events, stored as record_event stores each, with one commit for them all."""
+    cells = [("UnitProcessed", 1000.0 + i, i + 1, {"unit_id": f"CL-{i}", "made_from": [f"JR-{i}"]}, [f"CL-{i}", f"JR-{i}"])
+             for i in range(300)]
+    before = store.stats()["batches"]
+    ids = await store.record_events("form1", cells)
+    assert store.stats()["batches"] == before + 1
+    assert len(set(ids)) == 300 and ids == sorted(ids)  # in the order given
+    assert await store.record_events("form1", cells[:2]) == ids[:2]  # the same events again: stored once
+    assert await store.record_event("form1", *cells[5][:4], ids=cells[5][4]) == ids[5]
+    stored = await store.events(equipment="form1", limit=1000)
+    assert [e["seq"] for e in stored] == list(range(300, 0, -1))
+    assert [e["id"] for e in await store.events_referencing("JR-7")] == [ids[7]]
+    assert await store.record_events("form1", []) == []
+
+
 async def test_audit_log_newest_first(store):
     await store.record_audit(10.0, "local", "engineer", EQ, "Start", {}, 1, "ok", "started")
     await store.record_audit(11.0, "operator1", "operator", "winder1", "Stop", {"mode": "fast"}, 5, "cannot_perform_now",

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.samples import Sample
+from gateway.store.base import EventRecord
 from gateway.store.sqlite import outbox, reads, records
 from gateway.store.sqlite.compactor import Compactor
 from gateway.store.sqlite.database import Database
@@ -224,11 +225,19 @@ class SqliteStore:
     async def record_event(self, equipment: str, event_type: str, source_ts: float, seq: int,
                            payload: dict[str, Any], ids: Sequence[str] = ()) -> int:
         """Store an event (the same equipment/seq/type/time twice is stored once); returns its id."""
-        text = json.dumps(payload, separators=(",", ":"), default=str)
-        id_values = sorted({str(i) for i in ids if i not in (None, "")})
-        return await self._write(functools.partial(records.record_event, equipment=equipment, event_type=event_type,
-                                                   source_ts=source_ts, seq=seq, text=text, id_values=id_values,
-                                                   recorded=time.time()))
+        (event_id,) = await self.record_events(equipment, [(event_type, source_ts, seq, payload, ids)])
+        return event_id
+
+    async def record_events(self, equipment: str, events: Sequence[EventRecord]) -> list[int]:
+        rows = [(event_type, source_ts, seq, json.dumps(payload, separators=(",", ":"), default=str),
+                 sorted({str(i) for i in ids if i not in (None, "")})) for event_type, source_ts, seq, payload, ids in events]
+        recorded = time.time()
+
+        def write(conn: sqlite3.Connection) -> list[int]:
+            return [records.record_event(conn, equipment, event_type, source_ts, seq, text, id_values, recorded)
+                    for event_type, source_ts, seq, text, id_values in rows]
+
+        return await self._write(write)
 
     async def events(self, equipment: str | None = None, event_type: str | None = None, start: float | None = None,
                      end: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
