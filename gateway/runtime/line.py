@@ -18,6 +18,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncGenerator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,10 @@ class LineRuntime:
         self.line_id = config.line
         self.spec = spec
         self.store = store
-        self.devices = {eq.id: Device(spec, eq, store, self._publish, self._listening) for eq in config.equipment}
-        self._subscribers: dict[asyncio.Queue[LiveMessage], asyncio.Event | None] = {}
+        self.devices = {eq.id: Device(spec, eq, store, self._publish, partial(self._listening, eq.id))
+                        for eq in config.equipment}
+        # queue -> (its overflow event, the one machine it follows or None for all)
+        self._subscribers: dict[asyncio.Queue[LiveMessage], tuple[asyncio.Event | None, str | None]] = {}
         self.live_dropped = 0
         self.started_ts = time.time()
         self.restarts: dict[str, int] = {eq.id: 0 for eq in config.equipment}
@@ -113,7 +116,8 @@ class LineRuntime:
             added = [i for i in fresh if i not in old]
             removed = [i for i in old if i not in fresh]
             changed = [i for i in fresh if i in old and fresh[i] != old[i]]
-            built = {eq.id: Device(self.spec, eq, self.store, self._publish, self._listening) for eq in new.equipment
+            built = {eq.id: Device(self.spec, eq, self.store, self._publish, partial(self._listening, eq.id))
+                     for eq in new.equipment
                      if eq.id in added or eq.id in changed}
             for equipment_id in removed + changed:
                 await self._stop(equipment_id)
@@ -170,20 +174,24 @@ class LineRuntime:
             raise LookupError(f"no equipment '{equipment_id}' on line {self.line_id} (known: {', '.join(self.devices)})")
         return await commands.execute(dev, command, params, user, role)
 
-    async def live(self, max_queue: int = 1000, overflow: asyncio.Event | None = None) -> AsyncGenerator[LiveMessage, None]:
+    async def live(self, max_queue: int = 1000, overflow: asyncio.Event | None = None,
+                   equipment: str | None = None) -> AsyncGenerator[LiveMessage, None]:
         q: asyncio.Queue[LiveMessage] = asyncio.Queue(max_queue)
-        self._subscribers[q] = overflow
+        self._subscribers[q] = (overflow, equipment)
         try:
             while True:
                 yield await q.get()
         finally:
             self._subscribers.pop(q, None)
 
-    def _listening(self) -> bool:
-        return bool(self._subscribers)
+    def _listening(self, equipment_id: str) -> bool:
+        """Someone follows this machine: its live messages are worth building."""
+        return any(eq is None or eq == equipment_id for _, eq in self._subscribers.values())
 
     def _publish(self, msg: LiveMessage) -> None:
-        for q, overflow in self._subscribers.items():
+        for q, (overflow, eq) in self._subscribers.items():
+            if eq is not None and eq != msg.equipment:
+                continue  # another machine's: it would only fill this queue and push out what it follows
             if q.full():
                 q.get_nowait()  # a slow subscriber loses the oldest, counted; its owner is told
                 self.live_dropped += 1

@@ -67,7 +67,9 @@ class LineView(Protocol):
         self, equipment_id: str, command: str, params: dict[str, Any], user: str, role: str
     ) -> CommandResult: ...
 
-    def live(self, max_queue: int = 1000, overflow: asyncio.Event | None = None) -> AsyncGenerator[LiveMessage, None]:
-        """Live messages for one subscriber; a slow subscriber loses the oldest (counted), and `overflow` is set."""
+    def live(self, max_queue: int = 1000, overflow: asyncio.Event | None = None,
+             equipment: str | None = None) -> AsyncGenerator[LiveMessage, None]:
+        """Live messages for one subscriber, of one machine or (None) all; a slow subscriber loses the oldest
+        (counted), and `overflow` is set."""
 
     def health(self) -> dict[str, Any]: ...

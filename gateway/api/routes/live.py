@@ -129,7 +129,7 @@ async def live(
     await ws.accept()
     overflow = asyncio.Event()
     queue = getattr(app.state, "live_queue", LIVE_QUEUE)
-    stream = view.live(max_queue=queue, overflow=overflow)
+    stream = view.live(max_queue=queue, overflow=overflow, equipment=equipment)
     sender = asyncio.create_task(_send_loop(ws, view, app.state.presenter, equipment, PathFilter(paths), stream))
     closer = asyncio.create_task(_until_closed(ws))
     slow = asyncio.create_task(overflow.wait())
