@@ -274,12 +274,19 @@ class ModbusSimServer:
     def set_registers(self, address: int, values: Sequence[int], table: str = "holding",
                       device_id: int | None = None) -> None:
         """Store 16-bit values from `address` (0-based) on: holding or input registers."""
+        self.set_many_registers([(address, values)], table, device_id)
+
+    def set_many_registers(self, writes: Sequence[tuple[int, Sequence[int]]], table: str = "holding",
+                           device_id: int | None = None) -> None:
+        """`set_registers` for many (address, values) at once: the table looked up once, each write checked."""
         if table not in ("holding", "input"):
             raise ValueError(f"registers live in 'holding' or 'input', not {table!r}")
-        self._check_span(address, len(values))
-        if values and (min(values) < 0 or max(values) > 0xFFFF):
-            raise ValueError(f"register values must be 0..65535, got {min(values)}..{max(values)}")
-        self._bank_for(device_id).table(table)[address:address + len(values)] = values
+        registers = self._bank_for(device_id).table(table)
+        for address, values in writes:
+            self._check_span(address, len(values))
+            if values and (min(values) < 0 or max(values) > 0xFFFF):
+                raise ValueError(f"register values must be 0..65535, got {min(values)}..{max(values)}")
+            registers[address:address + len(values)] = values
 
     def get_registers(self, address: int, count: int, table: str = "holding",
                       device_id: int | None = None) -> list[int]:

@@ -24,6 +24,13 @@ class RegisterImage:
             for i, r in enumerate(regs):
                 image[address + i] = r
 
+    def put_many(self, writes: list[tuple[int, list[int]]]) -> None:
+        """Holding registers of many values at once (a tick's changes), as `put` each."""
+        self.server.set_many_registers(writes)
+        image = self._image
+        for address, regs in writes:
+            image.update(zip(range(address, address + len(regs)), regs))
+
     def accept(self, address: int, count: int) -> None:
         """A client's write to writable registers stands: remember it as published."""
         for a, r in zip(range(address, address + count), self.server.get_registers(address, count)):
