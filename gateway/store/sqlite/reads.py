@@ -173,8 +173,7 @@ def bucketed(conn: sqlite3.Connection, equipment: str, path: str, start: float, 
 def latest(conn: sqlite3.Connection, series_meta: dict[int, tuple[str, str, str]]) -> dict[int, Sample]:
     """The newest stored sample of every series, by id: the head's above the sealed sequence, or its newest chunk's."""
     top_sealed = sealed(conn)
-    chunk_t1 = dict(conn.execute("SELECT series_id, max(t1) FROM chunks GROUP BY series_id"))
-    newest_cell = _newest_cells(conn, set(series_meta), chunk_t1, top_sealed)
+    newest_cell = _newest_cells(conn, set(series_meta), top_sealed)
     sql = """SELECT s.ts, s.gw, s.value, s.value_text, s.q, s.reason
              FROM blocks b CROSS JOIN samples s
              WHERE b.cell = ?1 AND b.series_id = ?2 AND b.hi > ?3
@@ -185,7 +184,7 @@ def latest(conn: sqlite3.Connection, series_meta: dict[int, tuple[str, str, str]
     for sid, (eq, path, unit) in series_meta.items():
         cell = newest_cell.get(sid)
         row = None if cell is None else conn.execute(sql, (cell, sid, top_sealed)).fetchone()
-        chunk = conn.execute(newest_chunk, (sid,)).fetchone() if sid in chunk_t1 else None
+        chunk = conn.execute(newest_chunk, (sid,)).fetchone()
         if chunk and (row is None or row[0] < codec.decode(chunk[0], texts=False).ts[-1]):
             # Rows are in (time, sequence) order in a chunk: its last is its newest.
             c = codec.decode(chunk[0])
@@ -198,14 +197,14 @@ def latest(conn: sqlite3.Connection, series_meta: dict[int, tuple[str, str, str]
     return out
 
 
-def _newest_cells(conn: sqlite3.Connection, wanted: set[int], chunk_t1: dict[int, float],
-                  top_sealed: int) -> dict[int, int]:
+def _newest_cells(conn: sqlite3.Connection, wanted: set[int], top_sealed: int) -> dict[int, int]:
     """The newest cell holding unsealed head rows of each series, walking the cells from the newest down.
 
     A machine's series are all in its newest cell while it records, so the walk usually ends there;
     it stops for a series once the cells below can only hold rows older than its newest chunk's.
     """
     found: dict[int, int] = {}
+    chunk_t1: dict[int, float | None] = {}  # the newest chunk's time, asked once for a series not found at once
     cell = conn.execute("SELECT max(cell) FROM blocks").fetchone()[0]
     while cell is not None and wanted:
         here = {sid for (sid,) in conn.execute("SELECT series_id FROM blocks WHERE cell = ? AND hi > ?",
@@ -214,6 +213,8 @@ def _newest_cells(conn: sqlite3.Connection, wanted: set[int], chunk_t1: dict[int
             found[sid] = cell
         wanted -= here
         below = cell * CELL_S  # every row in a lower cell is older than this
-        wanted = {sid for sid in wanted if chunk_t1.get(sid, -math.inf) < below}
+        for sid in wanted - set(chunk_t1):
+            chunk_t1[sid] = conn.execute("SELECT max(t1) FROM chunks WHERE series_id = ?", (sid,)).fetchone()[0]
+        wanted = {sid for sid in wanted if chunk_t1[sid] is None or chunk_t1[sid] < below}
         cell = conn.execute("SELECT max(cell) FROM blocks WHERE cell < ?", (cell,)).fetchone()[0]
     return found
