@@ -28,13 +28,19 @@ def _stream(n: int) -> list[Sample]:
 
 
 async def _forward(store: SqliteStore, url: str, batch_size: int, n: int) -> InfluxForwarder:
-    """Run an InfluxDB forwarder until it has written or set aside `n` samples."""
+    """Run an InfluxDB forwarder until it has passed the outbox's first `n` samples: each written or set aside,
+    and the cursor past them committed."""
+    _, last = await store.read_since(0, n)
     fwd = InfluxForwarder(store, InfluxForward(url=url, batch_size=batch_size, poll_s=0.05), "L1", {"coater1": "coater"})
     async with asyncio.TaskGroup() as tg:
         task = tg.create_task(fwd.run())
-        await wait_for(lambda: fwd.stats()["written"] + fwd.stats()["rejected"] == n, f"{n} samples forwarded",
+        # Waiting on written + rejected is not enough: those count as the points land, before the batch's cursor
+        # is committed; only after that commit do the stats' `cursor` and `batches` move (together), and a cancel
+        # in between would leave them behind.
+        await wait_for(lambda: fwd.stats()["cursor"] >= last, f"the cursor committed past {n} samples",
                        timeout=30, interval=0.05)
         task.cancel()
+    assert fwd.stats()["written"] + fwd.stats()["rejected"] == n, fwd.stats()
     return fwd
 
 
