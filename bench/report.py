@@ -67,7 +67,7 @@ def line(r: dict[str, Any]) -> tuple[str, str]:
         s = cfg["summary"]
         parts.append(
             f"{racks} racks ({s['asked_values_per_s']:,} values/s asked): {_mmm(s['values_per_s'])} values/s, "
-            f"{_mmm(s['overruns'])} of {s['scans']['median']:,.0f} scans overrun, "
+            f"{_mmm(s['overruns'])} scan ticks missed in {s['scans']['median']:,.0f} scans, "
             f"{s['cpu_pct']['median']:.0f} % CPU, {_mmm(s['cpu_us_per_value'], '{:.1f}')} µs/value = "
             f"{s['cpu_vs_bare']['median']:.1f}× plain pymodbus ({s['bare_cpu_us_per_value']['median']:.1f}), "
             f"RSS {s['rss_mb']['median']:,.0f} MB ({s['rss_growth_mb']['median']:+.0f} over the run), "
@@ -199,13 +199,13 @@ def sigkill(r: dict[str, Any]) -> str:
 
 
 def line_block(r: dict[str, Any]) -> str:
-    rows = ["| racks × 512 channels | values/s asked | stored | scans overrun | gateway CPU per value | × plain pymodbus "
+    rows = ["| racks × 512 channels | values/s asked | stored | scan ticks missed | gateway CPU per value | × plain pymodbus "
             "| latency p50 / p99 | RSS (growth) |", "|---|---|---|---|---|---|---|---|"]
     for racks, cfg in r["configs"].items():
         s = cfg["summary"]
         rows.append(
             f"| {racks} | {s['asked_values_per_s']:,} | {s['values_per_s']['median']:,.0f} | "
-            f"{s['overruns']['median']:,.0f} of {s['scans']['median']:,.0f} | {s['cpu_us_per_value']['median']:.1f} µs | "
+            f"{s['overruns']['median']:,.0f} in {s['scans']['median']:,.0f} scans | {s['cpu_us_per_value']['median']:.1f} µs | "
             f"{s['cpu_vs_bare']['median']:.1f}× | {s['latency_p50_ms']['median']:,.0f} / "
             f"{s['latency_p99_ms']['median']:,.0f} ms | {s['rss_mb']['median']:,.0f} MB "
             f"({s['rss_growth_mb']['median']:+.0f}) |")
@@ -217,7 +217,7 @@ def line_block(r: dict[str, Any]) -> str:
 
 def line_sealing(r: dict[str, Any]) -> str:
     """Long runs of bench/line.py, past the store's first sealing: each labelled with what it ran."""
-    rows = ["| run | racks' clock | values/s asked | stored | scans overrun | ... after sealing began | samples sealed "
+    rows = ["| run | racks' clock | values/s asked | stored | scan ticks missed | ... after sealing began | samples sealed "
             "| CPU per value | latency p99 | RSS start → end |", "|---|---|---|---|---|---|---|---|---|---|"]
     for label, res in r["runs"].items():
         ((_, cfg),) = res["configs"].items()
@@ -225,10 +225,10 @@ def line_sealing(r: dict[str, Any]) -> str:
         series = run["rss_series"]
         first = next((i for i, p in enumerate(series) if p["sealed"]), None)
         after = "none sealed" if not first else (
-            f"{series[-1]['overruns'] - series[first - 1]['overruns']:,} of "
+            f"{series[-1]['overruns'] - series[first - 1]['overruns']:,} in "
             f"{series[-1]['scans'] - series[first - 1]['scans']:,} (from minute {series[first]['t_s'] / 60:.0f})")
         rows.append(f"| {label} | {res.get('time_scale', 600):g}× | {run['asked_values_per_s']:,} | {run['values_per_s']:,} | "
-                    f"{run['overruns']:,} of {run['scans']:,} | {after} | {run['sealed_samples'] / 1e6:,.0f} M | "
+                    f"{run['overruns']:,} in {run['scans']:,} scans | {after} | {run['sealed_samples'] / 1e6:,.0f} M | "
                     f"{run['cpu_us_per_value']:.1f} µs | {run['latency_ms']['p99']:,.0f} ms | "
                     f"{series[0]['rss_mb']:,.0f} → {series[-1]['rss_mb']:,.0f} MB |")
     return "\n".join(rows) + "\n"
