@@ -628,6 +628,9 @@ class Device:
                 for event_type, ts, seq, payload, _ in batch:
                     self.publish(LiveMessage("event", self.eq.id, {"type": event_type, "source_ts": ts, "seq": seq,
                                                                    "payload": payload}))
+                    # One at a time, the loop turning between them: a batch at once would overflow the queue of a
+                    # live client that reads as fast as it is sent (100 events against a queue of 20).
+                    await asyncio.sleep(0)
                 cursor = batch[-1][2]
                 await self.store.set_cursor(cursor_name, cursor)
 
