@@ -196,6 +196,7 @@ def one_run(racks: int, a: argparse.Namespace, run: int, per_scan: int) -> dict[
     line = tmp / "line.yaml"
     line.write_text(f"line: bench\napi: {{host: 127.0.0.1, port: {a.api_port}}}\n"
                     f"store: {{path: {db}, compress_in: {a.compress_in}}}\n"
+                    f"acquisition: {{workers: {a.workers}}}\n"
                     f"equipment:\n{eq}\n")
     cmd = [sys.executable, "-m", "gateway.cli"]
     sims = subprocess.Popen(cmd + ["simulate", str(line)], cwd=ROOT, stdout=subprocess.DEVNULL)
@@ -321,6 +322,8 @@ def main() -> None:
     ap.add_argument("--first-port", type=int, default=15300)
     ap.add_argument("--compress-in", choices=["process", "thread"], default="process",
                     help="the store's compress_in: where sealed samples are compressed (default: the gateway's)")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="acquisition workers: processes that run the racks' adapters (default 0, the gateway's own)")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     ap.add_argument("--chart", type=Path, help="draw memory and rate over time as PNG here")
     ap.add_argument("--time-scale", type=float, default=1.0,
@@ -338,7 +341,7 @@ def main() -> None:
     result: dict[str, Any] = {"script": "line.py", "measured": today(), "configs": {},
                               "machine": machine(),
                               "seconds": a.seconds, "warmup_s": a.warmup, "scan_s": SCAN_S,
-                              "compress_in": a.compress_in, "time_scale": a.time_scale}
+                              "compress_in": a.compress_in, "time_scale": a.time_scale, "workers": a.workers}
     per_scan = rack_requests()[1]  # values one rack's scan asks for
     for racks in a.racks:
         runs = [one_run(racks, a, i + 1, per_scan) for i in range(a.runs)]

@@ -202,10 +202,17 @@ class Store(_Strict):
     compress_in: Literal["process", "thread"] = "process"
 
 
+class Acquisition(_Strict):
+    # Processes that run the machines' adapters (connect, scan, decode) beside the gateway's own, which keeps
+    # validation, the store and the API: one Python process works on one core. 0 runs them in the gateway's process.
+    workers: int = Field(default=0, ge=0, le=64)
+
+
 class LineConfig(_Strict):
     line: str = Field(pattern=ID)
     api: Api = Api()
     store: Store = Store()
+    acquisition: Acquisition = Acquisition()
     forward: ForwardConfig | None = None  # copy stored samples to InfluxDB and/or MQTT
     shifts: Shifts | None = None  # shift calendar for per-shift OEE (gateway/analytics/shifts.py)
     energy: EnergySettings | None = None  # grid emission factor, idle-energy rule (gateway/analytics/energy.py)

@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from gateway.adapters.base import AdapterFactory
+
 
 def declared_model(protocol: str, kind: str) -> type[BaseModel] | None:
     """The pydantic model a plug-in adapter declares as its class's `kind` ("Settings", "Address"), if any."""
@@ -43,3 +45,15 @@ def model_problems(model: type[BaseModel], raw: dict[str, Any], what: str,
                 out.append((where + ((name,) if name else ()), err["msg"]))  # the location names the field
         return out
     return []
+
+
+def adapter_factory(protocol: str) -> AdapterFactory:
+    """Find an adapter by entry-point name: built-in and third-party adapters alike."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="linegw.adapters"):
+        if ep.name == protocol:
+            result: AdapterFactory = ep.load()
+            return result
+    known = ", ".join(sorted(ep.name for ep in entry_points(group="linegw.adapters")))
+    raise LookupError(f"no adapter '{protocol}' is installed (entry point group linegw.adapters: {known})")

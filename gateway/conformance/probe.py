@@ -30,10 +30,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from gateway.adapters import adapter_factory
 from gateway.adapters.base import AdapterError, RawReading
 from gateway.bindings import DiscoveryTimeout, binding_for, count_paths, discover_counts
 from gateway.mapping.compile import Plan
-from gateway.runtime.device import adapter_factory
 from gateway.runtime.ingest import to_samples
 from gateway.samples import Quality, Sample
 from interface_spec import Spec

@@ -14,10 +14,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from importlib.metadata import entry_points
 from typing import Any
 
-from gateway.adapters.base import Adapter, AdapterError, Point, RawReading
+from gateway.adapters import adapter_factory
+from gateway.adapters.base import Adapter, AdapterError, AdapterFactory, RawReading
 from gateway.bindings import Binding, DiscoveryTimeout, NativeLink, binding_for, count_paths, discover_counts
 from gateway.config import Equipment
 from gateway.mapping.compile import Plan, Trigger, load_mapping, mapped_plan
@@ -47,16 +47,6 @@ SEED_WINDOWS_S = (1.0, 60.0, 3600.0, 86400.0, 30 * 86400.0, 1e10)  # see Device.
 StoredKey = tuple[float | None, Quality, Any, str]  # (source_ts, quality, value, reason) of a stored sample
 
 
-def adapter_factory(protocol: str) -> Callable[[str, list[Point], dict[str, Any]], Adapter]:
-    """Find an adapter by entry-point name: built-in and third-party adapters alike."""
-    for ep in entry_points(group="linegw.adapters"):
-        if ep.name == protocol:
-            result: Callable[[str, list[Point], dict[str, Any]], Adapter] = ep.load()
-            return result
-    known = ", ".join(sorted(ep.name for ep in entry_points(group="linegw.adapters")))
-    raise LookupError(f"no adapter '{protocol}' is installed (entry point group linegw.adapters: {known})")
-
-
 def event_ids(payload: dict[str, Any]) -> list[str]:
     """IDs an event mentions, indexed for traceability lookups."""
     ids = [payload.get(k) for k in ("unit_id", "material_id", "job_id")]
@@ -70,8 +60,10 @@ NOT_IN_VERSION = "not_in_spec_version"  # the reason of a value its machine's de
 
 class Device:
     def __init__(self, spec: Spec, eq: Equipment, store: Store, publish: Callable[[LiveMessage], None],
-                 listening: Callable[[], bool] = lambda: True):
+                 listening: Callable[[], bool] = lambda: True, factory: AdapterFactory | None = None):
         self.spec = spec
+        # How its adapter is built: the protocol's own, or one run in an acquisition worker (runtime/workers.py).
+        self._factory = factory
         self.eq = eq
         self.store = store
         self.publish = publish
@@ -138,7 +130,7 @@ class Device:
     async def _run(self) -> None:
         if not self._stored:
             await self._seed_stored()
-        factory = adapter_factory(self.eq.protocol)
+        factory = self._factory or adapter_factory(self.eq.protocol)
         counts = await self._discover_counts(factory)
         self.view.counts = counts
         self.plan = self._build_plan(counts)
@@ -229,7 +221,7 @@ class Device:
             return mapped_plan(self.spec, self.eq.id, load_mapping(self.eq.mapping, self.spec), counts, only)
         return self.binding.plan(self.spec, self.eq.id, self.eq.cls, self.eq.machine or self.eq.id, counts, only)
 
-    async def _discover_counts(self, factory: Callable[..., Adapter]) -> dict[str, int]:
+    async def _discover_counts(self, factory: AdapterFactory) -> dict[str, int]:
         """Array sizes: from the config, the mapping, or read from the machine itself."""
         wanted = count_paths(self.spec, self.eq.cls)
         counts = dict(self.eq.counts)

@@ -29,6 +29,7 @@ from gateway.runtime.device import Device
 from gateway.runtime.gctime import GcTime
 from gateway.runtime.looplag import LoopLag
 from gateway.runtime.view import CommandResult, EquipmentView, LiveMessage
+from gateway.runtime.workers import AcquisitionWorkers
 from gateway.samples import Sample
 from gateway.store.base import Store
 from interface_spec import Spec
@@ -37,7 +38,7 @@ log = logging.getLogger("linegw.runtime")
 
 RESTART_FIRST_S = 1.0
 RESTART_MAX_S = 60.0
-RESTART_ONLY = ("api", "store", "forward")  # sections a running gateway cannot take over; a restart applies them
+RESTART_ONLY = ("api", "store", "forward", "acquisition")  # sections a running gateway cannot take over; a restart applies them
 
 
 class ReloadRefused(ValueError):
@@ -65,8 +66,8 @@ class LineRuntime:
         self.line_id = config.line
         self.spec = spec
         self.store = store
-        self.devices = {eq.id: Device(spec, eq, store, self._publish, partial(self._listening, eq.id))
-                        for eq in config.equipment}
+        self.workers = AcquisitionWorkers(config.acquisition.workers)
+        self.devices = {eq.id: self._device(eq) for eq in config.equipment}
         # queue -> (its overflow event, the one machine it follows or None for all)
         self._subscribers: dict[asyncio.Queue[LiveMessage], tuple[asyncio.Event | None, str | None]] = {}
         self.live_dropped = 0
@@ -77,14 +78,21 @@ class LineRuntime:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._reload_lock = asyncio.Lock()
 
+    def _device(self, eq: Equipment) -> Device:
+        factory = self.workers.factory(eq.id, eq.protocol) if self.workers else None
+        return Device(self.spec, eq, self.store, self._publish, partial(self._listening, eq.id), factory)
+
     async def run(self) -> None:
         GC_TIME.install()
-        async with asyncio.TaskGroup() as tg:
-            self._group = tg
-            tg.create_task(self.loop_lag.run(), name="loop-lag")
-            for dev in self.devices.values():
-                self._start(dev)
-        self._group = None
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._group = tg
+                tg.create_task(self.loop_lag.run(), name="loop-lag")
+                for dev in self.devices.values():
+                    self._start(dev)
+        finally:
+            self._group = None
+            await self.workers.stop()
 
     def _start(self, dev: Device) -> None:
         assert self._group is not None
@@ -116,12 +124,12 @@ class LineRuntime:
             added = [i for i in fresh if i not in old]
             removed = [i for i in old if i not in fresh]
             changed = [i for i in fresh if i in old and fresh[i] != old[i]]
-            built = {eq.id: Device(self.spec, eq, self.store, self._publish, partial(self._listening, eq.id))
-                     for eq in new.equipment
-                     if eq.id in added or eq.id in changed}
+            built = {eq.id: self._device(eq) for eq in new.equipment if eq.id in added or eq.id in changed}
             for equipment_id in removed + changed:
                 await self._stop(equipment_id)
                 self.restarts.pop(equipment_id, None)
+            for equipment_id in removed:
+                self.workers.release(equipment_id)
             self.devices = {eq.id: built.get(eq.id) or self.devices[eq.id] for eq in new.equipment}
             for equipment_id in added + changed:
                 self.restarts[equipment_id] = 0
@@ -227,4 +235,5 @@ class LineRuntime:
             "live_subscribers": len(self._subscribers),
             "live_dropped": self.live_dropped,
             "store": self.store.stats(),
+            "acquisition_workers": self.workers.health(),
         }

@@ -17,9 +17,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.adapters import adapter_factory
 from gateway.conformance.catalogue import build_catalogue
 from gateway.mapping.compile import load_mapping, mapped_plan
-from gateway.runtime.device import adapter_factory
 from interface_spec import SpecError, load_spec
 from interface_spec.modbus_map import layout
 from interface_spec.spec import SPEC_DIR

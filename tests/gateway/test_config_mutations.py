@@ -17,10 +17,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.adapters import adapter_factory
 from gateway.cli import DEMO_LINE
 from gateway.clitools import load_config
 from gateway.config import load_line
-from gateway.runtime.device import Device, adapter_factory
+from gateway.runtime.device import Device
 from interface_spec import SpecError, load_spec
 from interface_spec.vendor import VENDOR_DIR
 from tests.mutations import mutate, paths, text_mutate, values

@@ -41,7 +41,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import partial
 from itertools import repeat
 from struct import Struct
 from typing import Any, NamedTuple, TypeGuard, TypeVar
@@ -50,7 +49,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 
-from gateway.adapters.base import AdapterError, AdapterHealth, LinkCallback, Point, RawReading, ReadingsCallback
+from gateway.adapters.base import AdapterError, AdapterHealth, LinkCallback, Point, RawReading, ReadingsCallback, new_reading
 from gateway.adapters.modbus.planner import BIT_TABLES, MAX_REGISTERS, Extent, Limits, Request, check_extent, plan
 from gateway.backoff import Backoff, wait_or_reachable
 from gateway.endpoint import SCHEMES
@@ -59,8 +58,6 @@ from interface_spec import modbus_codec as codec
 
 log = logging.getLogger("linegw.modbus")
 T = TypeVar("T")
-# RawReading(key, value, None, "") built in C, without the NamedTuple's Python-level __new__.
-_new_reading = partial(tuple.__new__, RawReading)
 _NONE, _NO_ERROR = repeat(None), repeat("")
 
 DEFAULT_PORT = 502
@@ -339,7 +336,7 @@ class _Collector:
     def take(self, step: _Step, data: Sequence[Any]) -> None:
         if step.unpack is not None and step.pack is not None:
             values = step.unpack(step.pack(*data))
-            self.out += map(_new_reading, zip(step.keys, values, _NONE, _NO_ERROR))
+            self.out += map(new_reading, zip(step.keys, values, _NONE, _NO_ERROR))
             self.ok += len(values)
             return
         for it in step.items:
