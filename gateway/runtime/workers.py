@@ -43,6 +43,7 @@ from typing import Any
 from gateway.adapters import adapter_factory
 from gateway.adapters.base import Adapter, AdapterError, AdapterFactory, AdapterHealth, LinkCallback, Point, RawReading, ReadingsCallback, new_reading
 from gateway.backoff import Backoff
+from gateway.runtime.gctime import settle
 
 log = logging.getLogger("linegw.workers")
 
@@ -430,6 +431,7 @@ async def _serve(sock: socket.socket, level: int) -> None:
         if not writer.is_closing():
             writer.write(_frame(msg))
 
+    settle()  # the collector as in the gateway's process: a scan's readings are thousands of young tuples
     root = logging.getLogger()
     root.handlers[:] = [_ToGateway(send)]
     root.setLevel(level)
