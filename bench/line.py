@@ -184,7 +184,7 @@ async def bare(ports: list[int], seconds: float) -> None:
 
 # --- one run ---------------------------------------------------------------------------------------------------------
 
-def one_run(racks: int, a: argparse.Namespace, run: int, per_scan: int) -> dict[str, Any]:
+def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="linegw-bench-"))
     db = tmp / "line.sqlite"
     ports = [a.first_port + i for i in range(racks)]
@@ -196,7 +196,7 @@ def one_run(racks: int, a: argparse.Namespace, run: int, per_scan: int) -> dict[
     line = tmp / "line.yaml"
     line.write_text(f"line: bench\napi: {{host: 127.0.0.1, port: {a.api_port}}}\n"
                     f"store: {{path: {db}, compress_in: {a.compress_in}}}\n"
-                    f"acquisition: {{workers: {a.workers}}}\n"
+                    f"acquisition: {{workers: {workers}}}\n"
                     f"equipment:\n{eq}\n")
     cmd = [sys.executable, "-m", "gateway.cli"]
     sims = subprocess.Popen(cmd + ["simulate", str(line)], cwd=ROOT, stdout=subprocess.DEVNULL)
@@ -238,7 +238,7 @@ def one_run(racks: int, a: argparse.Namespace, run: int, per_scan: int) -> dict[
         size = sum(p.stat().st_size for p in tmp.glob("line.sqlite*"))
         lat = client.latencies_ms
         out: dict[str, Any] = {
-            "racks": racks, "run": run, "seconds": round(t1 - t0, 1), "values_per_s": round(written / (t1 - t0)),
+            "racks": racks, "workers": workers, "run": run, "seconds": round(t1 - t0, 1), "values_per_s": round(written / (t1 - t0)),
             "asked_values_per_s": None, "cpu_pct": round(100 * (c1 - c0) / (t1 - t0), 1),
             "simulators_cpu_pct": round(100 * (sim1 - sim0) / (t1 - t0), 1),  # on the same cores
             "cpu_us_per_value": round(1e6 * (c1 - c0) / max(written, 1), 2),
@@ -298,7 +298,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
     for racks, cfg in result["configs"].items():
         for r in cfg["runs"]:
             t = [p["t_s"] for p in r["rss_series"]]
-            label = f"{racks} racks" if r["run"] == 1 else None
+            label = (f"{racks} racks" if racks.isdigit() else f"{racks} racks".replace(",", " racks,", 1).removesuffix(" racks")) if r["run"] == 1 else None
             mem.plot(t, [p["rss_mb"] for p in r["rss_series"]], color=f"C{list(result['configs']).index(racks)}", label=label)
             rate.plot(t, [p["values_per_s"] for p in r["rss_series"]], color=f"C{list(result['configs']).index(racks)}")
     mem.set_ylabel("gateway RSS (MB)")
@@ -322,8 +322,9 @@ def main() -> None:
     ap.add_argument("--first-port", type=int, default=15300)
     ap.add_argument("--compress-in", choices=["process", "thread"], default="process",
                     help="the store's compress_in: where sealed samples are compressed (default: the gateway's)")
-    ap.add_argument("--workers", type=int, default=0,
-                    help="acquisition workers: processes that run the racks' adapters (default 0, the gateway's own)")
+    ap.add_argument("--workers", type=int, nargs="+", default=[0],
+                    help="acquisition workers: processes that run the racks' adapters (0, the default: in the "
+                         "gateway's); several values are run as configurations of their own, like --racks")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     ap.add_argument("--chart", type=Path, help="draw memory and rate over time as PNG here")
     ap.add_argument("--time-scale", type=float, default=1.0,
@@ -343,9 +344,14 @@ def main() -> None:
                               "seconds": a.seconds, "warmup_s": a.warmup, "scan_s": SCAN_S,
                               "compress_in": a.compress_in, "time_scale": a.time_scale, "workers": a.workers}
     per_scan = rack_requests()[1]  # values one rack's scan asks for
-    for racks in a.racks:
-        runs = [one_run(racks, a, i + 1, per_scan) for i in range(a.runs)]
-        result["configs"][str(racks)] = {"runs": runs, "summary": summary(runs)}
+    configs = {(f"{racks}" if w == 0 else f"{racks}, {w} acquisition workers"): (racks, w)
+               for racks in a.racks for w in a.workers}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
+    for i in range(a.runs):  # configurations in turn, run after run: a machine whose speed drifts hits them alike
+        for name, (racks, w) in configs.items():
+            runs[name].append(one_run(racks, w, a, i + 1, per_scan))
+    for name, (racks, w) in configs.items():
+        result["configs"][name] = {"racks": racks, "workers": w, "runs": runs[name], "summary": summary(runs[name])}
     if a.out:
         a.out.write_text(json.dumps(result, indent=1))
     if a.add_to:
@@ -354,8 +360,8 @@ def main() -> None:
         a.add_to.write_text(json.dumps(kept, indent=1) + "\n")
     if a.chart:
         chart(result, a.chart)
-    for racks, cfg in result["configs"].items():
-        print(racks, "racks:", json.dumps(cfg["summary"]))
+    for name, cfg in result["configs"].items():
+        print(name, "racks:", json.dumps(cfg["summary"]))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ happens in a worker. Machines are shared out among the workers in the line file'
 Across the boundary (a Unix socket pair per worker; a frame is a 4-byte length and a pickle):
 
 * A batch of readings is one message in columns: the points' indices (packed uint32), the values, and the source
-  timestamps and errors only when the batch has any. Never one object per value on the wire.
+  timestamps and errors only when the batch has any. Never one object per value on the wire. A reading without a
+  source time (Modbus has none) gets the time the worker received it, not the time the gateway's process took it:
+  the hop between the processes counts in the sample's latency, as it should.
 * Back-pressure holds: a worker's adapter may have WINDOW batches out that the gateway has not taken; then it
   waits before reading more, as it waits in process while the store is behind. The gateway takes a batch once
   `on_readings`, and the store's room it may ask for, are done with it.
@@ -33,6 +35,7 @@ import pickle
 import signal
 import socket
 import struct
+import time
 from array import array
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -52,7 +55,8 @@ HEALTH_S = 1.0  # how often a worker sends its adapters' health between batches 
 REOPEN_FIRST_S, REOPEN_MAX_S = 0.5, 30.0  # backoff before an adapter is opened again after its worker ended
 _HEADER = struct.Struct("!I")
 
-Packed = tuple[list[str], bytes, list[Any], list[float | None] | None, dict[int, str] | None]
+# (keys new to the index, indices, values, source times or None, errors or None, when the worker received them)
+Packed = tuple[list[str], bytes, list[Any], list[float | None] | None, dict[int, str] | None, float]
 
 
 def _frame(msg: tuple[Any, ...]) -> bytes:
@@ -65,10 +69,10 @@ async def _read_frame(reader: asyncio.StreamReader) -> Any:
     return pickle.loads(await reader.readexactly(size))
 
 
-def pack(readings: list[RawReading], index: dict[str, int]) -> Packed:
-    """A batch as columns: (keys new to `index`, which it learns; indices; values; timestamps or None; errors or None)."""
+def pack(readings: list[RawReading], index: dict[str, int], received: float) -> Packed:
+    """A batch as columns (see `Packed`); `index` learns the keys it had not seen."""
     if not readings:
-        return [], b"", [], None, None
+        return [], b"", [], None, None, received
     keys, values, stamps, errors = zip(*readings, strict=True)
     new: list[str] = []
     try:
@@ -81,16 +85,16 @@ def pack(readings: list[RawReading], index: dict[str, int]) -> Packed:
         idx = array("I", map(index.__getitem__, keys))
     ts = None if stamps.count(None) == len(stamps) else list(stamps)
     errs = None if errors.count("") == len(errors) else {i: e for i, e in enumerate(errors) if e}
-    return new, idx.tobytes(), list(values), ts, errs
+    return new, idx.tobytes(), list(values), ts, errs, received
 
 
 def unpack(keys: list[str], packed: Packed) -> list[RawReading]:
     """The readings `pack` made, with `keys` the index's keys in order (extended by the batch's new ones)."""
-    new, idx, values, ts, errs = packed
+    new, idx, values, ts, errs, received = packed
     keys.extend(new)
     errors = repeat("") if errs is None else (errs.get(i, "") for i in range(len(values)))
-    return list(map(new_reading, zip(map(keys.__getitem__, array("I", idx)), values,
-                                     repeat(None) if ts is None else ts, errors)))
+    stamps = repeat(received) if ts is None else (received if t is None else t for t in ts)
+    return list(map(new_reading, zip(map(keys.__getitem__, array("I", idx)), values, stamps, errors)))
 
 
 # --- the gateway's side ------------------------------------------------------------------------------------------
@@ -253,6 +257,9 @@ class Worker:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             while True:
                 self._dispatch(await _read_frame(reader))
+                # Frames already buffered are read without a pause: let the loop send what one batch made (the
+                # live messages) before the next batch is taken.
+                await asyncio.sleep(0)
         await asyncio.to_thread(proc.join, 5)
         self._lost(f"acquisition worker {self.index} ended (exit code {proc.exitcode})")
 
@@ -374,7 +381,7 @@ class _Hosted:
         self.send(("ended", self.aid, reason))
 
     def on_readings(self, readings: list[RawReading]) -> Awaitable[None] | None:
-        packed = pack(readings, self.index)
+        packed = pack(readings, self.index, time.time())
         try:
             self.send(("readings", self.aid, packed, self.adapter.health()))
         except (pickle.PicklingError, TypeError, AttributeError):
@@ -398,7 +405,7 @@ class _Hosted:
 
 def _transferable(packed: Packed) -> Packed:
     """A batch with the values that cannot cross to the gateway marked bad with the reason, the others kept."""
-    new, idx, values, ts, errs = packed
+    new, idx, values, ts, errs, received = packed
     errs = dict(errs or {})
     kept: list[Any] = []
     for i, v in enumerate(values):
@@ -408,7 +415,7 @@ def _transferable(packed: Packed) -> Packed:
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             kept.append(None)
             errs[i] = f"value not transferable from the acquisition worker: {type(v).__name__}: {exc}"
-    return new, idx, kept, ts, errs
+    return new, idx, kept, ts, errs, received
 
 
 class _ToGateway(logging.Handler):

@@ -21,12 +21,12 @@ import pytest
 
 from gateway.adapters.base import Point, RawReading
 from gateway.bindings import binding_for
-from gateway.config import LineConfig
+from gateway.config import LineConfig, load_line
 from gateway.runtime.device import HEARTBEAT
 from gateway.runtime.line import LineRuntime
 from gateway.runtime.workers import WINDOW, RemoteAdapter, Worker, pack, unpack
 from gateway.store.sqlite import SqliteStore
-from interface_spec import load_spec
+from interface_spec import SpecError, load_spec
 from simulators.line import SimConfig, SimLine
 from tests.waiting import wait_for
 
@@ -65,17 +65,23 @@ async def _running(tmp_path: Path, machines: list[SimConfig], workers: int) -> A
 def test_a_batch_crosses_as_columns_and_comes_back_the_same():
     index = {"a": 0, "b": 1}
     keys = ["a", "b"]
-    plain = [RawReading("a", 1.5, None), RawReading("b", [1, 2], None)]
-    packed = pack(plain, index)
-    assert packed[0] == [] and packed[3] is None and packed[4] is None, "timestamps and errors sent only when there"
+    plain = [RawReading("a", 1.5, 10.0), RawReading("b", [1, 2], 11.0)]
+    packed = pack(plain, index, 99.0)
+    assert packed[0] == [] and packed[4] is None, "errors sent only when there are some"
     assert unpack(keys, packed) == plain
-    mixed = [RawReading("b", None, 17.0, "illegal data address"), RawReading("c", "x", 18.0),
-             RawReading("a", True, None)]
-    packed = pack(mixed, index)
+    mixed = [RawReading("b", None, 17.0, "illegal data address"), RawReading("c", "x", None),
+             RawReading("a", True, 18.0)]
+    packed = pack(mixed, index, 99.0)
     assert packed[0] == ["c"] and index["c"] == 2, "a key the worker had not seen is numbered and sent once"
-    assert unpack(keys, packed) == mixed and keys == ["a", "b", "c"]
-    assert pack(mixed, index)[0] == [], "and not again"
-    assert unpack(keys, pack([], index)) == []
+    assert unpack(keys, packed) == [mixed[0], mixed[1]._replace(source_ts=99.0), mixed[2]], \
+        "a reading without a source time has the time the worker received it"
+    assert keys == ["a", "b", "c"]
+    assert pack(mixed, index, 99.0)[0] == [], "and not again"
+    modbus = [RawReading("a", 1, None), RawReading("b", 2, None)]
+    packed = pack(modbus, index, 42.0)
+    assert packed[3] is None, "no column of source times when the device gives none"
+    assert [r.source_ts for r in unpack(keys, packed)] == [42.0, 42.0]
+    assert unpack(keys, pack([], index, 1.0)) == []
 
 
 async def test_machines_in_workers_record_what_they_record_in_process_and_take_commands(tmp_path):
@@ -194,3 +200,13 @@ async def test_an_adapters_log_lines_and_failures_reach_the_gateway(caplog):
         await _stop(task)
         await worker.stop()
 
+
+
+def test_a_line_file_asking_for_a_negative_number_of_workers_is_refused_at_its_line(tmp_path):
+    line = tmp_path / "line.yaml"
+    line.write_text("line: l1\nacquisition:\n  workers: -1\nequipment:\n"
+                    "  - {id: w1, class: winder, protocol: modbus, endpoint: 'modbus://127.0.0.1:5020'}\n")
+    with pytest.raises(SpecError, match=rf"{line}:3: acquisition.workers: .*greater than or equal to 0"):
+        load_line(line)
+    line.write_text(line.read_text().replace("-1", "2"))
+    assert load_line(line).acquisition.workers == 2
