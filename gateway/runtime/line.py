@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncGenerator
 from functools import partial
@@ -38,7 +39,8 @@ log = logging.getLogger("linegw.runtime")
 
 RESTART_FIRST_S = 1.0
 RESTART_MAX_S = 60.0
-RESTART_ONLY = ("api", "store", "forward", "acquisition")  # sections a running gateway cannot take over; a restart applies them
+RESTART_ONLY = ("api", "store", "forward", "acquisition")
+SCAN_CHECK_S = 60.0  # how often the machines' missed scan ticks are looked at (see LineRuntime._watch_scans)  # sections a running gateway cannot take over; a restart applies them
 
 
 class ReloadRefused(ValueError):
@@ -77,6 +79,7 @@ class LineRuntime:
         self._group: asyncio.TaskGroup | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._reload_lock = asyncio.Lock()
+        self.scan_check_s = SCAN_CHECK_S
 
     def _device(self, eq: Equipment) -> Device:
         factory = self.workers.factory(eq.id, eq.protocol) if self.workers else None
@@ -88,6 +91,7 @@ class LineRuntime:
             async with asyncio.TaskGroup() as tg:
                 self._group = tg
                 tg.create_task(self.loop_lag.run(), name="loop-lag")
+                tg.create_task(self._watch_scans(), name="scan-watch")
                 for dev in self.devices.values():
                     self._start(dev)
         finally:
@@ -146,6 +150,33 @@ class LineRuntime:
                   "needs_restart": needs_restart}
         log.info("line reloaded: %s", "; ".join(f"{k} {', '.join(v)}" for k, v in result.items() if v) or "no change")
         return result
+
+    async def _watch_scans(self) -> None:
+        """Scans that miss their ticks in two checks running: said once, with what would help, rather than left for
+        the health to show (one slow check is a start: connecting, discovering array sizes)."""
+        seen: dict[str, float] = {}
+        was_late = False
+        while True:
+            await asyncio.sleep(self.scan_check_s)
+            missed: dict[str, float] = {}
+            for d in self.devices.values():
+                count = d.adapter.health().extra.get("overruns") if d.adapter is not None else None
+                if isinstance(count, (int, float)):
+                    last = seen.get(d.eq.id, 0.0)
+                    missed[d.eq.id] = count - last if count >= last else count  # an adapter built anew counts from 0
+                    seen[d.eq.id] = count
+            late = {k: v for k, v in missed.items() if v > 0}
+            was_late, twice = bool(late), was_late and bool(late)
+            if not twice:
+                continue
+            workers, cores = len(self.workers), os.cpu_count() or 1
+            help_ = (f"this box has {cores} cores: 'acquisition: {{workers: {min(cores, 2)}}}' in the line file runs the "
+                     "machines' adapters in processes of their own (deploy/README.md)" if workers == 0 and cores > 1
+                     else "a longer scan_interval_ms, fewer points per machine, or the line split between gateways")
+            log.warning("scans missed %d ticks in the last %.0f s (%s): the gateway is not keeping up with the "
+                        "machines' scan intervals; %s", sum(late.values()), self.scan_check_s,
+                        ", ".join(f"{k} {v:.0f}" for k, v in sorted(late.items())), help_)
+            return  # once: the health and /metrics count them from here on
 
     async def _supervise(self, dev: Device) -> None:
         # Healthy after a minute of running: then a crash starts the delays over.

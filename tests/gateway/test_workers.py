@@ -140,6 +140,25 @@ async def test_a_killed_worker_takes_its_machines_down_with_the_reason_and_they_
         assert runtime.restarts["w1"] == 0, "the machine's task went on: only its adapter was opened again"
 
 
+async def test_a_reload_runs_an_added_machine_in_a_worker_and_leaves_the_worker_count_to_a_restart(tmp_path):
+    machines = [SimConfig("w1", "winder", "modbus", port=0, seed=2, time_scale=30),
+                SimConfig("w2", "winder", "modbus", port=0, seed=4, time_scale=30)]
+    async with _running(tmp_path, machines, workers=1) as (runtime, _):
+        first = runtime.config.model_dump(by_alias=True)
+        await wait_for(lambda: runtime.devices["w1"].view.available, "w1 recorded")
+        # The first line file had both machines; start from w1 alone, then add w2 back with two workers asked for.
+        alone = LineConfig.model_validate({**first, "equipment": [e for e in first["equipment"] if e["id"] == "w1"]})
+        assert (await runtime.reload(alone))["removed"] == ["w2"]
+        grown = LineConfig.model_validate({**first, "acquisition": {"workers": 2}})
+        result = await runtime.reload(grown)
+        assert result["added"] == ["w2"] and result["needs_restart"] == ["acquisition"], result
+        assert len(runtime.workers) == 1 and runtime.config.acquisition.workers == 1
+        w2 = runtime.devices["w2"]
+        await wait_for(lambda: w2.view.available and w2.samples_read > 0, "w2 recorded after the reload")
+        assert w2.adapter is not None and w2.adapter.health().extra["acquisition_worker"] == 0
+        assert runtime.health()["acquisition_workers"][0]["equipment"] == ["w1", "w2"]
+
+
 async def test_a_worker_waits_while_the_gateway_has_not_taken_its_batches():
     """The runtime answers every batch with an awaitable that is not done (the store is behind): the worker's
     adapter sends WINDOW batches and then reads no more until they are taken."""
@@ -210,3 +229,22 @@ def test_a_line_file_asking_for_a_negative_number_of_workers_is_refused_at_its_l
         load_line(line)
     line.write_text(line.read_text().replace("-1", "2"))
     assert load_line(line).acquisition.workers == 2
+
+
+async def test_scans_that_keep_missing_their_ticks_are_said_once_with_what_would_help(tmp_path, caplog):
+    """A machine that answers each request 50 ms late cannot be scanned every 100 ms: the log says so, once, and
+    names the setting that puts the adapters on the box's other cores."""
+    machines = [SimConfig("w1", "winder", "modbus", port=0, seed=2, time_scale=30, faults=["slow:delay_s=0.05"])]
+    caplog.set_level(logging.WARNING, logger="linegw.runtime")
+    async with _running(tmp_path, machines, workers=0) as (runtime, _):
+        runtime.scan_check_s = 1.0  # set before the runtime has run a step: its watch checks every second
+        dev = runtime.devices["w1"]
+        await wait_for(lambda: dev.adapter is not None and dev.adapter.health().extra.get("overruns", 0) > 0,
+                       "missed scan ticks")
+        said = await wait_for(lambda: [r for r in caplog.records if "scans missed" in r.getMessage()],
+                              "the warning", timeout=130)
+        cores = os.cpu_count() or 1
+        hint = "acquisition: {workers: 2}" if cores > 1 else "a longer scan_interval_ms"
+        assert len(said) == 1 and "w1" in said[0].getMessage() and hint in said[0].getMessage(), said[0].getMessage()
+        await asyncio.sleep(2.5)
+        assert len([r for r in caplog.records if "scans missed" in r.getMessage()]) == 1, "said once"
