@@ -12,7 +12,10 @@ min, median and max. A figure for the product, not a part; run it alone on the m
 The store seals samples into compressed chunks once they are 12 minutes old (SEAL_AFTER_S + SEAL_SPAN_S):
 runs shorter than that measure the head alone. `--seconds 1200` includes a catch-up of sealing.
 
-    .venv/bin/python bench/line.py --racks 4 8 --runs 3 --out bench/results/line.json
+    .venv/bin/python bench/line.py --racks 4 8 --workers 0 2 --runs 3 --out bench/results/line.json
+
+`--workers` sets the line's `acquisition.workers` (the racks' adapters in processes of their own); their CPU and
+memory count in the gateway's, as the encoding process's do.
 
 `bench/report.py` writes the bench README's row from the JSON; `--chart` draws memory and rate over time.
 """
@@ -298,7 +301,9 @@ def chart(result: dict[str, Any], path: Path) -> None:
     for racks, cfg in result["configs"].items():
         for r in cfg["runs"]:
             t = [p["t_s"] for p in r["rss_series"]]
-            label = (f"{racks} racks" if racks.isdigit() else f"{racks} racks".replace(",", " racks,", 1).removesuffix(" racks")) if r["run"] == 1 else None
+            workers = cfg.get("workers", 0)
+            label = (f"{cfg.get('racks', racks)} racks" + (f", {workers} acquisition workers" if workers else "")
+                     if r["run"] == 1 else None)
             mem.plot(t, [p["rss_mb"] for p in r["rss_series"]], color=f"C{list(result['configs']).index(racks)}", label=label)
             rate.plot(t, [p["values_per_s"] for p in r["rss_series"]], color=f"C{list(result['configs']).index(racks)}")
     mem.set_ylabel("gateway RSS (MB)")
@@ -344,7 +349,7 @@ def main() -> None:
                               "seconds": a.seconds, "warmup_s": a.warmup, "scan_s": SCAN_S,
                               "compress_in": a.compress_in, "time_scale": a.time_scale, "workers": a.workers}
     per_scan = rack_requests()[1]  # values one rack's scan asks for
-    configs = {(f"{racks}" if w == 0 else f"{racks}, {w} acquisition workers"): (racks, w)
+    configs = {(f"{racks}" if w == 0 else f"{racks} ({w} acquisition workers)"): (racks, w)
                for racks in a.racks for w in a.workers}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
     for i in range(a.runs):  # configurations in turn, run after run: a machine whose speed drifts hits them alike

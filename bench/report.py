@@ -55,6 +55,12 @@ def store(r: dict[str, Any]) -> tuple[str, str]:
     return what, figures
 
 
+def _racks(name: str, cfg: dict[str, Any], unit: str = " racks") -> str:
+    """A configuration of bench/line.py: its racks, and its acquisition workers where it had some."""
+    workers = cfg.get("workers", 0)
+    return f"{cfg.get('racks', name)}{unit}" + (f" ({workers} acquisition workers)" if workers else "")
+
+
 def line(r: dict[str, Any]) -> tuple[str, str]:
     n = len(next(iter(r["configs"].values()))["runs"])
     what = (f"the whole gateway: `linegw simulate` (racks in their own process) and `linegw run` on the embedded store, "
@@ -63,10 +69,10 @@ def line(r: dict[str, Any]) -> tuple[str, str]:
             f"reading the same requests into nothing, RSS and its growth, bytes on disk per value (the unsealed head), "
             f"source timestamp → WebSocket client latency. {n} runs, min–max (median)")
     parts = []
-    for racks, cfg in r["configs"].items():
+    for name, cfg in r["configs"].items():
         s = cfg["summary"]
         parts.append(
-            f"{racks} racks ({s['asked_values_per_s']:,} values/s asked): {_mmm(s['values_per_s'])} values/s, "
+            f"{_racks(name, cfg)}, {s['asked_values_per_s']:,} values/s asked:: {_mmm(s['values_per_s'])} values/s, "
             f"{_mmm(s['overruns'])} scan ticks missed in {s['scans']['median']:,.0f} scans, "
             f"{s['cpu_pct']['median']:.0f} % CPU, {_mmm(s['cpu_us_per_value'], '{:.1f}')} µs/value = "
             f"{s['cpu_vs_bare']['median']:.1f}× plain pymodbus ({s['bare_cpu_us_per_value']['median']:.1f}), "
@@ -201,10 +207,10 @@ def sigkill(r: dict[str, Any]) -> str:
 def line_block(r: dict[str, Any]) -> str:
     rows = ["| racks × 512 channels | values/s asked | stored | scan ticks missed | gateway CPU per value | × plain pymodbus "
             "| latency p50 / p99 | RSS (growth) |", "|---|---|---|---|---|---|---|---|"]
-    for racks, cfg in r["configs"].items():
+    for name, cfg in r["configs"].items():
         s = cfg["summary"]
         rows.append(
-            f"| {racks} | {s['asked_values_per_s']:,} | {s['values_per_s']['median']:,.0f} | "
+            f"| {_racks(name, cfg, '')} | {s['asked_values_per_s']:,} | {s['values_per_s']['median']:,.0f} | "
             f"{s['overruns']['median']:,.0f} in {s['scans']['median']:,.0f} scans | {s['cpu_us_per_value']['median']:.1f} µs | "
             f"{s['cpu_vs_bare']['median']:.1f}× | {s['latency_p50_ms']['median']:,.0f} / "
             f"{s['latency_p99_ms']['median']:,.0f} ms | {s['rss_mb']['median']:,.0f} MB "

@@ -12,9 +12,9 @@ Across the boundary (a Unix socket pair per worker; a frame is a 4-byte length a
   timestamps and errors only when the batch has any. Never one object per value on the wire. A reading without a
   source time (Modbus has none) gets the time the worker received it, not the time the gateway's process took it:
   the hop between the processes counts in the sample's latency, as it should.
-* Back-pressure holds: a worker's adapter may have WINDOW batches out that the gateway has not taken; then it
-  waits before reading more, as it waits in process while the store is behind. The gateway takes a batch once
-  `on_readings`, and the store's room it may ask for, are done with it.
+* Back-pressure holds: a worker's adapter reads again once the gateway has taken its batch (WINDOW), and while
+  the store is behind, not before its room, as in process. The gateway takes a batch once `on_readings`, and the
+  store's room it may ask for, are done with it.
 * `read`, `write` and `call` (commands, read-back, the event mailbox) are requests the worker answers; a failure
   comes back as the exception the adapter raised there (`AdapterError`, `NotImplementedError`).
 * The adapters' log lines are sent to the gateway's process and logged there under their own loggers.
@@ -30,17 +30,17 @@ import contextlib
 import dataclasses
 import itertools
 import logging
-import multiprocessing
+import os
 import pickle
 import signal
 import socket
 import struct
+import sys
 import time
 from array import array
 from collections.abc import Awaitable, Callable
 from functools import partial
 from itertools import repeat
-from multiprocessing.process import BaseProcess
 from typing import Any
 
 from gateway.adapters import adapter_factory
@@ -50,10 +50,16 @@ from gateway.runtime.gctime import settle
 
 log = logging.getLogger("linegw.workers")
 
-WINDOW = 4  # batches a worker's adapter may have out before it waits for the gateway to take one
+# Batches a worker's adapter may have out before it waits for the gateway to take them. One, as in process: the
+# adapter reads again once the runtime is done with its batch, and not before the store's room when the store is
+# behind. With four, eight racks in workers overran the store's queue while it sealed (a batch each of 8,750
+# samples dropped in 20 minutes): each machine could be three batches past the point where the store said "behind".
+WINDOW = 1
 HEALTH_S = 1.0  # how often a worker sends its adapters' health between batches (a machine that is down sends none)
 REOPEN_FIRST_S, REOPEN_MAX_S = 0.5, 30.0  # backoff before an adapter is opened again after its worker ended
 _HEADER = struct.Struct("!I")
+# Where this gateway's code is: a worker imports the same, whatever directory the gateway was started in.
+_HOME = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # (keys new to the index, indices, values, source times or None, errors or None, when the worker received them)
 Packed = tuple[list[str], bytes, list[Any], list[float | None] | None, dict[int, str] | None, float]
@@ -120,10 +126,13 @@ class RemoteAdapter:
             self._ended = asyncio.get_running_loop().create_future()
             self.keys = [p.key for p in self.points]
             try:
-                await self.worker.open(self)
-                reason = await self._ended
-            except (OSError, RuntimeError) as exc:  # the worker could not be started
-                reason = f"acquisition worker {self.worker.index} could not start: {exc}"
+                try:
+                    await self.worker.open(self)
+                except (OSError, RuntimeError) as exc:
+                    reason = f"acquisition worker {self.worker.index} could not start: {exc}"
+                else:
+                    # Raises what the runtime raised on a batch, as in process: the machine's supervisor restarts it.
+                    reason = await self._ended
             finally:
                 self.worker.close(self)
                 for task in self._acks:
@@ -164,7 +173,11 @@ class RemoteAdapter:
         task.add_done_callback(self._acks.discard)
 
     async def _ack_after(self, behind: Awaitable[None]) -> None:
-        await behind
+        try:
+            await behind
+        except Exception as exc:  # the store's room failed: in process the adapter's wait would have raised it
+            self.failed(exc)
+            return
         self.worker.ack(self)
 
     def link(self, up: bool, reason: str, health: AdapterHealth) -> None:
@@ -180,6 +193,10 @@ class RemoteAdapter:
         if self._ended is not None and not self._ended.done():
             self._ended.set_result(reason)
 
+    def failed(self, exc: Exception) -> None:
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_exception(exc)
+
 
 class Worker:
     """One acquisition process, started when an adapter is first opened in it and again after it ended."""
@@ -187,7 +204,7 @@ class Worker:
     def __init__(self, index: int):
         self.index = index
         self.starts = 0
-        self._proc: BaseProcess | None = None
+        self._proc: asyncio.subprocess.Process | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._reader: asyncio.Task[None] | None = None
         self._starting = asyncio.Lock()
@@ -198,7 +215,7 @@ class Worker:
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None and self._proc.is_alive() else None
+        return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
 
     async def open(self, adapter: RemoteAdapter) -> None:
         async with self._starting:
@@ -237,13 +254,20 @@ class Worker:
             self._writer.write(_frame(msg))
 
     async def _start(self) -> None:
-        # Spawned, not forked: the gateway has threads (the store's), and a fork copies their locks.
-        ctx = multiprocessing.get_context("spawn")
+        # A fresh interpreter, not a fork (the gateway has threads, the store's, and a fork copies their locks), and
+        # not multiprocessing's spawn, which imports the gateway's main module (the whole CLI) into every worker.
         mine, theirs = socket.socketpair()
-        proc = ctx.Process(target=worker_main, args=(theirs, logging.getLogger().getEffectiveLevel()),
-                           name=f"linegw-acquisition-{self.index}", daemon=True)
+        fd = theirs.fileno()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([_HOME, *filter(None, [os.environ.get("PYTHONPATH")])])}
         try:
-            proc.start()
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", "import sys; from gateway.runtime.workers import worker_main; "
+                "worker_main(int(sys.argv[1]), int(sys.argv[2]))", str(fd),
+                str(logging.getLogger().getEffectiveLevel()), pass_fds=(fd,), stdin=asyncio.subprocess.DEVNULL,
+                env=env)
+        except BaseException:
+            mine.close()
+            raise
         finally:
             theirs.close()
         reader, self._writer = await asyncio.open_unix_connection(sock=mine)
@@ -253,15 +277,16 @@ class Worker:
                                                               name=f"acquisition-worker-{self.index}")
         log.info("acquisition worker %d started (pid %s)", self.index, proc.pid)
 
-    async def _read(self, reader: asyncio.StreamReader, proc: BaseProcess) -> None:
+    async def _read(self, reader: asyncio.StreamReader, proc: asyncio.subprocess.Process) -> None:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             while True:
                 self._dispatch(await _read_frame(reader))
                 # Frames already buffered are read without a pause: let the loop send what one batch made (the
                 # live messages) before the next batch is taken.
                 await asyncio.sleep(0)
-        await asyncio.to_thread(proc.join, 5)
-        self._lost(f"acquisition worker {self.index} ended (exit code {proc.exitcode})")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), 5)
+        self._lost(f"acquisition worker {self.index} ended (exit code {proc.returncode})")
 
     def _dispatch(self, msg: tuple[Any, ...]) -> None:
         kind = msg[0]
@@ -294,8 +319,7 @@ class Worker:
                 elif kind == "ended":
                     adapter.ended(msg[2])
             except Exception as exc:  # the machine's task failing is its supervisor's business, not the worker's
-                log.exception("%s: a message from acquisition worker %d failed", adapter.endpoint, self.index)
-                adapter.ended(f"the gateway failed on what its acquisition worker sent: {exc}")
+                adapter.failed(exc)
 
     def _lost(self, reason: str) -> None:
         log.warning("%s", reason)
@@ -318,9 +342,13 @@ class Worker:
             await asyncio.gather(task, return_exceptions=True)
         if writer is not None:
             writer.close()
-        if proc is not None:
+        if proc is not None and proc.returncode is None:
             proc.terminate()
-            await asyncio.to_thread(proc.join, 5)
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
 
 
 class AcquisitionWorkers:
@@ -505,8 +533,8 @@ async def _serve(sock: socket.socket, level: int) -> None:
         await asyncio.gather(*(h.task for h in hosted.values() if h.task is not None), return_exceptions=True)
 
 
-def worker_main(sock: socket.socket, level: int) -> None:
-    """The worker process: serves the gateway on `sock` until the gateway closes it."""
+def worker_main(fd: int, level: int) -> None:
+    """The worker process: serves the gateway on the socket `fd` until the gateway closes it."""
     # Ctrl-C reaches the whole process group; the gateway stops its workers itself, in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    asyncio.run(_serve(sock, level))
+    asyncio.run(_serve(socket.socket(fileno=fd), level))

@@ -248,3 +248,31 @@ async def test_scans_that_keep_missing_their_ticks_are_said_once_with_what_would
         assert len(said) == 1 and "w1" in said[0].getMessage() and hint in said[0].getMessage(), said[0].getMessage()
         await asyncio.sleep(2.5)
         assert len([r for r in caplog.records if "scans missed" in r.getMessage()]) == 1, "said once"
+
+
+async def test_what_the_runtime_raises_on_a_batch_ends_the_adapters_run_as_in_process():
+    """A batch the runtime fails on (a bug, a store that closed) fails the machine's adapter task with that very
+    exception, so the machine's supervisor restarts it and counts it, as it does with adapters in process."""
+    machines = [SimConfig("w1", "winder", "modbus", port=0, seed=2, time_scale=30)]
+    sims = SimLine(SPEC)
+    await sims.start(machines)
+    worker = Worker(0)
+    try:
+        points = binding_for("modbus").plan(SPEC, "w1", "winder", "w1", {}).points
+
+        def on_readings(readings: list[RawReading]) -> None:
+            raise ValueError(f"failed on a batch of {len(readings)}")
+
+        with pytest.raises(ValueError, match="failed on a batch of"):
+            await asyncio.wait_for(RemoteAdapter(worker, "modbus", sims.endpoints()["w1"], points, {}).run(
+                on_readings, lambda up, reason: None), 30)
+
+        async def store_closed() -> None:
+            raise RuntimeError("the store is closed")
+
+        with pytest.raises(RuntimeError, match="the store is closed"):
+            await asyncio.wait_for(RemoteAdapter(worker, "modbus", sims.endpoints()["w1"], points, {}).run(
+                lambda readings: store_closed(), lambda up, reason: None), 30)
+    finally:
+        await worker.stop()
+        await sims.stop()
