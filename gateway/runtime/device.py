@@ -88,6 +88,7 @@ class Device:
         self._background: set[asyncio.Task[None]] = set()  # owned: kept until done, cancelled on stop
         self._heartbeat_seen: tuple[Any, float] = (None, 0.0)  # (value, gateway time of last change)
         self._heartbeat_timeout = spec.core.heartbeat_timeout_s
+        self._held = 0  # the adapter waits for the store's room: reads the gateway holds back, not a frozen machine
         # Core sub-units a minor version added, and that version: a machine declaring an earlier one has none of them.
         self._since = {su.id: su.since for su in spec.core.sub_units if su.since}
         self._not_served: dict[str, str] | None = None  # such sub-units -> why; None until the machine's version is read
@@ -267,8 +268,7 @@ class Device:
                 samples = [s._replace(quality=Quality.UNCERTAIN, reason=STALLED) if s.quality == Quality.GOOD else s
                            for s in samples]
             if self._accept(samples, now):
-                result: Awaitable[None] | None = self.store.room()  # the store is behind: the adapter waits before reading more
-                return result
+                return self._hold(self.store.room())  # the store is behind: the adapter waits before reading more
         return None
 
     def _before_their_version(self, samples: list[Sample]) -> list[Sample]:
@@ -292,8 +292,22 @@ class Device:
             out.append(s._replace(quality=Quality.BAD, reason=reason) if reason and s.quality != Quality.BAD else s)
         return out
 
+    async def _hold(self, room: Awaitable[None]) -> None:
+        """The adapter held back until the store has room. The wait is the gateway's, not the machine's: its heartbeat
+        is not read meanwhile, so its timeout counts from when reading resumes."""
+        self._held += 1
+        try:
+            await room
+        finally:
+            self._held -= 1
+            value, _ = self._heartbeat_seen
+            if value is not None:
+                self._heartbeat_seen = (value, time.monotonic())
+
     def _stalled(self, samples: Sequence[Sample] = ()) -> bool:
         """Connected but frozen: the heartbeat has not moved within the spec's timeout, nor in `samples`."""
+        if self._held:
+            return False
         value, seen = self._heartbeat_seen
         if value is None or time.monotonic() - seen <= self._heartbeat_timeout:
             return False

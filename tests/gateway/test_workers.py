@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -275,4 +276,42 @@ async def test_what_the_runtime_raises_on_a_batch_ends_the_adapters_run_as_in_pr
                 lambda readings: store_closed(), lambda up, reason: None), 30)
     finally:
         await worker.stop()
+        await sims.stop()
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_a_machine_held_back_for_the_stores_room_is_not_called_frozen(tmp_path, workers):
+    """The store cannot commit (another connection holds the file's write lock): its queue passes half its bound,
+    and the machine's adapter waits for room, in process and in a worker alike. The machine's heartbeat is not read
+    meanwhile; that is the gateway's wait, so the machine is not marked unavailable for a stopped heartbeat, nothing
+    is dropped, and recording goes on once the lock is let go."""
+    machines = [SimConfig("w1", "winder", "modbus", port=0, seed=2, time_scale=30)]
+    sims = SimLine(SPEC)
+    await sims.start(machines)
+    task = None
+    db = tmp_path / "store.sqlite"
+    try:
+        async with SqliteStore(db, max_queue=2_000) as store:
+            runtime = LineRuntime(_line(sims, machines, workers), SPEC, store)
+            task = asyncio.create_task(runtime.run())
+            dev = runtime.devices["w1"]
+            await wait_for(lambda: dev.view.available and dev.samples_stored > 100, "w1 recording")
+            lock = sqlite3.connect(db, timeout=30)
+            lock.execute("BEGIN EXCLUSIVE")
+            try:
+                await wait_for(lambda: dev._held, "the adapter held back for the store's room", timeout=30)
+                timeout = SPEC.core.heartbeat_timeout_s
+                deadline = asyncio.get_running_loop().time() + timeout + 3
+                while asyncio.get_running_loop().time() < deadline:
+                    assert dev.view.available, dev.view.link_reason
+                    await asyncio.sleep(0.1)
+                assert dev._held, "the store was still behind: the wait outlasted the heartbeat's timeout"
+            finally:
+                lock.rollback()
+                lock.close()
+            read = dev.samples_read
+            await wait_for(lambda: not dev._held and dev.samples_read > read, "reading again once the store commits")
+            assert dev.view.available and store.stats()["dropped"] == 0, store.stats()
+    finally:
+        await _stop(task)
         await sims.stop()
