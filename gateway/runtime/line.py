@@ -39,8 +39,9 @@ log = logging.getLogger("linegw.runtime")
 
 RESTART_FIRST_S = 1.0
 RESTART_MAX_S = 60.0
+# Sections a running gateway cannot take over; a restart applies them.
 RESTART_ONLY = ("api", "store", "forward", "acquisition")
-SCAN_CHECK_S = 60.0  # how often the machines' missed scan ticks are looked at (see LineRuntime._watch_scans)  # sections a running gateway cannot take over; a restart applies them
+SCAN_CHECK_S = 60.0  # how often the machines' missed scan ticks are looked at (see LineRuntime._watch_scans)
 
 
 class ReloadRefused(ValueError):
