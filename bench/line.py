@@ -129,7 +129,8 @@ class LatencyClient(threading.Thread):
         async with connect(self.url, max_size=None) as ws:
             while not self.stop.is_set():
                 try:
-                    text = await asyncio.wait_for(ws.recv(), 1.0)
+                    async with asyncio.timeout(1.0):
+                        text = await ws.recv()
                 except TimeoutError:
                     continue
                 except ConnectionClosed:  # the gateway stopping at the run's end (1012)

@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from gateway import __version__
 from gateway.analytics.cli import export_app, report_app
+from gateway.cancellation import where_tasks_wait
 from gateway.clitools import (
     DEMO_LINE,
     Overrides,
@@ -43,6 +44,7 @@ log = logging.getLogger("linegw")
 
 app = typer.Typer(help="linegw: a line gateway for lithium-ion cell production lines.", no_args_is_help=True)
 
+STOP_SLOW_S = 20.0  # a stop taking longer is logged with what it waits for
 HOST_OPTION = typer.Option(None, "--host", help="address the API listens on (over api.host; env LINEGW_HOST)")
 PORT_OPTION = typer.Option(None, "--port", help="API port, 0 for a free one (over api.port; env LINEGW_PORT)")
 STORE_OPTION = typer.Option(None, "--store", help="the embedded store's file (over store.path; env LINEGW_STORE)")
@@ -168,6 +170,7 @@ async def _serve_gateway(cfg: LineConfig, spec: Spec, stop: asyncio.Event, on_re
                                                 ws_ping_timeout=cfg.api.ws_keepalive_s,
                                                 ssl_certfile=tls.cert_file if tls else None,
                                                 ssl_keyfile=tls.key_file if tls else None))
+    slow: asyncio.TimerHandle | None = None
     try:
         async with asyncio.TaskGroup() as tg:
             rt = tg.create_task(runtime.run(), name="runtime")
@@ -178,11 +181,17 @@ async def _serve_gateway(cfg: LineConfig, spec: Spec, stop: asyncio.Event, on_re
             if on_ready:
                 on_ready(server)
             await stop.wait()
+            # A stop that takes long says what it waits for (a task that lost its cancellation waits for ever).
+            slow = asyncio.get_running_loop().call_later(
+                STOP_SLOW_S, lambda: log.warning("stopping: still waiting after %.0f s for %s", STOP_SLOW_S,
+                                                 "; ".join(where_tasks_wait())))
             server.should_exit = True
             await web
             rt.cancel()
             fwd.cancel()
     finally:
+        if slow is not None:
+            slow.cancel()
         await store.close()
         if sock is not None:
             sock.close()

@@ -28,6 +28,7 @@ from typing import Any
 
 import aiomqtt
 
+from gateway.cancellation import raise_if_stopped, stop_requests
 from gateway.forward.config import MqttForward
 from gateway.forward.outage import Outage
 from gateway.samples import Sample
@@ -80,6 +81,7 @@ class MqttForwarder:
     async def run(self) -> None:
         self._stats["cursor"] = await self.store.register_consumer(self.consumer)
         password = os.environ.get(self.cfg.password_env, "") if self.cfg.password_env else None
+        before = stop_requests()  # aiomqtt can lose a stop: the loops look at the task's count (gateway/cancellation.py)
         while True:
             try:
                 async with aiomqtt.Client(self.cfg.host, self.cfg.port, username=self.cfg.username, password=password,
@@ -89,19 +91,21 @@ class MqttForwarder:
                     self._outage.recovered()
                     try:
                         # Resumes after the last batch the broker acknowledged: a reconnect resends at most one.
-                        await self._forward(c, self._stats["cursor"])
+                        await self._forward(c, self._stats["cursor"], before)
                     except asyncio.CancelledError:
                         await self._say_offline(c)
                         raise
             except aiomqtt.MqttError as e:  # broker away: reconnect with backoff, resume from the cursor
+                raise_if_stopped(before)  # the disconnect on a stop can fail too: a stop, not an outage
                 self._stats["reconnects"] += 1
                 refused = isinstance(e, aiomqtt.MqttCodeError) and getattr(e.rc, "value", e.rc) in (4, 5, 134, 135)
                 wait = self._outage.failed(f"{type(e).__name__}: {e}",
                                            "check username and password_env" if refused else "")
                 await asyncio.sleep(wait)
 
-    async def _forward(self, c: aiomqtt.Client, cursor: int) -> None:
+    async def _forward(self, c: aiomqtt.Client, cursor: int, before: int) -> None:
         while True:
+            raise_if_stopped(before)
             batch, nxt = await self.store.read_since(cursor, self.batch_size)
             if not batch:
                 await asyncio.sleep(self.poll_s)

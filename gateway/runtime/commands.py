@@ -94,7 +94,8 @@ async def _confirm(dev: Device, target: str, timeout: float) -> tuple[bool, str 
     """Read back: wait until the machine reports the target state."""
     try:
         async with dev.state_changed:
-            await asyncio.wait_for(dev.state_changed.wait_for(lambda: dev.state_name("packml_state") == target), timeout)
+            async with asyncio.timeout(timeout):
+                await dev.state_changed.wait_for(lambda: dev.state_name("packml_state") == target)
         return True, target
     except TimeoutError:
         return False, dev.state_name("packml_state")

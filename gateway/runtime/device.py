@@ -164,7 +164,8 @@ class Device:
             # What an earlier run queued is committed first (bounded: a store that cannot commit now
             # must not hold the machine's start); it is in latest() only once committed.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.store.flush(), SEED_FLUSH_S)
+                async with asyncio.timeout(SEED_FLUSH_S):
+                    await self.store.flush()
             latest = await self.store.latest(self.eq.id)
         except StoreClosed as exc:
             log.warning("%s: the store's latest values are not available (%s); values re-read now are stored "

@@ -285,7 +285,8 @@ class Worker:
                 # live messages) before the next batch is taken.
                 await asyncio.sleep(0)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), 5)
+            async with asyncio.timeout(5):
+                await proc.wait()
         self._lost(f"acquisition worker {self.index} ended (exit code {proc.returncode})")
 
     def _dispatch(self, msg: tuple[Any, ...]) -> None:
@@ -345,7 +346,8 @@ class Worker:
         if proc is not None and proc.returncode is None:
             proc.terminate()
             try:
-                await asyncio.wait_for(proc.wait(), 5)
+                async with asyncio.timeout(5):
+                    await proc.wait()
             except TimeoutError:
                 proc.kill()
                 await proc.wait()

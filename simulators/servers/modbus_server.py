@@ -316,7 +316,8 @@ class ModbusSimServer:
         if delay > 0:
             # Wakes early on stop(), so no reply task outlives the server.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._stopped.wait()
 
     def _set_listening(self, on: bool) -> None:
         server = self._server

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import shutil
 import socket
 import subprocess
@@ -235,3 +236,25 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     m.start()
     yield m
     m.stop()
+
+
+async def stopped_while_publishing(fwd: Any, stops: int = 30, progress: str = "published") -> None:
+    """Start and cancel a forwarder again and again while it publishes: each cancellation ends it.
+
+    aiomqtt waits for each PUBACK with Python 3.11's asyncio.wait_for, which returns the PUBACK instead of raising
+    when the cancellation lands just as it arrives; a forwarder stopped at that moment published on, and the
+    gateway's stop waited for it for ever. The stops land anywhere in the publish-and-acknowledge cycle,
+    once the stat `progress` shows the forwarder publishing.
+    """
+    rng = random.Random(7)
+    for stop in range(stops):
+        task = asyncio.create_task(fwd.run())
+        before = fwd.stats()[progress]
+        async with asyncio.timeout(30):
+            while fwd.stats()[progress] == before:
+                await asyncio.sleep(0.005)
+        await asyncio.sleep(rng.uniform(0, 0.02))
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=10)
+        assert done, f"stop {stop}: the forwarder was cancelled and still runs ({fwd.stats()['published']} sent)"
+        assert task.cancelled()

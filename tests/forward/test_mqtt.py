@@ -21,7 +21,7 @@ from gateway.forward.mqtt import MqttForwarder
 from gateway.samples import Quality, Sample
 from gateway.store.sqlite import SqliteStore
 from interface_spec import load_spec
-from tests.forward.conftest import Mosquitto, retained
+from tests.forward.conftest import Mosquitto, retained, stopped_while_publishing
 from tests.waiting import wait_for
 
 STATUS = "linegw/L1/$gateway/status"
@@ -255,5 +255,19 @@ async def test_a_unified_namespace_keeps_current_values_and_describes_each_varia
         assert json.loads(await retained(mosquitto.port, f"{root}/vendor/raw_word"))["value"] == 17
         with pytest.raises(TimeoutError):  # a path outside the spec has nothing to describe it
             await retained(mosquitto.port, f"{root}/vendor/raw_word/$meta", timeout=1.0)
+    finally:
+        await store.close()
+
+
+
+async def test_a_stop_always_ends_the_forwarder_while_it_publishes(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    store = SqliteStore(tmp_path / "g.db")
+    await store.start()
+    try:
+        t = time.time()
+        await store.write_samples_async([Sample("w1", "winding.speed", float(i), "m/min", t + i / 1000, t, Quality.GOOD)
+                                         for i in range(100_000)])
+        await store.flush()
+        await stopped_while_publishing(MqttForwarder(store, MqttForward(port=mosquitto.port), "L1", poll_s=0.05))
     finally:
         await store.close()

@@ -28,7 +28,7 @@ from gateway.forward.sparkplug import payload as sp
 from gateway.samples import Quality, Sample
 from gateway.store.sqlite import SqliteStore
 from interface_spec import load_spec
-from tests.forward.conftest import Mosquitto
+from tests.forward.conftest import Mosquitto, stopped_while_publishing
 from tests.node_peers import run_node
 from tests.waiting import wait_for
 
@@ -402,3 +402,17 @@ async def test_a_real_link_drop_is_the_machine_s_ddeath_and_its_return_a_dbirth(
         await asyncio.gather(line, return_exceptions=True)
         await store.close()
         await sims.stop()
+
+
+async def test_a_stop_always_ends_the_forwarder_while_it_publishes(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    store = SqliteStore(tmp_path / "g.db")
+    await store.start()
+    try:
+        t = time.time()
+        await store.write_samples_async(samples(t) + [Sample("form1", "channel[1].voltage", 3.0 + i / 1e5, "V", t + i / 1000,
+                                                             t, Quality.GOOD) for i in range(300_000)])
+        await store.flush()
+        cfg = SparkplugForward(port=mosquitto.port, group_id="plant", poll_s=0.05)
+        await stopped_while_publishing(SparkplugForwarder(store, cfg, "L1", CLASSES, load_spec()), progress="messages")
+    finally:
+        await store.close()

@@ -52,6 +52,7 @@ from pymodbus.pdu import ModbusPDU
 from gateway.adapters.base import AdapterError, AdapterHealth, LinkCallback, Point, RawReading, ReadingsCallback, new_reading
 from gateway.adapters.modbus.planner import BIT_TABLES, MAX_REGISTERS, Extent, Limits, Request, check_extent, plan
 from gateway.backoff import Backoff, wait_or_reachable
+from gateway.cancellation import keep_cancellation
 from gateway.endpoint import SCHEMES
 from gateway.endpoint import parse_endpoint as endpoint_of
 from interface_spec import modbus_codec as codec
@@ -359,21 +360,6 @@ class _Collector:
         else:
             self.out.append(RawReading(it.key, it.decode(buf), None))
             self.ok += 1
-
-
-async def _keep_cancellation(aw: Awaitable[T]) -> T:
-    """Await a pymodbus call without losing a cancellation on the way.
-
-    pymodbus waits for replies with asyncio.wait_for, which in Python 3.11
-    returns the reply instead of raising when the cancellation lands just as
-    the reply arrives; the task would then scan on as if never cancelled.
-    """
-    task = asyncio.current_task()
-    before = task.cancelling() if task is not None else 0
-    result = await aw
-    if task is not None and task.cancelling() > before:
-        raise asyncio.CancelledError()
-    return result
 
 
 # --- errors inside the adapter --------------------------------------------------------
@@ -783,7 +769,7 @@ class ModbusAdapter:
                 await self._pace()
             self._health.requests += 1
             try:
-                rr = await _keep_cancellation(send())
+                rr = await keep_cancellation(send())
             except (ModbusException, OSError) as exc:
                 raise self._broken(exc) from None
             finally:
@@ -817,7 +803,7 @@ class ModbusAdapter:
         """Open the connection (the caller holds the lock)."""
         if self._client.connected:
             return
-        if not await _keep_cancellation(self._client.connect()):
+        if not await keep_cancellation(self._client.connect()):
             raise _LinkLost(f"cannot connect to {self.where} within {self.settings.timeout_s:g} s", unreachable=True)
         self._connects += 1
         self._last_exchange_end = asyncio.get_running_loop().time()

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 import aiomqtt
 
+from gateway.cancellation import raise_if_stopped, stop_requests
 from gateway.forward.config import SparkplugForward
 from gateway.forward.outage import Outage
 from gateway.forward.sparkplug import payload as sp
@@ -92,6 +93,7 @@ class SparkplugForwarder:
     async def run(self) -> None:
         self._stats["cursor"] = await self.store.register_consumer(self.consumer)
         password = os.environ.get(self.cfg.password_env, "") if self.cfg.password_env else None
+        before = stop_requests()  # aiomqtt can lose a stop: the loops look at the task's count (gateway/cancellation.py)
         while True:
             bdseq = await self._next_bdseq()
             will = aiomqtt.Will(self.topic("NDEATH"), self._ndeath(bdseq), qos=1, retain=False)
@@ -101,13 +103,14 @@ class SparkplugForwarder:
                     self._outage.recovered()
                     try:
                         # Resumes after the last batch the broker took: the cursor moves with each one.
-                        await self._session(client, bdseq, self._stats["cursor"])
+                        await self._session(client, bdseq, self._stats["cursor"], before)
                     except asyncio.CancelledError:
                         await self._goodbye(client, bdseq)
                         raise
             except HostOffline:
                 continue  # NDEATH is out; connect again with the next bdSeq and wait for the host
             except aiomqtt.MqttError as e:  # broker away: reconnect with backoff, resume from the cursor
+                raise_if_stopped(before)  # the disconnect on a stop can fail too: a stop, not an outage
                 self._stats["reconnects"] += 1
                 refused = isinstance(e, aiomqtt.MqttCodeError) and getattr(e.rc, "value", e.rc) in (4, 5, 134, 135)
                 await asyncio.sleep(self._outage.failed(f"{type(e).__name__}: {e}",
@@ -128,7 +131,7 @@ class SparkplugForwarder:
         m.name, m.datatype, m.long_value = "bdSeq", sp.INT64, bdseq
         return bytes(p.SerializeToString())
 
-    async def _session(self, client: aiomqtt.Client, bdseq: int, cursor: int) -> None:
+    async def _session(self, client: aiomqtt.Client, bdseq: int, cursor: int, before: int) -> None:
         self._reset_session()
         await client.subscribe(self.topic("NCMD"), qos=1)
         await client.subscribe(self.topic("DCMD") + "/+", qos=1)
@@ -137,13 +140,16 @@ class SparkplugForwarder:
         reader = asyncio.create_task(self._read(client), name="sparkplug-read")
         try:
             while not self._host_state:
+                raise_if_stopped(before)
                 if reader.done():
                     reader.result()  # the connection ended: its MqttError goes up
                 self._host_changed.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._host_changed.wait(), 1.0)
+                    async with asyncio.timeout(1.0):
+                        await self._host_changed.wait()
             await self._birth(client, bdseq)
             while True:
+                raise_if_stopped(before)
                 if reader.done():
                     reader.result()
                 if self._host_offline():
@@ -158,7 +164,8 @@ class SparkplugForwarder:
                 if not batch:
                     self._host_changed.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._host_changed.wait(), self.cfg.poll_s)
+                        async with asyncio.timeout(self.cfg.poll_s):
+                            await self._host_changed.wait()
                     continue
                 await self._send(client, [s for _, s in batch])
                 cursor = nxt
