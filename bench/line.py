@@ -1,4 +1,4 @@
-"""The whole gateway under a formation hall: N conforming racks of 512 channels over Modbus at a 1 s scan.
+"""The whole gateway under a formation hall: N conforming racks of 512 channels over Modbus (or OPC UA) at 1 s.
 
 `linegw simulate` serves the racks in a process of its own and `linegw run` records them on the
 embedded store, as on a line-side box. After a warm-up the gateway is sampled every few seconds (its
@@ -13,6 +13,12 @@ The store seals samples into compressed chunks once they are 12 minutes old (SEA
 runs shorter than that measure the head alone. `--seconds 1200` includes a catch-up of sealing.
 
     .venv/bin/python bench/line.py --racks 4 8 --workers 0 2 --runs 3 --out bench/results/line.json
+
+`--protocol opcua` runs the same racks as OPC UA servers (the spec's native profile), the gateway subscribed to every
+variable at the same 1 s (publishing and sampling interval). OPC UA sends changes, not scans: the values asked are what
+the servers offer, so the reference is the bare client's rate, plain asyncua subscribed to the same variables at the
+same intervals into nothing (`bare.values_per_s`). Results of this kind go to their own JSON
+(bench/results/line_opcua.json).
 
 `--workers` sets the line's `acquisition.workers` (the racks' adapters in processes of their own); their CPU and
 memory count in the gateway's, as the encoding process's do.
@@ -97,9 +103,13 @@ def get_health(port: int) -> dict[str, Any]:
         return result
 
 
+def adapters_sum(h: dict[str, Any], key: str) -> int:
+    """A counter of the machines' adapters (their health's extra), summed over the line."""
+    return sum(int(((e.get("adapter") or {}).get("extra") or {}).get(key, 0)) for e in h["equipment"].values())
+
+
 def overruns(h: dict[str, Any]) -> tuple[int, int]:
-    extra = [(e.get("adapter") or {}).get("extra") or {} for e in h["equipment"].values()]
-    return sum(int(x.get("overruns", 0)) for x in extra), sum(int(x.get("scans", 0)) for x in extra)
+    return adapters_sum(h, "overruns"), adapters_sum(h, "scans")
 
 
 def percentile(xs: list[float], q: float) -> float:
@@ -186,16 +196,76 @@ async def bare(ports: list[int], seconds: float) -> None:
     print(json.dumps({"values": values[0], "cpu_s": time.process_time() - c0, "seconds": seconds}))
 
 
+async def bare_opcua(ports: list[int], seconds: float) -> None:
+    """The child: plain asyncua clients subscribed to every variable of every rack at the gateway's intervals;
+    prints notifications and CPU seconds."""
+    from asyncua import Client, ua
+
+    from interface_spec import load_spec
+
+    folder = load_spec().core.opcua.machines_folder
+    values = [0]
+    subscribed = asyncio.Event()
+    pending = [len(ports)]
+
+    async def rack_variables(client: Any) -> list[Any]:
+        (machines,) = [n for n in await client.nodes.objects.get_children() if (await n.read_browse_name()).Name == folder]
+        (root,) = await machines.get_children()  # the rack's machine object
+        variables = []
+        for sub in await root.get_children(nodeclassmask=ua.NodeClass.Object):
+            variables += await sub.get_children(nodeclassmask=ua.NodeClass.Variable)
+        return variables
+
+    class Handler:
+        def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
+            dv = data.monitored_item.Value  # what a client keeps of each: value and source time
+            _ = (node.nodeid, val, dv.SourceTimestamp or dv.ServerTimestamp)
+            values[0] += 1
+
+    one_at_a_time = asyncio.Lock()  # the racks' servers share a process: subscribing all at once timed them out
+
+    async def rack(i: int, port: int, stop: asyncio.Event) -> None:
+        client = Client(f"opc.tcp://127.0.0.1:{port}", timeout=60, watchdog_intervall=10.0)
+        async with one_at_a_time:
+            await client.connect()
+            variables = await rack_variables(client)
+            sub_ = await client.create_subscription(SCAN_S * 1000, Handler())
+            for k in range(0, len(variables), 1000):
+                await sub_.subscribe_data_change(variables[k:k + 1000], queuesize=1, sampling_interval=SCAN_S * 1000)
+        try:
+            pending[0] -= 1
+            if not pending[0]:
+                subscribed.set()
+            await stop.wait()
+        finally:
+            await client.disconnect()
+
+    stop = asyncio.Event()
+    async with asyncio.TaskGroup() as tg:
+        for i, p in enumerate(ports):
+            tg.create_task(rack(i, p, stop))
+        await subscribed.wait()
+        await asyncio.sleep(5)  # the initial values of every item are past
+        v0, c0 = values[0], time.process_time()
+        await asyncio.sleep(seconds)
+        v1, c1 = values[0], time.process_time()
+        stop.set()
+    print(json.dumps({"values": v1 - v0, "cpu_s": c1 - c0, "seconds": seconds}))
+
+
 # --- one run ---------------------------------------------------------------------------------------------------------
 
 def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="linegw-bench-"))
     db = tmp / "line.sqlite"
     ports = [a.first_port + i for i in range(racks)]
+    ms = int(SCAN_S * 1000)
+    endpoint, adapter = {"modbus": ("modbus://127.0.0.1:{}", f"{{scan_interval_ms: {ms}}}"),
+                         "opcua": ("opc.tcp://127.0.0.1:{}", f"{{publishing_interval_ms: {ms}, sampling_ms: {ms}}}")}[a.protocol]
     eq = "\n".join(
-        f"  - id: rack{i}\n    class: formation\n    protocol: modbus\n"
-        f"    endpoint: modbus://127.0.0.1:{port}\n    counts: {{channel: 512}}\n"
-        f"    adapter: {{scan_interval_ms: {int(SCAN_S * 1000)}}}\n    simulate: {{seed: {i}, time_scale: {a.time_scale:g}}}"
+        f"  - id: rack{i}\n    class: formation\n    protocol: {a.protocol}\n"
+        f"    endpoint: {endpoint.format(port)}\n    counts: {{channel: 512}}\n"
+        f"    adapter: {adapter}\n    simulate: {{seed: {i}, time_scale: {a.time_scale:g}}}"
         for i, port in enumerate(ports))
     line = tmp / "line.yaml"
     line.write_text(f"line: bench\napi: {{host: 127.0.0.1, port: {a.api_port}}}\n"
@@ -247,6 +317,9 @@ def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan:
             "simulators_cpu_pct": round(100 * (sim1 - sim0) / (t1 - t0), 1),  # on the same cores
             "cpu_us_per_value": round(1e6 * (c1 - c0) / max(written, 1), 2),
             "scans": s1 - s0, "overruns": o1 - o0, "sealed_samples": h1["store"].get("sealed_samples", 0),
+            # OPC UA: notifications the adapters received, and readings their delivery queues could not hold
+            "notifications": adapters_sum(h1, "notifications") - adapters_sum(h0, "notifications"),
+            "adapter_overflow": adapters_sum(h1, "overflow") - adapters_sum(h0, "overflow"),
             "compact_errors": h1["store"].get("compact_errors", 0),
             "bytes_per_value_on_disk": round(size / max(h1["store"]["written"], 1), 1),
             "rss_mb": series[-1]["rss_mb"], "rss_series": series, "status": h1["status"],
@@ -260,16 +333,18 @@ def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan:
         gw.wait(timeout=60)
     try:
         proc = subprocess.run([sys.executable, __file__, "--bare", ",".join(map(str, ports)), "--seconds",
-                               str(a.bare_seconds)], cwd=ROOT, capture_output=True, text=True, timeout=a.bare_seconds + 120)
+                               str(a.bare_seconds), "--protocol", a.protocol], cwd=ROOT, capture_output=True, text=True,
+                              timeout=a.bare_seconds + 180)
         if proc.returncode != 0:
-            raise RuntimeError(f"the bare pymodbus baseline failed: {proc.stderr[-2000:]}")
+            raise RuntimeError(f"the bare {a.protocol} baseline failed: {proc.stderr[-2000:]}")
         b = json.loads(proc.stdout.strip().splitlines()[-1])
     finally:
         sims.send_signal(signal.SIGTERM)
         sims.wait(timeout=60)
-    out["asked_values_per_s"] = round(racks * per_scan / SCAN_S)
     out["bare"] = {"values_per_s": round(b["values"] / b["seconds"]),
                    "cpu_us_per_value": round(1e6 * b["cpu_s"] / max(b["values"], 1), 2)}
+    # Modbus: what the scans ask for. OPC UA: what the servers offer, as the bare client received it.
+    out["asked_values_per_s"] = round(racks * per_scan / SCAN_S) if a.protocol == "modbus" else out["bare"]["values_per_s"]
     out["cpu_vs_bare"] = round(out["cpu_us_per_value"] / max(out["bare"]["cpu_us_per_value"], 1e-9), 2)
     print(json.dumps({k: v for k, v in out.items() if k != "rss_series"}), flush=True)
     return out
@@ -282,6 +357,7 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "values_per_s": col(lambda r: r["values_per_s"]),
         "asked_values_per_s": runs[0]["asked_values_per_s"],
         "overruns": col(lambda r: r["overruns"]), "scans": col(lambda r: r["scans"]),
+        "adapter_overflow": col(lambda r: r.get("adapter_overflow", 0)),
         "cpu_pct": col(lambda r: r["cpu_pct"]), "cpu_us_per_value": col(lambda r: r["cpu_us_per_value"]),
         "bare_cpu_us_per_value": col(lambda r: r["bare"]["cpu_us_per_value"]),
         "cpu_vs_bare": col(lambda r: r["cpu_vs_bare"]),
@@ -311,7 +387,8 @@ def chart(result: dict[str, Any], path: Path) -> None:
     rate.set_ylabel("values stored per s")
     rate.set_xlabel("seconds after the warm-up")
     mem.legend()
-    fig.suptitle("bench/line.py: formation racks over Modbus, linegw run on the embedded store")
+    over = {"modbus": "Modbus", "opcua": "OPC UA"}[result.get("protocol", "modbus")]
+    fig.suptitle(f"bench/line.py: formation racks over {over}, linegw run on the embedded store")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 
@@ -340,15 +417,19 @@ def main() -> None:
     ap.add_argument("--add-to", type=Path, help="keep the result under --label in this JSON of labelled runs "
                                                 "(bench/results/line_sealing.json: the README's long runs)")
     ap.add_argument("--label", help="what the run is, for --add-to")
+    ap.add_argument("--protocol", choices=["modbus", "opcua"], default="modbus",
+                    help="how the racks are read: Modbus scans (default) or OPC UA subscriptions")
     ap.add_argument("--bare", help=argparse.SUPPRESS)  # the baseline's child process: its racks' ports
     a = ap.parse_args()
     if a.bare:
-        asyncio.run(bare([int(p) for p in a.bare.split(",")], a.seconds))
+        asyncio.run((bare if a.protocol == "modbus" else bare_opcua)([int(p) for p in a.bare.split(",")], a.seconds))
         return
-    result: dict[str, Any] = {"script": "line.py", "measured": today(), "configs": {},
+    script = "line.py" if a.protocol == "modbus" else f"line.py --protocol {a.protocol}"  # bench/report.py's row
+    result: dict[str, Any] = {"script": script, "measured": today(), "configs": {},
                               "machine": machine(),
                               "seconds": a.seconds, "warmup_s": a.warmup, "scan_s": SCAN_S,
-                              "compress_in": a.compress_in, "time_scale": a.time_scale, "workers": a.workers}
+                              "compress_in": a.compress_in, "time_scale": a.time_scale, "workers": a.workers,
+                              "protocol": a.protocol}
     per_scan = rack_requests()[1]  # values one rack's scan asks for
     configs = {(f"{racks}" if w == 0 else f"{racks} ({w} acquisition workers)"): (racks, w)
                for racks in a.racks for w in a.workers}

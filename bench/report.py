@@ -63,19 +63,26 @@ def _racks(name: str, cfg: dict[str, Any], unit: str = " racks") -> str:
 
 def line(r: dict[str, Any]) -> tuple[str, str]:
     n = len(next(iter(r["configs"].values()))["runs"])
+    opcua = r.get("protocol") == "opcua"
+    over, bare = ("OPC UA (subscriptions, 1 s publishing and sampling)", "plain asyncua subscribed to the same "
+                  "variables") if opcua else (f"Modbus at a {r['scan_s']:g} s scan", "plain pymodbus reading the same "
+                                              "requests")
     what = (f"the whole gateway: `linegw simulate` (racks in their own process) and `linegw run` on the embedded store, "
-            f"N formation racks × 512 channels over Modbus at a {r['scan_s']:g} s scan, {r['seconds']:g} s after a "
-            f"{r['warmup_s']:g} s warm-up; values/s stored, scan overruns, gateway CPU per value against plain pymodbus "
-            f"reading the same requests into nothing, RSS and its growth, bytes on disk per value (the unsealed head), "
-            f"source timestamp → WebSocket client latency. {n} runs, min–max (median)")
+            f"N formation racks × 512 channels over {over}, {r['seconds']:g} s after a "
+            f"{r['warmup_s']:g} s warm-up; values/s stored, {'adapter queue drops' if opcua else 'scan overruns'}, "
+            f"gateway CPU per value against {bare} into nothing, RSS and its growth, bytes on disk per value "
+            f"(the unsealed head), source timestamp → WebSocket client latency. {n} runs, min–max (median)")
     parts = []
     for name, cfg in r["configs"].items():
         s = cfg["summary"]
+        kept = (f"{_mmm(s['adapter_overflow'])} readings dropped by the adapters' queues" if opcua
+                else f"{_mmm(s['overruns'])} scan ticks missed in {s['scans']['median']:,.0f} scans")
         parts.append(
-            f"{_racks(name, cfg)}, {s['asked_values_per_s']:,} values/s asked:: {_mmm(s['values_per_s'])} values/s, "
-            f"{_mmm(s['overruns'])} scan ticks missed in {s['scans']['median']:,.0f} scans, "
+            f"{_racks(name, cfg)}, {s['asked_values_per_s']:,} values/s {'offered' if opcua else 'asked'}:: "
+            f"{_mmm(s['values_per_s'])} values/s, {kept}, "
             f"{s['cpu_pct']['median']:.0f} % CPU, {_mmm(s['cpu_us_per_value'], '{:.1f}')} µs/value = "
-            f"{s['cpu_vs_bare']['median']:.1f}× plain pymodbus ({s['bare_cpu_us_per_value']['median']:.1f}), "
+            f"{s['cpu_vs_bare']['median']:.1f}× {'plain asyncua' if opcua else 'plain pymodbus'} "
+            f"({s['bare_cpu_us_per_value']['median']:.1f}), "
             f"RSS {s['rss_mb']['median']:,.0f} MB ({s['rss_growth_mb']['median']:+.0f} over the run), "
             f"{s['bytes_per_value_on_disk']['median']:.1f} B/value, latency p50 {s['latency_p50_ms']['median']:,.0f} ms, "
             f"p99 {_mmm(s['latency_p99_ms'])} ms")
@@ -135,7 +142,8 @@ def features(r: dict[str, Any]) -> tuple[str, str]:
 
 FORMATTERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
     "oee.py": oee, "features.py": features,
-    "store.py": store, "line.py": line, "modbus_scan.py": modbus_scan, "opcua_notifications.py": opcua_notifications}
+    "store.py": store, "line.py": line, "line.py --protocol opcua": line, "modbus_scan.py": modbus_scan,
+    "opcua_notifications.py": opcua_notifications}
 
 
 def render(readme: str, results: dict[str, dict[str, Any]]) -> str:
@@ -205,13 +213,18 @@ def sigkill(r: dict[str, Any]) -> str:
 
 
 def line_block(r: dict[str, Any]) -> str:
-    rows = ["| racks × 512 channels | values/s asked | stored | scan ticks missed | gateway CPU per value | × plain pymodbus "
+    opcua = r.get("protocol") == "opcua"
+    asked, kept, bare = (("values/s the servers offer (plain asyncua got)", "readings the adapters' queues dropped",
+                          "plain asyncua") if opcua else ("values/s asked", "scan ticks missed", "plain pymodbus"))
+    rows = [f"| racks × 512 channels | {asked} | stored | {kept} | gateway CPU per value | × {bare} "
             "| latency p50 / p99 | RSS (growth) |", "|---|---|---|---|---|---|---|---|"]
     for name, cfg in r["configs"].items():
         s = cfg["summary"]
+        missed = (f"{s['adapter_overflow']['median']:,.0f}" if opcua
+                  else f"{s['overruns']['median']:,.0f} in {s['scans']['median']:,.0f} scans")
         rows.append(
             f"| {_racks(name, cfg, '')} | {s['asked_values_per_s']:,} | {s['values_per_s']['median']:,.0f} | "
-            f"{s['overruns']['median']:,.0f} in {s['scans']['median']:,.0f} scans | {s['cpu_us_per_value']['median']:.1f} µs | "
+            f"{missed} | {s['cpu_us_per_value']['median']:.1f} µs | "
             f"{s['cpu_vs_bare']['median']:.1f}× | {s['latency_p50_ms']['median']:,.0f} / "
             f"{s['latency_p99_ms']['median']:,.0f} ms | {s['rss_mb']['median']:,.0f} MB "
             f"({s['rss_growth_mb']['median']:+.0f}) |")
@@ -241,7 +254,8 @@ def line_sealing(r: dict[str, Any]) -> str:
 
 
 BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {"fault_matrix": fault_matrix, "soak": soak, "sigkill": sigkill,
-                                                      "line": line_block, "line_sealing": line_sealing}
+                                                      "line": line_block, "line_opcua": line_block,
+                                                      "line_sealing": line_sealing}
 
 
 def render_blocks(text: str, results: dict[str, dict[str, Any]]) -> str:
