@@ -224,7 +224,7 @@ async def bare_opcua(ports: list[int], seconds: float) -> None:
 
     one_at_a_time = asyncio.Lock()  # the racks' servers share a process: subscribing all at once timed them out
 
-    async def rack(i: int, port: int, stop: asyncio.Event) -> None:
+    async def rack(port: int, stop: asyncio.Event) -> None:
         client = Client(f"opc.tcp://127.0.0.1:{port}", timeout=60, watchdog_intervall=10.0)
         async with one_at_a_time:
             await client.connect()
@@ -242,8 +242,8 @@ async def bare_opcua(ports: list[int], seconds: float) -> None:
 
     stop = asyncio.Event()
     async with asyncio.TaskGroup() as tg:
-        for i, p in enumerate(ports):
-            tg.create_task(rack(i, p, stop))
+        for p in ports:
+            tg.create_task(rack(p, stop))
         await subscribed.wait()
         await asyncio.sleep(5)  # the initial values of every item are past
         v0, c0 = values[0], time.process_time()
