@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.samples import Quality, Sample
-from gateway.store import AGGREGATES, SqliteStore
+from gateway.store import AGGREGATES, SqliteStore, StoreClosed
 from gateway.store.sqlite.schema import head_span
 from tests.store.stores import EQ, T0, SealingStore, sample
 
@@ -261,3 +262,32 @@ def test_history_from_chunks_is_the_history_from_the_head(tmp_path_factory, piec
         assert h["avg"] == c["avg"] or h["avg"] == pytest.approx(c["avg"], rel=1e-12), (h, c)
     written = [t for piece in pieces for t, _, _ in piece]
     assert len(head[0]) == len([t for t in written if T0 + 1 <= T0 + t / 10 < T0 + 35])
+
+
+async def test_close_waits_for_a_read_still_running_in_its_thread(tmp_path):
+    """A task cancelled while it reads leaves the read running in its thread: the store's close waits for it.
+
+    Closing the connection under that read made the read fail, or crashed the process (a forwarder stopped with
+    the gateway, mid-read).
+    """
+    s = SqliteStore(tmp_path / "store.sqlite")
+    await s.start()
+    s.write_samples([sample("v", float(i), T0 + i) for i in range(10)])
+    await s.flush()
+    inside, go_on = threading.Event(), threading.Event()
+
+    def slow_read(conn: sqlite3.Connection) -> int:
+        inside.set()
+        go_on.wait(10)
+        return int(conn.execute("SELECT count(*) FROM samples").fetchone()[0])
+
+    reader = asyncio.create_task(s._read(slow_read))
+    await asyncio.to_thread(inside.wait, 10)
+    closing = asyncio.create_task(s.close())
+    await asyncio.sleep(0.3)
+    assert not closing.done(), "the store closed while a read was still using its connection"
+    go_on.set()
+    assert await reader == 10
+    await closing
+    with pytest.raises(StoreClosed):
+        await s.history(EQ, "v", T0, T0 + 10)

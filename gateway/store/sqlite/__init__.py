@@ -113,7 +113,7 @@ The parts of the store are listed in store.py; retention and the disk budget
 are described in upkeep.py, storage faults in writer.py.
 """
 
+from gateway.store.sqlite.database import StoreClosed
 from gateway.store.sqlite.store import SqliteStore
-from gateway.store.sqlite.writer import StoreClosed
 
 __all__ = ["SqliteStore", "StoreClosed"]

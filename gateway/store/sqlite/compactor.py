@@ -34,9 +34,9 @@ from typing import Any
 
 from gateway.store import codec
 from gateway.store.sqlite import schema
-from gateway.store.sqlite.database import Database
+from gateway.store.sqlite.database import Database, StoreClosed
 from gateway.store.sqlite.schema import CELL_S, CHUNK_N, INSERT_CHUNK, Row, chunk_rows
-from gateway.store.sqlite.writer import StoreClosed, Writer
+from gateway.store.sqlite.writer import Writer
 
 log = logging.getLogger("linegw.store")
 _SID = itemgetter(0)

@@ -14,11 +14,16 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from gateway.store.sqlite.schema import PAGE_SIZE, migrate
+
+
+class StoreClosed(RuntimeError):
+    """The store is not running (not started, closed, or its writer failed)."""
 
 
 class Database:
@@ -30,6 +35,8 @@ class Database:
         self.cache_mb = cache_mb
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._reader_sem = threading.BoundedSemaphore(readers)
+        self._reader_slots = readers
+        self._closed = False
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self.file_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the file the writer opened
@@ -63,6 +70,7 @@ class Database:
         except BaseException:
             conn.close()
             raise
+        self._closed = False
         self.file_id = self.identity("")
         self.side_ids = {suffix: self.identity(suffix) for suffix in ("-wal", "-shm")}
         self.generation += 1
@@ -116,6 +124,9 @@ class Database:
     # --- readers -------------------------------------------------------------------------
     def _reader(self) -> sqlite3.Connection:
         self._reader_sem.acquire()
+        if self._closed:  # a read queued for a thread before the store closed
+            self._reader_sem.release()
+            raise StoreClosed(f"{self.path}: the store is closed")
         try:
             return self._readers.get_nowait()
         except queue.Empty:
@@ -151,9 +162,19 @@ class Database:
         finally:
             self._release(conn)
 
-    def close_readers(self) -> None:
-        with self._readers_lock:
-            readers, self._all_readers = self._all_readers, []
-        for c in readers:
-            c.close()
-        self._readers = queue.SimpleQueue()
+    def close_readers(self, wait_s: float = 30.0) -> int:
+        """No new reads; wait up to wait_s for those running, then close every reader.
+
+        A task cancelled mid-read leaves its read running in a worker thread: closing the connection under it
+        fails the read or crashes the process. A read still running after wait_s closes its connection itself
+        when it ends. Returns how many were still running.
+        """
+        self._closed = True
+        deadline = time.monotonic() + wait_s
+        held = 0
+        while held < self._reader_slots and self._reader_sem.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            held += 1
+        self.forget_readers()
+        for _ in range(held):
+            self._reader_sem.release()
+        return self._reader_slots - held

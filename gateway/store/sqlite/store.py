@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -31,12 +32,14 @@ from gateway.samples import Sample
 from gateway.store.base import EventRecord
 from gateway.store.sqlite import outbox, reads, records
 from gateway.store.sqlite.compactor import Compactor
-from gateway.store.sqlite.database import Database
+from gateway.store.sqlite.database import Database, StoreClosed
 from gateway.store.sqlite.schema import BUDGET_CHECK_S, COMPACT_CHECK_S, RECORD_RETENTION, RETENTION_CHECK_S, SEAL_AFTER_S, SEAL_ROWS, SEAL_SPAN_S
 from gateway.store.sqlite.upkeep import Upkeep
-from gateway.store.sqlite.writer import StoreClosed, Writer
+from gateway.store.sqlite.writer import Writer
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+CLOSE_READS_WAIT_S = 30.0  # a read is one query; the busy timeout bounds its waits at 30 s too
 
 
 class SqliteStore:
@@ -122,7 +125,10 @@ class SqliteStore:
         # The compactor first: it hands the writer operations, and the writer takes them until it stops.
         await self._compactor.stop()
         failed = await self._writer.stop()
-        self._db.close_readers()
+        busy = await asyncio.to_thread(self._db.close_readers, CLOSE_READS_WAIT_S)
+        if busy:
+            log.warning("%s: closed with %d read(s) still running after %.0f s; each closes its connection when it "
+                        "ends", self.path, busy, CLOSE_READS_WAIT_S)
         if failed is not None:
             raise StoreClosed(f"the store's writer failed: {failed}") from failed
 

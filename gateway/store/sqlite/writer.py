@@ -48,7 +48,7 @@ from typing import Any, NamedTuple
 from gateway.backoff import Backoff
 from gateway.samples import Sample
 from gateway.store.sqlite import reads
-from gateway.store.sqlite.database import Database
+from gateway.store.sqlite.database import Database, StoreClosed
 from gateway.store.sqlite.schema import CELL_S, FILE_CHECK_S, QUALITY_CODE, Row, encode_value, sealed
 from gateway.store.sqlite.upkeep import Upkeep
 
@@ -127,10 +127,6 @@ def _settle(future: concurrent.futures.Future[Any], ok: bool, value: Any) -> Non
             future.set_exception(value)
     except concurrent.futures.InvalidStateError:
         pass  # the awaiting task was cancelled; its operation still committed
-
-
-class StoreClosed(RuntimeError):
-    """The store is not running (not started, closed, or its writer failed)."""
 
 
 # Rows of a batch are sorted by (series, ts), so one (series, cell) group is one contiguous rowid range.
