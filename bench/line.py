@@ -112,6 +112,22 @@ def overruns(h: dict[str, Any]) -> tuple[int, int]:
     return adapters_sum(h, "overruns"), adapters_sum(h, "scans")
 
 
+def all_available(port: int, racks: int, deadline: float) -> float:
+    """Wait until every rack is available (connected, subscribed, its first values in); the seconds it took.
+
+    Measuring before would count racks still connecting as values the gateway missed."""
+    t0 = time.monotonic()
+    while True:
+        eq = get_health(port)["equipment"]
+        up = [k for k, e in eq.items() if e["available"]]
+        if len(up) == racks:
+            return round(time.monotonic() - t0, 1)
+        if time.monotonic() > deadline:
+            down = {k: e["reason"] for k, e in eq.items() if not e["available"]}
+            raise RuntimeError(f"{len(up)} of {racks} racks available after {time.monotonic() - t0:.0f} s: {down}")
+        time.sleep(0.5)
+
+
 def percentile(xs: list[float], q: float) -> float:
     ordered = sorted(xs)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -261,7 +277,11 @@ def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan:
     ports = [a.first_port + i for i in range(racks)]
     ms = int(SCAN_S * 1000)
     endpoint, adapter = {"modbus": ("modbus://127.0.0.1:{}", f"{{scan_interval_ms: {ms}}}"),
-                         "opcua": ("opc.tcp://127.0.0.1:{}", f"{{publishing_interval_ms: {ms}, sampling_ms: {ms}}}")}[a.protocol]
+                         # A saturated simulators' process answers the session's first requests (resolving thousands of
+                 # browse paths, creating the monitored items) in more than the default 5 s: the bare client waits
+                 # 60 s, and so does the gateway here.
+                 "opcua": ("opc.tcp://127.0.0.1:{}",
+                           f"{{publishing_interval_ms: {ms}, sampling_ms: {ms}, request_timeout_s: 60}}")}[a.protocol]
     eq = "\n".join(
         f"  - id: rack{i}\n    class: formation\n    protocol: {a.protocol}\n"
         f"    endpoint: {endpoint.format(port)}\n    counts: {{channel: 512}}\n"
@@ -287,6 +307,7 @@ def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
+        connect_s = all_available(a.api_port, racks, deadline + 240)
         client = LatencyClient(a.api_port)
         client.start()
         time.sleep(a.warmup)
@@ -312,7 +333,7 @@ def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan:
         size = sum(p.stat().st_size for p in tmp.glob("line.sqlite*"))
         lat = client.latencies_ms
         out: dict[str, Any] = {
-            "racks": racks, "workers": workers, "run": run, "seconds": round(t1 - t0, 1), "values_per_s": round(written / (t1 - t0)),
+            "racks": racks, "workers": workers, "run": run, "connect_s": connect_s, "seconds": round(t1 - t0, 1), "values_per_s": round(written / (t1 - t0)),
             "asked_values_per_s": None, "cpu_pct": round(100 * (c1 - c0) / (t1 - t0), 1),
             "simulators_cpu_pct": round(100 * (sim1 - sim0) / (t1 - t0), 1),  # on the same cores
             "cpu_us_per_value": round(1e6 * (c1 - c0) / max(written, 1), 2),
@@ -355,6 +376,7 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         return spread([float(f(r)) for r in runs])
     return {
         "values_per_s": col(lambda r: r["values_per_s"]),
+        "connect_s": col(lambda r: r.get("connect_s", 0)),
         "asked_values_per_s": round(col(lambda r: r["asked_values_per_s"])["median"]),  # OPC UA: varies per run
         "overruns": col(lambda r: r["overruns"]), "scans": col(lambda r: r["scans"]),
         "adapter_overflow": col(lambda r: r.get("adapter_overflow", 0)),

@@ -471,3 +471,27 @@ def test_bad_point_options_fail_at_construction() -> None:
         OpcUaAdapter("opc.tcp://127.0.0.1:4840", [by_path("x", publishing_ms=0)], {})
     with pytest.raises(ValueError, match="setting mode: 'push'"):
         OpcUaAdapter("opc.tcp://127.0.0.1:4840", [], {"mode": "push"})
+
+
+async def test_a_server_that_never_answers_is_reported_with_the_timeout_setting_to_raise() -> None:
+    """A server too busy to set a session up in time (the TCP connection accepted, no answer): the reason names
+    the setting an integrator raises, not just "timed out"."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # accepted, never answered
+
+    srv = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        async with running(f"opc.tcp://127.0.0.1:{port}", [by_path("Count")], request_timeout_s=0.25) as run:
+            await wait_until(lambda: any(not up for up, _ in run.links), "the link reported down", timeout=10)
+            reason = next(why for up, why in run.links if not up)
+            assert reason.startswith("connect: no answer in time"), reason
+            assert "request_timeout_s: 0.25 s per request, 1 s to connect" in reason, reason
+            assert held, "the adapter never reached the server"
+    finally:
+        for w in held:
+            w.close()
+        srv.close()
+        await srv.wait_closed()

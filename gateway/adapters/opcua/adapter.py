@@ -531,6 +531,12 @@ class OpcUaAdapter:
                 raise LinkLost(f"login {who} refused: {status_name(exc.code)}; check username and password") from None
             if not _expected(exc):
                 log.exception("%s: %s failed", self.endpoint, stage)
+            if isinstance(exc, TimeoutError):
+                # Which bound, and the setting behind it: a server slow to set a large session up (thousands of
+                # points to resolve and monitor) needs a larger one, not a reconnect that asks it all again.
+                t = s.request_timeout_s
+                bound = f"{t:g} s per request, {4 * t:g} s to connect" if stage in ("security", "connect") else f"{t:g} s"
+                raise LinkLost(f"{stage}: no answer in time (adapter setting request_timeout_s: {bound})") from None
             raise LinkLost(f"{stage}: {describe(exc)}") from None
         finally:
             if self._session is sess:
