@@ -1,9 +1,10 @@
 """The whole gateway under a formation hall: N conforming racks of 512 channels over Modbus (or OPC UA) at 1 s.
 
 `linegw simulate` serves the racks in a process of its own and `linegw run` records them on the
-embedded store, as on a line-side box. After a warm-up the gateway is sampled every few seconds (its
-process and the store's encoding process, `store.compress_in: process`): values/s written by the
-store, scan overruns, CPU per value (from /proc), resident memory over time, bytes on disk per value, and the latency from each value's source timestamp to a WebSocket
+embedded store, as on a line-side box. Once every rack is available (`connect_s`: connected, subscribed, first
+values in) and after a warm-up, the gateway is sampled every few seconds (its
+process, its acquisition workers and the store's encoding process, `store.compress_in: process`): values/s
+written by the store, scan overruns, CPU per value (from /proc), resident memory over time (and by process), bytes on disk per value, and the latency from each value's source timestamp to a WebSocket
 client of the API (one rack's voltages). Then the baseline: plain pymodbus reading the same racks, the
 same requests at the same scan, into nothing, in a process of its own; its CPU per value beside the
 gateway's is the ratio the performance targets are set against. Every rack count runs `--runs` times:
@@ -79,15 +80,20 @@ def cpu_s(pid: int) -> float:
     return total
 
 
-def rss_mb(pid: int) -> float:
-    total = 0
+def rss_by_process(pid: int) -> dict[str, float]:
+    """Resident MB of the gateway's process tree by part: the gateway itself, its acquisition workers, the store's
+    encoding process (what grows is then visible)."""
+    out: dict[str, float] = {}
     for p in tree(pid):
         try:
             line = next(x for x in Path(f"/proc/{p}/status").read_text().splitlines() if x.startswith("VmRSS"))
+            cmd = Path(f"/proc/{p}/cmdline").read_bytes()
         except (OSError, StopIteration):
             continue
-        total += int(line.split()[1])
-    return total / 1024
+        part = ("gateway" if p == pid else "workers" if b"worker_main" in cmd
+                else "encoder" if b"multiprocessing" in cmd else "other")
+        out[part] = round(out.get(part, 0.0) + int(line.split()[1]) / 1024, 1)
+    return out
 
 
 def get_health(port: int) -> dict[str, Any]:
@@ -320,7 +326,8 @@ def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan:
             time.sleep(min(a.sample_s, t0 + a.seconds - now))
             h, t = get_health(a.api_port), time.monotonic()
             (o, n) = overruns(h)
-            series.append({"t_s": round(t - t0, 1), "rss_mb": round(rss_mb(gw.pid), 1),
+            parts = rss_by_process(gw.pid)
+            series.append({"t_s": round(t - t0, 1), "rss_mb": round(sum(parts.values()), 1), "rss_parts_mb": parts,
                            "values_per_s": round((h["store"]["written"] - last_written) / (t - last_t)),
                            "overruns": o, "scans": n, "sealed": h["store"].get("sealed_samples", 0),
                            "cpu_s": round(cpu_s(gw.pid), 1)})

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -75,7 +76,8 @@ def line(r: dict[str, Any]) -> tuple[str, str]:
     parts = []
     for name, cfg in r["configs"].items():
         s = cfg["summary"]
-        kept = (f"{_mmm(s['adapter_overflow'])} readings dropped by the adapters' queues" if opcua
+        kept = (f"{_mmm(s['adapter_overflow'])} readings dropped by the adapters' queues, every rack subscribed "
+                f"after {_mmm(s['connect_s'])} s" if opcua
                 else f"{_mmm(s['overruns'])} scan ticks missed in {s['scans']['median']:,.0f} scans")
         parts.append(
             f"{_racks(name, cfg)}, {s['asked_values_per_s']:,} values/s {'offered' if opcua else 'asked'}:: "
@@ -216,8 +218,9 @@ def line_block(r: dict[str, Any]) -> str:
     opcua = r.get("protocol") == "opcua"
     asked, kept, bare = (("values/s the servers offer (plain asyncua got)", "readings the adapters' queues dropped",
                           "plain asyncua") if opcua else ("values/s asked", "scan ticks missed", "plain pymodbus"))
+    extra = " every rack subscribed after | servers' process CPU |" if opcua else ""
     rows = [f"| racks × 512 channels | {asked} | stored | {kept} | gateway CPU per value | × {bare} "
-            "| latency p50 / p99 | RSS (growth) |", "|---|---|---|---|---|---|---|---|"]
+            f"| latency p50 / p99 | RSS (growth) |{extra}", "|---|---|---|---|---|---|---|---|" + "---|" * extra.count("|")]
     for name, cfg in r["configs"].items():
         s = cfg["summary"]
         missed = (f"{s['adapter_overflow']['median']:,.0f}" if opcua
@@ -227,17 +230,27 @@ def line_block(r: dict[str, Any]) -> str:
             f"{missed} | {s['cpu_us_per_value']['median']:.1f} µs | "
             f"{s['cpu_vs_bare']['median']:.1f}× | {s['latency_p50_ms']['median']:,.0f} / "
             f"{s['latency_p99_ms']['median']:,.0f} ms | {s['rss_mb']['median']:,.0f} MB "
-            f"({s['rss_growth_mb']['median']:+.0f}) |")
+            f"({s['rss_growth_mb']['median']:+.0f}) |"
+            + (f" {s['connect_s']['median']:.0f} s | {statistics.median(run['simulators_cpu_pct'] for run in cfg['runs']):.0f} % |"
+               if opcua else ""))
     n = len(next(iter(r["configs"].values()))["runs"])
-    return ("\n".join(rows) + f"\n\nMedians of {n} runs of {r['seconds']:g} s after a {r['warmup_s']:g} s warm-up, "
+    once = " once every rack was subscribed and" if opcua else ""
+    return ("\n".join(rows) + f"\n\nMedians of {n} runs of {r['seconds']:g} s,{once} after a {r['warmup_s']:g} s warm-up, "
             f"racks' clock at {r.get('time_scale', 600):g}× real time, measured {r['measured']}, "
             f"{r['machine']['cpus']} cores.\n")
+
+
+def _last_minutes(series: list[dict[str, Any]], minutes: float) -> str:
+    """Resident memory's low and high over the run's last minutes: flat memory shows as a narrow band."""
+    last = [p["rss_mb"] for p in series if p["t_s"] >= series[-1]["t_s"] - 60 * minutes]
+    return f"{min(last):,.0f}–{max(last):,.0f} MB"
 
 
 def line_sealing(r: dict[str, Any]) -> str:
     """Long runs of bench/line.py, past the store's first sealing: each labelled with what it ran."""
     rows = ["| run | racks' clock | values/s asked | stored | scan ticks missed | ... after sealing began | samples sealed "
-            "| CPU per value | latency p99 | RSS start → end |", "|---|---|---|---|---|---|---|---|---|---|"]
+            "| CPU per value | latency p99 | RSS start → end | RSS, last 10 minutes |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for label, res in r["runs"].items():
         ((_, cfg),) = res["configs"].items()
         (run,) = cfg["runs"]
@@ -249,7 +262,7 @@ def line_sealing(r: dict[str, Any]) -> str:
         rows.append(f"| {label} | {res.get('time_scale', 600):g}× | {run['asked_values_per_s']:,} | {run['values_per_s']:,} | "
                     f"{run['overruns']:,} in {run['scans']:,} scans | {after} | {run['sealed_samples'] / 1e6:,.0f} M | "
                     f"{run['cpu_us_per_value']:.1f} µs | {run['latency_ms']['p99']:,.0f} ms | "
-                    f"{series[0]['rss_mb']:,.0f} → {series[-1]['rss_mb']:,.0f} MB |")
+                    f"{series[0]['rss_mb']:,.0f} → {series[-1]['rss_mb']:,.0f} MB | {_last_minutes(series, 10)} |")
     return "\n".join(rows) + "\n"
 
 

@@ -48,15 +48,19 @@ BATCH = 500
 
 
 async def _start(line_file: Path) -> tuple[asyncio.subprocess.Process, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "demo", "--line", str(line_file),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=Path(__file__).parents[2])
+    """`linegw demo` on the line file; its output goes to a file beside it (a pipe nobody reads would block it)."""
+    log = line_file.with_suffix(".log")
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "demo", "--line", str(line_file),
+            stdout=out, stderr=asyncio.subprocess.STDOUT, cwd=Path(__file__).parents[2])
     async with asyncio.timeout(60):
         while True:
-            text = (await proc.stdout.readline()).decode()
-            assert text, "linegw demo ended before serving"
-            if text.startswith("gateway API"):
-                return proc, text.split()[2]  # http://127.0.0.1:PORT/api/v1
+            for text in log.read_text(errors="replace").splitlines():
+                if text.startswith("gateway API"):
+                    return proc, text.split()[2]  # http://127.0.0.1:PORT/api/v1
+            assert proc.returncode is None, f"linegw demo ended before serving:\n{log.read_text()[-3000:]}"
+            await asyncio.sleep(0.1)
 
 
 async def _get(api: str, route: str) -> dict:
