@@ -362,7 +362,7 @@ def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan:
     try:
         proc = subprocess.run([sys.executable, __file__, "--bare", ",".join(map(str, ports)), "--seconds",
                                str(a.bare_seconds), "--protocol", a.protocol], cwd=ROOT, capture_output=True, text=True,
-                              timeout=a.bare_seconds + 180)
+                              timeout=a.bare_seconds + 180 + 30 * racks)  # racks subscribed one at a time
         if proc.returncode != 0:
             raise RuntimeError(f"the bare {a.protocol} baseline failed: {proc.stderr[-2000:]}")
         b = json.loads(proc.stdout.strip().splitlines()[-1])
