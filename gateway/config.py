@@ -87,7 +87,7 @@ class Simulate(_Strict):
     seed: int = 1
     time_scale: float = Field(default=1.0, gt=0)
     faults: list[str] = []
-    machine_name: str | None = None
+    machine_name: str | None = Field(default=None, pattern=r"^[^/]+$")  # a browse path's element, as `machine`
     options: dict[str, Any] = {}  # process model options, e.g. {roll_length_m: 200}
 
 
@@ -96,7 +96,8 @@ class Equipment(_Strict):
     cls: Literal["coater", "winder", "formation"] = Field(alias="class")
     protocol: str = Field(pattern=r"^[a-z][a-z0-9_]*$")  # adapter entry-point name: opcua, modbus, ...
     endpoint: str
-    machine: str | None = None  # OPC UA native profile: the machine object under Machines/
+    # OPC UA native profile: the machine object under Machines/; one element of a browse path, so no "/" in it
+    machine: str | None = Field(default=None, pattern=r"^[^/]+$")
     mapping: str | None = None  # vendor file (a path, or a shipped vendor's name); none = the spec's native profile
     # Array sizes, 1 or more (at most the spec's maximum, checked with the spec); discovered from the machine when absent.
     counts: dict[str, Annotated[int, Field(ge=1)]] = {}

@@ -73,3 +73,14 @@ def test_a_mutated_line_file_is_accepted_or_refused_with_file_and_line(line_path
 @given(line=st.integers(min_value=0, max_value=10_000), how=st.sampled_from(["duplicate", "drop"]))
 def test_a_line_duplicated_or_dropped_is_accepted_or_refused_with_file_and_line(line_path, line, how):
     check(line_path, text_mutate(DEMO_LINE.read_text(encoding="utf-8"), line, how))
+
+
+@pytest.mark.parametrize("value", ["modbus://h:70000", "a/b"])
+def test_a_machine_name_with_a_slash_is_refused_at_its_line(line_path, value):
+    """Found by the mutation test above: a machine's name is one element of its browse paths."""
+    doc = yaml.safe_load(DEMO_TEXT)
+    eq = next(e for e in doc["equipment"] if e["protocol"] == "opcua")
+    eq["machine"] = value
+    line_path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    with pytest.raises(SpecError, match=rf"{re.escape(str(line_path))}:\d+: .*machine"):
+        load_config(line_path)
