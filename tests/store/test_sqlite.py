@@ -264,6 +264,39 @@ def test_history_from_chunks_is_the_history_from_the_head(tmp_path_factory, piec
     assert len(head[0]) == len([t for t in written if T0 + 1 <= T0 + t / 10 < T0 + 35])
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.floats(-40.0, 40.0)),
+                                 min_size=1, max_size=40), min_size=1, max_size=4))
+def test_the_block_index_is_every_series_cell_and_rowid_range_of_the_rows(tmp_path_factory, batches):
+    """The writer builds the block index from the batch in hand; it must be what the rows themselves say:
+    one block per (series, 10 s cell) of each commit, spanning its first to last rowid. Times on both
+    sides of zero (cells truncate toward zero, as CAST does), out of order, several cells per series."""
+    path = tmp_path_factory.mktemp("s") / "store.sqlite"
+
+    async def write() -> None:
+        async with SqliteStore(path) as s:
+            for batch in batches:
+                s.write_samples([sample(p, 1.0, T0 + t if t > 0 else t) for p, t in batch])
+                await s.flush()
+
+    asyncio.run(write())
+    conn = sqlite3.connect(path)
+    blocks = conn.execute("SELECT series_id, cell, lo, hi FROM blocks ORDER BY lo").fetchall()
+    commits = [0]
+    for batch in batches:
+        commits.append(commits[-1] + len(batch))
+    expected = []
+    for a, b in zip(commits, commits[1:]):  # each flush commits its batch alone
+        expected += conn.execute("SELECT series_id, CAST(ts / 10 AS INTEGER), min(rowid), max(rowid) FROM samples "
+                                 "WHERE rowid BETWEEN ? AND ? GROUP BY 1, 2 ORDER BY 3", (a + 1, b)).fetchall()
+    rows = conn.execute("SELECT count(*) FROM samples").fetchone()[0]
+    conn.close()
+    assert rows == commits[-1]
+    assert blocks == expected
+    # Contiguous: every row of a block is of its series and cell.
+    assert sum(hi - lo + 1 for _, _, lo, hi in blocks) == rows
+
+
 async def test_close_waits_for_a_read_still_running_in_its_thread(tmp_path):
     """A task cancelled while it reads leaves the read running in its thread: the store's close waits for it.
 

@@ -45,6 +45,8 @@ from itertools import chain, islice
 from operator import itemgetter
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from gateway.backoff import Backoff
 from gateway.samples import Sample
 from gateway.store.sqlite import reads
@@ -61,16 +63,38 @@ ROWS_PER_INSERT = 4096
 _COLUMNS = 7
 
 
+_SAMPLES = "INSERT INTO samples (series_id, ts, gw, value, value_text, q, reason) VALUES "
+_BLOCKS = "INSERT INTO blocks (series_id, cell, lo, hi) VALUES "
+
+
 @functools.lru_cache(maxsize=16)
-def _insert_sql(rows: int) -> str:
-    return ("INSERT INTO samples (series_id, ts, gw, value, value_text, q, reason) VALUES "
-            + ",".join(["(?,?,?,?,?,?,?)"] * rows))
+def _insert_sql(head: str, columns: int, rows: int) -> str:
+    return head + ",".join(["(" + ",".join("?" * columns) + ")"] * rows)
 
 
 def _param_chunks(params: Iterator[Any], size: int, count: int) -> Iterator[Row]:
     """`count` parameter tuples of `size` values each, built as SQLite asks for them."""
     for _ in range(count):
         yield tuple(islice(params, size))
+
+
+def _block_rows(sids: list[int], ts: list[float], lo: int) -> tuple[Iterator[Any], int]:
+    """How many blocks, and the blocks of rows appended from rowid `lo` on, sorted by (series, ts): flattened
+    (series_id, cell, first rowid, last rowid), one per (series, cell), in the table's key order.
+
+    Computed from the batch in hand rather than by reading the rows back (INSERT ... SELECT
+    ... GROUP BY): at one sample per series per commit that read-back cost as much as the
+    inserts themselves.
+    """
+    sid = np.array(sids, dtype=np.int64)
+    cell = (np.array(ts, dtype=np.float64) / CELL_S).astype(np.int64)  # truncated, as CAST(ts / CELL_S AS INTEGER)
+    n = len(sid)
+    start = np.flatnonzero(np.concatenate(([True], (sid[1:] != sid[:-1]) | (cell[1:] != cell[:-1]))))
+    end = np.append(start[1:], n) - 1
+    key = np.lexsort((start, sid[start], cell[start]))  # (cell, series, lo): appended where the newest cell ends
+    first = start[key]
+    return chain.from_iterable(zip(sid[first].tolist(), cell[first].tolist(), (first + lo).tolist(),
+                                   (end[key] + lo).tolist())), len(first)
 
 
 _EQ, _PATH, _VALUE, _UNIT, _TS, _GW, _Q, _REASON = (itemgetter(i) for i in range(8))  # Sample fields
@@ -127,14 +151,6 @@ def _settle(future: concurrent.futures.Future[Any], ok: bool, value: Any) -> Non
             future.set_exception(value)
     except concurrent.futures.InvalidStateError:
         pass  # the awaiting task was cancelled; its operation still committed
-
-
-# Rows of a batch are sorted by (series, ts), so one (series, cell) group is one contiguous rowid range.
-INSERT_BLOCKS = f"""
-INSERT INTO blocks (series_id, cell, lo, hi)
-SELECT series_id, CAST(ts / {CELL_S} AS INTEGER), min(rowid), max(rowid)
-FROM samples WHERE rowid BETWEEN ?1 AND ?2 GROUP BY 1, 2
-"""
 
 
 class Writer:
@@ -552,9 +568,8 @@ class Writer:
         return ids
 
     @staticmethod
-    def _params(batch: _Batch) -> Iterator[Any]:
+    def _params(batch: _Batch, rows: list[Sample], sids: list[int], ts: list[float]) -> Iterator[Any]:
         """The batch's row values, row after row, flattened, in (series, ts) order."""
-        rows = list(map(batch.flat.__getitem__, batch.order))
         values = list(map(_VALUE, rows))
         quality = list(map(QUALITY_CODE.__getitem__, map(_Q, rows)))
         text: list[str | None] = [None] * len(rows)
@@ -569,8 +584,7 @@ class Writer:
                 else:
                     values[i], text[i], flag = encode_value(v)
                     quality[i] |= flag
-        return chain.from_iterable(zip(map(batch.sid_of.__getitem__, batch.order), map(_TS, rows),
-                                       map(_GW, rows), values, text, quality, map(_REASON, rows)))
+        return chain.from_iterable(zip(sids, ts, map(_GW, rows), values, text, quality, map(_REASON, rows)))
 
     def _commit_batch(self, conn: sqlite3.Connection, chunks: list[list[Sample]], ops: list[_Op],
                       n: int) -> sqlite3.Connection:
@@ -657,17 +671,16 @@ class Writer:
                 conn.executemany("UPDATE series SET unit = ? WHERE id = ?", batch.unit_changes)
             if batch.order:
                 lo = conn.execute("SELECT coalesce(max(rowid), 0) + 1 FROM samples").fetchone()[0]
-                params = self._params(batch)
-                left = len(batch.order)
-                for size in self._insert_sizes:
-                    count, left = divmod(left, size)
-                    if count:
-                        conn.executemany(_insert_sql(size), _param_chunks(params, size * _COLUMNS, count))
-                hi = lo + len(batch.order) - 1
+                rows = list(map(batch.flat.__getitem__, batch.order))
+                sids = list(map(batch.sid_of.__getitem__, batch.order))
+                ts = list(map(_TS, rows))
+                self._insert(conn, _SAMPLES, _COLUMNS, self._params(batch, rows, sids, ts), len(rows))
+                hi = lo + len(rows) - 1
                 last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
                 if last != hi:
                     raise sqlite3.DatabaseError(f"samples rowids not contiguous ({lo}..{last}, expected ..{hi})")
-                conn.execute(INSERT_BLOCKS, (lo, hi))
+                blocks, count = _block_rows(sids, ts, lo)
+                self._insert(conn, _BLOCKS, 4, blocks, count)
             for op in ops:
                 # Each record in its own savepoint: a bad one fails alone, the batch still commits.
                 conn.execute("SAVEPOINT op")
@@ -689,6 +702,13 @@ class Writer:
                 conn.execute("ROLLBACK")
             raise
         return results
+
+    def _insert(self, conn: sqlite3.Connection, head: str, columns: int, params: Iterator[Any], rows: int) -> None:
+        """Insert `rows` rows of flattened `params`, as many rows per statement as SQLite takes."""
+        for size in self._insert_sizes:
+            count, rows = divmod(rows, size)
+            if count:
+                conn.executemany(_insert_sql(head, columns, size), _param_chunks(params, size * columns, count))
 
     def write_sync(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         """`write` for threads other than the event loop's: hand the writer an operation, wait for its commit."""
