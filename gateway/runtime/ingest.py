@@ -29,6 +29,9 @@ def convert(equipment: str, t: Target, raw: object, source_ts: float, gateway_ts
         raw = int(raw)
     if not isinstance(raw, (int, float)):
         return Sample(equipment, t.path, None, t.unit, source_ts, gateway_ts, BAD, "wrong_type")
+    if isinstance(raw, float) and not math.isfinite(raw) and kind != "num":
+        # No code or flag is NaN or infinite; int() of one would raise out of the hot path.
+        return Sample(equipment, t.path, None, t.unit, source_ts, gateway_ts, BAD, "nan" if math.isnan(raw) else "infinite")
     if kind == "enum":
         code = int(raw)
         if t.enum_map is not None:
@@ -70,8 +73,17 @@ def to_samples(
             for t in ts_list:
                 append(Sample(equipment, t.path, None, t.unit, ts, gateway_ts, BAD, r.error))
             continue
+        raw = r.value
         for t in ts_list:
-            # What the machine sent rides along only where the gateway changed it: plain values pay nothing.
-            append(convert(equipment, t, r.value, ts, gateway_ts) if not t.keeps_raw
-                   else convert(equipment, t, r.value, ts, gateway_ts)._replace(raw=r.value))
+            if t.keeps_raw:
+                # What the machine sent rides along only where the gateway changed it: plain values pay nothing.
+                append(convert(equipment, t, raw, ts, gateway_ts)._replace(raw=raw))
+                continue
+            # The common case inline (a number, in range, as it came): what convert() would return, without its call.
+            if t.kind == "num" and t.bit is None and t.scale == 1.0 and t.offset == 0.0 \
+                    and (raw.__class__ is float or raw.__class__ is int) \
+                    and t.lo <= raw <= t.hi and raw - raw == 0:  # NaN fails the range, an infinity the difference
+                append(Sample(equipment, t.path, raw, t.unit, ts, gateway_ts, GOOD))
+                continue
+            append(convert(equipment, t, raw, ts, gateway_ts))
     return out

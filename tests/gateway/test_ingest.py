@@ -3,11 +3,13 @@
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.adapters.base import RawReading
 from gateway.bindings.modbus import ModbusBinding
-from gateway.mapping.compile import load_mapping, mapped_plan
-from gateway.runtime.ingest import to_samples
+from gateway.mapping.compile import Target, load_mapping, mapped_plan
+from gateway.runtime.ingest import convert, to_samples
 from gateway.samples import Quality
 from interface_spec import SpecError, load_spec
 from interface_spec.vendor import vendor_path
@@ -185,3 +187,28 @@ async def test_live_samples_are_built_only_while_someone_listens(tmp_path):
         dev._on_readings([RawReading("tension.cathode", 5.5, 1001.0)])
         [msg] = [m for m in sent if m.kind == "samples"]
         assert msg.data["samples"][0][:2] == ["tension.cathode", 5.5]
+
+
+_raw = st.one_of(st.sampled_from([math.nan, math.inf, -math.inf, 7, 7.5]), st.floats(), st.integers(-2**70, 2**70), st.booleans(), st.text(max_size=3), st.none())
+_target = st.builds(Target, path=st.just("v"), unit=st.just("V"), kind=st.sampled_from(["num", "enum", "bool", "str"]),
+                    lo=st.sampled_from([-math.inf, 0.0, -5]), hi=st.sampled_from([math.inf, 10.0, 5]),
+                    scale=st.sampled_from([1.0, 0.001]), offset=st.sampled_from([0.0, -273.15]),
+                    bit=st.sampled_from([None, 3]))
+
+
+@settings(max_examples=500)
+@given(raw=_raw, t=_target)
+def test_the_hot_paths_inline_case_is_what_convert_says(raw, t):
+    """to_samples takes in-range numbers without calling convert(): for every value and target, the sample must be
+    exactly the one convert() makes (NaN, infinities, out of range, bools, huge ints and text included)."""
+    [s] = to_samples("w1", {"k": [t]}, [RawReading("k", raw, 1000.0, "")], 2000.0)
+    expected = convert("w1", t, raw, 1000.0, 2000.0)
+    assert s == expected and [type(x) for x in s] == [type(x) for x in expected]
+
+
+@pytest.mark.parametrize("kind", ["enum", "bool"])
+@pytest.mark.parametrize("raw, reason", [(math.nan, "nan"), (math.inf, "infinite"), (-math.inf, "infinite")])
+def test_a_code_or_flag_that_is_not_a_number_is_bad_not_a_crash_or_true(kind, raw, reason):
+    """A float register read as an enum or a flag: NaN made int() raise out of the hot path, and bool(NaN) is True."""
+    s = convert("w1", Target("v", "", kind), raw, 1000.0, 2000.0)
+    assert (s.value, s.quality, s.reason) == (None, Quality.BAD, reason)
