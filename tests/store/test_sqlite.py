@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from gateway.samples import Quality, Sample
 from gateway.store import AGGREGATES, SqliteStore, StoreClosed
-from gateway.store.sqlite.schema import head_span
+from gateway.store.sqlite.schema import RUN_MAX, head_span
 from tests.store.stores import EQ, T0, SealingStore, sample
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,7 +117,7 @@ async def test_a_layout_1_store_is_migrated_at_open_and_then_sealed(tmp_path, ca
     path = tmp_path / "old.sqlite"
     write_layout_1(path)
     async with SealingStore(path) as s:
-        assert "store layout 1 migrated to 3" in caplog.text
+        assert "store layout 1 migrated to 4" in caplog.text
         before = await s.history("coater1", "speed", T0, T0 + 100)
         assert [r["value"] for r in before] == [float(i) for i in range(100)]
         assert {x.path: x.value for x in await s.latest()} == {"speed": 99.0, "lot": "LOT-9"}
@@ -132,7 +132,7 @@ async def test_a_layout_1_store_is_migrated_at_open_and_then_sealed(tmp_path, ca
         _, cursor = await s.read_since(0, 10)
         assert cursor == 111  # the outbox sequence goes on from the old rows
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("4",)
     assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'rollup'").fetchone() is None
     conn.close()
 
@@ -157,11 +157,11 @@ async def test_a_layout_2_store_gets_its_block_index_by_cell_at_open(tmp_path, c
     conn.commit()
     conn.close()
     async with SqliteStore(path) as s:
-        assert "store layout 2 migrated to 3" in caplog.text
+        assert "store layout 2 migrated to 4" in caplog.text
         assert await s.history("coater1", "speed", T0, T0 + 200) == before
         assert {x.path: x.value for x in await s.latest()} == {"speed": 29.0, "lot": "LOT-29"}
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("3",)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("4",)
     assert "PRIMARY KEY (cell, series_id, lo)" in conn.execute(
         "SELECT sql FROM sqlite_master WHERE name = 'blocks'").fetchone()[0]
     assert conn.execute("SELECT series_id, cell, lo, hi FROM blocks ORDER BY 1, 2, 3").fetchall() == blocks
@@ -264,37 +264,64 @@ def test_history_from_chunks_is_the_history_from_the_head(tmp_path_factory, piec
     assert len(head[0]) == len([t for t in written if T0 + 1 <= T0 + t / 10 < T0 + 35])
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(batches=st.lists(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.floats(-40.0, 40.0)),
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d"]), st.floats(-40.0, 40.0)),
                                  min_size=1, max_size=40), min_size=1, max_size=4))
-def test_the_block_index_is_every_series_cell_and_rowid_range_of_the_rows(tmp_path_factory, batches):
-    """The writer builds the block index from the batch in hand; it must be what the rows themselves say:
-    one block per (series, 10 s cell) of each commit, spanning its first to last rowid. Times on both
-    sides of zero (cells truncate toward zero, as CAST does), out of order, several cells per series."""
+def test_the_head_index_is_every_series_cell_and_rowid_range_of_the_rows(tmp_path_factory, batches):
+    """The writer builds the head's index from the batch in hand; it must be what the rows themselves say: each
+    (series, 10 s cell) of each commit once, as a block (its first to last rowid) or as its place in a run (one
+    row each of consecutive series). Times on both sides of zero (cells truncate toward zero, as CAST does), out
+    of order, several cells per series; and each series' head rows read through the index are its rows."""
     path = tmp_path_factory.mktemp("s") / "store.sqlite"
 
-    async def write() -> None:
+    async def write() -> list[list[tuple]]:
         async with SqliteStore(path) as s:
             for batch in batches:
-                s.write_samples([sample(p, 1.0, T0 + t if t > 0 else t) for p, t in batch])
+                s.write_samples([sample(p, float(i), T0 + t if t > 0 else t) for i, (p, t) in enumerate(batch)])
                 await s.flush()
+            return [[(r["ts"], r["value"]) for r in await s.history(EQ, p, -1e12, 2e12)] for p in "abcd"]
 
-    asyncio.run(write())
+    read = asyncio.run(write())
     conn = sqlite3.connect(path)
-    blocks = conn.execute("SELECT series_id, cell, lo, hi FROM blocks ORDER BY lo").fetchall()
+    index = conn.execute("SELECT series_id, cell, lo, hi FROM blocks").fetchall()
+    for cell, last, first, lo in conn.execute("SELECT cell, last_sid, first_sid, lo FROM runs").fetchall():
+        assert 2 <= last - first + 1 <= RUN_MAX
+        index += [(sid, cell, lo + sid - first, lo + sid - first) for sid in range(first, last + 1)]
     commits = [0]
     for batch in batches:
         commits.append(commits[-1] + len(batch))
     expected = []
     for a, b in zip(commits, commits[1:]):  # each flush commits its batch alone
         expected += conn.execute("SELECT series_id, CAST(ts / 10 AS INTEGER), min(rowid), max(rowid) FROM samples "
-                                 "WHERE rowid BETWEEN ? AND ? GROUP BY 1, 2 ORDER BY 3", (a + 1, b)).fetchall()
+                                 "WHERE rowid BETWEEN ? AND ? GROUP BY 1, 2", (a + 1, b)).fetchall()
     rows = conn.execute("SELECT count(*) FROM samples").fetchone()[0]
+    stored = [conn.execute("SELECT ts, value FROM samples s JOIN series ON series.id = s.series_id WHERE path = ? "
+                           "ORDER BY ts, s.rowid", (p,)).fetchall() for p in "abcd"]
     conn.close()
     assert rows == commits[-1]
-    assert blocks == expected
-    # Contiguous: every row of a block is of its series and cell.
-    assert sum(hi - lo + 1 for _, _, lo, hi in blocks) == rows
+    assert sorted(index) == sorted(expected)
+    assert read == stored
+
+
+async def test_a_line_scan_is_indexed_by_runs_and_read_back_through_them(tmp_path):
+    """Scans of many channels, one row per series per commit: one run row per RUN_MAX series, not a block per
+    sample, and every series' rows, history and latest value read back through the runs."""
+    channels, scans = 300, 5
+    async with SqliteStore(tmp_path / "store.sqlite") as s:
+        for k in range(scans):
+            s.write_samples([sample(f"channel[{c}].voltage", c + k / 10, T0 + k) for c in range(channels)])
+            await s.flush()
+        conn = sqlite3.connect(s.path)
+        n_blocks, n_runs = (conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("blocks", "runs"))
+        conn.close()
+        assert n_blocks == 0 and n_runs == scans * -(-channels // RUN_MAX)
+        for c in (0, 63, 64, 150, channels - 1):
+            assert [r["value"] for r in await s.history(EQ, f"channel[{c}].voltage", T0, T0 + scans)] \
+                == [c + k / 10 for k in range(scans)]
+        latest = {x.path: x.value for x in await s.latest()}
+        assert latest == {f"channel[{c}].voltage": c + (scans - 1) / 10 for c in range(channels)}
+    async with SqliteStore(tmp_path / "store.sqlite") as s:  # latest as a restart finds it: from the head's runs
+        assert {x.path: x.value for x in await s.latest()} == latest
 
 
 async def test_close_waits_for_a_read_still_running_in_its_thread(tmp_path):

@@ -310,8 +310,9 @@ class Compactor:
         conn.executemany(INSERT_CHUNK, chunks)
         # Blocks wholly within the window point at sealed rows only; one straddling b stays for the rest.
         # Every block ending at or below b is sealed, whatever its series: one range of cells at a time.
-        conn.executemany("DELETE FROM blocks WHERE cell BETWEEN ? AND ? AND hi <= ?",
-                         [(c0, c1, b) for c0, c1 in cell_ranges(cells)])
+        ranges = [(c0, c1, b) for c0, c1 in cell_ranges(cells)]
+        conn.executemany("DELETE FROM blocks WHERE cell BETWEEN ? AND ? AND hi <= ?", ranges)
+        conn.executemany("DELETE FROM runs WHERE cell BETWEEN ? AND ? AND lo + last_sid - first_sid <= ?", ranges)
         conn.execute("UPDATE meta SET value = ? WHERE key = 'sealed'", (str(b),))
         return True
 

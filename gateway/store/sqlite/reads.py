@@ -20,27 +20,37 @@ from gateway.samples import Sample
 from gateway.store import codec
 from gateway.store.aggregate import QMASK, Agg, partials
 from gateway.store.base import AGGREGATES
-from gateway.store.sqlite.schema import BOOL_FLAG, CELL_S, FAR, Row, decode_value, quality_of, sealed
+from gateway.store.sqlite.schema import BOOL_FLAG, CELL_S, FAR, RUN_MAX, Row, decode_value, quality_of, sealed
 
 # The chunks of one series that may hold samples in [start, end), in sealing order.
 CHUNKS_IN_RANGE = "SELECT {cols} FROM chunks WHERE series_id = ? AND t1 >= ? AND t0 < ? ORDER BY id"
 
-# The head's rows of one series in a range of cells: blocks point at contiguous rowid ranges; rows up
-# to the sealed sequence are in chunks (the head keeps them only for the outbox until passed). Blocks
-# are keyed by cell first (schema.BLOCKS): the query walks the cells present in [c0, c1], one seek each,
-# and seeks the series' blocks in each. `+s.series_id` keeps SQLite from building an index on samples:
-# the rowid range is the way in.
+# The head's rows of one series in a range of cells: blocks point at contiguous rowid ranges, runs at
+# one row per series (schema.RUNS); rows up to the sealed sequence are in chunks (the head keeps them only
+# for the outbox until passed). Both are keyed by cell first: the query walks the cells present in
+# [c0, c1], one seek each, and seeks the series' blocks and runs in each. `+s.series_id` keeps SQLite from
+# building an index on samples: the rowid range is the way in.
+# (SQLite's min(x, y) of two is NULL if either is: `min(cell) FROM (... UNION ALL ...)` takes the lower of two seeks.)
+CELLS = f"""WITH RECURSIVE cells(cell) AS (
+    SELECT (SELECT min(cell) FROM (SELECT min(cell) AS cell FROM blocks WHERE cell >= :c0
+                                   UNION ALL SELECT min(cell) FROM runs WHERE cell >= :c0))
+    UNION ALL
+    SELECT (SELECT min(cell) FROM (SELECT min(cell) AS cell FROM blocks WHERE cell > c.cell
+                                   UNION ALL SELECT min(cell) FROM runs WHERE cell > c.cell))
+    FROM cells c WHERE c.cell < :c1
+), spans(lo, hi) AS (
+    SELECT b.lo, b.hi FROM cells c CROSS JOIN blocks b
+    WHERE c.cell <= :c1 AND b.cell = c.cell AND b.series_id = :sid AND b.hi > :sealed
+    UNION ALL
+    SELECT r.lo + :sid - r.first_sid, r.lo + :sid - r.first_sid FROM cells c CROSS JOIN runs r
+    WHERE c.cell <= :c1 AND r.cell = c.cell AND r.last_sid BETWEEN :sid AND :sid + {RUN_MAX} - 1
+      AND r.first_sid <= :sid AND r.lo + :sid - r.first_sid > :sealed
+)"""
 SERIES_ROWS = """
-FROM cells c CROSS JOIN blocks b CROSS JOIN samples s
-WHERE c.cell <= :c1 AND b.cell = c.cell AND b.series_id = :sid AND b.hi > :sealed
-  AND s.rowid BETWEEN b.lo AND b.hi AND s.rowid > :sealed
+FROM spans p CROSS JOIN samples s
+WHERE s.rowid BETWEEN p.lo AND p.hi AND s.rowid > :sealed
   AND +s.series_id = :sid AND s.ts >= :start AND s.ts < :end
 """
-CELLS = """WITH RECURSIVE cells(cell) AS (
-    SELECT (SELECT min(cell) FROM blocks WHERE cell >= :c0)
-    UNION ALL
-    SELECT (SELECT min(cell) FROM blocks WHERE cell > c.cell) FROM cells c WHERE c.cell < :c1
-)"""
 
 
 def checked_aggregates(agg: str | Sequence[str], bucket_s: float | None) -> list[str]:
@@ -174,16 +184,19 @@ def latest(conn: sqlite3.Connection, series_meta: dict[int, tuple[str, str, str]
     """The newest stored sample of every series, by id: the head's above the sealed sequence, or its newest chunk's."""
     top_sealed = sealed(conn)
     newest_cell = _newest_cells(conn, set(series_meta), top_sealed)
-    sql = """SELECT s.ts, s.gw, s.value, s.value_text, s.q, s.reason
-             FROM blocks b CROSS JOIN samples s
-             WHERE b.cell = ?1 AND b.series_id = ?2 AND b.hi > ?3
-               AND s.rowid BETWEEN b.lo AND b.hi AND +s.series_id = ?2 AND s.rowid > ?3
+    sql = f"""WITH spans(lo, hi) AS (
+                 SELECT lo, hi FROM blocks WHERE cell = :cell AND series_id = :sid AND hi > :sealed
+                 UNION ALL
+                 SELECT lo + :sid - first_sid, lo + :sid - first_sid FROM runs
+                 WHERE cell = :cell AND last_sid BETWEEN :sid AND :sid + {RUN_MAX} - 1 AND first_sid <= :sid)
+             SELECT s.ts, s.gw, s.value, s.value_text, s.q, s.reason FROM spans p CROSS JOIN samples s
+             WHERE s.rowid BETWEEN p.lo AND p.hi AND +s.series_id = :sid AND s.rowid > :sealed
              ORDER BY s.ts DESC, s.rowid DESC LIMIT 1"""
     newest_chunk = "SELECT data FROM chunks WHERE series_id = ? ORDER BY t1 DESC, id DESC LIMIT 1"
     out = {}
     for sid, (eq, path, unit) in series_meta.items():
         cell = newest_cell.get(sid)
-        row = None if cell is None else conn.execute(sql, (cell, sid, top_sealed)).fetchone()
+        row = None if cell is None else conn.execute(sql, {"cell": cell, "sid": sid, "sealed": top_sealed}).fetchone()
         chunk = conn.execute(newest_chunk, (sid,)).fetchone()
         if chunk and (row is None or row[0] < codec.decode(chunk[0], texts=False).ts[-1]):
             # Rows are in (time, sequence) order in a chunk: its last is its newest.
@@ -205,16 +218,28 @@ def _newest_cells(conn: sqlite3.Connection, wanted: set[int], top_sealed: int) -
     """
     found: dict[int, int] = {}
     chunk_t1: dict[int, float | None] = {}  # the newest chunk's time, asked once for a series not found at once
-    cell = conn.execute("SELECT max(cell) FROM blocks").fetchone()[0]
+    cell = _cell_below(conn, None)
     while cell is not None and wanted:
         here = {sid for (sid,) in conn.execute("SELECT series_id FROM blocks WHERE cell = ? AND hi > ?",
-                                                (cell, top_sealed))} & wanted
+                                                (cell, top_sealed))}
+        for first, last, lo in conn.execute("SELECT first_sid, last_sid, lo FROM runs WHERE cell = ? "
+                                            "AND lo + last_sid - first_sid > ?", (cell, top_sealed)):
+            here.update(range(max(first, first + top_sealed + 1 - lo), last + 1))  # the run's unsealed rows
+        here &= wanted
         for sid in here:
             found[sid] = cell
         wanted -= here
         below = cell * CELL_S  # every row in a lower cell is older than this
         for sid in wanted - set(chunk_t1):
             chunk_t1[sid] = conn.execute("SELECT max(t1) FROM chunks WHERE series_id = ?", (sid,)).fetchone()[0]
-        wanted = {sid for sid in wanted if chunk_t1[sid] is None or chunk_t1[sid] < below}
-        cell = conn.execute("SELECT max(cell) FROM blocks WHERE cell < ?", (cell,)).fetchone()[0]
+        wanted = {sid for sid in wanted if (t1 := chunk_t1[sid]) is None or t1 < below}
+        cell = _cell_below(conn, cell)
+    return found
+
+
+def _cell_below(conn: sqlite3.Connection, cell: int | None) -> int | None:
+    """The newest cell of the head's index below `cell` (None: the newest of all), or None."""
+    below = FAR if cell is None else cell
+    found: int | None = conn.execute("SELECT max(cell) FROM (SELECT max(cell) AS cell FROM blocks WHERE cell < ?1 "
+                                     "UNION ALL SELECT max(cell) FROM runs WHERE cell < ?1)", (below,)).fetchone()[0]
     return found

@@ -26,7 +26,8 @@ log = logging.getLogger("linegw.store")
 Row = tuple[Any, ...]  # a row of SQLite parameters or results
 
 CELL_S = 10  # width of a block's time cell, seconds
-SCHEMA_VERSION = 3  # 1: rollup cells, no chunks; 2: sealed chunks; 3: blocks keyed by cell first (both migrated)
+# 1: rollup cells, no chunks; 2: sealed chunks; 3: blocks keyed by cell first; 4: runs (all migrated)
+SCHEMA_VERSION = 4
 BOOL_FLAG = 4  # q flag: the value is a bool stored as 0/1
 RETENTION_CHECK_S = 30.0
 SEAL_AFTER_S = 120.0  # rows committed this long ago may be sealed into chunks
@@ -56,6 +57,20 @@ BLOCKS = """CREATE TABLE IF NOT EXISTS {name} (
     PRIMARY KEY (cell, series_id, lo)
 ) WITHOUT ROWID;"""
 
+# A run: consecutive series with one row each in a cell of one commit, in consecutive rowids; series
+# first_sid + k is at rowid lo + k. A scan of racks writes one row per series per commit: as blocks, that
+# was an index row per sample and cost the writer about as much as the samples' own rows; as runs of up to
+# RUN_MAX series, one index row per RUN_MAX samples. Keyed by its last series: a read of series S seeks
+# last_sid in [S, S + RUN_MAX - 1] of a cell, where at most two runs of each commit end.
+RUN_MAX = 64
+RUNS = """CREATE TABLE IF NOT EXISTS runs (
+    cell INTEGER NOT NULL,
+    last_sid INTEGER NOT NULL,
+    first_sid INTEGER NOT NULL,
+    lo INTEGER NOT NULL,  -- the rowid of first_sid's row; last_sid's is lo + last_sid - first_sid
+    PRIMARY KEY (cell, last_sid, lo)
+) WITHOUT ROWID;"""
+
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS series (
@@ -76,6 +91,7 @@ CREATE TABLE IF NOT EXISTS samples (
     reason TEXT
 );
 {BLOCKS.format(name="blocks")}
+{RUNS}
 -- Sealed samples: one row per (series, window of the head), the rows' columns as one codec blob
 -- (gateway/store/codec.py) and the summary of its GOOD numbers, as aggregate.partials gives it.
 CREATE TABLE IF NOT EXISTS chunks (

@@ -232,6 +232,7 @@ class Upkeep:
     def _trim_before(self, conn: sqlite3.Connection, cutoff: float) -> None:
         """Delete blocks and link records older than `cutoff` (the latest link per machine stays)."""
         conn.execute("DELETE FROM blocks WHERE cell < ?", (int(cutoff / CELL_S),))  # a range of the key
+        conn.execute("DELETE FROM runs WHERE cell < ?", (int(cutoff / CELL_S),))
         conn.execute("DELETE FROM links WHERE ts < ? AND id NOT IN (SELECT max(id) FROM links GROUP BY equipment)",
                      (cutoff,))
 

@@ -4,8 +4,9 @@
 writes (``write``) hand the writer a small operation and await its commit, so
 there is never a second writer waiting on SQLite's lock. The writer takes what
 is queued (lingering up to ``commit_interval_s`` to fill a batch), gives each
-sample its series id, appends the rows sorted by (series, time) with one
-``blocks`` row per (series, 10 s cell), runs the operations each in its own
+sample its series id, appends the rows sorted by (series, time) with their
+index (a ``blocks`` row per (series, 10 s cell), or a ``runs`` row for up to
+64 series of one row each: schema.RUNS), runs the operations each in its own
 savepoint, and commits. Between commits it runs retention and the disk budget
 (gateway/store/sqlite/upkeep.py).
 
@@ -51,7 +52,7 @@ from gateway.backoff import Backoff
 from gateway.samples import Sample
 from gateway.store.sqlite import reads
 from gateway.store.sqlite.database import Database, StoreClosed
-from gateway.store.sqlite.schema import CELL_S, FILE_CHECK_S, QUALITY_CODE, Row, encode_value, sealed
+from gateway.store.sqlite.schema import CELL_S, FILE_CHECK_S, QUALITY_CODE, RUN_MAX, Row, encode_value, sealed
 from gateway.store.sqlite.upkeep import Upkeep
 
 log = logging.getLogger("linegw.store")
@@ -65,6 +66,7 @@ _COLUMNS = 7
 
 _SAMPLES = "INSERT INTO samples (series_id, ts, gw, value, value_text, q, reason) VALUES "
 _BLOCKS = "INSERT INTO blocks (series_id, cell, lo, hi) VALUES "
+_RUNS = "INSERT INTO runs (cell, last_sid, first_sid, lo) VALUES "
 
 
 @functools.lru_cache(maxsize=16)
@@ -78,23 +80,48 @@ def _param_chunks(params: Iterator[Any], size: int, count: int) -> Iterator[Row]
         yield tuple(islice(params, size))
 
 
-def _block_rows(sids: list[int], ts: list[float], lo: int) -> tuple[Iterator[Any], int]:
-    """How many blocks, and the blocks of rows appended from rowid `lo` on, sorted by (series, ts): flattened
-    (series_id, cell, first rowid, last rowid), one per (series, cell), in the table's key order.
+class _Index(NamedTuple):
+    """The index rows of a commit's samples, flattened, as `_insert` takes them."""
 
-    Computed from the batch in hand rather than by reading the rows back (INSERT ... SELECT
-    ... GROUP BY): at one sample per series per commit that read-back cost as much as the
-    inserts themselves.
+    blocks: Iterator[Any]  # (series_id, cell, lo, hi)
+    n_blocks: int
+    runs: Iterator[Any]  # (cell, last_sid, first_sid, lo)
+    n_runs: int
+
+
+def _index_rows(sids: list[int], ts: list[float], lo: int) -> _Index:
+    """The index of rows appended from rowid `lo` on, sorted by (series, ts), each in its table's key order.
+
+    Every (series, cell) group of rows is a contiguous rowid range. Groups of one row, of consecutive
+    series and the same cell, make runs of up to RUN_MAX (schema.RUNS); every other group is a block.
+    Computed from the batch in hand rather than by reading the rows back (INSERT ... SELECT ... GROUP
+    BY), which cost as much as the inserts themselves.
     """
     sid = np.array(sids, dtype=np.int64)
     cell = (np.array(ts, dtype=np.float64) / CELL_S).astype(np.int64)  # truncated, as CAST(ts / CELL_S AS INTEGER)
     n = len(sid)
     start = np.flatnonzero(np.concatenate(([True], (sid[1:] != sid[:-1]) | (cell[1:] != cell[:-1]))))
     end = np.append(start[1:], n) - 1
-    key = np.lexsort((start, sid[start], cell[start]))  # (cell, series, lo): appended where the newest cell ends
-    first = start[key]
-    return chain.from_iterable(zip(sid[first].tolist(), cell[first].tolist(), (first + lo).tolist(),
-                                   (end[key] + lo).tolist())), len(first)
+    gsid, gcell = sid[start], cell[start]
+    single = start == end
+    # A group continues the run of the one before it: both single rows, the next series, the same cell.
+    joins = np.concatenate(([False], single[1:] & single[:-1] & (gsid[1:] == gsid[:-1] + 1) & (gcell[1:] == gcell[:-1])))
+    first_of_run = np.maximum.accumulate(np.where(joins, 0, np.arange(len(start))))
+    new_run = ((np.arange(len(start)) - first_of_run) % RUN_MAX) == 0  # runs longer than RUN_MAX are cut
+    run_first = np.flatnonzero(new_run)
+    run_last = np.append(run_first[1:], len(start)) - 1
+    is_run = run_last > run_first
+    # Groups in no run of two or more are blocks.
+    in_run = np.repeat(is_run, run_last - run_first + 1)
+    b = np.flatnonzero(~in_run)
+    b = b[np.lexsort((start[b], gsid[b], gcell[b]))]  # (cell, series, lo): appended where the newest cell ends
+    blocks = chain.from_iterable(zip(gsid[b].tolist(), gcell[b].tolist(), (start[b] + lo).tolist(),
+                                     (end[b] + lo).tolist()))
+    rf, rl = run_first[is_run], run_last[is_run]
+    r = np.lexsort((start[rf], gsid[rl], gcell[rf]))  # (cell, last series, lo)
+    rf, rl = rf[r], rl[r]
+    runs = chain.from_iterable(zip(gcell[rf].tolist(), gsid[rl].tolist(), gsid[rf].tolist(), (start[rf] + lo).tolist()))
+    return _Index(blocks, len(b), runs, len(rf))
 
 
 _EQ, _PATH, _VALUE, _UNIT, _TS, _GW, _Q, _REASON = (itemgetter(i) for i in range(8))  # Sample fields
@@ -679,8 +706,9 @@ class Writer:
                 last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
                 if last != hi:
                     raise sqlite3.DatabaseError(f"samples rowids not contiguous ({lo}..{last}, expected ..{hi})")
-                blocks, count = _block_rows(sids, ts, lo)
-                self._insert(conn, _BLOCKS, 4, blocks, count)
+                index = _index_rows(sids, ts, lo)
+                self._insert(conn, _BLOCKS, 4, index.blocks, index.n_blocks)
+                self._insert(conn, _RUNS, 4, index.runs, index.n_runs)
             for op in ops:
                 # Each record in its own savepoint: a bad one fails alone, the batch still commits.
                 conn.execute("SAVEPOINT op")
