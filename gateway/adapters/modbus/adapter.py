@@ -251,27 +251,34 @@ class _Item(NamedTuple):
 class _Step(NamedTuple):
     request: Request
     items: tuple[_Item, ...]
-    # When every point of the request is a plain big-endian number, side by side:
-    # registers -> bytes -> all values in two C calls.
+    # When every point of the request is whole in it and none overlap: the plain big-endian
+    # numbers (`keys`) in two C calls, registers -> bytes -> values; the rest (strings, other
+    # byte orders, bit fields: `others`) each by its own decoder.
     pack: Callable[..., bytes] | None = None
     unpack: Callable[[bytes], tuple[Any, ...]] | None = None
     keys: tuple[str, ...] = ()
+    others: tuple[_Item, ...] = ()
 
 
-def _whole_response_struct(req: Request, points: Sequence[_Point]) -> str | None:
-    """A struct format for all points of a request, or None if any needs its own decoder."""
-    fmt, pos = [">"], 0
+def _whole_response_struct(req: Request, points: Sequence[_Point]) -> tuple[str, list[int]] | None:
+    """A struct format reading a request's plain numbers (skipping the points that need their own
+    decoder, listed by index), or None if a point is split or overlaps another: the general path."""
+    fmt, pos, others = [">"], 0, []
     for span in sorted(req.spans, key=lambda s: s.offset):
         p = points[span.point]
-        if p.code is None or span.count != p.extent.count or span.offset < pos:
-            return None  # split, overlapping or special: the general path
+        if span.count != p.extent.count or span.offset < pos:
+            return None
         if span.offset > pos:
             fmt.append(f"{2 * (span.offset - pos)}x")
-        fmt.append(p.code)
+        if p.code is None:
+            fmt.append(f"{2 * span.count}x")
+            others.append(span.point)
+        else:
+            fmt.append(p.code)
         pos = span.offset + span.count
     if pos < req.count:
         fmt.append(f"{2 * (req.count - pos)}x")
-    return "".join(fmt)
+    return "".join(fmt), others
 
 
 def _compile_plan(points: Sequence[_Point], limits: Limits) -> tuple[_Step, ...]:
@@ -288,13 +295,15 @@ def _compile_plan(points: Sequence[_Point], limits: Limits) -> tuple[_Step, ...]
             whole = span.count == p.extent.count
             items.append(_Item(p.key, p.decode, span.offset, span.offset + span.count, whole, span.into,
                                p.extent.count, last_part[span.point] == r_index))
-        fmt = None if req.table in BIT_TABLES else _whole_response_struct(req, points)
-        if fmt is None:
+        found = None if req.table in BIT_TABLES else _whole_response_struct(req, points)
+        if found is None:
             steps.append(_Step(req, tuple(items)))
             continue
+        fmt, others = found
         ordered = sorted(req.spans, key=lambda s: s.offset)
         steps.append(_Step(req, tuple(items), Struct(f">{req.count}H").pack, Struct(fmt).unpack,
-                           tuple(points[s.point].key for s in ordered)))
+                           tuple(points[s.point].key for s in ordered if s.point not in others),
+                           tuple(it for it, span in zip(items, req.spans) if span.point in others)))
     return tuple(steps)
 
 
@@ -338,7 +347,9 @@ class _Collector:
         if step.unpack is not None and step.pack is not None:
             values = step.unpack(step.pack(*data))
             self.out += map(new_reading, zip(step.keys, values, _NONE, _NO_ERROR))
-            self.ok += len(values)
+            for it in step.others:
+                self.out.append(RawReading(it.key, it.decode(data[it.start:it.end]), None))
+            self.ok += len(values) + len(step.others)
             return
         for it in step.items:
             if it.whole:
