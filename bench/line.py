@@ -21,6 +21,11 @@ the servers offer, so the reference is the bare client's rate, plain asyncua sub
 same intervals into nothing (`bare.values_per_s`). Results of this kind go to their own JSON
 (bench/results/line_opcua.json).
 
+`--coaters N --winders M` add coaters and winders over OPC UA (the spec's native profile, subscribed at the same 1 s)
+beside the racks: a mixed line. The bare baseline then reads the racks with pymodbus and subscribes to the others with
+asyncua in one process, over one window; what the coaters and winders offer is what it got from them. Results of this
+kind go to bench/results/line_mixed.json.
+
 `--workers` sets the line's `acquisition.workers` (the racks' adapters in processes of their own); their CPU and
 memory count in the gateway's, as the encoding process's do.
 
@@ -188,52 +193,61 @@ def rack_requests() -> tuple[list[tuple[int, int]], int]:
     return [(r.address, r.count) for r in requests], len(points)
 
 
-async def bare(ports: list[int], seconds: float) -> None:
-    """The child: plain pymodbus clients reading every rack at the gateway's scan; prints values and CPU seconds."""
+async def bare(modbus_ports: list[int], opcua_ports: list[int], seconds: float) -> None:
+    """The child: plain pymodbus clients reading every Modbus rack at the gateway's scan, and plain asyncua clients
+    subscribed to every variable of every OPC UA machine at the gateway's intervals, into nothing; prints the values
+    each received over one window, and CPU seconds."""
+    values = {"modbus": 0, "opcua": 0}
+    stop = asyncio.Event()
+    subscribed = asyncio.Event()
+    async with asyncio.TaskGroup() as tg:
+        if opcua_ports:
+            tg.create_task(_subscribe_opcua(opcua_ports, values, subscribed, stop))
+            await subscribed.wait()
+            await asyncio.sleep(5)  # the initial values of every item are past
+        v0, c0 = dict(values), time.process_time()
+        stop_at = asyncio.get_running_loop().time() + seconds
+        await asyncio.gather(asyncio.sleep(seconds), *(_scan_rack(p, stop_at, values) for p in modbus_ports))
+        v1, c1 = dict(values), time.process_time()
+        stop.set()
+    got = {k: v1[k] - v0[k] for k in values}
+    print(json.dumps({"values": sum(got.values()), "modbus_values": got["modbus"], "opcua_values": got["opcua"],
+                      "cpu_s": c1 - c0, "seconds": seconds}))
+
+
+async def _scan_rack(port: int, stop_at: float, values: dict[str, int]) -> None:
     from pymodbus.client import AsyncModbusTcpClient
 
     requests, per_scan = rack_requests()
-    values = [0]
-
-    async def rack(port: int, stop_at: float) -> None:
-        client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0)
-        await client.connect()
-        loop = asyncio.get_running_loop()
-        try:
-            next_scan = loop.time()
-            while next_scan < stop_at:
-                for address, count in requests:
-                    rr = await client.read_holding_registers(address, count=count, device_id=1)
-                    if rr.isError():
-                        raise RuntimeError(f"rack at {port}: {rr}")
-                values[0] += per_scan
-                next_scan += SCAN_S
-                await asyncio.sleep(max(0.0, next_scan - loop.time()))
-        finally:
-            client.close()
-
-    await asyncio.sleep(0)
-    c0 = time.process_time()
-    stop_at = asyncio.get_running_loop().time() + seconds
-    await asyncio.gather(*(rack(p, stop_at) for p in ports))
-    print(json.dumps({"values": values[0], "cpu_s": time.process_time() - c0, "seconds": seconds}))
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0)
+    await client.connect()
+    loop = asyncio.get_running_loop()
+    try:
+        next_scan = loop.time()
+        while next_scan < stop_at:
+            for address, count in requests:
+                rr = await client.read_holding_registers(address, count=count, device_id=1)
+                if rr.isError():
+                    raise RuntimeError(f"rack at {port}: {rr}")
+            values["modbus"] += per_scan
+            next_scan += SCAN_S
+            await asyncio.sleep(max(0.0, next_scan - loop.time()))
+    finally:
+        client.close()
 
 
-async def bare_opcua(ports: list[int], seconds: float) -> None:
-    """The child: plain asyncua clients subscribed to every variable of every rack at the gateway's intervals;
-    prints notifications and CPU seconds."""
+async def _subscribe_opcua(ports: list[int], values: dict[str, int], subscribed: asyncio.Event,
+                           stop: asyncio.Event) -> None:
     from asyncua import Client, ua
 
     from interface_spec import load_spec
 
     folder = load_spec().core.opcua.machines_folder
-    values = [0]
-    subscribed = asyncio.Event()
     pending = [len(ports)]
 
-    async def rack_variables(client: Any) -> list[Any]:
+    async def machine_variables(client: Any) -> list[Any]:
         (machines,) = [n for n in await client.nodes.objects.get_children() if (await n.read_browse_name()).Name == folder]
-        (root,) = await machines.get_children()  # the rack's machine object
+        (root,) = await machines.get_children()  # the machine's object
         variables = []
         for sub in await root.get_children(nodeclassmask=ua.NodeClass.Object):
             variables += await sub.get_children(nodeclassmask=ua.NodeClass.Variable)
@@ -243,15 +257,15 @@ async def bare_opcua(ports: list[int], seconds: float) -> None:
         def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
             dv = data.monitored_item.Value  # what a client keeps of each: value and source time
             _ = (node.nodeid, val, dv.SourceTimestamp or dv.ServerTimestamp)
-            values[0] += 1
+            values["opcua"] += 1
 
-    one_at_a_time = asyncio.Lock()  # the racks' servers share a process: subscribing all at once timed them out
+    one_at_a_time = asyncio.Lock()  # the servers share a process: subscribing all at once timed them out
 
-    async def rack(port: int, stop: asyncio.Event) -> None:
+    async def one(port: int) -> None:
         client = Client(f"opc.tcp://127.0.0.1:{port}", timeout=60, watchdog_intervall=10.0)
         async with one_at_a_time:
             await client.connect()
-            variables = await rack_variables(client)
+            variables = await machine_variables(client)
             sub_ = await client.create_subscription(SCAN_S * 1000, Handler())
             for k in range(0, len(variables), 1000):
                 await sub_.subscribe_data_change(variables[k:k + 1000], queuesize=1, sampling_interval=SCAN_S * 1000)
@@ -263,37 +277,39 @@ async def bare_opcua(ports: list[int], seconds: float) -> None:
         finally:
             await client.disconnect()
 
-    stop = asyncio.Event()
     async with asyncio.TaskGroup() as tg:
         for p in ports:
-            tg.create_task(rack(p, stop))
-        await subscribed.wait()
-        await asyncio.sleep(5)  # the initial values of every item are past
-        v0, c0 = values[0], time.process_time()
-        await asyncio.sleep(seconds)
-        v1, c1 = values[0], time.process_time()
-        stop.set()
-    print(json.dumps({"values": v1 - v0, "cpu_s": c1 - c0, "seconds": seconds}))
+            tg.create_task(one(p))
 
 
 # --- one run ---------------------------------------------------------------------------------------------------------
 
+def machines(racks: int, a: argparse.Namespace) -> list[tuple[str, str, str, int]]:
+    """(id, class, protocol, port) of every machine of the line: the racks over --protocol, then the coaters and
+    winders over OPC UA."""
+    out = [(f"rack{i}", "formation", a.protocol, a.first_port + i) for i in range(racks)]
+    for cls, n in (("coater", a.coaters), ("winder", a.winders)):
+        out += [(f"{cls}{i}", cls, "opcua", a.first_port + len(out) + i) for i in range(n)]
+    return out
+
+
 def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="linegw-bench-"))
     db = tmp / "line.sqlite"
-    ports = [a.first_port + i for i in range(racks)]
+    line_machines = machines(racks, a)
     ms = int(SCAN_S * 1000)
-    endpoint, adapter = {"modbus": ("modbus://127.0.0.1:{}", f"{{scan_interval_ms: {ms}}}"),
-                         # A saturated simulators' process answers the session's first requests (resolving
-                         # thousands of browse paths, creating the monitored items) in more than the default 5 s:
-                         # the bare client waits 60 s, and so does the gateway here.
-                         "opcua": ("opc.tcp://127.0.0.1:{}",
-                                   f"{{publishing_interval_ms: {ms}, sampling_ms: {ms}, request_timeout_s: 60}}")}[a.protocol]
+    settings = {"modbus": ("modbus://127.0.0.1:{}", f"{{scan_interval_ms: {ms}}}"),
+                # A saturated simulators' process answers the session's first requests (resolving
+                # thousands of browse paths, creating the monitored items) in more than the default 5 s:
+                # the bare client waits 60 s, and so does the gateway here.
+                "opcua": ("opc.tcp://127.0.0.1:{}",
+                          f"{{publishing_interval_ms: {ms}, sampling_ms: {ms}, request_timeout_s: 60}}")}
     eq = "\n".join(
-        f"  - id: rack{i}\n    class: formation\n    protocol: {a.protocol}\n"
-        f"    endpoint: {endpoint.format(port)}\n    counts: {{channel: 512}}\n"
-        f"    adapter: {adapter}\n    simulate: {{seed: {i}, time_scale: {a.time_scale:g}}}"
-        for i, port in enumerate(ports))
+        f"  - id: {mid}\n    class: {cls}\n    protocol: {protocol}\n"
+        f"    endpoint: {settings[protocol][0].format(port)}\n"
+        + ("    counts: {channel: 512}\n" if cls == "formation" else "")
+        + f"    adapter: {settings[protocol][1]}\n    simulate: {{seed: {i}, time_scale: {a.time_scale:g}}}"
+        for i, (mid, cls, protocol, port) in enumerate(line_machines))
     line = tmp / "line.yaml"
     line.write_text(f"line: bench\napi: {{host: 127.0.0.1, port: {a.api_port}}}\n"
                     f"store: {{path: {db}, compress_in: {a.compress_in}}}\n"
@@ -314,7 +330,7 @@ def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
-        connect_s = all_available(a.api_port, racks, time.monotonic() + CONNECT_LIMIT_S)
+        connect_s = all_available(a.api_port, len(line_machines), time.monotonic() + CONNECT_LIMIT_S)
         client = LatencyClient(a.api_port)
         client.start()
         time.sleep(a.warmup)
@@ -361,19 +377,25 @@ def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan:
         gw.send_signal(signal.SIGTERM)
         gw.wait(timeout=60)
     try:
-        proc = subprocess.run([sys.executable, __file__, "--bare", ",".join(map(str, ports)), "--seconds",
-                               str(a.bare_seconds), "--protocol", a.protocol], cwd=ROOT, capture_output=True, text=True,
-                              timeout=a.bare_seconds + 180 + 30 * racks)  # racks subscribed one at a time
+        ports = {p: ",".join(str(port) for _, _, protocol, port in line_machines if protocol == p)
+                 for p in ("modbus", "opcua")}
+        proc = subprocess.run([sys.executable, __file__, "--bare", ports["modbus"], "--bare-opcua", ports["opcua"],
+                               "--seconds", str(a.bare_seconds)], cwd=ROOT, capture_output=True, text=True,
+                              timeout=a.bare_seconds + 180 + 30 * len(line_machines))  # subscribed one at a time
         if proc.returncode != 0:
-            raise RuntimeError(f"the bare {a.protocol} baseline failed: {proc.stderr[-2000:]}")
+            raise RuntimeError(f"the bare baseline failed: {proc.stderr[-2000:]}")
         b = json.loads(proc.stdout.strip().splitlines()[-1])
     finally:
         sims.send_signal(signal.SIGTERM)
         sims.wait(timeout=60)
     out["bare"] = {"values_per_s": round(b["values"] / b["seconds"]),
-                   "cpu_us_per_value": round(1e6 * b["cpu_s"] / max(b["values"], 1), 2)}
+                   "cpu_us_per_value": round(1e6 * b["cpu_s"] / max(b["values"], 1), 2),
+                   "modbus_values_per_s": round(b["modbus_values"] / b["seconds"]),
+                   "opcua_values_per_s": round(b["opcua_values"] / b["seconds"])}
     # Modbus: what the scans ask for. OPC UA: what the servers offer, as the bare client received it.
-    out["asked_values_per_s"] = round(racks * per_scan / SCAN_S) if a.protocol == "modbus" else out["bare"]["values_per_s"]
+    modbus_racks = racks if a.protocol == "modbus" else 0
+    out["asked_values_per_s"] = round(modbus_racks * per_scan / SCAN_S) + out["bare"]["opcua_values_per_s"]
+    out["coaters"], out["winders"] = a.coaters, a.winders
     out["cpu_vs_bare"] = round(out["cpu_us_per_value"] / max(out["bare"]["cpu_us_per_value"], 1e-9), 2)
     print(json.dumps({k: v for k, v in out.items() if k != "rss_series"}), flush=True)
     return out
@@ -449,26 +471,35 @@ def main() -> None:
     ap.add_argument("--label", help="what the run is, for --add-to")
     ap.add_argument("--protocol", choices=["modbus", "opcua"], default="modbus",
                     help="how the racks are read: Modbus scans (default) or OPC UA subscriptions")
-    ap.add_argument("--bare", help=argparse.SUPPRESS)  # the baseline's child process: its racks' ports
+    ap.add_argument("--coaters", type=int, default=0, help="coaters over OPC UA (the spec's native profile) beside "
+                                                           "the racks: a mixed line")
+    ap.add_argument("--winders", type=int, default=0, help="winders over OPC UA beside the racks")
+    ap.add_argument("--bare", help=argparse.SUPPRESS)  # the baseline's child process: its Modbus racks' ports
+    ap.add_argument("--bare-opcua", default="", help=argparse.SUPPRESS)  # ... and its OPC UA machines' ports
     a = ap.parse_args()
-    if a.bare:
-        asyncio.run((bare if a.protocol == "modbus" else bare_opcua)([int(p) for p in a.bare.split(",")], a.seconds))
+    if a.bare is not None:
+        asyncio.run(bare([int(p) for p in a.bare.split(",") if p], [int(p) for p in a.bare_opcua.split(",") if p],
+                         a.seconds))
         return
-    script = "line.py" if a.protocol == "modbus" else f"line.py --protocol {a.protocol}"  # bench/report.py's row
+    mixed = bool(a.coaters or a.winders)
+    # bench/report.py's row
+    script = "line.py (mixed line)" if mixed else "line.py" if a.protocol == "modbus" else f"line.py --protocol {a.protocol}"
     result: dict[str, Any] = {"script": script, "measured": today(), "configs": {},
                               "machine": machine(),
                               "seconds": a.seconds, "warmup_s": a.warmup, "scan_s": SCAN_S,
                               "compress_in": a.compress_in, "time_scale": a.time_scale, "workers": a.workers,
-                              "protocol": a.protocol}
+                              "protocol": a.protocol, "coaters": a.coaters, "winders": a.winders}
     per_scan = rack_requests()[1]  # values one rack's scan asks for
-    configs = {(f"{racks}" if w == 0 else f"{racks} ({w} acquisition workers)"): (racks, w)
+    others = "".join(f" + {n} {cls}s" for cls, n in (("coater", a.coaters), ("winder", a.winders)) if n)
+    configs = {(f"{racks}{others}" if w == 0 else f"{racks}{others} ({w} acquisition workers)"): (racks, w)
                for racks in a.racks for w in a.workers}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
     for i in range(a.runs):  # configurations in turn, run after run: a machine whose speed drifts hits them alike
         for name, (racks, w) in configs.items():
             runs[name].append(one_run(racks, w, a, i + 1, per_scan))
     for name, (racks, w) in configs.items():
-        result["configs"][name] = {"racks": racks, "workers": w, "runs": runs[name], "summary": summary(runs[name])}
+        result["configs"][name] = {"racks": racks, "workers": w, "coaters": a.coaters, "winders": a.winders,
+                                   "runs": runs[name], "summary": summary(runs[name])}
     if a.out:
         a.out.write_text(json.dumps(result, indent=1))
     if a.add_to:

@@ -59,7 +59,8 @@ def store(r: dict[str, Any]) -> tuple[str, str]:
 def _racks(name: str, cfg: dict[str, Any], unit: str = " racks") -> str:
     """A configuration of bench/line.py: its racks, and its acquisition workers where it had some."""
     workers = cfg.get("workers", 0)
-    return f"{cfg.get('racks', name)}{unit}" + (f" ({workers} acquisition workers)" if workers else "")
+    others = "".join(f" + {cfg[k]} {k}" for k in ("coaters", "winders") if cfg.get(k))  # a mixed line
+    return f"{cfg.get('racks', name)}{unit}{others}" + (f" ({workers} acquisition workers)" if workers else "")
 
 
 def line(r: dict[str, Any]) -> tuple[str, str]:
@@ -68,7 +69,12 @@ def line(r: dict[str, Any]) -> tuple[str, str]:
     over, bare = ("OPC UA (subscriptions, 1 s publishing and sampling)", "plain asyncua subscribed to the same "
                   "variables") if opcua else (f"Modbus at a {r['scan_s']:g} s scan", "plain pymodbus reading the same "
                                               "requests")
-    what = (f"the whole gateway: `linegw simulate` (racks in their own process) and `linegw run` on the embedded store, "
+    others = " and ".join(f"{r[k]} {k}" for k in ("coaters", "winders") if r.get(k))
+    if others:  # a mixed line: the racks' figures with the others' beside them
+        over += (f", and {others} over OPC UA (subscriptions, 1 s publishing and sampling; what they offer is what "
+                 f"plain asyncua got from them)")
+        bare = f"{bare} and plain asyncua subscribed to the others"
+    what = (f"the whole gateway: `linegw simulate` (machines in their own process) and `linegw run` on the embedded store, "
             f"N formation racks × 512 channels over {over}, {r['seconds']:g} s after a "
             f"{r['warmup_s']:g} s warm-up; values/s stored, {'adapter queue drops' if opcua else 'scan overruns'}, "
             f"gateway CPU per value against {bare} into nothing, RSS and its growth, bytes on disk per value "
@@ -83,7 +89,7 @@ def line(r: dict[str, Any]) -> tuple[str, str]:
             f"{_racks(name, cfg)}, {s['asked_values_per_s']:,} values/s {'offered' if opcua else 'asked'}:: "
             f"{_mmm(s['values_per_s'])} values/s, {kept}, "
             f"{s['cpu_pct']['median']:.0f} % CPU, {_mmm(s['cpu_us_per_value'], '{:.1f}')} µs/value = "
-            f"{s['cpu_vs_bare']['median']:.1f}× {'plain asyncua' if opcua else 'plain pymodbus'} "
+            f"{s['cpu_vs_bare']['median']:.1f}× {'plain asyncua' if opcua else 'the bare libraries' if others else 'plain pymodbus'} "
             f"({s['bare_cpu_us_per_value']['median']:.1f}), "
             f"RSS {s['rss_mb']['median']:,.0f} MB ({s['rss_growth_mb']['median']:+.0f} over the run), "
             f"{s['bytes_per_value_on_disk']['median']:.1f} B/value, latency p50 {s['latency_p50_ms']['median']:,.0f} ms, "
@@ -144,7 +150,8 @@ def features(r: dict[str, Any]) -> tuple[str, str]:
 
 FORMATTERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
     "oee.py": oee, "features.py": features,
-    "store.py": store, "line.py": line, "line.py --protocol opcua": line, "modbus_scan.py": modbus_scan,
+    "store.py": store, "line.py": line, "line.py --protocol opcua": line, "line.py (mixed line)": line,
+    "modbus_scan.py": modbus_scan,
     "opcua_notifications.py": opcua_notifications}
 
 

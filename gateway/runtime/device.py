@@ -74,6 +74,8 @@ class Device:
         )
         self.latest: dict[str, Sample] = {}
         self.plan: Plan | None = None
+        # Keys of the plan's readings that are not (only) samples (_special), and the plan they are of.
+        self._special_keys: tuple[Plan | None, set[str]] = (None, set())
         self.adapter: Adapter | None = None
         self.alarms = AlarmTracker(spec, eq.cls, self._alarm_changed)
         self.state_changed = asyncio.Condition()
@@ -355,10 +357,16 @@ class Device:
         plan = self.plan
         assert plan is not None
         alarm_update: set[int] | None = None
+        of, special = self._special_keys
+        if of is not plan:
+            special = {"events.last_seq", *plan.alarm_sources, *plan.alarm_words}
+            if plan.alarm_codes_key is not None:
+                special.add(plan.alarm_codes_key)
+            self._special_keys = (plan, special)
+        # One set lookup per reading of a batch of thousands; the few that matter are looked at below.
+        readings = [r for r in readings if r.key in special and not r.error]
         for r in readings:
             key = r.key
-            if r.error:
-                continue
             if key == "events.last_seq":
                 if isinstance(r.value, int) and r.value != self._last_seq:
                     self._last_seq = r.value
@@ -372,7 +380,7 @@ class Device:
                     current = set(self.alarms.active) if alarm_update is None else alarm_update
                     alarm_update = (current | {src.alarm_code}) if active else (current - {src.alarm_code})
         if plan.alarm_words:
-            words = {r.key: r.value for r in readings if r.key in plan.alarm_words and not r.error}
+            words = {r.key: r.value for r in readings if r.key in plan.alarm_words}
             if len(words) == len(plan.alarm_words):
                 alarm_update = self.alarms.codes_from_words([int(words[k]) for k in plan.alarm_words])
         if alarm_update is not None:
