@@ -595,8 +595,8 @@ class Writer:
         return ids
 
     @staticmethod
-    def _params(batch: _Batch, rows: list[Sample], sids: list[int], ts: list[float]) -> Iterator[Any]:
-        """The batch's row values, row after row, flattened, in (series, ts) order."""
+    def _params(rows: list[Sample], sids: list[int], ts: list[float]) -> Iterator[Any]:
+        """The row values of a batch's samples (in (series, ts) order, with their series ids and times), flattened."""
         values = list(map(_VALUE, rows))
         quality = list(map(QUALITY_CODE.__getitem__, map(_Q, rows)))
         text: list[str | None] = [None] * len(rows)
@@ -701,7 +701,7 @@ class Writer:
                 rows = list(map(batch.flat.__getitem__, batch.order))
                 sids = list(map(batch.sid_of.__getitem__, batch.order))
                 ts = list(map(_TS, rows))
-                self._insert(conn, _SAMPLES, _COLUMNS, self._params(batch, rows, sids, ts), len(rows))
+                self._insert(conn, _SAMPLES, _COLUMNS, self._params(rows, sids, ts), len(rows))
                 hi = lo + len(rows) - 1
                 last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
                 if last != hi:
