@@ -223,17 +223,20 @@ def sigkill(r: dict[str, Any]) -> str:
 
 def line_block(r: dict[str, Any]) -> str:
     opcua = r.get("protocol") == "opcua"
+    mixed = bool(r.get("coaters") or r.get("winders"))
     asked, kept, bare = (("values/s the servers offer (plain asyncua got)", "readings the adapters' queues dropped",
                           "plain asyncua") if opcua else ("values/s asked", "scan ticks missed", "plain pymodbus"))
+    if mixed:  # the racks' scans asked for, the coaters' and winders' changes as plain asyncua got them
+        asked, bare = "values/s asked (racks) and offered (OPC UA machines)", "the bare libraries"
     extra = " every rack subscribed after | servers' process CPU |" if opcua else ""
-    rows = [f"| racks × 512 channels | {asked} | stored | {kept} | gateway CPU per value | × {bare} "
+    rows = [f"| {'machines' if mixed else 'racks × 512 channels'} | {asked} | stored | {kept} | gateway CPU per value | × {bare} "
             f"| latency p50 / p99 | RSS (growth) |{extra}", "|---|---|---|---|---|---|---|---|" + "---|" * extra.count("|")]
     for name, cfg in r["configs"].items():
         s = cfg["summary"]
         missed = (f"{s['adapter_overflow']['median']:,.0f}" if opcua
                   else f"{s['overruns']['median']:,.0f} in {s['scans']['median']:,.0f} scans")
         rows.append(
-            f"| {_racks(name, cfg, '')} | {s['asked_values_per_s']:,} | {s['values_per_s']['median']:,.0f} | "
+            f"| {_racks(name, cfg, ' racks' if mixed else '')} | {s['asked_values_per_s']:,} | {s['values_per_s']['median']:,.0f} | "
             f"{missed} | {s['cpu_us_per_value']['median']:.1f} µs | "
             f"{s['cpu_vs_bare']['median']:.1f}× | {s['latency_p50_ms']['median']:,.0f} / "
             f"{s['latency_p99_ms']['median']:,.0f} ms | {s['rss_mb']['median']:,.0f} MB "
@@ -275,6 +278,7 @@ def line_sealing(r: dict[str, Any]) -> str:
 
 BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {"fault_matrix": fault_matrix, "soak": soak, "sigkill": sigkill,
                                                       "line": line_block, "line_opcua": line_block,
+                                                      "line_mixed": line_block,
                                                       "line_sealing": line_sealing}
 
 

@@ -168,6 +168,36 @@ async def test_a_layout_2_store_gets_its_block_index_by_cell_at_open(tmp_path, c
     conn.close()
 
 
+async def test_a_layout_3_store_is_read_as_it_is_and_indexes_new_scans_by_runs(tmp_path, caplog):
+    """Layout 3 indexed every (series, cell) of a commit by a block and had no runs table: its head reads as before,
+    and what is written after the upgrade goes into runs."""
+    path = tmp_path / "old.sqlite"
+    async with SqliteStore(path) as s:
+        for k in range(5):
+            s.write_samples([sample(f"ch[{c}]", c + k / 10, T0 + k) for c in range(10)])
+            await s.flush()
+    conn = sqlite3.connect(path)
+    runs = conn.execute("SELECT cell, last_sid, first_sid, lo FROM runs").fetchall()
+    assert len(runs) == 5
+    # As layout 3 kept them: a block per (series, cell) of each commit, no runs.
+    conn.executemany("INSERT INTO blocks VALUES (?,?,?,?)",
+                     [(sid, cell, lo + sid - first, lo + sid - first) for cell, last, first, lo in runs
+                      for sid in range(first, last + 1)])
+    conn.executescript("DROP TABLE runs; UPDATE meta SET value = '3' WHERE key = 'schema';")
+    conn.close()
+    async with SqliteStore(path) as s:
+        assert [r["value"] for r in await s.history(EQ, "ch[7]", T0, T0 + 10)] == [7 + k / 10 for k in range(5)]
+        s.write_samples([sample(f"ch[{c}]", c + 0.5, T0 + 5) for c in range(10)])
+        await s.flush()
+        assert [r["value"] for r in await s.history(EQ, "ch[7]", T0, T0 + 10)] == [7 + k / 10 for k in range(6)]
+    async with SqliteStore(path) as s:
+        assert {x.path: x.value for x in await s.latest()} == {f"ch[{c}]": c + 0.5 for c in range(10)}
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("4",)
+    assert conn.execute("SELECT count(*) FROM runs").fetchone() == (1,)
+    conn.close()
+
+
 async def test_sealing_drops_the_blocks_of_every_sealed_row_even_years_apart(tmp_path):
     async with SealingStore(tmp_path / "store.sqlite") as s:
         s.write_samples([sample("x", 1.0, 1000.0), sample("x", 2.0, T0), sample("y", 3.0, T0 + 3600)])
