@@ -61,7 +61,7 @@ BLOCKS = """CREATE TABLE IF NOT EXISTS {name} (
 # first_sid + k is at rowid lo + k. A scan of racks writes one row per series per commit: as blocks, that
 # was an index row per sample and cost the writer about as much as the samples' own rows; as runs of up to
 # RUN_MAX series, one index row per RUN_MAX samples. Keyed by its last series: a read of series S seeks
-# last_sid in [S, S + RUN_MAX - 1] of a cell, where at most two runs of each commit end.
+# last_sid in [S, S + RUN_MAX - 1] of a cell, where the run holding S ends.
 RUN_MAX = 64
 RUNS = """CREATE TABLE IF NOT EXISTS runs (
     cell INTEGER NOT NULL,

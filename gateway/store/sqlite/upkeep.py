@@ -4,7 +4,7 @@ Retention
 ---------
 Samples go by recording time (gateway_ts, which follows commit order): head rows
 from the head, chunks whole when all their samples are due (rewritten with the rest
-when only some are); blocks and link records by their time axis. Events, alarms and the audit log
+when only some are); the head's index (blocks, runs) and link records by their time axis. Events, alarms and the audit log
 are records of what happened to units and commands and are kept, unless
 ``records_retention_days`` gives days for some of them (``alarms`` by the time
 they cleared, an active one is kept; ``events`` by source time; ``audit``). Retention
@@ -17,7 +17,7 @@ Disk budget
 -----------
 With ``max_disk_mb`` set, the writer checks the database's used pages after
 commits; over the budget it deletes the oldest samples down to 90 % of it
-(the chunks first, then the head; blocks and link records older than what is kept),
+(the chunks first, then the head; its index and link records older than what is kept),
 whether or not every outbox consumer has them: a full disk would stop the
 gateway recording at all. It logs an error naming each consumer and how many
 samples it will never get, and keeps the count in ``outbox_discards``
@@ -230,7 +230,8 @@ class Upkeep:
         return deleted
 
     def _trim_before(self, conn: sqlite3.Connection, cutoff: float) -> None:
-        """Delete blocks and link records older than `cutoff` (the latest link per machine stays)."""
+        """Delete the head's index (blocks, runs) and link records older than `cutoff` (the latest link per machine
+        stays)."""
         conn.execute("DELETE FROM blocks WHERE cell < ?", (int(cutoff / CELL_S),))  # a range of the key
         conn.execute("DELETE FROM runs WHERE cell < ?", (int(cutoff / CELL_S),))
         conn.execute("DELETE FROM links WHERE ts < ? AND id NOT IN (SELECT max(id) FROM links GROUP BY equipment)",
