@@ -343,7 +343,9 @@ async def test_a_line_scan_is_indexed_by_runs_and_read_back_through_them(tmp_pat
             await s.flush()
         conn = sqlite3.connect(s.path)
         n_blocks, n_runs = (conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("blocks", "runs"))
+        integrity = conn.execute("PRAGMA integrity_check").fetchall()
         conn.close()
+        assert integrity == [("ok",)]
         assert n_blocks == 0 and n_runs == scans * -(-channels // RUN_MAX)
         for c in (0, 63, 64, 150, channels - 1):
             assert [r["value"] for r in await s.history(EQ, f"channel[{c}].voltage", T0, T0 + scans)] \

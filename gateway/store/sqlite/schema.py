@@ -63,11 +63,13 @@ BLOCKS = """CREATE TABLE IF NOT EXISTS {name} (
 # RUN_MAX series, one index row per RUN_MAX samples. Keyed by its last series: a read of series S seeks
 # last_sid in [S, S + RUN_MAX - 1] of a cell, where the run holding S ends.
 RUN_MAX = 64
+# The key's columns first, in its order: SQLite 3.40's integrity_check misreads a WITHOUT ROWID table whose
+# other columns are declared between them ("NULL value in runs.first_sid" for rows that have one).
 RUNS = """CREATE TABLE IF NOT EXISTS runs (
     cell INTEGER NOT NULL,
     last_sid INTEGER NOT NULL,
-    first_sid INTEGER NOT NULL,
     lo INTEGER NOT NULL,  -- the rowid of first_sid's row; last_sid's is lo + last_sid - first_sid
+    first_sid INTEGER NOT NULL,
     PRIMARY KEY (cell, last_sid, lo)
 ) WITHOUT ROWID;"""
 
