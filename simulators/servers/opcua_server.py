@@ -200,7 +200,18 @@ class ShelvedInternalServer(InternalServer):
             await super().load_standard_address_space()
         else:
             # In a thread: reading the shelf's index takes 0.1 s or more, too long to hold the event loop.
-            await asyncio.to_thread(self.aspace.load_aspace_shelf, shelf)  # each server its own copy of the nodes
+            await asyncio.to_thread(_load_shelf, self.aspace, shelf)  # each server its own copy of the nodes
+
+
+# One shelf read at a time: dbm.dumb reads its index with ast.literal_eval, and CPython 3.11's AST constructor keeps
+# its recursion depth in shared state: servers started together, reading in parallel threads, corrupted it
+# ("SystemError: AST constructor recursion depth mismatch"), and every later parse in the process failed.
+_SHELF_READ = threading.Lock()
+
+
+def _load_shelf(aspace: Any, shelf: Path) -> None:
+    with _SHELF_READ:
+        aspace.load_aspace_shelf(shelf)
 
 
 class _InternalServer(ShelvedInternalServer):
