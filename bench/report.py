@@ -50,9 +50,10 @@ def store(r: dict[str, Any]) -> tuple[str, str]:
         + ", ".join(f"{cls} {c['chunk_bytes_per_value']:.2f} (file {c['file_bytes_per_value']:.2f})"
                     for cls, c in b.items())
         + f"; a day at 10 Hz in 1-min buckets {_mmm(h['day_10hz_1min_buckets_ms'])} ms; "
-        f"last hour of 512 channels raw {_mmm(h['hour_512_channels_raw_ms'])} ms, "
-        f"in 1-min buckets {_mmm(h['hour_512_channels_1min_buckets_ms'])} ms "
-        f"(load average {r['machine']['load_average_at_start'][0]:.1f} at start)")
+        f"last hour of 512 channels raw: as columns {_mmm(h['hour_512_channels_columns_ms'])} ms, as rows "
+        f"{_mmm(h['hour_512_channels_raw_ms'])} ms, in 1-min buckets {_mmm(h['hour_512_channels_1min_buckets_ms'])} ms"
+        + (f" (history queries measured {h['when'][:10]} alone)" if "when" in h else "")
+        + f" (load average {r['machine']['load_average_at_start'][0]:.1f} at start)")
     return what, figures
 
 
@@ -276,10 +277,37 @@ def line_sealing(r: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def line_profile(r: dict[str, Any]) -> str:
+    """bench/line.py --profile-s: the whole gateway's CPU per value by stage (bench/cpuprofile.py), per configuration."""
+    configs = {name: cfg for name, cfg in r["configs"].items() if all("profile" in run for run in cfg["runs"])}
+    stages: dict[str, None] = {}
+    for cfg in configs.values():
+        for run in cfg["runs"]:
+            stages.update(dict.fromkeys(run["profile"]["share"]))
+    head = "| stage | " + " | ".join(_racks(name, cfg) for name, cfg in configs.items()) + " |"
+    rows = [head, "|---|" + "---|" * len(configs)]
+
+    def cell(cfg: dict[str, Any], stage: str) -> str:
+        share = sum(run["profile"]["share"].get(stage, 0.0) for run in cfg["runs"]) / len(cfg["runs"])
+        return f"{share * cfg['summary']['cpu_us_per_value']['median']:.2f} µs ({100 * share:.0f} %)"
+    order = sorted(stages, key=lambda st: -max(sum(run["profile"]["share"].get(st, 0.0) for run in cfg["runs"])
+                                               for cfg in configs.values()))
+    rows += [f"| {stage} | " + " | ".join(cell(cfg, stage) for cfg in configs.values()) + " |" for stage in order]
+    rows.append("| **the whole gateway** | " + " | ".join(
+        f"**{cfg['summary']['cpu_us_per_value']['median']:.2f} µs**" for cfg in configs.values()) + " |")
+    rows.append("| plain pymodbus, the same requests | " + " | ".join(
+        f"{cfg['summary']['bare_cpu_us_per_value']['median']:.2f} µs" for cfg in configs.values()) + " |")
+    n = len(next(iter(configs.values()))["runs"])
+    run = next(iter(configs.values()))["runs"][0]["profile"]
+    return ("\n".join(rows) + f"\n\nMedians of {n} run(s) of {r['seconds']:g} s after a {r['warmup_s']:g} s warm-up, "
+            f"py-spy at {run['rate_hz']} Hz over the first {run['seconds']:g} s of each, measured {r['measured']}, "
+            f"{r['machine']['cpus']} cores.\n")
+
+
 BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {"fault_matrix": fault_matrix, "soak": soak, "sigkill": sigkill,
                                                       "line": line_block, "line_opcua": line_block,
                                                       "line_mixed": line_block,
-                                                      "line_sealing": line_sealing}
+                                                      "line_sealing": line_sealing, "line_profile": line_profile}
 
 
 def render_blocks(text: str, results: dict[str, dict[str, Any]]) -> str:

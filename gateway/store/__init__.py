@@ -4,8 +4,18 @@
 zero-setup default (one SQLite file in WAL mode, in-process).
 """
 
-from gateway.store.base import AGGREGATES, Lifecycle, Outbox, Records, SampleHistory, SampleWriter, Store, Upkeep
+from gateway.store.base import (
+    AGGREGATES,
+    Lifecycle,
+    Outbox,
+    Records,
+    SampleColumns,
+    SampleHistory,
+    SampleWriter,
+    Store,
+    Upkeep,
+)
 from gateway.store.sqlite import SqliteStore, StoreClosed
 
-__all__ = ["AGGREGATES", "Lifecycle", "Outbox", "Records", "SampleHistory", "SampleWriter", "SqliteStore", "Store",
-           "StoreClosed", "Upkeep"]
+__all__ = ["AGGREGATES", "Lifecycle", "Outbox", "Records", "SampleColumns", "SampleHistory", "SampleWriter",
+           "SqliteStore", "Store", "StoreClosed", "Upkeep"]

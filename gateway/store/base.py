@@ -22,7 +22,9 @@ store's contract tests (tests/store/) run against the whole.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
 
 from gateway.samples import Sample
 
@@ -64,6 +66,20 @@ class SampleWriter(Protocol):
         """Enqueue, waiting for room when the queue is full (back-pressure)."""
 
 
+class SampleColumns(NamedTuple):
+    """Raw samples of one series column by column, oldest first: a raw history() without a dict per sample.
+
+    For reads of many samples (a rack's channels over an hour is 1.8 million): the numbers stay in
+    arrays, and building 1.8 million dicts would cost more than reading them."""
+
+    ts: np.ndarray  # source times, float64
+    gateway_ts: np.ndarray  # float64
+    quality: np.ndarray  # uint8: Quality values
+    number: np.ndarray  # float64: the value as a number (bools as 0/1), NaN where it is text or none
+    values: list[Any]  # the values as written: float, int, bool, str or None
+    reasons: list[str]  # "" where none
+
+
 @runtime_checkable
 class SampleHistory(Protocol):
     """Samples read back: history raw or in buckets (the rollups), the newest values, the series."""
@@ -84,6 +100,10 @@ class SampleHistory(Protocol):
         Bucketed: {"ts" (bucket start), <each aggregate>, "bad"}, aggregates over
         GOOD samples only, "bad" counting the others; only buckets holding samples.
         """
+
+    async def history_columns(self, equipment: str, path: str, start: float, end: float,
+                              limit: int = 10000) -> SampleColumns:
+        """The samples of a raw history() (start <= source_ts < end, oldest first, at most limit) as columns."""
 
     async def latest(self, equipment: str | None = None) -> list[Sample]:
         """The newest stored sample of every series (of one machine)."""

@@ -122,7 +122,7 @@ class Columns(NamedTuple):
 
 
 def take(c: Columns, idx: np.ndarray) -> Columns:
-    """The rows at the (ascending) indices idx, as columns of their own."""
+    """The rows at the indices idx, in that order, as columns of their own."""
     idx = np.asarray(idx, dtype=np.int64)
     kind = c.kind[idx]
 
@@ -134,6 +134,30 @@ def take(c: Columns, idx: np.ndarray) -> Columns:
     text_pos = (np.cumsum(c.kind == K_TEXT) - 1)[idx[kind == K_TEXT]].tolist()
     return Columns(c.ts[idx], c.gw[idx], c.q[idx], kind, pick(K_FLOAT, c.floats), pick(K_INT, c.ints),
                    [c.texts[i] for i in text_pos], [c.reasons[i] for i in idx.tolist()])
+
+
+def window(c: Columns, lo: int, hi: int) -> Columns:
+    """The rows lo..hi-1: a slice of every column (no copy), the values' by their kind's count before lo."""
+    if lo == 0 and hi == len(c.kind):
+        return c
+    before, within = c.kind[:lo], c.kind[lo:hi]
+    f0, i0, t0 = (int(np.count_nonzero(before == k)) for k in (K_FLOAT, K_INT, K_TEXT))
+    nf, ni, nt = (int(np.count_nonzero(within == k)) for k in (K_FLOAT, K_INT, K_TEXT))
+    return Columns(c.ts[lo:hi], c.gw[lo:hi], c.q[lo:hi], within, c.floats[f0:f0 + nf], c.ints[i0:i0 + ni],
+                   c.texts[t0:t0 + nt], c.reasons[lo:hi])
+
+
+def concat(parts: Sequence[Columns]) -> Columns:
+    """The rows of every part, one part after the other."""
+    if len(parts) == 1:
+        return parts[0]
+    texts: list[str] = []
+    reasons: list[str] = []
+    for p in parts:
+        texts += p.texts
+        reasons += p.reasons
+    ts, gw, q, kind, floats, ints = (np.concatenate(col) for col in zip(*(p[:6] for p in parts)))
+    return Columns(ts, gw, q, kind, floats, ints, texts, reasons)
 
 
 def _array(a: np.ndarray) -> bytes:

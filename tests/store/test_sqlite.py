@@ -6,6 +6,7 @@ The crash tests kill a real child process with SIGKILL.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import random
 import signal
@@ -16,6 +17,7 @@ import textwrap
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -292,6 +294,40 @@ def test_history_from_chunks_is_the_history_from_the_head(tmp_path_factory, piec
         assert h["avg"] == c["avg"] or h["avg"] == pytest.approx(c["avg"], rel=1e-12), (h, c)
     written = [t for piece in pieces for t, _, _ in piece]
     assert len(head[0]) == len([t for t in written if T0 + 1 <= T0 + t / 10 < T0 + 35])
+
+
+def _number(v) -> float:
+    return float(v) if isinstance(v, (int, float)) else math.nan
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pieces=st.lists(_piece, min_size=1, max_size=5), last_in_head=st.booleans(), window=st.tuples(
+    st.integers(-10, 410), st.integers(0, 420)), limit=st.integers(1, 160))
+def test_history_as_columns_is_every_sample_written_in_time_then_write_order(tmp_path_factory, pieces, last_in_head,
+                                                                             window, limit):
+    """Columns from chunks, the head, or both (the last piece left in the head): the samples written in
+    [start, end), stably sorted by time, at most `limit`; a raw history() is the same rows as dicts."""
+    start, end = T0 + window[0] / 10, T0 + window[1] / 10
+    written = [sample("v", None if q == Quality.BAD else v, T0 + t / 10, q, "" if q == 0 else "why")
+               for piece in pieces for t, v, q in piece]
+    expected = sorted((s for s in written if start <= s.source_ts < end), key=lambda s: s.source_ts)[:limit]
+
+    async def read() -> tuple:
+        async with SealingStore(tmp_path_factory.mktemp("s") / "store.sqlite") as s:
+            for i, piece in enumerate(pieces):
+                s.write_samples(written[sum(map(len, pieces[:i])):][:len(piece)])
+                await (SqliteStore.flush(s) if last_in_head and i == len(pieces) - 1 else s.flush())
+            return (await s.history_columns(EQ, "v", start, end, limit=limit),
+                    await s.history(EQ, "v", start, end, limit=limit))
+
+    c, rows = asyncio.run(read())
+    assert c.ts.tolist() == [s.source_ts for s in expected]
+    assert c.gateway_ts.tolist() == [s.gateway_ts for s in expected]
+    assert [(type(v), v) for v in c.values] == [(type(s.value), s.value) for s in expected]
+    assert c.quality.tolist() == [int(s.quality) for s in expected] and c.reasons == [s.reason for s in expected]
+    assert np.array_equal(c.number, [_number(s.value) for s in expected], equal_nan=True)
+    assert rows == [{"ts": t, "value": v, "quality": q, "reason": r, "gateway_ts": g} for t, v, q, r, g in
+                    zip(c.ts.tolist(), c.values, c.quality.tolist(), c.reasons, c.gateway_ts.tolist())]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -19,7 +19,7 @@ import numpy as np
 from gateway.samples import Sample
 from gateway.store import codec
 from gateway.store.aggregate import QMASK, Agg, partials
-from gateway.store.base import AGGREGATES
+from gateway.store.base import AGGREGATES, SampleColumns
 from gateway.store.sqlite.schema import BOOL_FLAG, CELL_S, FAR, RUN_MAX, Row, decode_value, quality_of, sealed
 
 # The chunks of one series that may hold samples in [start, end), in sealing order.
@@ -88,49 +88,45 @@ def head_rows(conn: sqlite3.Connection, sid: int, start: float, end: float) -> l
     return conn.execute(f"{CELLS} SELECT s.ts, s.gw, s.value, s.value_text, s.q, s.reason {SERIES_ROWS} "
                         "ORDER BY s.ts, s.rowid", params).fetchall()
 
-def raw(conn: sqlite3.Connection, equipment: str, path: str, start: float, end: float,
-         limit: int) -> list[dict[str, Any]]:
+def raw_columns(conn: sqlite3.Connection, equipment: str, path: str, start: float, end: float,
+                limit: int) -> SampleColumns:
     sid = series_id(conn, equipment, path)
-    if sid is None:
-        return []
-    ts_parts: list[np.ndarray] = []
-    gw_parts: list[np.ndarray] = []
-    q_parts: list[np.ndarray] = []
-    values: list[Any] = []
-    reasons: list[str] = []
-    # Chunks in sealing order, then the head: within equal times that is sequence order, which the
-    # stable sort below keeps.
-    for (data,) in conn.execute(CHUNKS_IN_RANGE.format(cols="data"), (sid, start, end)):
-        c = codec.decode(data)
-        lo, hi = np.searchsorted(c.ts, (start, end)).tolist()
-        if lo == hi:
-            continue
-        ts_parts.append(c.ts[lo:hi])
-        gw_parts.append(c.gw[lo:hi])
-        q_parts.append(c.q[lo:hi].astype(np.int64))
-        values += c.values()[lo:hi]
-        reasons += c.reasons[lo:hi]
-    head = head_rows(conn, sid, start, end)
-    if head:
-        ts, gw, value, text, qcol, reason = zip(*head)
-        ts_parts.append(np.array(ts, dtype=np.float64))
-        gw_parts.append(np.array(gw, dtype=np.float64))
-        q_parts.append(np.array(qcol, dtype=np.int64))
-        values += [v if t is None else t for v, t in zip(value, text)]
-        reasons += [r or "" for r in reason]
-    if not ts_parts:
-        return []
-    all_ts = np.concatenate(ts_parts)
-    order = np.argsort(all_ts, kind="stable")[:limit]
-    q = np.concatenate(q_parts)[order]
-    picked = order.tolist()
-    if picked != list(range(len(picked))):
-        values = [values[i] for i in picked]
-        reasons = [reasons[i] for i in picked]
-    if (q & BOOL_FLAG).any():
-        values = [bool(v) if f else v for v, f in zip(values, (q & BOOL_FLAG).tolist())]
-    return [{"ts": t, "value": v, "quality": qv, "reason": r, "gateway_ts": g} for t, v, qv, r, g in
-            zip(all_ts[order].tolist(), values, (q & QMASK).tolist(), reasons, np.concatenate(gw_parts)[order].tolist())]
+    parts: list[codec.Columns] = []
+    if sid is not None:
+        # Chunks in sealing order, then the head: within equal times that is sequence order, which the
+        # stable sort below keeps.
+        for (data,) in conn.execute(CHUNKS_IN_RANGE.format(cols="data"), (sid, start, end)):
+            c = codec.decode(data)
+            lo, hi = np.searchsorted(c.ts, (start, end)).tolist()
+            if lo < hi:
+                parts.append(codec.window(c, lo, hi))
+        head = head_rows(conn, sid, start, end)
+        if head:
+            parts.append(codec.columns(*zip(*head)))
+    if not parts:
+        return no_samples()
+    c = codec.concat(parts)
+    if (c.ts[1:] >= c.ts[:-1]).all():  # in time order already (late data is rare): the sort would keep it
+        c = codec.window(c, 0, min(limit, len(c.ts)))
+    else:
+        c = codec.take(c, np.argsort(c.ts, kind="stable")[:limit])
+    values = c.values()
+    flags = c.q & BOOL_FLAG
+    if flags.any():
+        values = [bool(v) if f else v for v, f in zip(values, flags.tolist())]
+    return SampleColumns(c.ts, c.gw, c.q & QMASK, c.numbers(), values, c.reasons)
+
+
+def no_samples() -> SampleColumns:
+    return SampleColumns(np.empty(0), np.empty(0), np.empty(0, np.uint8), np.empty(0), [], [])
+
+
+def raw(conn: sqlite3.Connection, equipment: str, path: str, start: float, end: float,
+        limit: int) -> list[dict[str, Any]]:
+    c = raw_columns(conn, equipment, path, start, end, limit)
+    return [{"ts": t, "value": v, "quality": q, "reason": r, "gateway_ts": g} for t, v, q, r, g in
+            zip(c.ts.tolist(), c.values, c.quality.tolist(), c.reasons, c.gateway_ts.tolist())]
+
 
 def bucketed(conn: sqlite3.Connection, equipment: str, path: str, start: float, end: float,
               bucket_s: float, aggs: list[str], limit: int) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.samples import Sample
-from gateway.store.base import EventRecord
+from gateway.store.base import EventRecord, SampleColumns
 from gateway.store.sqlite import outbox, reads, records
 from gateway.store.sqlite.compactor import Compactor
 from gateway.store.sqlite.database import Database, StoreClosed
@@ -200,6 +200,15 @@ class SqliteStore:
                                                       end=end, limit=limit))
         return await self._read(functools.partial(reads.bucketed, equipment=equipment, path=path, start=start,
                                                   end=end, bucket_s=bucket_s, aggs=aggs, limit=limit))
+
+    async def history_columns(self, equipment: str, path: str, start: float, end: float,
+                              limit: int = 10000) -> SampleColumns:
+        """The raw samples of history() as columns."""
+        start, end = reads.bounded(start, end)
+        if not end > start or limit <= 0:
+            return reads.no_samples()
+        return await self._read(functools.partial(reads.raw_columns, equipment=equipment, path=path, start=start,
+                                                  end=end, limit=limit))
 
     async def latest(self, equipment: str | None = None) -> list[Sample]:
         """The newest committed sample of every series, from memory."""
