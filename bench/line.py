@@ -29,6 +29,10 @@ kind go to bench/results/line_mixed.json.
 `--workers` sets the line's `acquisition.workers` (the racks' adapters in processes of their own); their CPU and
 memory count in the gateway's, as the encoding process's do.
 
+`--profile-s S` profiles every process of the gateway with py-spy over the first S seconds of each run's window and
+splits the CPU per value by stage of the per-value path (bench/cpuprofile.py): what a CPU figure is made of. py-spy
+costs the gateway a little, so such results go to their own JSON (bench/results/line_profile.json).
+
 `bench/report.py` writes the bench README's row from the JSON; `--chart` draws memory and rate over time.
 """
 
@@ -51,7 +55,8 @@ from urllib.request import urlopen
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.figures import machine, spread, today  # noqa: E402  (the repository on the path first)
+from bench import cpuprofile  # noqa: E402  (the repository on the path first)
+from bench.figures import machine, spread, today  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 SCAN_S = 1.0
@@ -86,19 +91,31 @@ def cpu_s(pid: int) -> float:
     return total
 
 
-def rss_by_process(pid: int) -> dict[str, float]:
-    """Resident MB of the gateway's process tree by part: the gateway itself, its acquisition workers, the store's
-    encoding process (what grows is then visible)."""
-    out: dict[str, float] = {}
+def processes(pid: int) -> dict[str, list[int]]:
+    """The gateway's process tree by part: the gateway itself, its acquisition workers, the store's encoding
+    process, other (multiprocessing's resource tracker)."""
+    out: dict[str, list[int]] = {}
     for p in tree(pid):
         try:
-            line = next(x for x in Path(f"/proc/{p}/status").read_text().splitlines() if x.startswith("VmRSS"))
             cmd = Path(f"/proc/{p}/cmdline").read_bytes()
-        except (OSError, StopIteration):
+        except OSError:
             continue
         part = ("gateway" if p == pid else "workers" if b"worker_main" in cmd
-                else "encoder" if b"multiprocessing" in cmd else "other")
-        out[part] = round(out.get(part, 0.0) + int(line.split()[1]) / 1024, 1)
+                else "encoder" if b"multiprocessing.spawn" in cmd else "other")
+        out.setdefault(part, []).append(p)
+    return out
+
+
+def rss_by_process(pid: int) -> dict[str, float]:
+    """Resident MB of the gateway's process tree by part (what grows is then visible)."""
+    out: dict[str, float] = {}
+    for part, pids in processes(pid).items():
+        for p in pids:
+            try:
+                line = next(x for x in Path(f"/proc/{p}/status").read_text().splitlines() if x.startswith("VmRSS"))
+            except (OSError, StopIteration):
+                continue
+            out[part] = round(out.get(part, 0.0) + int(line.split()[1]) / 1024, 1)
     return out
 
 
@@ -339,6 +356,11 @@ def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan:
         client.recording = True
         h0, c0, t0 = get_health(a.api_port), cpu_s(gw.pid), time.monotonic()
         sim0 = cpu_s(sims.pid)
+        profile: dict[str, Any] = {}
+        profiler = threading.Thread(target=lambda: profile.update(cpuprofile.record(
+            {part: pids for part, pids in processes(gw.pid).items() if part != "other"}, min(a.profile_s, a.seconds))))
+        if a.profile_s:
+            profiler.start()
         series = []
         last_written, last_t = h0["store"]["written"], t0
         while (now := time.monotonic()) < t0 + a.seconds:
@@ -353,6 +375,8 @@ def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan:
             last_written, last_t = h["store"]["written"], t
         h1, c1, t1 = get_health(a.api_port), cpu_s(gw.pid), time.monotonic()
         sim1 = cpu_s(sims.pid)
+        if a.profile_s:
+            profiler.join()
         client.recording = False
         written = h1["store"]["written"] - h0["store"]["written"]
         (o0, s0), (o1, s1) = overruns(h0), overruns(h1)
@@ -364,6 +388,7 @@ def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan:
             "simulators_cpu_pct": round(100 * (sim1 - sim0) / (t1 - t0), 1),  # on the same cores
             "cpu_us_per_value": round(1e6 * (c1 - c0) / max(written, 1), 2),
             "scans": s1 - s0, "overruns": o1 - o0, "sealed_samples": h1["store"].get("sealed_samples", 0),
+            "store_dropped": h1["store"]["dropped"] - h0["store"]["dropped"],  # samples the store's queue refused
             # OPC UA: notifications the adapters received, and readings their delivery queues could not hold
             "notifications": adapters_sum(h1, "notifications") - adapters_sum(h0, "notifications"),
             "adapter_overflow": adapters_sum(h1, "overflow") - adapters_sum(h0, "overflow"),
@@ -373,6 +398,11 @@ def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan:
             "latency_ms": {"samples": len(lat), "p50": round(percentile(lat, 0.5), 1) if lat else None,
                            "p99": round(percentile(lat, 0.99), 1) if lat else None},
         }
+        if profile:
+            # What each stage costs per value: its share of the samples of the whole gateway's CPU per value.
+            profile["us_per_value"] = {stage: round(share * out["cpu_us_per_value"], 2)
+                                       for stage, share in profile["share"].items()}
+            out["profile"] = profile
     finally:
         if client is not None:
             client.stop.set()
@@ -476,6 +506,9 @@ def main() -> None:
     ap.add_argument("--coaters", type=int, default=0, help="coaters over OPC UA (the spec's native profile) beside "
                                                            "the racks: a mixed line")
     ap.add_argument("--winders", type=int, default=0, help="winders over OPC UA beside the racks")
+    ap.add_argument("--profile-s", type=float, default=0.0,
+                    help="profile every process of the gateway with py-spy for this many seconds from the start of "
+                         "each run's window, by stage of the per-value path (bench/cpuprofile.py)")
     ap.add_argument("--bare", help=argparse.SUPPRESS)  # the baseline's child process: its Modbus racks' ports
     ap.add_argument("--bare-opcua", default="", help=argparse.SUPPRESS)  # ... and its OPC UA machines' ports
     a = ap.parse_args()
@@ -486,6 +519,7 @@ def main() -> None:
     mixed = bool(a.coaters or a.winders)
     # bench/report.py's row
     script = "line.py (mixed line)" if mixed else "line.py" if a.protocol == "modbus" else f"line.py --protocol {a.protocol}"
+    script += " (profiled)" if a.profile_s else ""  # results of their own: py-spy costs the gateway a little
     result: dict[str, Any] = {"script": script, "measured": today(), "configs": {},
                               "machine": machine(),
                               "seconds": a.seconds, "warmup_s": a.warmup, "scan_s": SCAN_S,

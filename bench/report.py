@@ -289,6 +289,8 @@ def line_profile(r: dict[str, Any]) -> str:
 
     def cell(cfg: dict[str, Any], stage: str) -> str:
         share = sum(run["profile"]["share"].get(stage, 0.0) for run in cfg["runs"]) / len(cfg["runs"])
+        if not share:
+            return "–"  # not in this configuration's processes
         return f"{share * cfg['summary']['cpu_us_per_value']['median']:.2f} µs ({100 * share:.0f} %)"
     order = sorted(stages, key=lambda st: -max(sum(run["profile"]["share"].get(st, 0.0) for run in cfg["runs"])
                                                for cfg in configs.values()))
@@ -299,7 +301,7 @@ def line_profile(r: dict[str, Any]) -> str:
         f"{cfg['summary']['bare_cpu_us_per_value']['median']:.2f} µs" for cfg in configs.values()) + " |")
     n = len(next(iter(configs.values()))["runs"])
     run = next(iter(configs.values()))["runs"][0]["profile"]
-    return ("\n".join(rows) + f"\n\nMedians of {n} run(s) of {r['seconds']:g} s after a {r['warmup_s']:g} s warm-up, "
+    return ("\n".join(rows) + f"\n\nShares averaged over {n} run(s) of {r['seconds']:g} s after a {r['warmup_s']:g} s warm-up, "
             f"py-spy at {run['rate_hz']} Hz over the first {run['seconds']:g} s of each, measured {r['measured']}, "
             f"{r['machine']['cpus']} cores.\n")
 
