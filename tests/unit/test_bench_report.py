@@ -35,3 +35,23 @@ def test_a_figure_that_is_not_the_measured_one_is_found():
     assert typed != readme and r.render_blocks(typed, by_name) == readme
     stale = dict(by_name, soak={**by_name["soak"], "minutes": 31.0})
     assert "31 minutes" in r.render_blocks(readme, stale)
+
+
+def test_a_profile_sample_goes_to_the_stage_of_its_innermost_named_frame():
+    spec = importlib.util.spec_from_file_location("bench_cpuprofile", ROOT / "bench" / "cpuprofile.py")
+    assert spec is not None and spec.loader is not None
+    cp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cp)
+    root = ["run (gateway/cli.py:273)", "BaseEventLoop._run_once (asyncio/base_events.py:1884)"]
+    insert = ["Thread.run (threading.py:982)", "Writer._commit_batch (gateway/store/sqlite/writer.py:620)",
+              "Writer._insert (gateway/store/sqlite/writer.py:700)"]
+    assert cp.stage_of(insert) == "store: SQLite row inserts"
+    assert cp.stage_of(insert[:2]) == "store: transactions, commits, the writer's loop"
+    # C and library frames count in the stage of the gateway's code that called them.
+    assert cp.stage_of([*root, "Device._on_readings (gateway/runtime/device.py:300)", "to_samples "
+                        "(gateway/runtime/ingest.py:86)", "<lambda> (<string>:1)"]) == "validation into Sample objects"
+    assert cp.stage_of([*root, "send (gateway/api/routes/live.py:90)", "_SelectorSocketTransport.write "
+                        "(asyncio/selector_events.py:1057)"]) == "live WebSocket fan-out"
+    assert cp.stage_of([*root, "EpollSelector.select (selectors.py:468)"]) == "event loop: polling the sockets"
+    assert cp.stage_of(root) == "API, health and the rest of the gateway"  # the root's cli.py frame, nothing closer
+    assert cp.stage_of(["Thread.run (threading.py:982)"]) == cp.OTHER
