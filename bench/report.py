@@ -246,7 +246,7 @@ def line_block(r: dict[str, Any]) -> str:
                if opcua else ""))
     n = len(next(iter(r["configs"].values()))["runs"])
     once = " once every rack was subscribed and" if opcua else ""
-    return ("\n".join(rows) + f"\n\nMedians of {n} runs of {r['seconds']:g} s,{once} after a {r['warmup_s']:g} s warm-up, "
+    return ("\n".join(rows) + f"\n\n{f'Medians of {n} runs' if n > 1 else 'One run'} of {r['seconds']:g} s,{once} after a {r['warmup_s']:g} s warm-up, "
             f"racks' clock at {r.get('time_scale', 600):g}× real time, measured {r['measured']}, "
             f"{r['machine']['cpus']} cores.\n")
 
@@ -308,7 +308,7 @@ def line_profile(r: dict[str, Any]) -> str:
 
 BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {"fault_matrix": fault_matrix, "soak": soak, "sigkill": sigkill,
                                                       "line": line_block, "line_opcua": line_block,
-                                                      "line_mixed": line_block,
+                                                      "line_mixed": line_block, "line_100k": line_block,
                                                       "line_sealing": line_sealing, "line_profile": line_profile}
 
 
