@@ -15,45 +15,44 @@ buckets holding samples get a row: history never fabricates values.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
-from typing import Any
+import numpy as np
+
+from gateway.store.base import SampleColumns
 
 GOOD = 0
 
 
-def time_weighted(rows: Iterable[dict[str, Any]], start: float, end: float, bucket_s: float) -> dict[float, float | None]:
-    """{bucket start: time-weighted average or None} for [start, end), from raw rows sorted by ts.
+def time_weighted(c: SampleColumns, start: float, end: float, bucket_s: float) -> dict[float, float | None]:
+    """{bucket start: time-weighted average or None} for [start, end), from a series' raw samples (oldest first).
 
-    Rows before `start` only say what value held when the range began.
+    Samples before `start` only say what value held when the range began. Column-wise: a day at 5 Hz is
+    432,000 samples, and each interval a value held is cut at the bucket edges it crosses in one pass.
     """
-    area: dict[float, float] = {}
-    known: dict[float, float] = {}
-    holding: set[float] = set()  # buckets holding at least one sample
-    prev_ts: float | None = None
-    prev_value: float | None = None
-
-    def hold(t0: float, t1: float, value: float) -> None:
-        t0, t1 = max(t0, start), min(t1, end)
-        while t0 < t1:
-            b = math.floor(t0 / bucket_s) * bucket_s
-            stop = min(t1, b + bucket_s)
-            area[b] = area.get(b, 0.0) + value * (stop - t0)
-            known[b] = known.get(b, 0.0) + (stop - t0)
-            t0 = stop
-
-    for r in rows:
-        ts = r["ts"]
-        if ts >= end:
-            break
-        if prev_ts is not None and prev_value is not None:
-            hold(prev_ts, ts, prev_value)
-        value = r.get("value")
-        good = r.get("quality", GOOD) == GOOD and isinstance(value, (int, float)) and not isinstance(value, bool) \
-            and math.isfinite(value)
-        prev_ts, prev_value = ts, (float(value) if good and value is not None else None)
-        if ts >= start:
-            holding.add(math.floor(ts / bucket_s) * bucket_s)
-    if prev_ts is not None and prev_value is not None:
-        hold(prev_ts, end, prev_value)
-    return {b: (area[b] / known[b] if known.get(b) else None) for b in sorted(holding)}
+    n = int(np.searchsorted(c.ts, end, side="left"))
+    if n == 0:
+        return {}
+    ts = c.ts[:n]
+    numeric = np.fromiter((v.__class__ is float or v.__class__ is int for v in c.values[:n]), dtype=bool, count=n)
+    good = (c.quality[:n] == GOOD) & numeric & np.isfinite(c.number[:n])
+    # Each GOOD sample's value holds until the next sample (whatever its quality), the last until `end`.
+    held_from = np.clip(ts, start, end)
+    held_to = np.clip(np.append(ts[1:], end), start, end)
+    keep = good & (held_to > held_from)
+    s, e, v = held_from[keep], held_to[keep], c.number[:n][keep]
+    first = np.floor(s / bucket_s).astype(np.int64)
+    pieces = np.ceil(e / bucket_s).astype(np.int64) - first  # the buckets each interval crosses
+    pieces = np.maximum(pieces, 1)
+    which = np.repeat(np.arange(len(s)), pieces)
+    bucket = first[which] + (np.arange(len(which)) - np.repeat(np.cumsum(pieces) - pieces, pieces))
+    lo = np.maximum(s[which], bucket * bucket_s)
+    hi = np.minimum(e[which], (bucket + 1) * bucket_s)
+    span = np.maximum(hi - lo, 0.0)
+    area: dict[int, float] = {}
+    known: dict[int, float] = {}
+    if len(bucket):
+        keys, inverse = np.unique(bucket, return_inverse=True)
+        for k, a, t in zip(keys.tolist(), np.bincount(inverse, v[which] * span).tolist(),
+                           np.bincount(inverse, span).tolist()):
+            area[k], known[k] = a, t
+    holding = sorted(set(np.floor(ts[ts >= start] / bucket_s).astype(np.int64).tolist()))  # buckets holding a sample
+    return {k * bucket_s: (area[k] / known[k] if known.get(k) else None) for k in holding}

@@ -225,8 +225,8 @@ async def _rows(store: StoreProtocol, eq: EquipmentView, path: str, t0: float, t
     if "twa" not in aggs:
         return rows
     # One bucket back: the sample before the range says what value held when it began.
-    raw = await store.history(eq.id, path, t0 - bucket_s, t1, bucket_s=None, limit=TWA_RAW_LIMIT + 1)
-    if len(raw) > TWA_RAW_LIMIT:
+    raw = await store.history_columns(eq.id, path, t0 - bucket_s, t1, limit=TWA_RAW_LIMIT + 1)
+    if len(raw.ts) > TWA_RAW_LIMIT:
         raise HTTPException(422, f"agg=twa of {path} over {_duration_text(round(t1 - t0))} needs more than "
                                  f"{TWA_RAW_LIMIT:,} raw samples; shorten the range or use agg=avg")
     twa = {round(b, 6): v for b, v in time_weighted(raw, t0, t1, bucket_s).items()}
