@@ -357,8 +357,14 @@ def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan:
         h0, c0, t0 = get_health(a.api_port), cpu_s(gw.pid), time.monotonic()
         sim0 = cpu_s(sims.pid)
         profile: dict[str, Any] = {}
-        profiler = threading.Thread(target=lambda: profile.update(cpuprofile.record(
-            {part: pids for part, pids in processes(gw.pid).items() if part != "other"}, min(a.profile_s, a.seconds))))
+
+        def profile_now() -> None:  # the processes there at the window's start (the encoder once it runs)
+            try:
+                profile.update(cpuprofile.record({part: pids for part, pids in processes(gw.pid).items()
+                                                  if part != "other"}, min(a.profile_s, a.seconds)))
+            except Exception as exc:  # said after the window: a run asked to profile does not end without one
+                profile["failed"] = f"{type(exc).__name__}: {exc}"
+        profiler = threading.Thread(target=profile_now)
         if a.profile_s:
             profiler.start()
         series = []
@@ -377,6 +383,8 @@ def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan:
         sim1 = cpu_s(sims.pid)
         if a.profile_s:
             profiler.join()
+            if "failed" in profile:
+                raise RuntimeError(f"the profile failed: {profile['failed']}")
         client.recording = False
         written = h1["store"]["written"] - h0["store"]["written"]
         (o0, s0), (o1, s1) = overruns(h0), overruns(h1)
