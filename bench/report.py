@@ -279,21 +279,19 @@ def line_sealing(r: dict[str, Any]) -> str:
 
 def line_profile(r: dict[str, Any]) -> str:
     """bench/line.py --profile-s: the whole gateway's CPU per value by stage (bench/cpuprofile.py), per configuration."""
-    configs = {name: cfg for name, cfg in r["configs"].items() if all("profile" in run for run in cfg["runs"])}
-    stages: dict[str, None] = {}
-    for cfg in configs.values():
-        for run in cfg["runs"]:
-            stages.update(dict.fromkeys(run["profile"]["share"]))
+    configs = r["configs"]
     head = "| stage | " + " | ".join(_racks(name, cfg) for name, cfg in configs.items()) + " |"
     rows = [head, "|---|" + "---|" * len(configs)]
 
+    def share(cfg: dict[str, Any], stage: str) -> float:  # averaged over the configuration's runs
+        return sum(run["profile"]["share"].get(stage, 0.0) for run in cfg["runs"]) / len(cfg["runs"])
+
     def cell(cfg: dict[str, Any], stage: str) -> str:
-        share = sum(run["profile"]["share"].get(stage, 0.0) for run in cfg["runs"]) / len(cfg["runs"])
-        if not share:
+        if not share(cfg, stage):
             return "–"  # not in this configuration's processes
-        return f"{share * cfg['summary']['cpu_us_per_value']['median']:.2f} µs ({100 * share:.0f} %)"
-    order = sorted(stages, key=lambda st: -max(sum(run["profile"]["share"].get(st, 0.0) for run in cfg["runs"])
-                                               for cfg in configs.values()))
+        return f"{share(cfg, stage) * cfg['summary']['cpu_us_per_value']['median']:.2f} µs ({100 * share(cfg, stage):.0f} %)"
+    stages = {stage for cfg in configs.values() for run in cfg["runs"] for stage in run["profile"]["share"]}
+    order = sorted(stages, key=lambda st: (-max(share(cfg, st) for cfg in configs.values()), st))
     rows += [f"| {stage} | " + " | ".join(cell(cfg, stage) for cfg in configs.values()) + " |" for stage in order]
     rows.append("| **the whole gateway** | " + " | ".join(
         f"**{cfg['summary']['cpu_us_per_value']['median']:.2f} µs**" for cfg in configs.values()) + " |")

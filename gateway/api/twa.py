@@ -54,5 +54,5 @@ def time_weighted(c: SampleColumns, start: float, end: float, bucket_s: float) -
         for k, a, t in zip(keys.tolist(), np.bincount(inverse, v[which] * span).tolist(),
                            np.bincount(inverse, span).tolist()):
             area[k], known[k] = a, t
-    holding = sorted(set(np.floor(ts[ts >= start] / bucket_s).astype(np.int64).tolist()))  # buckets holding a sample
+    holding = np.unique(np.floor(ts[ts >= start] / bucket_s).astype(np.int64)).tolist()  # buckets holding a sample
     return {k * bucket_s: (area[k] / known[k] if known.get(k) else None) for k in holding}
