@@ -55,11 +55,12 @@ from urllib.request import urlopen
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import cpuprofile  # noqa: E402  (the repository on the path first)
+from bench import cpuprofile, opcua_peer  # noqa: E402  (the repository on the path first)
 from bench.figures import machine, spread, today  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 SCAN_S = 1.0
+CHANNELS = 512  # a rack's
 CONNECT_LIMIT_S = 300.0  # for every rack to be available once the API answers (four OPC UA racks: about 50 s)
 
 
@@ -205,23 +206,26 @@ def rack_requests() -> tuple[list[tuple[int, int]], int]:
     from gateway.bindings import binding_for
     from interface_spec import load_spec
 
-    points = binding_for("modbus").plan(load_spec(), "rack0", "formation", "rack0", {"channel": 512}).points
+    points = binding_for("modbus").plan(load_spec(), "rack0", "formation", "rack0", {"channel": CHANNELS}).points
     requests = ModbusAdapter("127.0.0.1:502", points).scan_requests()
     return [(r.address, r.count) for r in requests], len(points)
 
 
-async def bare(modbus_ports: list[int], opcua_ports: list[int], seconds: float) -> None:
+async def bare(modbus_ports: list[int], opcua_ports: list[int], node_ports: list[int], seconds: float,
+               publishing_ms: float) -> None:
     """The child: plain pymodbus clients reading every Modbus rack at the gateway's scan, and plain asyncua clients
     subscribed to every variable of every OPC UA machine at the gateway's intervals, into nothing; prints the values
     each received over one window, and CPU seconds."""
     values = {"modbus": 0, "opcua": 0}
     scan = rack_requests()  # before the window: planning a rack's requests is no part of reading it
     stop = asyncio.Event()
-    subscribed = asyncio.Event()
     async with asyncio.TaskGroup() as tg:
-        if opcua_ports:
-            tg.create_task(_subscribe_opcua(opcua_ports, values, subscribed, stop))
-            await subscribed.wait()
+        for ports, node_peer in ((opcua_ports, False), (node_ports, True)):
+            if ports:
+                subscribed = asyncio.Event()
+                tg.create_task(_subscribe_opcua(ports, values, subscribed, stop, publishing_ms, node_peer))
+                await subscribed.wait()
+        if opcua_ports or node_ports:
             await asyncio.sleep(5)  # the initial values of every item are past
         v0, c0 = dict(values), time.process_time()
         stop_at = asyncio.get_running_loop().time() + seconds
@@ -256,15 +260,20 @@ async def _scan_rack(port: int, scan: tuple[list[tuple[int, int]], int], stop_at
 
 
 async def _subscribe_opcua(ports: list[int], values: dict[str, int], subscribed: asyncio.Event,
-                           stop: asyncio.Event) -> None:
+                           stop: asyncio.Event, publishing_ms: float, node_peer: bool = False) -> None:
     from asyncua import Client, ua
 
     from interface_spec import load_spec
 
     folder = load_spec().core.opcua.machines_folder
+    node_ids = opcua_peer.read_nodes(CHANNELS) if node_peer else None
+    peer_namespace = opcua_peer.rack_space(1)["namespace"] if node_peer else ""
     pending = [len(ports)]
 
     async def machine_variables(client: Any) -> list[Any]:
+        if node_ids is not None:  # a node peer's rack: what the gateway reads through the dialect's mapping
+            ns = await client.get_namespace_index(peer_namespace)
+            return [client.get_node(ua.NodeId(nid, ns)) for nid in node_ids]
         (machines,) = [n for n in await client.nodes.objects.get_children() if (await n.read_browse_name()).Name == folder]
         (root,) = await machines.get_children()  # the machine's object
         variables = []
@@ -281,11 +290,12 @@ async def _subscribe_opcua(ports: list[int], values: dict[str, int], subscribed:
     one_at_a_time = asyncio.Lock()  # the servers share a process: subscribing all at once timed them out
 
     async def one(port: int) -> None:
-        client = Client(f"opc.tcp://127.0.0.1:{port}", timeout=60, watchdog_intervall=10.0)
+        url = f"opc.tcp://127.0.0.1:{port}" + (opcua_peer.RackServer.PATH if node_peer else "")
+        client = Client(url, timeout=60, watchdog_intervall=10.0)
         async with one_at_a_time:
             await client.connect()
             variables = await machine_variables(client)
-            sub_ = await client.create_subscription(SCAN_S * 1000, Handler())
+            sub_ = await client.create_subscription(publishing_ms, Handler())
             for k in range(0, len(variables), 1000):
                 await sub_.subscribe_data_change(variables[k:k + 1000], queuesize=1, sampling_interval=SCAN_S * 1000)
         try:
@@ -312,6 +322,11 @@ def machines(racks: int, a: argparse.Namespace) -> list[tuple[str, str, str, int
     return out
 
 
+def node_peer(a: argparse.Namespace, cls: str, protocol: str) -> bool:
+    """Whether a machine of the line is a rack served by the node peer (--rack-server node)."""
+    return a.rack_server == "node" and cls == "formation" and protocol == "opcua"
+
+
 def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="linegw-bench-"))
     db = tmp / "line.sqlite"
@@ -322,21 +337,32 @@ def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan:
                 # thousands of browse paths, creating the monitored items) in more than the default 5 s:
                 # the bare client waits 60 s, and so does the gateway here.
                 "opcua": ("opc.tcp://127.0.0.1:{}",
-                          f"{{publishing_interval_ms: {ms}, sampling_ms: {ms}, request_timeout_s: 60}}")}
-    eq = "\n".join(
-        f"  - id: {mid}\n    class: {cls}\n    protocol: {protocol}\n"
-        f"    endpoint: {settings[protocol][0].format(port)}\n"
-        + ("    counts: {channel: 512}\n" if cls == "formation" else "")
-        + f"    adapter: {settings[protocol][1]}\n    simulate: {{seed: {i}, time_scale: {a.time_scale:g}}}"
-        for i, (mid, cls, protocol, port) in enumerate(line_machines))
+                          f"{{publishing_interval_ms: {a.publishing_ms:g}, sampling_ms: {ms}, request_timeout_s: 60}}")}
+    peer_ports = [port for _, cls, protocol, port in line_machines if node_peer(a, cls, protocol)]
+
+    def entry(i: int, mid: str, cls: str, protocol: str, port: int) -> str:
+        head = f"  - id: {mid}\n    class: {cls}\n    protocol: {protocol}\n"
+        counts = f"    counts: {{channel: {CHANNELS}}}\n" if cls == "formation" else ""
+        adapter = f"    adapter: {settings[protocol][1]}\n"
+        if port in peer_ports:  # served by the node peer in its vendor's dialect, read through that mapping
+            return (head + f"    endpoint: opc.tcp://127.0.0.1:{port}{opcua_peer.RackServer.PATH}\n"
+                    f"    mapping: {opcua_peer.RACK_DIALECT}\n" + counts + adapter.rstrip("\n"))
+        return (head + f"    endpoint: {settings[protocol][0].format(port)}\n" + counts + adapter
+                + f"    simulate: {{seed: {i}, time_scale: {a.time_scale:g}}}")
+    eq = "\n".join(entry(i, *m) for i, m in enumerate(line_machines))
     line = tmp / "line.yaml"
     line.write_text(f"line: bench\napi: {{host: 127.0.0.1, port: {a.api_port}}}\n"
                     f"store: {{path: {db}, compress_in: {a.compress_in}}}\n"
                     f"acquisition: {{workers: {workers}}}\n"
                     f"equipment:\n{eq}\n")
     cmd = [sys.executable, "-m", "gateway.cli"]
-    sims = subprocess.Popen(cmd + ["simulate", str(line)], cwd=ROOT, stdout=subprocess.DEVNULL)
-    time.sleep(5)
+    servers = []  # the machines' processes: the node peer's racks, then the simulators (when any is simulated)
+    if peer_ports:
+        peer = opcua_peer.RackServer(peer_ports, CHANNELS, int(SCAN_S * 1000), tmp)
+        servers.append(peer.start())
+    if len(peer_ports) < len(line_machines):
+        servers.append(subprocess.Popen(cmd + ["simulate", str(line)], cwd=ROOT, stdout=subprocess.DEVNULL))
+        time.sleep(5)
     gw = subprocess.Popen(cmd + ["run", str(line)], cwd=ROOT, stdout=subprocess.DEVNULL)
     client = None
     try:
@@ -355,7 +381,7 @@ def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan:
         time.sleep(a.warmup)
         client.recording = True
         h0, c0, t0 = get_health(a.api_port), cpu_s(gw.pid), time.monotonic()
-        sim0 = cpu_s(sims.pid)
+        sim0 = sum(cpu_s(p.pid) for p in servers)
         profile: dict[str, Any] = {}
 
         def profile_now() -> None:  # the processes there at the window's start (the encoder once it runs)
@@ -380,7 +406,7 @@ def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan:
                            "cpu_s": round(cpu_s(gw.pid), 1)})
             last_written, last_t = h["store"]["written"], t
         h1, c1, t1 = get_health(a.api_port), cpu_s(gw.pid), time.monotonic()
-        sim1 = cpu_s(sims.pid)
+        sim1 = sum(cpu_s(p.pid) for p in servers)
         if a.profile_s:
             profiler.join()
             if "failed" in profile:
@@ -417,17 +443,19 @@ def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan:
         gw.send_signal(signal.SIGTERM)
         gw.wait(timeout=60)
     try:
-        ports = {p: ",".join(str(port) for _, _, protocol, port in line_machines if protocol == p)
-                 for p in ("modbus", "opcua")}
+        ports = {p: ",".join(str(port) for _, _, protocol, port in line_machines
+                             if protocol == p and port not in peer_ports) for p in ("modbus", "opcua")}
         proc = subprocess.run([sys.executable, __file__, "--bare", ports["modbus"], "--bare-opcua", ports["opcua"],
+                               "--bare-node", ",".join(map(str, peer_ports)), "--publishing-ms", str(a.publishing_ms),
                                "--seconds", str(a.bare_seconds)], cwd=ROOT, capture_output=True, text=True,
                               timeout=a.bare_seconds + 180 + 30 * len(line_machines))  # subscribed one at a time
         if proc.returncode != 0:
             raise RuntimeError(f"the bare baseline failed: {proc.stderr[-2000:]}")
         b = json.loads(proc.stdout.strip().splitlines()[-1])
     finally:
-        sims.send_signal(signal.SIGTERM)
-        sims.wait(timeout=60)
+        for server in servers:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=60)
     out["bare"] = {"values_per_s": round(b["values"] / b["seconds"]),
                    "cpu_us_per_value": round(1e6 * b["cpu_s"] / max(b["values"], 1), 2),
                    "modbus_values_per_s": round(b["modbus_values"] / b["seconds"]),
@@ -511,6 +539,13 @@ def main() -> None:
     ap.add_argument("--label", help="what the run is, for --add-to")
     ap.add_argument("--protocol", choices=["modbus", "opcua"], default="modbus",
                     help="how the racks are read: Modbus scans (default) or OPC UA subscriptions")
+    ap.add_argument("--rack-server", choices=["simulator", "node"], default="simulator",
+                    help="with --protocol opcua, what serves the racks: the simulators (asyncua, the spec's native "
+                         "profile) or node-opcua in a vendor's dialect (bench/opcua_peer.py), to load the gateway "
+                         "past what the simulators' process can send")
+    ap.add_argument("--publishing-ms", type=float, default=SCAN_S * 1000,
+                    help="the OPC UA subscriptions' publishing interval (default: the scan's); sampling stays at the "
+                         "scan's, or the spec's where a variable has its own")
     ap.add_argument("--coaters", type=int, default=0, help="coaters over OPC UA (the spec's native profile) beside "
                                                            "the racks: a mixed line")
     ap.add_argument("--winders", type=int, default=0, help="winders over OPC UA beside the racks")
@@ -519,20 +554,26 @@ def main() -> None:
                          "each run's window, by stage of the per-value path (bench/cpuprofile.py)")
     ap.add_argument("--bare", help=argparse.SUPPRESS)  # the baseline's child process: its Modbus racks' ports
     ap.add_argument("--bare-opcua", default="", help=argparse.SUPPRESS)  # ... and its OPC UA machines' ports
+    ap.add_argument("--bare-node", default="", help=argparse.SUPPRESS)  # ... and the node peer's racks' ports
     a = ap.parse_args()
     if a.bare is not None:
-        asyncio.run(bare([int(p) for p in a.bare.split(",") if p], [int(p) for p in a.bare_opcua.split(",") if p],
-                         a.seconds))
+        asyncio.run(bare(*([int(p) for p in ports.split(",") if p] for ports in (a.bare, a.bare_opcua, a.bare_node)),
+                         a.seconds, a.publishing_ms))
         return
+    if a.rack_server == "node" and a.protocol != "opcua":
+        ap.error("--rack-server node serves OPC UA racks: give --protocol opcua")
     mixed = bool(a.coaters or a.winders)
     # bench/report.py's row
     script = "line.py (mixed line)" if mixed else "line.py" if a.protocol == "modbus" else f"line.py --protocol {a.protocol}"
+    script += " --rack-server node" if a.rack_server == "node" else ""
     script += " (profiled)" if a.profile_s else ""  # results of their own: py-spy costs the gateway a little
     result: dict[str, Any] = {"script": script, "measured": today(), "configs": {},
                               "machine": machine(),
                               "seconds": a.seconds, "warmup_s": a.warmup, "scan_s": SCAN_S,
                               "compress_in": a.compress_in, "time_scale": a.time_scale, "workers": a.workers,
-                              "protocol": a.protocol, "coaters": a.coaters, "winders": a.winders}
+                              "protocol": a.protocol, "rack_server": a.rack_server,
+                              "publishing_ms": a.publishing_ms, "coaters": a.coaters,
+                              "winders": a.winders}
     per_scan = rack_requests()[1]  # values one rack's scan asks for
     others = "".join(f" + {n} {cls}s" for cls, n in (("coater", a.coaters), ("winder", a.winders)) if n)
     configs = {(f"{racks}{others}" if w == 0 else f"{racks}{others} ({w} acquisition workers)"): (racks, w)
