@@ -23,13 +23,16 @@ the README table.
 4. Bytes per value on disk after sealing, per class: a 512-channel formation
    rack (Modbus, every value every second, 10 minutes), a coater and a winder
    (OPC UA, changes only, an hour each), each sealed as one window; the chunks'
-   pages and the whole file's; and the sealing's CPU per value.
+   pages and the whole file's; and the sealing's CPU per value. Then as much
+   again, sealed the same way: the chunk bytes per value that second span adds
+   (the first span also carries a small store's fixed pages). `--only classes`
+   runs this part alone.
 5. History: a day of one variable at 10 Hz in 1-minute buckets (avg, min, max,
    last); the last hour of 512 channels' voltage, raw, one query per channel,
    as rows (`history`, a dict per sample) and as columns (`history_columns`).
    `--only history` runs this part alone and replaces it in the results file.
 
-Run: .venv/bin/python bench/store.py [--runs 3] [--racks 4] [--seconds 60] [--day-racks 1] [--dir DIR] [--only history]
+Run: .venv/bin/python bench/store.py [--runs 3] [--racks 4] [--seconds 60] [--day-racks 1] [--dir DIR] [--only history|classes]
 """
 
 from __future__ import annotations
@@ -169,22 +172,37 @@ async def bytes_per_class(tmp: Path, t0: float) -> dict[str, Any]:
     out = {}
     for cls, seconds in (("formation", RACK_WINDOW_S), ("coater", 3600), ("winder", 3600)):
         path = tmp / f"class-{cls}.sqlite"
-        # Sealed in one window, as the compactor would seal it in operation (every seal_span_s).
+        # Sealed in one window, as the compactor would seal it in operation (every seal_span_s); then a second
+        # span, sealed the same way: what it adds is a span's cost once the store holds data (a short store's
+        # fixed pages, its indexes' first pages mostly empty, are spread over the first span's values only).
         async with SqliteStore(path, seal_after_s=0, seal_span_s=0, seal_rows=10**8, compact_check_s=3600) as store:
-            n = 0
-            for lst in scans(cls, t0, seconds):
+            n, spans = 0, []
+            for lst in scans(cls, t0, 2 * seconds):
+                if lst and lst[0].gateway_ts >= t0 + seconds and not spans:
+                    spans.append(await _seal(store, path, n))
                 n += len(lst)
                 await store.write_samples_async(lst)
-            await store.flush()
-            c0 = time.process_time()
-            await store.compact()
-            compact_cpu = time.process_time() - c0
+            spans.append(await _seal(store, path, n))
             st = store.stats()
-        out[cls] = {"values": n, "seconds": seconds, "series": st["series"], "sealed": st["sealed_samples"],
-                    "compaction_us_per_value": compact_cpu / n * 1e6,
-                    "chunk_bytes_per_value": used_bytes(path, "chunks") / n,
-                    "file_bytes_per_value": used_bytes(path) / n}
+        first, both = spans
+        out[cls] = {"values": first["values"], "seconds": seconds, "series": st["series"],
+                    "sealed": first["values"],
+                    "compaction_us_per_value": first["compact_cpu_s"] / first["values"] * 1e6,
+                    "chunk_bytes_per_value": first["chunk_bytes"] / first["values"],
+                    "file_bytes_per_value": first["file_bytes"] / first["values"],
+                    # the second span: the chunk bytes it added over the values it added
+                    "next_span_chunk_bytes_per_value": (both["chunk_bytes"] - first["chunk_bytes"])
+                    / (both["values"] - first["values"])}
     return out
+
+
+async def _seal(store: SqliteStore, path: Path, values: int) -> dict[str, Any]:
+    """Everything written so far sealed; the chunks' and the file's bytes then (through a reader of the WAL)."""
+    await store.flush()
+    c0 = time.process_time()
+    await store.compact()
+    return {"values": values, "compact_cpu_s": time.process_time() - c0, "chunk_bytes": used_bytes(path, "chunks"),
+            "file_bytes": used_bytes(path)}
 
 
 async def history_queries(path: Path, runs: int) -> dict[str, Any]:
@@ -256,10 +274,14 @@ async def main() -> None:
     ap.add_argument("--day-racks", type=int, default=1, help="racks in the simulated day of step 3")
     ap.add_argument("--dir", type=Path, default=None, help="where to put the databases (default: a temp dir)")
     ap.add_argument("--out", type=Path, default=RESULTS / "store.json")
-    ap.add_argument("--only", choices=["history"], help="run the history queries alone; the rest of --out is kept")
+    ap.add_argument("--only", choices=["history", "classes"],
+                    help="run the history queries (5.) or the bytes per class (4.) alone; the rest of --out is kept")
     args = ap.parse_args()
-    if args.only:
+    if args.only == "history":
         await history_alone(args)
+        return
+    if args.only == "classes":
+        await classes_alone(args)
         return
     t0 = time.time() - 3600
     print(f"generating {args.seconds} s of {args.racks} racks' scans from the formation simulator ...", flush=True)
@@ -291,11 +313,8 @@ async def main() -> None:
             grown.append(await line_write(day_path, data, paced=True))
             print(f"run {run + 1} on the day: {grown[-1]['cpu_us_per_value']:.2f} us CPU/value", flush=True)
         print("bytes per value per class ...", flush=True)
-        classes = await bytes_per_class(tmp, t0)
-        for cls, c in classes.items():
-            print(f"  {cls}: {c['chunk_bytes_per_value']:.2f} bytes/value in chunks, {c['file_bytes_per_value']:.2f} "
-                  f"in the whole file ({c['values']:,} values, {c['series']} series); sealing "
-                  f"{c['compaction_us_per_value']:.2f} us CPU/value", flush=True)
+        classes = await bytes_per_class(tmp, t0 - 7200)  # two spans, ending an hour ago
+        print_classes(classes)
         print("history queries ...", flush=True)
         hist = await history_queries(tmp / "history.sqlite", max(args.runs, 5))
     result.update({
@@ -332,6 +351,28 @@ async def history_alone(args: argparse.Namespace) -> None:
     print_history(hist)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"history results in {args.out}")
+
+
+async def classes_alone(args: argparse.Namespace) -> None:
+    """Step 4 alone, its figures put in place of the results file's own (with when they were taken)."""
+    result = json.loads(args.out.read_text())
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        classes = await bytes_per_class(Path(tmp), time.time() - 3 * 3600)
+    classes_when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    result["bytes_per_value"] = classes
+    result["bytes_per_value_when"] = classes_when
+    e = result["line_write_paced"]["cpu_us_per_value"]["median"]
+    result["write_and_seal_cpu_us_per_value"] = e + classes["formation"]["compaction_us_per_value"]
+    print_classes(classes)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"bytes per class in {args.out}")
+
+
+def print_classes(classes: dict[str, Any]) -> None:
+    for cls, c in classes.items():
+        print(f"  {cls}: {c['chunk_bytes_per_value']:.2f} bytes/value in chunks ({c['next_span_chunk_bytes_per_value']:.2f} "
+              f"for a second span), {c['file_bytes_per_value']:.2f} in the whole file ({c['values']:,} values, "
+              f"{c['series']} series); sealing {c['compaction_us_per_value']:.2f} us CPU/value", flush=True)
 
 
 def print_history(h: dict[str, Any]) -> None:
