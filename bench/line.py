@@ -355,11 +355,22 @@ def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan:
                     f"store: {{path: {db}, compress_in: {a.compress_in}}}\n"
                     f"acquisition: {{workers: {workers}}}\n"
                     f"equipment:\n{eq}\n")
+    servers: list[subprocess.Popen[bytes]] = []  # the machines' processes: the node peer's, the simulators'
+    try:
+        return measured(racks, workers, a, run, per_scan, tmp, line, line_machines, peer_ports, servers)
+    finally:
+        for server in servers:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=60)
+
+
+def measured(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan: int, tmp: Path, line: Path,
+             line_machines: list[tuple[str, str, str, int]], peer_ports: list[int],
+             servers: list[subprocess.Popen[bytes]]) -> dict[str, Any]:
+    """One run of a line file: its machines served (into `servers`), the gateway measured, then the baseline."""
     cmd = [sys.executable, "-m", "gateway.cli"]
-    servers = []  # the machines' processes: the node peer's racks, then the simulators (when any is simulated)
     if peer_ports:
-        peer = opcua_peer.RackServer(peer_ports, CHANNELS, int(SCAN_S * 1000), tmp)
-        servers.append(peer.start())
+        servers.append(opcua_peer.RackServer(peer_ports, CHANNELS, int(SCAN_S * 1000), tmp).start())
     if len(peer_ports) < len(line_machines):
         servers.append(subprocess.Popen(cmd + ["simulate", str(line)], cwd=ROOT, stdout=subprocess.DEVNULL))
         time.sleep(5)
@@ -442,20 +453,15 @@ def one_run(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan:
             client.stop.set()
         gw.send_signal(signal.SIGTERM)
         gw.wait(timeout=60)
-    try:
-        ports = {p: ",".join(str(port) for _, _, protocol, port in line_machines
-                             if protocol == p and port not in peer_ports) for p in ("modbus", "opcua")}
-        proc = subprocess.run([sys.executable, __file__, "--bare", ports["modbus"], "--bare-opcua", ports["opcua"],
-                               "--bare-node", ",".join(map(str, peer_ports)), "--publishing-ms", str(a.publishing_ms),
-                               "--seconds", str(a.bare_seconds)], cwd=ROOT, capture_output=True, text=True,
-                              timeout=a.bare_seconds + 180 + 30 * len(line_machines))  # subscribed one at a time
-        if proc.returncode != 0:
-            raise RuntimeError(f"the bare baseline failed: {proc.stderr[-2000:]}")
-        b = json.loads(proc.stdout.strip().splitlines()[-1])
-    finally:
-        for server in servers:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=60)
+    ports = {p: ",".join(str(port) for _, _, protocol, port in line_machines
+                         if protocol == p and port not in peer_ports) for p in ("modbus", "opcua")}
+    proc = subprocess.run([sys.executable, __file__, "--bare", ports["modbus"], "--bare-opcua", ports["opcua"],
+                           "--bare-node", ",".join(map(str, peer_ports)), "--publishing-ms", str(a.publishing_ms),
+                           "--seconds", str(a.bare_seconds)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=a.bare_seconds + 180 + 30 * len(line_machines))  # subscribed one at a time
+    if proc.returncode != 0:
+        raise RuntimeError(f"the bare baseline failed: {proc.stderr[-2000:]}")
+    b = json.loads(proc.stdout.strip().splitlines()[-1])
     out["bare"] = {"values_per_s": round(b["values"] / b["seconds"]),
                    "cpu_us_per_value": round(1e6 * b["cpu_s"] / max(b["values"], 1), 2),
                    "modbus_values_per_s": round(b["modbus_values"] / b["seconds"]),
@@ -557,8 +563,8 @@ def main() -> None:
     ap.add_argument("--bare-node", default="", help=argparse.SUPPRESS)  # ... and the node peer's racks' ports
     a = ap.parse_args()
     if a.bare is not None:
-        asyncio.run(bare(*([int(p) for p in ports.split(",") if p] for ports in (a.bare, a.bare_opcua, a.bare_node)),
-                         a.seconds, a.publishing_ms))
+        modbus, opcua, node = ([int(p) for p in ports.split(",") if p] for ports in (a.bare, a.bare_opcua, a.bare_node))
+        asyncio.run(bare(modbus, opcua, node, a.seconds, a.publishing_ms))
         return
     if a.rack_server == "node" and a.protocol != "opcua":
         ap.error("--rack-server node serves OPC UA racks: give --protocol opcua")
@@ -567,7 +573,8 @@ def main() -> None:
     script = "line.py (mixed line)" if mixed else "line.py" if a.protocol == "modbus" else f"line.py --protocol {a.protocol}"
     script += " --rack-server node" if a.rack_server == "node" else ""
     script += " (profiled)" if a.profile_s else ""  # results of their own: py-spy costs the gateway a little
-    result: dict[str, Any] = {"script": script, "measured": today(), "configs": {},
+    configs_out: dict[str, Any] = {}
+    result: dict[str, Any] = {"script": script, "measured": today(), "configs": configs_out,
                               "machine": machine(),
                               "seconds": a.seconds, "warmup_s": a.warmup, "scan_s": SCAN_S,
                               "compress_in": a.compress_in, "time_scale": a.time_scale, "workers": a.workers,
@@ -583,12 +590,13 @@ def main() -> None:
         for name, (racks, w) in configs.items():
             runs[name].append(one_run(racks, w, a, i + 1, per_scan))
     for name, (racks, w) in configs.items():
-        result["configs"][name] = {"racks": racks, "workers": w, "coaters": a.coaters, "winders": a.winders,
+        configs_out[name] = {"racks": racks, "workers": w, "coaters": a.coaters, "winders": a.winders,
                                    "runs": runs[name], "summary": summary(runs[name])}
     if a.out:
         a.out.write_text(json.dumps(result, indent=1))
     if a.add_to:
-        kept = json.loads(a.add_to.read_text()) if a.add_to.exists() else {"script": "line_sealing", "runs": {}}
+        kept: dict[str, Any] = (json.loads(a.add_to.read_text()) if a.add_to.exists()
+                                 else {"script": "line_sealing", "runs": {}})
         kept["runs"][a.label or f"{'+'.join(map(str, a.racks))} racks"] = result
         a.add_to.write_text(json.dumps(kept, indent=1) + "\n")
     if a.chart:

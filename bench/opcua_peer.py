@@ -1,12 +1,13 @@
 """Formation racks over OPC UA from a server on another stack (node-opcua, bench/node/rack_server.js).
 
 The simulators' asyncua servers saturate their process near 6,000 notifications/s on this kind of machine, so
-they cannot show where the gateway's own OPC UA ceiling is. node-opcua serves 20,000 a second at about 0.6 of a
-core. The racks speak a shipped vendor dialect (RACK_DIALECT, the gateway reads them through that mapping): the
+they cannot show where the gateway's own OPC UA ceiling is. node-opcua serves 20,000 a second at a quarter to a half
+of a core (reporting by exception, see rack_server.js). The racks speak a shipped vendor dialect (RACK_DIALECT, the gateway reads them through that mapping): the
 nodes, their builtin types and first values are the simulator's own (simulators/servers/dialect.py's projections
 of a started rack), written to a JSON description the node server builds its address space from. What changes
-each update: every channel's voltage, current, capacity and temperature (a small walk, rounded as the machine
-rounds) and the heartbeat; the rest holds its value, as a rack in the middle of a tray does.
+once a second (a tenth of the nodes every tenth of a second): every channel's voltage, current, capacity and
+temperature (a small walk, rounded as the machine rounds) and the heartbeat; the rest holds its value, as a rack in
+the middle of a tray does.
 
 `npm ci` installs the pinned node-opcua-server into bench/node/node_modules on first use.
 """
@@ -89,9 +90,9 @@ def rack_space(channels: int) -> dict[str, Any]:
 
 def read_nodes(channels: int) -> list[str]:
     """The string node ids of what the gateway subscribes to through the mapping (its plan's read points)."""
-    from gateway.config import vendor_path
     from gateway.mapping.compile import load_mapping, mapped_plan
     from interface_spec import load_spec
+    from interface_spec.vendor import vendor_path
 
     spec = load_spec()
     plan = mapped_plan(spec, "rack", load_mapping(str(vendor_path(RACK_DIALECT)), spec), {"channel": channels})
@@ -114,20 +115,26 @@ class RackServer:
         self.description = workdir / "racks.json"
         self.description.write_text(json.dumps({"update_ms": update_ms, "racks": [
             {"port": port, "path": self.PATH, **self.space} for port in ports]}))
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout_s: float = 120.0) -> subprocess.Popen[str]:
-        self.proc = subprocess.Popen([self.node, str(NODE_DIR / "rack_server.js"), str(self.description)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    def start(self, timeout_s: float = 120.0) -> subprocess.Popen[bytes]:
+        """The node process, once every rack listens; its output goes to a log beside the description (a pipe
+        nobody read would stop it once full)."""
+        log_path = self.description.with_suffix(".log")
+        with open(log_path, "wb") as log:
+            self.proc = subprocess.Popen([self.node, str(NODE_DIR / "rack_server.js"), str(self.description)],
+                                         stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
-        assert self.proc.stdout is not None
         while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if line.startswith("ready"):
+            said = log_path.read_text(errors="replace")
+            if any(line.startswith("ready") for line in said.splitlines()):
                 return self.proc
-            if not line and self.proc.poll() is not None:
-                raise RuntimeError(f"the node rack server ended: {self.proc.stderr.read()[-2000:] if self.proc.stderr else ''}")
-        raise RuntimeError(f"the node rack server was not ready within {timeout_s:.0f} s")
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the node rack server ended (exit code {self.proc.returncode}): {said[-2000:]}")
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"the node rack server was not ready within {timeout_s:.0f} s: "
+                           f"{log_path.read_text(errors='replace')[-2000:]}")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -47,8 +47,11 @@ def store(r: dict[str, Any]) -> tuple[str, str]:
         f"on a day's store ({day['values'] / 1e6:,.0f} M values, {day['file_bytes'] / 2**30:.1f} GiB): "
         f"{_mmm(grown['cpu_us_per_value'], '{:.1f}')} µs CPU/value, {r['cpu_per_value_day_vs_empty']:.2f}× the empty "
         f"store's; bytes/value in chunks: "
-        + ", ".join(f"{cls} {c['chunk_bytes_per_value']:.2f} (file {c['file_bytes_per_value']:.2f})"
+        + ", ".join(f"{cls} {c['chunk_bytes_per_value']:.2f} (file {c['file_bytes_per_value']:.2f}"
+                    + (f"; a second span {c['next_span_chunk_bytes_per_value']:.2f}"
+                       if "next_span_chunk_bytes_per_value" in c else "") + ")"
                     for cls, c in b.items())
+        + (f" (measured {r['bytes_per_value_when'][:10]} alone)" if "bytes_per_value_when" in r else "")
         + f"; a day at 10 Hz in 1-min buckets {_mmm(h['day_10hz_1min_buckets_ms'])} ms; "
         f"last hour of 512 channels raw: as columns {_mmm(h['hour_512_channels_columns_ms'])} ms, as rows "
         f"{_mmm(h['hour_512_channels_raw_ms'])} ms, in 1-min buckets {_mmm(h['hour_512_channels_1min_buckets_ms'])} ms"
@@ -64,18 +67,28 @@ def _racks(name: str, cfg: dict[str, Any], unit: str = " racks") -> str:
     return f"{cfg.get('racks', name)}{unit}{others}" + (f" ({workers} acquisition workers)" if workers else "")
 
 
+def _publishing(r: dict[str, Any]) -> str:
+    """The OPC UA subscriptions' publishing interval of a bench/line.py result (1 s before it was a setting)."""
+    ms = r.get("publishing_ms", 1000.0)
+    return f"{ms / 1000:g} s" if ms >= 1000 else f"{ms:g} ms"
+
+
 def line(r: dict[str, Any]) -> tuple[str, str]:
     n = len(next(iter(r["configs"].values()))["runs"])
     opcua = r.get("protocol") == "opcua"
-    over, bare = ("OPC UA (subscriptions, 1 s publishing and sampling)", "plain asyncua subscribed to the same "
-                  "variables") if opcua else (f"Modbus at a {r['scan_s']:g} s scan", "plain pymodbus reading the same "
-                                              "requests")
+    over, bare = (f"OPC UA (subscriptions, {_publishing(r)} publishing, 1 s sampling)", "plain asyncua subscribed to the "
+                  "same variables") if opcua else (f"Modbus at a {r['scan_s']:g} s scan", "plain pymodbus reading the same "
+                                                   "requests")
+    served = "`linegw simulate` (machines in their own process)"
+    if r.get("rack_server") == "node":
+        served = "node-opcua serving the racks in a vendor's dialect (bench/opcua_peer.py, a process of its own)"
+        over += ", read through the dialect's shipped mapping"
     others = " and ".join(f"{r[k]} {k}" for k in ("coaters", "winders") if r.get(k))
     if others:  # a mixed line: the racks' figures with the others' beside them
         over += (f", and {others} over OPC UA (subscriptions, 1 s publishing and sampling; what they offer is what "
                  f"plain asyncua got from them)")
         bare = f"{bare} and plain asyncua subscribed to the others"
-    what = (f"the whole gateway: `linegw simulate` (machines in their own process) and `linegw run` on the embedded store, "
+    what = (f"the whole gateway: {served} and `linegw run` on the embedded store, "
             f"N formation racks × 512 channels over {over}, {r['seconds']:g} s after a "
             f"{r['warmup_s']:g} s warm-up; values/s stored, {'adapter queue drops' if opcua else 'scan overruns'}, "
             f"gateway CPU per value against {bare} into nothing, RSS and its growth, bytes on disk per value "
@@ -152,6 +165,7 @@ def features(r: dict[str, Any]) -> tuple[str, str]:
 FORMATTERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
     "oee.py": oee, "features.py": features,
     "store.py": store, "line.py": line, "line.py --protocol opcua": line, "line.py (mixed line)": line,
+    "line.py --protocol opcua --rack-server node": line,
     "modbus_scan.py": modbus_scan,
     "opcua_notifications.py": opcua_notifications}
 
@@ -245,10 +259,11 @@ def line_block(r: dict[str, Any]) -> str:
             + (f" {s['connect_s']['median']:.0f} s | {statistics.median(run['simulators_cpu_pct'] for run in cfg['runs']):.0f} % |"
                if opcua else ""))
     n = len(next(iter(r["configs"].values()))["runs"])
-    once = " once every rack was subscribed and" if opcua else ""
+    once = f" once every rack was subscribed ({_publishing(r)} publishing) and" if opcua else ""
+    clock = ("racks served by node-opcua" if r.get("rack_server") == "node"
+             else f"racks' clock at {r.get('time_scale', 600):g}× real time")
     return ("\n".join(rows) + f"\n\n{f'Medians of {n} runs' if n > 1 else 'One run'} of {r['seconds']:g} s,{once} after a {r['warmup_s']:g} s warm-up, "
-            f"racks' clock at {r.get('time_scale', 600):g}× real time, measured {r['measured']}, "
-            f"{r['machine']['cpus']} cores.\n")
+            f"{clock}, measured {r['measured']}, {r['machine']['cpus']} cores.\n")
 
 
 def _last_minutes(series: list[dict[str, Any]], minutes: float) -> str:
@@ -270,8 +285,13 @@ def line_sealing(r: dict[str, Any]) -> str:
         after = "none sealed" if not first else (
             f"{series[-1]['overruns'] - series[first - 1]['overruns']:,} in "
             f"{series[-1]['scans'] - series[first - 1]['scans']:,} (from minute {series[first]['t_s'] / 60:.0f})")
-        rows.append(f"| {label} | {res.get('time_scale', 600):g}× | {run['asked_values_per_s']:,} | {run['values_per_s']:,} | "
-                    f"{run['overruns']:,} in {run['scans']:,} scans | {after} | {run['sealed_samples'] / 1e6:,.0f} M | "
+        missed = f"{run['overruns']:,} in {run['scans']:,} scans"
+        clock = f"{res.get('time_scale', 600):g}×"
+        if res.get("protocol") == "opcua":  # subscriptions: no scans; what the adapters' queues could not hold
+            missed, after = f"no scans; {run['adapter_overflow']:,} readings dropped", "–"
+            clock = "–" if res.get("rack_server") == "node" else clock
+        rows.append(f"| {label} | {clock} | {run['asked_values_per_s']:,} | {run['values_per_s']:,} | "
+                    f"{missed} | {after} | {run['sealed_samples'] / 1e6:,.0f} M | "
                     f"{run['cpu_us_per_value']:.1f} µs | {run['latency_ms']['p99']:,.0f} ms | "
                     f"{series[0]['rss_mb']:,.0f} → {series[-1]['rss_mb']:,.0f} MB | {_last_minutes(series, 10)} |")
     return "\n".join(rows) + "\n"
@@ -306,6 +326,7 @@ def line_profile(r: dict[str, Any]) -> str:
 
 BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {"fault_matrix": fault_matrix, "soak": soak, "sigkill": sigkill,
                                                       "line": line_block, "line_opcua": line_block,
+                                                      "line_opcua_20k": line_block,
                                                       "line_mixed": line_block, "line_100k": line_block,
                                                       "line_sealing": line_sealing, "line_profile": line_profile}
 

@@ -28,7 +28,7 @@ MonitoredItem.prototype.__start_sampling = function (recordInitialValue) {
   return startSampling.call(this, recordInitialValue);
 };
 
-const INT_RANGE = { Int16: 2 ** 15, UInt16: 2 ** 16, Int32: 2 ** 31, UInt32: 2 ** 32 };
+const INT_MAX = { Int16: 2 ** 15 - 1, UInt16: 2 ** 16 - 1, Int32: 2 ** 31 - 1, UInt32: 2 ** 32 - 1 };
 
 async function serve(rack) {
   const server = new OPCUAServer({
@@ -83,9 +83,8 @@ async function serve(rack) {
 }
 
 function step(c, k, i) {
-  if (c.count) {
-    const range = INT_RANGE[c.typeName] || 2 ** 31;
-    c.value = c.value + 1 >= range / (c.typeName.startsWith("U") ? 1 : 2) ? 0 : c.value + 1;
+  if (c.count) {  // a counter: wraps to 0 past its type's largest value
+    c.value = c.value >= (INT_MAX[c.typeName] ?? INT_MAX.Int32) ? 0 : c.value + 1;
     return c.value;
   }
   // Up or down by one step, the direction from the update and the node: every update changes every node.

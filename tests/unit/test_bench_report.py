@@ -55,3 +55,34 @@ def test_a_profile_sample_goes_to_the_stage_of_its_innermost_named_frame():
     assert cp.stage_of([*root, "EpollSelector.select (selectors.py:468)"]) == "event loop: polling the sockets"
     assert cp.stage_of(root) == "API, health and the rest of the gateway"  # the root's cli.py frame, nothing closer
     assert cp.stage_of(["Thread.run (threading.py:982)"]) == cp.OTHER
+
+
+def test_a_long_run_over_opcua_says_it_has_no_scans():
+    r = report()
+    _, by_name = r.load_results()
+    sealing = by_name["line_sealing"]
+    label, modbus = next(iter(sealing["runs"].items()))
+    opcua = {**modbus, "protocol": "opcua", "rack_server": "node"}
+    ((name, cfg),) = modbus["configs"].items()
+    (run,) = cfg["runs"]
+    opcua["configs"] = {name: {**cfg, "runs": [{**run, "adapter_overflow": 3, "scans": 0, "overruns": 0}]}}
+    table = r.line_sealing({"runs": {label: modbus, "over OPC UA": opcua}})
+    modbus_row, opcua_row = table.splitlines()[2:4]
+    assert f"{run['overruns']:,} in {run['scans']:,} scans" in modbus_row
+    assert "| over OPC UA | – |" in opcua_row and "no scans; 3 readings dropped | – |" in opcua_row
+
+
+def test_the_node_peer_serves_every_node_the_gateway_reads_through_the_mapping():
+    spec = importlib.util.spec_from_file_location("bench_opcua_peer", ROOT / "bench" / "opcua_peer.py")
+    assert spec is not None and spec.loader is not None
+    peer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peer)
+    space = peer.rack_space(8)
+    served = {"/".join(space["root"] + [v["node"]]): v for v in space["variables"]}
+    read = peer.read_nodes(8)
+    assert len(read) > 8 * 4 and set(read) <= set(served)
+    # What changes each update: the channels' four measurements and the heartbeat, numbers the dialect's types hold.
+    changing = {node: v for node, v in served.items() if v["change"]}
+    assert peer.changes_per_update(space) == len(changing) == 8 * 4 + 1
+    assert {node.rsplit("/", 1)[-1] for node in changing} == {"U", "I_mA", "Q_mAh", "T", "Heartbeat"}
+    assert all(isinstance(v["value"], (int, float)) and v["value"] > 0 for v in changing.values())
