@@ -405,16 +405,22 @@ def measured(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan
         if a.profile_s:
             profiler.start()
         series = []
-        last_written, last_t = h0["store"]["written"], t0
+        last_written, last_t, seen = h0["store"]["written"], t0, 0
         while (now := time.monotonic()) < t0 + a.seconds:
             time.sleep(min(a.sample_s, t0 + a.seconds - now))
             h, t = get_health(a.api_port), time.monotonic()
             (o, n) = overruns(h)
             parts = rss_by_process(gw.pid)
+            window = client.latencies_ms[seen:]  # what the WebSocket client got since the last sample
+            seen += len(window)
             series.append({"t_s": round(t - t0, 1), "rss_mb": round(sum(parts.values()), 1), "rss_parts_mb": parts,
                            "values_per_s": round((h["store"]["written"] - last_written) / (t - last_t)),
                            "overruns": o, "scans": n, "sealed": h["store"].get("sealed_samples", 0),
-                           "cpu_s": round(cpu_s(gw.pid), 1)})
+                           "cpu_s": round(cpu_s(gw.pid), 1),
+                           # when latency rises: beside the sealing, the event loop's worst lag and the collector
+                           "latency_p99_ms": round(percentile(window, 0.99), 1) if window else None,
+                           "loop_lag_max_1m_ms": h.get("loop_lag", {}).get("max_1m_ms"), "gc": h.get("gc"),
+                           "store_queued": h["store"].get("queued"), "last_batch_ms": h["store"].get("last_batch_ms")})
             last_written, last_t = h["store"]["written"], t
         h1, c1, t1 = get_health(a.api_port), cpu_s(gw.pid), time.monotonic()
         sim1 = sum(cpu_s(p.pid) for p in servers)
