@@ -419,7 +419,7 @@ def measured(racks: int, workers: int, a: argparse.Namespace, run: int, per_scan
                            "cpu_s": round(cpu_s(gw.pid), 1),
                            # when latency rises: beside the sealing, the event loop's worst lag and the collector
                            "latency_p99_ms": round(percentile(window, 0.99), 1) if window else None,
-                           "loop_lag_max_1m_ms": h.get("loop_lag", {}).get("max_1m_ms"), "gc": h.get("gc"),
+                           "loop_lag_max_1m_ms": h["runtime"]["loop_lag"]["max_1m_ms"], "gc": h["runtime"]["gc"],
                            "store_queued": h["store"].get("queued"), "last_batch_ms": h["store"].get("last_batch_ms")})
             last_written, last_t = h["store"]["written"], t
         h1, c1, t1 = get_health(a.api_port), cpu_s(gw.pid), time.monotonic()
