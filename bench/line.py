@@ -220,10 +220,10 @@ async def bare(modbus_ports: list[int], opcua_ports: list[int], node_ports: list
     scan = rack_requests()  # before the window: planning a rack's requests is no part of reading it
     stop = asyncio.Event()
     async with asyncio.TaskGroup() as tg:
-        for ports, node_peer in ((opcua_ports, False), (node_ports, True)):
+        for ports, peer in ((opcua_ports, False), (node_ports, True)):
             if ports:
                 subscribed = asyncio.Event()
-                tg.create_task(_subscribe_opcua(ports, values, subscribed, stop, publishing_ms, node_peer))
+                tg.create_task(_subscribe_opcua(ports, values, subscribed, stop, publishing_ms, peer))
                 await subscribed.wait()
         if opcua_ports or node_ports:
             await asyncio.sleep(5)  # the initial values of every item are past
@@ -260,14 +260,14 @@ async def _scan_rack(port: int, scan: tuple[list[tuple[int, int]], int], stop_at
 
 
 async def _subscribe_opcua(ports: list[int], values: dict[str, int], subscribed: asyncio.Event,
-                           stop: asyncio.Event, publishing_ms: float, node_peer: bool = False) -> None:
+                           stop: asyncio.Event, publishing_ms: float, peer: bool = False) -> None:
     from asyncua import Client, ua
 
     from interface_spec import load_spec
 
     folder = load_spec().core.opcua.machines_folder
-    node_ids = opcua_peer.read_nodes(CHANNELS) if node_peer else None
-    peer_namespace = opcua_peer.rack_space(1)["namespace"] if node_peer else ""
+    node_ids = opcua_peer.read_nodes(CHANNELS) if peer else None
+    peer_namespace = opcua_peer.namespace() if peer else ""
     pending = [len(ports)]
 
     async def machine_variables(client: Any) -> list[Any]:
@@ -290,7 +290,7 @@ async def _subscribe_opcua(ports: list[int], values: dict[str, int], subscribed:
     one_at_a_time = asyncio.Lock()  # the servers share a process: subscribing all at once timed them out
 
     async def one(port: int) -> None:
-        url = f"opc.tcp://127.0.0.1:{port}" + (opcua_peer.RackServer.PATH if node_peer else "")
+        url = f"opc.tcp://127.0.0.1:{port}" + (opcua_peer.RackServer.PATH if peer else "")
         client = Client(url, timeout=60, watchdog_intervall=10.0)
         async with one_at_a_time:
             await client.connect()

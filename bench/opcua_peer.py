@@ -88,14 +88,28 @@ def rack_space(channels: int) -> dict[str, Any]:
             "variables": variables, "methods": list(d.commands.methods.values())}
 
 
-def read_nodes(channels: int) -> list[str]:
-    """The string node ids of what the gateway subscribes to through the mapping (its plan's read points)."""
-    from gateway.mapping.compile import load_mapping, mapped_plan
+def _mapping() -> tuple[Any, Any]:
+    """(spec, the rack dialect's mapping) as the gateway loads them."""
+    from gateway.mapping.compile import load_mapping
     from interface_spec import load_spec
     from interface_spec.vendor import vendor_path
 
     spec = load_spec()
-    plan = mapped_plan(spec, "rack", load_mapping(str(vendor_path(RACK_DIALECT)), spec), {"channel": channels})
+    return spec, load_mapping(str(vendor_path(RACK_DIALECT)), spec)
+
+
+def namespace() -> str:
+    """The racks' namespace URI, as the mapping names it."""
+    uri: str = _mapping()[1].opcua.namespace_uri
+    return uri
+
+
+def read_nodes(channels: int) -> list[str]:
+    """The string node ids of what the gateway subscribes to through the mapping (its plan's read points)."""
+    from gateway.mapping.compile import mapped_plan
+
+    spec, mapping = _mapping()
+    plan = mapped_plan(spec, "rack", mapping, {"channel": channels})
     paths = {p.options["browse_path"] for p in plan.points if "browse_path" in p.options and p.options.get("scan", True)}
     return sorted(path.removeprefix("/Objects/") for path in paths)
 

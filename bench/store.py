@@ -330,7 +330,7 @@ async def main() -> None:
     })
     e, g = result["line_write_paced"]["cpu_us_per_value"]["median"], result["line_write_on_a_day"]["cpu_us_per_value"]["median"]
     result["cpu_per_value_day_vs_empty"] = g / e
-    result["write_and_seal_cpu_us_per_value"] = e + classes["formation"]["compaction_us_per_value"]
+    add_write_and_seal(result)
     print(f"CPU per value on a day's store / on an empty one: {g / e:.2f}")
     print_history(hist)
     result["load_average_at_end"] = os.getloadavg()
@@ -358,14 +358,18 @@ async def classes_alone(args: argparse.Namespace) -> None:
     result = json.loads(args.out.read_text())
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         classes = await bytes_per_class(Path(tmp), time.time() - 3 * 3600)
-    classes_when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     result["bytes_per_value"] = classes
-    result["bytes_per_value_when"] = classes_when
-    e = result["line_write_paced"]["cpu_us_per_value"]["median"]
-    result["write_and_seal_cpu_us_per_value"] = e + classes["formation"]["compaction_us_per_value"]
+    result["bytes_per_value_when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    add_write_and_seal(result)
     print_classes(classes)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"bytes per class in {args.out}")
+
+
+def add_write_and_seal(result: dict[str, Any]) -> None:
+    """A value's whole store CPU: the paced write's median, plus sealing a formation rack's window."""
+    result["write_and_seal_cpu_us_per_value"] = (result["line_write_paced"]["cpu_us_per_value"]["median"]
+                                                 + result["bytes_per_value"]["formation"]["compaction_us_per_value"])
 
 
 def print_classes(classes: dict[str, Any]) -> None:
